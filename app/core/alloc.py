@@ -1,0 +1,413 @@
+"""Allocation (spec §6.5, §7.1–7.3, §13.1): the selectors ``vm_page_select_free``,
+``vm_page_select_cache`` and ``vm_page_select_free_or_cache``, ``vm_page_alloc``,
+``vm_page_grab``, ``vm_page_alloczwq`` / ``vm_page_freezwq`` and ``vm_wait``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .constants import (
+    CNT_CACHE,
+    CNT_FREE,
+    PBUSY_LOCKED,
+    PBUSY_MASK,
+    PBUSY_WANTED,
+    PG_FICTITIOUS,
+    PG_MAPPED,
+    PG_NEED_COMMIT,
+    PG_UNQUEUED,
+    PG_WRITEABLE,
+    PQ_CACHE,
+    PQ_FREE,
+    PQ_L2_SIZE,
+    VM_ALLOC_CLASS_MASK,
+    VM_ALLOC_CPU_SHIFT,
+    VM_ALLOC_CPU_SPEC,
+    VM_ALLOC_FORCE_ZERO,
+    VM_ALLOC_INTERRUPT,
+    VM_ALLOC_NORMAL,
+    VM_ALLOC_NULL_OK,
+    VM_ALLOC_RETRY,
+    VM_ALLOC_SYSTEM,
+    VM_ALLOC_ZERO,
+    VM_PAGE_BITS_ALL,
+)
+from .errors import InvalidArgument, KernelPanic, WouldSleep
+from .objects import VmObject
+from .pageops import PageOps
+from .vmstats import vm_paging_min, vm_paging_min_nice
+
+_RECYCLE_BLOCKERS = PG_NEED_COMMIT | PG_MAPPED
+
+
+class AllocOps(PageOps):
+    # ------------------------------------------------------------ selectors (§6.5)
+    def _select_fail_deactivate(self, i: int) -> None:
+        """A page another thread had busied: deactivate it (it was already removed)."""
+        self._deactivate_locked(i, False)
+
+    def _check_selected_free(self, i: int) -> None:
+        pg = self.pg
+        if pg.flags[i] & (PG_UNQUEUED | PG_NEED_COMMIT) or pg.hold[i] or pg.wire[i]:
+            raise KernelPanic(
+                "vm_page_select_free",
+                f"free page {self.pfn_of(i):#x} is UNQUEUED/NEED_COMMIT, held or wired",
+            )
+
+    def vm_page_select_free(self, color: int) -> int:
+        """``vm_page_select_free(color)``: a hard-busied free page taken off its queue, or
+        -1.  A free page somebody else busied is deactivated and the search repeats."""
+        while True:
+            i = self._list_find(PQ_FREE, color)
+            if i < 0:
+                return -1
+            if not self.pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK):
+                self._check_selected_free(i)
+            self._rem_queue(i)
+            if self.vm_page_busy_try(i, True):
+                self._select_fail_deactivate(i)
+                continue
+            self.pagedaemon_wakeup()
+            return i
+
+    def _recyclable(self, i: int) -> bool:
+        pg = self.pg
+        return (
+            not pg.flags[i] & _RECYCLE_BLOCKERS
+            and pg.hold[i] == 0
+            and pg.wire[i] == 0
+            and (pg.dirty[i] & pg.valid[i]) == 0
+        )
+
+    def vm_page_select_cache(self, color: int) -> int:
+        """``vm_page_select_cache(color)``: a recyclable, hard-busied cache page taken off
+        its queue, or -1; unrecyclable ones are deactivated on the way."""
+        while True:
+            i = self._list_find(PQ_CACHE, color)
+            if i < 0:
+                return -1
+            self._rem_queue(i)
+            if self.vm_page_busy_try(i, True):
+                self._select_fail_deactivate(i)
+                continue
+            if self._recyclable(i):
+                self.pagedaemon_wakeup()
+                return i
+            self._deactivate_locked(i, False)
+            self._clear_busy(i)
+
+    def vm_page_select_free_or_cache(self, color: int) -> tuple[int, bool]:
+        """``vm_page_select_free_or_cache(color, &fromcache)``."""
+        pg = self.pg
+        while True:
+            i = self._list_find2(color)
+            if i < 0:
+                return -1, False
+            if self.vm_page_busy_try(i, True):
+                self._rem_queue(i)
+                self._select_fail_deactivate(i)
+                continue
+            if pg.queue[i] - pg.pc[i] == PQ_FREE:
+                if pg.flags[i] & (PG_UNQUEUED | PG_NEED_COMMIT) or pg.hold[i] or pg.wire[i]:
+                    pg.busy[i] &= ~PBUSY_LOCKED  # undo, then panic as the KASSERT would
+                    self._check_selected_free(i)
+                self._rem_queue(i)
+                self.pagedaemon_wakeup()
+                return i, False
+            self._rem_queue(i)
+            if self._recyclable(i):
+                self.pagedaemon_wakeup()
+                return i, True
+            self._deactivate_locked(i, False)
+            self._clear_busy(i)
+
+    # ------------------------------------------------------------ vm_page_alloc (§7.1)
+    def _check_alloc_flags(self, page_req: int, function: str) -> int:
+        if not page_req & VM_ALLOC_CLASS_MASK:
+            raise KernelPanic(
+                function,
+                "page_req needs one of VM_ALLOC_NORMAL, VM_ALLOC_QUICK, VM_ALLOC_INTERRUPT "
+                "or VM_ALLOC_SYSTEM",
+            )
+        if page_req & VM_ALLOC_CPU_SPEC:
+            cpuid = page_req >> VM_ALLOC_CPU_SHIFT
+            if cpuid >= self.ncpus:
+                raise InvalidArgument(
+                    f"VM_ALLOC_CPU({cpuid}) names a CPU this machine does not have "
+                    f"(it has {self.ncpus})"
+                )
+            return cpuid
+        return self.cpu.cpuid
+
+    def vm_page_alloc(self, obj: VmObject | None, pindex: int, page_req: int) -> int:
+        """``vm_page_alloc(object, pindex, page_req)``: a page, hard-busied, on no queue,
+        ``flags``/``act_count``/``valid``/``dirty`` zero, inserted into ``object`` at
+        ``pindex`` — or -1 (NULL).  Free-count gates per class (spec §7.1): all classes
+        pass when ``free >= v_free_reserved``; INTERRUPT also when ``free > 0``; SYSTEM
+        also when ``cache == 0 and free > v_interrupt_free_min``; otherwise only NORMAL,
+        and only by recycling cache pages.  VM_ALLOC_ZERO is ignored here."""
+        cpuid = self._check_alloc_flags(page_req, "vm_page_alloc")
+        if obj is not None and pindex in obj.pages and not page_req & VM_ALLOC_NULL_OK:
+            raise KernelPanic(
+                "vm_page_alloc",
+                f"PAGE RACE {obj.id}/{pindex:#x}: the object already has a page at this "
+                "pindex and VM_ALLOC_NULL_OK is not set",
+            )
+        color = self.vm_get_pg_color(cpuid, obj, pindex)
+        if self.curthread_systhread:
+            page_req |= VM_ALLOC_SYSTEM
+        trace = self.trace
+        explain: dict[str, Any] | None = None
+        if trace is not None:
+            explain = {"event": "alloc", "color": color, "recycled_cache": [], "rollups": 0}
+            trace.probes = []
+        pg = self.pg
+        rolled_up = False
+        i = -1
+        while True:
+            gd = self.gd
+            c = gd.cnt
+            free = c[CNT_FREE]
+            if (
+                free >= gd.v_free_reserved
+                or (page_req & VM_ALLOC_INTERRUPT and free > 0)
+                or (
+                    page_req & VM_ALLOC_SYSTEM
+                    and c[CNT_CACHE] == 0
+                    and free > gd.v_interrupt_free_min
+                )
+            ):
+                if page_req & VM_ALLOC_NORMAL:
+                    i, fromcache = self.vm_page_select_free_or_cache(color)
+                    if i >= 0 and fromcache:
+                        self._recycle_cache_page(i, explain)
+                        continue
+                else:
+                    i = self.vm_page_select_free(color)
+            elif page_req & VM_ALLOC_NORMAL:
+                i = self.vm_page_select_cache(color)
+                if i >= 0:
+                    self._recycle_cache_page(i, explain)
+                    continue
+                return self._alloc_failed(explain, "below v_free_reserved and no recyclable cache page")
+            else:
+                return self._alloc_failed(
+                    explain,
+                    f"free count {free} is below v_free_reserved ({gd.v_free_reserved}) "
+                    "and this request class may not dig deeper",
+                )
+            if i < 0:
+                if rolled_up:
+                    # Counters still say "free pages exist" but every queue is empty: the
+                    # kernel would spin here forever.
+                    raise WouldSleep(
+                        "vm_page_alloc",
+                        "cpu",
+                        "the counters allow an allocation but every free queue is empty; "
+                        "the kernel would spin in this loop forever",
+                    )
+                self.vmstats_rollup()
+                rolled_up = True
+                if explain is not None:
+                    explain["rollups"] += 1
+                continue
+            break
+        # success: i is hard-busied and on PQ_NONE
+        if explain is not None and trace is not None:
+            explain["found_queue"] = trace.first_queue.get(i, 0)
+            explain["probes"] = trace.probes
+            trace.probes = None
+        pg.flags[i] = 0
+        pg.act[i] = 0
+        pg.valid[i] = 0
+        if obj is not None:
+            if not self.vm_page_insert(i, obj, pindex):
+                self.vm_page_free_toq(i)  # collision with NULL_OK (checked above)
+                i = -1
+                if explain is not None:
+                    explain["why_null"] = "the object already has a page at pindex (NULL_OK)"
+        else:
+            pg.pindex[i] = pindex
+        self.pagedaemon_wakeup()
+        if explain is not None and trace is not None:
+            explain["result"] = self.pfn_of(i) if i >= 0 else None
+            trace.events.append(explain)
+        return i
+
+    def _recycle_cache_page(self, i: int, explain: dict[str, Any] | None) -> None:
+        """``found_cache`` in ``vm_page_alloc``: free the recyclable cache page (the
+        object lock is always available in the simulator) and retry."""
+        if self.pg.dirty[i]:
+            raise KernelPanic("vm_page_alloc", "cache page is dirty")
+        if explain is not None:
+            explain["recycled_cache"].append(self.pfn_of(i))
+        if self.pg.flags[i] & (PG_MAPPED | PG_WRITEABLE):
+            self.vm_page_protect_none(i)
+        self.vm_page_free_toq(i)
+
+    def _alloc_failed(self, explain: dict[str, Any] | None, why: str) -> int:
+        self.vm_pageout_deficit += 1
+        self.pagedaemon_wakeup()
+        trace = self.trace
+        if explain is not None and trace is not None:
+            explain["result"] = None
+            explain["why_null"] = why
+            explain["probes"] = trace.probes
+            trace.probes = None
+            trace.events.append(explain)
+        return -1
+
+    # ------------------------------------------------------------ vm_wait (§13.1)
+    def vm_wait(self, timo: int) -> None:
+        """``vm_wait(timo)``: if below the nice-shifted minimum, poke the pagedaemon, count
+        a waiter and sleep once on ``&vmstats.v_free_count`` for ``timo`` ticks (``hz``
+        when 0).  Core engine I has no other threads, so nothing can wake the sleeper
+        early: the sleep times out — simulated time advances by ``timo`` ticks with a
+        hardclock rollup."""
+        if timo == 0:
+            timo = self.hz
+        if vm_paging_min_nice(self.gd, self.vmstats, self.curthread_nice + 1):
+            if self.vm_pages_needed <= 1:
+                self.vm_pages_needed += 1
+                self.wakeup("vm_pages_needed")
+            self.vm_pages_waiting += 1
+            self.ticks += timo
+            self.hardclock_rollup()
+            self.event("sleep", channel="v_free_count", ticks=timo, timed_out=True)
+
+    def vm_wait_nominal(self) -> None:
+        """``vm_wait_nominal()``: ``while vm_paging_min(): vm_wait(0)``.  Refused when
+        nothing could ever lift the machine above the minimum in Core engine I."""
+        if vm_paging_min(self.gd):
+            raise WouldSleep(
+                "vm_wait_nominal",
+                "v_free_count",
+                "memory is below v_free_min and no other thread can free pages",
+            )
+
+    def vm_test_nominal(self) -> bool:
+        """``vm_test_nominal()``: 1 iff ``vm_paging_min()``."""
+        return vm_paging_min(self.gd)
+
+    # ------------------------------------------------------------ grab (§7.3)
+    def vm_page_lookup_busy_try(self, obj: VmObject, pindex: int, also_m_busy: bool) -> tuple[int, bool]:
+        """``vm_page_lookup_busy_try(object, pindex, also_m_busy, &error)``: (page, error).
+        error TRUE means the page exists but is busy (hard, or with ``also_m_busy`` any
+        bit of the busy word) and was not busied; (-1, FALSE) means absent."""
+        i: int = obj.pages.get(pindex, -1)
+        if i < 0:
+            return -1, False
+        word = self.pg.busy[i]
+        if word & PBUSY_LOCKED or (also_m_busy and word):
+            return i, True
+        self.pg.busy[i] = word | PBUSY_LOCKED
+        self.vm_page_hash_enter(i)
+        return i, False
+
+    def vm_page_grab(self, obj: VmObject, pindex: int, flags: int) -> int:
+        """``vm_page_grab(object, pindex, flags)``: the hard-busied page at ``pindex``,
+        allocating it if absent; zero-filled (``valid = 0xFF``) with VM_ALLOC_ZERO when it
+        was not valid, or always with VM_ALLOC_FORCE_ZERO.
+
+        Quirk (spec §7.3): when the page exists but is busy and VM_ALLOC_RETRY is not set,
+        the source sets ``m = NULL`` and then reads ``m->valid``: a NULL dereference.  The
+        simulator reports that as a panic, before anything changes."""
+        self._check_alloc_flags(flags, "vm_page_grab")
+        if obj is None:
+            raise InvalidArgument("vm_page_grab needs an object")
+        i0 = obj.pages.get(pindex, -1)
+        if i0 >= 0 and self.pg.busy[i0]:
+            if not flags & VM_ALLOC_RETRY:
+                raise KernelPanic(
+                    "vm_page_grab",
+                    "NULL pointer dereference: the page is busy, VM_ALLOC_RETRY is not set, "
+                    "and the source then reads m->valid with m == NULL",
+                )
+            raise WouldSleep(
+                "vm_page_grab",
+                f"page:{self.pfn_of(i0)}",
+                "the page is busy; the grab would sleep until its owner unbusies it",
+            )
+        attempts = 0
+        while True:
+            i, err = self.vm_page_lookup_busy_try(obj, pindex, True)
+            if err:  # cannot happen: checked above and nothing else runs in between
+                raise KernelPanic("vm_page_grab", "page became busy")
+            if i < 0:
+                req = flags
+                if flags & VM_ALLOC_RETRY:
+                    req |= VM_ALLOC_NULL_OK
+                i = self.vm_page_alloc(obj, pindex, req & ~VM_ALLOC_RETRY)
+                if i >= 0:
+                    break
+                self.vm_wait(0)
+                if not flags & VM_ALLOC_RETRY:
+                    return -1
+                attempts += 1
+                if attempts > 2:
+                    raise WouldSleep(
+                        "vm_page_grab",
+                        "v_free_count",
+                        "no page can be allocated and no other thread can free one",
+                    )
+                continue
+            break
+        pg = self.pg
+        if pg.valid[i] == 0:
+            if flags & (VM_ALLOC_ZERO | VM_ALLOC_FORCE_ZERO):
+                pg.valid[i] = VM_PAGE_BITS_ALL
+        elif flags & VM_ALLOC_FORCE_ZERO:
+            pg.valid[i] = VM_PAGE_BITS_ALL
+        return i
+
+    # ------------------------------------------------------------ zwq (§7.2)
+    def vm_page_alloczwq(self, pindex: int, flags: int) -> int:
+        """``vm_page_alloczwq(pindex, flags)``: an object-less page, wired once and *not*
+        busied, on no queue; zero-filled (``valid = 0xFF``) with ZERO/FORCE_ZERO.  NULL
+        only after one ``vm_wait`` when VM_ALLOC_RETRY is not set."""
+        self._check_alloc_flags(flags, "vm_page_alloczwq")
+        attempts = 0
+        while True:
+            i = self.vm_page_alloc(None, pindex, flags & ~VM_ALLOC_RETRY)
+            if i >= 0:
+                break
+            self.vm_wait(0)
+            if not flags & VM_ALLOC_RETRY:
+                return -1
+            attempts += 1
+            if attempts > 2:
+                raise WouldSleep(
+                    "vm_page_alloczwq",
+                    "v_free_count",
+                    "no page can be allocated and no other thread can free one",
+                )
+        if flags & (VM_ALLOC_ZERO | VM_ALLOC_FORCE_ZERO):
+            self.pg.valid[i] = VM_PAGE_BITS_ALL
+        self.vm_page_wire(i)
+        self.vm_page_wakeup(i)
+        return i
+
+    def vm_page_freezwq(self, i: int) -> None:
+        """``vm_page_freezwq(m)``: busy-wait, unwire (1 -> 0 deactivates to the inactive
+        tail) and free."""
+        pg = self.pg
+        fn = "vm_page_freezwq"
+        if pg.busy[i] & PBUSY_LOCKED:
+            raise WouldSleep(fn, f"page:{self.pfn_of(i)}", "the page is hard-busied by another caller")
+        if pg.flags[i] & PG_FICTITIOUS:
+            raise KernelPanic(fn, "fictitious page: not a vm_page_alloczwq page")
+        if pg.wire[i] != 1:
+            raise KernelPanic(
+                fn,
+                "vm_page_unwire: invalid wire count: 0"
+                if pg.wire[i] == 0
+                else f"vm_page_free: invalid wire count ({pg.wire[i] - 1})",
+            )
+        if pg.busy[i] & PBUSY_MASK:
+            raise KernelPanic(fn, "vm_page_free: freeing busy page")
+        pg.busy[i] |= PBUSY_LOCKED  # vm_page_busy_wait(m, FALSE, "pgzwq")
+        self.vm_page_unwire(i, False)
+        self.vm_page_free_toq(i)
+
+
+__all__ = ["AllocOps", "PBUSY_WANTED", "PQ_L2_SIZE"]

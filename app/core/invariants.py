@@ -1,0 +1,205 @@
+"""Debug checks and the state digest.
+
+``check_invariants`` proves, from scratch, that every page is on exactly the queue its
+fields name (links, heads, tails and ``lcnt`` agree), that every vmstats counter equals a
+recount (global + pending per-CPU adjustments), that object trees and page fields agree,
+and that the DMA reserve holds exactly the pages the alist says are free.
+``state_digest`` hashes all state, so two runs of the same calls can be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from .alloc import AllocOps
+from .constants import (
+    CNT_ACTIVE,
+    CNT_CACHE,
+    CNT_FREE,
+    CNT_INACTIVE,
+    CNT_NAMES,
+    CNT_WIRE,
+    PG_FICTITIOUS,
+    PG_UNQUEUED,
+    PQ_COUNT,
+    PQ_L2_SIZE,
+)
+from .pages import PAGE_FIELDS
+
+
+class InvariantError(AssertionError):
+    """A broken invariant: the simulator itself has a bug."""
+
+
+def _fail(msg: str) -> None:
+    raise InvariantError(msg)
+
+
+class InvariantOps(AllocOps):
+    def check_invariants(self) -> None:
+        """Raise ``InvariantError`` unless the whole machine is consistent."""
+        arr = self.pg.arrays
+        queue = arr["queue"].astype(np.int64)
+        nxt = arr["next"].astype(np.int64)
+        prv = arr["prev"].astype(np.int64)
+        pc = arr["pc"].astype(np.int64)
+        flags = arr["flags"]
+        n = self.page_range
+        on_q = queue != 0
+        # 1. queue field agrees with colour; unqueueable pages are never queued
+        base_ok = (queue[on_q] - 1) % PQ_L2_SIZE == pc[on_q]
+        if not base_ok.all():
+            bad = int(np.flatnonzero(on_q)[np.flatnonzero(~base_ok)[0]])
+            _fail(f"page {bad}: queue {queue[bad]} does not match colour {pc[bad]}")
+        if (flags[on_q] & (PG_FICTITIOUS | PG_UNQUEUED)).any():
+            _fail("a FICTITIOUS or UNQUEUED page sits on a queue")
+        if ((nxt[~on_q] != -1) | (prv[~on_q] != -1)).any():
+            _fail("a page on PQ_NONE still has queue links")
+        # 2. links are mutual and stay inside one queue
+        idx = np.flatnonzero(on_q)
+        hn = nxt[idx]
+        has_next = hn >= 0
+        if ((hn < -1) | (hn >= n)).any():
+            _fail("a next link points outside vm_page_array")
+        src = idx[has_next]
+        dst = hn[has_next]
+        if (prv[dst] != src).any() or (queue[dst] != queue[src]).any():
+            _fail("next/prev links disagree or cross queues")
+        hp = prv[idx]
+        has_prev = hp >= 0
+        src = idx[has_prev]
+        dst = hp[has_prev]
+        if (nxt[dst] != src).any() or (queue[dst] != queue[src]).any():
+            _fail("prev/next links disagree or cross queues")
+        # 3. heads, tails and lcnt agree with a recount, and each list is one chain
+        counts = np.bincount(queue[on_q], minlength=PQ_COUNT)
+        heads = idx[~has_prev]
+        tails = idx[hn < 0]
+        head_q = np.bincount(queue[heads], minlength=PQ_COUNT)
+        tail_q = np.bincount(queue[tails], minlength=PQ_COUNT)
+        expect_head = np.full(PQ_COUNT, -1, dtype=np.int64)
+        expect_head[queue[heads]] = heads
+        expect_tail = np.full(PQ_COUNT, -1, dtype=np.int64)
+        expect_tail[queue[tails]] = tails
+        if self.q_lcnt[0] != 0 or self.q_head[0] != -1:
+            _fail("PQ_NONE's header is in use")
+        for q in range(1, PQ_COUNT):
+            c = int(counts[q])
+            if self.q_lcnt[q] != c:
+                _fail(f"queue {q}: lcnt {self.q_lcnt[q]} but {c} pages carry it")
+            if c and (head_q[q] != 1 or tail_q[q] != 1):
+                _fail(f"queue {q}: {head_q[q]} heads and {tail_q[q]} tails")
+            if self.q_head[q] != (expect_head[q] if c else -1):
+                _fail(f"queue {q}: head {self.q_head[q]} is not the page without prev")
+            if self.q_tail[q] != (expect_tail[q] if c else -1):
+                _fail(f"queue {q}: tail {self.q_tail[q]} is not the page without next")
+        # one chain per queue: follow all lists at once (pointer doubling) from the heads
+        self._check_chains(nxt, idx, queue, counts)
+        # 4. vmstats counters equal a recount
+        recount = [0] * 5
+        for q in range(1, PQ_COUNT):
+            k = (CNT_FREE, CNT_INACTIVE, CNT_ACTIVE, CNT_CACHE, CNT_ACTIVE)[(q - 1) // PQ_L2_SIZE]
+            recount[k] += int(counts[q])
+        recount[CNT_WIRE] = int(np.count_nonzero(arr["wire"]))
+        for k in range(5):
+            total = self.vmstats.cnt[k] + sum(cpu.adj.cnt[k] for cpu in self.cpus)
+            if total != recount[k]:
+                _fail(f"{CNT_NAMES[k]}: global + pending = {total}, recount = {recount[k]}")
+        # 5. objects and page fields agree
+        obj_ids = arr["obj"]
+        owned = np.flatnonzero(obj_ids)
+        total_resident = 0
+        for oid, obj in self.objects.items():
+            if obj.resident_page_count != len(obj.pages):
+                _fail(f"object {oid}: resident_page_count {obj.resident_page_count} != {len(obj.pages)}")
+            total_resident += len(obj.pages)
+            for pindex, i in obj.pages.items():
+                if obj_ids[i] != oid or int(arr["pindex"][i]) != pindex:
+                    _fail(f"object {oid}: page {i} at pindex {pindex} does not point back")
+        if total_resident != owned.size:
+            _fail(f"{owned.size} pages name an object but objects hold {total_resident}")
+        if sum(cpu.t_rm for cpu in self.cpus) != total_resident:
+            _fail("gd_vmtotal.t_rm does not add up to the resident pages")
+        # 6. the DMA reserve: every alist-free block is a wired FICTITIOUS|UNQUEUED page
+        alist = self.vm_contig_alist
+        alist.check()
+        for blk, count in alist.free_runs():
+            a = blk - self.first_page
+            z = a + count
+            if a < 0 or z > n:
+                _fail(f"alist block run {blk}+{count} lies outside vm_page_array")
+            f = flags[a:z]
+            if ((f & (PG_FICTITIOUS | PG_UNQUEUED)) != (PG_FICTITIOUS | PG_UNQUEUED)).any():
+                _fail(f"reserve run {blk}+{count} has a page that is not FICTITIOUS|UNQUEUED")
+            if (arr["wire"][a:z] != 1).any() or (queue[a:z] != 0).any():
+                _fail(f"reserve run {blk}+{count} has a page not wired once or on a queue")
+        # 7. nothing outside managed memory was ever touched
+        managed = np.zeros(n, dtype=bool)
+        for a, z in self.managed:
+            managed[a:z] = True
+        if (on_q & ~managed).any() or (obj_ids[~managed] != 0).any():
+            _fail("a page outside managed memory is queued or owned")
+
+    def _check_chains(self, nxt: Any, idx: Any, queue: Any, counts: Any) -> None:
+        """Every queued page is reachable from its queue's head: the length of each chain
+        from its head equals lcnt (which rules out cycles hanging off nowhere)."""
+        if idx.size == 0:
+            return
+        # rank[i] = distance to the tail, by pointer doubling over the queued pages
+        n = nxt.size
+        succ = nxt.copy()
+        dist = np.where(succ >= 0, 1, 0).astype(np.int64)
+        dist[~(queue != 0)] = 0
+        succ[queue == 0] = -1
+        for _ in range(max(1, int(n).bit_length() + 1)):
+            has = succ >= 0
+            if not has.any():
+                break
+            s = succ[has]
+            dist[has] += dist[s]
+            nxt2 = succ.copy()
+            nxt2[has] = succ[s]
+            succ = nxt2
+        for q in range(1, PQ_COUNT):
+            h = self.q_head[q]
+            if h >= 0 and int(dist[h]) + 1 != int(counts[q]):
+                _fail(f"queue {q}: the chain from its head holds {int(dist[h]) + 1} pages, lcnt {counts[q]}")
+
+    def state_digest(self) -> str:
+        """A hash of all state (pages, queue headers, vmstats, CPUs, objects, alist,
+        globals, RNG): equal digests mean equal machines."""
+        h = hashlib.blake2b(digest_size=16)
+        for name in PAGE_FIELDS:
+            h.update(self.pg.arrays[name].tobytes())
+        for lst in (self.q_head, self.q_tail, self.q_lcnt, self.q_adds, self.q_lastq):
+            h.update(np.asarray(lst, dtype=np.int64).tobytes())
+        h.update(repr(self.vmstats.state_tuple()).encode())
+        for cpu in self.cpus:
+            h.update(repr(cpu.state_tuple()).encode())
+        for oid in sorted(self.objects):
+            h.update(repr(self.objects[oid].state_tuple()).encode())
+        h.update(self.vm_contig_alist.state_bytes())
+        h.update(
+            repr(
+                (
+                    self.first_page,
+                    self.page_range,
+                    self.vm_low_phys_reserved,
+                    self.vm_dma_reserved,
+                    self.set_assoc_mask,
+                    self.page_hash_size,
+                    self.vm_pages_needed,
+                    self.vm_pageout_deficit,
+                    self.vm_pages_waiting,
+                    self.vm_pageout_pages_needed,
+                    self.dnweight,
+                    self.ticks,
+                    self.next_object_id,
+                    self.rng.getstate(),
+                )
+            ).encode()
+        )
+        return h.hexdigest()

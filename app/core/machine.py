@@ -1,0 +1,416 @@
+"""``Machine``: one simulated DragonFly machine — boot, the call registry's entry point
+(``call``), and read-only views of its state.
+
+    >>> from app.core.config import MachineConfig
+    >>> m = Machine.boot(MachineConfig.from_size("64MiB", seed=1))
+    >>> r = m.call("vm_page_alloc", {"page_req": "VM_ALLOC_NORMAL"})
+    >>> m.call("vm_page_free", {"m": r.result}).result is None
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import MachineConfig
+from .constants import (
+    CNT_NAMES,
+    PAGE_SIZE,
+    PBUSY_LOCKED,
+    PBUSY_MASK,
+    PBUSY_SWAPINPROG,
+    PBUSY_WANTED,
+    PQ_L2_MASK,
+    VM_ALLOC_FLAG_NAMES,
+)
+from .errors import InvalidArgument
+from .invariants import InvariantOps
+from .objects import ObjType, VmObject
+from .registry import REGISTRY, KernelFunction, Param, flag_names, queue_name
+from .state import Trace
+from .vmstats import ALL_FIELDS, METER_FIELDS, predicate_table
+
+_U64_MAX = (1 << 64) - 1
+_FLAG_BY_NAME = {name: bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
+_FLAG_BY_NAME.update({name.removeprefix("VM_ALLOC_"): bit for bit, name in VM_ALLOC_FLAG_NAMES.items()})
+
+
+@dataclass
+class CallResult:
+    """What one call returned and what it changed."""
+
+    fn: str
+    result: Any
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fn": self.fn, "result": self.result, "record": self.record}
+
+
+def parse_alloc_flags(value: Any) -> int:
+    """VM_ALLOC_* flags from an int, ``"VM_ALLOC_NORMAL|VM_ALLOC_ZERO"``, ``"NORMAL|ZERO"``
+    or a list of names; ``VM_ALLOC_CPU(n)`` is accepted too."""
+    if isinstance(value, bool):
+        raise InvalidArgument("allocation flags must be an integer or flag names, not a boolean")
+    if isinstance(value, int):
+        if not 0 <= value < 1 << 32:
+            raise InvalidArgument(f"allocation flags {value} are out of range (0 .. 2^32-1)")
+        return value
+    names = value.split("|") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise InvalidArgument("allocation flags must be an integer, a string or a list of names")
+    flags = 0
+    for raw in names:
+        if not isinstance(raw, str):
+            raise InvalidArgument("each allocation flag must be a name like 'VM_ALLOC_NORMAL'")
+        name = raw.strip().upper()
+        if name.startswith(("VM_ALLOC_CPU(", "CPU(")) and name.endswith(")"):
+            inner = name[name.index("(") + 1 : -1]
+            if not inner.isdigit():
+                raise InvalidArgument(f"cannot read the CPU number in {raw!r}")
+            flags |= (int(inner) << 16) | _FLAG_BY_NAME["VM_ALLOC_CPU_SPEC"]
+            continue
+        if name not in _FLAG_BY_NAME:
+            known = ", ".join(VM_ALLOC_FLAG_NAMES.values())
+            raise InvalidArgument(f"unknown allocation flag {raw!r}; known flags: {known}")
+        flags |= _FLAG_BY_NAME[name]
+    return flags
+
+
+class Machine(InvariantOps):
+    """One simulated machine.  Build it with ``Machine.boot(config)``."""
+
+    @classmethod
+    def boot(cls, config: MachineConfig) -> Machine:
+        """Boot a machine: ``vm_page_startup`` (+ NUMA organisation); with boot stage
+        ``finished`` also ``vm_page_startup_finish`` and the pageout daemon's threshold
+        initialisation."""
+        config.validate()
+        m = cls.__new__(cls)
+        m._init_empty_state(config)
+        m.vm_page_startup()
+        m.vm_numa_organize_all()
+        if config.boot_stage == "finished":
+            m.vm_page_startup_finish()
+            m.vm_pageout_init()
+            m.boot_stage = "finished"
+        return m
+
+    # ================================================================= calls
+    def call(
+        self,
+        fn: str,
+        args: dict[str, Any] | None = None,
+        *,
+        cpu: int = 0,
+        nice: int = 0,
+        systhread: bool = False,
+        record: bool = True,
+    ) -> CallResult:
+        """Run kernel function ``fn`` with named ``args`` as a thread on ``cpu``.  All
+        arguments are validated first; a KASSERT is raised as ``KernelPanic`` before any
+        state changes."""
+        spec = REGISTRY.get(fn)
+        if spec is None:
+            raise InvalidArgument(f"there is no kernel function named {fn!r} here")
+        if not isinstance(cpu, int) or isinstance(cpu, bool) or not 0 <= cpu < self.ncpus:
+            raise InvalidArgument(f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}")
+        if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 20:
+            raise InvalidArgument("nice must be an integer from -20 to 20")
+        conv = self._convert_args(spec, args or {})
+        self.select_cpu(cpu)
+        self.curthread_nice = nice
+        self.curthread_systhread = systhread
+        if not record:
+            self.trace = None
+            return CallResult(spec.name, getattr(self, spec.method)(**conv))
+        trace = Trace()
+        before = self._counter_snapshot()
+        self.trace = trace
+        try:
+            result = getattr(self, spec.method)(**conv)
+        finally:
+            self.trace = None
+        return CallResult(spec.name, result, self._make_record(trace, before))
+
+    def _convert_args(self, spec: KernelFunction, args: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(args, dict):
+            raise InvalidArgument("arguments must be an object of name: value pairs")
+        known = {p.name for p in spec.params}
+        unknown = set(args) - known
+        if unknown:
+            want = ", ".join(sorted(known)) or "none"
+            raise InvalidArgument(
+                f"{spec.name} has no argument {', '.join(sorted(unknown))}; its arguments: {want}"
+            )
+        out: dict[str, Any] = {}
+        for p in spec.params:
+            if p.name in args:
+                value = args[p.name]
+            elif p.required:
+                raise InvalidArgument(f"{spec.name} needs the argument {p.name!r} ({p.help})")
+            else:
+                value = p.default
+            out[p.name] = self._convert(p, value)
+        return out
+
+    def _convert(self, p: Param, value: Any) -> Any:
+        kind = p.kind
+        if kind == "page":
+            return self.page_index(value, p.name)
+        if kind in ("object", "object_or_null"):
+            if value is None and kind == "object_or_null":
+                return None
+            return self.object_by_id(value, p.name)
+        if kind in ("pindex", "size_pages"):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _U64_MAX:
+                raise InvalidArgument(f"{p.name} must be an integer from 0 to 2^64-1, got {value!r}")
+            return value
+        if kind == "alloc_flags":
+            return parse_alloc_flags(value)
+        if kind == "bool":
+            if not isinstance(value, bool) and value not in (0, 1):
+                raise InvalidArgument(f"{p.name} must be true or false, got {value!r}")
+            return bool(value)
+        if kind == "ticks":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 31:
+                raise InvalidArgument(f"{p.name} must be a tick count from 0 to 2^31-1")
+            return value
+        if kind == "cpu":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.ncpus:
+                raise InvalidArgument(f"{p.name} must be a CPU id from 0 to {self.ncpus - 1}")
+            return value
+        if kind == "objtype":
+            if isinstance(value, str) and value.upper() in ObjType.__members__:
+                return ObjType[value.upper()]
+            names = ", ".join(ObjType.__members__)
+            raise InvalidArgument(f"{p.name} must be one of {names}, got {value!r}")
+        if kind == "color":
+            if value is None:
+                return None
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= PQ_L2_MASK:
+                raise InvalidArgument(f"{p.name} must be a colour from 0 to 1023 or null")
+            return value
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidArgument(f"{p.name} must be an integer")
+            return value
+        raise InvalidArgument(f"argument kind {kind} is not supported")
+
+    def page_index(self, pfn: Any, what: str = "m") -> int:
+        """Validate a pfn given by a user and return its page-array index."""
+        if not isinstance(pfn, int) or isinstance(pfn, bool):
+            raise InvalidArgument(f"{what} must be a page frame number (an integer), got {pfn!r}")
+        i = pfn - self.first_page
+        if not 0 <= i < self.page_range:
+            raise InvalidArgument(
+                f"pfn {pfn} ({pfn:#x}) is outside this machine's pages "
+                f"({self.first_page:#x} .. {self.first_page + self.page_range - 1:#x})"
+            )
+        for a, z in self.managed:
+            if a <= i < z:
+                return i
+        raise InvalidArgument(
+            f"pfn {pfn:#x} is not a page the VM manages (a hole in phys_avail, the page "
+            "array, the minidump bitmap, or beyond npages)"
+        )
+
+    def object_by_id(self, oid: Any, what: str = "object") -> VmObject:
+        if not isinstance(oid, int) or isinstance(oid, bool):
+            raise InvalidArgument(f"{what} must be an object id (an integer), got {oid!r}")
+        obj = self.objects.get(oid)
+        if obj is None:
+            raise InvalidArgument(f"there is no object {oid}; create one with vm_object_allocate")
+        return obj
+
+    def _pfn_or_none(self, i: int) -> int | None:
+        return None if i < 0 else self.first_page + i
+
+    # ---- the implementations behind the registry -----------------------------------
+    def _call_object_allocate(self, type: ObjType, size: int, pg_color: int | None) -> int:
+        return self.vm_object_allocate(type, size, pg_color)
+
+    def _call_alloc(self, object: VmObject | None, pindex: int, page_req: int) -> int | None:
+        return self._pfn_or_none(self.vm_page_alloc(object, pindex, page_req))
+
+    def _call_grab(self, object: VmObject, pindex: int, flags: int) -> int | None:
+        return self._pfn_or_none(self.vm_page_grab(object, pindex, flags))
+
+    def _call_alloczwq(self, pindex: int, flags: int) -> int | None:
+        return self._pfn_or_none(self.vm_page_alloczwq(pindex, flags))
+
+    def _call_freezwq(self, m: int) -> None:
+        self.vm_page_freezwq(m)
+
+    def _call_free(self, m: int) -> None:
+        self.vm_page_free_toq(m)
+
+    def _call_unqueue(self, m: int) -> None:
+        self.vm_page_unqueue(m)
+
+    def _call_unqueue_nowakeup(self, m: int) -> None:
+        self.vm_page_unqueue_nowakeup(m)
+
+    def _call_activate(self, m: int) -> None:
+        self.vm_page_activate(m)
+
+    def _call_soft_activate(self, m: int) -> None:
+        self.vm_page_soft_activate(m)
+
+    def _call_deactivate(self, m: int) -> None:
+        self.vm_page_deactivate(m)
+
+    def _call_busy_try(self, m: int, also_m_busy: bool) -> bool:
+        return self.vm_page_busy_try(m, also_m_busy)
+
+    def _call_wakeup(self, m: int) -> None:
+        self.vm_page_wakeup(m)
+
+    def _call_wire(self, m: int) -> None:
+        self.vm_page_wire(m)
+
+    def _call_unwire(self, m: int, activate: bool) -> None:
+        if not self.pg.busy[m] & PBUSY_LOCKED:
+            self._check_locked(m, "vm_page_unwire")
+        self.vm_page_unwire(m, activate)
+
+    def _call_insert(self, m: int, object: VmObject, pindex: int) -> bool:
+        return self.vm_page_insert(m, object, pindex)
+
+    def _call_remove(self, m: int) -> None:
+        self.vm_page_remove(m)
+
+    def _call_lookup(self, object: VmObject, pindex: int) -> int | None:
+        return self._pfn_or_none(self.vm_page_lookup(object, pindex))
+
+    def _call_vm_wait(self, timo: int) -> None:
+        self.vm_wait(timo)
+
+    def _call_test_nominal(self) -> bool:
+        return self.vm_test_nominal()
+
+    def _call_pagedaemon_wakeup(self) -> None:
+        self.pagedaemon_wakeup()
+
+    def _call_rollup(self) -> None:
+        self.vmstats_rollup()
+
+    def _call_pg_color(self, cpuid: int, object: VmObject | None, pindex: int) -> int:
+        return self.vm_get_pg_color(cpuid, object, pindex)
+
+    # ---- records ---------------------------------------------------------------------
+    def _counter_snapshot(self) -> tuple[list[int], list[int], list[int], dict[str, int]]:
+        cpu = self.cpu
+        return (list(self.vmstats.cnt), list(cpu.adj.cnt), list(cpu.vmstats.cnt), dict(cpu.meter))
+
+    def _make_record(
+        self, trace: Trace, before: tuple[list[int], list[int], list[int], dict[str, int]]
+    ) -> dict[str, Any]:
+        queue = self.pg.queue
+        moves = []
+        for i, q0 in trace.first_queue.items():
+            moves.append({"pfn": self.first_page + i, "from": queue_name(q0), "to": queue_name(queue[i])})
+        g0, a0, s0, m0 = before
+        cpu = self.cpu
+        counters: dict[str, dict[str, int]] = {}
+        for label, old, new in (
+            ("vmstats", g0, self.vmstats.cnt),
+            (f"cpu{cpu.cpuid}.gd_vmstats_adj", a0, cpu.adj.cnt),
+            (f"cpu{cpu.cpuid}.gd_vmstats", s0, cpu.vmstats.cnt),
+        ):
+            delta = {CNT_NAMES[k]: new[k] - old[k] for k in range(5) if new[k] != old[k]}
+            if delta:
+                counters[label] = delta
+        meter = {k: cpu.meter[k] - m0[k] for k in METER_FIELDS if cpu.meter[k] != m0[k]}
+        if meter:
+            counters[f"cpu{cpu.cpuid}.gd_cnt"] = meter
+        return {"cpu": cpu.cpuid, "moves": moves, "counters": counters, "events": trace.events}
+
+    # ================================================================= views
+    def page_info(self, pfn: int) -> dict[str, Any]:
+        """Every field of one page, decoded."""
+        i = self.page_index(pfn, "pfn")
+        pg = self.pg
+        busy = pg.busy[i]
+        q = pg.queue[i]
+        oid = pg.obj[i]
+        return {
+            "pfn": pfn,
+            "phys_addr": pfn * PAGE_SIZE,
+            "queue": queue_name(q),
+            "queue_index": q,
+            "pc": pg.pc[i],
+            "flags": pg.flags[i],
+            "flag_names": flag_names(pg.flags[i]),
+            "busy_count": busy,
+            "busy": {
+                "locked": bool(busy & PBUSY_LOCKED),
+                "wanted": bool(busy & PBUSY_WANTED),
+                "swapinprog": bool(busy & PBUSY_SWAPINPROG),
+                "soft_count": busy & PBUSY_MASK,
+            },
+            "wire_count": pg.wire[i],
+            "hold_count": pg.hold[i],
+            "object": oid or None,
+            "pindex": pg.pindex[i],
+            "act_count": pg.act[i],
+            "valid": pg.valid[i],
+            "dirty": pg.dirty[i],
+            "pat_mode": pg.pat[i],
+        }
+
+    def queue_info(self, queue: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        pages: list[int] = []
+        nxt = self.pg.next
+        i = self.q_head[queue]
+        pos = 0
+        while i >= 0 and len(pages) < limit:
+            if pos >= offset:
+                pages.append(self.first_page + i)
+            pos += 1
+            i = nxt[i]
+        return {
+            "queue": queue_name(queue),
+            "lcnt": self.q_lcnt[queue],
+            "adds": self.q_adds[queue],
+            "lastq": self.q_lastq[queue],
+            "pages": pages,
+        }
+
+    def vmstats_view(self) -> dict[str, Any]:
+        return {
+            "global": self.vmstats.as_dict(),
+            "cpus": [
+                {
+                    "cpu": cpu.cpuid,
+                    "gd_vmstats": {n: cpu.vmstats.get(n) for n in ALL_FIELDS},
+                    "gd_vmstats_adj": {n: cpu.adj.cnt[k] for k, n in enumerate(CNT_NAMES)},
+                    "gd_cnt": dict(cpu.meter),
+                }
+                for cpu in self.cpus
+            ],
+            "predicates": predicate_table(self.cpus[0].vmstats),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        vs = self.vmstats
+        return {
+            "boot_stage": self.boot_stage,
+            "ncpus": self.ncpus,
+            "first_page": self.first_page,
+            "vm_page_array_size": self.page_range,
+            "v_page_count": vs.v_page_count,
+            "v_free_count": vs.v_free_count,
+            "v_cache_count": vs.v_cache_count,
+            "v_inactive_count": vs.v_inactive_count,
+            "v_active_count": vs.v_active_count,
+            "v_wire_count": vs.v_wire_count,
+            "v_dma_pages": vs.v_dma_pages,
+            "dma_free_pages": self.vm_contig_alist.bl_free,
+            "vm_low_phys_reserved": self.vm_low_phys_reserved,
+            "vm_dma_reserved": self.vm_dma_reserved,
+            "set_assoc_mask": self.set_assoc_mask,
+            "page_hash_size": self.page_hash_size,
+            "ticks": self.ticks,
+        }

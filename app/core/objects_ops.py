@@ -1,0 +1,90 @@
+"""Object membership (spec §11.1, §11.2, §11.5): ``vm_object_allocate`` (a simulator verb),
+``vm_page_insert``, ``vm_page_remove``, ``vm_page_lookup``."""
+
+from __future__ import annotations
+
+from .boot import BootOps
+from .constants import PAGE_SIZE, PBUSY_LOCKED, PG_MAPPEDMULTI, PG_NEED_COMMIT, PG_WRITEABLE
+from .errors import InvalidArgument, KernelPanic
+from .objects import ObjType, VmObject
+
+MAX_OBJECTS = 1 << 20
+
+
+class ObjectOps(BootOps):
+    def pfn_of(self, i: int) -> int:
+        """Physical page number of page-array index ``i``."""
+        return self.first_page + i
+
+    def phys_addr(self, i: int) -> int:
+        return (self.first_page + i) * PAGE_SIZE
+
+    def vm_object_allocate(self, obj_type: ObjType, size: int, pg_color: int | None = None) -> int:
+        """``vm_object_allocate(type, size)``: a new object with ``ref_count`` 1 and
+        ``pg_color = vm_quickcolor()`` (unless ``pg_color`` is given).  Returns its id."""
+        if len(self.objects) >= MAX_OBJECTS:
+            raise InvalidArgument(f"too many objects (limit {MAX_OBJECTS})")
+        if size < 0 or size >= 1 << 64:
+            raise InvalidArgument("object size must be 0 .. 2^64-1 pages")
+        color = self.vm_quickcolor() if pg_color is None else pg_color
+        obj_id = self.next_object_id
+        self.next_object_id += 1
+        self.objects[obj_id] = VmObject(obj_id, obj_type, size, color)
+        return obj_id
+
+    def vm_page_insert(self, i: int, obj: VmObject, pindex: int) -> bool:
+        """``vm_page_insert(m, object, pindex)``: TRUE on success, FALSE if the object
+        already has a page at ``pindex`` (the object's generation is bumped either way).
+        Panics if the page already belongs to an object.  (No swap pager: PG_SWAPPED is
+        never set here.)"""
+        pg = self.pg
+        if pg.obj[i] != 0:
+            raise KernelPanic("vm_page_insert", "already inserted")
+        obj.generation += 1
+        if pindex in obj.pages:
+            # m.object/m.pindex were set and reset: pindex ends up 0
+            pg.pindex[i] = 0
+            return False
+        pg.obj[i] = obj.id
+        pg.pindex[i] = pindex
+        obj.pages[pindex] = i
+        obj.resident_page_count += 1
+        self.cpu.t_rm += 1
+        if pg.valid[i] & pg.dirty[i] or pg.flags[i] & (PG_WRITEABLE | PG_NEED_COMMIT):
+            obj.set_writeable_dirty()
+        return True
+
+    def _vm_page_remove(self, i: int) -> None:
+        pg = self.pg
+        oid = pg.obj[i]
+        if oid == 0:
+            return
+        obj = self.objects[oid]
+        del obj.pages[pg.pindex[i]]
+        obj.resident_page_count -= 1
+        self.cpu.t_rm -= 1
+        pg.obj[i] = 0  # pindex is left as it is
+        obj.generation += 1
+
+    def vm_page_remove(self, i: int) -> None:
+        """``vm_page_remove(m)``: detach a hard-busied page from its object; the page stays
+        busied, keeps its ``pindex`` and stays on its queue."""
+        if self.pg.obj[i] == 0:
+            return
+        if not self.pg.busy[i] & PBUSY_LOCKED:
+            raise KernelPanic("vm_page_remove", "page not busy")
+        self._vm_page_remove(i)
+
+    def vm_page_lookup(self, obj: VmObject, pindex: int) -> int:
+        """``vm_page_lookup(object, pindex)``: the resident page (unbusied) or -1; a hit is
+        entered into the page hash."""
+        i: int = obj.pages.get(pindex, -1)
+        if i >= 0:
+            self.vm_page_hash_enter(i)
+        return i
+
+    def vm_page_hash_enter(self, i: int) -> None:
+        """``vm_page_hash_enter(m)``: only PG_MAPPEDMULTI pages are cached.  Nothing in
+        Core engine I sets PG_MAPPEDMULTI (no pmap yet), so this never enters a page."""
+        if not self.pg.flags[i] & PG_MAPPEDMULTI or not self.page_hash_size:
+            return

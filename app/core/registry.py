@@ -1,0 +1,254 @@
+"""The call registry: every kernel function a user may call, by its kernel name, with its
+arguments.  The HTTP API, the journal, the CLI and the tests all go through it.
+
+A page handle is its physical page number (pfn); an object is its small integer id (or
+``None`` for NULL).  ``Machine.call`` validates and converts every argument *before* the
+function runs, runs it, and returns the kernel's result plus a compact record of what it
+changed (queue moves, counter deltas, events such as wakeups).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import PG_FLAG_NAMES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
+
+REQUIRED: Any = object()
+
+ARG_KINDS = {
+    "page": "a physical page number (pfn) of a page the VM manages",
+    "object": "an object id returned by vm_object_allocate",
+    "object_or_null": "an object id, or null for NULL",
+    "pindex": "a page index inside an object (0 .. 2^64-1)",
+    "alloc_flags": "VM_ALLOC_* flags: an integer, or names joined by '|' (e.g. 'VM_ALLOC_NORMAL|VM_ALLOC_ZERO')",
+    "bool": "true or false",
+    "int": "an integer",
+    "ticks": "a number of clock ticks (0 .. 2^31-1)",
+    "cpu": "a CPU id of this machine",
+    "objtype": "an object type name (OBJT_DEFAULT, OBJT_SWAP, OBJT_VNODE, ...)",
+    "size_pages": "a size in pages (0 .. 2^64-1)",
+    "color": "a page colour (0 .. 1023) or null to let vm_quickcolor choose",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    """One callable: ``name`` (what users call), ``models`` (the kernel function),
+    ``params``, ``returns`` and the implementing method's name."""
+
+    name: str
+    models: str
+    params: tuple[Param, ...]
+    returns: str
+    help: str
+    method: str
+    mutates: bool = True
+    aliases: tuple[str, ...] = field(default=())
+
+
+def _p(name: str, kind: str, default: Any = REQUIRED, help: str = "") -> Param:
+    return Param(name, kind, default, help)
+
+
+_PAGE = _p("m", "page", help="the page (pfn)")
+
+FUNCTIONS: tuple[KernelFunction, ...] = (
+    KernelFunction(
+        "vm_object_allocate",
+        "vm_object_allocate",
+        (
+            _p("type", "objtype", "OBJT_DEFAULT", "object type"),
+            _p("size", "size_pages", 0, "object size in pages"),
+            _p("pg_color", "color", None, "force the object's pg_color (default: vm_quickcolor())"),
+        ),
+        "object",
+        "Create a VM object (simulator verb: the kernel gets objects from elsewhere).",
+        "_call_object_allocate",
+    ),
+    KernelFunction(
+        "vm_page_alloc",
+        "vm_page_alloc",
+        (
+            _p("object", "object_or_null", None, "owning object, or null"),
+            _p("pindex", "pindex", 0, "page index in the object"),
+            _p("page_req", "alloc_flags", "VM_ALLOC_NORMAL", "allocation class and flags"),
+        ),
+        "page_or_null",
+        "Allocate a page: returned hard-busied, on no queue, inserted into the object.",
+        "_call_alloc",
+    ),
+    KernelFunction(
+        "vm_page_grab",
+        "vm_page_grab",
+        (
+            _p("object", "object", help="the object"),
+            _p("pindex", "pindex", 0, "page index"),
+            _p("flags", "alloc_flags", "VM_ALLOC_NORMAL", "allocation flags (RETRY, ZERO, ...)"),
+        ),
+        "page_or_null",
+        "Look up and hard-busy a page of an object, allocating it if absent.",
+        "_call_grab",
+    ),
+    KernelFunction(
+        "vm_page_alloczwq",
+        "vm_page_alloczwq",
+        (
+            _p("pindex", "pindex", 0, "pindex recorded in the page"),
+            _p("flags", "alloc_flags", "VM_ALLOC_NORMAL", "allocation flags"),
+        ),
+        "page_or_null",
+        "Allocate an object-less page, wired and not busied.",
+        "_call_alloczwq",
+    ),
+    KernelFunction(
+        "vm_page_freezwq", "vm_page_freezwq", (_PAGE,), "none",
+        "Free a page from vm_page_alloczwq.", "_call_freezwq",
+    ),
+    KernelFunction(
+        "vm_page_free",
+        "vm_page_free_toq",
+        (_PAGE,),
+        "none",
+        "Free a hard-busied page (to the free head, or the PQ_HOLD tail if held).",
+        "_call_free",
+        aliases=("vm_page_free_toq", "vm_page_free_zero"),
+    ),
+    KernelFunction(
+        "vm_page_unqueue", "vm_page_unqueue", (_PAGE,), "none",
+        "Take a page off its queue; wakes the pagedaemon if it was free or cache.",
+        "_call_unqueue",
+    ),
+    KernelFunction(
+        "vm_page_unqueue_nowakeup", "vm_page_unqueue_nowakeup", (_PAGE,), "none",
+        "Take a page off its queue.", "_call_unqueue_nowakeup",
+    ),
+    KernelFunction(
+        "vm_page_activate", "vm_page_activate", (_PAGE,), "none",
+        "Move a page to the tail of its active queue.", "_call_activate",
+    ),
+    KernelFunction(
+        "vm_page_soft_activate", "vm_page_soft_activate", (_PAGE,), "none",
+        "As vm_page_activate.", "_call_soft_activate",
+    ),
+    KernelFunction(
+        "vm_page_deactivate", "vm_page_deactivate", (_PAGE,), "none",
+        "Move a page to the tail of its inactive queue.", "_call_deactivate",
+    ),
+    KernelFunction(
+        "vm_page_busy_try",
+        "vm_page_busy_try",
+        (_PAGE, _p("also_m_busy", "bool", True, "also fail on soft-busy")),
+        "bool",
+        "Try to hard-busy a page; returns TRUE on failure.",
+        "_call_busy_try",
+    ),
+    KernelFunction(
+        "vm_page_wakeup", "vm_page_wakeup", (_PAGE,), "none",
+        "Release a page's hard busy (waking waiters if WANTED).", "_call_wakeup",
+    ),
+    KernelFunction(
+        "vm_page_wire", "vm_page_wire", (_PAGE,), "none",
+        "Wire a hard-busied page.", "_call_wire",
+    ),
+    KernelFunction(
+        "vm_page_unwire",
+        "vm_page_unwire",
+        (_PAGE, _p("activate", "bool", False, "activate (else deactivate) on the last unwire")),
+        "none",
+        "Unwire a hard-busied page.",
+        "_call_unwire",
+    ),
+    KernelFunction(
+        "vm_page_insert",
+        "vm_page_insert",
+        (_PAGE, _p("object", "object", help="the object"), _p("pindex", "pindex", help="page index")),
+        "bool",
+        "Insert a page into an object; FALSE if the pindex is taken.",
+        "_call_insert",
+    ),
+    KernelFunction(
+        "vm_page_remove", "vm_page_remove", (_PAGE,), "none",
+        "Remove a hard-busied page from its object.", "_call_remove",
+    ),
+    KernelFunction(
+        "vm_page_lookup",
+        "vm_page_lookup",
+        (_p("object", "object", help="the object"), _p("pindex", "pindex", help="page index")),
+        "page_or_null",
+        "Find an object's page at pindex (not busied).",
+        "_call_lookup",
+        mutates=False,
+    ),
+    KernelFunction(
+        "vm_wait",
+        "vm_wait",
+        (_p("timo", "ticks", 0, "timeout in ticks (0 = hz)"),),
+        "none",
+        "Wait for free memory (one bounded sleep) when below the nice-shifted minimum.",
+        "_call_vm_wait",
+    ),
+    KernelFunction(
+        "vm_test_nominal", "vm_test_nominal", (), "bool",
+        "1 iff vm_paging_min().", "_call_test_nominal", mutates=False,
+    ),
+    KernelFunction(
+        "pagedaemon_wakeup", "pagedaemon_wakeup", (), "none",
+        "Poke the pageout daemon if paging should start.", "_call_pagedaemon_wakeup",
+    ),
+    KernelFunction(
+        "vmstats_rollup", "vmstats_rollup", (), "none",
+        "Fold every CPU's pending vmstats adjustments into the global vmstats.",
+        "_call_rollup",
+    ),
+    KernelFunction(
+        "vm_get_pg_color",
+        "vm_get_pg_color",
+        (
+            _p("cpuid", "cpu", 0, "the CPU"),
+            _p("object", "object_or_null", None, "the object or null"),
+            _p("pindex", "pindex", 0, "page index"),
+        ),
+        "int",
+        "The page colour an allocation on this CPU for object/pindex starts from.",
+        "_call_pg_color",
+        mutates=False,
+    ),
+)
+
+REGISTRY: dict[str, KernelFunction] = {}
+for _fn in FUNCTIONS:
+    REGISTRY[_fn.name] = _fn
+    for _alias in _fn.aliases:
+        REGISTRY[_alias] = _fn
+
+
+def queue_name(queue: int) -> str:
+    """``PQ_FREE:17`` style name of an absolute queue index."""
+    if queue == 0:
+        return "PQ_NONE"
+    base = (queue - 1) // PQ_L2_SIZE * PQ_L2_SIZE + 1
+    return f"{PQ_NAMES[base]}:{queue - base}"
+
+
+def flag_names(flags: int) -> list[str]:
+    return [name for bit, name in PG_FLAG_NAMES.items() if flags & bit]
+
+
+def alloc_flag_names(flags: int) -> list[str]:
+    names = [name for bit, name in VM_ALLOC_FLAG_NAMES.items() if flags & bit]
+    if flags >> 16:
+        names.append(f"VM_ALLOC_CPU({flags >> 16})")
+    return names

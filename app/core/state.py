@@ -1,0 +1,156 @@
+"""The state one simulated machine holds: everything the kernel keeps in globals for the
+page layer.  ``Machine`` (``machine.py``) combines this with the behaviour mixins, one per
+kernel seam.  No module-level mutable state: two machines never share anything.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from .alist import Alist
+from .config import MachineConfig
+from .constants import (
+    CNT_ACTIVE,
+    CNT_CACHE,
+    CNT_FREE,
+    CNT_INACTIVE,
+    PQ_COUNT,
+    PQ_L2_SIZE,
+)
+from .objects import VmObject
+from .pages import PageArray
+from .vmstats import METER_FIELDS, VmStats
+
+#: ``cnt_offset`` of every queue header, as an index into ``VmStats.cnt`` (-1 for PQ_NONE).
+QUEUE_COUNTER: tuple[int, ...] = (-1,) + tuple(
+    (CNT_FREE, CNT_INACTIVE, CNT_ACTIVE, CNT_CACHE, CNT_ACTIVE)[(q - 1) // PQ_L2_SIZE]
+    for q in range(1, PQ_COUNT)
+)
+
+
+class Cpu:
+    """Per-CPU ``globaldata`` fields of this layer: the vmstats snapshot
+    (``gd_vmstats``), the pending adjustments (``gd_vmstats_adj``), the event counters
+    (``gd_cnt``), ``gd_quick_color`` and ``gd_vmtotal.t_rm``."""
+
+    __slots__ = ("cpuid", "vmstats", "adj", "meter", "quick_color", "t_rm", "thread_addr")
+
+    def __init__(self, cpuid: int, thread_addr: int) -> None:
+        self.cpuid = cpuid
+        self.vmstats = VmStats()
+        self.adj = VmStats()
+        self.meter: dict[str, int] = {name: 0 for name in METER_FIELDS}
+        self.quick_color = 0
+        self.t_rm = 0
+        # Simulated address of the thread running on this CPU (vm_quickcolor uses it).
+        self.thread_addr = thread_addr
+
+    def state_tuple(self) -> tuple[int, ...]:
+        return (
+            self.cpuid,
+            *self.vmstats.state_tuple(),
+            *self.adj.state_tuple(),
+            *(self.meter[n] for n in METER_FIELDS),
+            self.quick_color,
+            self.t_rm,
+            self.thread_addr,
+        )
+
+
+@dataclass
+class Trace:
+    """What one call changed: page queue moves (page index -> queue before its first move
+    in the call) and notable events (wakeups, rollups, console lines)."""
+
+    first_queue: dict[int, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[int] | None = None
+
+
+class MachineState:
+    """All state of one machine.  Attributes use the kernel's names where it has them."""
+
+    config: MachineConfig
+    ncpus: int
+    # vm_page_array
+    pg: PageArray
+    first_page: int
+    page_range: int  # vm_page_array_size
+    managed: list[tuple[int, int]]  # page-index runs [a, b) that boot handed to the VM
+    # the 5121 queue headers (struct vpgqueues), as parallel lists
+    q_head: list[int]
+    q_tail: list[int]
+    q_lcnt: list[int]
+    q_adds: list[int]
+    q_lastq: list[int]
+    # vmstats
+    vmstats: VmStats
+    cpus: list[Cpu]
+    # the calling context
+    cpu: Cpu
+    gd: VmStats
+    adj: VmStats
+    curthread_systhread: bool
+    curthread_nice: int
+    # objects
+    objects: dict[int, VmObject]
+    next_object_id: int
+    # contiguous memory
+    vm_contig_alist: Alist
+    vm_low_phys_reserved: int
+    vm_dma_reserved: int
+    # searches
+    set_assoc_mask: int
+    # page hash (allocated by vm_page_startup_finish)
+    page_hash_size: int
+    # pageout daemon globals touched by this layer
+    vm_pages_needed: int
+    vm_pageout_deficit: int
+    vm_pages_waiting: int
+    vm_pageout_pages_needed: int
+    vm_page_free_hysteresis: int
+    # boot layout (for display)
+    vm_page_array_start: int
+    vm_page_array_end: int
+    minidump_bitmap: tuple[int, int]
+    # pageout daemon tunables computed at its start (spec §4.2)
+    vm_max_launder: int
+    vm_page_max_wired: int
+    vm_pageout_stats_scan: int
+    vm_pageout_stats_ticks: int
+    # misc
+    dnweight: int
+    ticks: int
+    hz: int
+    boot_stage: str
+    rng: random.Random
+    console: list[str]
+    trace: Trace | None
+
+    def select_cpu(self, cpuid: int) -> None:
+        """Run the following calls on ``cpuid`` (``mycpu``)."""
+        cpu = self.cpus[cpuid]
+        self.cpu = cpu
+        self.gd = cpu.vmstats
+        self.adj = cpu.adj
+
+    def log(self, line: str) -> None:
+        """A kernel console line (kprintf)."""
+        self.console.append(line)
+        if len(self.console) > 1000:
+            del self.console[:100]
+        if self.trace is not None:
+            self.trace.events.append({"event": "console", "line": line})
+
+    def wakeup(self, channel: str) -> None:
+        """``wakeup(chan)``: release every thread sleeping on ``channel``.  (Core engine I
+        has no sleeping threads yet; the wakeup is recorded in the call's trace.)"""
+        if self.trace is not None:
+            self.trace.events.append({"event": "wakeup", "channel": channel})
+
+    def event(self, name: str, **data: Any) -> None:
+        if self.trace is not None:
+            data["event"] = name
+            self.trace.events.append(data)
