@@ -35,12 +35,25 @@ from .constants import (
 from .errors import InvalidArgument, KernelPanic, WouldSleep
 from .objects import VmObject
 from .pageops import PageOps
-from .vmstats import vm_paging_min, vm_paging_min_nice
+from .vmstats import VmStats, vm_paging_min, vm_paging_min_nice
 
 _RECYCLE_BLOCKERS = PG_NEED_COMMIT | PG_MAPPED
 
 
+def _gate_open(gd: VmStats, page_req: int, free: int, cache: int) -> bool:
+    """The free-count test at the top of ``vm_page_alloc``'s loop (spec §7.1), on the
+    calling CPU's snapshot ``gd`` with the given free and cache counts."""
+    return bool(
+        free >= gd.v_free_reserved
+        or (page_req & VM_ALLOC_INTERRUPT and free > 0)
+        or (page_req & VM_ALLOC_SYSTEM and cache == 0 and free > gd.v_interrupt_free_min)
+    )
+
+
 class AllocOps(PageOps):
+    #: The queue the last selector took its page from (for the "explain" record only).
+    _selected_queue: int = 0
+
     # ------------------------------------------------------------ selectors (§6.5)
     def _select_fail_deactivate(self, i: int) -> None:
         """A page another thread had busied: deactivate it (it was already removed)."""
@@ -63,6 +76,7 @@ class AllocOps(PageOps):
                 return -1
             if not self.pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK):
                 self._check_selected_free(i)
+            self._selected_queue = self.pg.queue[i]
             self._rem_queue(i)
             if self.vm_page_busy_try(i, True):
                 self._select_fail_deactivate(i)
@@ -86,6 +100,7 @@ class AllocOps(PageOps):
             i = self._list_find(PQ_CACHE, color)
             if i < 0:
                 return -1
+            self._selected_queue = self.pg.queue[i]
             self._rem_queue(i)
             if self.vm_page_busy_try(i, True):
                 self._select_fail_deactivate(i)
@@ -103,6 +118,7 @@ class AllocOps(PageOps):
             i = self._list_find2(color)
             if i < 0:
                 return -1, False
+            self._selected_queue = pg.queue[i]
             if self.vm_page_busy_try(i, True):
                 self._rem_queue(i)
                 self._select_fail_deactivate(i)
@@ -147,15 +163,20 @@ class AllocOps(PageOps):
         also when ``cache == 0 and free > v_interrupt_free_min``; otherwise only NORMAL,
         and only by recycling cache pages.  VM_ALLOC_ZERO is ignored here."""
         cpuid = self._check_alloc_flags(page_req, "vm_page_alloc")
-        if obj is not None and pindex in obj.pages and not page_req & VM_ALLOC_NULL_OK:
+        if self.curthread_systhread:
+            page_req |= VM_ALLOC_SYSTEM
+        if (
+            obj is not None
+            and pindex in obj.pages
+            and not page_req & VM_ALLOC_NULL_OK
+            and self._alloc_would_get_page(page_req)
+        ):
             raise KernelPanic(
                 "vm_page_alloc",
                 f"PAGE RACE {obj.id}/{pindex:#x}: the object already has a page at this "
                 "pindex and VM_ALLOC_NULL_OK is not set",
             )
         color = self.vm_get_pg_color(cpuid, obj, pindex)
-        if self.curthread_systhread:
-            page_req |= VM_ALLOC_SYSTEM
         trace = self.trace
         explain: dict[str, Any] | None = None
         if trace is not None:
@@ -166,17 +187,8 @@ class AllocOps(PageOps):
         i = -1
         while True:
             gd = self.gd
-            c = gd.cnt
-            free = c[CNT_FREE]
-            if (
-                free >= gd.v_free_reserved
-                or (page_req & VM_ALLOC_INTERRUPT and free > 0)
-                or (
-                    page_req & VM_ALLOC_SYSTEM
-                    and c[CNT_CACHE] == 0
-                    and free > gd.v_interrupt_free_min
-                )
-            ):
+            free = gd.cnt[CNT_FREE]
+            if _gate_open(gd, page_req, free, gd.cnt[CNT_CACHE]):
                 if page_req & VM_ALLOC_NORMAL:
                     i, fromcache = self.vm_page_select_free_or_cache(color)
                     if i >= 0 and fromcache:
@@ -214,7 +226,7 @@ class AllocOps(PageOps):
             break
         # success: i is hard-busied and on PQ_NONE
         if explain is not None and trace is not None:
-            explain["found_queue"] = trace.first_queue.get(i, 0)
+            explain["found_queue"] = self._selected_queue
             explain["probes"] = trace.probes
             trace.probes = None
         pg.flags[i] = 0
@@ -233,6 +245,33 @@ class AllocOps(PageOps):
             explain["result"] = self.pfn_of(i) if i >= 0 else None
             trace.events.append(explain)
         return i
+
+    def _alloc_would_get_page(self, page_req: int) -> bool:
+        """Would ``vm_page_alloc`` end up holding a page (and so reach the insert that
+        panics on a collision)?  Evaluated without changing anything: the gate on the
+        CPU snapshot, or, for NORMAL below the gate, the gate after recycling each
+        recyclable cache page in turn.  Approximations (rare races the single-threaded
+        simulator can only create by hand): unrecyclable cache pages are counted as still
+        cached for the SYSTEM clause, and a snapshot that promises pages the queues do not
+        hold counts as success."""
+        gd = self.gd
+        free = gd.cnt[CNT_FREE]
+        cache = gd.cnt[CNT_CACHE]
+        if _gate_open(gd, page_req, free, cache):
+            return True
+        if not page_req & VM_ALLOC_NORMAL:
+            return False
+        recyclable = 0
+        pg = self.pg
+        for q in range(PQ_CACHE, PQ_CACHE + PQ_L2_SIZE):
+            i = self.q_head[q]
+            while i >= 0:
+                if not pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK) and self._recyclable(i):
+                    recyclable += 1
+                i = pg.next[i]
+        return any(
+            _gate_open(gd, page_req, free + k, cache - k) for k in range(1, recyclable + 1)
+        )
 
     def _recycle_cache_page(self, i: int, explain: dict[str, Any] | None) -> None:
         """``found_cache`` in ``vm_page_alloc``: free the recyclable cache page (the

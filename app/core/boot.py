@@ -137,13 +137,7 @@ class BootOps(SearchOps):
     def vm_page_startup(self) -> None:
         """``vm_page_startup()`` with ``vm_add_new_page`` for every page (spec §2.2–2.3)."""
         cfg = self.config
-        ranges = []
-        for beg, end in cfg.phys_avail:
-            b = round_page(beg)
-            e = trunc_page(end)
-            if e < b:
-                e = b
-            ranges.append((b, e))
+        ranges = cfg.rounded_phys_avail()
         total = sum(e - b for b, e in ranges)
         biggestone = 0
         biggest = -1
@@ -238,7 +232,7 @@ class BootOps(SearchOps):
         rank = np.full(self.page_range, -1, dtype=np.int16)
         pc = arr["pc"]
         array_end = (self.first_page + self.page_range) * PAGE_SIZE
-        avail = [(round_page(b), max(round_page(b), trunc_page(e))) for b, e in self.config.phys_avail]
+        avail = self.config.rounded_phys_avail()
         for k, r in enumerate(numa):
             socket_value = (r.socket % phys_ids) * socket_mod
             ran_beg, ran_end = r.base, r.base + r.size

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .constants import MAXCPU, PAGE_SIZE, PQ_L2_SIZE
+from .constants import MAXCPU, PAGE_SIZE, PQ_L2_SIZE, SIZEOF_VM_PAGE
 from .errors import ConfigError
 
 BootStage = Literal["early", "finished"]
@@ -32,7 +32,10 @@ _UNITS = {
     "TB": 1 << 40,
     "TIB": 1 << 40,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$", re.ASCII)
+#: More digits than any size below ``MAX_PHYS_ADDR`` needs; longer strings are refused before
+#: they are converted (CPython refuses int() of > 4300 digits with a bare ValueError).
+_MAX_SIZE_DIGITS = 24
 
 #: The largest physical address the simulator accepts (x86_64 has 52 physical address bits).
 MAX_PHYS_ADDR = 1 << 52
@@ -40,26 +43,40 @@ MAX_PHYS_ADDR = 1 << 52
 DEFAULT_MAX_PAGES = 16 * 1024 * 1024
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def parse_size(text: str | int) -> int:
     """Parse a byte size such as ``"4GiB"``, ``"512 MiB"``, ``"1.5G"`` or ``4096``.
 
     Units are binary (KiB = 1024 bytes); ``GB`` is read as GiB, as sysadmins mean it.
+    Sizes beyond the 52-bit physical address space are refused, whatever their spelling.
     """
     if isinstance(text, bool):
         raise ConfigError("a size must be a number of bytes or a string like '4GiB'")
     if isinstance(text, int):
         if text < 0:
             raise ConfigError(f"size {text} is negative")
+        if text > MAX_PHYS_ADDR:
+            raise ConfigError(f"size {text} is larger than the 4 PiB physical address space")
         return text
+    if not isinstance(text, str):
+        raise ConfigError("a size must be a number of bytes or a string like '4GiB'")
+    shown = text if len(text) <= 40 else text[:37] + "..."
     match = _SIZE_RE.match(text)
     if not match:
-        raise ConfigError(f"cannot read {text!r} as a size; write it like '4GiB' or '512MiB'")
+        raise ConfigError(f"cannot read {shown!r} as a size; write it like '4GiB' or '512MiB'")
     number, unit = match.group(1), match.group(2).upper()
     if unit not in _UNITS:
-        raise ConfigError(f"unknown size unit {match.group(2)!r} in {text!r}; use KiB, MiB, GiB or TiB")
+        raise ConfigError(
+            f"unknown size unit {match.group(2)!r} in {shown!r}; use KiB, MiB, GiB or TiB"
+        )
+    if len(number.partition(".")[0].lstrip("0")) > _MAX_SIZE_DIGITS:
+        raise ConfigError(f"size {shown!r} is larger than the 4 PiB physical address space")
     value = float(number) * _UNITS[unit] if "." in number else int(number) * _UNITS[unit]
     if value > MAX_PHYS_ADDR:
-        raise ConfigError(f"size {text!r} is larger than the 4 PiB physical address space")
+        raise ConfigError(f"size {shown!r} is larger than the 4 PiB physical address space")
     return int(value)
 
 
@@ -144,8 +161,16 @@ class MachineConfig:
             raise ConfigError(f"{size!r} is too little memory to boot; give at least 1MiB")
         topology = None
         if sockets is not None or cores is not None or threads is not None:
-            topology = Topology(sockets or 1, cores or 1, threads or 1)
-        ncpus = topology.ncpus if topology else (cpus if cpus is not None else 1)
+            # an omitted level is 1; an explicit 0 is kept so that validate() refuses it
+            topology = Topology(
+                1 if sockets is None else sockets,
+                1 if cores is None else cores,
+                1 if threads is None else threads,
+            )
+        if cpus is not None:
+            ncpus = cpus  # validate() refuses a count that disagrees with the topology
+        else:
+            ncpus = topology.ncpus if topology else 1
         cfg = cls(
             phys_avail=((PAGE_SIZE, nbytes),),
             cpus=ncpus,
@@ -161,16 +186,32 @@ class MachineConfig:
     # ---- validation ------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse a configuration that cannot boot, before anything is allocated."""
+        for name in ("cpus", "hz", "dma_reserved", "max_pages", "seed"):
+            if not _is_int(getattr(self, name)):
+                raise ConfigError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if self.max_pages < 1:
+            raise ConfigError("max_pages must be at least 1")
+        if self.topology is not None and not all(
+            _is_int(v) for v in (self.topology.sockets, self.topology.cores, self.topology.threads)
+        ):
+            raise ConfigError("sockets, cores and threads must be integers")
+        for r in self.numa:
+            if not isinstance(r, NumaRange) or not all(
+                _is_int(v) for v in (r.base, r.size, r.socket)
+            ):
+                raise ConfigError("each NUMA range needs integer base, size and socket")
+        if not isinstance(self.phys_avail, tuple | list):
+            raise ConfigError("phys_avail must be a list of (begin, end) pairs")
         if not self.phys_avail:
             raise ConfigError("phys_avail is empty: give at least one memory range")
         if len(self.phys_avail) > 64:
             raise ConfigError("phys_avail has more than 64 ranges (the kernel's array is smaller)")
         prev_end = -1
         for i, rng in enumerate(self.phys_avail):
-            if len(rng) != 2:
+            if not isinstance(rng, tuple | list) or len(rng) != 2:
                 raise ConfigError(f"phys_avail[{i}] must be a (begin, end) pair")
             beg, end = rng
-            if not isinstance(beg, int) or not isinstance(end, int):
+            if not _is_int(beg) or not _is_int(end):
                 raise ConfigError(f"phys_avail[{i}] must hold integers (bytes)")
             if beg < 0 or end <= 0:
                 raise ConfigError(
@@ -187,9 +228,11 @@ class MachineConfig:
                     f"(which ends at {prev_end:#x}); ranges must be ascending and disjoint"
                 )
             prev_end = end
-        first_page = (self.phys_avail[0][0] + PAGE_SIZE - 1) // PAGE_SIZE
-        last_end_page = self.phys_avail[-1][1] // PAGE_SIZE
-        page_range = last_end_page - first_page
+        # vm_page_startup's own arithmetic (spec §2.2 steps 1, 2 and 6), done here so that a
+        # map that cannot boot is refused before the page array is allocated
+        ranges = self.rounded_phys_avail()
+        first_page = ranges[0][0] // PAGE_SIZE
+        page_range = ranges[-1][1] // PAGE_SIZE - first_page
         if page_range > self.max_pages:
             raise ConfigError(
                 f"this memory map needs {page_range} page structures; the limit is "
@@ -197,6 +240,13 @@ class MachineConfig:
             )
         if page_range <= 0:
             raise ConfigError("the memory map holds no whole page")
+        total = sum(end - beg for beg, end in ranges)
+        if total - page_range * SIZEOF_VM_PAGE < PAGE_SIZE:
+            raise ConfigError(
+                f"the page array ({page_range} page structures of {SIZEOF_VM_PAGE} bytes, "
+                f"holes included) does not leave a page of the {total} usable bytes for the "
+                "VM; give more memory or a map with smaller holes"
+            )
         if self.topology is not None:
             t = self.topology
             if min(t.sockets, t.cores, t.threads) < 1:
@@ -227,6 +277,17 @@ class MachineConfig:
             prev = r.base + r.size
 
     # ---- derived ---------------------------------------------------------------------
+    def rounded_phys_avail(self) -> tuple[tuple[int, int], ...]:
+        """``phys_avail`` as ``vm_page_startup`` rewrites it (spec §2.2 step 1): each begin
+        rounded up and each end truncated to a page boundary; a range left with
+        ``end < begin`` becomes the empty range ``(begin, begin)``."""
+        out = []
+        for beg, end in self.phys_avail:
+            b = (beg + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+            e = end & ~(PAGE_SIZE - 1)
+            out.append((b, max(b, e)))
+        return tuple(out)
+
     def numa_ranges(self) -> tuple[NumaRange, ...]:
         """The memory affinity ranges ACPI would report: the configured ones, or memory
         split evenly by address across sockets (socket k gets the k-th slice of

@@ -1,0 +1,49 @@
+"""``python -m bench [NAME] [--json] [--quick]``: run the benchmarks.
+
+With no name every benchmark runs, human-readably.  Benchmarks print figures; no test
+asserts a timing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+USAGE = "usage: python -m bench [engine] [--json] [--quick]"
+
+
+def _engine(argv: list[str]) -> int:
+    from bench import engine
+
+    return engine.main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"engine": _engine}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        print("benchmarks: " + ", ".join(BENCHMARKS))
+        return 0
+    if argv and not argv[0].startswith("-"):
+        name, rest = argv[0], argv[1:]
+        bench = BENCHMARKS.get(name)
+        if bench is None:
+            print(f"no benchmark named {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+            return 2
+        return bench(rest)
+    if "--json" in argv:
+        print(
+            "--json needs one benchmark name, e.g. python -m bench engine --json", file=sys.stderr
+        )
+        return 2
+    status = 0
+    for name, bench in BENCHMARKS.items():
+        print(f"== {name}")
+        status = bench(argv) or status
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

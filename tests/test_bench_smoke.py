@@ -1,0 +1,72 @@
+"""Smoke test of the engine benchmark: ``python -m bench engine --json --quick`` runs and
+prints every figure.  No timing is asserted: only that each figure exists and is a
+positive number."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SIZED = ("bytes_per_page", "rss_peak_bytes", "bytes_per_page_touched", "boot_s")
+SCALARS = ("mixed_calls_per_s", "mixed_calls_per_s_direct", "mixed_calls_per_s_recorded")
+TARGETS = ("bytes_per_page_4M", "boot_s_16M", "rss_16M_bytes", "mixed_calls_per_s", "batch_10k_ms")
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def test_engine_quick_json_has_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "engine", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json prints exactly one JSON object"
+    result = json.loads(lines[0])
+    sizes = [str(n) for n in result["params"]["sizes"]]
+    # --quick boots 64K and 256K pages (2^16 and 2^18)
+    assert sizes == ["65536", "262144"]
+    for key in SIZED:
+        assert list(result[key]) == sizes, key
+        assert all(_positive(v) for v in result[key].values()), (key, result[key])
+    for key in SCALARS:
+        assert _positive(result[key]), (key, result[key])
+    assert set(result["batch_10k_ms"]) == {"fresh", "scarce"}
+    assert all(_positive(v) for v in result["batch_10k_ms"].values())
+    assert set(result["targets"]) == set(TARGETS)
+    assert all(_positive(v) for v in result["targets"].values())
+    # the stream is ~25/30/25/20 %: every kind of call was made (20 000 calls in all)
+    mix = result["params"]["mixed_mix"]
+    assert sum(mix.values()) == 20_000
+    assert all(n > 0 for n in mix.values())
+    # scarce: 20 pages per colour after the batch -> 20*1024 + 10000 = 30480 before it
+    assert result["params"]["scarce_free_before_batch"] == 30480
+
+
+def test_bench_unknown_name_is_refused() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "nosuch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "no benchmark named" in out.stderr
