@@ -185,7 +185,29 @@ class AllocOps(PageOps):
         pg = self.pg
         rolled_up = False
         i = -1
-        while True:
+        gd = self.gd
+        if (
+            trace is None
+            and page_req & VM_ALLOC_NORMAL
+            and gd.cnt[CNT_FREE] >= gd.v_free_reserved
+        ):
+            # fast path: the exact free colour queue has an idle, selectable head
+            q = PQ_FREE + color
+            head = self.q_head[q]
+            if (
+                head >= 0
+                and not pg.busy[head]
+                and not pg.flags[head] & (PG_UNQUEUED | PG_NEED_COMMIT)
+                and not pg.hold[head]
+                and not pg.wire[head]
+            ):
+                i = head
+                self.q_lastq[q] = -1
+                self.q_lastq[PQ_CACHE + color] = -1
+                pg.busy[i] = PBUSY_LOCKED
+                self._rem_queue(i)
+                self.pagedaemon_wakeup()
+        while i < 0:
             gd = self.gd
             free = gd.cnt[CNT_FREE]
             if _gate_open(gd, page_req, free, gd.cnt[CNT_CACHE]):
@@ -193,6 +215,7 @@ class AllocOps(PageOps):
                     i, fromcache = self.vm_page_select_free_or_cache(color)
                     if i >= 0 and fromcache:
                         self._recycle_cache_page(i, explain)
+                        i = -1
                         continue
                 else:
                     i = self.vm_page_select_free(color)
@@ -200,6 +223,7 @@ class AllocOps(PageOps):
                 i = self.vm_page_select_cache(color)
                 if i >= 0:
                     self._recycle_cache_page(i, explain)
+                    i = -1
                     continue
                 return self._alloc_failed(explain, "below v_free_reserved and no recyclable cache page")
             else:

@@ -52,7 +52,11 @@ def round_page(x: int) -> int:
 
 def page_colour(pfn: NDArray) -> NDArray:
     """The boot colour "twist": ``(pfn ^ pfn/1024 ^ pfn/1048576) & 1023`` (spec §2.3)."""
-    colour: NDArray = ((pfn ^ (pfn >> 10) ^ (pfn >> 20)) & (PQ_L2_SIZE - 1)).astype(np.uint16)
+    twist = pfn >> 10
+    twist ^= pfn
+    twist ^= pfn >> 20
+    twist &= PQ_L2_SIZE - 1
+    colour: NDArray = twist.astype(np.uint16)
     return colour
 
 
@@ -98,10 +102,11 @@ class BootOps(SearchOps):
         the global vmstats directly)."""
         if len(idx) == 0:
             return
-        queues = queues.astype(np.uint16)
+        queues = queues.astype(np.uint16, copy=False)
         order = np.argsort(queues, kind="stable")  # radix sort for 16-bit keys
-        sidx = idx[order].astype(np.int32)
-        sq = queues[order]
+        sidx = idx.astype(np.int32, copy=False)[order]
+        del order
+        sq = np.sort(queues, kind="stable")
         n = len(sidx)
         same_prev = np.zeros(n, dtype=bool)
         same_prev[1:] = sq[1:] == sq[:-1]
@@ -187,15 +192,20 @@ class BootOps(SearchOps):
                 "this memory map leaves no page for the VM once the page array is carved "
                 "out; give more memory"
             )
-        pfn = np.concatenate([np.arange(a, z, dtype=np.int64) for a, z in runs])
-        idx = pfn - self.first_page
-        pc = page_colour(pfn)
+        # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix
+        first = self.first_page
+        idx = np.concatenate([np.arange(a - first, z - first, dtype=np.int32) for a, z in runs])
         arr = self.pg.arrays
-        arr["pc"][idx] = pc
+        pc = arr["pc"]
+        step = 1 << 20
+        for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
+            part = idx[lo : lo + step].astype(np.int64)
+            part += first
+            pc[idx[lo : lo + step]] = page_colour(part)
         arr["pat"][idx] = PAT_WRITE_BACK
-        is_dma = (pfn << PAGE_SHIFT) < self.vm_low_phys_reserved
-        dma_idx = idx[is_dma]
-        ndma = int(dma_idx.size)
+        limit_pfn = -(-self.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
+        ndma = int(np.searchsorted(idx, limit_pfn - first))
+        dma_idx = idx[:ndma]
         arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
         arr["wire"][dma_idx] = 1
         nfree = int(idx.size) - ndma
@@ -203,14 +213,13 @@ class BootOps(SearchOps):
         vs.v_dma_pages = ndma
         vs.cnt[CNT_WIRE] += ndma
         vs.cnt[CNT_FREE] = nfree
-        # alist block number == absolute pfn; free the reserve run by run
-        dma_pfn = pfn[is_dma]
         if ndma:
+            dma_pfn = dma_idx.astype(np.int64) + first
             breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
             for seg in np.split(dma_pfn, breaks):
                 self.vm_contig_alist.free(int(seg[0]), int(seg.size))
-        keep = ~is_dma
-        self._bulk_push_head(idx[keep], PQ_FREE + pc[keep].astype(np.int64))
+        keep = idx[ndma:]
+        self._bulk_push_head(keep, pc[keep] + np.uint16(PQ_FREE))
         self.cpus[0].vmstats.copy_from(vs)
 
     # ------------------------------------------------------------------ §3

@@ -21,6 +21,7 @@ from .constants import (
     PBUSY_MASK,
     PBUSY_SWAPINPROG,
     PBUSY_WANTED,
+    PQ_COUNT,
     PQ_L2_MASK,
     VM_ALLOC_FLAG_NAMES,
 )
@@ -32,6 +33,13 @@ from .state import Trace
 from .vmstats import ALL_FIELDS, METER_FIELDS, predicate_table
 
 _U64_MAX = (1 << 64) - 1
+_QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
+
+
+def _delta(old: list[int], new: list[int]) -> dict[str, int]:
+    return {CNT_NAMES[k]: new[k] - old[k] for k in range(5) if new[k] != old[k]}
+
+_KNOWN = {name: frozenset(p.name for p in spec.params) for name, spec in REGISTRY.items()}
 _FLAG_BY_NAME = {name: bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
 _FLAG_BY_NAME.update({name.removeprefix("VM_ALLOC_"): bit for bit, name in VM_ALLOC_FLAG_NAMES.items()})
 
@@ -114,45 +122,56 @@ class Machine(InvariantOps):
         spec = REGISTRY.get(fn)
         if spec is None:
             raise InvalidArgument(f"there is no kernel function named {fn!r} here")
-        if not isinstance(cpu, int) or isinstance(cpu, bool) or not 0 <= cpu < self.ncpus:
+        if type(cpu) is not int or not 0 <= cpu < self.ncpus:
             raise InvalidArgument(f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}")
-        if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 20:
+        if type(nice) is not int or not -20 <= nice <= 20:
             raise InvalidArgument("nice must be an integer from -20 to 20")
         conv = self._convert_args(spec, args or {})
         self.select_cpu(cpu)
         self.curthread_nice = nice
         self.curthread_systhread = systhread
+        method = getattr(self, spec.method)
         if not record:
             self.trace = None
-            return CallResult(spec.name, getattr(self, spec.method)(**conv))
+            return CallResult(spec.name, method(**conv))
         trace = Trace()
         before = self._counter_snapshot()
         self.trace = trace
         try:
-            result = getattr(self, spec.method)(**conv)
+            result = method(**conv)
         finally:
             self.trace = None
         return CallResult(spec.name, result, self._make_record(trace, before))
 
     def _convert_args(self, spec: KernelFunction, args: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(args, dict):
+        if type(args) is not dict and not isinstance(args, dict):
             raise InvalidArgument("arguments must be an object of name: value pairs")
-        known = {p.name for p in spec.params}
-        unknown = set(args) - known
-        if unknown:
+        known = _KNOWN[spec.name]
+        if not args.keys() <= known:
+            unknown = set(args) - known
             want = ", ".join(sorted(known)) or "none"
             raise InvalidArgument(
                 f"{spec.name} has no argument {', '.join(sorted(unknown))}; its arguments: {want}"
             )
         out: dict[str, Any] = {}
         for p in spec.params:
-            if p.name in args:
-                value = args[p.name]
+            name = p.name
+            if name in args:
+                value = args[name]
             elif p.required:
-                raise InvalidArgument(f"{spec.name} needs the argument {p.name!r} ({p.help})")
+                raise InvalidArgument(f"{spec.name} needs the argument {name!r} ({p.help})")
             else:
                 value = p.default
-            out[p.name] = self._convert(p, value)
+            kind = p.kind
+            if kind == "page" and type(value) is int:
+                i = value - self.first_page
+                if len(self.managed) == 1 and self.managed[0][0] <= i < self.managed[0][1]:
+                    out[name] = i
+                    continue
+            elif kind == "pindex" and type(value) is int and 0 <= value <= _U64_MAX or kind == "alloc_flags" and type(value) is int and 0 <= value < 1 << 32:
+                out[name] = value
+                continue
+            out[name] = self._convert(p, value)
         return out
 
     def _convert(self, p: Param, value: Any) -> Any:
@@ -302,29 +321,34 @@ class Machine(InvariantOps):
     # ---- records ---------------------------------------------------------------------
     def _counter_snapshot(self) -> tuple[list[int], list[int], list[int], dict[str, int]]:
         cpu = self.cpu
-        return (list(self.vmstats.cnt), list(cpu.adj.cnt), list(cpu.vmstats.cnt), dict(cpu.meter))
+        return (self.vmstats.cnt[:], cpu.adj.cnt[:], cpu.vmstats.cnt[:], cpu.meter.copy())
 
     def _make_record(
         self, trace: Trace, before: tuple[list[int], list[int], list[int], dict[str, int]]
     ) -> dict[str, Any]:
         queue = self.pg.queue
-        moves = []
-        for i, q0 in trace.first_queue.items():
-            moves.append({"pfn": self.first_page + i, "from": queue_name(q0), "to": queue_name(queue[i])})
+        first = self.first_page
+        moves = [
+            {"pfn": first + i, "from": _QUEUE_NAMES[q0], "to": _QUEUE_NAMES[queue[i]]}
+            for i, q0 in trace.first_queue.items()
+        ]
         g0, a0, s0, m0 = before
         cpu = self.cpu
         counters: dict[str, dict[str, int]] = {}
-        for label, old, new in (
-            ("vmstats", g0, self.vmstats.cnt),
-            (f"cpu{cpu.cpuid}.gd_vmstats_adj", a0, cpu.adj.cnt),
-            (f"cpu{cpu.cpuid}.gd_vmstats", s0, cpu.vmstats.cnt),
-        ):
-            delta = {CNT_NAMES[k]: new[k] - old[k] for k in range(5) if new[k] != old[k]}
-            if delta:
-                counters[label] = delta
-        meter = {k: cpu.meter[k] - m0[k] for k in METER_FIELDS if cpu.meter[k] != m0[k]}
-        if meter:
-            counters[f"cpu{cpu.cpuid}.gd_cnt"] = meter
+        new = self.vmstats.cnt
+        if new != g0:
+            counters["vmstats"] = _delta(g0, new)
+        new = cpu.adj.cnt
+        if new != a0:
+            counters[f"cpu{cpu.cpuid}.gd_vmstats_adj"] = _delta(a0, new)
+        new = cpu.vmstats.cnt
+        if new != s0:
+            counters[f"cpu{cpu.cpuid}.gd_vmstats"] = _delta(s0, new)
+        meter = cpu.meter
+        if meter != m0:
+            counters[f"cpu{cpu.cpuid}.gd_cnt"] = {
+                k: meter[k] - m0[k] for k in METER_FIELDS if meter[k] != m0[k]
+            }
         return {"cpu": cpu.cpuid, "moves": moves, "counters": counters, "events": trace.events}
 
     # ================================================================= views
