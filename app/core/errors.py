@@ -32,9 +32,14 @@ class ConfigError(ValueError):
 
 
 class WouldSleep(Exception):
-    """The call would put the calling thread to sleep on ``channel`` with nobody left to
-    wake it (Core engine I simulates a single thread per CPU).  Raised before any state
-    changes, like a panic; the message says what the thread would wait for."""
+    """The calling thread would block forever: it would sleep on ``channel`` (or spin)
+    with nobody left to wake it, because Core engine I simulates one thread per CPU.
+
+    Unlike a panic this is not a refusal of an illegal call: whatever the kernel would
+    have done before the thread blocked (a vmstats rollup, the ``vm_wait`` bookkeeping,
+    deactivating pages another caller had busied) has been done, exactly as on a real
+    machine whose thread then hangs.  The machine stays consistent.  When the message
+    says so up front (for example a grab of a busy page), nothing changed."""
 
     def __init__(self, function: str, channel: str, message: str) -> None:
         super().__init__(f"{function}: would sleep on {channel}: {message}")

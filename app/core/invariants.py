@@ -53,7 +53,10 @@ class InvariantOps(AllocOps):
         base_ok = (queue[on_q] - 1) % PQ_L2_SIZE == pc[on_q]
         if not base_ok.all():
             bad = int(np.flatnonzero(on_q)[np.flatnonzero(~base_ok)[0]])
-            _fail(f"page {bad}: queue {queue[bad]} does not match colour {pc[bad]}")
+            _fail(
+                f"page {bad}: on queue {queue[bad]} (colour {(queue[bad] - 1) % PQ_L2_SIZE}) "
+                f"but its pc is {pc[bad]}"
+            )
         if (flags[on_q] & (PG_FICTITIOUS | PG_UNQUEUED)).any():
             _fail("a FICTITIOUS or UNQUEUED page sits on a queue")
         if ((nxt[~on_q] != -1) | (prv[~on_q] != -1)).any():

@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from .boot import BootOps
-from .constants import PAGE_SIZE, PBUSY_LOCKED, PG_MAPPEDMULTI, PG_NEED_COMMIT, PG_WRITEABLE
+from .constants import (
+    PAGE_SIZE,
+    PBUSY_LOCKED,
+    PG_MAPPEDMULTI,
+    PG_NEED_COMMIT,
+    PG_WRITEABLE,
+    PQ_L2_SIZE,
+)
 from .errors import InvalidArgument, KernelPanic
 from .objects import ObjType, VmObject
 
@@ -40,6 +47,12 @@ class ObjectOps(BootOps):
         pg = self.pg
         if pg.obj[i] != 0:
             raise KernelPanic("vm_page_insert", "already inserted")
+        if pg.queue[i] and pg.queue[i] <= PQ_L2_SIZE:  # PQ_FREE + colour
+            raise KernelPanic(
+                "vm_page_insert",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: the allocator would hand out a page "
+                "that an object still owns, so the simulator refuses to create one",
+            )
         obj.generation += 1
         if pindex in obj.pages:
             # m.object/m.pindex were set and reset: pindex ends up 0

@@ -101,6 +101,13 @@ class PageOps(ObjectOps):
         pg = self.pg
         if pg.flags[i] & PG_FICTITIOUS:
             return
+        if pg.queue[i] - pg.pc[i] == PQ_FREE:
+            raise KernelPanic(
+                "vm_page_wire",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: a wired free page trips the "
+                "allocator's KASSERT (wire_count == 0) when it is selected, so the simulator "
+                "refuses to create one",
+            )
         w = pg.wire[i]
         if w >= 0xFFFFFFFF:
             raise KernelPanic("vm_page_wire", "wire_count overflow")
@@ -202,14 +209,15 @@ class PageOps(ObjectOps):
         pg = self.pg
         fn = "vm_page_free_toq"
         busy = pg.busy[i]
+        # The PBUSY_LOCKED KASSERT comes before the busy/free diagnostics (spec §8.2).
+        if not busy & PBUSY_LOCKED:
+            raise KernelPanic(fn, "page is not busied: vm_page_free_toq requires PBUSY_LOCKED")
         if busy & PBUSY_MASK or pg.queue[i] - pg.pc[i] == PQ_FREE:
             what = "freeing busy page" if busy & PBUSY_MASK else "freeing free page"
             raise KernelPanic(
                 fn,
                 f"vm_page_free: pindex({pg.pindex[i]}), busy {busy:#x}, hold({pg.hold[i]}): {what}",
             )
-        if not busy & PBUSY_LOCKED:
-            raise KernelPanic(fn, "page is not busied: vm_page_free_toq requires PBUSY_LOCKED")
         if pg.flags[i] & PG_FICTITIOUS:
             if pg.queue[i] != PQ_NONE:
                 raise KernelPanic(fn, "fictitious page on a queue")

@@ -1,0 +1,442 @@
+"""Tests for the call registry (app.core.registry) and ``Machine.call``: every registered
+function is callable by name, arguments are validated before anything runs (a refused call
+leaves the state digest unchanged), flag spellings, and the record format.
+
+Machines: ``boot8`` = phys_avail [0x200000, 0xA00000) (see tests/core/test_pageops.py:
+first_page 512, page_range 2048, managed pfn 512..2494, colour 600 = [1625, 600]).
+``boot_holey`` = [0x200000, 0x300000) + [0x400000, 0xA00000): first_page 512, page_range
+0xA00000/4096 - 512 = 2048; pfn 768..1023 is a hole; total = 1 + 6 MiB = 1792 pages, npages =
+(7 MiB - 2048*128)/4096 = 1728; the biggest range (the second) stops at new_end = 0x9BF000,
+so pfn 2495..2559 hold the page array and the minidump bitmap and are not managed either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.core.config import MachineConfig
+from app.core.constants import (
+    PBUSY_LOCKED,
+    PQ_ACTIVE,
+    PQ_FREE,
+    PQ_INACTIVE,
+    VM_ALLOC_CPU,
+    VM_ALLOC_NORMAL,
+    VM_ALLOC_ZERO,
+)
+from app.core.errors import InvalidArgument
+from app.core.machine import CallResult, Machine, parse_alloc_flags
+from app.core.registry import FUNCTIONS, REGISTRY, queue_name
+
+FIRST_PAGE = 512
+
+
+def boot8(**kw: Any) -> Machine:
+    return Machine.boot(MachineConfig(phys_avail=((0x200000, 0xA00000),), **kw))
+
+
+def boot_holey() -> Machine:
+    return Machine.boot(MachineConfig(phys_avail=((0x200000, 0x300000), (0x400000, 0xA00000))))
+
+
+def ix(pfn: int) -> int:
+    return pfn - FIRST_PAGE
+
+
+def alloc(m: Machine, pindex: int = 600) -> int:
+    return int(m.call("vm_page_alloc", {"pindex": pindex}).result)
+
+
+# =========================================================== every function callable
+
+Check = Callable[[Machine, Any], None]
+
+
+def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check]:
+    """Arguments for one call of ``name`` on a fresh boot8 machine, and a check of its
+    effect (the detailed semantics are tested per module; here: it ran and did its job)."""
+    if name == "vm_object_allocate":
+        return {}, lambda m, r: ok(r == 1 and 1 in m.objects, str(r))
+    if name == "vm_page_alloc":
+        return {}, lambda m, r: ok(m.pg.busy[ix(r)] == PBUSY_LOCKED, "not busied")
+    if name == "vm_page_grab":
+        oid = m.call("vm_object_allocate").result
+
+        def grabbed(m: Machine, r: Any) -> None:
+            assert m.objects[oid].pages[0] == ix(r) and m.pg.busy[ix(r)] == PBUSY_LOCKED
+
+        return {"object": oid}, grabbed
+    if name == "vm_page_alloczwq":
+
+        def zwq(m: Machine, r: Any) -> None:
+            assert m.pg.wire[ix(r)] == 1 and m.pg.busy[ix(r)] == 0
+
+        return {}, zwq
+    if name == "vm_page_freezwq":
+        pfn = m.call("vm_page_alloczwq", {"pindex": 600}).result
+        return {"m": pfn}, lambda m, r: _on(m, pfn, PQ_FREE)
+    if name == "vm_page_free":
+        pfn = alloc(m)
+        return {"m": pfn}, lambda m, r: _on(m, pfn, PQ_FREE)
+    if name in ("vm_page_unqueue", "vm_page_unqueue_nowakeup"):
+        return {"m": 1625}, lambda m, r: _on(m, 1625, 0)
+    if name in ("vm_page_activate", "vm_page_soft_activate"):
+        return {"m": 1625}, lambda m, r: _on(m, 1625, PQ_ACTIVE)
+    if name == "vm_page_deactivate":
+        return {"m": 1625}, lambda m, r: _on(m, 1625, PQ_INACTIVE)
+    if name == "vm_page_busy_try":
+
+        def busied(m: Machine, r: Any) -> None:
+            assert r is False and m.pg.busy[ix(1625)] == PBUSY_LOCKED
+
+        return {"m": 1625}, busied
+    if name == "vm_page_wakeup":
+        pfn = alloc(m)
+        return {"m": pfn}, lambda m, r: ok(m.pg.busy[ix(pfn)] == 0, "busy")
+    if name == "vm_page_wire":
+        pfn = alloc(m)
+        return {"m": pfn}, lambda m, r: ok(m.pg.wire[ix(pfn)] == 1, "not wired")
+    if name == "vm_page_unwire":
+        pfn = alloc(m)
+        m.call("vm_page_wire", {"m": pfn})
+        return {"m": pfn}, lambda m, r: _on(m, pfn, PQ_INACTIVE)  # activate defaults to 0
+    if name == "vm_page_insert":
+        oid = m.call("vm_object_allocate").result
+        pfn = alloc(m)
+
+        def inserted(m: Machine, r: Any) -> None:
+            assert r is True and m.objects[oid].pages[7] == ix(pfn)
+
+        return {"m": pfn, "object": oid, "pindex": 7}, inserted
+    if name == "vm_page_remove":
+        oid = m.call("vm_object_allocate").result
+        pfn = int(m.call("vm_page_alloc", {"object": oid, "pindex": 3}).result)
+        return {"m": pfn}, lambda m, r: ok(m.pg.obj[ix(pfn)] == 0, "still owned")
+    if name == "vm_page_lookup":
+        oid = m.call("vm_object_allocate").result
+        pfn = int(m.call("vm_page_alloc", {"object": oid, "pindex": 3}).result)
+        return {"object": oid, "pindex": 3}, lambda m, r: ok(r == pfn, str(r))
+    if name == "vm_wait":
+        # 1983 free pages: vm_paging_min_nice(1) is false, so no sleep and no tick passes
+        return {}, lambda m, r: ok(m.ticks == 0, "slept")
+    if name == "vm_test_nominal":
+        return {}, lambda m, r: ok(r is False, str(r))
+    if name == "pagedaemon_wakeup":
+        return {}, lambda m, r: ok(m.vm_pages_needed == 0, "woke")
+    if name == "vmstats_rollup":
+        alloc(m)  # leaves adj free = -1 behind
+
+        def rolled(m: Machine, r: Any) -> None:
+            assert m.cpus[0].adj.cnt[0] == 0 and m.vmstats.v_free_count == 1982  # 1983 - 1
+
+        return {}, rolled
+    if name == "vm_get_pg_color":
+        # one CPU, no topology: cpuscale = 1024 / 1; colour = 0 * 1024 + (0 + 0) % 1024
+        return {}, lambda m, r: ok(r == 0, str(r))
+    raise AssertionError(f"no registry test for {name}: add one")
+
+
+def ok(cond: bool, what: str) -> None:
+    assert cond, what
+
+
+def _on(m: Machine, pfn: int, base: int) -> None:
+    q = m.pg.queue[ix(pfn)]
+    assert (q - m.pg.pc[ix(pfn)] if q else 0) == base
+
+
+@pytest.mark.parametrize("name", [f.name for f in FUNCTIONS])
+def test_every_registered_function_is_callable(name: str) -> None:
+    m = boot8()
+    args, check = _setup(m, name)
+    r = m.call(name, args)
+    assert isinstance(r, CallResult) and r.fn == name
+    check(m, r.result)
+    assert set(r.record) == {"cpu", "moves", "counters", "events"}
+    m.check_invariants()
+
+
+def test_registry_names_and_aliases() -> None:
+    names = [f.name for f in FUNCTIONS]
+    assert len(names) == len(set(names))
+    for f in FUNCTIONS:
+        assert REGISTRY[f.name] is f
+        for alias in f.aliases:
+            assert REGISTRY[alias] is f
+        for p in f.params:
+            assert p.required or p.default is not None or p.kind in ("object_or_null", "color")
+    assert REGISTRY["vm_page_free_toq"] is REGISTRY["vm_page_free"]
+    assert REGISTRY["vm_page_free_zero"] is REGISTRY["vm_page_free"]
+    assert REGISTRY["vm_page_free"].models == "vm_page_free_toq"
+
+
+@pytest.mark.parametrize("alias", ["vm_page_free_toq", "vm_page_free_zero"])
+def test_aliases_call_the_same_function(alias: str) -> None:
+    m = boot8()
+    pfn = alloc(m)
+    r = m.call(alias, {"m": pfn})
+    assert r.fn == "vm_page_free"
+    assert m.pg.queue[ix(pfn)] == PQ_FREE + 600
+
+
+def test_read_only_functions_are_marked() -> None:
+    assert {f.name for f in FUNCTIONS if not f.mutates} == {
+        "vm_page_lookup",
+        "vm_test_nominal",
+        "vm_get_pg_color",
+    }
+
+
+# =========================================================== argument validation
+
+
+def refused(m: Machine, fn: str, args: Any = None, match: str = "", **kw: Any) -> None:
+    before = m.state_digest()
+    with pytest.raises(InvalidArgument, match=match):
+        m.call(fn, args, **kw)
+    assert m.state_digest() == before
+
+
+def test_unknown_function() -> None:
+    refused(boot8(), "vm_page_frobnicate", {}, "no kernel function named 'vm_page_frobnicate'")
+
+
+def test_unknown_argument() -> None:
+    refused(boot8(), "vm_page_alloc", {"bogus": 1}, "vm_page_alloc has no argument bogus")
+
+
+def test_missing_required_argument() -> None:
+    refused(boot8(), "vm_page_free", {}, "needs the argument 'm'")
+    refused(boot8(), "vm_page_lookup", {"object": None}, "object must be an object id")
+
+
+def test_arguments_must_be_a_mapping() -> None:
+    refused(boot8(), "vm_page_alloc", [1, 2], "name: value")
+
+
+@pytest.mark.parametrize(
+    "pfn",
+    [
+        -1,
+        0,
+        511,  # first_page - 1
+        2560,  # first_page + page_range = 512 + 2048
+        1 << 70,
+    ],
+)
+def test_pfn_outside_the_machine(pfn: int) -> None:
+    refused(boot8(), "vm_page_activate", {"m": pfn}, "outside this machine's pages")
+
+
+@pytest.mark.parametrize(
+    "pfn",
+    [
+        768,  # first page of the hole [0x300000, 0x400000)
+        1023,  # its last page
+        2495,  # page array / minidump carve-out
+        2559,  # last vm_page_array entry
+    ],
+)
+def test_pfn_not_managed(pfn: int) -> None:
+    refused(boot_holey(), "vm_page_busy_try", {"m": pfn}, "not a page the VM manages")
+
+
+def test_pfn_edges_of_the_holey_machine_are_managed() -> None:
+    m = boot_holey()
+    for pfn in (512, 767, 1024, 2494):
+        assert m.call("vm_page_busy_try", {"m": pfn}).result is False
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "match"),
+    [
+        ("vm_page_activate", {"m": True}, "page frame number"),
+        ("vm_page_activate", {"m": 1625.0}, "page frame number"),
+        ("vm_page_activate", {"m": "1625"}, "page frame number"),
+        ("vm_page_alloc", {"pindex": True}, "pindex must be an integer"),
+        ("vm_page_alloc", {"pindex": -1}, "pindex must be an integer"),
+        ("vm_page_alloc", {"pindex": 1 << 64}, "from 0 to 2\\^64-1"),
+        ("vm_page_alloc", {"object": True}, "object id"),
+        ("vm_wait", {"timo": True}, "tick count"),
+        ("vm_wait", {"timo": 1 << 31}, "tick count"),
+        ("vm_get_pg_color", {"cpuid": True}, "CPU id"),
+        ("vm_get_pg_color", {"cpuid": 1}, "CPU id from 0 to 0"),
+        ("vm_object_allocate", {"size": -1}, "size"),
+        ("vm_object_allocate", {"pg_color": 1024}, "colour"),
+        ("vm_page_busy_try", {"m": 1625, "also_m_busy": 2}, "true or false"),
+    ],
+)
+def test_badly_typed_arguments(fn: str, args: dict[str, Any], match: str) -> None:
+    refused(boot8(), fn, args, match)
+
+
+def test_unknown_object_id() -> None:
+    m = boot8()
+    m.call("vm_object_allocate")
+    refused(m, "vm_page_alloc", {"object": 2}, "there is no object 2")
+    refused(m, "vm_page_grab", {"object": 0}, "there is no object 0")
+    refused(m, "vm_page_lookup", {"object": -1, "pindex": 0}, "there is no object -1")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        "VM_ALLOC_BOGUS",
+        "NORMAL|",
+        "NORMAL||ZERO",
+        ["VM_ALLOC_NORMAL", 8],
+        "VM_ALLOC_CPU(x)",
+        "VM_ALLOC_CPU(-1)",
+        True,
+        -1,
+        1 << 32,
+        1.0,
+        {"NORMAL": 1},
+        None,
+    ],
+)
+def test_bad_alloc_flags(flags: Any) -> None:
+    refused(boot8(), "vm_page_alloc", {"page_req": flags}, "flag|CPU number")
+
+
+@pytest.mark.parametrize("fn", ["vm_page_alloc", "vm_page_alloczwq", "vm_page_grab"])
+@pytest.mark.parametrize("flags", ["NORMAL|VM_ALLOC_CPU(2)", VM_ALLOC_NORMAL | VM_ALLOC_CPU(7)])
+def test_alloc_cpu_beyond_ncpus_is_refused(fn: str, flags: Any) -> None:
+    m = boot8(cpus=2)
+    args: dict[str, Any] = {"flags" if fn != "vm_page_alloc" else "page_req": flags}
+    if fn == "vm_page_grab":
+        args["object"] = m.call("vm_object_allocate").result
+    refused(m, fn, args, "VM_ALLOC_CPU")
+
+
+@pytest.mark.parametrize("cpu", [2, -1, True, "0"])
+def test_calling_cpu_out_of_range(cpu: Any) -> None:
+    refused(boot8(cpus=2), "vm_page_alloc", {}, "does not exist", cpu=cpu)
+
+
+@pytest.mark.parametrize("nice", [21, -21, True])
+def test_nice_out_of_range(nice: Any) -> None:
+    refused(boot8(), "vm_wait", {}, "nice", nice=nice)
+
+
+# =========================================================== flag spellings
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        9,  # 0x1 | 0x8
+        "VM_ALLOC_NORMAL|VM_ALLOC_ZERO",
+        "NORMAL|ZERO",
+        " normal | zero ",
+        ["VM_ALLOC_NORMAL", "VM_ALLOC_ZERO"],
+        ("NORMAL", "VM_ALLOC_ZERO"),
+    ],
+)
+def test_alloc_flag_spellings(spelling: Any) -> None:
+    assert parse_alloc_flags(spelling) == VM_ALLOC_NORMAL | VM_ALLOC_ZERO
+
+
+def test_alloc_cpu_spelling() -> None:
+    # VM_ALLOC_CPU(1) = (1 << 16) | 0x200 = 0x10200
+    assert parse_alloc_flags("VM_ALLOC_CPU(1)") == 0x10200
+    assert parse_alloc_flags("NORMAL|CPU(3)") == 0x30201
+    assert parse_alloc_flags(["VM_ALLOC_NORMAL", "VM_ALLOC_CPU(0)"]) == 0x201
+
+
+def test_zero_flag_reaches_alloczwq() -> None:
+    m = boot8()
+    zeroed = m.call("vm_page_alloczwq", {"flags": "NORMAL|ZERO"}).result
+    plain = m.call("vm_page_alloczwq", {"flags": VM_ALLOC_NORMAL}).result
+    assert m.pg.valid[ix(zeroed)] == 0xFF and m.pg.valid[ix(plain)] == 0
+
+
+def test_alloc_cpu_flag_picks_that_cpus_colours() -> None:
+    """Two CPUs, no topology: cpuscale = 1024 / 2 = 512; CPU 1 starts at colour
+    1 * 512 + (5 + 0) % 512 = 517 although the call runs on CPU 0."""
+    m = boot8(cpus=2)
+    r = m.call("vm_page_alloc", {"pindex": 5, "page_req": "VM_ALLOC_NORMAL|VM_ALLOC_CPU(1)"})
+    (explain,) = [e for e in r.record["events"] if e["event"] == "alloc"]
+    assert explain["color"] == 517
+    assert r.record["cpu"] == 0
+    r = m.call("vm_page_alloc", {"pindex": 5})
+    (explain,) = [e for e in r.record["events"] if e["event"] == "alloc"]
+    assert explain["color"] == 5  # 0 * 512 + 5
+    assert m.call("vm_get_pg_color", {"cpuid": 1, "pindex": 5}).result == 517
+
+
+# =========================================================== the record
+
+
+def test_queue_names() -> None:
+    assert queue_name(0) == "PQ_NONE"
+    assert queue_name(1) == "PQ_FREE:0"
+    assert queue_name(1024) == "PQ_FREE:1023"
+    assert queue_name(1025) == "PQ_INACTIVE:0"
+    assert queue_name(2049 + 17) == "PQ_ACTIVE:17"
+    assert queue_name(3073 + 1023) == "PQ_CACHE:1023"
+    assert queue_name(4097 + 5) == "PQ_HOLD:5"
+
+
+def test_record_of_an_allocation() -> None:
+    m = boot8()
+    r = m.call("vm_page_alloc", {"pindex": 600})
+    assert r.result == 1625  # head of colour 600
+    assert r.record["cpu"] == 0
+    assert r.record["moves"] == [{"pfn": 1625, "from": "PQ_FREE:600", "to": "PQ_NONE"}]
+    assert r.record["counters"] == {
+        "cpu0.gd_vmstats_adj": {"v_free_count": -1},
+        "cpu0.gd_vmstats": {"v_free_count": -1},
+    }
+    (explain,) = [e for e in r.record["events"] if e["event"] == "alloc"]
+    assert explain["color"] == 600 and explain["result"] == 1625
+    d = r.as_dict()
+    assert d["fn"] == "vm_page_alloc" and d["result"] == 1625 and d["record"] is r.record
+
+
+def test_record_names_the_calling_cpu() -> None:
+    m = boot8(cpus=2)
+    pfn = m.call("vm_page_alloc", {"pindex": 600}, cpu=1).result
+    r = m.call("vm_page_free", {"m": pfn}, cpu=1)
+    assert r.record["cpu"] == 1
+    assert r.record["counters"] == {
+        "cpu1.gd_vmstats_adj": {"v_free_count": 1},
+        "cpu1.gd_vmstats": {"v_free_count": 1},
+        "cpu1.gd_cnt": {"v_tfree": 1},
+    }
+
+
+def test_record_moves_show_first_and_last_queue_only() -> None:
+    m = boot8()
+    pfn = alloc(m)
+    m.call("vm_page_wire", {"m": pfn})
+    m.call("vm_page_activate", {"m": pfn})
+    # freezwq-like sequence inside one call: unwire(0) deactivates, free moves to PQ_FREE
+    m.call("vm_page_wakeup", {"m": pfn})
+    r = m.call("vm_page_freezwq", {"m": pfn})
+    assert r.record["moves"] == [{"pfn": pfn, "from": "PQ_ACTIVE:600", "to": "PQ_FREE:600"}]
+    # active -1, free +1; the inactive stop in between nets to zero and is not listed
+    assert r.record["counters"]["cpu0.gd_vmstats"] == {"v_free_count": 1, "v_active_count": -1}
+    assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {
+        "v_free_count": 1,
+        "v_active_count": -1,
+        "v_wire_count": -1,
+    }
+    assert m.q_adds[PQ_INACTIVE + 600] == 1
+
+
+def test_record_lists_wakeup_events() -> None:
+    m = boot8()
+    m.cpus[0].vmstats.v_paging_start = 10**6
+    r = m.call("vm_page_unqueue", {"m": 1625})
+    assert r.record["events"] == [{"event": "wakeup", "channel": "vm_pages_needed"}]
+
+
+def test_record_false_returns_no_record() -> None:
+    m = boot8()
+    r = m.call("vm_page_alloc", {"pindex": 600}, record=False)
+    assert r.result == 1625 and r.record == {}
+    assert m.trace is None
