@@ -35,8 +35,9 @@ from .constants import (
 )
 from .errors import ConfigError
 from .pages import PageArray
-from .search import SearchOps
+from .sched import SchedOps
 from .state import Cpu
+from .sysctl import ensure_sysctl_state
 from .vmstats import VmStats, init_thresholds
 
 NDArray = np.ndarray[Any, Any]
@@ -60,7 +61,7 @@ def page_colour(pfn: NDArray) -> NDArray:
     return colour
 
 
-class BootOps(SearchOps):
+class BootOps(SchedOps):
     # ------------------------------------------------------------------ helpers
     def _init_empty_state(self, config: MachineConfig) -> None:
         self.config = config
@@ -95,6 +96,13 @@ class BootOps(SearchOps):
         self.vm_page_free_hysteresis = 16
         self.dnweight = 0
         self.boot_stage = "early"
+        # pageout daemon tunables: 0 until the daemon starts (0 = "compute at start")
+        self.vm_max_launder = 0
+        self.vm_page_max_wired = 0
+        self.vm_pageout_stats_scan = 0
+        self.vm_pageout_stats_ticks = 0
+        ensure_sysctl_state(self)
+        self._init_sched()
 
     def _bulk_push_head(self, idx: NDArray, queues: NDArray) -> None:
         """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
@@ -414,10 +422,15 @@ class BootOps(SearchOps):
         vs = self.vmstats
         free = vs.cnt[CNT_FREE]
         init_thresholds(vs, free)
-        self.vm_max_launder = self.physmem_pages() // 256 + 16
-        self.vm_page_max_wired = free // 3
-        self.vm_pageout_stats_scan = max(16, free // 1024 // 16)
-        self.vm_pageout_stats_ticks = self.hz // 10
+        # defaults applied only where the tunable is still 0 (spec §4.2)
+        if self.vm_max_launder == 0:
+            self.vm_max_launder = self.physmem_pages() // 256 + 16
+        if self.vm_page_max_wired == 0:
+            self.vm_page_max_wired = free // 3
+        if self.vm_pageout_stats_scan == 0:
+            self.vm_pageout_stats_scan = max(16, free // 1024 // 16)
+        if self.vm_pageout_stats_ticks == 0:
+            self.vm_pageout_stats_ticks = self.hz // 10
         for cpu in self.cpus:
             cpu.vmstats.copy_from(vs)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .alloc import AllocOps
 from .constants import (
     CNT_ACTIVE,
     CNT_CACHE,
@@ -27,6 +26,7 @@ from .constants import (
     PQ_COUNT,
     PQ_L2_SIZE,
 )
+from .pageout import PageoutOps
 from .pages import PAGE_FIELDS
 
 
@@ -38,7 +38,7 @@ def _fail(msg: str) -> None:
     raise InvariantError(msg)
 
 
-class InvariantOps(AllocOps):
+class InvariantOps(PageoutOps):
     def check_invariants(self) -> None:
         """Raise ``InvariantError`` unless the whole machine is consistent."""
         arr = self.pg.arrays
@@ -145,6 +145,17 @@ class InvariantOps(AllocOps):
             managed[a:z] = True
         if (on_q & ~managed).any() or (obj_ids[~managed] != 0).any():
             _fail("a page outside managed memory is queued or owned")
+        # 8. threads: every sleeping thread is on exactly its channel's sleep queue
+        sleeping = {id(t) for lst in self.sleepq.values() for t in lst}
+        for th in self.threads.values():
+            on_sq = id(th) in sleeping
+            if (th.state == "sleeping") != on_sq:
+                _fail(f"thread {th.tid}: state {th.state} but on a sleep queue: {on_sq}")
+            if on_sq and th not in self.sleepq.get(th.channel, []):
+                _fail(f"thread {th.tid} sleeps on {th.channel} but is queued elsewhere")
+            if th.state != "idle" and th.gen is None:
+                _fail(f"thread {th.tid} is {th.state} with no suspended call")
+        self._check_area_invariants()
 
     def _check_chains(self, nxt: Any, idx: Any, queue: Any, counts: Any) -> None:
         """Every queued page is reachable from its queue's head: the length of each chain
@@ -202,7 +213,18 @@ class InvariantOps(AllocOps):
                     self.ticks,
                     self.next_object_id,
                     self.rng.getstate(),
+                    self.vm_page_free_hysteresis,
+                    self.vm_max_launder,
+                    self.vm_page_max_wired,
+                    self.vm_pageout_stats_scan,
+                    self.vm_pageout_stats_ticks,
+                    sorted(self.sysctl_values.items()),
+                    self.sleep_seq,
+                    [t.tid for t in self.runq],
                 )
             ).encode()
         )
+        for tid in sorted(self.threads):
+            h.update(repr(self.threads[tid].state_tuple()).encode())
+        h.update(repr(self._digest_parts()).encode())
         return h.hexdigest()

@@ -9,58 +9,11 @@ changed (queue moves, counter deltas, events such as wakeups).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
+from .callspec import ARG_KINDS, REQUIRED, KernelFunction, Param, param
 from .constants import PG_FLAG_NAMES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
 
-REQUIRED: Any = object()
-
-ARG_KINDS = {
-    "page": "a physical page number (pfn) of a page the VM manages",
-    "object": "an object id returned by vm_object_allocate",
-    "object_or_null": "an object id, or null for NULL",
-    "pindex": "a page index inside an object (0 .. 2^64-1)",
-    "alloc_flags": "VM_ALLOC_* flags: an integer, or names joined by '|' (e.g. 'VM_ALLOC_NORMAL|VM_ALLOC_ZERO')",
-    "bool": "true or false",
-    "int": "an integer",
-    "ticks": "a number of clock ticks (0 .. 2^31-1)",
-    "cpu": "a CPU id of this machine",
-    "objtype": "an object type name (OBJT_DEFAULT, OBJT_SWAP, OBJT_VNODE, ...)",
-    "size_pages": "a size in pages (0 .. 2^64-1)",
-    "color": "a page colour (0 .. 1023) or null to let vm_quickcolor choose",
-}
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str
-    default: Any = REQUIRED
-    help: str = ""
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-
-@dataclass(frozen=True)
-class KernelFunction:
-    """One callable: ``name`` (what users call), ``models`` (the kernel function),
-    ``params``, ``returns`` and the implementing method's name."""
-
-    name: str
-    models: str
-    params: tuple[Param, ...]
-    returns: str
-    help: str
-    method: str
-    mutates: bool = True
-    aliases: tuple[str, ...] = field(default=())
-
-
-def _p(name: str, kind: str, default: Any = REQUIRED, help: str = "") -> Param:
-    return Param(name, kind, default, help)
+_p = param
+__all__ = ["ARG_KINDS", "FUNCTIONS", "REGISTRY", "REQUIRED", "KernelFunction", "Param"]
 
 
 _PAGE = _p("m", "page", help="the page (pfn)")
@@ -228,8 +181,18 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
     ),
 )
 
+from .calls_contig import FUNCTIONS as _CONTIG  # noqa: E402
+from .calls_hash import FUNCTIONS as _HASH  # noqa: E402
+from .calls_pageout import FUNCTIONS as _PAGEOUT  # noqa: E402
+from .calls_pagestate import FUNCTIONS as _PAGESTATE  # noqa: E402
+from .calls_sched import FUNCTIONS as _SCHED  # noqa: E402
+
+FUNCTIONS = FUNCTIONS + _SCHED + _PAGESTATE + _HASH + _CONTIG + _PAGEOUT
+
 REGISTRY: dict[str, KernelFunction] = {}
 for _fn in FUNCTIONS:
+    if _fn.name in REGISTRY:
+        raise RuntimeError(f"kernel function {_fn.name} registered twice")
     REGISTRY[_fn.name] = _fn
     for _alias in _fn.aliases:
         REGISTRY[_alias] = _fn

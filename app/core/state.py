@@ -120,6 +120,7 @@ class MachineState:
     vm_page_max_wired: int
     vm_pageout_stats_scan: int
     vm_pageout_stats_ticks: int
+    sysctl_values: dict[str, int]
     # misc
     dnweight: int
     ticks: int
@@ -145,10 +146,8 @@ class MachineState:
             self.trace.events.append({"event": "console", "line": line})
 
     def wakeup(self, channel: str) -> None:
-        """``wakeup(chan)``: release every thread sleeping on ``channel``.  (Core engine I
-        has no sleeping threads yet; the wakeup is recorded in the call's trace.)"""
-        if self.trace is not None:
-            self.trace.events.append({"event": "wakeup", "channel": channel})
+        """``wakeup(chan)`` (implemented by the scheduler, ``sched.py``)."""
+        raise NotImplementedError
 
     def event(self, name: str, **data: Any) -> None:
         if self.trace is not None:

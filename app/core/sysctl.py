@@ -195,165 +195,141 @@ def _dma_free_pages(m: MachineState) -> int:
 
 
 # ------------------------------------------------------------------ the table
-def _rw(
-    name: str, ctype: CType, unit: str, desc: str, gs: tuple[Getter, Setter], src: str, conf: str
-) -> Sysctl:
-    return Sysctl(name, ctype, unit, desc, gs[0], gs[1], src, conf)
-
-
-def _ro(name: str, ctype: CType, unit: str, desc: str, get: Getter, src: str, conf: str) -> Sysctl:
-    return Sysctl(name, ctype, unit, desc, get, None, src, conf)
-
+# Rows: (name, C type, unit, description).  Where each value lives is decided by name:
+# ``_ATTR_BACKED`` -> a machine attribute, ``TUNABLE_DEFAULTS`` -> ``m.sysctl_values``,
+# ``vm.v_*`` / ``vm.stats.vm.*`` -> the global vmstats or the per-CPU meters.
+Row = tuple[str, CType, str, str]
 
 _PAGE_C = "vm_page.c"
 _PAGEOUT_C = "vm_pageout.c"
 _METER_C = "vm_meter.c"
-_PAGING_U = " [U: unverified name, not seen in source]"
 
-_VM_PAGE: tuple[Sysctl, ...] = (
-    _ro("vm.dma_reserved", "u_long", "bytes", "Memory reserved for DMA",
-        _dma_reserved, _PAGE_C, "V"),
+_PAGE_ROWS: tuple[Row, ...] = (
+    ("vm.dma_reserved", "u_long", "bytes", "Memory reserved for DMA"),
     # The source gives this one the same description as vm.dma_reserved (spec §16.1).
-    _ro("vm.dma_free_pages", "u_int", "pages", "Memory reserved for DMA",
-        _dma_free_pages, _PAGE_C, "V"),
-    _rw("vm.page_hash_vnode_only", "int", "boolean",
-        "Only enter OBJT_VNODE pages into the page hash",
-        _tunable("vm.page_hash_vnode_only"), _PAGE_C, "V"),
+    ("vm.dma_free_pages", "u_int", "pages", "Memory reserved for DMA"),
+    ("vm.page_hash_vnode_only", "int", "boolean", "Only enter OBJT_VNODE pages in the page hash"),
 )
 
-_VM_PAGEOUT: tuple[Sysctl, ...] = (
-    _rw("vm.anonmem_decline", "u_int", "act_count",
-        "act_count decline per active scan for anonymous memory",
-        _tunable("vm.anonmem_decline"), _PAGEOUT_C, "V"),
-    _rw("vm.filemem_decline", "int", "act_count",
-        "act_count decline per active scan for file-backed memory",
-        _tunable("vm.filemem_decline"), _PAGEOUT_C, "V"),
-    _rw("vm.page_free_hysteresis", "int", "pages",
-        "Extra free pages above v_free_min before waiters are woken or the daemon idles",
-        _attr("vm_page_free_hysteresis"), _PAGEOUT_C, "V"),
-    _rw("vm.queue_idle_perc", "int", "percent",
-        "Page queue idle percentage (declared, not used by the pageout code)",
-        _tunable("vm.queue_idle_perc"), _PAGEOUT_C, "V"),
-    _rw("vm.max_launder", "int", "pages",
-        "Laundering budget basis; 0 at daemon start means physmem/256 + 16",
-        _attr("vm_max_launder"), _PAGEOUT_C, "V"),
-    _rw("vm.emerg_launder", "int", "pages",
-        "Minimum inactive shortage before the emergency pager launders",
-        _tunable("vm.emerg_launder"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_actcmp", "int", "act_count",
-        "act_count threshold for deactivation in the stats scan (adaptive, 0..48)",
-        _tunable("vm.pageout_stats_actcmp"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_inamin", "int", "pages",
-        "Deactivations the stats scan aims for per adaptation window",
-        _tunable("vm.pageout_stats_inamin"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_inalim", "int", "pages",
-        "Pages examined per stats-scan adaptation window",
-        _tunable("vm.pageout_stats_inalim"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_ticks", "int", "ticks",
-        "Pageout daemon idle wake-up interval; 0 at daemon start means hz/10",
-        _attr("vm_pageout_stats_ticks"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_scan", "int", "pages",
-        "Pages per hold/stats scan call; 0 at daemon start means max(16, free/1024/16)",
-        _attr("vm_pageout_stats_scan"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_stats_rsecs", "long", "seconds",
-        "Seconds after the last paging activity that stats scans continue",
-        _tunable("vm.pageout_stats_rsecs"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_memuse_mode", "int", "mode",
-        "RSS enforcement: 0 off, 1 passive, 2 active, 3 active + single-LRU dirty pages",
-        _tunable("vm.pageout_memuse_mode"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_allow_active", "int", "boolean",
-        "Allow launder clusters to include active pages",
-        _tunable("vm.pageout_allow_active"), _PAGEOUT_C, "V"),
-    _rw("vm.pageout_debug", "int", "boolean", "Pageout daemon debug prints",
-        _tunable("vm.pageout_debug"), _PAGEOUT_C, "V"),
-    _rw("vm.swap_enabled", "int", "boolean", "Allow whole-process swapout requests",
-        _tunable("vm.swap_enabled"), _PAGEOUT_C, "V"),
-    _rw("vm.defer_swapspace_pageouts", "int", "boolean",
-        "Prefer not to page anonymous memory out to swap",
-        _tunable("vm.defer_swapspace_pageouts"), _PAGEOUT_C, "V"),
-    _rw("vm.disable_swapspace_pageouts", "int", "boolean",
-        "Never page anonymous memory out to swap",
-        _tunable("vm.disable_swapspace_pageouts"), _PAGEOUT_C, "V"),
-    _ro("vm.pageout_lock_miss", "int", "count", "Vnode lock failures during pageout",
-        _tunable("vm.pageout_lock_miss")[0], _PAGEOUT_C, "V"),
+_PAGEOUT_ROWS: tuple[Row, ...] = (
+    ("vm.anonmem_decline", "u_int", "act_count", "act_count decline per scan, anonymous memory"),
+    ("vm.filemem_decline", "int", "act_count", "act_count decline per scan, file-backed memory"),
+    ("vm.page_free_hysteresis", "int", "pages", "Free pages above v_free_min before waking"),
+    ("vm.queue_idle_perc", "int", "percent", "Page queue idle percentage (declared, unused)"),
+    ("vm.max_launder", "int", "pages", "Laundering budget basis (0: physmem/256 + 16)"),
+    ("vm.emerg_launder", "int", "pages", "Inactive shortage the emergency pager needs"),
+    ("vm.pageout_stats_actcmp", "int", "act_count", "Stats-scan deactivation act_count (0..48)"),
+    ("vm.pageout_stats_inamin", "int", "pages", "Stats-scan deactivations wanted per window"),
+    ("vm.pageout_stats_inalim", "int", "pages", "Pages in a stats-scan adaptation window"),
+    ("vm.pageout_stats_ticks", "int", "ticks", "Pageout idle wake-up interval (0: hz/10)"),
+    ("vm.pageout_stats_scan", "int", "pages", "Pages per stats scan (0: max(16, free/16384))"),
+    ("vm.pageout_stats_rsecs", "long", "seconds", "Stats scans continue this long after paging"),
+    ("vm.pageout_memuse_mode", "int", "mode", "RSS enforcement: 0 off, 1 passive, 2/3 active"),
+    ("vm.pageout_allow_active", "int", "boolean", "Launder clusters may include active pages"),
+    ("vm.pageout_debug", "int", "boolean", "Pageout daemon debug prints"),
+    ("vm.swap_enabled", "int", "boolean", "Allow whole-process swapout requests"),
+    ("vm.defer_swapspace_pageouts", "int", "boolean", "Prefer not to page anonymous memory out"),
+    ("vm.disable_swapspace_pageouts", "int", "boolean", "Never page anonymous memory out"),
+    ("vm.pageout_lock_miss", "int", "count", "Vnode lock failures during pageout"),
 )
 
 # §16.3 [I]: the vmstats fields are ``long`` in the current struct (spec §4.1), so their
 # sysctls are taken to be ``long``; v_page_size is the struct's one ``u_int``.  The
 # per-CPU event counters are ``u_int`` fields of ``struct vmmeter``.
-_VM_METER_RW: tuple[Sysctl, ...] = (
-    _rw("vm.v_free_min", "long", "pages", "Minimum number of free pages desired",
-        _vmstats("v_free_min"), _METER_C, "I"),
-    _rw("vm.v_free_target", "long", "pages", "Number of free pages desired",
-        _vmstats("v_free_target"), _METER_C, "I"),
-    _rw("vm.v_free_reserved", "long", "pages", "Free pages reserved against deadlock",
-        _vmstats("v_free_reserved"), _METER_C, "I"),
-    _rw("vm.v_inactive_target", "long", "pages", "Number of inactive pages desired",
-        _vmstats("v_inactive_target"), _METER_C, "I"),
-    _rw("vm.v_pageout_free_min", "long", "pages",
-        "Free pages kept for the pageout daemon's own allocations",
-        _vmstats("v_pageout_free_min"), _METER_C, "I"),
-    _rw("vm.v_free_severe", "long", "pages", "Severe free-page shortage threshold",
-        _vmstats("v_free_severe"), _METER_C, "I"),
-    _rw("vm.v_paging_wait", "long", "pages",
-        "Free+cache level below which allocating threads wait" + _PAGING_U,
-        _vmstats("v_paging_wait"), _METER_C, "U"),
-    _rw("vm.v_paging_start", "long", "pages",
-        "Free+cache level below which the pageout daemon starts" + _PAGING_U,
-        _vmstats("v_paging_start"), _METER_C, "U"),
-    _rw("vm.v_paging_target1", "long", "pages",
-        "First paging target (free+cache) of the pageout daemon" + _PAGING_U,
-        _vmstats("v_paging_target1"), _METER_C, "U"),
-    _rw("vm.v_paging_target2", "long", "pages",
-        "Second paging target (free+cache) of the pageout daemon" + _PAGING_U,
-        _vmstats("v_paging_target2"), _METER_C, "U"),
+_UNVERIFIED = " [U: unverified name, not seen in source]"
+_METER_ROWS: tuple[Row, ...] = (
+    ("vm.v_free_min", "long", "pages", "Minimum number of free pages desired"),
+    ("vm.v_free_target", "long", "pages", "Number of free pages desired"),
+    ("vm.v_free_reserved", "long", "pages", "Free pages reserved against deadlock"),
+    ("vm.v_inactive_target", "long", "pages", "Number of inactive pages desired"),
+    ("vm.v_pageout_free_min", "long", "pages", "Free pages kept for the pageout daemon"),
+    ("vm.v_free_severe", "long", "pages", "Severe free-page shortage threshold"),
+    ("vm.v_paging_wait", "long", "pages", "Allocating threads wait below this" + _UNVERIFIED),
+    ("vm.v_paging_start", "long", "pages", "The pageout daemon starts below this" + _UNVERIFIED),
+    ("vm.v_paging_target1", "long", "pages", "First paging target" + _UNVERIFIED),
+    ("vm.v_paging_target2", "long", "pages", "Second paging target" + _UNVERIFIED),
+    ("vm.stats.vm.v_page_size", "u_int", "bytes", "Page size in bytes"),
+    ("vm.stats.vm.v_page_count", "long", "pages", "Total number of pages in the system"),
+    ("vm.stats.vm.v_free_reserved", "long", "pages", "Free pages reserved against deadlock"),
+    ("vm.stats.vm.v_free_target", "long", "pages", "Number of free pages desired"),
+    ("vm.stats.vm.v_free_min", "long", "pages", "Minimum number of free pages desired"),
+    ("vm.stats.vm.v_free_count", "long", "pages", "Number of free pages"),
+    ("vm.stats.vm.v_wire_count", "long", "pages", "Number of wired pages"),
+    ("vm.stats.vm.v_active_count", "long", "pages", "Number of active pages (PQ_HOLD included)"),
+    ("vm.stats.vm.v_inactive_target", "long", "pages", "Number of inactive pages desired"),
+    ("vm.stats.vm.v_inactive_count", "long", "pages", "Number of inactive pages"),
+    ("vm.stats.vm.v_cache_count", "long", "pages", "Number of pages on the cache queue"),
+    ("vm.stats.vm.v_pageout_free_min", "long", "pages", "Free pages kept for the pageout daemon"),
+    ("vm.stats.vm.v_interrupt_free_min", "long", "pages", "Free pages kept for interrupts"),
+    ("vm.stats.vm.v_pdwakeups", "u_int", "count", "Pageout daemon wakeups (all CPUs)"),
+    ("vm.stats.vm.v_pdpages", "u_int", "count", "Pages examined by the pageout daemon (all CPUs)"),
+    ("vm.stats.vm.v_dfree", "u_int", "count", "Pages freed by the pageout daemon (all CPUs)"),
+    ("vm.stats.vm.v_tfree", "u_int", "count", "Total pages freed (all CPUs)"),
+    ("vm.stats.vm.v_reactivated", "u_int", "count", "Pages reactivated from cache (all CPUs)"),
+    ("vm.stats.vm.v_ppwakeups", "u_int", "count", "Wakeups of busy-page waiters (all CPUs)"),
 )
 
-_STATS_VMSTATS: tuple[tuple[str, CType, str, str], ...] = (
-    ("v_page_size", "u_int", "bytes", "Page size in bytes"),
-    ("v_page_count", "long", "pages", "Total number of pages in the system"),
-    ("v_free_reserved", "long", "pages", "Free pages reserved against deadlock"),
-    ("v_free_target", "long", "pages", "Number of free pages desired"),
-    ("v_free_min", "long", "pages", "Minimum number of free pages desired"),
-    ("v_free_count", "long", "pages", "Number of free pages"),
-    ("v_wire_count", "long", "pages", "Number of wired pages"),
-    ("v_active_count", "long", "pages", "Number of active pages (PQ_HOLD included)"),
-    ("v_inactive_target", "long", "pages", "Number of inactive pages desired"),
-    ("v_inactive_count", "long", "pages", "Number of inactive pages"),
-    ("v_cache_count", "long", "pages", "Number of pages on the cache queue"),
-    ("v_pageout_free_min", "long", "pages", "Free pages kept for the pageout daemon"),
-    ("v_interrupt_free_min", "long", "pages", "Free pages kept for interrupt allocations"),
-)
-
-_STATS_METER: dict[str, str] = {
-    "v_pdwakeups": "Pageout daemon wakeups",
-    "v_pdpages": "Pages examined by the pageout daemon",
-    "v_dfree": "Pages freed by the pageout daemon",
-    "v_tfree": "Total pages freed",
-    "v_reactivated": "Pages reactivated from the cache queue",
-    "v_ppwakeups": "Wakeups of threads waiting on a busy page",
+#: Tunables whose C variable is a machine attribute the simulator's code already reads.
+_ATTR_BACKED: dict[str, str] = {
+    "vm.page_free_hysteresis": "vm_page_free_hysteresis",
+    "vm.max_launder": "vm_max_launder",
+    "vm.pageout_stats_ticks": "vm_pageout_stats_ticks",
+    "vm.pageout_stats_scan": "vm_pageout_stats_scan",
 }
+_READ_ONLY = frozenset({"vm.dma_reserved", "vm.dma_free_pages", "vm.pageout_lock_miss"})
+_FIXED_GETTERS: dict[str, Getter] = {
+    "vm.dma_reserved": _dma_reserved,
+    "vm.dma_free_pages": _dma_free_pages,
+}
+_STATS_PREFIX = "vm.stats.vm."
 
-_VM_STATS: tuple[Sysctl, ...] = tuple(
-    _ro(f"vm.stats.vm.{field}", ctype, unit, desc, _vmstats(field)[0], _METER_C, "I")
-    for field, ctype, unit, desc in _STATS_VMSTATS
-) + tuple(
-    _ro(f"vm.stats.vm.{field}", "u_int", "count", f"{_STATS_METER[field]} (summed over CPUs)",
-        _meter_sum(field), _METER_C, "I")
-    for field in METER_FIELDS
-)
+
+def _build(row: Row, source: str) -> Sysctl:
+    name, ctype, unit, description = row
+    get: Getter
+    put: Setter | None
+    if name in _FIXED_GETTERS:
+        get, put = _FIXED_GETTERS[name], None
+    elif name in _ATTR_BACKED:
+        get, put = _attr(_ATTR_BACKED[name])
+    elif name in TUNABLE_DEFAULTS:
+        get, put = _tunable(name)
+    elif name.startswith(_STATS_PREFIX):
+        field = name.removeprefix(_STATS_PREFIX)
+        get = _meter_sum(field) if field in METER_FIELDS else _vmstats(field)[0]
+        put = None
+    else:
+        get, put = _vmstats(name.removeprefix("vm."))
+    if name in _READ_ONLY:
+        put = None
+    if source == _METER_C:
+        confidence = "U" if name.startswith("vm.v_paging_") else "I"
+    else:
+        confidence = "V"
+    return Sysctl(name, ctype, unit, description, get, put, source, confidence)
+
 
 #: Every sysctl, in declaration order (vm_page.c, vm_pageout.c, vm_meter.c).
-SYSCTLS: tuple[Sysctl, ...] = _VM_PAGE + _VM_PAGEOUT + _VM_METER_RW + _VM_STATS
+SYSCTLS: tuple[Sysctl, ...] = (
+    tuple(_build(row, _PAGE_C) for row in _PAGE_ROWS)
+    + tuple(_build(row, _PAGEOUT_C) for row in _PAGEOUT_ROWS)
+    + tuple(_build(row, _METER_C) for row in _METER_ROWS)
+)
 #: The same, by name.
 SYSCTL_BY_NAME: dict[str, Sysctl] = {s.name: s for s in SYSCTLS}
 
 #: Loader tunables of the page layer (spec §16.1).  Read at boot only.
 LOADER_TUNABLES: tuple[LoaderTunable, ...] = (
-    LoaderTunable("vm.dma_reserved", "u_long", "bytes",
-                  "DMA reserve kept after boot; 0 means min(128 MiB, total/16)", True),
-    LoaderTunable("vm.contig_verbose", "int", "boolean",
-                  "Log contiguous allocations and frees", False),
+    LoaderTunable(
+        "vm.dma_reserved",
+        "u_long",
+        "bytes",
+        "DMA reserve kept after boot; 0 means min(128 MiB, total/16)",
+        True,
+    ),
+    LoaderTunable(
+        "vm.contig_verbose", "int", "boolean", "Log contiguous allocations and frees", False
+    ),
 )
 
 #: Names that are not integer sysctl leaves here, with the reason.
@@ -369,8 +345,6 @@ _NOT_A_SYSCTL: dict[str, str] = {
     "vm.v_cache_min": "vm.v_cache_min was removed from the kernel (v_cache_min no longer exists)",
     "vm.v_cache_max": "vm.v_cache_max was removed from the kernel (v_cache_max no longer exists)",
 }
-
-assert set(METER_FIELDS) == set(_STATS_METER)
 
 
 # ------------------------------------------------------------------ lookup

@@ -1,0 +1,82 @@
+"""Types of the call registry: a callable kernel function (``KernelFunction``) and its
+arguments (``Param``).  Each area of the core lists its callables in a ``calls_*.py``
+module as a tuple ``FUNCTIONS``; ``registry.py`` joins them.
+
+Argument kinds (``Param.kind``) and what ``Machine.call`` accepts for each are listed in
+``ARG_KINDS``.  ``int`` honours ``lo``/``hi``; ``choice`` takes one name of ``choices``
+(or its integer value); ``flags`` takes names of ``choices`` joined by ``|``, a list of
+names, or an integer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUIRED: Any = object()
+
+ARG_KINDS = {
+    "page": "a physical page number (pfn) of a page the VM manages",
+    "object": "an object id returned by vm_object_allocate",
+    "object_or_null": "an object id, or null for NULL",
+    "pindex": "a page index inside an object (0 .. 2^64-1)",
+    "alloc_flags": "VM_ALLOC_* flags: an integer, or names joined by '|' (e.g. 'VM_ALLOC_NORMAL|VM_ALLOC_ZERO')",
+    "bool": "true or false",
+    "int": "an integer (within the argument's range)",
+    "ticks": "a number of clock ticks (0 .. 2^31-1)",
+    "cpu": "a CPU id of this machine",
+    "objtype": "an object type name (OBJT_DEFAULT, OBJT_SWAP, OBJT_VNODE, ...)",
+    "size_pages": "a size in pages (0 .. 2^64-1)",
+    "color": "a page colour (0 .. 1023) or null to let vm_quickcolor choose",
+    "choice": "one of the argument's named values",
+    "flags": "the argument's flag names joined by '|', a list of names, or an integer",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    help: str = ""
+    lo: int | None = None
+    hi: int | None = None
+    choices: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def param(
+    name: str,
+    kind: str,
+    default: Any = REQUIRED,
+    help: str = "",
+    *,
+    lo: int | None = None,
+    hi: int | None = None,
+    choices: tuple[tuple[str, int], ...] = (),
+) -> Param:
+    return Param(name, kind, default, help, lo, hi, choices)
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    """One callable: ``name`` (what users call), ``models`` (the kernel function),
+    ``params``, ``returns`` and the implementing method's name.  ``sleeps``: the method
+    returns a generator that may ``yield`` a ``sched.Sleep`` (the call can park its
+    thread)."""
+
+    name: str
+    models: str
+    params: tuple[Param, ...]
+    returns: str
+    help: str
+    method: str
+    mutates: bool = True
+    aliases: tuple[str, ...] = field(default=())
+    sleeps: bool = False
+
+
+PAGE = param("m", "page", help="the page (pfn)")
