@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -18,7 +18,13 @@ def _engine(argv: list[str]) -> int:
     return engine.main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"engine": _engine}
+def _lifecycle(argv: list[str]) -> int:
+    from bench import lifecycle
+
+    return lifecycle.main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"engine": _engine, "lifecycle": _lifecycle}
 
 
 def main(argv: list[str]) -> int:

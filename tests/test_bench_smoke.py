@@ -70,3 +70,23 @@ def test_bench_unknown_name_is_refused() -> None:
     )
     assert out.returncode == 2
     assert "no benchmark named" in out.stderr
+
+
+def test_lifecycle_quick_json_has_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "lifecycle", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for key in ("mixed2_calls_per_s_direct", "mixed2_calls_per_s", "core1_calls_per_s_direct"):
+        assert _positive(result[key]), (key, result[key])
+    rec = result["pageout_recovery"]
+    # --quick recovers a 256K-page machine; the daemon must have reached target2
+    assert rec["pages"] == 262144
+    assert rec["after"]["free"] + rec["after"]["cache"] >= rec["target2"]
+    assert rec["passes"] > 0

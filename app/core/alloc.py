@@ -15,6 +15,7 @@ from .constants import (
     PG_FICTITIOUS,
     PG_MAPPED,
     PG_NEED_COMMIT,
+    PG_REFERENCED,
     PG_UNQUEUED,
     PG_WRITEABLE,
     PQ_CACHE,
@@ -35,7 +36,8 @@ from .constants import (
 from .errors import InvalidArgument, KernelPanic, WouldSleep
 from .objects import VmObject
 from .pageops import PageOps
-from .vmstats import VmStats, vm_paging_min, vm_paging_min_nice
+from .sched import KernelGen, Sleep
+from .vmstats import VmStats, vm_paging_min, vm_paging_min_nice, vm_paging_severe
 
 _RECYCLE_BLOCKERS = PG_NEED_COMMIT | PG_MAPPED
 
@@ -321,32 +323,49 @@ class AllocOps(PageOps):
         return -1
 
     # ------------------------------------------------------------ vm_wait (§13.1)
-    def vm_wait(self, timo: int) -> None:
-        """``vm_wait(timo)``: if below the nice-shifted minimum, poke the pagedaemon, count
-        a waiter and sleep once on ``&vmstats.v_free_count`` for ``timo`` ticks (``hz``
-        when 0).  Core engine I has no other threads, so nothing can wake the sleeper
-        early: the sleep times out — simulated time advances by ``timo`` ticks with a
-        hardclock rollup."""
+    def vm_wait(self, timo: int) -> KernelGen:
+        """``vm_wait(timo)``: below the nice-shifted minimum (``vm_paging_min_nice(nice +
+        1)``: I/O waits are slightly nicer), poke the pagedaemon, count a waiter and sleep
+        *once* on ``&vmstats.v_free_count`` for ``timo`` ticks (``hz`` when 0: never
+        forever).  The pageout daemon itself waits on ``vm_pageout_pages_needed``."""
         if timo == 0:
             timo = self.hz
+        if self.curthread_is_pagedaemon():
+            if vm_paging_min(self.gd):
+                self.vm_pageout_pages_needed = 1
+                yield Sleep("vm_pageout_pages_needed", timo, "VMWait")
+            return None
         if vm_paging_min_nice(self.gd, self.vmstats, self.curthread_nice + 1):
             if self.vm_pages_needed <= 1:
                 self.vm_pages_needed += 1
                 self.wakeup("vm_pages_needed")
             self.vm_pages_waiting += 1
-            self.ticks += timo
-            self.hardclock_rollup()
-            self.event("sleep", channel="v_free_count", ticks=timo, timed_out=True)
+            yield Sleep("v_free_count", timo, "vmwait")
+        return None
 
-    def vm_wait_nominal(self) -> None:
-        """``vm_wait_nominal()``: ``while vm_paging_min(): vm_wait(0)``.  Refused when
-        nothing could ever lift the machine above the minimum in Core engine I."""
-        if vm_paging_min(self.gd):
-            raise WouldSleep(
-                "vm_wait_nominal",
-                "v_free_count",
-                "memory is below v_free_min and no other thread can free pages",
-            )
+    def vm_wait_pfault(self) -> KernelGen:
+        """``vm_wait_pfault()`` (page-fault path, spec §13.2): below ``vm_paging_min_nice(
+        nice)`` sleep at least once in ``hz/10 + 1`` tick slices, and keep sleeping while
+        memory is severe — unless the process is being OOM-killed (P_LOWMEMKILL)."""
+        if not vm_paging_min_nice(self.gd, self.vmstats, self.curthread_nice):
+            return None
+        while True:
+            if self.vm_pages_needed <= 1:
+                self.vm_pages_needed += 1
+                self.wakeup("vm_pages_needed")
+            self.vm_pages_waiting += 1
+            yield Sleep("v_free_count", self.hz // 10 + 1, "pfault")
+            if self.curthread_lowmemkill():
+                break
+            if not vm_paging_severe(self.gd):
+                break
+        return None
+
+    def vm_wait_nominal(self) -> KernelGen:
+        """``vm_wait_nominal()``: ``while vm_paging_min(): vm_wait(0)``."""
+        while vm_paging_min(self.gd):
+            yield from self.vm_wait(0)
+        return None
 
     def vm_test_nominal(self) -> bool:
         """``vm_test_nominal()``: 1 iff ``vm_paging_min()``."""
@@ -367,35 +386,46 @@ class AllocOps(PageOps):
         self.vm_page_hash_enter(i)
         return i, False
 
-    def vm_page_grab(self, obj: VmObject, pindex: int, flags: int) -> int:
+    def vm_page_grab(self, obj: VmObject, pindex: int, flags: int) -> KernelGen:
         """``vm_page_grab(object, pindex, flags)``: the hard-busied page at ``pindex``,
-        allocating it if absent; zero-filled (``valid = 0xFF``) with VM_ALLOC_ZERO when it
-        was not valid, or always with VM_ALLOC_FORCE_ZERO.
+        allocating it if absent (NULL_OK forced on with RETRY); zero-filled (``valid =
+        0xFF``) with VM_ALLOC_ZERO when it was not valid, or always with
+        VM_ALLOC_FORCE_ZERO.  Without RETRY, NULL whenever it had to ``vm_wait``.
 
         Quirk (spec §7.3): when the page exists but is busy and VM_ALLOC_RETRY is not set,
-        the source sets ``m = NULL`` and then reads ``m->valid``: a NULL dereference.  The
-        simulator reports that as a panic, before anything changes."""
+        the source sleeps once, sets ``m = NULL`` and then reads ``m->valid``: a NULL
+        dereference.  The simulator reports that panic up front, before anything
+        changes."""
         self._check_alloc_flags(flags, "vm_page_grab")
-        if obj is None:
-            raise InvalidArgument("vm_page_grab needs an object")
         i0 = obj.pages.get(pindex, -1)
-        if i0 >= 0 and self.pg.busy[i0]:
-            if not flags & VM_ALLOC_RETRY:
-                raise KernelPanic(
-                    "vm_page_grab",
-                    "NULL pointer dereference: the page is busy, VM_ALLOC_RETRY is not set, "
-                    "and the source then reads m->valid with m == NULL",
-                )
-            raise WouldSleep(
+        if i0 >= 0 and not flags & VM_ALLOC_RETRY and self.pg.busy[i0]:
+            raise KernelPanic(
                 "vm_page_grab",
-                f"page:{self.pfn_of(i0)}",
-                "the page is busy; the grab would sleep until its owner unbusies it",
+                "NULL pointer dereference: the page is busy, VM_ALLOC_RETRY is not set, "
+                "and the source then reads m->valid with m == NULL",
             )
-        attempts = 0
         while True:
             i, err = self.vm_page_lookup_busy_try(obj, pindex, True)
-            if err:  # cannot happen: checked above and nothing else runs in between
-                raise KernelPanic("vm_page_grab", "page became busy")
+            if err:
+                # vm_page_sleep_busy(m, TRUE, "pgrbwt"): one sleep, acquires nothing
+                word = self.pg.busy[i]
+                if not word & (PBUSY_LOCKED | PBUSY_MASK):
+                    # Only WANTED/SWAPINPROG is set: the lookup keeps failing (any bit
+                    # counts) while vm_page_sleep_busy returns at once (only LOCKED or the
+                    # soft count count), so the kernel spins until another CPU changes the
+                    # word.  Nothing else runs during this call: a hang, reported before
+                    # this iteration changes anything.
+                    raise WouldSleep(
+                        "vm_page_grab",
+                        "cpu",
+                        f"page {self.pfn_of(i):#x} has busy word {word:#x} (WANTED/SWAPINPROG "
+                        "without a busy holder): the lookup fails and vm_page_sleep_busy does "
+                        "not sleep, so the kernel would spin in this loop forever",
+                    )
+                yield Sleep_on_page(self, i, "pgrbwt")
+                if not flags & VM_ALLOC_RETRY:  # pragma: no cover - refused up front
+                    raise KernelPanic("vm_page_grab", "NULL pointer dereference")
+                continue
             if i < 0:
                 req = flags
                 if flags & VM_ALLOC_RETRY:
@@ -403,16 +433,9 @@ class AllocOps(PageOps):
                 i = self.vm_page_alloc(obj, pindex, req & ~VM_ALLOC_RETRY)
                 if i >= 0:
                     break
-                self.vm_wait(0)
+                yield from self.vm_wait(0)
                 if not flags & VM_ALLOC_RETRY:
                     return -1
-                attempts += 1
-                if attempts > 2:
-                    raise WouldSleep(
-                        "vm_page_grab",
-                        "v_free_count",
-                        "no page can be allocated and no other thread can free one",
-                    )
                 continue
             break
         pg = self.pg
@@ -424,39 +447,27 @@ class AllocOps(PageOps):
         return i
 
     # ------------------------------------------------------------ zwq (§7.2)
-    def vm_page_alloczwq(self, pindex: int, flags: int) -> int:
+    def vm_page_alloczwq(self, pindex: int, flags: int) -> KernelGen:
         """``vm_page_alloczwq(pindex, flags)``: an object-less page, wired once and *not*
         busied, on no queue; zero-filled (``valid = 0xFF``) with ZERO/FORCE_ZERO.  NULL
         only after one ``vm_wait`` when VM_ALLOC_RETRY is not set."""
         self._check_alloc_flags(flags, "vm_page_alloczwq")
-        attempts = 0
         while True:
             i = self.vm_page_alloc(None, pindex, flags & ~VM_ALLOC_RETRY)
             if i >= 0:
                 break
-            self.vm_wait(0)
+            yield from self.vm_wait(0)
             if not flags & VM_ALLOC_RETRY:
                 return -1
-            attempts += 1
-            if attempts > 2:
-                raise WouldSleep(
-                    "vm_page_alloczwq",
-                    "v_free_count",
-                    "no page can be allocated and no other thread can free one",
-                )
         if flags & (VM_ALLOC_ZERO | VM_ALLOC_FORCE_ZERO):
             self.pg.valid[i] = VM_PAGE_BITS_ALL
         self.vm_page_wire(i)
         self.vm_page_wakeup(i)
         return i
 
-    def vm_page_freezwq(self, i: int) -> None:
-        """``vm_page_freezwq(m)``: busy-wait, unwire (1 -> 0 deactivates to the inactive
-        tail) and free."""
+    def _check_freezwq(self, i: int) -> None:
         pg = self.pg
         fn = "vm_page_freezwq"
-        if pg.busy[i] & PBUSY_LOCKED:
-            raise WouldSleep(fn, f"page:{self.pfn_of(i)}", "the page is hard-busied by another caller")
         if pg.flags[i] & PG_FICTITIOUS:
             raise KernelPanic(fn, "fictitious page: not a vm_page_alloczwq page")
         if pg.wire[i] != 1:
@@ -466,11 +477,27 @@ class AllocOps(PageOps):
                 if pg.wire[i] == 0
                 else f"vm_page_free: invalid wire count ({pg.wire[i] - 1})",
             )
+
+    def vm_page_freezwq(self, i: int) -> KernelGen:
+        """``vm_page_freezwq(m)``: busy-wait (may sleep), unwire (1 -> 0 deactivates to
+        the inactive tail) and free.  The wire count is checked before sleeping and again
+        after waking, before anything changes."""
+        self._check_freezwq(i)
+        pg = self.pg
+        while pg.busy[i] & PBUSY_LOCKED:
+            yield Sleep_on_page(self, i, "pgzwq")
+        self._check_freezwq(i)
         if pg.busy[i] & PBUSY_MASK:
-            raise KernelPanic(fn, "vm_page_free: freeing busy page")
-        pg.busy[i] |= PBUSY_LOCKED  # vm_page_busy_wait(m, FALSE, "pgzwq")
+            raise KernelPanic("vm_page_freezwq", "vm_page_free: freeing busy page")
+        pg.busy[i] |= PBUSY_LOCKED
         self.vm_page_unwire(i, False)
         self.vm_page_free_toq(i)
+        return None
 
 
-__all__ = ["AllocOps", "PBUSY_WANTED", "PQ_L2_SIZE"]
+def Sleep_on_page(m: AllocOps, i: int, wmesg: str) -> Sleep:  # noqa: N802
+    """``vm_page_busy_wait``'s sleep (set PBUSY_WANTED and PG_REFERENCED, then tsleep on
+    the page); used here because busy.py sits above this module."""
+    m.pg.busy[i] |= PBUSY_WANTED
+    m.pg.flags[i] |= PG_REFERENCED
+    return Sleep(f"page:{m.pfn_of(i)}", 0, wmesg)

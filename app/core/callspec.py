@@ -30,6 +30,11 @@ ARG_KINDS = {
     "color": "a page colour (0 .. 1023) or null to let vm_quickcolor choose",
     "choice": "one of the argument's named values",
     "flags": "the argument's flag names joined by '|', a list of names, or an integer",
+    "channel": "a wait channel: 'page:<pfn>', 'vm_pages_needed', 'v_free_count', 'vm_pageout_pages_needed' or 'vm_pagedaemon_uptime'",
+    "wmesg": "a short wait message (1-16 printable characters)",
+    "sysctl_name": "a sysctl name such as 'vm.v_free_min'",
+    "int_or_null": "an integer, or null",
+    "choice_str": "one of the argument's named values (a string)",
 }
 
 

@@ -136,6 +136,7 @@ class MachineConfig:
     dma_reserved: int = 0
     hz: int = 100
     max_pages: int = DEFAULT_MAX_PAGES
+    pagedaemon: bool = False
     name: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -153,6 +154,7 @@ class MachineConfig:
         boot_stage: BootStage = "finished",
         dma_reserved: int = 0,
         max_pages: int = DEFAULT_MAX_PAGES,
+        pagedaemon: bool = False,
     ) -> MachineConfig:
         """A machine with ``size`` bytes of RAM in one range starting at 4 KiB (page 0 is
         kept by the BIOS, as on a PC)."""
@@ -179,6 +181,7 @@ class MachineConfig:
             boot_stage=boot_stage,
             dma_reserved=dma_reserved,
             max_pages=max_pages,
+            pagedaemon=pagedaemon,
         )
         cfg.validate()
         return cfg

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +26,14 @@ from .constants import (
     PQ_L2_MASK,
     VM_ALLOC_FLAG_NAMES,
 )
+from .ddb import ddb_command
 from .errors import InvalidArgument
 from .invariants import InvariantOps
 from .objects import ObjType, VmObject
 from .registry import REGISTRY, KernelFunction, Param, flag_names, queue_name
+from .sched import MAX_THREADS, P_LOWMEMKILL, KernelGen, Thread
 from .state import Trace
+from .sysctl import sysctl_get, sysctl_set
 from .vmstats import ALL_FIELDS, METER_FIELDS, predicate_table
 
 _U64_MAX = (1 << 64) - 1
@@ -39,21 +43,32 @@ _QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
 def _delta(old: list[int], new: list[int]) -> dict[str, int]:
     return {CNT_NAMES[k]: new[k] - old[k] for k in range(5) if new[k] != old[k]}
 
+
 _KNOWN = {name: frozenset(p.name for p in spec.params) for name, spec in REGISTRY.items()}
 _FLAG_BY_NAME = {name: bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
-_FLAG_BY_NAME.update({name.removeprefix("VM_ALLOC_"): bit for bit, name in VM_ALLOC_FLAG_NAMES.items()})
+_FLAG_BY_NAME.update(
+    {name.removeprefix("VM_ALLOC_"): bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
+)
 
 
 @dataclass
 class CallResult:
-    """What one call returned and what it changed."""
+    """What one call returned and what it changed.  ``blocked`` is set when the call
+    put its thread to sleep (thread, channel, wmesg, timo); ``result`` is then None and
+    the call completes later, when a wakeup or timeout resumes the thread."""
 
     fn: str
     result: Any
     record: dict[str, Any] = field(default_factory=dict)
+    blocked: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fn": self.fn, "result": self.result, "record": self.record}
+        return {
+            "fn": self.fn,
+            "result": self.result,
+            "record": self.record,
+            "blocked": self.blocked,
+        }
 
 
 def parse_alloc_flags(value: Any) -> int:
@@ -86,6 +101,32 @@ def parse_alloc_flags(value: Any) -> int:
     return flags
 
 
+#: Per-area state initialisers, called at boot in this order when the area defines one.
+AREA_INITS = ("_init_pmap", "_init_pagestate", "_init_hash", "_init_contig", "_init_pageout")
+
+_CHANNEL_RE = re.compile(
+    r"^(page:\d{1,15}|vm_pages_needed|v_free_count|vm_pageout_pages_needed|vm_pagedaemon_uptime)$"
+)
+
+
+def parse_named_flags(value: Any, names: dict[str, int], what: str) -> int:
+    """Flags from an int, ``"A|B"`` or a list of names (from ``names``)."""
+    if type(value) is int:
+        if not 0 <= value < 1 << 32:
+            raise InvalidArgument(f"{what} must be from 0 to 2^32-1")
+        return value
+    parts = value.split("|") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple) or not parts:
+        raise InvalidArgument(f"{what} must be an integer or flag names joined by '|'")
+    out = 0
+    for raw in parts:
+        key = raw.strip().upper() if isinstance(raw, str) else None
+        if key not in names:
+            raise InvalidArgument(f"unknown flag {raw!r} for {what}; known: {', '.join(names)}")
+        out |= names[key]
+    return out
+
+
 class Machine(InvariantOps):
     """One simulated machine.  Build it with ``Machine.boot(config)``."""
 
@@ -98,11 +139,17 @@ class Machine(InvariantOps):
         m = cls.__new__(cls)
         m._init_empty_state(config)
         m.vm_page_startup()
+        for area in AREA_INITS:  # state of the areas above the allocator
+            init = getattr(m, area, None)
+            if init is not None:
+                init()
         m.vm_numa_organize_all()
         if config.boot_stage == "finished":
             m.vm_page_startup_finish()
             m.vm_pageout_init()
             m.boot_stage = "finished"
+            if config.pagedaemon:
+                m.start_pagedaemon()
         return m
 
     # ================================================================= calls
@@ -112,36 +159,89 @@ class Machine(InvariantOps):
         args: dict[str, Any] | None = None,
         *,
         cpu: int = 0,
+        thread: int | None = None,
         nice: int = 0,
         systhread: bool = False,
+        lowmemkill: bool = False,
         record: bool = True,
     ) -> CallResult:
-        """Run kernel function ``fn`` with named ``args`` as a thread on ``cpu``.  All
-        arguments are validated first; a KASSERT is raised as ``KernelPanic`` before any
-        state changes."""
+        """Run kernel function ``fn`` with named ``args`` as thread ``thread`` (default:
+        the CPU's own thread, ``thread == cpu``) on ``cpu`` with ``nice`` (and
+        ``P_LOWMEMKILL`` when ``lowmemkill``).  All arguments are validated first; a
+        KASSERT is raised as ``KernelPanic`` before any state changes.  A call that
+        sleeps parks its thread and returns ``blocked`` (the channel); threads that this
+        call woke run afterwards (``record["resumed"]``)."""
         spec = REGISTRY.get(fn)
         if spec is None:
             raise InvalidArgument(f"there is no kernel function named {fn!r} here")
         if type(cpu) is not int or not 0 <= cpu < self.ncpus:
-            raise InvalidArgument(f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}")
+            raise InvalidArgument(
+                f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}"
+            )
         if type(nice) is not int or not -20 <= nice <= 20:
             raise InvalidArgument("nice must be an integer from -20 to 20")
+        tid = cpu if thread is None else thread
+        if type(tid) is not int or not 0 <= tid < MAX_THREADS:
+            raise InvalidArgument(f"thread must be an integer from 0 to {MAX_THREADS - 1}")
         conv = self._convert_args(spec, args or {})
-        self.select_cpu(cpu)
-        self.curthread_nice = nice
-        self.curthread_systhread = systhread
+        th = self.threads.get(tid)
+        if th is None:
+            th = Thread(tid, cpu)  # transient until it sleeps
+        elif th.state != "idle":
+            raise InvalidArgument(
+                f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it "
+                "time out (tick), or run the call on another thread"
+            )
+        th.cpu = cpu
+        th.nice = nice
+        th.systhread = bool(systhread)
+        th.p_flags = (th.p_flags | P_LOWMEMKILL) if lowmemkill else (th.p_flags & ~P_LOWMEMKILL)
+        self._enter(th)
         method = getattr(self, spec.method)
-        if not record:
-            self.trace = None
-            return CallResult(spec.name, method(**conv))
-        trace = Trace()
-        before = self._counter_snapshot()
+        trace = Trace() if record else None
+        before = self._counter_snapshot() if record else None
         self.trace = trace
+        blocked: dict[str, Any] | None = None
+        result: Any = None
         try:
-            result = method(**conv)
+            if spec.sleeps:
+                if th.tid not in self.threads:
+                    self.threads[th.tid] = th
+                    created = True
+                else:
+                    created = False
+                try:
+                    done, value = self.start_call(th, spec.name, dict(args or {}), method(**conv))
+                except BaseException:
+                    if created:
+                        del self.threads[th.tid]
+                    raise
+                if done:
+                    result = value
+                    if created:
+                        del self.threads[th.tid]  # never slept: leaves no trace
+                else:
+                    blocked = {
+                        "thread": th.tid,
+                        "channel": value.channel,
+                        "wmesg": value.wmesg,
+                        "timo": value.timo,
+                    }
+            else:
+                result = method(**conv)
+            resumed = self.run_runnable() if self.runq else []
         finally:
             self.trace = None
-        return CallResult(spec.name, result, self._make_record(trace, before))
+        if trace is None or before is None:
+            return CallResult(spec.name, result, blocked=blocked)
+        rec = self._make_record(trace, before)
+        if resumed:
+            rec["resumed"] = resumed
+        return CallResult(spec.name, result, rec, blocked=blocked)
+
+    def tick_call(self, n: int) -> CallResult:
+        """The ``tick`` verb with a record."""
+        return self.call("tick", {"n": n})
 
     def _convert_args(self, spec: KernelFunction, args: dict[str, Any]) -> dict[str, Any]:
         if type(args) is not dict and not isinstance(args, dict):
@@ -168,7 +268,14 @@ class Machine(InvariantOps):
                 if len(self.managed) == 1 and self.managed[0][0] <= i < self.managed[0][1]:
                     out[name] = i
                     continue
-            elif kind == "pindex" and type(value) is int and 0 <= value <= _U64_MAX or kind == "alloc_flags" and type(value) is int and 0 <= value < 1 << 32:
+            elif (
+                kind == "pindex"
+                and type(value) is int
+                and 0 <= value <= _U64_MAX
+                or kind == "alloc_flags"
+                and type(value) is int
+                and 0 <= value < 1 << 32
+            ):
                 out[name] = value
                 continue
             out[name] = self._convert(p, value)
@@ -184,7 +291,9 @@ class Machine(InvariantOps):
             return self.object_by_id(value, p.name)
         if kind in ("pindex", "size_pages"):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _U64_MAX:
-                raise InvalidArgument(f"{p.name} must be an integer from 0 to 2^64-1, got {value!r}")
+                raise InvalidArgument(
+                    f"{p.name} must be an integer from 0 to 2^64-1, got {value!r}"
+                )
             return value
         if kind == "alloc_flags":
             return parse_alloc_flags(value)
@@ -208,12 +317,55 @@ class Machine(InvariantOps):
         if kind == "color":
             if value is None:
                 return None
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= PQ_L2_MASK:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= PQ_L2_MASK
+            ):
                 raise InvalidArgument(f"{p.name} must be a colour from 0 to 1023 or null")
             return value
         if kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InvalidArgument(f"{p.name} must be an integer")
+            if (p.lo is not None and value < p.lo) or (p.hi is not None and value > p.hi):
+                raise InvalidArgument(f"{p.name} must be from {p.lo} to {p.hi}, got {value}")
+            return value
+        if kind == "choice":
+            choice_map = dict(p.choices)
+            if isinstance(value, str) and value.upper() in choice_map:
+                return choice_map[value.upper()]
+            if type(value) is int and value in choice_map.values():
+                return value
+            raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}")
+        if kind == "flags":
+            return parse_named_flags(value, dict(p.choices), p.name)
+        if kind == "sysctl_name":
+            if not isinstance(value, str) or not 0 < len(value) <= 128:
+                raise InvalidArgument(f"{p.name} must be a sysctl name such as 'vm.v_free_min'")
+            return value
+        if kind == "int_or_null":
+            if value is None:
+                return None
+            if type(value) is not int:
+                raise InvalidArgument(f"{p.name} must be an integer or null")
+            return value
+        if kind == "choice_str":
+            options = [n for n, _ in p.choices]
+            if not isinstance(value, str) or value.strip().lower() not in options:
+                raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
+            return value.strip().lower()
+        if kind == "channel":
+            if not isinstance(value, str) or not _CHANNEL_RE.match(value):
+                raise InvalidArgument(
+                    f"{p.name} must be a wait channel such as 'page:<pfn>', 'vm_pages_needed', "
+                    f"'v_free_count', 'vm_pageout_pages_needed' or 'vm_pagedaemon_uptime'; got {value!r}"
+                )
+            return value
+        if kind == "wmesg":
+            if not isinstance(value, str) or not 0 < len(value) <= 16 or not value.isprintable():
+                raise InvalidArgument(
+                    f"{p.name} must be a short printable string (1-16 characters)"
+                )
             return value
         raise InvalidArgument(f"argument kind {kind} is not supported")
 
@@ -253,14 +405,19 @@ class Machine(InvariantOps):
     def _call_alloc(self, object: VmObject | None, pindex: int, page_req: int) -> int | None:
         return self._pfn_or_none(self.vm_page_alloc(object, pindex, page_req))
 
-    def _call_grab(self, object: VmObject, pindex: int, flags: int) -> int | None:
-        return self._pfn_or_none(self.vm_page_grab(object, pindex, flags))
+    def _page_result(self, gen: KernelGen) -> KernelGen:
+        """Adapt a sleeping call that returns a page index to return its pfn (or None)."""
+        i = yield from gen
+        return self._pfn_or_none(i)
 
-    def _call_alloczwq(self, pindex: int, flags: int) -> int | None:
-        return self._pfn_or_none(self.vm_page_alloczwq(pindex, flags))
+    def _call_grab(self, object: VmObject, pindex: int, flags: int) -> KernelGen:
+        return self._page_result(self.vm_page_grab(object, pindex, flags))
 
-    def _call_freezwq(self, m: int) -> None:
-        self.vm_page_freezwq(m)
+    def _call_alloczwq(self, pindex: int, flags: int) -> KernelGen:
+        return self._page_result(self.vm_page_alloczwq(pindex, flags))
+
+    def _call_freezwq(self, m: int) -> KernelGen:
+        return self.vm_page_freezwq(m)
 
     def _call_free(self, m: int) -> None:
         self.vm_page_free_toq(m)
@@ -303,8 +460,62 @@ class Machine(InvariantOps):
     def _call_lookup(self, object: VmObject, pindex: int) -> int | None:
         return self._pfn_or_none(self.vm_page_lookup(object, pindex))
 
-    def _call_vm_wait(self, timo: int) -> None:
-        self.vm_wait(timo)
+    def _call_vm_wait(self, timo: int) -> KernelGen:
+        return self.vm_wait(timo)
+
+    def _call_vm_wait_pfault(self) -> KernelGen:
+        return self.vm_wait_pfault()
+
+    def _call_vm_wait_nominal(self) -> KernelGen:
+        return self.vm_wait_nominal()
+
+    def _call_sysctl(self, name: str, value: int | None) -> int:
+        if value is None:
+            return sysctl_get(self, name)
+        old, _new = sysctl_set(self, name, value)
+        return old
+
+    def _call_ddb(self, command: str) -> str:
+        return ddb_command(self, command)
+
+    def _call_tick(self, n: int) -> int:
+        self.tick(n)
+        return self.ticks
+
+    def _call_wakeup_channel(self, channel: str) -> int:
+        n = len(self.sleepq.get(channel, ()))
+        self.wakeup(channel)
+        return n
+
+    def _call_busy_wait(self, m: int, also_m_busy: bool, msg: str) -> KernelGen:
+        return self.vm_page_busy_wait(m, also_m_busy, msg)
+
+    def _call_sleep_busy(self, m: int, also_m_busy: bool, msg: str) -> KernelGen:
+        return self.vm_page_sleep_busy(m, also_m_busy, msg)
+
+    def _call_io_start(self, m: int) -> None:
+        self.vm_page_io_start(m)
+
+    def _call_io_finish(self, m: int) -> None:
+        self.vm_page_io_finish(m)
+
+    def _call_sbusy_try(self, m: int) -> int:
+        return self.vm_page_sbusy_try(m)
+
+    def _call_sbusy_hold(self, m: int) -> None:
+        self.vm_page_sbusy_hold(m)
+
+    def _call_sbusy_drop(self, m: int) -> None:
+        self.vm_page_sbusy_drop(m)
+
+    def _call_flash(self, m: int) -> None:
+        self.vm_page_flash(m)
+
+    def _call_flag_set(self, m: int, bits: int) -> None:
+        self.vm_page_flag_set(m, bits)
+
+    def _call_flag_clear(self, m: int, bits: int) -> None:
+        self.vm_page_flag_clear(m, bits)
 
     def _call_test_nominal(self) -> bool:
         return self.vm_test_nominal()

@@ -47,9 +47,6 @@ class PageOps(ObjectOps):
             elif vm_paging_min(gd):
                 self.vm_pages_needed += 1
 
-    def curthread_is_pagedaemon(self) -> bool:
-        return False
-
     def vm_page_free_wakeup(self) -> None:
         """``vm_page_free_wakeup()`` after a page reached FREE or CACHE (spec §8.3)."""
         gd = self.gd

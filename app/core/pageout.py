@@ -1,15 +1,683 @@
-"""Memory pressure and the pageout daemon (spec §13, §15)."""
+"""The pageout daemon (``vm_pageout.c``, spec §15) as a simulated kernel thread.
+
+The primary daemon runs the §15.2 loop as a generator on its own thread (``pagedaemon``,
+CPU 0, ``TDF_SYSTHREAD``): each iteration runs the hold and stats trickle scans on one
+colour, sleeps on ``vm_pages_needed`` for ``vm.pageout_stats_ticks`` unless paging is
+needed, then runs the three phases (inactive scan, active scan, cache scan) and decides
+its next state.  It is started at boot when ``MachineConfig.pagedaemon`` is set (and the
+boot stage is ``finished``), woken by ``pagedaemon_wakeup`` and by its timeout.
+
+Simplifications (spec §15.8 allows them), each marked where it happens:
+
+* Scan markers are cursors: the persistent per-colour markers remember the page the
+  marker sits after (the visited page, or, when the scan itself took that page off the
+  queue, the page before it: where a real marker would be left), and a scan resumes after
+  it while that page is still on the queue (else from the head); the temporary marker of
+  the inactive scan is the saved successor of the page being processed (if that
+  successor left the queue meanwhile, this colour's scan stops early).  With real marker
+  pages a scan could continue past such moves.
+* Pager I/O is synchronous: a laundered page is clean when the flush returns; there is
+  no swap space accounting (swap never fills, so the OOM killer never fires).
+* The kernel's daemon loops back at once while it still has a shortage; the simulator
+  sleeps one tick between such passes so simulated time moves and other threads run.
+* The emergency pager and the RSS-enforcing vmdaemon are not simulated.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .constants import (
+    ACT_MAX,
+    PBUSY_LOCKED,
+    PBUSY_MASK,
+    PG_FICTITIOUS,
+    PG_MAPPED,
+    PG_MARKER,
+    PG_NEED_COMMIT,
+    PG_REFERENCED,
+    PG_SWAPPED,
+    PG_UNQUEUED,
+    PG_WINATCFLS,
+    PQ_ACTIVE,
+    PQ_CACHE,
+    PQ_HOLD,
+    PQ_INACTIVE,
+    PQ_L2_MASK,
+)
 from .contig import ContigOps
+from .objects import OBJ_DEAD, ObjType
+from .pmap import VM_PROT_NONE, VM_PROT_READ
+from .sched import MAX_THREADS, KernelGen, Sleep, Thread
+from .sysctl import sysctl_value
+from .vmstats import (
+    c_div,
+    vm_paging_inactive,
+    vm_paging_min_dnc,
+    vm_paging_severe,
+    vm_paging_start,
+    vm_paging_target1,
+    vm_paging_target1_count,
+    vm_paging_target2,
+    vm_paging_target2_count,
+    vm_paging_wait,
+)
+
+PAGEDAEMON_TID = MAX_THREADS  # not addressable by users
+IDLE, TARGET1, TARGET2 = 0, 1, 2
+STATE_NAMES = ("IDLE", "TARGET1", "TARGET2")
+BLIST_MAX_ALLOC = 64  # [I] cluster window on current x86_64 (spec §20.4)
+VM_CACHE_SCAN_MIN = 16
+_ALLOW_ACTIVE = 1
+_TRY_TO_CACHE = 2
+
+
+def pqaverage(n: int) -> int:
+    """``PQAVERAGE(n)``: a generous per-colour share of a shortage (spec §15.1)."""
+    if n >= 0:
+        return (n + 1023) // 512 + 1
+    return c_div(n - 1023, 512) - 1
 
 
 class PageoutOps(ContigOps):
+    pd_enabled: bool
+    pd_state: int
+    pd_pass: int
+    pd_q1: int
+    pd_q2: int
+    pd_q3: int
+    pd_uptime: int
+    pd_rover: list[int]
+    pd_hold_cursor: list[int]
+    pd_stats_cursor: list[int]
+    pd_active_cursor: list[int]
+    pd_counter0: int
+    pd_counter1: int
+    pd_recycle_count: int
+    pd_passes: int
+
+    def _init_pageout(self) -> None:
+        self.pd_enabled = bool(self.config.pagedaemon)
+        self.pd_state = IDLE
+        self.pd_pass = 0
+        self.pd_q1 = self.pd_q2 = self.pd_q3 = 0
+        self.pd_uptime = 0
+        self.pd_rover = [0, 511]
+        self.pd_hold_cursor = [-1] * 1024
+        self.pd_stats_cursor = [-1] * 1024
+        self.pd_active_cursor = [-1] * 1024
+        self.pd_counter0 = 0
+        self.pd_counter1 = 0
+        self.pd_recycle_count = 0
+        self.pd_passes = 0
+
+    def start_pagedaemon(self) -> None:
+        """Create the ``pagedaemon`` thread and run it up to its first sleep."""
+        th = Thread(PAGEDAEMON_TID, 0, "pagedaemon")
+        th.is_pagedaemon = True
+        th.systhread = True
+        self.threads[th.tid] = th
+        saved = self.curthread
+        self.start_call(th, "vm_pageout_thread", {}, self._pageout_loop())
+        self._enter(saved)
+
+    # ------------------------------------------------------------ helpers
+    def _tunable(self, name: str) -> int:
+        return sysctl_value(self, name)
+
+    def _cursor_next(self, cursors: list[int], colour: int, queue: int) -> int:
+        c = cursors[colour]
+        if c >= 0 and self.pg.queue[c] == queue:
+            nxt: int = self.pg.next[c]
+            return nxt
+        return self.q_head[queue]
+
+    def _cursor_set(self, cursors: list[int], colour: int, queue: int, i: int, prv: int) -> None:
+        """Leave the persistent marker after the page ``i`` just visited ("move marker
+        after m", spec §15.4/§15.6); if the scan took ``i`` off the queue the marker stays
+        where ``i`` was, i.e. after ``prv``, ``i``'s predecessor when it was visited (-1 =
+        the queue head)."""
+        cursors[colour] = i if self.pg.queue[i] == queue else prv
+
+    def _on_queue_or_end(self, i: int, queue: int) -> int:
+        return i if i >= 0 and self.pg.queue[i] == queue else -1
+
+    def _act_add(self, i: int, amount: int) -> None:
+        """``act_count += amount`` on the page's ``uint8_t`` (wraps, no clamp)."""
+        self.pg.act[i] = (self.pg.act[i] + amount) & 0xFF
+
+    # ------------------------------------------------------------ §15.2 main loop
+    def _pageout_loop(self) -> KernelGen:
+        """``vm_pageout_thread`` (primary daemon) main loop, spec §15.2."""
+        while True:
+            if self.pd_pass > 0x7FFF0000:
+                self.pd_pass = 0x70000000
+            colour = self.pd_q3 & PQ_L2_MASK
+            self._scan_hold(colour)
+            self._page_stats(colour)
+            self.pd_q3 += 1
+            if self.vm_pages_needed == 0:
+                ticks = self.vm_pageout_stats_ticks or max(1, self.hz // 10)
+                timed_out = yield Sleep("vm_pages_needed", ticks, "psleep")
+                if timed_out and not vm_paging_start(self.gd, 0) and self.vm_pages_needed == 0:
+                    continue
+                self.pd_uptime = self.ticks
+                self.vm_pages_needed = 1
+                self.pd_state = TARGET1
+                self.wakeup("vm_pagedaemon_uptime")
+            self.cpu.meter["v_pdwakeups"] += 1
+            self.pd_passes += 1
+            avail = self._phase_inactive()
+            avail = self._phase_active(avail)
+            self._scan_cache(avail)
+            gd = self.gd
+            if avail > 0:
+                self.pd_pass += 1
+                self.event("pageout_shortage", avail=avail, pass_=self.pd_pass)
+                # the kernel loops back at once; the simulator yields one tick
+                yield Sleep("vm_pages_needed", 1, "pdloop")
+                continue
+            self.pd_pass = 0
+            if vm_paging_start(gd, 0) or vm_paging_min_dnc(gd, self.vm_page_free_hysteresis):
+                self.pd_state = TARGET1
+                self.vm_pages_needed = 2
+                if not vm_paging_wait(gd):
+                    self.wakeup("v_free_count")
+                yield Sleep("vm_pages_needed", 1, "pdloop")
+            elif self.vm_pages_needed:
+                if vm_paging_target1(gd):
+                    self.pd_state = TARGET1
+                    self.vm_pages_needed = 2
+                elif vm_paging_target2(gd):
+                    self.pd_state = TARGET2
+                    self.vm_pages_needed = 2
+                else:
+                    self.vm_pages_needed = 0  # back to idle (state is not reset)
+                self.wakeup("v_free_count")
+                if self.vm_pages_needed:
+                    yield Sleep("vm_pages_needed", 1, "pdloop")
+
+    # ------------------------------------------------------------ phase 1
+    def _phase_inactive(self) -> int:
+        self.vmstats_rollup()
+        self.pd_uptime = self.ticks
+        gd = self.gd
+        if self.pd_state == TARGET1:
+            avail = vm_paging_target1_count(gd)
+        else:
+            avail = vm_paging_target2_count(gd)
+        avail += self.vm_pageout_deficit
+        self.vm_pageout_deficit = 0
+        if avail > 0:
+            use = avail
+            limit = self.vmstats.v_inactive_target // 10
+            if self.pd_state == TARGET2 and use > limit:
+                use = limit + 1
+            quota = pqaverage(use)
+            delta = 0
+            colour = self.pd_q1
+            for _ in range(1024):
+                delta += self._scan_inactive(self.pd_pass // 10, colour & PQ_L2_MASK, quota)
+                colour += 1
+                if avail - delta <= 0:
+                    break
+                if not vm_paging_target2(gd) and not vm_paging_min_dnc(gd, self.vm_page_free_hysteresis):
+                    avail = 0
+                    break
+            avail -= delta
+            self.pd_q1 = colour & PQ_L2_MASK
+        return avail
+
+    def _scan_inactive(self, pass_: int, colour: int, quota: int) -> int:
+        """``vm_pageout_scan_inactive(pass, q, avail, &vnodes_skipped)`` (spec §15.3)."""
+        vm_max_launder = self.vm_max_launder
+        max_launder = vm_max_launder // 1024
+        if pass_:
+            max_launder *= 2
+        max_launder = (max_launder + 9) // 10
+        if max_launder <= 1:
+            max_launder = 1
+        if max_launder >= vm_max_launder // 16:
+            max_launder = vm_max_launder // 16 + 1
+        budget = [max_launder]
+        q = PQ_INACTIVE + colour
+        maxscan = (self.q_lcnt[q] + 9) // 10 + 1
+        delta = 0
+        memuse3 = self._tunable("vm.pageout_memuse_mode") >= 3
+        allow_active = _ALLOW_ACTIVE if self._tunable("vm.pageout_allow_active") else 0
+        pg = self.pg
+        i = self.q_head[q]  # the temporary marker starts at the head
+        while i >= 0 and maxscan > 0 and quota - delta > 0:
+            maxscan -= 1
+            nxt = pg.next[i]
+            self.cpu.meter["v_pdpages"] += 1
+            if pg.flags[i] & PG_MARKER or self.vm_page_busy_try(i, True):
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            if memuse3:
+                pg.flags[i] |= PG_WINATCFLS
+            flags = allow_active | (_TRY_TO_CACHE if pg.flags[i] & PG_WINATCFLS else 0)
+            delta += self._vm_pageout_page(i, budget, pass_, flags)
+            if not vm_paging_target2(self.gd):
+                delta = max(delta, quota)
+                break
+            i = self._on_queue_or_end(nxt, q)
+        return delta
+
+    def _vm_pageout_page(self, i: int, budget: list[int], pass_: int, flags: int) -> int:
+        """``vm_pageout_page(m, &max_launder, ..., pass, flags)``: the decision table of
+        spec §15.3 for one busied inactive page; returns pages freed/cached/laundered."""
+        pg = self.pg
+        q = pg.queue[i]
+        if pg.wire[i]:
+            self.vm_page_unqueue_nowakeup(i)
+            self.vm_page_wakeup(i)
+            return 0
+        if pg.hold[i]:
+            if q - pg.pc[i] == PQ_INACTIVE:
+                self._move_within(i, q, False)
+            self.vm_page_wakeup(i)
+            return 0
+        obj = self.objects.get(pg.obj[i]) if pg.obj[i] else None
+        if obj is None or obj.ref_count == 0:
+            pg.flags[i] &= ~PG_REFERENCED
+            self.pmap_clear_reference(i)
+        elif not pg.flags[i] & PG_REFERENCED:
+            a = self.pmap_ts_referenced(i)
+            if a > 0:
+                self.vm_page_activate(i)
+                self._act_add(i, a + 3)
+                self.vm_page_wakeup(i)
+                return 0
+        if pg.flags[i] & PG_REFERENCED:
+            pg.flags[i] &= ~PG_REFERENCED
+            a = self.pmap_ts_referenced(i)
+            self.vm_page_activate(i)
+            self._act_add(i, a + 4)
+            self.vm_page_wakeup(i)
+            return 0
+        if pg.dirty[i] == 0:
+            self.vm_page_test_dirty(i)
+        else:
+            self.vm_page_dirty(i)
+        need_commit = pg.flags[i] & PG_NEED_COMMIT
+        if pg.valid[i] == 0 and not need_commit:
+            self.vm_page_protect(i, VM_PROT_NONE)
+            self.vm_page_free_toq(i)
+            self.cpu.meter["v_dfree"] += 1
+            return 1
+        if pg.dirty[i] == 0 and not need_commit:
+            self.vm_page_cache(i)
+            return 1
+        if not pg.flags[i] & PG_WINATCFLS and pass_ == 0:
+            pg.flags[i] |= PG_WINATCFLS  # second chance: dirty pages circulate twice
+            if pg.queue[i] - pg.pc[i] == PQ_INACTIVE:
+                self._move_within(i, pg.queue[i], False)
+            self.vm_page_wakeup(i)
+            return 0
+        if budget[0] > 0:
+            return self._launder(i, obj, budget, flags)
+        self.vm_page_wakeup(i)
+        return 0
+
+    # ------------------------------------------------------------ laundering
+    def _launder(self, i: int, obj: Any, budget: list[int], flags: int) -> int:
+        pg = self.pg
+        pg.flags[i] |= PG_WINATCFLS
+        if obj is not None and (
+            obj.flags & OBJ_DEAD
+            or (
+                obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
+                and (
+                    self._tunable("vm.disable_swapspace_pageouts")
+                    or self._tunable("vm.defer_swapspace_pageouts")
+                )
+            )
+        ):
+            if pg.queue[i] - pg.pc[i] == PQ_INACTIVE:
+                self._move_within(i, pg.queue[i], False)
+            self.vm_page_wakeup(i)
+            return 0
+        cluster = self._clean_cluster(i, obj, flags)
+        count = self._vm_pageout_flush(cluster, flags)
+        budget[0] -= count
+        return count
+
+    def _clean_cluster(self, i: int, obj: Any, flags: int) -> list[int]:
+        """``vm_pageout_clean_helper``: the busied page plus its dirty, unwired, unheld,
+        inactive (or, with ALLOW_ACTIVE, active) neighbours of the same object inside the
+        aligned ``BLIST_MAX_ALLOC`` window, each busied; WINATCFLS and act_count copied."""
+        if obj is None:
+            return [i]
+        pg = self.pg
+        pindex = pg.pindex[i]
+        base = pindex - pindex % BLIST_MAX_ALLOC
+        run = [i]
+
+        def take(p: int) -> bool:
+            j = obj.pages.get(p, -1)
+            if j < 0 or not pg.dirty[j] or pg.wire[j] or pg.hold[j]:
+                return False
+            b = pg.queue[j] - pg.pc[j]
+            if b != PQ_INACTIVE and not (flags & _ALLOW_ACTIVE and b == PQ_ACTIVE):
+                return False
+            if pg.flags[j] & (PG_FICTITIOUS | PG_UNQUEUED) or self.vm_page_busy_try(j, True):
+                return False
+            pg.flags[j] = (pg.flags[j] & ~PG_WINATCFLS) | (pg.flags[i] & PG_WINATCFLS)
+            pg.act[j] = pg.act[i]
+            return True
+
+        p = pindex - 1
+        while p >= base and take(p):
+            run.insert(0, obj.pages[p])
+            p -= 1
+        p = pindex + 1
+        while p < base + BLIST_MAX_ALLOC and take(p):
+            run.append(obj.pages[p])
+            p += 1
+        return run
+
+    def _vm_pageout_flush(self, pages: list[int], flags: int) -> int:
+        """``vm_pageout_flush``: soft-busy each page, write-protect it (or unmap it when
+        TRY_TO_CACHE), drop the hard busy, write through the (synchronous) pager, then
+        finish each page: TRY_TO_CACHE → try_to_cache, severe shortage → deactivate."""
+        pg = self.pg
+        for j in pages:
+            self.vm_page_io_start(j)
+            self.vm_page_protect(j, VM_PROT_NONE if flags & _TRY_TO_CACHE else VM_PROT_READ)
+            self.vm_page_wakeup(j)
+        for j in pages:  # the pager writes them: clean now
+            pg.dirty[j] = 0
+            self.pmap_clear_modify(j)
+            oid = pg.obj[j]
+            if oid:
+                obj = self.objects[oid]
+                if obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
+                    obj.type = ObjType.OBJT_SWAP  # the first pageout makes it a swap object
+                    pg.flags[j] |= PG_SWAPPED
+        for j in pages:
+            pg.busy[j] |= PBUSY_LOCKED  # vm_page_busy_wait: nobody else holds it here
+            self.vm_page_io_finish(j)
+            if flags & _TRY_TO_CACHE:
+                self.vm_page_try_to_cache(j)
+            elif vm_paging_severe(self.gd):
+                self.vm_page_deactivate(j)
+                self.vm_page_wakeup(j)
+            else:
+                self.vm_page_wakeup(j)
+        self.event("pageout_flush", pfns=[self.pfn_of(j) for j in pages])
+        return len(pages)
+
+    # ------------------------------------------------------------ phase 2
+    def _phase_active(self, avail: int) -> int:
+        self.vmstats_rollup()
+        self.pd_uptime = self.ticks
+        vs = self.vmstats
+        inact = vs.v_inactive_target - vs.v_inactive_count
+        if avail > 0:
+            inact += min(avail * 2, vs.v_inactive_target // 10)
+        if inact > 0:
+            delta = 0
+            colour = self.pd_q2
+            for _ in range(1024):
+                delta += self._scan_active(
+                    self.pd_pass // 10, colour & PQ_L2_MASK, pqaverage(avail), pqaverage(inact)
+                )
+                colour += 1
+                if inact - delta <= 0 and avail - delta <= 0:
+                    break
+                if self.vmstats.v_inactive_count > vs.v_inactive_target:
+                    inact = 0
+                    break
+            inact -= delta
+            avail -= delta
+            self.pd_q2 = colour & PQ_L2_MASK
+        return avail
+
+    def _scan_active(self, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
+        """``vm_pageout_scan_active`` (spec §15.4) from the colour's persistent marker."""
+        q = PQ_ACTIVE + colour
+        pg = self.pg
+        maxscan = (self.q_lcnt[q] + 9) // 10 + 1
+        delta = 0
+        anon_decline = self._tunable("vm.anonmem_decline")
+        file_decline = self._tunable("vm.filemem_decline")
+        cursors = self.pd_active_cursor
+        i = self._cursor_next(cursors, colour, q)
+        while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
+            maxscan -= 1
+            nxt = pg.next[i]
+            prv = pg.prev[i]
+            cursors[colour] = i  # the marker now sits after this page
+            if pg.flags[i] & PG_MARKER or self.vm_page_busy_try(i, True):
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            if pg.wire[i]:
+                self.vm_page_unqueue_nowakeup(i)
+                self.vm_page_wakeup(i)
+                cursors[colour] = prv  # i left: the marker stays where i was
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            self.cpu.meter["v_pdpages"] += 1
+            obj = self.objects.get(pg.obj[i]) if pg.obj[i] else None
+            ref_count = obj.ref_count if obj is not None else 0
+            a = 0
+            if ref_count:
+                a = (1 if pg.flags[i] & PG_REFERENCED else 0) + self.pmap_ts_referenced(i)
+                if a:
+                    pg.act[i] = min(pg.act[i] + 3 + a, ACT_MAX)
+            pg.flags[i] &= ~PG_REFERENCED
+            if a and ref_count:
+                self.vm_page_wakeup(i)
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            anon = obj is None or obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
+            pg.act[i] -= min(pg.act[i], anon_decline if anon else file_decline)
+            if ref_count == 0 or pg.act[i] < pass_ + 1:
+                inact_quota -= 1
+                if avail_quota - delta > 0 or ref_count == 0:
+                    if avail_quota - delta > 0:
+                        self.pd_recycle_count += 1
+                    self.vm_page_protect(i, VM_PROT_NONE)
+                    if (
+                        pg.dirty[i] == 0
+                        and not pg.flags[i] & PG_NEED_COMMIT
+                        and avail_quota - delta > 0
+                    ):
+                        self.vm_page_cache(i)
+                    else:
+                        self.vm_page_deactivate(i)
+                        self.vm_page_wakeup(i)
+                else:
+                    self.vm_page_deactivate(i)
+                    self.vm_page_wakeup(i)
+                delta += 1
+            else:
+                self.vm_page_wakeup(i)
+            self._cursor_set(cursors, colour, q, i, prv)
+            i = self._on_queue_or_end(nxt, q)
+        if i < 0:
+            cursors[colour] = -1  # end reached: the marker goes back to the head
+        return delta
+
+    # ------------------------------------------------------------ phase 3
+    def _scan_cache(self, avail: int) -> None:
+        """``vm_pageout_scan_cache`` (spec §15.5), primary rover.  The loop condition reads
+        the daemon CPU's snapshot, which is exact here (the kernel reads the global
+        vmstats, which every CPU's hardclock keeps refreshing meanwhile)."""
+        self.vmstats_rollup()
+        self.pd_uptime = self.ticks
+        gd = self.gd
+        pg = self.pg
+        rover = self.pd_rover
+        while (
+            gd.v_free_count < gd.v_free_target or gd.v_free_count < gd.v_free_min
+        ) and gd.v_cache_count > VM_CACHE_SCAN_MIN:
+            if (rover[0] - rover[1]) & PQ_L2_MASK == 0:
+                rover[0] += 23
+                continue
+            i = self.vm_page_list_find(PQ_CACHE, rover[0] & PQ_L2_MASK)
+            if i < 0:
+                break
+            if self.vm_page_busy_try(i, True):
+                self._deactivate_locked(i, False)
+                continue
+            if pg.flags[i] & PG_MAPPED or pg.valid[i] & pg.dirty[i]:
+                self.log("WARNING! page race during find/busy")
+            if (
+                pg.flags[i] & (PG_UNQUEUED | PG_NEED_COMMIT | PG_MAPPED)
+                or pg.hold[i]
+                or pg.wire[i]
+                or pg.valid[i] & pg.dirty[i]
+            ):
+                self.vm_page_deactivate(i)
+                self.vm_page_wakeup(i)
+                continue
+            self.vm_page_protect(i, VM_PROT_NONE)
+            self.vm_page_free_toq(i)
+            self.cpu.meter["v_dfree"] += 1
+            rover[0] += 23
+        # "if vm_paging_target1(): if vnodes_skipped and vm_paging_min(): speed up the
+        # syncer" (spec §15.5): no vnode lock ever fails here, vnodes_skipped stays 0, so
+        # the syncer is never sped up; the swapout daemon is not simulated.
+
+    # ------------------------------------------------------------ background scans
+    def _scan_hold(self, colour: int) -> None:
+        """The hold-queue repair scan (spec §15.6): stop at the first page that is really
+        held; a page on PQ_HOLD with hold_count 0 (a lost race) gets hold+unhold."""
+        q = PQ_HOLD + colour
+        pg = self.pg
+        cursors = self.pd_hold_cursor
+        i = self._cursor_next(cursors, colour, q)
+        n = max(self.vm_pageout_stats_scan, 1)
+        while i >= 0 and n > 0:
+            n -= 1
+            nxt = pg.next[i]
+            prv = pg.prev[i]
+            cursors[colour] = i
+            if pg.hold[i]:
+                return
+            self.log(f"pageout: repairing held page {self.pfn_of(i):#x} with hold_count 0")
+            pg.hold[i] = 1
+            self.vm_page_unhold(i)
+            self._cursor_set(cursors, colour, q, i, prv)
+            i = self._on_queue_or_end(nxt, q)
+        if i < 0:
+            cursors[colour] = -1
+
+    def _page_stats(self, colour: int) -> None:
+        """``vm_pageout_page_stats`` (spec §15.6): keeps act_count meaningful."""
+        vs = self.vmstats
+        if vs.v_active_count < vs.v_free_count + vs.v_cache_count + vs.v_inactive_count:
+            return
+        rsecs = self._tunable("vm.pageout_stats_rsecs")
+        if (
+            self.vm_pages_needed == 0
+            and not vm_paging_inactive(self.gd)
+            and self.ticks - self.pd_uptime > rsecs * self.hz
+        ):
+            return
+        q = PQ_ACTIVE + colour
+        pg = self.pg
+        cursors = self.pd_stats_cursor
+        actcmp = self._tunable("vm.pageout_stats_actcmp")
+        n = min(self.q_lcnt[q], max(self.vm_pageout_stats_scan, 1))
+        i = self._cursor_next(cursors, colour, q)
+        while i >= 0 and n > 0:
+            n -= 1
+            nxt = pg.next[i]
+            prv = pg.prev[i]
+            cursors[colour] = i
+            self.pd_counter0 += 1
+            if self.vm_page_busy_try(i, True):
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            if pg.wire[i]:
+                self.vm_page_unqueue_nowakeup(i)
+                self.vm_page_wakeup(i)
+                cursors[colour] = prv  # i left: the marker stays where i was
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            if pg.hold[i]:
+                self.vm_page_wakeup(i)
+                i = self._on_queue_or_end(nxt, q)
+                continue
+            a = 0
+            if pg.flags[i] & PG_REFERENCED:
+                pg.flags[i] &= ~PG_REFERENCED
+                a = 1
+            a += self.pmap_ts_referenced(i)
+            if a:
+                pg.act[i] = min(pg.act[i] + 3 + a, ACT_MAX)
+            elif pg.act[i] == 0:
+                if vm_paging_inactive(self.gd):
+                    self.vm_page_protect(i, VM_PROT_NONE)
+                    self.vm_page_deactivate(i)
+                self.pd_counter1 += 1
+            else:
+                pg.act[i] -= 1
+                if pg.act[i] < actcmp:
+                    if vm_paging_inactive(self.gd):
+                        self.vm_page_protect(i, VM_PROT_NONE)
+                        self.vm_page_deactivate(i)
+                    self.pd_counter1 += 1
+            self.vm_page_wakeup(i)
+            self._cursor_set(cursors, colour, q, i, prv)
+            i = self._on_queue_or_end(nxt, q)
+        if i < 0:
+            cursors[colour] = -1
+        if self.pd_counter0 > self._tunable("vm.pageout_stats_inalim"):
+            if self.pd_counter1 < self._tunable("vm.pageout_stats_inamin"):
+                self.sysctl_values["vm.pageout_stats_actcmp"] = min(actcmp + 1, ACT_MAX * 3 // 4)
+            elif actcmp > 0:
+                self.sysctl_values["vm.pageout_stats_actcmp"] = actcmp - 1
+            self.pd_counter0 = self.pd_counter1 = 0
+
+    # ------------------------------------------------------------ views / checks
+    def pageout_view(self) -> dict[str, Any]:
+        th = self.threads.get(PAGEDAEMON_TID)
+        return {
+            "enabled": self.pd_enabled,
+            "state": STATE_NAMES[self.pd_state],
+            "pass": self.pd_pass,
+            "passes": self.pd_passes,
+            "vm_pages_needed": self.vm_pages_needed,
+            "vm_pageout_deficit": self.vm_pageout_deficit,
+            "vm_pages_waiting": self.vm_pages_waiting,
+            "q1": self.pd_q1,
+            "q2": self.pd_q2,
+            "q3": self.pd_q3 & PQ_L2_MASK,
+            "cache_rover": self.pd_rover[0] & PQ_L2_MASK,
+            "thread": th.view() if th is not None else None,
+        }
+
     def _check_area_invariants(self) -> None:
         super()._check_area_invariants()
+        if self.pd_enabled and self.boot_stage == "finished":
+            th = self.threads.get(PAGEDAEMON_TID)
+            if th is None or th.state == "idle":
+                raise AssertionError("the pageout daemon thread is not running")
 
     def _digest_parts(self) -> list[Any]:
-        return super()._digest_parts()
+        return super()._digest_parts() + [
+            (
+                self.pd_enabled,
+                self.pd_state,
+                self.pd_pass,
+                self.pd_q1,
+                self.pd_q2,
+                self.pd_q3,
+                self.pd_uptime,
+                tuple(self.pd_rover),
+                tuple(self.pd_hold_cursor),
+                tuple(self.pd_stats_cursor),
+                tuple(self.pd_active_cursor),
+                self.pd_counter0,
+                self.pd_counter1,
+                self.pd_recycle_count,
+                self.pd_passes,
+            )
+        ]
+
+
+__all__ = ["PAGEDAEMON_TID", "PageoutOps", "PBUSY_MASK", "pqaverage"]

@@ -54,6 +54,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Look up and hard-busy a page of an object, allocating it if absent.",
         "_call_grab",
+        sleeps=True,
     ),
     KernelFunction(
         "vm_page_alloczwq",
@@ -65,10 +66,16 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Allocate an object-less page, wired and not busied.",
         "_call_alloczwq",
+        sleeps=True,
     ),
     KernelFunction(
-        "vm_page_freezwq", "vm_page_freezwq", (_PAGE,), "none",
-        "Free a page from vm_page_alloczwq.", "_call_freezwq",
+        "vm_page_freezwq",
+        "vm_page_freezwq",
+        (_PAGE,),
+        "none",
+        "Free a page from vm_page_alloczwq.",
+        "_call_freezwq",
+        sleeps=True,
     ),
     KernelFunction(
         "vm_page_free",
@@ -80,25 +87,44 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         aliases=("vm_page_free_toq", "vm_page_free_zero"),
     ),
     KernelFunction(
-        "vm_page_unqueue", "vm_page_unqueue", (_PAGE,), "none",
+        "vm_page_unqueue",
+        "vm_page_unqueue",
+        (_PAGE,),
+        "none",
         "Take a page off its queue; wakes the pagedaemon if it was free or cache.",
         "_call_unqueue",
     ),
     KernelFunction(
-        "vm_page_unqueue_nowakeup", "vm_page_unqueue_nowakeup", (_PAGE,), "none",
-        "Take a page off its queue.", "_call_unqueue_nowakeup",
+        "vm_page_unqueue_nowakeup",
+        "vm_page_unqueue_nowakeup",
+        (_PAGE,),
+        "none",
+        "Take a page off its queue.",
+        "_call_unqueue_nowakeup",
     ),
     KernelFunction(
-        "vm_page_activate", "vm_page_activate", (_PAGE,), "none",
-        "Move a page to the tail of its active queue.", "_call_activate",
+        "vm_page_activate",
+        "vm_page_activate",
+        (_PAGE,),
+        "none",
+        "Move a page to the tail of its active queue.",
+        "_call_activate",
     ),
     KernelFunction(
-        "vm_page_soft_activate", "vm_page_soft_activate", (_PAGE,), "none",
-        "As vm_page_activate.", "_call_soft_activate",
+        "vm_page_soft_activate",
+        "vm_page_soft_activate",
+        (_PAGE,),
+        "none",
+        "As vm_page_activate.",
+        "_call_soft_activate",
     ),
     KernelFunction(
-        "vm_page_deactivate", "vm_page_deactivate", (_PAGE,), "none",
-        "Move a page to the tail of its inactive queue.", "_call_deactivate",
+        "vm_page_deactivate",
+        "vm_page_deactivate",
+        (_PAGE,),
+        "none",
+        "Move a page to the tail of its inactive queue.",
+        "_call_deactivate",
     ),
     KernelFunction(
         "vm_page_busy_try",
@@ -109,12 +135,20 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "_call_busy_try",
     ),
     KernelFunction(
-        "vm_page_wakeup", "vm_page_wakeup", (_PAGE,), "none",
-        "Release a page's hard busy (waking waiters if WANTED).", "_call_wakeup",
+        "vm_page_wakeup",
+        "vm_page_wakeup",
+        (_PAGE,),
+        "none",
+        "Release a page's hard busy (waking waiters if WANTED).",
+        "_call_wakeup",
     ),
     KernelFunction(
-        "vm_page_wire", "vm_page_wire", (_PAGE,), "none",
-        "Wire a hard-busied page.", "_call_wire",
+        "vm_page_wire",
+        "vm_page_wire",
+        (_PAGE,),
+        "none",
+        "Wire a hard-busied page.",
+        "_call_wire",
     ),
     KernelFunction(
         "vm_page_unwire",
@@ -127,14 +161,22 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
     KernelFunction(
         "vm_page_insert",
         "vm_page_insert",
-        (_PAGE, _p("object", "object", help="the object"), _p("pindex", "pindex", help="page index")),
+        (
+            _PAGE,
+            _p("object", "object", help="the object"),
+            _p("pindex", "pindex", help="page index"),
+        ),
         "bool",
         "Insert a page into an object; FALSE if the pindex is taken.",
         "_call_insert",
     ),
     KernelFunction(
-        "vm_page_remove", "vm_page_remove", (_PAGE,), "none",
-        "Remove a hard-busied page from its object.", "_call_remove",
+        "vm_page_remove",
+        "vm_page_remove",
+        (_PAGE,),
+        "none",
+        "Remove a hard-busied page from its object.",
+        "_call_remove",
     ),
     KernelFunction(
         "vm_page_lookup",
@@ -143,7 +185,6 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Find an object's page at pindex (not busied).",
         "_call_lookup",
-        mutates=False,
     ),
     KernelFunction(
         "vm_wait",
@@ -152,17 +193,30 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Wait for free memory (one bounded sleep) when below the nice-shifted minimum.",
         "_call_vm_wait",
+        sleeps=True,
     ),
     KernelFunction(
-        "vm_test_nominal", "vm_test_nominal", (), "bool",
-        "1 iff vm_paging_min().", "_call_test_nominal", mutates=False,
+        "vm_test_nominal",
+        "vm_test_nominal",
+        (),
+        "bool",
+        "1 iff vm_paging_min().",
+        "_call_test_nominal",
+        mutates=False,
     ),
     KernelFunction(
-        "pagedaemon_wakeup", "pagedaemon_wakeup", (), "none",
-        "Poke the pageout daemon if paging should start.", "_call_pagedaemon_wakeup",
+        "pagedaemon_wakeup",
+        "pagedaemon_wakeup",
+        (),
+        "none",
+        "Poke the pageout daemon if paging should start.",
+        "_call_pagedaemon_wakeup",
     ),
     KernelFunction(
-        "vmstats_rollup", "vmstats_rollup", (), "none",
+        "vmstats_rollup",
+        "vmstats_rollup",
+        (),
+        "none",
         "Fold every CPU's pending vmstats adjustments into the global vmstats.",
         "_call_rollup",
     ),
@@ -186,8 +240,9 @@ from .calls_hash import FUNCTIONS as _HASH  # noqa: E402
 from .calls_pageout import FUNCTIONS as _PAGEOUT  # noqa: E402
 from .calls_pagestate import FUNCTIONS as _PAGESTATE  # noqa: E402
 from .calls_sched import FUNCTIONS as _SCHED  # noqa: E402
+from .calls_sysctl import FUNCTIONS as _SYSCTL  # noqa: E402
 
-FUNCTIONS = FUNCTIONS + _SCHED + _PAGESTATE + _HASH + _CONTIG + _PAGEOUT
+FUNCTIONS = FUNCTIONS + _SCHED + _PAGESTATE + _HASH + _CONTIG + _PAGEOUT + _SYSCTL
 
 REGISTRY: dict[str, KernelFunction] = {}
 for _fn in FUNCTIONS:

@@ -24,6 +24,8 @@ from .search import SearchOps
 
 #: ``p_flags`` bit set by the OOM killer on its victim (spec §13.5).
 P_LOWMEMKILL = 0x00010000
+#: Thread ids run from 0 to MAX_THREADS - 1.
+MAX_THREADS = 4096
 #: Most ticks one ``tick`` call may advance.
 MAX_TICKS_PER_CALL = 1_000_000
 
@@ -110,6 +112,16 @@ class Thread:
         }
 
     def state_tuple(self) -> tuple[Any, ...]:
+        if self.state == "idle":
+            # cpu/nice/flags of an idle thread are just the last call's context
+            return (
+                self.tid,
+                self.state,
+                self.completed,
+                self.last_fn,
+                repr(self.last_result),
+                self.last_error,
+            )
         return (
             self.tid,
             self.name,
@@ -165,8 +177,13 @@ class SchedOps(SearchOps):
     def curthread_is_pagedaemon(self) -> bool:
         return self.curthread.is_pagedaemon
 
+    def curthread_lowmemkill(self) -> bool:
+        return bool(self.curthread.p_flags & P_LOWMEMKILL)
+
     # ------------------------------------------------------------ running calls
-    def start_call(self, th: Thread, fn: str, args: dict[str, Any], gen: KernelGen) -> tuple[bool, Any]:
+    def start_call(
+        self, th: Thread, fn: str, args: dict[str, Any], gen: KernelGen
+    ) -> tuple[bool, Any]:
         """Run a sleeping-capable call on ``th`` until it returns (``(True, value)``) or
         sleeps (``(False, Sleep)``: the thread is parked)."""
         if th.state != "idle":
@@ -186,10 +203,24 @@ class SchedOps(SearchOps):
         try:
             sleep = gen.send(send) if send is not None else next(gen)
         except StopIteration as done:
-            self._finish(th, done.value, None)
+            if send is None:
+                # returned without sleeping: like a call of a function that cannot sleep,
+                # it leaves no trace on the thread (its history lists calls that slept)
+                th.gen = None
+                th.fn = ""
+                th.args = {}
+                th.state = "idle"
+            else:
+                self._finish(th, done.value, None)
             return True, done.value
         except (KernelPanic, WouldSleep) as e:
-            self._finish(th, None, str(e))
+            if send is None:  # refused at the start: the thread records nothing
+                th.gen = None
+                th.fn = ""
+                th.args = {}
+                th.state = "idle"
+            else:
+                self._finish(th, None, str(e))
             raise
         th.state = "sleeping"
         th.channel = sleep.channel

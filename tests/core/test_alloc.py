@@ -21,6 +21,7 @@ from app.core.constants import (
     CNT_FREE,
     CNT_WIRE,
     PBUSY_LOCKED,
+    PBUSY_WANTED,
     PG_REFERENCED,
     PG_WINATCFLS,
     PQ_ACTIVE,
@@ -33,7 +34,7 @@ from app.core.constants import (
     VM_ALLOC_NULL_OK,
     VM_ALLOC_QUICK,
 )
-from app.core.errors import InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import InvalidArgument, KernelPanic
 from app.core.machine import CallResult, Machine
 
 # --- helpers ---------------------------------------------------------------------------
@@ -717,15 +718,27 @@ def test_grab_of_a_busy_page_without_retry_is_the_null_dereference(busy: int) ->
     assert m.state_digest() == before
 
 
-def test_grab_of_a_busy_page_with_retry_would_sleep() -> None:
+def test_grab_of_a_busy_page_with_retry_sleeps_until_the_page_is_released() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     i = _resident_unbusied(m, oid, 4)
-    m.pg.busy[i] = PBUSY_LOCKED
-    before = m.state_digest()
-    with pytest.raises(WouldSleep):
-        m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "NORMAL|RETRY"})
-    assert m.state_digest() == before
+    pfn = m.first_page + i
+    m.pg.busy[i] = PBUSY_LOCKED  # some other caller holds it
+    free0 = m.gd.v_free_count
+    r = m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "NORMAL|RETRY"}, thread=1)
+    # vm_page_sleep_busy(m, TRUE, "pgrbwt"): WANTED and PG_REFERENCED set, then tsleep(m)
+    assert r.result is None
+    assert r.blocked == {"thread": 1, "channel": f"page:{pfn}", "wmesg": "pgrbwt", "timo": 0}
+    assert m.pg.busy[i] == PBUSY_LOCKED | PBUSY_WANTED
+    assert m.pg.flags[i] & PG_REFERENCED
+    m.check_invariants()
+    r = m.call("vm_page_wakeup", {"m": pfn}, thread=2)  # the holder lets go
+    assert r.record["resumed"] == [
+        {"tid": 1, "fn": "vm_page_grab", "result": pfn, "timed_out": False}
+    ]
+    assert m.pg.busy[i] == PBUSY_LOCKED  # hard-busied again, by the grab
+    assert m.gd.v_free_count == free0  # the resident page, nothing allocated
+    m.check_invariants()
 
 
 def test_grab_failing_without_retry_waits_once_and_returns_null() -> None:
@@ -734,13 +747,22 @@ def test_grab_failing_without_retry_waits_once_and_returns_null() -> None:
     lab.free_run(100, t.reserved - 1)
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     ticks, deficit, waiting = m.ticks, m.vm_pageout_deficit, m.vm_pages_waiting
-    r = m.call("vm_page_grab", {"object": oid, "pindex": 1, "flags": "VM_ALLOC_QUICK"})
-    assert r.result is None
+    r = m.call("vm_page_grab", {"object": oid, "pindex": 1, "flags": "VM_ALLOC_QUICK"}, thread=1)
     assert m.vm_pageout_deficit == deficit + 1
     # vm_wait(0): 47 free is below free_min: one sleep of hz (100) ticks
-    assert m.ticks == ticks + 100
+    assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
     assert m.vm_pages_waiting == waiting + 1
+    r = m.call("tick", {"n": 99})
+    assert m.threads[1].state == "sleeping"
+    r = m.call("tick", {"n": 1})
+    assert m.ticks == ticks + 100
+    resumed = [e for e in r.record["events"] if e["event"] == "resumed"]
+    assert resumed == [
+        {"event": "resumed", "tid": 1, "fn": "vm_page_grab", "result": None, "timed_out": True}
+    ]
+    assert m.vm_pageout_deficit == deficit + 1  # no second allocation attempt
     assert 1 not in m.objects[oid].pages
+    m.check_invariants()
 
 
 def test_grab_needs_a_class_flag() -> None:
@@ -803,18 +825,52 @@ def test_alloczwq_failing_without_retry_waits_once() -> None:
     m, t = lab.m, lab.t
     lab.free_run(100, t.reserved - 1)
     ticks = m.ticks
-    r = m.call("vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK"})
-    assert r.result is None
-    assert m.ticks == ticks + 100  # one vm_wait(0): hz ticks
+    r = m.call("vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK"}, thread=1)
+    assert r.blocked is not None and r.blocked["timo"] == 100  # one vm_wait(0): hz ticks
+    r = m.call("tick", {"n": 100})
+    assert m.ticks == ticks + 100
+    assert [e for e in r.record["events"] if e["event"] == "resumed"] == [
+        {"event": "resumed", "tid": 1, "fn": "vm_page_alloczwq", "result": None, "timed_out": True}
+    ]
+    assert m.gd.v_free_count == t.reserved - 1  # nothing taken
 
 
-def test_alloczwq_with_retry_on_an_exhausted_machine_would_sleep() -> None:
+def test_alloczwq_with_retry_on_an_exhausted_machine_keeps_waiting() -> None:
     lab = Lab()
     m, t = lab.m, lab.t
-    lab.free_run(100, t.reserved - 1)
-    # the kernel would loop vm_wait(0) / vm_page_alloc forever: nothing can free a page
-    with pytest.raises(WouldSleep):
-        m.call("vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK|VM_ALLOC_RETRY"})
+    run = lab.free_run(100, t.reserved - 1)  # 47 < 48: QUICK fails
+    deficit = m.vm_pageout_deficit
+    r = m.call(
+        "vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK|VM_ALLOC_RETRY"}, thread=1
+    )
+    assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
+    # each hz slice ends in another failed vm_page_alloc and another vm_wait(0)
+    for k in (2, 3):
+        r = m.call("tick", {"n": 100})
+        assert [e["tid"] for e in r.record["events"] if e["event"] == "sleep"] == [1]
+        assert m.vm_pageout_deficit == deficit + k
+    # one page back on free colour 200 (free 48 == reserved; put there directly, and at
+    # 48 < 83 + 16 vm_page_free_wakeup would wake nobody anyway); at the next timeout the
+    # retry succeeds: colour 1 (pindex 1), one level of all colours upward from 1 ->
+    # colour 100, the first page of the run
+    lab.free(200)
+    assert m.threads[1].state == "sleeping"
+    r = m.call("tick", {"n": 100})
+    resumed = [e for e in r.record["events"] if e["event"] == "resumed"]
+    assert resumed == [
+        {
+            "event": "resumed",
+            "tid": 1,
+            "fn": "vm_page_alloczwq",
+            "result": lab.pfn(run[0]),
+            "timed_out": True,
+        }
+    ]
+    p = run[0]
+    assert m.pg.wire[p] == 1 and m.pg.busy[p] == 0 and m.pg.queue[p] == PQ_NONE
+    assert m.pg.pindex[p] == 1
+    assert m.gd.v_free_count == t.reserved - 1  # 48 - 1
+    m.check_invariants()
 
 
 def test_freezwq_of_a_page_wired_twice_panics_and_changes_nothing() -> None:
@@ -854,18 +910,29 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
     _free_and_cache(lab, 60, 43)  # 103: sleeps
     ticks = m.ticks
     assert m.vm_pages_needed == 0 and m.vm_pages_waiting == 0
-    m.call("vm_wait", {"timo": 0})
+    r = m.call("vm_wait", {"timo": 0}, thread=1)
     assert m.vm_pages_needed == 1  # 0 <= 1: bumped
     assert m.vm_pages_waiting == 1
-    assert m.ticks == ticks + 100  # timo 0 -> hz (100)
-    m.call("vm_wait", {"timo": 7})
+    # timo 0 -> hz (100)
+    assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
+    r = m.call("vm_wait", {"timo": 7}, thread=2)
     assert m.vm_pages_needed == 2  # 1 <= 1: bumped
     assert m.vm_pages_waiting == 2
-    assert m.ticks == ticks + 107
-    m.call("vm_wait", {"timo": 3})
+    assert r.blocked is not None and r.blocked["timo"] == 7
+    r = m.call("vm_wait", {"timo": 3}, thread=3)
     assert m.vm_pages_needed == 2  # 2 > 1: left alone
     assert m.vm_pages_waiting == 3
-    assert m.ticks == ticks + 110
+    assert r.blocked is not None and r.blocked["timo"] == 3
+    assert m.ticks == ticks  # sleeping takes no time by itself
+    m.check_invariants()
+    # each sleep times out on its own: thread 3 at +3, thread 2 at +7, thread 1 at +100
+    order = []
+    for n in (3, 4, 93):
+        r = m.call("tick", {"n": n})
+        order += [(e["tid"], e["timed_out"]) for e in r.record["events"] if e["event"] == "resumed"]
+    assert order == [(3, True), (2, True), (1, True)]
+    assert m.ticks == ticks + 100
+    assert not m.sleepq
     m.check_invariants()
 
 
@@ -882,13 +949,14 @@ def test_vm_wait_nice_shifts_the_trip_point() -> None:
     m = lab.m
     _free_and_cache(lab, 60, 63)  # 123
     # nice 19 -> nice + 1 = 20: k = 40 * 41 / 40 = 41, trip point 83 + 41 = 124 > 123
-    ticks = m.ticks
-    m.call("vm_wait", {"timo": 5}, nice=19)
-    assert m.ticks == ticks + 5
+    r = m.call("vm_wait", {"timo": 5}, nice=19, thread=1)
+    assert r.blocked is not None and r.blocked["timo"] == 5
     assert m.vm_pages_waiting == 1
+    assert m.threads[1].nice == 19
     # nice 18 -> 19: k = 39 * 41 / 40 = 1599 / 40 = 39, trip point 122 <= 123: no sleep
     before = m.state_digest()
-    m.call("vm_wait", {"timo": 5}, nice=18)
+    r = m.call("vm_wait", {"timo": 5}, nice=18, thread=2)
+    assert r.blocked is None
     assert m.state_digest() == before
 
 
@@ -896,10 +964,11 @@ def test_vm_wait_sleeps_below_reserved_free_even_with_plenty_of_cache() -> None:
     lab = Lab()
     m, t = lab.m, lab.t
     _free_and_cache(lab, t.reserved - 1, 200)  # free 47 < 48, free + cache 247
-    ticks = m.ticks
-    m.call("vm_wait", {"timo": 1})
-    assert m.ticks == ticks + 1
+    r = m.call("vm_wait", {"timo": 1})
+    assert r.blocked == {"thread": 0, "channel": "v_free_count", "wmesg": "vmwait", "timo": 1}
     assert m.vm_pages_waiting == 1
+    r = m.call("tick", {"n": 1}, thread=5)  # thread 0 sleeps; another thread ticks
+    assert [e["tid"] for e in r.record["events"] if e["event"] == "resumed"] == [0]
 
 
 def test_quick_alloc_flag_constants() -> None:

@@ -1,0 +1,36 @@
+"""Callable verbs for the administrator's interfaces: ``sysctl`` and DDB (spec §16)."""
+
+from __future__ import annotations
+
+from .callspec import KernelFunction, param
+from .ddb import DDB_COMMANDS
+
+FUNCTIONS: tuple[KernelFunction, ...] = (
+    KernelFunction(
+        "sysctl",
+        "sysctl(3)",
+        (
+            param("name", "sysctl_name", help="a vm.* sysctl name, e.g. vm.v_free_min"),
+            param("value", "int_or_null", None, "the new value (null = just read)"),
+        ),
+        "int",
+        "Read a sysctl, or write it (returns the old value) when value is given.",
+        "_call_sysctl",
+    ),
+    KernelFunction(
+        "ddb",
+        "db_command",
+        (
+            param(
+                "command",
+                "choice_str",
+                help="'show page' or 'show pageq'",
+                choices=tuple((name, k) for k, name in enumerate(DDB_COMMANDS)),
+            ),
+        ),
+        "text",
+        "Run a DDB command and return its output text.",
+        "_call_ddb",
+        mutates=False,
+    ),
+)
