@@ -188,11 +188,7 @@ class AllocOps(PageOps):
         rolled_up = False
         i = -1
         gd = self.gd
-        if (
-            trace is None
-            and page_req & VM_ALLOC_NORMAL
-            and gd.cnt[CNT_FREE] >= gd.v_free_reserved
-        ):
+        if trace is None and page_req & VM_ALLOC_NORMAL and gd.cnt[CNT_FREE] >= gd.v_free_reserved:
             # fast path: the exact free colour queue has an idle, selectable head
             q = PQ_FREE + color
             head = self.q_head[q]
@@ -227,7 +223,9 @@ class AllocOps(PageOps):
                     self._recycle_cache_page(i, explain)
                     i = -1
                     continue
-                return self._alloc_failed(explain, "below v_free_reserved and no recyclable cache page")
+                return self._alloc_failed(
+                    explain, "below v_free_reserved and no recyclable cache page"
+                )
             else:
                 return self._alloc_failed(
                     explain,
@@ -295,9 +293,7 @@ class AllocOps(PageOps):
                 if not pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK) and self._recyclable(i):
                     recyclable += 1
                 i = pg.next[i]
-        return any(
-            _gate_open(gd, page_req, free + k, cache - k) for k in range(1, recyclable + 1)
-        )
+        return any(_gate_open(gd, page_req, free + k, cache - k) for k in range(1, recyclable + 1))
 
     def _recycle_cache_page(self, i: int, explain: dict[str, Any] | None) -> None:
         """``found_cache`` in ``vm_page_alloc``: free the recyclable cache page (the
@@ -372,7 +368,9 @@ class AllocOps(PageOps):
         return vm_paging_min(self.gd)
 
     # ------------------------------------------------------------ grab (§7.3)
-    def vm_page_lookup_busy_try(self, obj: VmObject, pindex: int, also_m_busy: bool) -> tuple[int, bool]:
+    def vm_page_lookup_busy_try(
+        self, obj: VmObject, pindex: int, also_m_busy: bool
+    ) -> tuple[int, bool]:
         """``vm_page_lookup_busy_try(object, pindex, also_m_busy, &error)``: (page, error).
         error TRUE means the page exists but is busy (hard, or with ``also_m_busy`` any
         bit of the busy word) and was not busied; (-1, FALSE) means absent."""
@@ -441,8 +439,10 @@ class AllocOps(PageOps):
         pg = self.pg
         if pg.valid[i] == 0:
             if flags & (VM_ALLOC_ZERO | VM_ALLOC_FORCE_ZERO):
+                self.pmap_zero_page(i)
                 pg.valid[i] = VM_PAGE_BITS_ALL
         elif flags & VM_ALLOC_FORCE_ZERO:
+            self.pmap_zero_page(i)
             pg.valid[i] = VM_PAGE_BITS_ALL
         return i
 
@@ -460,6 +460,7 @@ class AllocOps(PageOps):
             if not flags & VM_ALLOC_RETRY:
                 return -1
         if flags & (VM_ALLOC_ZERO | VM_ALLOC_FORCE_ZERO):
+            self.pmap_zero_page(i)
             self.pg.valid[i] = VM_PAGE_BITS_ALL
         self.vm_page_wire(i)
         self.vm_page_wakeup(i)

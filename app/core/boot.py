@@ -79,8 +79,7 @@ class BootOps(SchedOps):
         self.vmstats = VmStats()
         # Simulated kernel-thread addresses (only vm_quickcolor looks at them).
         self.cpus = [
-            Cpu(c, 0xFFFFF80000000000 | (self.rng.getrandbits(28) << 12))
-            for c in range(self.ncpus)
+            Cpu(c, 0xFFFFF80000000000 | (self.rng.getrandbits(28) << 12)) for c in range(self.ncpus)
         ]
         self.select_cpu(0)
         self.curthread_systhread = False

@@ -14,6 +14,14 @@ _ALSO = param(
 
 FUNCTIONS: tuple[KernelFunction, ...] = (
     KernelFunction(
+        "vm_page_hash_enter",
+        "vm_page_hash_enter",
+        (PAGE,),
+        "none",
+        "Cache a PG_MAPPEDMULTI page of an object in the page hash (choosing a victim slot).",
+        "_call_hash_enter",
+    ),
+    KernelFunction(
         "vm_page_hash_get",
         "vm_page_hash_get",
         (_OBJECT, _PINDEX),
@@ -52,7 +60,9 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (
             _OBJECT,
             _PINDEX,
-            param("pgoff", "int", 0, "byte offset of the range that must be valid", lo=0, hi=PAGE_SIZE),
+            param(
+                "pgoff", "int", 0, "byte offset of the range that must be valid", lo=0, hi=PAGE_SIZE
+            ),
             param("pgbytes", "int", PAGE_SIZE, "length of that range in bytes", lo=0, hi=PAGE_SIZE),
         ),
         "page_or_null",

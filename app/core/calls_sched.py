@@ -18,6 +18,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "Advance simulated time: each tick rolls up per-CPU vmstats and expires sleeps. "
         "Returns the new ticks.",
         "_call_tick",
+        on_thread=False,
     ),
     KernelFunction(
         "wakeup",
@@ -26,6 +27,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Wake every thread sleeping on a channel; returns how many were woken.",
         "_call_wakeup_channel",
+        on_thread=False,
     ),
     KernelFunction(
         "vm_page_busy_wait",

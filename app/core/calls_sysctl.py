@@ -16,6 +16,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Read a sysctl, or write it (returns the old value) when value is given.",
         "_call_sysctl",
+        on_thread=False,
     ),
     KernelFunction(
         "ddb",
@@ -31,6 +32,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "text",
         "Run a DDB command and return its output text.",
         "_call_ddb",
+        on_thread=False,
         mutates=False,
     ),
 )

@@ -71,7 +71,8 @@ class KernelFunction:
     """One callable: ``name`` (what users call), ``models`` (the kernel function),
     ``params``, ``returns`` and the implementing method's name.  ``sleeps``: the method
     returns a generator that may ``yield`` a ``sched.Sleep`` (the call can park its
-    thread)."""
+    thread).  ``on_thread`` False marks simulator verbs (``tick``, ``wakeup``, ``sysctl``,
+    ``ddb``) that run even while the CPU's default thread is asleep."""
 
     name: str
     models: str
@@ -82,6 +83,7 @@ class KernelFunction:
     mutates: bool = True
     aliases: tuple[str, ...] = field(default=())
     sleeps: bool = False
+    on_thread: bool = True  # False: a simulator verb that runs outside any thread (tick)
 
 
 PAGE = param("m", "page", help="the page (pfn)")

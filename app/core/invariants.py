@@ -21,6 +21,7 @@ from .constants import (
     CNT_INACTIVE,
     CNT_NAMES,
     CNT_WIRE,
+    PBUSY_WANTED,
     PG_FICTITIOUS,
     PG_UNQUEUED,
     PQ_COUNT,
@@ -117,7 +118,9 @@ class InvariantOps(PageoutOps):
         total_resident = 0
         for oid, obj in self.objects.items():
             if obj.resident_page_count != len(obj.pages):
-                _fail(f"object {oid}: resident_page_count {obj.resident_page_count} != {len(obj.pages)}")
+                _fail(
+                    f"object {oid}: resident_page_count {obj.resident_page_count} != {len(obj.pages)}"
+                )
             total_resident += len(obj.pages)
             for pindex, i in obj.pages.items():
                 if obj_ids[i] != oid or int(arr["pindex"][i]) != pindex:
@@ -155,6 +158,11 @@ class InvariantOps(PageoutOps):
                 _fail(f"thread {th.tid} sleeps on {th.channel} but is queued elsewhere")
             if th.state != "idle" and th.gen is None:
                 _fail(f"thread {th.tid} is {th.state} with no suspended call")
+        for channel in self.sleepq:
+            if channel.startswith("page:"):
+                i = int(channel[5:]) - self.first_page
+                if not self.pg.busy[i] & PBUSY_WANTED:
+                    _fail(f"threads sleep on {channel} but its PBUSY_WANTED is clear (lost wakeup)")
         self._check_area_invariants()
 
     def _check_chains(self, nxt: Any, idx: Any, queue: Any, counts: Any) -> None:
@@ -180,7 +188,9 @@ class InvariantOps(PageoutOps):
         for q in range(1, PQ_COUNT):
             h = self.q_head[q]
             if h >= 0 and int(dist[h]) + 1 != int(counts[q]):
-                _fail(f"queue {q}: the chain from its head holds {int(dist[h]) + 1} pages, lcnt {counts[q]}")
+                _fail(
+                    f"queue {q}: the chain from its head holds {int(dist[h]) + 1} pages, lcnt {counts[q]}"
+                )
 
     def state_digest(self) -> str:
         """A hash of all state (pages, queue headers, vmstats, CPUs, objects, alist,

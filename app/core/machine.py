@@ -185,7 +185,9 @@ class Machine(InvariantOps):
             raise InvalidArgument(f"thread must be an integer from 0 to {MAX_THREADS - 1}")
         conv = self._convert_args(spec, args or {})
         th = self.threads.get(tid)
-        if th is None:
+        if not spec.on_thread:
+            th = Thread(tid, cpu)  # a simulator verb: runs outside any parked thread
+        elif th is None:
             th = Thread(tid, cpu)  # transient until it sleeps
         elif th.state != "idle":
             raise InvalidArgument(
@@ -230,6 +232,9 @@ class Machine(InvariantOps):
             else:
                 result = method(**conv)
             resumed = self.run_runnable() if self.runq else []
+            if self._tick_resumed:
+                resumed = self._tick_resumed + resumed
+                self._tick_resumed = []
         finally:
             self.trace = None
         if trace is None or before is None:
@@ -352,7 +357,9 @@ class Machine(InvariantOps):
         if kind == "choice_str":
             options = [n for n, _ in p.choices]
             if not isinstance(value, str) or value.strip().lower() not in options:
-                raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
+                raise InvalidArgument(
+                    f"{p.name} must be one of {', '.join(options)}; got {value!r}"
+                )
             return value.strip().lower()
         if kind == "channel":
             if not isinstance(value, str) or not _CHANNEL_RE.match(value):
@@ -478,8 +485,10 @@ class Machine(InvariantOps):
     def _call_ddb(self, command: str) -> str:
         return ddb_command(self, command)
 
+    _tick_resumed: list[dict[str, Any]] = []
+
     def _call_tick(self, n: int) -> int:
-        self.tick(n)
+        self._tick_resumed = self.tick(n)
         return self.ticks
 
     def _call_wakeup_channel(self, channel: str) -> int:
@@ -593,7 +602,17 @@ class Machine(InvariantOps):
             "valid": pg.valid[i],
             "dirty": pg.dirty[i],
             "pat_mode": pg.pat[i],
+            "waiters": self.waiters(f"page:{pfn}"),
+            "mappings": self.pmap_view(i),
         }
+
+    def threads_view(self) -> list[dict[str, Any]]:
+        """Every known thread: what it runs, where it sleeps (channel, wmesg, deadline)."""
+        return [self.threads[tid].view() for tid in sorted(self.threads)]
+
+    def waiters(self, channel: str) -> list[int]:
+        """Thread ids sleeping on ``channel``, in the order they went to sleep."""
+        return [th.tid for th in self.sleepq.get(channel, [])]
 
     def queue_info(self, queue: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         pages: list[int] = []

@@ -331,7 +331,9 @@ class HashOps(PageStateOps):
             )
         self.vm_page_remove(i)
         if not self.vm_page_insert(i, new_obj, new_pindex):  # pragma: no cover - checked above
-            raise KernelPanic(fn, f"vm_page_rename: target exists (object {new_obj.id},{new_pindex})")
+            raise KernelPanic(
+                fn, f"vm_page_rename: target exists (object {new_obj.id},{new_pindex})"
+            )
         if pg.queue[i] - pg.pc[i] == PQ_CACHE:
             self.vm_page_deactivate(i)
         self.vm_page_dirty(i)
@@ -373,6 +375,9 @@ class HashOps(PageStateOps):
         return view
 
     # ------------------------------------------------------------------ registry
+    def _call_hash_enter(self, m: int) -> None:
+        self.vm_page_hash_enter(m)
+
     def _call_hash_get(self, object: VmObject, pindex: int) -> int | None:
         i = self.vm_page_hash_get(object, pindex)
         return None if i < 0 else self.pfn_of(i)
@@ -383,7 +388,9 @@ class HashOps(PageStateOps):
         i = yield from self.vm_page_lookup_busy_wait(object, pindex, also_m_busy, msg)
         return None if i < 0 else self.pfn_of(i)
 
-    def _call_lookup_busy_try(self, object: VmObject, pindex: int, also_m_busy: bool) -> dict[str, Any]:
+    def _call_lookup_busy_try(
+        self, object: VmObject, pindex: int, also_m_busy: bool
+    ) -> dict[str, Any]:
         i, error = self.vm_page_lookup_busy_try(object, pindex, also_m_busy)
         return {"page": None if i < 0 else self.pfn_of(i), "error": error}
 

@@ -75,7 +75,9 @@ class PageOps(ObjectOps):
 
     def _check_locked(self, i: int, function: str) -> None:
         if not self.pg.busy[i] & PBUSY_LOCKED:
-            raise KernelPanic(function, f"page {self.pfn_of(i):#x} is not hard-busied (PBUSY_LOCKED)")
+            raise KernelPanic(
+                function, f"page {self.pfn_of(i):#x} is not hard-busied (PBUSY_LOCKED)"
+            )
 
     def vm_page_wakeup(self, i: int) -> None:
         """``vm_page_wakeup(m)``: clear hard-busy and WANTED, ``wakeup(m)`` if WANTED was
@@ -190,6 +192,9 @@ class PageOps(ObjectOps):
             self.pagedaemon_wakeup()
 
     # ------------------------------------------------------------ pmap (minimal)
+    def pmap_zero_page(self, i: int) -> None:
+        """``pmap_zero_page(pa)``: zero the page's contents (modelled by ``pmap.py``)."""
+
     def pmap_mapped_sync(self, i: int) -> None:
         """``pmap_mapped_sync(m)``: recompute PG_MAPPED/PG_WRITEABLE from the page's real
         mappings.  Core engine I has no pmap: a page has no mappings, so both clear."""
@@ -222,9 +227,10 @@ class PageOps(ObjectOps):
         w = pg.wire[i]
         if w:
             raise KernelPanic(
-                fn, f"vm_page_free: invalid wire count ({w}), pindex: {pg.pindex[i]:#x}"
+                fn,
+                f"vm_page_free: invalid wire count ({w}), pindex: {pg.pindex[i]:#x}"
                 if w > 1
-                else "vm_page_free: freeing wired page"
+                else "vm_page_free: freeing wired page",
             )
 
     def vm_page_free_toq(self, i: int) -> None:

@@ -46,6 +46,7 @@ from .constants import (
     PQ_L2_MASK,
 )
 from .contig import ContigOps
+from .errors import InvalidArgument, KernelPanic
 from .objects import OBJ_DEAD, ObjType
 from .pmap import VM_PROT_NONE, VM_PROT_READ
 from .sched import MAX_THREADS, KernelGen, Sleep, Thread
@@ -221,7 +222,9 @@ class PageoutOps(ContigOps):
                 colour += 1
                 if avail - delta <= 0:
                     break
-                if not vm_paging_target2(gd) and not vm_paging_min_dnc(gd, self.vm_page_free_hysteresis):
+                if not vm_paging_target2(gd) and not vm_paging_min_dnc(
+                    gd, self.vm_page_free_hysteresis
+                ):
                     avail = 0
                     break
             avail -= delta
@@ -632,6 +635,51 @@ class PageoutOps(ContigOps):
             elif actcmp > 0:
                 self.sysctl_values["vm.pageout_stats_actcmp"] = actcmp - 1
             self.pd_counter0 = self.pd_counter1 = 0
+
+    # ------------------------------------------------------------ registry wrappers
+    def _call_free_wakeup(self) -> None:
+        self.vm_page_free_wakeup()
+
+    def _call_deactivate_locked(self, m: int) -> None:
+        self._deactivate_locked(m, False)
+
+    def _call_list_find(self, basequeue: int, index: int) -> int | None:
+        i = self.vm_page_list_find(basequeue, index)
+        return None if i < 0 else self.pfn_of(i)
+
+    def _check_pageout_page(self, m: int, fn: str) -> None:
+        self._check_locked(m, fn)
+        if self.pg.busy[m] & PBUSY_MASK:
+            raise KernelPanic(fn, "the page is soft-busied (I/O in progress)")
+        if self.pg.queue[m] - self.pg.pc[m] != PQ_INACTIVE:
+            raise InvalidArgument(f"{fn} works on a page of an inactive queue")
+
+    def _call_pageout_page(self, m: int, pass_: int, flags: int, max_launder: int) -> int:
+        self._check_pageout_page(m, "vm_pageout_page")
+        return self._vm_pageout_page(m, [max_launder], pass_, flags)
+
+    def _call_clean_helper(self, m: int, flags: int) -> int:
+        self._check_pageout_page(m, "vm_pageout_clean_helper")
+        obj = self.objects.get(self.pg.obj[m]) if self.pg.obj[m] else None
+        return self._vm_pageout_flush(self._clean_cluster(m, obj, flags), flags)
+
+    def _call_scan_inactive(self, pass_: int, colour: int, quota: int) -> int:
+        return self._scan_inactive(pass_, colour, quota)
+
+    def _call_scan_active(self, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
+        return self._scan_active(pass_, colour, avail_quota, inact_quota)
+
+    def _call_scan_cache(self, avail: int) -> None:
+        self._scan_cache(avail)
+
+    def _call_page_stats(self, colour: int) -> None:
+        self._page_stats(colour)
+
+    def _call_scan_hold(self, colour: int) -> None:
+        self._scan_hold(colour)
+
+    def _call_pmap_collect(self) -> None:
+        """``pmap_collect()``: the simulated pmap keeps no reclaimable memory."""
 
     # ------------------------------------------------------------ views / checks
     def pageout_view(self) -> dict[str, Any]:
