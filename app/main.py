@@ -1,48 +1,59 @@
 """The ASGI application: ``uvicorn app.main:app``.
 
-Boots one default instance (a 1 GiB, 2-CPU teaching box) at start-up.  The complete HTTP
-API arrives with the HTTP API issue; for now the server lists its instances.
+Boots one default instance (``PAGELAB_DEFAULT_PRESET``, the 1 GiB teaching box) at
+start-up, unless ``PAGELAB_BOOT_DEFAULT=0``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Request, Response
 
-from app.core.config import MachineConfig
-from app.lab.instances import InstanceRegistry
+from app.api import errors
+from app.api.routes import meta_router, router
+from app.lab.service import Lab
+from app.lab.settings import Settings
 
-
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    registry = InstanceRegistry()
-    registry.create("default", MachineConfig.from_size("1GiB", cpus=2, seed=1))
-    app.state.registry = registry
-    yield
+#: Largest request body accepted (a 200 000-call batch fits comfortably).
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-app = FastAPI(title="PageLab", version="0.1.0", lifespan=lifespan)
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lab = Lab(settings)
+        app.state.lab = lab
+        if settings.boot_default:
+            await lab.create_preset("default", settings.default_preset)
+        yield
+
+    app = FastAPI(
+        title="PageLab",
+        version="0.2.0",
+        description="DragonFly BSD's physical page manager, simulated: call the kernel's own "
+        "functions by name on simulated machines.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return errors.problem(
+                "too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
+        return await call_next(request)
+
+    app.include_router(router)
+    app.include_router(meta_router)
+    return app
 
 
-@app.get("/api/v1/instances", operation_id="list_instances")
-def list_instances() -> list[dict[str, Any]]:
-    """Every simulated machine with its configuration and vmstats summary."""
-    registry: InstanceRegistry = app.state.registry
-    return [inst.view() for inst in registry.list()]
-
-
-@app.get("/api/v1/instances/{instance_id}", operation_id="get_instance")
-def get_instance(instance_id: int) -> dict[str, Any]:
-    registry: InstanceRegistry = app.state.registry
-    inst = registry.get(instance_id)
-    if inst is None:
-        raise HTTPException(404, f"there is no instance {instance_id}")
-    return inst.view()
-
-
-@app.get("/healthz", operation_id="health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+app = create_app()

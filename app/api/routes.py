@@ -1,0 +1,400 @@
+"""The HTTP API, ``/api/v1``: instances, kernel calls (single and batch), state views."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from app.core.config import MachineConfig, NumaRange, Topology, parse_size
+from app.core.constants import PAGE_SIZE, PQ_BASES, PQ_L2_SIZE, PQ_NAMES
+from app.core.ddb import DDB_COMMANDS, ddb_command
+from app.core.machine import Machine
+from app.core.registry import FUNCTIONS, REGISTRY
+from app.core.sysctl import sysctl_get, sysctl_list
+from app.lab.explain import explain_page
+from app.lab.presets import PRESETS
+from app.lab.service import Ctx, Instance, Lab
+
+from .errors import PROBLEM_TYPES
+from .schemas import (
+    BatchRequest,
+    BatchResponse,
+    CallRequest,
+    CallResponse,
+    InstanceCreate,
+    SysctlWrite,
+)
+
+router = APIRouter(prefix="/api/v1")
+InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
+
+
+def get_lab(request: Request) -> Lab:
+    lab: Lab = request.app.state.lab
+    return lab
+
+
+LabDep = Annotated[Lab, Depends(get_lab)]
+
+
+def instance_view(inst: Instance) -> dict[str, Any]:
+    cfg = inst.config
+    m = inst.machine
+    return {
+        "id": inst.id,
+        "name": inst.name,
+        "preset": inst.preset,
+        "config": {
+            "phys_avail": [list(r) for r in cfg.phys_avail],
+            "cpus": cfg.cpus,
+            "topology": (
+                {
+                    "sockets": cfg.topology.sockets,
+                    "cores": cfg.topology.cores,
+                    "threads": cfg.topology.threads,
+                }
+                if cfg.topology
+                else None
+            ),
+            "numa": [
+                {"base": r.base, "size": r.size, "socket": r.socket} for r in cfg.numa_ranges()
+            ],
+            "boot_stage": cfg.boot_stage,
+            "seed": cfg.seed,
+            "pagedaemon": cfg.pagedaemon,
+            "dma_reserved": cfg.dma_reserved,
+        },
+        "summary": m.summary(),
+        "calls": inst.calls,
+        "state_digest": m.state_digest(),
+    }
+
+
+def _config_of(body: InstanceCreate) -> MachineConfig:
+    topo = (
+        Topology(body.topology.sockets, body.topology.cores, body.topology.threads)
+        if body.topology
+        else None
+    )
+    cpus = topo.ncpus if topo else (body.cpus or 1)
+    if body.phys_avail is not None:
+        ranges = tuple((int(b), int(e)) for b, e in body.phys_avail)
+    else:
+        assert body.memory is not None
+        size = parse_size(body.memory)
+        ranges = ((PAGE_SIZE, size),)
+    return MachineConfig(
+        phys_avail=ranges,
+        cpus=cpus,
+        topology=topo,
+        numa=tuple(NumaRange(n.base, n.size, n.socket) for n in body.numa),
+        seed=body.seed,
+        boot_stage=body.boot_stage,
+        dma_reserved=body.dma_reserved,
+        pagedaemon=body.pagedaemon,
+    )
+
+
+# ------------------------------------------------------------------ instances
+@router.get("/instances", operation_id="list_instances", tags=["instances"])
+async def list_instances(lab: LabDep) -> list[dict[str, Any]]:
+    """Every simulated machine with its configuration and a vmstats summary."""
+    return [instance_view(inst) for inst in lab.instances.values()]
+
+
+@router.post("/instances", status_code=201, operation_id="create_instance", tags=["instances"])
+async def create_instance(body: InstanceCreate, lab: LabDep) -> dict[str, Any]:
+    """Boot a new machine (from a preset, a memory size or phys_avail ranges)."""
+    if body.preset is not None:
+        inst = await lab.create_preset(body.name, body.preset)
+    else:
+        inst = await lab.create(body.name, _config_of(body))
+    return instance_view(inst)
+
+
+@router.get("/instances/{instance_id}", operation_id="get_instance", tags=["instances"])
+async def get_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    return await lab.read(instance_id, lambda m: instance_view(lab.get(instance_id)))
+
+
+@router.delete(
+    "/instances/{instance_id}", status_code=204, operation_id="delete_instance", tags=["instances"]
+)
+async def delete_instance(instance_id: InstanceId, lab: LabDep) -> None:
+    await lab.delete(instance_id)
+
+
+@router.post("/instances/{instance_id}/reset", operation_id="reset_instance", tags=["instances"])
+async def reset_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """Re-boot with the same configuration and seed."""
+    return instance_view(await lab.reset(instance_id))
+
+
+# ------------------------------------------------------------------ calls
+@router.post("/instances/{instance_id}/calls/{fn}", operation_id="call_function", tags=["calls"])
+async def call_function(
+    instance_id: InstanceId,
+    fn: Annotated[str, Path(min_length=1, max_length=64, description="kernel function name")],
+    body: CallRequest,
+    lab: LabDep,
+) -> CallResponse:
+    """Run one kernel function by name with named arguments."""
+    ctx = Ctx(**body.ctx.model_dump())
+    result, outcome = await lab.call(
+        instance_id,
+        fn,
+        body.args,
+        ctx,
+        wait=body.wait,
+        timeout_s=body.timeout_s,
+        record=body.record,
+    )
+    return CallResponse(
+        fn=result.fn,
+        result=result.result,
+        blocked=result.blocked if outcome is None else None,
+        completed=outcome,
+        record=result.record if body.record else None,
+    )
+
+
+@router.post("/instances/{instance_id}/calls", operation_id="call_batch", tags=["calls"])
+async def call_batch(instance_id: InstanceId, body: BatchRequest, lab: LabDep) -> BatchResponse:
+    """Run a list of calls in order; each gets its own result or error."""
+    calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else Ctx()) for c in body.calls]
+    results = await lab.batch(
+        instance_id, calls, stop_on_error=body.stop_on_error, record=body.record
+    )
+    digest = await lab.read(instance_id, lambda m: m.state_digest())
+    errors = sum(1 for r in results if "error" in r)
+    return BatchResponse(
+        results=results, completed=len(results) - errors, errors=errors, state_digest=digest
+    )
+
+
+@router.get("/functions", operation_id="list_functions", tags=["meta"])
+async def list_functions() -> list[dict[str, Any]]:
+    """Every callable kernel function with its arguments and the kernel function it models."""
+    out = []
+    for f in FUNCTIONS:
+        out.append(
+            {
+                "name": f.name,
+                "models": f.models,
+                "aliases": list(f.aliases),
+                "help": f.help,
+                "returns": f.returns,
+                "mutates": f.mutates,
+                "sleeps": f.sleeps,
+                "params": [
+                    {
+                        "name": p.name,
+                        "kind": p.kind,
+                        "required": p.required,
+                        "default": None if p.required else p.default,
+                        "help": p.help,
+                        **({"min": p.lo} if p.lo is not None else {}),
+                        **({"max": p.hi} if p.hi is not None else {}),
+                        **({"choices": [n for n, _ in p.choices]} if p.choices else {}),
+                    }
+                    for p in f.params
+                ],
+            }
+        )
+    return out
+
+
+@router.get("/presets", operation_id="list_presets", tags=["meta"])
+async def list_presets() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "description": p.description,
+            "cpus": p.config.cpus,
+            "phys_avail": [list(r) for r in p.config.phys_avail],
+        }
+        for p in PRESETS.values()
+    ]
+
+
+# ------------------------------------------------------------------ state views
+@router.get("/instances/{instance_id}/pages/{pfn}", operation_id="get_page", tags=["state"])
+async def get_page(
+    instance_id: InstanceId, pfn: Annotated[int, Path(ge=0, le=1 << 40)], lab: LabDep
+) -> dict[str, Any]:
+    """Every field of a page, decoded, and why it can or cannot be freed or reused now."""
+
+    def view(m: Machine) -> dict[str, Any]:
+        info = m.page_info(pfn)
+        info["explain"] = explain_page(m, pfn)
+        return info
+
+    return await lab.read(instance_id, view)
+
+
+@router.get("/instances/{instance_id}/queues", operation_id="get_queue_counts", tags=["state"])
+async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """lcnt of all 5 × 1024 queues as compact arrays (for the visualiser)."""
+
+    def view(m: Machine) -> dict[str, Any]:
+        return {PQ_NAMES[b]: m.q_lcnt[b : b + PQ_L2_SIZE] for b in PQ_BASES}
+
+    return await lab.read(instance_id, view)
+
+
+@router.get(
+    "/instances/{instance_id}/queues/{queue}/{colour}", operation_id="get_queue", tags=["state"]
+)
+async def get_queue(
+    instance_id: InstanceId,
+    queue: Annotated[str, Path(pattern="^PQ_(FREE|INACTIVE|ACTIVE|CACHE|HOLD)$")],
+    colour: Annotated[int, Path(ge=0, le=1023)],
+    lab: LabDep,
+    offset: Annotated[int, Query(ge=0, le=1 << 31)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+) -> dict[str, Any]:
+    """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged."""
+    base = {v: k for k, v in PQ_NAMES.items()}[queue]
+    return await lab.read(instance_id, lambda m: m.queue_info(base + colour, offset, limit))
+
+
+@router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])
+async def get_vmstats(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """Global and per-CPU vmstats, and which paging predicates hold now."""
+    return await lab.read(instance_id, lambda m: m.vmstats_view())
+
+
+@router.get("/instances/{instance_id}/objects", operation_id="list_objects", tags=["state"])
+async def list_objects(instance_id: InstanceId, lab: LabDep) -> list[dict[str, Any]]:
+    def view(m: Machine) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": o.id,
+                "type": o.type.name,
+                "size": o.size,
+                "pg_color": o.pg_color,
+                "ref_count": o.ref_count,
+                "generation": o.generation,
+                "resident_page_count": o.resident_page_count,
+                "flags": o.flags,
+            }
+            for o in m.objects.values()
+        ]
+
+    return await lab.read(instance_id, view)
+
+
+@router.get(
+    "/instances/{instance_id}/objects/{object_id}", operation_id="get_object", tags=["state"]
+)
+async def get_object(
+    instance_id: InstanceId, object_id: Annotated[int, Path(ge=1, le=1 << 31)], lab: LabDep
+) -> dict[str, Any]:
+    def view(m: Machine) -> dict[str, Any]:
+        o = m.object_by_id(object_id)
+        return {
+            "id": o.id,
+            "type": o.type.name,
+            "size": o.size,
+            "pg_color": o.pg_color,
+            "resident_page_count": o.resident_page_count,
+            "pages": [{"pindex": p, "pfn": m.pfn_of(i)} for p, i in sorted(o.pages.items())],
+        }
+
+    return await lab.read(instance_id, view)
+
+
+@router.get("/instances/{instance_id}/threads", operation_id="list_threads", tags=["state"])
+async def list_threads(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """Threads and the wait channels they sleep on."""
+
+    def view(m: Machine) -> dict[str, Any]:
+        return {
+            "threads": m.threads_view(),
+            "channels": {c: m.waiters(c) for c in m.sleepq},
+            "ticks": m.ticks,
+        }
+
+    return await lab.read(instance_id, view)
+
+
+@router.get("/instances/{instance_id}/dma", operation_id="get_dma", tags=["state"])
+async def get_dma(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """The DMA reserve's alist: free runs and bounds."""
+    return await lab.read(instance_id, lambda m: m.dma_alist_view())
+
+
+@router.get("/instances/{instance_id}/pageout", operation_id="get_pageout", tags=["state"])
+async def get_pageout(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    return await lab.read(instance_id, lambda m: m.pageout_view())
+
+
+@router.get("/instances/{instance_id}/sysctls", operation_id="list_sysctls", tags=["sysctl"])
+async def list_sysctls(instance_id: InstanceId, lab: LabDep) -> list[dict[str, Any]]:
+    """Every sysctl with type, unit, description, writability and value."""
+    return await lab.read(instance_id, lambda m: sysctl_list(m))
+
+
+@router.get("/instances/{instance_id}/sysctls/{name}", operation_id="get_sysctl", tags=["sysctl"])
+async def get_sysctl(
+    instance_id: InstanceId, name: Annotated[str, Path(max_length=128)], lab: LabDep
+) -> dict[str, Any]:
+    return await lab.read(instance_id, lambda m: {"name": name, "value": sysctl_get(m, name)})
+
+
+@router.put("/instances/{instance_id}/sysctls/{name}", operation_id="set_sysctl", tags=["sysctl"])
+async def set_sysctl(
+    instance_id: InstanceId,
+    name: Annotated[str, Path(max_length=128)],
+    body: SysctlWrite,
+    lab: LabDep,
+) -> dict[str, Any]:
+    result, _ = await lab.call(
+        instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
+    )
+    new = await lab.read(instance_id, lambda m: sysctl_get(m, name))
+    return {"name": name, "old": result.result, "new": new}
+
+
+@router.get(
+    "/instances/{instance_id}/ddb/{command}",
+    operation_id="ddb",
+    tags=["ddb"],
+    response_class=PlainTextResponse,
+)
+async def ddb(
+    instance_id: InstanceId,
+    command: Annotated[str, Path(pattern="^show (page|pageq)$")],
+    lab: LabDep,
+) -> str:
+    """DDB ``show page`` / ``show pageq`` in the kernel's text format."""
+    if command not in DDB_COMMANDS:  # pragma: no cover - the pattern guards it
+        raise ValueError(command)
+    text: str = await lab.read(instance_id, lambda m: ddb_command(m, command))
+    return text
+
+
+meta_router = APIRouter()
+
+
+@meta_router.get(
+    "/problems/{kind}", operation_id="problem_type", tags=["meta"], response_class=PlainTextResponse
+)
+async def problem_type(kind: Annotated[str, Path(max_length=32)]) -> str:
+    """What a problem type URI means."""
+    if kind not in PROBLEM_TYPES:
+        from app.lab.service import LabError
+
+        raise LabError("not-found", f"there is no problem type {kind!r}")
+    status, title, text = PROBLEM_TYPES[kind]
+    return f"{title} (HTTP {status})\n\n{text}\n"
+
+
+@meta_router.get("/healthz", operation_id="health", tags=["meta"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+__all__ = ["REGISTRY", "meta_router", "router"]

@@ -1,0 +1,135 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_ADDR = 1 << 52
+
+
+class TopologyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sockets: int = Field(default=1, ge=1, le=64)
+    cores: int = Field(default=1, ge=1, le=256)
+    threads: int = Field(default=1, ge=1, le=8)
+
+
+class NumaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    base: int = Field(ge=0, le=MAX_ADDR, description="first byte of the range")
+    size: int = Field(gt=0, le=MAX_ADDR, description="bytes in the range")
+    socket: int = Field(ge=0, le=63)
+
+
+class InstanceCreate(BaseModel):
+    """A new machine: a ``preset``, or ``memory`` (e.g. "4GiB"), or explicit ``phys_avail``
+    ranges; CPUs as a count or a topology."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "lab1", "preset": "teaching-1g"},
+                {"name": "box", "memory": "4GiB", "cpus": 4, "seed": 7},
+                {
+                    "name": "numa",
+                    "memory": "8GiB",
+                    "topology": {"sockets": 2, "cores": 2, "threads": 1},
+                },
+            ]
+        },
+    )
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    preset: str | None = Field(default=None, max_length=64)
+    memory: str | int | None = Field(default=None, description="RAM size, e.g. '4GiB' or bytes")
+    phys_avail: list[tuple[int, int]] | None = Field(default=None, max_length=64)
+    cpus: int | None = Field(default=None, ge=1, le=256)
+    topology: TopologyIn | None = None
+    numa: list[NumaIn] = Field(default_factory=list, max_length=64)
+    boot_stage: Literal["early", "finished"] = "finished"
+    seed: int = Field(default=0, ge=0, le=(1 << 63) - 1)
+    pagedaemon: bool = True
+    dma_reserved: int = Field(default=0, ge=0, le=MAX_ADDR)
+
+    @model_validator(mode="after")
+    def one_memory_source(self) -> InstanceCreate:
+        given = [x for x in (self.preset, self.memory, self.phys_avail) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of preset, memory or phys_avail")
+        return self
+
+
+class CtxIn(BaseModel):
+    """Where the call runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu: int = Field(default=0, ge=0, le=255)
+    thread: int | None = Field(
+        default=None, ge=0, le=4095, description="default: the CPU's own thread"
+    )
+    nice: int = Field(default=0, ge=-20, le=20)
+    lowmemkill: bool = False
+    systhread: bool = False
+
+
+class CallRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"args": {"page_req": "VM_ALLOC_NORMAL"}},
+                {"args": {"m": 4242}, "ctx": {"cpu": 1}},
+            ]
+        },
+    )
+    args: dict[str, Any] = Field(default_factory=dict)
+    ctx: CtxIn = Field(default_factory=CtxIn)
+    wait: bool = Field(default=False, description="if the call sleeps, wait until it is woken")
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    record: bool = True
+
+
+class CallResponse(BaseModel):
+    fn: str
+    result: Any = None
+    blocked: dict[str, Any] | None = None
+    completed: dict[str, Any] | None = Field(default=None, description="the outcome after waiting")
+    record: dict[str, Any] | None = None
+
+
+class BatchCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fn: str = Field(min_length=1, max_length=64)
+    args: dict[str, Any] = Field(default_factory=dict)
+    ctx: CtxIn | None = None
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "calls": [{"fn": "vm_page_alloc", "args": {}}, {"fn": "vmstats_rollup"}],
+                    "stop_on_error": True,
+                }
+            ]
+        },
+    )
+    calls: list[BatchCall] = Field(max_length=1_000_000)
+    stop_on_error: bool = False
+    record: bool = False
+
+
+class BatchResponse(BaseModel):
+    results: list[dict[str, Any]]
+    completed: int
+    errors: int
+    state_digest: str
+
+
+class SysctlWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: int

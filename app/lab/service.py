@@ -1,0 +1,273 @@
+"""The lab: the instances this server hosts and the rules for driving them.
+
+Each instance is one ``Machine`` with an ``asyncio.Lock``: calls on one instance are
+serialised, calls on different instances run concurrently.  Kernel work runs in a worker
+thread (``anyio.to_thread``) so a long boot or a large batch never blocks the event loop.
+A call whose simulated thread sleeps can wait (bounded) for another request's call to
+wake it: after every call the lab resolves the waiters whose threads finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from app.core.config import MachineConfig
+from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
+from app.core.machine import CallResult, Machine
+from app.core.registry import REGISTRY
+
+from .presets import PRESETS
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+class LabError(Exception):
+    """A service-level refusal: ``kind`` picks the problem type and HTTP status."""
+
+    def __init__(self, kind: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.extra = extra
+
+
+@dataclass
+class Ctx:
+    """Where a call runs: CPU, simulated thread, nice, P_LOWMEMKILL, TDF_SYSTHREAD."""
+
+    cpu: int = 0
+    thread: int | None = None
+    nice: int = 0
+    lowmemkill: bool = False
+    systhread: bool = False
+
+
+@dataclass
+class Instance:
+    id: int
+    name: str
+    config: MachineConfig
+    preset: str | None
+    machine: Machine
+    created: float = field(default_factory=time.time)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    calls: int = 0
+    waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+
+
+def _thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
+    th = m.threads.get(tid)
+    if th is None or th.state != "idle":
+        return None
+    if th.last_error is not None:
+        return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
+    return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
+
+
+class Lab:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.instances: dict[int, Instance] = {}
+        self._next_id = 1
+        self._create_lock = asyncio.Lock()
+        self._booting = 0
+
+    # ------------------------------------------------------------ instances
+    def check_config(self, config: MachineConfig) -> MachineConfig:
+        """Validate a configuration against the core's rules and this server's caps,
+        before anything is allocated."""
+        if config.max_pages > self.settings.max_pages:
+            config = MachineConfig(**{**config.__dict__, "max_pages": self.settings.max_pages})
+        config.validate()  # ConfigError: page_range above max_pages, bad topology, ...
+        return config
+
+    async def create(self, name: str, config: MachineConfig, preset: str | None = None) -> Instance:
+        config = self.check_config(config)
+        async with self._create_lock:
+            if len(self.instances) + self._booting >= self.settings.max_instances:
+                raise LabError(
+                    "quota",
+                    f"this server hosts at most {self.settings.max_instances} instances; "
+                    "delete one first",
+                )
+            if any(inst.name == name for inst in self.instances.values()):
+                raise LabError("conflict", f"an instance named {name!r} already exists")
+            self._booting += 1
+        try:
+            machine = await anyio.to_thread.run_sync(Machine.boot, config)
+        finally:
+            self._booting -= 1
+        inst = Instance(self._next_id, name, config, preset, machine)
+        self.instances[inst.id] = inst
+        self._next_id += 1
+        return inst
+
+    async def create_preset(self, name: str, preset: str) -> Instance:
+        p = PRESETS.get(preset)
+        if p is None:
+            raise LabError(
+                "not-found", f"there is no preset {preset!r}; presets: {', '.join(PRESETS)}"
+            )
+        return await self.create(name, p.config, preset)
+
+    def get(self, instance_id: int) -> Instance:
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise LabError("unknown-instance", f"there is no instance {instance_id}")
+        return inst
+
+    async def delete(self, instance_id: int) -> None:
+        inst = self.get(instance_id)
+        async with inst.lock:
+            del self.instances[instance_id]
+            for futures in inst.waiters.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_result({"error": "the instance was deleted"})
+
+    async def reset(self, instance_id: int) -> Instance:
+        """Re-boot with the same configuration (same seed: the same machine again)."""
+        inst = self.get(instance_id)
+        async with inst.lock:
+            inst.machine = await anyio.to_thread.run_sync(Machine.boot, inst.config)
+            inst.calls = 0
+            for futures in inst.waiters.values():
+                for f in futures:
+                    if not f.done():
+                        f.set_result({"error": "the instance was reset"})
+            inst.waiters.clear()
+        return inst
+
+    # ------------------------------------------------------------ calls
+    def _resolve_waiters(self, inst: Instance) -> None:
+        for tid in list(inst.waiters):
+            outcome = _thread_outcome(inst.machine, tid)
+            if outcome is None:
+                continue
+            for f in inst.waiters.pop(tid):
+                if not f.done():
+                    f.set_result(outcome)
+
+    async def call(
+        self,
+        instance_id: int,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        *,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        record: bool = True,
+    ) -> tuple[CallResult, dict[str, Any] | None]:
+        """Run one call.  Returns the call's result and, when it blocked and ``wait`` was
+        asked, the outcome once another call woke it (None if it is still asleep when the
+        wait ends)."""
+        inst = self.get(instance_id)
+        if fn not in REGISTRY:
+            raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
+        waiter: asyncio.Future[dict[str, Any]] | None = None
+        async with inst.lock:
+            m = inst.machine
+            result = await anyio.to_thread.run_sync(
+                lambda: m.call(
+                    fn,
+                    args,
+                    cpu=ctx.cpu,
+                    thread=ctx.thread,
+                    nice=ctx.nice,
+                    systhread=ctx.systhread,
+                    lowmemkill=ctx.lowmemkill,
+                    record=record,
+                )
+            )
+            inst.calls += 1
+            self._resolve_waiters(inst)
+            if result.blocked is not None and wait:
+                waiter = asyncio.get_running_loop().create_future()
+                inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
+        if waiter is None:
+            return result, None
+        limit = min(
+            timeout_s if timeout_s is not None else self.settings.max_wait_s,
+            self.settings.max_wait_s,
+        )
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(waiter), timeout=limit)
+        except TimeoutError:
+            return result, None
+        return result, outcome
+
+    async def batch(
+        self,
+        instance_id: int,
+        calls: list[tuple[str, dict[str, Any], Ctx]],
+        *,
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Run calls one after the other under the instance's lock (in a worker thread);
+        each gets its own result or error.  Blocked calls return at once."""
+        if len(calls) > self.settings.max_batch:
+            raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
+        inst = self.get(instance_id)
+
+        def run() -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = []
+            m = inst.machine
+            for k, (fn, args, ctx) in enumerate(calls):
+                try:
+                    r = m.call(
+                        fn,
+                        args,
+                        cpu=ctx.cpu,
+                        thread=ctx.thread,
+                        nice=ctx.nice,
+                        systhread=ctx.systhread,
+                        lowmemkill=ctx.lowmemkill,
+                        record=record,
+                    )
+                except (KernelPanic, InvalidArgument, WouldSleep, ConfigError) as e:
+                    out.append({"index": k, "fn": fn, "error": problem_of(e)})
+                    if stop_on_error:
+                        break
+                    continue
+                item: dict[str, Any] = {"index": k, "fn": r.fn, "result": r.result}
+                if r.blocked is not None:
+                    item["blocked"] = r.blocked
+                if record:
+                    item["record"] = r.record
+                out.append(item)
+            return out
+
+        async with inst.lock:
+            results = await anyio.to_thread.run_sync(run)
+            inst.calls += len(results)
+            self._resolve_waiters(inst)
+        return results
+
+    async def read(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
+        """Run a read-only view function under the instance's lock."""
+        inst = self.get(instance_id)
+        async with inst.lock:
+            return fn(inst.machine)
+
+
+def problem_of(e: Exception) -> dict[str, Any]:
+    """A compact problem description of a core error (for batch items)."""
+    if isinstance(e, KernelPanic):
+        return {"type": "kernel-panic", "function": e.function, "detail": e.message}
+    if isinstance(e, WouldSleep):
+        return {
+            "type": "would-sleep",
+            "function": e.function,
+            "channel": e.channel,
+            "detail": e.message,
+        }
+    return {"type": "validation", "detail": str(e)}

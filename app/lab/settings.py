@@ -1,0 +1,23 @@
+"""Service limits and defaults, from the environment (``PAGELAB_*``) via pydantic-settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Caps that keep one user from starving the others; all configurable."""
+
+    model_config = SettingsConfigDict(env_prefix="PAGELAB_")
+
+    max_pages: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="page structs per instance"
+    )
+    max_instances: int = Field(default=32, ge=1, description="instances one server hosts")
+    max_batch: int = Field(default=200_000, ge=1, description="calls in one batch request")
+    max_wait_s: float = Field(default=30.0, gt=0, description="longest a blocking call may wait")
+    default_preset: str = Field(
+        default="teaching-1g", description="preset of the instance booted at start"
+    )
+    boot_default: bool = Field(default=True, description="boot a default instance at start-up")
