@@ -6,10 +6,12 @@ start-up, unless ``PAGELAB_BOOT_DEFAULT=0``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import errors
 from app.api.routes import meta_router, router
@@ -18,6 +20,40 @@ from app.lab.settings import Settings
 
 #: Largest request body accepted (a 200 000-call batch fits comfortably).
 MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse request bodies above ``MAX_BODY_BYTES`` with a 413 problem: at once when
+    Content-Length says so, else as soon as a chunked body has delivered too much (before
+    it is parsed).  A plain ASGI middleware, so it costs a request almost nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_BODY_BYTES
+        detail = f"request bodies are limited to {limit} bytes"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await errors.problem("too-large", detail)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # FastAPI re-raises an HTTPException met while reading the body; the
+                    # problem handler renders it as /problems/too-large
+                    raise HTTPException(413, detail)
+            return message
+
+        await self.app(scope, limited, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,17 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return errors.problem(
-                "too-large", f"request bodies are limited to {MAX_BODY_BYTES} bytes"
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit)
     app.include_router(router)
     app.include_router(meta_router)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -24,7 +24,17 @@ def _lifecycle(argv: list[str]) -> int:
     return lifecycle.main(argv)
 
 
-BENCHMARKS: dict[str, Callable[[list[str]], int]] = {"engine": _engine, "lifecycle": _lifecycle}
+def _http(argv: list[str]) -> int:
+    from bench import http
+
+    return http.main(argv)
+
+
+BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
+    "engine": _engine,
+    "lifecycle": _lifecycle,
+    "http": _http,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -6,12 +6,14 @@ status and a title; ``detail`` says in plain words what went wrong.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
 from app.lab.service import LabError
@@ -55,6 +57,39 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "A server limit was reached (instances, batch size, wait time).",
     ),
     "too-large": (413, "Request too large", "The request exceeds a size limit of this server."),
+    "bad-request": (
+        400,
+        "Malformed request",
+        "The request body could not be read (not UTF-8 JSON, or truncated).",
+    ),
+    "method-not-allowed": (
+        405,
+        "Method not allowed",
+        "This path does not answer this HTTP method; the Allow header lists those it does.",
+    ),
+}
+
+#: The problem+json body as an OpenAPI schema (RFC 9457 members plus our extensions).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "/problems/<kind>: what the kind means"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "what went wrong, in plain words"},
+        "instance": {"type": "string", "description": "the request path"},
+    },
+    "additionalProperties": True,
+}
+
+#: Every error status the API answers with, documented on every operation (``responses=``).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": HTTPStatus(status).phrase + " (problem+json)",
+        "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+    }
+    for status in sorted({status for status, _, _ in PROBLEM_TYPES.values()})
 }
 
 
@@ -123,9 +158,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not-found", 405: "validation", 413: "too-large"}.get(
-            exc.status_code, "validation"
-        )
+        kind = {
+            400: "bad-request",
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "too-large",
+        }.get(exc.status_code, "validation")
         status, title, _ = PROBLEM_TYPES[kind]
         body = {
             "type": f"/problems/{kind}",
@@ -133,6 +171,24 @@ def install(app: FastAPI) -> None:
             "status": exc.status_code,
             "detail": str(exc.detail),
         }
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110 §15.5.6: Allow lists every method of the resource; Starlette's own
+            # header names only the first route that matched the path
+            headers["Allow"] = _allowed_methods(request)
         return JSONResponse(
-            body, status_code=exc.status_code, media_type="application/problem+json"
+            body,
+            status_code=exc.status_code,
+            media_type="application/problem+json",
+            headers=headers,
         )
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods some route answers on this path, asked of the routes themselves."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -10,14 +12,16 @@ from fastapi.responses import PlainTextResponse
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
 from app.core.constants import PAGE_SIZE, PQ_BASES, PQ_L2_SIZE, PQ_NAMES
 from app.core.ddb import DDB_COMMANDS, ddb_command
+from app.core.errors import InvalidArgument
 from app.core.machine import Machine
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
 from app.lab.explain import explain_page
+from app.lab.fields import VMSTATS_HELP
 from app.lab.presets import PRESETS
-from app.lab.service import Ctx, Instance, Lab
+from app.lab.service import Ctx, Instance, Lab, LabError
 
-from .errors import PROBLEM_TYPES
+from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .schemas import (
     BatchRequest,
     BatchResponse,
@@ -27,11 +31,21 @@ from .schemas import (
     SysctlWrite,
 )
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
 InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
 
 
-def get_lab(request: Request) -> Lab:
+@contextmanager
+def _not_found() -> Iterator[None]:
+    """A path naming something the machine does not have (a pfn, an object, a sysctl) is a
+    404, not a 422: the core says why with an ``InvalidArgument``."""
+    try:
+        yield
+    except InvalidArgument as e:
+        raise LabError("not-found", str(e)) from e
+
+
+async def get_lab(request: Request) -> Lab:
     lab: Lab = request.app.state.lab
     return lab
 
@@ -39,7 +53,7 @@ def get_lab(request: Request) -> Lab:
 LabDep = Annotated[Lab, Depends(get_lab)]
 
 
-def instance_view(inst: Instance) -> dict[str, Any]:
+def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
     cfg = inst.config
     m = inst.machine
     return {
@@ -68,7 +82,7 @@ def instance_view(inst: Instance) -> dict[str, Any]:
         },
         "summary": m.summary(),
         "calls": inst.calls,
-        "state_digest": m.state_digest(),
+        "state_digest": digest,
     }
 
 
@@ -97,26 +111,46 @@ def _config_of(body: InstanceCreate) -> MachineConfig:
     )
 
 
+def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
+    """Fields given next to a preset replace the preset's (seed, CPUs, boot stage, ...)."""
+    given = body.model_fields_set
+    out: dict[str, Any] = {}
+    for name in ("seed", "boot_stage", "pagedaemon", "dma_reserved"):
+        if name in given:
+            out[name] = getattr(body, name)
+    if "topology" in given and body.topology is not None:
+        topo = Topology(body.topology.sockets, body.topology.cores, body.topology.threads)
+        out["topology"] = topo
+        out["cpus"] = topo.ncpus
+    elif "cpus" in given and body.cpus is not None:
+        out["cpus"] = body.cpus
+        out["topology"] = None
+    if "numa" in given:
+        out["numa"] = tuple(NumaRange(n.base, n.size, n.socket) for n in body.numa)
+    return out
+
+
 # ------------------------------------------------------------------ instances
 @router.get("/instances", operation_id="list_instances", tags=["instances"])
 async def list_instances(lab: LabDep) -> list[dict[str, Any]]:
     """Every simulated machine with its configuration and a vmstats summary."""
-    return [instance_view(inst) for inst in lab.instances.values()]
+    return [instance_view(inst, await lab.digest(inst)) for inst in list(lab.instances.values())]
 
 
 @router.post("/instances", status_code=201, operation_id="create_instance", tags=["instances"])
 async def create_instance(body: InstanceCreate, lab: LabDep) -> dict[str, Any]:
     """Boot a new machine (from a preset, a memory size or phys_avail ranges)."""
     if body.preset is not None:
-        inst = await lab.create_preset(body.name, body.preset)
+        inst = await lab.create_preset(body.name, body.preset, _preset_overrides(body))
     else:
         inst = await lab.create(body.name, _config_of(body))
-    return instance_view(inst)
+    return instance_view(inst, await lab.digest(inst))
 
 
 @router.get("/instances/{instance_id}", operation_id="get_instance", tags=["instances"])
 async def get_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
-    return await lab.read(instance_id, lambda m: instance_view(lab.get(instance_id)))
+    inst = lab.get(instance_id)
+    return instance_view(inst, await lab.digest(inst))
 
 
 @router.delete(
@@ -129,7 +163,8 @@ async def delete_instance(instance_id: InstanceId, lab: LabDep) -> None:
 @router.post("/instances/{instance_id}/reset", operation_id="reset_instance", tags=["instances"])
 async def reset_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Re-boot with the same configuration and seed."""
-    return instance_view(await lab.reset(instance_id))
+    inst = await lab.reset(instance_id)
+    return instance_view(inst, await lab.digest(inst))
 
 
 # ------------------------------------------------------------------ calls
@@ -154,7 +189,7 @@ async def call_function(
     return CallResponse(
         fn=result.fn,
         result=result.result,
-        blocked=result.blocked if outcome is None else None,
+        blocked=result.blocked,
         completed=outcome,
         record=result.record if body.record else None,
     )
@@ -163,11 +198,13 @@ async def call_function(
 @router.post("/instances/{instance_id}/calls", operation_id="call_batch", tags=["calls"])
 async def call_batch(instance_id: InstanceId, body: BatchRequest, lab: LabDep) -> BatchResponse:
     """Run a list of calls in order; each gets its own result or error."""
+    if len(body.calls) > lab.settings.max_batch:  # before building a context per call
+        raise LabError("too-large", f"a batch holds at most {lab.settings.max_batch} calls")
     calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else Ctx()) for c in body.calls]
     results = await lab.batch(
         instance_id, calls, stop_on_error=body.stop_on_error, record=body.record
     )
-    digest = await lab.read(instance_id, lambda m: m.state_digest())
+    digest = await lab.digest(lab.get(instance_id))
     errors = sum(1 for r in results if "error" in r)
     return BatchResponse(
         results=results, completed=len(results) - errors, errors=errors, state_digest=digest
@@ -227,7 +264,8 @@ async def get_page(
     """Every field of a page, decoded, and why it can or cannot be freed or reused now."""
 
     def view(m: Machine) -> dict[str, Any]:
-        info = m.page_info(pfn)
+        with _not_found():  # a pfn outside the machine or in a hole: no such page
+            info = m.page_info(pfn)
         info["explain"] = explain_page(m, pfn)
         return info
 
@@ -263,7 +301,11 @@ async def get_queue(
 @router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])
 async def get_vmstats(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Global and per-CPU vmstats, and which paging predicates hold now."""
-    return await lab.read(instance_id, lambda m: m.vmstats_view())
+    view = await lab.read(instance_id, lambda m: m.vmstats_view())
+    view["fields"] = {
+        name: {"unit": unit, "help": text} for name, (unit, text) in VMSTATS_HELP.items()
+    }
+    return view
 
 
 @router.get("/instances/{instance_id}/objects", operation_id="list_objects", tags=["state"])
@@ -293,7 +335,8 @@ async def get_object(
     instance_id: InstanceId, object_id: Annotated[int, Path(ge=1, le=1 << 31)], lab: LabDep
 ) -> dict[str, Any]:
     def view(m: Machine) -> dict[str, Any]:
-        o = m.object_by_id(object_id)
+        with _not_found():
+            o = m.object_by_id(object_id)
         return {
             "id": o.id,
             "type": o.type.name,
@@ -341,7 +384,11 @@ async def list_sysctls(instance_id: InstanceId, lab: LabDep) -> list[dict[str, A
 async def get_sysctl(
     instance_id: InstanceId, name: Annotated[str, Path(max_length=128)], lab: LabDep
 ) -> dict[str, Any]:
-    return await lab.read(instance_id, lambda m: {"name": name, "value": sysctl_get(m, name)})
+    def view(m: Machine) -> dict[str, Any]:
+        with _not_found():
+            return {"name": name, "value": sysctl_get(m, name)}
+
+    return await lab.read(instance_id, view)
 
 
 @router.put("/instances/{instance_id}/sysctls/{name}", operation_id="set_sysctl", tags=["sysctl"])
@@ -351,6 +398,7 @@ async def set_sysctl(
     body: SysctlWrite,
     lab: LabDep,
 ) -> dict[str, Any]:
+    await get_sysctl(instance_id, name, lab)  # 404 for a name that does not exist
     result, _ = await lab.call(
         instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
     )
@@ -376,7 +424,7 @@ async def ddb(
     return text
 
 
-meta_router = APIRouter()
+meta_router = APIRouter(responses=PROBLEM_RESPONSES)
 
 
 @meta_router.get(
@@ -385,8 +433,6 @@ meta_router = APIRouter()
 async def problem_type(kind: Annotated[str, Path(max_length=32)]) -> str:
     """What a problem type URI means."""
     if kind not in PROBLEM_TYPES:
-        from app.lab.service import LabError
-
         raise LabError("not-found", f"there is no problem type {kind!r}")
     status, title, text = PROBLEM_TYPES[kind]
     return f"{title} (HTTP {status})\n\n{text}\n"

@@ -1,26 +1,38 @@
-"""Request and response bodies of the HTTP API."""
+"""Request and response bodies of the HTTP API.
+
+Request scalars are strict (``StrictInt``, ``StrictBool``...): the API takes exactly the
+JSON types its schema documents, never ``"5"`` for 5 or ``0`` for false.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 MAX_ADDR = 1 << 52
 
 
 class TopologyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sockets: int = Field(default=1, ge=1, le=64)
-    cores: int = Field(default=1, ge=1, le=256)
-    threads: int = Field(default=1, ge=1, le=8)
+    sockets: StrictInt = Field(default=1, ge=1, le=64)
+    cores: StrictInt = Field(default=1, ge=1, le=256)
+    threads: StrictInt = Field(default=1, ge=1, le=8)
 
 
 class NumaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    base: int = Field(ge=0, le=MAX_ADDR, description="first byte of the range")
-    size: int = Field(gt=0, le=MAX_ADDR, description="bytes in the range")
-    socket: int = Field(ge=0, le=63)
+    base: StrictInt = Field(ge=0, le=MAX_ADDR, description="first byte of the range")
+    size: StrictInt = Field(gt=0, le=MAX_ADDR, description="bytes in the range")
+    socket: StrictInt = Field(ge=0, le=63)
 
 
 class InstanceCreate(BaseModel):
@@ -43,15 +55,17 @@ class InstanceCreate(BaseModel):
     )
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     preset: str | None = Field(default=None, max_length=64)
-    memory: str | int | None = Field(default=None, description="RAM size, e.g. '4GiB' or bytes")
-    phys_avail: list[tuple[int, int]] | None = Field(default=None, max_length=64)
-    cpus: int | None = Field(default=None, ge=1, le=256)
+    memory: str | StrictInt | None = Field(
+        default=None, description="RAM size, e.g. '4GiB' or bytes"
+    )
+    phys_avail: list[tuple[StrictInt, StrictInt]] | None = Field(default=None, max_length=64)
+    cpus: StrictInt | None = Field(default=None, ge=1, le=256)
     topology: TopologyIn | None = None
     numa: list[NumaIn] = Field(default_factory=list, max_length=64)
     boot_stage: Literal["early", "finished"] = "finished"
-    seed: int = Field(default=0, ge=0, le=(1 << 63) - 1)
-    pagedaemon: bool = True
-    dma_reserved: int = Field(default=0, ge=0, le=MAX_ADDR)
+    seed: StrictInt = Field(default=0, ge=0, le=(1 << 63) - 1)
+    pagedaemon: StrictBool = True
+    dma_reserved: StrictInt = Field(default=0, ge=0, le=MAX_ADDR)
 
     @model_validator(mode="after")
     def one_memory_source(self) -> InstanceCreate:
@@ -65,13 +79,13 @@ class CtxIn(BaseModel):
     """Where the call runs."""
 
     model_config = ConfigDict(extra="forbid")
-    cpu: int = Field(default=0, ge=0, le=255)
-    thread: int | None = Field(
+    cpu: StrictInt = Field(default=0, ge=0, le=255)
+    thread: StrictInt | None = Field(
         default=None, ge=0, le=4095, description="default: the CPU's own thread"
     )
-    nice: int = Field(default=0, ge=-20, le=20)
-    lowmemkill: bool = False
-    systhread: bool = False
+    nice: StrictInt = Field(default=0, ge=-20, le=20)
+    lowmemkill: StrictBool = False
+    systhread: StrictBool = False
 
 
 class CallRequest(BaseModel):
@@ -86,9 +100,11 @@ class CallRequest(BaseModel):
     )
     args: dict[str, Any] = Field(default_factory=dict)
     ctx: CtxIn = Field(default_factory=CtxIn)
-    wait: bool = Field(default=False, description="if the call sleeps, wait until it is woken")
-    timeout_s: float | None = Field(default=None, gt=0, le=3600)
-    record: bool = True
+    wait: StrictBool = Field(
+        default=False, description="if the call sleeps, wait until it is woken"
+    )
+    timeout_s: StrictFloat | None = Field(default=None, gt=0, le=3600)
+    record: StrictBool = True
 
 
 class CallResponse(BaseModel):
@@ -118,9 +134,11 @@ class BatchRequest(BaseModel):
             ]
         },
     )
-    calls: list[BatchCall] = Field(max_length=1_000_000)
-    stop_on_error: bool = False
-    record: bool = False
+    calls: list[BatchCall] = Field(
+        max_length=200_000, description="at most 200 000 (PAGELAB_MAX_BATCH may lower it)"
+    )
+    stop_on_error: StrictBool = False
+    record: StrictBool = False
 
 
 class BatchResponse(BaseModel):
@@ -132,4 +150,4 @@ class BatchResponse(BaseModel):
 
 class SysctlWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    value: int
+    value: StrictInt

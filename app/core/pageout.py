@@ -124,7 +124,13 @@ class PageoutOps(ContigOps):
 
     # ------------------------------------------------------------ helpers
     def _tunable(self, name: str) -> int:
-        return sysctl_value(self, name)
+        """The C variable behind a ``vm.*`` tunable, as the daemon's code reads it: the
+        value in ``sysctl_values`` (filled with the §16.2 defaults at boot and written by
+        ``sysctl``).  Read directly: ``sysctl_value`` re-creates the defaults on every
+        call, which made it most of the cost of a daemon pass (two reads per colour, 1024
+        colours, per scan phase); it stays the fallback for a name missing there."""
+        value = self.sysctl_values.get(name)
+        return sysctl_value(self, name) if value is None else value
 
     def _cursor_next(self, cursors: list[int], colour: int, queue: int) -> int:
         c = cursors[colour]

@@ -28,6 +28,25 @@ from .settings import Settings
 T = TypeVar("T")
 
 
+#: Calls whose cost grows with the machine's size or an argument (ticks, scans, madvise
+#: ranges): run in a worker thread.
+SLOW_FUNCTIONS = frozenset(
+    {
+        "tick",
+        "vm_contig_pg_alloc",
+        "madvise",
+        "vm_pageout_scan_inactive",
+        "vm_pageout_scan_active",
+        "vm_pageout_scan_cache",
+    }
+)
+
+
+#: Above this many pages a single call (which may wake the pageout daemon for a pass over
+#: every colour) runs in a worker thread too.
+INLINE_MAX_PAGES = 1 << 20
+
+
 class LabError(Exception):
     """A service-level refusal: ``kind`` picks the problem type and HTTP status."""
 
@@ -59,6 +78,8 @@ class Instance:
     created: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     calls: int = 0
+    digest_cache: tuple[int, int, str] | None = None  # (generation, calls, digest)
+    generation: int = 0
     waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
 
 
@@ -69,6 +90,22 @@ def _thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
     if th.last_error is not None:
         return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
     return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
+
+
+def _parked(m: Machine, fn: str, ctx: Ctx) -> str | None:
+    """Why the call cannot run now if its thread is parked (asleep in an earlier call):
+    a conflict with the machine's state (409), not a malformed request.  Simulator verbs
+    (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and are never parked."""
+    if not REGISTRY[fn].on_thread:
+        return None
+    tid = ctx.cpu if ctx.thread is None else ctx.thread
+    th = m.threads.get(tid)
+    if th is None or th.state == "idle":
+        return None
+    return (
+        f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it time "
+        "out (tick), or run the call on another thread"
+    )
 
 
 class Lab:
@@ -109,13 +146,18 @@ class Lab:
         self._next_id += 1
         return inst
 
-    async def create_preset(self, name: str, preset: str) -> Instance:
+    async def create_preset(
+        self, name: str, preset: str, overrides: dict[str, Any] | None = None
+    ) -> Instance:
         p = PRESETS.get(preset)
         if p is None:
             raise LabError(
                 "not-found", f"there is no preset {preset!r}; presets: {', '.join(PRESETS)}"
             )
-        return await self.create(name, p.config, preset)
+        config = p.config
+        if overrides:
+            config = MachineConfig(**{**config.__dict__, **overrides})
+        return await self.create(name, config, preset)
 
     def get(self, instance_id: int) -> Instance:
         inst = self.instances.get(instance_id)
@@ -138,6 +180,8 @@ class Lab:
         async with inst.lock:
             inst.machine = await anyio.to_thread.run_sync(Machine.boot, inst.config)
             inst.calls = 0
+            inst.generation += 1
+            inst.digest_cache = None
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
@@ -166,17 +210,22 @@ class Lab:
         timeout_s: float | None = None,
         record: bool = True,
     ) -> tuple[CallResult, dict[str, Any] | None]:
-        """Run one call.  Returns the call's result and, when it blocked and ``wait`` was
-        asked, the outcome once another call woke it (None if it is still asleep when the
-        wait ends)."""
+        """Run one call.  Returns the call's result and, when it blocked, its outcome: at
+        once if it was already resumed before the call returned, else (when ``wait`` was
+        asked) once another call wakes it; None if it is still asleep when the wait ends.
+        A call on a parked thread is refused as a ``conflict``."""
         inst = self.get(instance_id)
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
         waiter: asyncio.Future[dict[str, Any]] | None = None
         async with inst.lock:
             m = inst.machine
-            result = await anyio.to_thread.run_sync(
-                lambda: m.call(
+            parked = _parked(m, fn, ctx)
+            if parked is not None:
+                raise LabError("conflict", parked)
+
+            def run_call() -> CallResult:
+                return m.call(
                     fn,
                     args,
                     cpu=ctx.cpu,
@@ -186,12 +235,25 @@ class Lab:
                     lowmemkill=ctx.lowmemkill,
                     record=record,
                 )
-            )
+
+            # Most calls take microseconds: a worker-thread handoff would cost more than
+            # the call.  Calls whose work grows with the machine or an argument run in a
+            # worker thread so the event loop keeps serving other instances.
+            if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
+                result = await anyio.to_thread.run_sync(run_call)
+            else:
+                result = run_call()
             inst.calls += 1
             self._resolve_waiters(inst)
-            if result.blocked is not None and wait:
-                waiter = asyncio.get_running_loop().create_future()
-                inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
+            if result.blocked is not None:
+                # The call may already have been resumed before it returned (e.g. it woke
+                # the pageout daemon, which woke it back): then it is complete, wait or not.
+                done = _thread_outcome(m, result.blocked["thread"])
+                if done is not None:
+                    return result, done
+                if wait:
+                    waiter = asyncio.get_running_loop().create_future()
+                    inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
         if waiter is None:
             return result, None
         limit = min(
@@ -222,6 +284,20 @@ class Lab:
             out: list[dict[str, Any]] = []
             m = inst.machine
             for k, (fn, args, ctx) in enumerate(calls):
+                # the same kinds as a single call: an unknown name, then a parked thread
+                if fn not in REGISTRY:
+                    refusal: dict[str, Any] | None = {
+                        "type": "unknown-function",
+                        "detail": f"there is no kernel function named {fn!r}",
+                    }
+                else:
+                    parked = _parked(m, fn, ctx)
+                    refusal = None if parked is None else {"type": "conflict", "detail": parked}
+                if refusal is not None:
+                    out.append({"index": k, "fn": fn, "error": refusal})
+                    if stop_on_error:
+                        break
+                    continue
                 try:
                     r = m.call(
                         fn,
@@ -251,6 +327,19 @@ class Lab:
             inst.calls += len(results)
             self._resolve_waiters(inst)
         return results
+
+    async def digest(self, inst: Instance) -> str:
+        """The instance's state digest, cached until its next call (hashing a 64 GiB
+        machine takes about a second: it runs in a worker thread)."""
+        cached = inst.digest_cache
+        if cached is not None and cached[0] == inst.generation and cached[1] == inst.calls:
+            return cached[2]
+        async with inst.lock:
+            m = inst.machine
+            key = (inst.generation, inst.calls)
+            digest = await anyio.to_thread.run_sync(m.state_digest)
+            inst.digest_cache = (key[0], key[1], digest)
+        return digest
 
     async def read(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
         """Run a read-only view function under the instance's lock."""

@@ -1160,3 +1160,33 @@ def test_generator_sleep_values() -> None:
     m = boot("4MiB")
     gen = m._pageout_loop()
     assert next(gen) == Sleep("vm_pages_needed", 10, "psleep")
+
+
+def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (PageoutOps._tunable): the scans read each vm.* tunable's current value
+    straight from ``sysctl_values`` (spec §16.2: the defaults after boot, a sysctl write at
+    once), not through ``sysctl_value``, which re-created the 16 defaults on every read
+    and was most of the cost of a daemon pass (2 reads per colour x 1024 colours)."""
+    import app.core.pageout as pageout_module
+
+    m = boot()
+    names: list[str] = []
+
+    def spy(machine: Any, name: str) -> int:
+        names.append(name)
+        return 0
+
+    monkeypatch.setattr(pageout_module, "sysctl_value", spy)
+    assert m._tunable("vm.pageout_memuse_mode") == 2  # the §16.2 default
+    assert m._tunable("vm.anonmem_decline") == 1  # ACT_DECLINE
+    sysctl_set(m, "vm.pageout_memuse_mode", 3)
+    obj = new_object(m)
+    i = inactive(m, obj, 42, dirty=True)
+    # memuse_mode 3 as written: WINATCFLS first, so the dirty page is laundered at once
+    assert m._scan_inactive(0, 42, 1) == 1
+    assert base(m, i) == PQ_CACHE
+    m._scan_active(0, 42, 1, 1)
+    assert names == []  # the hot path never went through sysctl_value
+    m.check_invariants()

@@ -1,0 +1,834 @@
+"""``pagelab``: the command-line client of a PageLab server (over HTTP, via ``app.client``).
+
+    pagelab serve [--host 127.0.0.1] [--port 8000]
+    pagelab instances
+    pagelab create NAME (--preset P | --memory 4GiB) [--cpus N] [--seed S]
+    pagelab delete ID
+    pagelab reset ID
+    pagelab call FN [key=value ...] [--cpu C] [--thread T] [--nice N] [--wait] [--timeout S]
+    pagelab sysctl [-a] [-w] [-n] [-d] [-i] [vm.name[=value] ...]
+    pagelab vmstat [-p] [-w SECONDS] [-c COUNT]
+    pagelab systat [-vm] [-w SECONDS] [-c COUNT]
+    pagelab ddb show page|pageq
+    pagelab functions
+
+Global options (before the command): ``--url`` (default ``$PAGELAB_URL``, else
+``http://127.0.0.1:8000``) and ``--instance N`` (default 1, the instance the server boots
+at start-up).  Exit status: 0 on success, 1 when the server refused a request or could not
+be reached (the problem's title and detail go to stderr), 2 for a usage error, 130 when
+interrupted.
+
+Output formats
+--------------
+``call``
+    ``fn(key=value ...) = result`` (a pfn, ``NULL`` where the kernel returns NULL,
+    ``true``/``false``, a number; ``fn(...)`` alone for a function returning nothing),
+    then the call's record one fact a line: ``move pfn P FROM -> TO``, ``counter
+    SCOPE.FIELD +/-N``, ``event NAME key=value ...``.  A call that sleeps prints
+    ``fn(...) blocked: thread T sleeps on CHANNEL (wmesg "W", timo N)`` (with ``--wait``:
+    ``fn(...) = result   (after sleeping)`` once another call woke it, or a second line
+    ``(still asleep when the wait ended)``).  ``--json``
+    prints the server's response as is.  Argument values are read as an integer (decimal,
+    or hexadecimal with ``0x``), ``true``/``false``, ``null``/``NULL``, else a string
+    (so ``page_req=VM_ALLOC_NORMAL|VM_ALLOC_ZERO`` stays a string for the server to
+    parse); ``key:=JSON`` passes any JSON value.
+``sysctl``
+    BSD ``sysctl(8)``: a read prints ``vm.v_free_min: 83``, ``-n`` just ``83``, ``-d``
+    ``vm.v_free_min: Minimum number of free pages desired``; a node (``vm``, ``vm.stats``)
+    prints every leaf below it; ``-a`` (no names) every sysctl.  ``name=value`` (``-w``
+    optional, as in modern BSD) writes and prints ``vm.x: old -> new``.  Values are read
+    like ``strtol(s, NULL, 0)``: decimal, ``0x`` hexadecimal, leading-``0`` octal.
+    Errors use BSD's wording on stderr and make the exit status 1 (every name is still
+    processed, as FreeBSD's sysctl does; DragonFly's stops at the first):
+    ``sysctl: unknown oid 'vm.nope'`` (``-i`` ignores unknown names), ``sysctl: oid
+    'vm.dma_reserved' is read only``, ``sysctl: oid 'vm.stats' isn't a leaf node``,
+    ``sysctl: invalid integer 'abc'``; a value the kernel refuses gives ``sysctl:
+    vm.x=VALUE: <reason>``.
+``vmstat``
+    In the spirit of BSD ``vmstat(8)``, the page layer's columns only: a group line, a
+    column line, then one line per sample.  ``free cache inact act wire`` are the global
+    vmstats counts in KiB (BSD's unit; ``-p`` prints pages); ``re fr df sr pd pw`` are
+    the per-CPU ``gd_cnt`` event counters summed over the CPUs (``v_reactivated``,
+    ``v_tfree``, ``v_dfree``, ``v_pdpages`` - pages the daemon scanned, BSD's ``sr`` -,
+    ``v_pdwakeups``, ``v_ppwakeups``).  The first line gives totals since boot; with
+    ``-w SECONDS`` each further line gives the events of the interval (counts, not rates
+    per second: the simulated machine only moves when it is called).  ``-c COUNT`` stops
+    after COUNT lines (with ``-c`` alone the interval is 1 s; with ``-w`` alone it runs
+    until interrupted).  The column header is repeated every 20 lines.
+``systat``
+    A ``systat -vm``-like screen of the page layer: queue counts (pages and KiB), every
+    threshold, which paging predicates hold (on CPU 0's ``gd_vmstats``), the pageout
+    daemon's state, each CPU's pending ``gd_vmstats_adj`` and the event counters.
+    Printed once, or every ``-w SECONDS`` (``-c COUNT`` screens; without ``-c`` until
+    interrupted); on a terminal each screen replaces the last, otherwise screens are
+    separated by a blank line.  Plain text, no curses.
+``ddb``
+    The text the kernel debugger prints, as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from app.client import DEFAULT_URL, PageLabClient, PageLabError
+
+__all__ = ["main", "parse_call_value", "parse_c_integer"]
+
+#: Waits between samples of ``vmstat -w`` / ``systat -w`` (replaceable in tests).
+_sleep: Callable[[float], None] = time.sleep
+
+#: vmstat reprints its column header after this many lines.
+HEADER_EVERY = 20
+_U_INT = (1 << 32) - 1
+_DDB_COMMANDS = ("show page", "show pageq")
+
+#: vmstat's memory columns: (column, vmstats field).
+MEMORY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("free", "v_free_count"),
+    ("cache", "v_cache_count"),
+    ("inact", "v_inactive_count"),
+    ("act", "v_active_count"),
+    ("wire", "v_wire_count"),
+)
+#: vmstat's event columns: (column, gd_cnt field).
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("re", "v_reactivated"),
+    ("fr", "v_tfree"),
+    ("df", "v_dfree"),
+    ("sr", "v_pdpages"),
+    ("pd", "v_pdwakeups"),
+    ("pw", "v_ppwakeups"),
+)
+MEM_WIDTH = 8
+EVENT_WIDTH = 6
+
+#: systat's threshold rows, in the order of the spec's threshold table.
+THRESHOLDS = (
+    "v_free_severe",
+    "v_free_reserved",
+    "v_free_min",
+    "v_free_target",
+    "v_inactive_target",
+    "v_paging_wait",
+    "v_paging_start",
+    "v_paging_target1",
+    "v_paging_target2",
+    "v_pageout_free_min",
+    "v_interrupt_free_min",
+)
+
+
+class UsageError(Exception):
+    """A command line that cannot be run (exit status 2)."""
+
+
+# ------------------------------------------------------------------ value parsing
+_DEC = re.compile(r"[+-]?[0-9]+")
+_HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_C_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def parse_call_value(text: str) -> Any:
+    """A ``key=value`` argument of ``pagelab call``: an integer (decimal or ``0x``
+    hexadecimal), ``true``/``false``, ``null``/``NULL``, else the string as typed."""
+    if _DEC.fullmatch(text):
+        return int(text, 10)
+    if _HEX.fullmatch(text):
+        return int(text, 16)
+    if text in ("true", "false"):
+        return text == "true"
+    if text in ("null", "NULL"):
+        return None
+    return text
+
+
+def parse_c_integer(text: str) -> int | None:
+    """An integer as ``strtol(text, NULL, 0)`` reads a whole sysctl value: decimal,
+    ``0x`` hexadecimal or leading-``0`` octal, with an optional sign; None if invalid."""
+    match = _C_INT.fullmatch(text.strip())
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    if digits[:2] in ("0x", "0X"):
+        value = int(digits[2:], 16)
+    elif digits.startswith("0"):
+        value = int(digits, 8)
+    else:
+        value = int(digits, 10)
+    return -value if sign == "-" else value
+
+
+def parse_call_args(items: Sequence[str]) -> dict[str, Any]:
+    """``["m=3075", "page_req=VM_ALLOC_NORMAL", "bits:=[1,2]"]`` -> the args object."""
+    args: dict[str, Any] = {}
+    for item in items:
+        raw_json = False
+        if ":=" in item and item.index(":=") + 1 == item.index("="):
+            key, _, text = item.partition(":=")
+            raw_json = True
+        else:
+            key, eq, text = item.partition("=")
+            if not eq:
+                raise UsageError(f"arguments are key=value, got {item!r}")
+        if not key:
+            raise UsageError(f"an argument has no name: {item!r}")
+        if key in args:
+            raise UsageError(f"argument {key!r} given twice")
+        if raw_json:
+            try:
+                args[key] = json.loads(text)
+            except ValueError as e:
+                raise UsageError(f"{key}:= needs a JSON value: {e}") from None
+        else:
+            args[key] = parse_call_value(text)
+    return args
+
+
+# ------------------------------------------------------------------ formatting helpers
+def _compact(value: Any) -> str:
+    """A value on one line: plain words as is, everything else as compact JSON."""
+    if isinstance(value, str) and value and not any(c.isspace() for c in value):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _kv(d: dict[str, Any]) -> str:
+    return " ".join(f"{k}={_compact(v)}" for k, v in d.items())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int]) -> str:
+    """A plain text table: columns two spaces apart, ``right`` columns right-aligned."""
+    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [
+            c.rjust(w) if k in right else c.ljust(w)
+            for k, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_instances(instances: Sequence[dict[str, Any]]) -> str:
+    """``ID NAME PRESET PAGES FREE CPUS``: PAGES is ``v_page_count`` (managed pages),
+    FREE ``v_free_count`` (both global vmstats), a machine without preset shows ``-``."""
+    rows = [
+        (
+            inst["id"],
+            inst["name"],
+            inst.get("preset") or "-",
+            inst["summary"]["v_page_count"],
+            inst["summary"]["v_free_count"],
+            inst["config"]["cpus"],
+        )
+        for inst in instances
+    ]
+    return table(("ID", "NAME", "PRESET", "PAGES", "FREE", "CPUS"), rows, {0, 3, 4, 5})
+
+
+def format_record(record: dict[str, Any]) -> list[str]:
+    """A call's record, one fact a line (indented two spaces)."""
+    lines: list[str] = []
+    for key, value in record.items():
+        if key == "moves" and isinstance(value, list):
+            for mv in value:
+                rest = {k: v for k, v in mv.items() if k not in ("pfn", "from", "to")}
+                extra = f" {_kv(rest)}" if rest else ""
+                lines.append(
+                    f"  move pfn {mv.get('pfn')} {mv.get('from')} -> {mv.get('to')}{extra}"
+                )
+        elif key == "counters" and isinstance(value, dict):
+            for scope, fields in value.items():
+                if isinstance(fields, dict):
+                    for name, delta in fields.items():
+                        d = f"{delta:+d}" if isinstance(delta, int) else _compact(delta)
+                        lines.append(f"  counter {scope}.{name} {d}")
+                else:
+                    lines.append(f"  counter {scope} {_compact(fields)}")
+        elif key == "events" and isinstance(value, list):
+            for ev in value:
+                if isinstance(ev, dict):
+                    rest = {k: v for k, v in ev.items() if k != "event"}
+                    lines.append(f"  event {ev.get('event', '?')} {_kv(rest)}".rstrip())
+                else:
+                    lines.append(f"  event {_compact(ev)}")
+        elif isinstance(value, list):
+            label = key[:-1] if key.endswith("s") else key
+            for item in value:
+                text = _kv(item) if isinstance(item, dict) else _compact(item)
+                lines.append(f"  {label} {text}")
+        elif isinstance(value, dict):
+            lines.append(f"  {key} {_kv(value)}".rstrip())
+        else:
+            lines.append(f"  {key} {_compact(value)}")
+    return lines
+
+
+def format_result(value: Any, returns: str | None) -> str | None:
+    """The text after ``=`` for a call's result; None for a function returning nothing."""
+    if value is None:
+        return None if returns == "none" else "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def format_call(
+    fn: str,
+    shown_args: Sequence[str],
+    response: dict[str, Any],
+    returns: str | None,
+    waited: bool = False,
+) -> str:
+    """The human-readable output of ``pagelab call`` (see the module docstring);
+    ``waited`` says the call was made with ``--wait``."""
+    head = f"{response.get('fn', fn)}({' '.join(shown_args)})"
+    lines: list[str] = []
+    blocked = response.get("blocked")
+    completed = response.get("completed")
+    if completed is not None:
+        # It slept and another call woke it while we waited.
+        if "error" in completed:
+            lines.append(f"{head} failed after sleeping: {_compact(completed['error'])}")
+        else:
+            text = format_result(completed.get("result"), returns)
+            lines.append(f"{head}{'' if text is None else ' = ' + text}   (after sleeping)")
+    elif blocked is not None:
+        lines.append(
+            f"{head} blocked: thread {blocked.get('thread')} sleeps on "
+            f"{blocked.get('channel')} (wmesg {json.dumps(blocked.get('wmesg'))}, "
+            f"timo {blocked.get('timo')})"
+        )
+        if waited:
+            lines.append("  (still asleep when the wait ended)")
+    else:
+        text = format_result(response.get("result"), returns)
+        if text is None:
+            lines.append(head)
+        elif "\n" in text:
+            lines.append(f"{head} =")
+            lines.append(text.rstrip("\n"))
+        else:
+            lines.append(f"{head} = {text}")
+    record = response.get("record")
+    if record:
+        lines.extend(format_record(record))
+    return "\n".join(lines) + "\n"
+
+
+def _events(vmstats: dict[str, Any]) -> dict[str, int]:
+    """The gd_cnt counters summed over every CPU into a u_int (as the sysctl does)."""
+    total: dict[str, int] = {field: 0 for _, field in EVENT_COLUMNS}
+    for cpu in vmstats["cpus"]:
+        for _, field in EVENT_COLUMNS:
+            total[field] = (total[field] + int(cpu["gd_cnt"].get(field, 0))) & _U_INT
+    return total
+
+
+def vmstat_header(pages: bool) -> str:
+    unit = "pages" if pages else "KiB"
+    mem_block = len(MEMORY_COLUMNS) * (MEM_WIDTH + 1)
+    group = f"{' memory (' + unit + ')':<{mem_block}} page"
+    cols = "".join(f" {c:>{MEM_WIDTH}}" for c, _ in MEMORY_COLUMNS) + "".join(
+        f" {c:>{EVENT_WIDTH}}" for c, _ in EVENT_COLUMNS
+    )
+    return f"{group}\n{cols}\n"
+
+
+def vmstat_line(
+    vmstats: dict[str, Any], pages: bool, previous: dict[str, int] | None = None
+) -> str:
+    """One sample: memory counts (KiB, or pages with ``pages``) from the global vmstats,
+    then the event counters (since boot, or since ``previous`` when given)."""
+    g = vmstats["global"]
+    page_kib = int(g["v_page_size"]) // 1024
+    mem = [int(g[field]) * (1 if pages else page_kib) for _, field in MEMORY_COLUMNS]
+    now = _events(vmstats)
+    ev = [
+        (now[field] - previous[field]) & _U_INT if previous is not None else now[field]
+        for _, field in EVENT_COLUMNS
+    ]
+    return (
+        "".join(f" {v:>{MEM_WIDTH}}" for v in mem)
+        + "".join(f" {v:>{EVENT_WIDTH}}" for v in ev)
+        + "\n"
+    )
+
+
+def systat_screen(
+    instance: dict[str, Any], vmstats: dict[str, Any], pageout: dict[str, Any]
+) -> str:
+    """The ``systat -vm``-like screen (see the module docstring)."""
+    g = vmstats["global"]
+    psize = int(g["v_page_size"])
+    summary = instance["summary"]
+
+    def kib(n: int) -> int:
+        return n * psize // 1024
+
+    ncpus = instance["config"]["cpus"]
+    preset = f" ({instance['preset']})" if instance.get("preset") else ""
+    out = [
+        f"PageLab systat -vm   instance {instance['id']} {instance['name']}{preset}   "
+        f"{ncpus} CPU{'s' if ncpus != 1 else ''}   ticks {summary.get('ticks', 0)}",
+        f"{g['v_page_count']} managed pages of {psize} bytes ({kib(int(g['v_page_count']))} KiB)",
+        "",
+    ]
+    queues = [
+        ("free", int(g["v_free_count"])),
+        ("cache", int(g["v_cache_count"])),
+        ("inact", int(g["v_inactive_count"])),
+        ("act", int(g["v_active_count"])),
+        ("wire", int(g["v_wire_count"])),
+        ("", None),
+        ("dma free", int(summary.get("dma_free_pages", 0))),
+    ]
+    left = [f"{'Queue':<12}{'pages':>9}{'KiB':>11}"] + [
+        f"{name:<12}{n:>9}{kib(n):>11}" if n is not None else "" for name, n in queues
+    ]
+    right = [f"{'Threshold':<22}{'pages':>8}{'KiB':>11}"] + [
+        f"{name:<22}{int(g[name]):>8}{kib(int(g[name])):>11}" for name in THRESHOLDS if name in g
+    ]
+    for k in range(max(len(left), len(right))):
+        lt = left[k] if k < len(left) else ""
+        rt = right[k] if k < len(right) else ""
+        out.append(f"{lt:<36}{rt}".rstrip())
+    out.append("")
+    out.append("Paging predicates (cpu0 gd_vmstats)")
+    preds = list(vmstats.get("predicates", {}).items())
+    for k in range(0, len(preds), 3):
+        row = preds[k : k + 3]
+        out.append("  " + "".join(f"{n:<19}{'YES' if v else 'no':<6}" for n, v in row).rstrip())
+    out.append("")
+    if not pageout.get("enabled", False):
+        out.append("Pagedaemon: disabled")
+    else:
+        th = pageout.get("thread") or {}
+        where = ""
+        if th.get("state") == "sleeping":
+            where = f", sleeping on {th.get('channel')} ({th.get('wmesg')})"
+        elif th.get("state"):
+            where = f", thread {th.get('state')}"
+        out.append(
+            f"Pagedaemon: {pageout.get('state')}{where}   pass {pageout.get('pass')}"
+            f"  passes {pageout.get('passes')}"
+        )
+        out.append(
+            f"  vm_pages_needed {pageout.get('vm_pages_needed')}"
+            f"  vm_pageout_deficit {pageout.get('vm_pageout_deficit')}"
+            f"  vm_pages_waiting {pageout.get('vm_pages_waiting')}"
+        )
+    out.append("")
+    adj_cols = (
+        "v_free_count",
+        "v_inactive_count",
+        "v_active_count",
+        "v_cache_count",
+        "v_wire_count",
+    )
+    out.append("CPU  gd_vmstats_adj:   free  inact    act  cache   wire")
+    for cpu in vmstats["cpus"]:
+        adj = cpu["gd_vmstats_adj"]
+        out.append(f"{cpu['cpu']:>3}  {'':15}" + "".join(f"{int(adj[c]):>7}" for c in adj_cols))
+    events = _events(vmstats)
+    out.append("")
+    out.append(
+        "Events (gd_cnt, all CPUs): "
+        + "  ".join(f"{field.removeprefix('v_')} {events[field]}" for _, field in EVENT_COLUMNS)
+    )
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------ commands
+Command = Callable[[PageLabClient, argparse.Namespace], int]
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _json_out(value: Any) -> None:
+    _out(json.dumps(value, indent=2) + "\n")
+
+
+def cmd_instances(client: PageLabClient, ns: argparse.Namespace) -> int:
+    instances = client.instances()
+    if ns.json:
+        _json_out(instances)
+    else:
+        _out(format_instances(instances))
+    return 0
+
+
+def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
+    if ns.preset is not None and (ns.cpus is not None or ns.seed is not None):
+        raise UsageError("--cpus and --seed go with --memory (a preset brings its own)")
+    inst = client.create_instance(
+        ns.name,
+        preset=ns.preset,
+        memory=ns.memory,
+        cpus=ns.cpus,
+        seed=ns.seed or 0,
+        boot_stage=ns.boot_stage,
+        pagedaemon=not ns.no_pagedaemon,
+    )
+    if ns.json:
+        _json_out(inst)
+    else:
+        _out(format_instances([inst]))
+    return 0
+
+
+def cmd_delete(client: PageLabClient, ns: argparse.Namespace) -> int:
+    client.delete_instance(ns.id)
+    _out(f"instance {ns.id} deleted\n")
+    return 0
+
+
+def cmd_reset(client: PageLabClient, ns: argparse.Namespace) -> int:
+    inst = client.reset_instance(ns.id)
+    if ns.json:
+        _json_out(inst)
+    else:
+        _out(format_instances([inst]))
+    return 0
+
+
+def _returns_of(client: PageLabClient, fn: str) -> str | None:
+    for f in client.functions():
+        if f.get("name") == fn or fn in f.get("aliases", ()):
+            returns = f.get("returns")
+            return returns if isinstance(returns, str) else None
+    return None
+
+
+def cmd_call(client: PageLabClient, ns: argparse.Namespace) -> int:
+    args = parse_call_args(ns.args)
+    response = client.call(
+        ns.instance,
+        ns.fn,
+        args,
+        cpu=ns.cpu,
+        thread=ns.thread,
+        nice=ns.nice,
+        lowmemkill=ns.lowmemkill,
+        systhread=ns.systhread,
+        wait=ns.wait,
+        timeout_s=ns.timeout,
+        record=not ns.no_record,
+    )
+    if ns.json:
+        _json_out(response)
+        return 0
+    completed = response["completed"]
+    if completed is not None:
+        shown, result = "error" not in completed, completed.get("result")
+    else:
+        shown, result = response["blocked"] is None, response["result"]
+    # A None result is NULL or nothing: only the function's declaration can tell.
+    returns = _returns_of(client, ns.fn) if shown and result is None else None
+    _out(format_call(ns.fn, ns.args, dict(response), returns, waited=ns.wait))
+    return 0
+
+
+def cmd_sysctl(client: PageLabClient, ns: argparse.Namespace) -> int:
+    if not ns.names and not ns.all:
+        raise UsageError("give -a or at least one name")
+    table_ = client.sysctls(ns.instance)
+    by_name = {s["name"]: s for s in table_}
+
+    def show(s: dict[str, Any], value: Any) -> None:
+        if ns.describe:
+            _out(f"{s['name']}: {s.get('description', '')}\n")
+        elif ns.value_only:
+            _out(f"{value}\n")
+        else:
+            _out(f"{s['name']}: {value}\n")
+
+    if not ns.names:
+        for s in table_:
+            show(s, s["value"])
+        return 0
+    status = 0
+    for arg in ns.names:
+        name, eq, text = arg.partition("=")
+        leaf = by_name.get(name)
+        children = [s for s in table_ if s["name"].startswith(name + ".")]
+        if leaf is None and not children:
+            if not ns.ignore_unknown:
+                _err(f"sysctl: unknown oid '{name}'")
+                status = 1
+            continue
+        if not eq:
+            if leaf is not None:
+                show(leaf, client.sysctl_get(ns.instance, name))
+            else:
+                for s in children:
+                    show(s, s["value"])
+            continue
+        if leaf is None:
+            _err(f"sysctl: oid '{name}' isn't a leaf node")
+            status = 1
+            continue
+        if not leaf.get("writable", False):
+            _err(f"sysctl: oid '{name}' is read only")
+            status = 1
+            continue
+        value = parse_c_integer(text)
+        if value is None:
+            _err(f"sysctl: invalid integer '{text}'")
+            status = 1
+            continue
+        try:
+            change = client.sysctl_set(ns.instance, name, value)
+        except PageLabError as e:
+            if e.status >= 500 or e.kind == "unknown-instance":
+                raise
+            _err(f"sysctl: {arg}: {e.detail}")
+            status = 1
+            continue
+        if ns.value_only:
+            _out(f"{change['old']} -> {change['new']}\n")
+        else:
+            _out(f"{name}: {change['old']} -> {change['new']}\n")
+    return status
+
+
+def _repeat(ns: argparse.Namespace) -> tuple[float | None, int | None]:
+    """(interval, count) of ``-w``/``-c``: count None means until interrupted."""
+    interval: float | None = ns.wait
+    count: int | None = ns.count
+    if interval is not None and interval <= 0:
+        raise UsageError("-w takes a positive number of seconds")
+    if count is not None and count < 1:
+        raise UsageError("-c takes a positive count")
+    if interval is None:
+        interval = 1.0 if count is not None and count > 1 else None
+        if count is None:
+            count = 1
+    return interval, count
+
+
+def cmd_vmstat(client: PageLabClient, ns: argparse.Namespace) -> int:
+    interval, count = _repeat(ns)
+    previous: dict[str, int] | None = None
+    n = 0
+    while True:
+        vmstats = client.vmstats(ns.instance)
+        text = vmstat_header(ns.pages) if n % HEADER_EVERY == 0 else ""
+        _out(text + vmstat_line(vmstats, ns.pages, previous))
+        previous = _events(vmstats)
+        n += 1
+        if (count is not None and n >= count) or interval is None:
+            return 0
+        _sleep(interval)
+
+
+def cmd_systat(client: PageLabClient, ns: argparse.Namespace) -> int:
+    interval, count = _repeat(ns)
+    tty = sys.stdout.isatty()
+    n = 0
+    while True:
+        screen = systat_screen(
+            client.instance(ns.instance), client.vmstats(ns.instance), client.pageout(ns.instance)
+        )
+        if n > 0:
+            screen = ("\033[H\033[J" if tty else "\n") + screen
+        _out(screen)
+        n += 1
+        if (count is not None and n >= count) or interval is None:
+            return 0
+        _sleep(interval)
+
+
+def cmd_ddb(client: PageLabClient, ns: argparse.Namespace) -> int:
+    command = " ".join(" ".join(ns.words).split())
+    if command not in _DDB_COMMANDS:
+        raise UsageError(
+            f"unknown DDB command {command!r}; this layer has "
+            + " and ".join(repr(c) for c in _DDB_COMMANDS)
+        )
+    _out(client.ddb(ns.instance, command))
+    return 0
+
+
+def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
+    functions = client.functions()
+    if ns.json:
+        _json_out(functions)
+        return 0
+    lines = []
+    for f in functions:
+        params = ", ".join(
+            p["name"] if p.get("required") else f"{p['name']}={_compact(p.get('default'))}"
+            for p in f.get("params", [])
+        )
+        lines.append(f"{f['name']}({params}) -> {f.get('returns')}: {f.get('help', '')}")
+    _out("\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    import uvicorn  # only the server needs it
+
+    uvicorn.run("app.main:app", host=ns.host, port=ns.port, log_level=ns.log_level)
+    return 0
+
+
+# ------------------------------------------------------------------ argument parsing
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pagelab",
+        description="Talk to a PageLab server: DragonFly BSD's physical page manager, simulated.",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("PAGELAB_URL", DEFAULT_URL),
+        help=f"server URL (default: $PAGELAB_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--instance", type=int, default=1, metavar="N", help="instance id (default: 1)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the server (uvicorn app.main:app)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info")
+
+    p = sub.add_parser("instances", help="list the instances")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_instances)
+
+    p = sub.add_parser("create", help="boot a new instance")
+    p.add_argument("name")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a named preset (teaching-1g, tiny-16m, ...)")
+    src.add_argument("--memory", help="RAM size, e.g. 4GiB")
+    p.add_argument("--cpus", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--boot-stage", choices=("early", "finished"), default="finished")
+    p.add_argument("--no-pagedaemon", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("delete", help="delete an instance")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("reset", help="re-boot an instance with its configuration and seed")
+    p.add_argument("id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reset)
+
+    p = sub.add_parser(
+        "call",
+        help="run a kernel function",
+        description="Run kernel function FN with key=value arguments (integers, 0x hex, "
+        "true/false, null, else strings; key:=JSON for any JSON value).",
+    )
+    p.add_argument("fn")
+    p.add_argument("args", nargs="*", metavar="key=value")
+    p.add_argument("--cpu", type=int, default=0)
+    p.add_argument("--thread", type=int)
+    p.add_argument("--nice", type=int, default=0)
+    p.add_argument("--lowmemkill", action="store_true", help="run with P_LOWMEMKILL")
+    p.add_argument("--systhread", action="store_true", help="run as a system thread")
+    p.add_argument("--wait", action="store_true", help="if the call sleeps, wait for its wakeup")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="longest wait (--wait)")
+    p.add_argument("--no-record", action="store_true", help="do not record what changed")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "sysctl",
+        help="read or write sysctls, as BSD sysctl(8)",
+        description="Read vm.name, write vm.name=value (-w optional), list with -a.",
+    )
+    p.add_argument("names", nargs="*", metavar="name[=value]")
+    p.add_argument("-a", dest="all", action="store_true", help="list every sysctl")
+    p.add_argument("-w", dest="write", action="store_true", help="write (name=value)")
+    p.add_argument("-n", dest="value_only", action="store_true", help="print values only")
+    p.add_argument("-d", dest="describe", action="store_true", help="print descriptions")
+    p.add_argument("-i", dest="ignore_unknown", action="store_true", help="ignore unknown oids")
+    p.set_defaults(func=cmd_sysctl)
+
+    p = sub.add_parser("vmstat", help="page-layer counters, as BSD vmstat(8)")
+    p.add_argument("-w", dest="wait", type=float, metavar="SECONDS", help="repeat every SECONDS")
+    p.add_argument("-c", dest="count", type=int, metavar="COUNT", help="stop after COUNT lines")
+    p.add_argument("-p", "--pages", action="store_true", help="memory in pages, not KiB")
+    p.set_defaults(func=cmd_vmstat)
+
+    p = sub.add_parser("systat", help="a systat -vm-like screen of the page layer")
+    p.add_argument("-vm", dest="vm", action="store_true", help="the page-layer display (default)")
+    p.add_argument("-w", dest="wait", type=float, metavar="SECONDS", help="refresh every SECONDS")
+    p.add_argument("-c", dest="count", type=int, metavar="COUNT", help="stop after COUNT screens")
+    p.set_defaults(func=cmd_systat)
+
+    p = sub.add_parser("ddb", help="DDB show page | show pageq")
+    p.add_argument("words", nargs="+", metavar="show page|pageq")
+    p.set_defaults(func=cmd_ddb)
+
+    p = sub.add_parser("functions", help="list the callable kernel functions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_functions)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pagelab`` with ``argv`` (default: the process's arguments); the exit status."""
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error argparse already printed
+        return e.code if isinstance(e.code, int) else 2
+    if ns.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    if ns.command == "serve":
+        return cmd_serve(ns)
+    command: Command = ns.func
+    try:
+        with PageLabClient(ns.url) as client:
+            return command(client, ns)
+    except UsageError as e:
+        _err(f"pagelab {ns.command}: {e}")
+        return 2
+    except PageLabError as e:
+        _err(f"pagelab: {e.title}: {e.detail}")
+        return 1
+    except httpx.TransportError as e:
+        _err(f"pagelab: cannot talk to {ns.url}: {e}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``pagelab sysctl -a | head``): stop quietly, and keep
+        # the interpreter's final flush from complaining about the closed pipe.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,721 @@
+"""A small typed Python client for the PageLab HTTP API (``/api/v1``), built on httpx.
+
+    from app.client import PageLabClient
+
+    with PageLabClient("http://127.0.0.1:8000") as lab:
+        pfn = lab.call(1, "vm_page_alloc", {"page_req": "VM_ALLOC_NORMAL"})["result"]
+        print(lab.page(1, pfn)["queue"], lab.sysctl_get(1, "vm.v_free_min"))
+
+``PageLabClient`` is synchronous; ``AsyncPageLabClient`` has the same methods as
+coroutines.  Both take an optional httpx ``transport`` (e.g. ``httpx.ASGITransport`` for
+the async client, to talk to an app in-process).
+
+Every error the server answers (an RFC 9457 ``application/problem+json`` document, or
+any other 4xx/5xx response) is raised as ``PageLabError`` with the status, the problem
+type URI, title and detail.  Transport failures (connection refused, timeouts) are
+httpx's own exceptions (``httpx.TransportError`` and subclasses), not wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, Literal, TypedDict, TypeVar, cast
+from urllib.parse import quote
+
+import httpx
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "AsyncPageLabClient",
+    "BatchResponse",
+    "CallResponse",
+    "PageLabClient",
+    "PageLabError",
+    "SysctlChange",
+]
+
+#: Where ``pagelab serve`` listens by default.
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Seconds an ordinary request may take (booting a large machine takes a while).
+DEFAULT_TIMEOUT = 60.0
+#: Extra seconds granted on top of ``timeout_s`` to a call that waits for a wakeup.
+WAIT_SLACK = 10.0
+
+API = "/api/v1"
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ result types
+class CallResponse(TypedDict):
+    """What ``POST /instances/{id}/calls/{fn}`` returns."""
+
+    fn: str
+    #: the value returned (a pfn, ``None`` where the kernel returns NULL, a bool, bits ...)
+    result: Any
+    #: set when the call put its thread to sleep: thread, channel, wmesg, timo
+    blocked: dict[str, Any] | None
+    #: with ``wait=True``: the outcome once another call woke the thread
+    completed: dict[str, Any] | None
+    #: what the call changed (moves, counters, events), unless ``record=False``
+    record: dict[str, Any] | None
+
+
+class BatchResponse(TypedDict):
+    """What ``POST /instances/{id}/calls`` returns."""
+
+    results: list[dict[str, Any]]
+    completed: int
+    errors: int
+    state_digest: str
+
+
+class SysctlChange(TypedDict):
+    """What ``PUT /instances/{id}/sysctls/{name}`` returns."""
+
+    name: str
+    old: int
+    new: int
+
+
+#: One call of a batch: ``{"fn": ..., "args": {...}, "ctx": {...}}``, a tuple
+#: ``(fn, args)`` / ``(fn, args, ctx)``, or just a function name.
+BatchCall = (
+    Mapping[str, Any]
+    | tuple[str, Mapping[str, Any]]
+    | tuple[str, Mapping[str, Any], Mapping[str, Any]]
+    | str
+)
+
+
+# ------------------------------------------------------------------ errors
+class PageLabError(Exception):
+    """An error answered by the server.
+
+    ``status`` is the HTTP status, ``type`` the problem type URI (``/problems/<kind>``,
+    ``about:blank`` for a response that was not a problem document), ``title`` and
+    ``detail`` its human-readable parts and ``body`` the whole decoded document (extra
+    members such as ``function`` and ``panic`` of a kernel panic included).
+    """
+
+    def __init__(
+        self, status: int, type: str, title: str, detail: str, body: dict[str, Any]
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.body = body
+
+    @property
+    def kind(self) -> str:
+        """The last segment of the type URI: ``unknown-instance``, ``kernel-panic`` ..."""
+        return self.type.rstrip("/").rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> PageLabError:
+        """Parse a problem+json error response (or make the best of any other body)."""
+        body: dict[str, Any] = {}
+        try:
+            decoded = response.json()
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            body = decoded
+        status = body.get("status")
+        if not isinstance(status, int):
+            status = response.status_code
+        detail = body.get("detail")
+        if not isinstance(detail, str):
+            detail = response.text.strip() or response.reason_phrase
+        return cls(
+            status=status,
+            type=str(body.get("type", "about:blank")),
+            title=str(body.get("title", response.reason_phrase or "Error")),
+            detail=detail,
+            body=body,
+        )
+
+
+# ------------------------------------------------------------------ request building
+@dataclass(frozen=True)
+class _Op(Generic[T]):
+    """One HTTP exchange: the request to send and how to read a successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    json: Any = None
+    params: dict[str, Any] | None = None
+    timeout: httpx.Timeout | None = field(default=None)
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _seg(value: str | int) -> str:
+    """One URL path segment, percent-encoded (sysctl names, DDB commands with spaces)."""
+    return quote(str(value), safe="")
+
+
+def _root(base_url: str) -> str:
+    """The server root: trailing slashes and a trailing ``/api/v1`` are dropped."""
+    url = base_url.rstrip("/")
+    if url.endswith(API):
+        url = url[: -len(API)]
+    return url
+
+
+def _queue_name(name: str) -> str:
+    """``"free"``, ``"PQ_FREE"`` or ``"pq_free"`` -> ``"PQ_FREE"``."""
+    upper = name.strip().upper()
+    return upper if upper.startswith("PQ_") else "PQ_" + upper
+
+
+def _batch_item(call: BatchCall) -> dict[str, Any]:
+    if isinstance(call, str):
+        return {"fn": call}
+    if isinstance(call, tuple):
+        item: dict[str, Any] = {"fn": call[0], "args": dict(call[1])}
+        if len(call) == 3:
+            item["ctx"] = dict(call[2])
+        return item
+    return dict(call)
+
+
+class _Ops:
+    """The API's operations as ``_Op`` values, shared by the sync and async clients."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    @staticmethod
+    def inst(instance_id: int, *rest: str | int) -> str:
+        return "/".join([f"{API}/instances/{int(instance_id)}", *(_seg(r) for r in rest)])
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> _Op[Any]:
+        return _Op("GET", path, _json, params=params)
+
+    # instances
+    def create_instance(
+        self,
+        name: str,
+        preset: str | None,
+        memory: str | int | None,
+        phys_avail: Sequence[tuple[int, int]] | None,
+        cpus: int | None,
+        topology: Mapping[str, int] | Sequence[int] | None,
+        numa: Sequence[Mapping[str, int]] | None,
+        seed: int,
+        boot_stage: Literal["early", "finished"],
+        pagedaemon: bool,
+        dma_reserved: int,
+    ) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {
+            "name": name,
+            "seed": seed,
+            "boot_stage": boot_stage,
+            "pagedaemon": pagedaemon,
+        }
+        if preset is not None:
+            body["preset"] = preset
+        if memory is not None:
+            body["memory"] = memory
+        if phys_avail is not None:
+            body["phys_avail"] = [[int(b), int(e)] for b, e in phys_avail]
+        if cpus is not None:
+            body["cpus"] = cpus
+        if topology is not None:
+            if isinstance(topology, Mapping):
+                body["topology"] = dict(topology)
+            else:
+                sockets, cores, threads = topology
+                body["topology"] = {"sockets": sockets, "cores": cores, "threads": threads}
+        if numa:
+            body["numa"] = [dict(n) for n in numa]
+        if dma_reserved:
+            body["dma_reserved"] = dma_reserved
+        return _Op("POST", f"{API}/instances", _json, json=body)
+
+    # calls
+    def call(
+        self,
+        instance_id: int,
+        fn: str,
+        args: Mapping[str, Any] | None,
+        cpu: int,
+        thread: int | None,
+        nice: int,
+        lowmemkill: bool,
+        systhread: bool,
+        wait: bool,
+        timeout_s: float | None,
+        record: bool,
+    ) -> _Op[CallResponse]:
+        body: dict[str, Any] = {
+            "args": dict(args or {}),
+            "ctx": {
+                "cpu": cpu,
+                "thread": thread,
+                "nice": nice,
+                "lowmemkill": lowmemkill,
+                "systhread": systhread,
+            },
+            "wait": wait,
+            "record": record,
+        }
+        if timeout_s is not None:
+            body["timeout_s"] = float(timeout_s)
+        timeout = None
+        if wait:
+            # The server holds the answer until the thread is woken or the wait ends
+            # (timeout_s, capped by the server; its own cap when timeout_s is None).
+            read = None if timeout_s is None else timeout_s + max(self.timeout, WAIT_SLACK)
+            timeout = httpx.Timeout(self.timeout, read=read)
+        return _Op("POST", self.inst(instance_id, "calls", fn), _json, json=body, timeout=timeout)
+
+    def batch(
+        self,
+        instance_id: int,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool,
+        record: bool,
+    ) -> _Op[BatchResponse]:
+        body = {
+            "calls": [_batch_item(c) for c in calls],
+            "stop_on_error": stop_on_error,
+            "record": record,
+        }
+        return _Op("POST", self.inst(instance_id, "calls"), _json, json=body)
+
+    def queue(
+        self, instance_id: int, name: str, colour: int, offset: int, limit: int
+    ) -> _Op[dict[str, Any]]:
+        path = self.inst(instance_id, "queues", _queue_name(name), int(colour))
+        return self.get(path, {"offset": offset, "limit": limit})
+
+    def sysctl_get(self, instance_id: int, name: str) -> _Op[int]:
+        def value(response: httpx.Response) -> int:
+            return int(response.json()["value"])
+
+        return _Op("GET", self.inst(instance_id, "sysctls", name), value)
+
+    def sysctl_set(self, instance_id: int, name: str, value: int) -> _Op[SysctlChange]:
+        path = self.inst(instance_id, "sysctls", name)
+        return _Op("PUT", path, _json, json={"value": value})
+
+    def ddb(self, instance_id: int, command: str) -> _Op[str]:
+        words = " ".join(command.split())
+        if not words.startswith("show "):
+            words = "show " + words
+        return _Op("GET", self.inst(instance_id, "ddb", words), _text)
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if response.status_code >= 400:
+        raise PageLabError.from_response(response)
+    return response
+
+
+# ------------------------------------------------------------------ sync client
+class PageLabClient:
+    """A synchronous client for one PageLab server.
+
+    ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/api/v1`` is
+    accepted too).  ``transport`` replaces httpx's network transport (tests, in-process
+    apps); ``timeout`` is the per-request limit in seconds (calls with ``wait=True`` get
+    their ``timeout_s`` on top).  Use it as a context manager or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = _root(base_url)
+        self._ops = _Ops(timeout)
+        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+
+    def __enter__(self) -> PageLabClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, op: _Op[T]) -> T:
+        response = self._http.request(
+            op.method,
+            op.path,
+            json=op.json,
+            params=op.params,
+            timeout=op.timeout if op.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        return op.parse(_checked(response))
+
+    def _view(self, instance_id: int, *rest: str | int) -> Any:
+        return self._run(self._ops.get(self._ops.inst(instance_id, *rest)))
+
+    # ------------------------------------------------------------ meta
+    def health(self) -> dict[str, str]:
+        """``GET /healthz``: ``{"status": "ok"}`` when the server is up."""
+        return cast(dict[str, str], self._run(self._ops.get("/healthz")))
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every callable kernel function with its parameters and the function it models."""
+        return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/functions")))
+
+    def presets(self) -> list[dict[str, Any]]:
+        """The named machine presets."""
+        return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/presets")))
+
+    # ------------------------------------------------------------ instances
+    def instances(self) -> list[dict[str, Any]]:
+        """Every instance: id, name, preset, config, summary, calls, state_digest."""
+        return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/instances")))
+
+    def instance(self, instance_id: int) -> dict[str, Any]:
+        """One instance's view (config, vmstats summary, state digest)."""
+        return cast(dict[str, Any], self._view(instance_id))
+
+    def create_instance(
+        self,
+        name: str,
+        preset: str | None = None,
+        memory: str | int | None = None,
+        phys_avail: Sequence[tuple[int, int]] | None = None,
+        cpus: int | None = None,
+        topology: Mapping[str, int] | Sequence[int] | None = None,
+        seed: int = 0,
+        boot_stage: Literal["early", "finished"] = "finished",
+        pagedaemon: bool = True,
+        *,
+        numa: Sequence[Mapping[str, int]] | None = None,
+        dma_reserved: int = 0,
+    ) -> dict[str, Any]:
+        """Boot a new machine from exactly one of ``preset``, ``memory`` ("4GiB" or bytes)
+        or ``phys_avail`` ranges; ``topology`` is ``{"sockets", "cores", "threads"}`` or a
+        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed.)"""
+        op = self._ops.create_instance(
+            name,
+            preset,
+            memory,
+            phys_avail,
+            cpus,
+            topology,
+            numa,
+            seed,
+            boot_stage,
+            pagedaemon,
+            dma_reserved,
+        )
+        return self._run(op)
+
+    def delete_instance(self, instance_id: int) -> None:
+        """Delete an instance (threads waiting on it are released with an error)."""
+        self._run(_Op("DELETE", self._ops.inst(instance_id), _nothing))
+
+    def reset_instance(self, instance_id: int) -> dict[str, Any]:
+        """Re-boot an instance with its configuration and seed: the same machine again."""
+        return self._run(_Op("POST", self._ops.inst(instance_id, "reset"), _json))
+
+    # ------------------------------------------------------------ calls
+    def call(
+        self,
+        instance_id: int,
+        fn: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        cpu: int = 0,
+        thread: int | None = None,
+        nice: int = 0,
+        lowmemkill: bool = False,
+        systhread: bool = False,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        record: bool = True,
+    ) -> CallResponse:
+        """Run kernel function ``fn`` with named ``args`` on ``cpu`` as ``thread``.
+
+        If the call sleeps, ``blocked`` says where; with ``wait=True`` the server holds
+        the answer until another call wakes the thread (at most ``timeout_s``, capped by
+        the server) and ``completed`` gives the outcome (``None`` if still asleep)."""
+        op = self._ops.call(
+            instance_id,
+            fn,
+            args,
+            cpu,
+            thread,
+            nice,
+            lowmemkill,
+            systhread,
+            wait,
+            timeout_s,
+            record,
+        )
+        return self._run(op)
+
+    def batch(
+        self,
+        instance_id: int,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> BatchResponse:
+        """Run calls in order under the instance's lock; each gets a result or an error."""
+        return self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
+
+    # ------------------------------------------------------------ state views
+    def page(self, instance_id: int, pfn: int) -> dict[str, Any]:
+        """Every field of page ``pfn``, decoded, with why it can or cannot be freed."""
+        return cast(dict[str, Any], self._view(instance_id, "pages", pfn))
+
+    def queues(self, instance_id: int) -> dict[str, list[int]]:
+        """``lcnt`` of every queue: ``{"PQ_FREE": [1024 counts], ...}``."""
+        return cast(dict[str, list[int]], self._view(instance_id, "queues"))
+
+    def queue(
+        self, instance_id: int, name: str, colour: int, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        """One queue's header (lcnt, adds, lastq) and its pfns head -> tail (paged).
+        ``name`` is ``PQ_FREE`` ... or just ``free``, ``inactive``, ``active``, ``cache``,
+        ``hold``."""
+        return self._run(self._ops.queue(instance_id, name, colour, offset, limit))
+
+    def vmstats(self, instance_id: int) -> dict[str, Any]:
+        """Global vmstats, each CPU's gd_vmstats / gd_vmstats_adj / gd_cnt, predicates."""
+        return cast(dict[str, Any], self._view(instance_id, "vmstats"))
+
+    def threads(self, instance_id: int) -> dict[str, Any]:
+        """Simulated threads, the wait channels they sleep on, and the tick count."""
+        return cast(dict[str, Any], self._view(instance_id, "threads"))
+
+    def objects(self, instance_id: int) -> list[dict[str, Any]]:
+        """Every VM object."""
+        return cast(list[dict[str, Any]], self._view(instance_id, "objects"))
+
+    def object(self, instance_id: int, object_id: int) -> dict[str, Any]:
+        """One VM object with its resident pages (pindex -> pfn)."""
+        return cast(dict[str, Any], self._view(instance_id, "objects", object_id))
+
+    def dma(self, instance_id: int) -> dict[str, Any]:
+        """The DMA reserve's alist: free runs and bounds."""
+        return cast(dict[str, Any], self._view(instance_id, "dma"))
+
+    def pageout(self, instance_id: int) -> dict[str, Any]:
+        """The pageout daemon's state (state, pass, vm_pages_needed, its thread ...)."""
+        return cast(dict[str, Any], self._view(instance_id, "pageout"))
+
+    # ------------------------------------------------------------ sysctl, ddb
+    def sysctls(self, instance_id: int) -> list[dict[str, Any]]:
+        """Every sysctl: name, type, writable, unit, description, value, source."""
+        return cast(list[dict[str, Any]], self._view(instance_id, "sysctls"))
+
+    def sysctl_get(self, instance_id: int, name: str) -> int:
+        """The value of sysctl ``name`` (e.g. ``vm.v_free_min``)."""
+        return self._run(self._ops.sysctl_get(instance_id, name))
+
+    def sysctl_set(self, instance_id: int, name: str, value: int) -> SysctlChange:
+        """Write a read-write sysctl; returns ``{"name", "old", "new"}``."""
+        return self._run(self._ops.sysctl_set(instance_id, name, value))
+
+    def ddb(self, instance_id: int, command: str) -> str:
+        """DDB ``show page`` / ``show pageq`` (``page`` / ``pageq`` alone work too), as the
+        kernel debugger prints it."""
+        return self._run(self._ops.ddb(instance_id, command))
+
+
+# ------------------------------------------------------------------ async client
+class AsyncPageLabClient:
+    """The asynchronous twin of ``PageLabClient``: the same methods, as coroutines.
+    ``transport`` may be ``httpx.ASGITransport(app=app)`` to talk to an app in-process."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = _root(base_url)
+        self._ops = _Ops(timeout)
+        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncPageLabClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, op: _Op[T]) -> T:
+        response = await self._http.request(
+            op.method,
+            op.path,
+            json=op.json,
+            params=op.params,
+            timeout=op.timeout if op.timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        return op.parse(_checked(response))
+
+    async def _view(self, instance_id: int, *rest: str | int) -> Any:
+        return await self._run(self._ops.get(self._ops.inst(instance_id, *rest)))
+
+    async def health(self) -> dict[str, str]:
+        return cast(dict[str, str], await self._run(self._ops.get("/healthz")))
+
+    async def functions(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/functions")))
+
+    async def presets(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/presets")))
+
+    async def instances(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/instances")))
+
+    async def instance(self, instance_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id))
+
+    async def create_instance(
+        self,
+        name: str,
+        preset: str | None = None,
+        memory: str | int | None = None,
+        phys_avail: Sequence[tuple[int, int]] | None = None,
+        cpus: int | None = None,
+        topology: Mapping[str, int] | Sequence[int] | None = None,
+        seed: int = 0,
+        boot_stage: Literal["early", "finished"] = "finished",
+        pagedaemon: bool = True,
+        *,
+        numa: Sequence[Mapping[str, int]] | None = None,
+        dma_reserved: int = 0,
+    ) -> dict[str, Any]:
+        op = self._ops.create_instance(
+            name,
+            preset,
+            memory,
+            phys_avail,
+            cpus,
+            topology,
+            numa,
+            seed,
+            boot_stage,
+            pagedaemon,
+            dma_reserved,
+        )
+        return await self._run(op)
+
+    async def delete_instance(self, instance_id: int) -> None:
+        await self._run(_Op("DELETE", self._ops.inst(instance_id), _nothing))
+
+    async def reset_instance(self, instance_id: int) -> dict[str, Any]:
+        return await self._run(_Op("POST", self._ops.inst(instance_id, "reset"), _json))
+
+    async def call(
+        self,
+        instance_id: int,
+        fn: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        cpu: int = 0,
+        thread: int | None = None,
+        nice: int = 0,
+        lowmemkill: bool = False,
+        systhread: bool = False,
+        wait: bool = False,
+        timeout_s: float | None = None,
+        record: bool = True,
+    ) -> CallResponse:
+        op = self._ops.call(
+            instance_id,
+            fn,
+            args,
+            cpu,
+            thread,
+            nice,
+            lowmemkill,
+            systhread,
+            wait,
+            timeout_s,
+            record,
+        )
+        return await self._run(op)
+
+    async def batch(
+        self,
+        instance_id: int,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> BatchResponse:
+        return await self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
+
+    async def page(self, instance_id: int, pfn: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "pages", pfn))
+
+    async def queues(self, instance_id: int) -> dict[str, list[int]]:
+        return cast(dict[str, list[int]], await self._view(instance_id, "queues"))
+
+    async def queue(
+        self, instance_id: int, name: str, colour: int, offset: int = 0, limit: int = 100
+    ) -> dict[str, Any]:
+        return await self._run(self._ops.queue(instance_id, name, colour, offset, limit))
+
+    async def vmstats(self, instance_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "vmstats"))
+
+    async def threads(self, instance_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "threads"))
+
+    async def objects(self, instance_id: int) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._view(instance_id, "objects"))
+
+    async def object(self, instance_id: int, object_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "objects", object_id))
+
+    async def dma(self, instance_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "dma"))
+
+    async def pageout(self, instance_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._view(instance_id, "pageout"))
+
+    async def sysctls(self, instance_id: int) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._view(instance_id, "sysctls"))
+
+    async def sysctl_get(self, instance_id: int, name: str) -> int:
+        return await self._run(self._ops.sysctl_get(instance_id, name))
+
+    async def sysctl_set(self, instance_id: int, name: str, value: int) -> SysctlChange:
+        return await self._run(self._ops.sysctl_set(instance_id, name, value))
+
+    async def ddb(self, instance_id: int, command: str) -> str:
+        return await self._run(self._ops.ddb(instance_id, command))

@@ -1,0 +1,69 @@
+"""Smoke test of the HTTP benchmark: ``python -m bench http --json --quick`` starts a real
+uvicorn on 127.0.0.1, drives it from client processes and prints every figure.  No timing
+is asserted: only that each figure exists and is a positive number."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCALARS = (
+    "bare_rps",
+    "alloc_free_rps",
+    "ratio",
+    "batch_calls_per_s",
+    "batch_alloc_lookup_calls_per_s",
+    "batch_deactivate_free_calls_per_s",
+    "batch_core_calls_per_s",
+    "batch_core_share",
+    "boot_s",
+)
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def test_http_quick_json_has_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "http", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json prints exactly one JSON object"
+    result = json.loads(lines[0])
+    for key in SCALARS:
+        assert _positive(result[key]), (key, result[key])
+    # the ratio is the two medians divided (one run each with --quick)
+    assert math.isclose(result["ratio"], result["alloc_free_rps"] / result["bare_rps"])
+    # --quick sends 5 000-call batches and boots a 1 GiB instance B
+    assert result["batch_calls"] == 5000
+    assert result["boot_memory"] == "1GiB"
+    lat = result["latency_ms"]
+    assert set(lat) == {"during_boot", "idle", "interval_ms"}
+    assert _positive(lat["interval_ms"])
+    for kind in ("during_boot", "idle"):
+        assert set(lat[kind]) == {"p50", "p99", "max", "n", "p99_corrected"}
+        assert all(_positive(v) for v in lat[kind].values()), (kind, lat[kind])
+        s = lat[kind]
+        assert s["p50"] <= s["p99"] <= s["max"]
+        # the correction only adds latencies below the sample they come from
+        assert s["p99_corrected"] <= s["max"]
+    # --quick takes 200 idle samples, every one of them kept
+    assert lat["idle"]["n"] == 200
+    assert result["targets"] == {"ratio": 0.7, "batch_calls_per_s": 200000}
