@@ -6,10 +6,11 @@ JSON types its schema documents, never ``"5"`` for 5 or ``0`` for false.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -122,6 +123,16 @@ class BatchCall(BaseModel):
     ctx: CtxIn | None = None
 
 
+MAX_BATCH_CALLS = 200_000
+
+
+def _short_enough(value: Any) -> Any:
+    """Refuse an oversized list before validating a single item of it."""
+    if isinstance(value, list) and len(value) > MAX_BATCH_CALLS:
+        raise ValueError(f"a batch holds at most {MAX_BATCH_CALLS} calls, not {len(value)}")
+    return value
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -134,8 +145,8 @@ class BatchRequest(BaseModel):
             ]
         },
     )
-    calls: list[BatchCall] = Field(
-        max_length=200_000, description="at most 200 000 (PAGELAB_MAX_BATCH may lower it)"
+    calls: Annotated[list[BatchCall], BeforeValidator(_short_enough)] = Field(
+        max_length=MAX_BATCH_CALLS, description="at most 200 000 (PAGELAB_MAX_BATCH may lower it)"
     )
     stop_on_error: StrictBool = False
     record: StrictBool = False
