@@ -174,6 +174,39 @@ class Machine(InvariantOps):
         spec = REGISTRY.get(fn)
         if spec is None:
             raise InvalidArgument(f"there is no kernel function named {fn!r} here")
+        if (
+            not record
+            and thread is None
+            and not nice
+            and not systhread
+            and not lowmemkill
+            and spec.on_thread
+            and not spec.sleeps
+            and type(cpu) is int
+            and 0 <= cpu < self.ncpus
+        ):
+            # The common case (a plain call on the CPU's own thread, no record): the same
+            # steps as below with the checks that cannot fail here left out.
+            conv = self._convert_args(spec, args or {})
+            th = self.threads.get(cpu)
+            if th is None:
+                th = Thread(cpu, cpu)
+            elif th.state != "idle":
+                raise InvalidArgument(
+                    f"thread {cpu} is {th.state} in {th.fn} (on {th.channel}); wake it, let it "
+                    "time out (tick), or run the call on another thread"
+                )
+            th.cpu = cpu
+            th.nice = 0
+            th.systhread = False
+            if th.p_flags & P_LOWMEMKILL:
+                th.p_flags &= ~P_LOWMEMKILL
+            self._enter(th)
+            self.trace = None
+            value = getattr(self, spec.method)(**conv)
+            if self.runq:
+                self.run_runnable()
+            return CallResult(spec.name, value)
         if type(cpu) is not int or not 0 <= cpu < self.ncpus:
             raise InvalidArgument(
                 f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}"
