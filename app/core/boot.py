@@ -279,34 +279,19 @@ class BootOps(SchedOps):
         self.vm_numa_organize_finalize()
 
     def _unlink_raw(self, i: int) -> None:
+        """Unlink a boot-time page from its queue: ``lcnt`` only, no vmstats (spec §3)."""
         pg = self.pg
         q = pg.queue[i]
-        nxt = pg.next[i]
-        prv = pg.prev[i]
-        if prv < 0:
-            self.q_head[q] = nxt
-        else:
-            pg.next[prv] = nxt
-        if nxt < 0:
-            self.q_tail[q] = prv
-        else:
-            pg.prev[nxt] = prv
+        self._unlink(i, q)
         pg.next[i] = -1
         pg.prev[i] = -1
         pg.queue[i] = 0
         self.q_lcnt[q] -= 1
 
     def _push_head_raw(self, i: int, q: int) -> None:
-        pg = self.pg
-        old = self.q_head[q]
-        pg.prev[i] = -1
-        pg.next[i] = old
-        if old < 0:
-            self.q_tail[q] = i
-        else:
-            pg.prev[old] = i
-        self.q_head[q] = i
-        pg.queue[i] = q
+        """Insert a boot-time page at the head of ``q``: ``lcnt`` only, no vmstats."""
+        self._link(i, q, True)
+        self.pg.queue[i] = q
         self.q_lcnt[q] += 1
 
     def vm_numa_organize_finalize(self) -> None:

@@ -93,9 +93,8 @@ class QueueOps(MachineState):
         self.adj.cnt[k] += 1
         self.gd.cnt[k] += 1
 
-    def _move_within(self, i: int, queue: int, athead: bool) -> None:
-        """Requeue page ``i`` inside its current queue (head or tail) without touching
-        counters, as the pageout daemon does under the queue lock alone."""
+    def _unlink(self, i: int, queue: int) -> None:
+        """Take page ``i`` out of ``queue``'s list (links and head/tail only)."""
         pg = self.pg
         nxt = pg.next[i]
         prv = pg.prev[i]
@@ -107,6 +106,10 @@ class QueueOps(MachineState):
             self.q_tail[queue] = prv
         else:
             pg.prev[nxt] = prv
+
+    def _link(self, i: int, queue: int, athead: bool) -> None:
+        """Put page ``i`` at the head or tail of ``queue``'s list (links only)."""
+        pg = self.pg
         if athead:
             old = self.q_head[queue]
             pg.prev[i] = -1
@@ -125,6 +128,13 @@ class QueueOps(MachineState):
             else:
                 pg.next[old] = i
             self.q_tail[queue] = i
+
+    def _move_within(self, i: int, queue: int, athead: bool) -> None:
+        """Requeue page ``i`` inside its current queue (head or tail) without touching
+        counters, as the pageout daemon does under the queue lock alone.  (``_rem_queue``
+        and ``_add_queue`` inline the same list steps: they are the hot paths.)"""
+        self._unlink(i, queue)
+        self._link(i, queue, athead)
 
     def vmstats_rollup_cpu(self, cpuid: int) -> None:
         """``vmstats_rollup_cpu(gd)``: move every non-zero pending adjustment of one CPU
