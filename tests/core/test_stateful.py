@@ -410,7 +410,9 @@ class PageLab(RuleBasedStateMachine):
             # a blocked call: only sleeping functions block; the thread is parked there
             assert spec.sleeps and r.result is None
             th = m.threads[tid]
-            assert th.state == "sleeping" and th.channel == r.blocked["channel"]
+            if not any(done["tid"] == tid for done in r.record.get("resumed", [])):
+                # (unless a thread it woke — the daemon — woke it again at once)
+                assert th.state == "sleeping" and th.channel == r.blocked["channel"]
         if not spec.mutates and before is not None:
             assert m.state_digest() == before, f"{fn}({args}) is registered read-only"
         for done in r.record.get("resumed", []):
@@ -1408,6 +1410,8 @@ PageLab.TestCase.settings = settings(
     max_examples=40,
     stateful_step_count=60,
     deadline=None,
+    derandomize=True,  # CI runs a fixed, reproducible set of sequences
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 TestPageLab = PageLab.TestCase
