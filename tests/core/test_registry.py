@@ -128,6 +128,41 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         oid = m.call("vm_object_allocate").result
         pfn = int(m.call("vm_page_alloc", {"object": oid, "pindex": 3}).result)
         return {"m": pfn}, lambda m, r: ok(m.pg.obj[ix(pfn)] == 0, "still owned"), {}
+    if name == "vm_page_unhold":
+        pfn = alloc(m)
+        m.call("vm_page_hold", {"m": pfn})
+        return {"m": pfn}, lambda m, r: ok(m.pg.hold[ix(pfn)] == 0, "still held"), {}
+    if name in ("pmap_remove", "pmap_touch"):
+        pfn = alloc(m)
+        m.call("pmap_enter", {"m": pfn, "pmap": 1, "writeable": True})
+        if name == "pmap_remove":
+            return (
+                {"m": pfn, "pmap": 1},
+                lambda m, r: ok(m.pmap_view(ix(pfn))["mappings"] == [], "still mapped"),
+                {},
+            )
+        return (
+            {"m": pfn, "pmap": 1, "write": True},
+            lambda m, r: ok(m.pmap_is_modified(ix(pfn)), "the write set no modified bit"),
+            {},
+        )
+    if name in ("vm_pageout_page", "vm_pageout_clean_helper"):
+        oid = m.call("vm_object_allocate").result
+        pfn = int(m.call("vm_page_alloc", {"object": oid, "pindex": 5}).result)
+        m.call("vm_page_set_validdirty", {"m": pfn, "base": 0, "size": 4096})
+        m.call("vm_page_deactivate", {"m": pfn})  # still hard-busied from the allocation
+        if name == "vm_pageout_page":
+            # dirty, no PG_WINATCFLS, pass 0: the second chance (spec §15.3 step 8)
+            def second_chance(m: Machine, r: CallResult) -> None:
+                i = ix(pfn)
+                assert r.result == 0 and m.pg.flags[i] & 0x4 and m.pg.busy[i] == 0
+
+            return {"m": pfn}, second_chance, {}
+
+        def laundered(m: Machine, r: CallResult) -> None:  # only this page: clean now
+            assert r.result == 1 and m.pg.dirty[ix(pfn)] == 0
+
+        return {"m": pfn}, laundered, {}
     if name == "vm_page_lookup":
         oid = m.call("vm_object_allocate").result
         pfn = int(m.call("vm_page_alloc", {"object": oid, "pindex": 3}).result)
