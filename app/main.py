@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors
+from app.api import errors, stream, workloads
 from app.api.routes import meta_router, router
 from app.lab.service import Lab
 from app.lab.settings import Settings
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.boot_default:
             await lab.create_preset("default", settings.default_preset)
         yield
+        await lab.shutdown()
 
     app = FastAPI(
         title="PageLab",
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit)
     app.include_router(router)
+    app.include_router(stream.router)
+    app.include_router(workloads.router)
     app.include_router(meta_router)
     return app
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -30,10 +30,17 @@ def _http(argv: list[str]) -> int:
     return http.main(argv)
 
 
+def _pagemap(argv: list[str]) -> int:
+    from bench import pagemap
+
+    return pagemap.main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "engine": _engine,
     "lifecycle": _lifecycle,
     "http": _http,
+    "pagemap": _pagemap,
 }
 
 

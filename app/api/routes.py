@@ -10,16 +10,17 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
-from app.core.constants import PAGE_SIZE, PQ_BASES, PQ_L2_SIZE, PQ_NAMES
+from app.core.constants import PAGE_SIZE, PQ_NAMES
 from app.core.ddb import DDB_COMMANDS, ddb_command
 from app.core.errors import InvalidArgument
 from app.core.machine import Machine
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
-from app.lab.explain import explain_page
+from app.lab import views
 from app.lab.fields import VMSTATS_HELP
+from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
-from app.lab.service import Ctx, Instance, Lab, LabError
+from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .schemas import (
@@ -177,7 +178,7 @@ async def call_function(
 ) -> CallResponse:
     """Run one kernel function by name with named arguments."""
     ctx = Ctx(**body.ctx.model_dump())
-    result, outcome = await lab.call(
+    result, outcome, seq = await lab.call(
         instance_id,
         fn,
         body.args,
@@ -188,6 +189,7 @@ async def call_function(
     )
     return CallResponse(
         fn=result.fn,
+        seq=seq,
         result=result.result,
         blocked=result.blocked,
         completed=outcome,
@@ -265,9 +267,7 @@ async def get_page(
 
     def view(m: Machine) -> dict[str, Any]:
         with _not_found():  # a pfn outside the machine or in a hole: no such page
-            info = m.page_info(pfn)
-        info["explain"] = explain_page(m, pfn)
-        return info
+            return views.page_view(m, pfn)
 
     return await lab.read(instance_id, view)
 
@@ -276,10 +276,7 @@ async def get_page(
 async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """lcnt of all 5 × 1024 queues as compact arrays (for the visualiser)."""
 
-    def view(m: Machine) -> dict[str, Any]:
-        return {PQ_NAMES[b]: m.q_lcnt[b : b + PQ_L2_SIZE] for b in PQ_BASES}
-
-    return await lab.read(instance_id, view)
+    return await lab.read(instance_id, views.queues_view)
 
 
 @router.get(
@@ -301,7 +298,7 @@ async def get_queue(
 @router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])
 async def get_vmstats(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Global and per-CPU vmstats, and which paging predicates hold now."""
-    view = await lab.read(instance_id, lambda m: m.vmstats_view())
+    view = await lab.read(instance_id, views.vmstats_view)
     view["fields"] = {
         name: {"unit": unit, "help": text} for name, (unit, text) in VMSTATS_HELP.items()
     }
@@ -353,13 +350,27 @@ async def get_object(
 async def list_threads(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Threads and the wait channels they sleep on."""
 
-    def view(m: Machine) -> dict[str, Any]:
-        return {
-            "threads": m.threads_view(),
-            "channels": {c: m.waiters(c) for c in m.sleepq},
-            "ticks": m.ticks,
-        }
+    return await lab.read(instance_id, views.threads_view)
 
+
+@router.get("/instances/{instance_id}/pagemap", operation_id="get_pagemap", tags=["state"])
+async def get_pagemap(
+    instance_id: InstanceId,
+    lab: LabDep,
+    lo: Annotated[int | None, Query(ge=0, le=1 << 40, description="first pfn")] = None,
+    hi: Annotated[int | None, Query(ge=1, le=1 << 40, description="pfn after the last")] = None,
+    width: Annotated[int, Query(ge=1, le=4096, description="most buckets")] = 512,
+) -> dict[str, Any]:
+    """Every page's state (free, cache, inactive, active, hold, wired, busy, DMA reserve,
+    none, unmanaged) counted in at most ``width`` buckets over pfns ``[lo, hi)``."""
+
+    def view(m: Machine) -> dict[str, Any]:
+        with _not_found():
+            return pagemap(m, lo, hi, width)
+
+    inst = lab.get(instance_id)
+    if inst.machine.page_range > INLINE_MAX_PAGES:
+        return await lab.read_in_thread(instance_id, view)
     return await lab.read(instance_id, view)
 
 
@@ -371,7 +382,7 @@ async def get_dma(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
 
 @router.get("/instances/{instance_id}/pageout", operation_id="get_pageout", tags=["state"])
 async def get_pageout(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
-    return await lab.read(instance_id, lambda m: m.pageout_view())
+    return await lab.read(instance_id, views.pageout_view)
 
 
 @router.get("/instances/{instance_id}/sysctls", operation_id="list_sysctls", tags=["sysctl"])
@@ -399,7 +410,7 @@ async def set_sysctl(
     lab: LabDep,
 ) -> dict[str, Any]:
     await get_sysctl(instance_id, name, lab)  # 404 for a name that does not exist
-    result, _ = await lab.call(
+    result, _, _seq = await lab.call(
         instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
     )
     new = await lab.read(instance_id, lambda m: sysctl_get(m, name))

@@ -110,6 +110,7 @@ class CallRequest(BaseModel):
 
 class CallResponse(BaseModel):
     fn: str
+    seq: int = Field(description="the call's sequence number on its instance (see the stream)")
     result: Any = None
     blocked: dict[str, Any] | None = None
     completed: dict[str, Any] | None = Field(default=None, description="the outcome after waiting")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,8 +23,11 @@ from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSlee
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
 
+from .access import Access
 from .presets import PRESETS
 from .settings import Settings
+from .stream import StreamHub, StreamSettings
+from .workload_runner import WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
 
@@ -67,6 +71,23 @@ class Ctx:
     lowmemkill: bool = False
     systhread: bool = False
 
+    def compact(self) -> dict[str, Any]:
+        """The fields that differ from the defaults (the CPU always)."""
+        out: dict[str, Any] = {"cpu": self.cpu}
+        if self.thread is not None:
+            out["thread"] = self.thread
+        if self.nice:
+            out["nice"] = self.nice
+        if self.lowmemkill:
+            out["lowmemkill"] = True
+        if self.systhread:
+            out["systhread"] = True
+        return out
+
+
+#: Call records each instance keeps for its viewers.
+RING_SIZE = 4096
+
 
 @dataclass
 class Instance:
@@ -81,6 +102,58 @@ class Instance:
     digest_cache: tuple[int, int, str] | None = None  # (generation, calls, digest)
     generation: int = 0
     waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+    #: the seq of the last kernel call made on this machine (0 after boot)
+    seq: int = 0
+    #: the latest call records, for the stream (bounded: a viewer never holds a call up)
+    ring: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
+    #: cumulative calls per function and page moves per queue-type pair (stream summaries)
+    fn_counts: Counter[str] = field(default_factory=Counter)
+    move_counts: Counter[str] = field(default_factory=Counter)
+    error_count: int = 0
+    workloads: dict[int, WorkloadRun] = field(default_factory=dict)
+
+    def record(
+        self,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        source: str,
+        result: CallResult | None,
+        error: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one kernel call to the ring and return its seq.  Runs under the
+        instance's lock (possibly in a worker thread): a cheap append, never a wait."""
+        self.seq += 1
+        event: dict[str, Any] = {
+            "seq": self.seq,
+            "fn": fn,
+            "args": args,
+            "ctx": ctx.compact(),
+            "source": source,
+        }
+        self.fn_counts[fn] += 1
+        if error is not None:
+            event["error"] = error
+            self.error_count += 1
+        elif result is not None:
+            event["result"] = result.result
+            if result.blocked is not None:
+                event["blocked"] = result.blocked
+            rec = result.record
+            if rec:
+                moves = rec.get("moves", ())
+                event["moves"] = moves
+                event["counters"] = rec.get("counters", {})
+                event["events"] = rec.get("events", [])
+                if "resumed" in rec:
+                    event["resumed"] = rec["resumed"]
+                counts = self.move_counts
+                for mv in moves:
+                    src = mv["from"].partition(":")[0]
+                    dst = mv["to"].partition(":")[0]
+                    counts[f"{src}->{dst}"] += 1
+        self.ring.append(event)
+        return self.seq
 
 
 def _thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
@@ -115,6 +188,25 @@ class Lab:
         self._next_id = 1
         self._create_lock = asyncio.Lock()
         self._booting = 0
+        self.access = Access()
+        self.workloads = WorkloadRunner(self, self.settings.max_workloads)
+        st = self.settings
+        self.stream = StreamHub(
+            self,
+            StreamSettings(
+                events_per_frame=st.stream_events_per_frame,
+                buffer_frames=st.stream_buffer_frames,
+                stuck_after_s=st.stream_stuck_after_s,
+                watch_pages=st.stream_watch_pages,
+            ),
+        )
+
+    async def shutdown(self) -> None:
+        """Stop workloads and close every stream (code 1001, going away)."""
+        for inst in self.instances.values():
+            for run in list(inst.workloads.values()):
+                run.cancel()
+        await self.stream.close_all()
 
     # ------------------------------------------------------------ instances
     def check_config(self, config: MachineConfig) -> MachineConfig:
@@ -167,19 +259,26 @@ class Lab:
 
     async def delete(self, instance_id: int) -> None:
         inst = self.get(instance_id)
+        for run in inst.workloads.values():
+            run.cancel("the instance was deleted")
         async with inst.lock:
             del self.instances[instance_id]
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
                         f.set_result({"error": "the instance was deleted"})
+        await self.stream.instance_deleted(instance_id)
 
     async def reset(self, instance_id: int) -> Instance:
         """Re-boot with the same configuration (same seed: the same machine again)."""
         inst = self.get(instance_id)
+        for run in inst.workloads.values():
+            run.cancel("the instance was reset")
         async with inst.lock:
             inst.machine = await anyio.to_thread.run_sync(Machine.boot, inst.config)
             inst.calls = 0
+            inst.seq = 0
+            inst.ring.clear()
             inst.generation += 1
             inst.digest_cache = None
             for futures in inst.waiters.values():
@@ -190,7 +289,7 @@ class Lab:
         return inst
 
     # ------------------------------------------------------------ calls
-    def _resolve_waiters(self, inst: Instance) -> None:
+    def resolve_waiters(self, inst: Instance) -> None:
         for tid in list(inst.waiters):
             outcome = _thread_outcome(inst.machine, tid)
             if outcome is None:
@@ -209,11 +308,16 @@ class Lab:
         wait: bool = False,
         timeout_s: float | None = None,
         record: bool = True,
-    ) -> tuple[CallResult, dict[str, Any] | None]:
-        """Run one call.  Returns the call's result and, when it blocked, its outcome: at
-        once if it was already resumed before the call returned, else (when ``wait`` was
-        asked) once another call wakes it; None if it is still asleep when the wait ends.
-        A call on a parked thread is refused as a ``conflict``."""
+        source: str = "api",
+    ) -> tuple[CallResult, dict[str, Any] | None, int]:
+        """Run one call.  Returns the call's result, its outcome when it blocked (at once
+        if it was already resumed before the call returned, else — when ``wait`` was
+        asked — once another call wakes it; None if it is still asleep when the wait
+        ends), and its seq.  A call on a parked thread is refused as a ``conflict``.
+
+        The machine always records the call (its moves, counters and kernel events go to
+        the instance's ring for the stream); ``record`` only says whether the caller
+        wants the record back."""
         inst = self.get(instance_id)
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
@@ -233,29 +337,35 @@ class Lab:
                     nice=ctx.nice,
                     systhread=ctx.systhread,
                     lowmemkill=ctx.lowmemkill,
-                    record=record,
+                    record=True,
                 )
 
             # Most calls take microseconds: a worker-thread handoff would cost more than
             # the call.  Calls whose work grows with the machine or an argument run in a
             # worker thread so the event loop keeps serving other instances.
-            if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
-                result = await anyio.to_thread.run_sync(run_call)
-            else:
-                result = run_call()
+            try:
+                if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
+                    result = await anyio.to_thread.run_sync(run_call)
+                else:
+                    result = run_call()
+            except CORE_ERRORS as e:
+                inst.record(fn, args, ctx, source, None, problem_of(e))
+                inst.calls += 1
+                raise
+            seq = inst.record(fn, args, ctx, source, result)
             inst.calls += 1
-            self._resolve_waiters(inst)
+            self.resolve_waiters(inst)
             if result.blocked is not None:
                 # The call may already have been resumed before it returned (e.g. it woke
                 # the pageout daemon, which woke it back): then it is complete, wait or not.
                 done = _thread_outcome(m, result.blocked["thread"])
                 if done is not None:
-                    return result, done
+                    return result, done, seq
                 if wait:
                     waiter = asyncio.get_running_loop().create_future()
                     inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
         if waiter is None:
-            return result, None
+            return result, None, seq
         limit = min(
             timeout_s if timeout_s is not None else self.settings.max_wait_s,
             self.settings.max_wait_s,
@@ -263,8 +373,48 @@ class Lab:
         try:
             outcome = await asyncio.wait_for(asyncio.shield(waiter), timeout=limit)
         except TimeoutError:
-            return result, None
-        return result, outcome
+            return result, None, seq
+        return result, outcome, seq
+
+    def run_one(
+        self, inst: Instance, fn: str, args: dict[str, Any], ctx: Ctx, source: str
+    ) -> tuple[dict[str, Any], CallResult | Exception]:
+        """One call of a batch or a workload, under the instance's lock (in a worker
+        thread): the same refusals as a single call, recorded in the ring like one.
+        Returns a batch item (``result`` or ``error``) and the call's result or the
+        error that refused it."""
+        if fn not in REGISTRY:
+            detail = f"there is no kernel function named {fn!r}"
+            return (
+                {"fn": fn, "error": {"type": "unknown-function", "detail": detail}},
+                LabError("unknown-function", detail),
+            )
+        m = inst.machine
+        parked = _parked(m, fn, ctx)
+        if parked is not None:
+            return {"fn": fn, "error": {"type": "conflict", "detail": parked}}, LabError(
+                "conflict", parked
+            )
+        try:
+            r = m.call(
+                fn,
+                args,
+                cpu=ctx.cpu,
+                thread=ctx.thread,
+                nice=ctx.nice,
+                systhread=ctx.systhread,
+                lowmemkill=ctx.lowmemkill,
+                record=True,
+            )
+        except CORE_ERRORS as e:
+            problem = problem_of(e)
+            seq = inst.record(fn, args, ctx, source, None, problem)
+            return {"fn": fn, "seq": seq, "error": problem}, e
+        seq = inst.record(fn, args, ctx, source, r)
+        item: dict[str, Any] = {"fn": r.fn, "seq": seq, "result": r.result}
+        if r.blocked is not None:
+            item["blocked"] = r.blocked
+        return item, r
 
     async def batch(
         self,
@@ -275,57 +425,27 @@ class Lab:
         record: bool = False,
     ) -> list[dict[str, Any]]:
         """Run calls one after the other under the instance's lock (in a worker thread);
-        each gets its own result or error.  Blocked calls return at once."""
+        each gets its own result or error and its seq.  Blocked calls return at once."""
         if len(calls) > self.settings.max_batch:
             raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
         inst = self.get(instance_id)
 
         def run() -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
-            m = inst.machine
             for k, (fn, args, ctx) in enumerate(calls):
-                # the same kinds as a single call: an unknown name, then a parked thread
-                if fn not in REGISTRY:
-                    refusal: dict[str, Any] | None = {
-                        "type": "unknown-function",
-                        "detail": f"there is no kernel function named {fn!r}",
-                    }
-                else:
-                    parked = _parked(m, fn, ctx)
-                    refusal = None if parked is None else {"type": "conflict", "detail": parked}
-                if refusal is not None:
-                    out.append({"index": k, "fn": fn, "error": refusal})
-                    if stop_on_error:
-                        break
-                    continue
-                try:
-                    r = m.call(
-                        fn,
-                        args,
-                        cpu=ctx.cpu,
-                        thread=ctx.thread,
-                        nice=ctx.nice,
-                        systhread=ctx.systhread,
-                        lowmemkill=ctx.lowmemkill,
-                        record=record,
-                    )
-                except (KernelPanic, InvalidArgument, WouldSleep, ConfigError) as e:
-                    out.append({"index": k, "fn": fn, "error": problem_of(e)})
-                    if stop_on_error:
-                        break
-                    continue
-                item: dict[str, Any] = {"index": k, "fn": r.fn, "result": r.result}
-                if r.blocked is not None:
-                    item["blocked"] = r.blocked
-                if record:
+                item, r = self.run_one(inst, fn, args, ctx, "batch")
+                item["index"] = k
+                if record and isinstance(r, CallResult):
                     item["record"] = r.record
                 out.append(item)
+                if stop_on_error and "error" in item:
+                    break
             return out
 
         async with inst.lock:
             results = await anyio.to_thread.run_sync(run)
             inst.calls += len(results)
-            self._resolve_waiters(inst)
+            self.resolve_waiters(inst)
         return results
 
     async def digest(self, inst: Instance) -> str:
@@ -346,6 +466,16 @@ class Lab:
         inst = self.get(instance_id)
         async with inst.lock:
             return fn(inst.machine)
+
+    async def read_in_thread(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
+        """``read`` for views whose cost grows with the machine: in a worker thread."""
+        inst = self.get(instance_id)
+        async with inst.lock:
+            m = inst.machine
+            return await anyio.to_thread.run_sync(fn, m)
+
+
+CORE_ERRORS = (KernelPanic, InvalidArgument, WouldSleep, ConfigError)
 
 
 def problem_of(e: Exception) -> dict[str, Any]:

@@ -21,3 +21,18 @@ class Settings(BaseSettings):
         default="teaching-1g", description="preset of the instance booted at start"
     )
     boot_default: bool = Field(default=True, description="boot a default instance at start-up")
+    stream_events_per_frame: int = Field(
+        default=256, ge=1, le=10_000, description="calls itemised in one frame; more are summarised"
+    )
+    stream_buffer_frames: int = Field(
+        default=32, ge=1, le=10_000, description="frames a slow viewer may have waiting"
+    )
+    stream_stuck_after_s: float = Field(
+        default=5.0, gt=0, le=3600, description="a viewer that takes nothing this long is closed"
+    )
+    stream_watch_pages: int = Field(
+        default=256, ge=1, le=4096, description="pages one viewer may watch"
+    )
+    max_workloads: int = Field(
+        default=4, ge=0, le=64, description="workloads running at once on one instance"
+    )

@@ -1,0 +1,75 @@
+"""``WS /api/v1/instances/{id}/stream``: a live view of one instance
+(protocol: ``docs/stream-protocol.md``).  Thin: parse the query, adapt the WebSocket to
+the lab's ``Sink``, pass client messages to the stream hub."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from app.lab.access import ANONYMOUS
+from app.lab.service import Lab
+from app.lab.stream import CLOSE_POLICY, StreamError
+
+router = APIRouter(prefix="/api/v1")
+MAX_MESSAGE = 64 * 1024
+
+
+class WebSocketSink:
+    """The lab's ``Sink`` over a Starlette WebSocket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await self.ws.close(code=code, reason=reason[:120])
+
+
+@router.websocket("/instances/{instance_id}/stream")
+async def stream(websocket: WebSocket, instance_id: int) -> None:
+    """Stream an instance: ``hello`` with a snapshot, then frames at the chosen rate."""
+    lab: Lab = websocket.app.state.lab
+    await websocket.accept()
+    inst = lab.instances.get(instance_id)
+    if inst is None or not lab.access.can_watch(ANONYMOUS, inst):
+        await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}")
+        return
+    query = websocket.query_params
+    try:
+        topics = None
+        if "topics" in query:
+            topics = [t.strip() for t in query["topics"].split(",") if t.strip()]
+        rate = None
+        if "rate" in query:
+            raw = query["rate"]
+            if not raw.isdigit():
+                raise StreamError(f"rate must be an integer from 1 to 30, got {raw!r}")
+            rate = int(raw)
+        viewer = lab.stream.connect(instance_id, WebSocketSink(websocket), topics, rate)
+    except StreamError as e:
+        await websocket.close(code=CLOSE_POLICY, reason=str(e)[:120])
+        return
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                lab.stream.reject(viewer, "send JSON messages as text frames, not binary")
+            elif len(text) > MAX_MESSAGE:
+                lab.stream.reject(viewer, f"messages are at most {MAX_MESSAGE} characters")
+            else:
+                lab.stream.handle(viewer, text)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        lab.stream.disconnect(viewer)
+        with contextlib.suppress(Exception):
+            await websocket.close()

@@ -1,0 +1,345 @@
+"""Running built-in workloads on instances: in slices that hold the instance's lock for
+at most ``SLICE_S``, at a chosen rate or flat out, with pause, resume, step and stop.
+
+A workload's calls take the same path as API calls (``Lab.run_one``): each is refused
+or recorded exactly like one, gets a seq, and shows in the events stream with source
+``workload:<id>``.  The calls a workload makes depend only on its kind, parameters, seed
+and the machine's state, never on how its calls were sliced, so the same seed and
+parameters with no other calls in between give the same digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from app.core.machine import CallResult
+
+from .workloads import WORKLOADS, Blocked, Workload
+
+if TYPE_CHECKING:
+    from .service import Instance, Lab
+
+#: Longest a slice holds the instance's lock.
+SLICE_S = 0.010
+#: Slices at most this many calls long run on the event loop (cheaper than a thread hop).
+INLINE_CALLS = 32
+#: Finished or stopped workloads kept per instance for their status.
+KEEP_ENDED = 16
+RUNNING_STATES = frozenset({"running", "paused"})
+
+
+@dataclass(eq=False)
+class WorkloadRun:
+    """One workload on one instance and what it has done."""
+
+    id: int
+    instance_id: int
+    generation: int
+    kind: str
+    params: dict[str, Any]
+    seed: int
+    rate: float | None  # calls per second; None: as fast as it goes
+    steps: int | None
+    duration_s: float | None
+    workload: Workload
+    state: str = "running"
+    reason: str | None = None
+    calls: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    step_budget: int = 0
+    active_s: float = 0.0
+    created: float = field(default_factory=time.time)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def source(self) -> str:
+        return f"workload:{self.id}"
+
+    def calls_per_s(self) -> float:
+        """Calls a second over the last second or so of running."""
+        if len(self.samples) < 2:
+            return 0.0
+        t_end, c_end = self.samples[-1]
+        for t, c in self.samples:
+            if t_end - t <= 1.5:
+                if t_end > t:
+                    return (c_end - c) / (t_end - t)
+                break
+        return 0.0
+
+    def progress(self) -> float | None:
+        if self.state == "finished":
+            return 1.0
+        if self.steps is not None:
+            return min(1.0, self.calls / self.steps)
+        if self.duration_s is not None:
+            return min(1.0, self.active_s / self.duration_s)
+        return None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "instance": self.instance_id,
+            "kind": self.kind,
+            "params": self.params,
+            "seed": self.seed,
+            "rate": "max" if self.rate is None else self.rate,
+            "steps": self.steps,
+            "duration_s": self.duration_s,
+            "state": self.state,
+            "reason": self.reason,
+            "calls": self.calls,
+            "errors": self.errors,
+            "calls_per_s": round(self.calls_per_s(), 1),
+            "progress": self.progress(),
+            "last_error": self.last_error,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "created": self.created,
+            "active_s": round(self.active_s, 3),
+            "workload": self.workload.stats(),
+            "by_fn": dict(self.workload.by_fn),
+        }
+
+    def cancel(self, reason: str = "the server is shutting down") -> None:
+        if self.state in RUNNING_STATES:
+            self.state = "stopped"
+            self.reason = reason
+        if self.task is not None:
+            self.task.cancel()
+
+
+class WorkloadError(Exception):
+    """A workload request the lab refuses: ``kind`` is the problem kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class WorkloadRunner:
+    """The workloads of one lab."""
+
+    def __init__(self, lab: Lab, max_per_instance: int) -> None:
+        self.lab = lab
+        self.max_per_instance = max_per_instance
+        self._next_id = 1
+
+    def start(
+        self,
+        inst: Instance,
+        kind: str,
+        params: dict[str, Any] | None,
+        seed: int,
+        rate: float | None,
+        steps: int | None,
+        duration_s: float | None,
+        paused: bool = False,
+    ) -> WorkloadRun:
+        spec = WORKLOADS.get(kind)
+        if spec is None:
+            raise WorkloadError(
+                "validation", f"there is no workload {kind!r}; workloads: {', '.join(WORKLOADS)}"
+            )
+        running = sum(1 for r in inst.workloads.values() if r.state in RUNNING_STATES)
+        if running >= self.max_per_instance:
+            raise WorkloadError(
+                "quota",
+                f"an instance runs at most {self.max_per_instance} workloads at once; stop one "
+                "first (POST …/workloads/{id}/stop)",
+            )
+        try:
+            workload = spec.create(inst.machine, params, seed)
+        except ValueError as e:
+            raise WorkloadError("validation", str(e)) from None
+        run = WorkloadRun(
+            self._next_id,
+            inst.id,
+            inst.generation,
+            kind,
+            dict(workload.params),
+            seed,
+            rate,
+            steps,
+            duration_s,
+            workload,
+            state="paused" if paused else "running",
+        )
+        self._next_id += 1
+        ended = [r for r in inst.workloads.values() if r.state not in RUNNING_STATES]
+        for old in ended[: max(0, len(ended) - KEEP_ENDED + 1)]:
+            del inst.workloads[old.id]
+        inst.workloads[run.id] = run
+        run.task = asyncio.get_running_loop().create_task(self._drive(run))
+        return run
+
+    # ------------------------------------------------------------------ controls
+    @staticmethod
+    def pause(run: WorkloadRun) -> None:
+        if run.state == "running":
+            run.state = "paused"
+        elif run.state != "paused":
+            raise WorkloadError("conflict", f"workload {run.id} has {run.state}; start a new one")
+
+    @staticmethod
+    def resume(run: WorkloadRun) -> None:
+        if run.state == "paused":
+            run.state = "running"
+            run.step_budget = 0
+            run.wake.set()
+        elif run.state != "running":
+            raise WorkloadError("conflict", f"workload {run.id} has {run.state}; start a new one")
+
+    @staticmethod
+    def step(run: WorkloadRun, n: int) -> None:
+        if run.state != "paused":
+            raise WorkloadError(
+                "conflict",
+                f"workload {run.id} is {run.state}; step runs a paused workload "
+                "(POST …/pause first)",
+            )
+        run.step_budget += n
+        run.wake.set()
+
+    @staticmethod
+    def stop(run: WorkloadRun) -> None:
+        if run.state in RUNNING_STATES:
+            run.state = "stopped"
+            run.reason = "stopped by request"
+            run.wake.set()
+
+    @staticmethod
+    def set_rate(run: WorkloadRun, rate: float | None) -> None:
+        run.rate = rate
+        run.wake.set()
+
+    # ------------------------------------------------------------------ the loop
+    async def _drive(self, run: WorkloadRun) -> None:
+        loop = asyncio.get_running_loop()
+        tokens = 0.0
+        last = loop.time()
+        try:
+            while run.state in RUNNING_STATES:
+                if run.state == "paused" and run.step_budget == 0:
+                    run.wake.clear()
+                    await run.wake.wait()
+                    last = loop.time()
+                    continue
+                limit = 1 << 30
+                if run.state == "paused":
+                    limit = run.step_budget
+                elif run.rate is not None:
+                    now = loop.time()
+                    # at most a tenth of a second's worth at once: no bursts after a stall
+                    tokens = min(tokens + (now - last) * run.rate, max(run.rate / 10, 1.0))
+                    last = now
+                    if tokens < 1.0:
+                        run.wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(run.wake.wait(), (1.0 - tokens) / run.rate)
+                        continue
+                    limit = int(tokens)
+                if run.steps is not None:
+                    limit = min(limit, run.steps - run.calls)
+                ran, done = await self._slice(run, limit)
+                tokens = max(0.0, tokens - ran)
+                if run.state == "paused":
+                    run.step_budget = max(0, run.step_budget - ran)
+                if run.state not in RUNNING_STATES:
+                    break
+                if done or (run.steps is not None and run.calls >= run.steps) or run.duration_s is not None and run.active_s >= run.duration_s:
+                    run.state = "finished"
+                # let the publisher and other requests take the lock between slices
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if run.state in RUNNING_STATES:
+                run.state = "stopped"
+                run.reason = run.reason or "cancelled"
+            raise
+        except Exception as e:  # a workload bug: say so in its status, keep the server up
+            run.state = "failed"
+            run.reason = f"{type(e).__name__}: {e}"
+
+    async def _slice(self, run: WorkloadRun, limit: int) -> tuple[int, bool]:
+        """Run up to ``limit`` calls (and at most ``SLICE_S`` seconds) under the lock.
+        Returns (calls made, whether the workload finished)."""
+        inst = self.lab.instances.get(run.instance_id)
+        if inst is None:
+            run.state = "stopped"
+            run.reason = "the instance was deleted"
+            return 0, False
+        async with inst.lock:
+            if inst.generation != run.generation:
+                run.state = "stopped"
+                run.reason = "the instance was reset"
+                return 0, False
+            started = time.perf_counter()
+            if limit <= INLINE_CALLS and inst.machine.page_range <= 1 << 20:
+                ran, done = self._run_calls(inst, run, limit)
+            else:
+                ran, done = await anyio.to_thread.run_sync(self._run_calls, inst, run, limit)
+            run.active_s += time.perf_counter() - started
+            inst.calls += ran
+            self.lab.resolve_waiters(inst)
+        run.samples.append((time.monotonic(), run.calls))
+        return ran, done
+
+    def _run_calls(self, inst: Instance, run: WorkloadRun, limit: int) -> tuple[int, bool]:
+        from .service import Ctx
+
+        m = inst.machine
+        w = run.workload
+        deadline = time.perf_counter() + SLICE_S
+        ran = 0
+        while ran < limit:
+            call = w.next_call(m)
+            if call is None:
+                return ran, True
+            fn, args, ctx_in = call
+            ctx = Ctx(
+                cpu=ctx_in.get("cpu", 0),
+                thread=ctx_in.get("thread"),
+                nice=ctx_in.get("nice", 0),
+                lowmemkill=bool(ctx_in.get("lowmemkill", False)),
+                systhread=bool(ctx_in.get("systhread", False)),
+            )
+            item, outcome = self.lab.run_one(inst, fn, args, ctx, run.source)
+            w.observe(fn, args, ctx_in, _for_workload(outcome))
+            ran += 1
+            run.calls += 1
+            seq = item.get("seq")
+            if seq is not None:
+                if run.first_seq is None:
+                    run.first_seq = seq
+                run.last_seq = seq
+            if "error" in item:
+                run.errors += 1
+                run.last_error = f"{fn}: {item['error']['detail']}"
+            if time.perf_counter() >= deadline:
+                break
+        return ran, False
+
+
+def _for_workload(outcome: CallResult | Exception) -> Any:
+    """What a workload's ``observe`` expects: the result, ``Blocked`` or the error."""
+    if isinstance(outcome, Exception):
+        return outcome
+    if outcome.blocked is not None:
+        return Blocked(outcome.blocked)
+    return outcome.result
+
+
+__all__ = ["RUNNING_STATES", "WorkloadError", "WorkloadRun", "WorkloadRunner"]
