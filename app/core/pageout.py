@@ -20,6 +20,14 @@ Simplifications (spec §15.8 allows them), each marked where it happens:
   no swap space accounting (swap never fills, so the OOM killer never fires).
 * The kernel's daemon loops back at once while it still has a shortage; the simulator
   sleeps one tick between such passes so simulated time moves and other threads run.
+* A pass takes real time in the kernel, while simulated time only moves on ``tick``: the
+  simulator runs at most ``PD_PASSES_PER_TICK`` passes per tick and defers a later wakeup
+  to the next tick.  Without that bound a waiter whose CPU snapshot is stale (its
+  hardclock has not refreshed ``gd_vmstats`` yet) and the daemon wake each other forever
+  within one call: ``vm_wait_nominal``, ``vm_wait_pfault`` or a RETRY allocation sees
+  the stale shortage, ``vm_wait`` wakes the daemon, whose pass finds none and wakes the
+  waiter (§15.2 phase 4), which sees the same stale shortage...  In the kernel the next
+  hardclock ends that spin; here the deferred pass runs after it.
 * The emergency pager and the RSS-enforcing vmdaemon are not simulated.
 """
 
@@ -69,6 +77,8 @@ IDLE, TARGET1, TARGET2 = 0, 1, 2
 STATE_NAMES = ("IDLE", "TARGET1", "TARGET2")
 BLIST_MAX_ALLOC = 64  # [I] cluster window on current x86_64 (spec §20.4)
 VM_CACHE_SCAN_MIN = 16
+#: [simulator] Most paging passes the daemon runs within one tick (see the module notes).
+PD_PASSES_PER_TICK = 8
 _ALLOW_ACTIVE = 1
 _TRY_TO_CACHE = 2
 
@@ -96,6 +106,8 @@ class PageoutOps(ContigOps):
     pd_counter1: int
     pd_recycle_count: int
     pd_passes: int
+    pd_pass_tick: int
+    pd_tick_passes: int
 
     def _init_pageout(self) -> None:
         self.pd_enabled = bool(self.config.pagedaemon)
@@ -111,6 +123,8 @@ class PageoutOps(ContigOps):
         self.pd_counter1 = 0
         self.pd_recycle_count = 0
         self.pd_passes = 0
+        self.pd_pass_tick = -1  # the tick of the last pass, and how many ran in it
+        self.pd_tick_passes = 0
 
     def start_pagedaemon(self) -> None:
         """Create the ``pagedaemon`` thread and run it up to its first sleep."""
@@ -172,6 +186,13 @@ class PageoutOps(ContigOps):
                 self.vm_pages_needed = 1
                 self.pd_state = TARGET1
                 self.wakeup("vm_pagedaemon_uptime")
+            # [simulator] at most PD_PASSES_PER_TICK passes per tick (module notes)
+            while self.pd_pass_tick == self.ticks and self.pd_tick_passes >= PD_PASSES_PER_TICK:
+                yield Sleep("vm_pages_needed", 1, "pdloop")
+            if self.pd_pass_tick != self.ticks:
+                self.pd_pass_tick = self.ticks
+                self.pd_tick_passes = 0
+            self.pd_tick_passes += 1
             self.cpu.meter["v_pdwakeups"] += 1
             self.pd_passes += 1
             avail = self._phase_inactive()
@@ -730,8 +751,10 @@ class PageoutOps(ContigOps):
                 self.pd_counter1,
                 self.pd_recycle_count,
                 self.pd_passes,
+                self.pd_pass_tick,
+                self.pd_tick_passes,
             )
         ]
 
 
-__all__ = ["PAGEDAEMON_TID", "PageoutOps", "PBUSY_MASK", "pqaverage"]
+__all__ = ["PAGEDAEMON_TID", "PD_PASSES_PER_TICK", "PageoutOps", "PBUSY_MASK", "pqaverage"]

@@ -1190,3 +1190,47 @@ def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
     m._scan_active(0, 42, 1, 1)
     assert names == []  # the hot path never went through sysctl_value
     m.check_invariants()
+
+
+@pytest.mark.parametrize(
+    ("fn", "args"),
+    [
+        ("vm_wait_nominal", {}),
+        ("vm_wait_pfault", {}),
+        ("vm_page_alloczwq", {"flags": "NORMAL|RETRY"}),
+    ],
+)
+def test_a_waiter_with_a_stale_cpu_snapshot_does_not_spin_with_the_daemon(
+    fn: str, args: dict[str, Any]
+) -> None:
+    """Regression (daemon loop, PD_PASSES_PER_TICK): CPU 1's gd_vmstats still says "no
+    free page" (refreshed by its own rollups while it drained memory; no tick since),
+    while CPU 0 has freed everything and rolled it into the global vmstats.  A waiter on
+    CPU 1 sees the stale shortage, vm_wait wakes the daemon (spec §13.1), whose pass finds
+    no shortage and wakes the waiter (§15.2 phase 4), which sees the same stale
+    snapshot...  This used to loop within the one call until the scheduler gave up
+    (WouldSleep after 100000 resumptions, 50000 daemon passes).  Now the daemon runs at
+    most PD_PASSES_PER_TICK (8) passes per tick: the call blocks, and at the next tick
+    (hardclock refreshes every snapshot first) the waiter finishes."""
+    from app.core.pageout import PD_PASSES_PER_TICK
+
+    m = Machine.boot(MachineConfig.from_size("2MiB", cpus=2, pagedaemon=True))
+    pages = []
+    while isinstance(r := m.call("vm_page_alloc", {"page_req": "INTERRUPT"}, cpu=1).result, int):
+        pages.append(r)
+    assert m.cpus[1].vmstats.v_free_count == 0
+    for pfn in pages:
+        m.call("vm_page_free", {"m": pfn}, cpu=0)
+    m.call("vmstats_rollup", cpu=0)
+    assert m.cpus[1].vmstats.v_free_count == 0 < m.vmstats.v_free_min < m.vmstats.v_free_count
+    assert m.ticks == 0
+    r = m.call(fn, args, cpu=1, thread=4)
+    assert r.blocked is not None and r.blocked["channel"] == "v_free_count"
+    assert m.threads[4].state == "sleeping"
+    assert m.pd_passes <= PD_PASSES_PER_TICK  # every pass so far ran in tick 0
+    m.check_invariants()
+    r = m.call("tick", {"n": 1})
+    (done,) = [e for e in r.record["events"] if e["event"] == "resumed" and e["tid"] == 4]
+    assert done["fn"] == fn and done["timed_out"] is False  # woken by the daemon's pass
+    assert m.threads[4].state == "idle" and m.threads[4].last_error is None
+    m.check_invariants()
