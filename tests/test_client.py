@@ -24,18 +24,15 @@ phys_avail ((0x1000, 16 MiB),), 1 CPU.  Its numbers, worked out from the spec:
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from app.client import AsyncPageLabClient, PageLabClient, PageLabError
 from app.lab.settings import Settings
 from app.main import create_app
+from tests.live import live_server
 
 V_PAGE_COUNT = 3966  # see the module docstring
 V_FREE_COUNT = 3711  # 3966 - 1023 + 768
@@ -45,47 +42,6 @@ FIRST_PFN = 3075  # head of PQ_FREE colour 0
 SECOND_PFN = 2050
 
 _names = itertools.count(1)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn that tells another thread when it is ready to serve."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
-@contextmanager
-def live_server(settings: Settings | None = None) -> Iterator[str]:
-    """A real uvicorn serving ``create_app(settings)`` on 127.0.0.1 (a free port) in a
-    background thread; yields its base URL."""
-    app = create_app(settings or Settings(default_preset="tiny-16m"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        # Bounded: 600 waits of at most 0.05 s on the ready event.
-        for _ in range(600):
-            if server.ready.wait(0.05):
-                break
-            if not thread.is_alive():
-                raise RuntimeError("the server thread died during start-up")
-        else:
-            raise RuntimeError("the server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        # uvicorn closed the listening socket's descriptor when it shut down; closing it
-        # again here could close whatever reused that number (pytest's capture file).
-        sock.detach()
 
 
 @pytest.fixture(scope="module")

@@ -95,10 +95,13 @@ class Frame:
     events_from: int | None  # the seq range of the calls its events section covers
     events_to: int | None
     text: str | None = None
+    behind: bool = False  # stripped of its state: the viewer's state lags until a full one
 
     def render(self) -> str:
         if self.text is None:
             head = f'{{"type":"frame","seq":{self.seq},"tick":{self.tick},"time":{self.time:.6f}'
+            if self.behind:
+                head += ',"behind":true'
             body = "".join(f',"{name}":{text}' for name, text in self.sections.items())
             self.text = head + body + "}"
         return self.text
@@ -151,6 +154,7 @@ class Viewer:
     sending: bool = False
     last_progress: float = field(default_factory=time.monotonic)
     closed: bool = False
+    leaving: bool = False  # told bye; closing once its outbox is out
     close_code: int | None = None
     frames_sent: int = 0
     bytes_sent: int = 0
@@ -451,8 +455,9 @@ class StreamHub:
                 box.insert(k, Gap(frame.events_from, frame.events_to))
                 viewer.gaps += 1
         for it in box:
-            if isinstance(it, Frame) and any(name in STATE_TOPICS for name in it.sections):
+            if isinstance(it, Frame) and not it.behind:
                 it.sections = {n: t for n, t in it.sections.items() if n not in STATE_TOPICS}
+                it.behind = True
                 it.text = None
         viewer.needs_full |= viewer.topics & STATE_TOPICS
         # a frame left with nothing to say is dropped without a gap
@@ -512,8 +517,14 @@ class StreamHub:
 
     # ------------------------------------------------------------------ instance events
     async def instance_deleted(self, instance_id: int) -> None:
-        for viewer in [v for v in self.viewers.values() if v.instance_id == instance_id]:
+        leaving = [
+            v for v in self.viewers.values() if v.instance_id == instance_id and not v.leaving
+        ]
+        for viewer in leaving:
+            viewer.leaving = True
+            self._leave(viewer)  # no more frames
             self._control(viewer, {"type": "bye", "reason": f"instance {instance_id} was deleted"})
+        for viewer in leaving:
             await self._flush_then_close(viewer, CLOSE_NORMAL, "instance deleted")
 
     async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
@@ -571,7 +582,8 @@ class StreamHub:
         """Everything this tick needs from the machine, read under its lock (plain
         Python objects: encoding happens after the lock is released)."""
         m = inst.machine
-        if inst.generation != tier.generation:  # booted or reset: everyone starts over
+        if inst.generation != tier.generation:  # a new tier, or the machine was reset
+            reset = tier.generation >= 0
             tier.generation = inst.generation
             tier.primed = False
             tier.last.clear()
@@ -583,7 +595,10 @@ class StreamHub:
             tier.move_counts = inst.move_counts.copy()
             tier.error_count = inst.error_count
             for v in viewers:
-                self._want_hello(v)
+                if reset:  # everyone starts over from a new hello
+                    self._want_hello(v)
+                else:  # viewers moved here from another tier: their state in full
+                    v.needs_full |= v.topics & STATE_TOPICS
         hellos = [v for v in viewers if v.needs_hello]
         fulls = [v for v in viewers if v.needs_full and not v.needs_hello]
         if tier.primed and tier.seq == inst.seq and not hellos and not fulls:
