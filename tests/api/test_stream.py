@@ -486,3 +486,25 @@ def test_a_stuck_viewer_is_closed_with_1013_and_the_others_go_on() -> None:
                     stuck.recv(timeout=PATIENCE_S)
     assert end.value.rcvd is not None and end.value.rcvd.code == 1013
     assert "reconnect" in end.value.rcvd.reason
+
+
+def test_a_workloads_calls_are_events_with_its_source(
+    live: Live, http: httpx.Client, inst: int
+) -> None:
+    mirror = Mirror()
+    with open_stream(live, inst, "?topics=events&rate=30") as ws:
+        mirror.apply(recv(ws))
+        r = http.post(f"/instances/{inst}/workloads", json={"kind": "churn", "steps": 120})
+        wid = r.json()["id"]
+        deadline = time.monotonic() + PATIENCE_S
+        while (status := http.get(f"/instances/{inst}/workloads/{wid}").json())[
+            "state"
+        ] == "running":
+            assert time.monotonic() < deadline
+            mirror.apply(recv(ws))
+        assert status["state"] == "finished" and status["calls"] == 120
+        mirror.follow_until(ws, status["last_seq"])
+    seen = mirror.events + [e for s in mirror.summaries for e in s["tail"]]
+    assert {e["source"] for e in seen} == {f"workload:{wid}"}
+    assert len(mirror.events) + sum(s["count"] for s in mirror.summaries) == 120
+    assert status["first_seq"] == 1 and status["last_seq"] == 120
