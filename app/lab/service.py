@@ -315,9 +315,9 @@ class Lab:
         asked — once another call wakes it; None if it is still asleep when the wait
         ends), and its seq.  A call on a parked thread is refused as a ``conflict``.
 
-        The machine always records the call (its moves, counters and kernel events go to
-        the instance's ring for the stream); ``record`` only says whether the caller
-        wants the record back."""
+        Every call goes to the instance's ring for the stream; its full record (page
+        moves, counter deltas, kernel events) is made when the caller asks for it
+        (``record``) or someone watches the instance's events."""
         inst = self.get(instance_id)
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
@@ -328,6 +328,8 @@ class Lab:
             if parked is not None:
                 raise LabError("conflict", parked)
 
+            full = record or self.stream.records_wanted(inst.id)
+
             def run_call() -> CallResult:
                 return m.call(
                     fn,
@@ -337,7 +339,7 @@ class Lab:
                     nice=ctx.nice,
                     systhread=ctx.systhread,
                     lowmemkill=ctx.lowmemkill,
-                    record=True,
+                    record=full,
                 )
 
             # Most calls take microseconds: a worker-thread handoff would cost more than
@@ -377,12 +379,19 @@ class Lab:
         return result, outcome, seq
 
     def run_one(
-        self, inst: Instance, fn: str, args: dict[str, Any], ctx: Ctx, source: str
+        self,
+        inst: Instance,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        source: str,
+        record: bool = False,
     ) -> tuple[dict[str, Any], CallResult | Exception]:
         """One call of a batch or a workload, under the instance's lock (in a worker
         thread): the same refusals as a single call, recorded in the ring like one.
         Returns a batch item (``result`` or ``error``) and the call's result or the
-        error that refused it."""
+        error that refused it.  The full record is made when ``record`` or when someone
+        watches the instance's events."""
         if fn not in REGISTRY:
             detail = f"there is no kernel function named {fn!r}"
             return (
@@ -404,7 +413,7 @@ class Lab:
                 nice=ctx.nice,
                 systhread=ctx.systhread,
                 lowmemkill=ctx.lowmemkill,
-                record=True,
+                record=record or self.stream.records_wanted(inst.id),
             )
         except CORE_ERRORS as e:
             problem = problem_of(e)
@@ -433,7 +442,7 @@ class Lab:
         def run() -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
             for k, (fn, args, ctx) in enumerate(calls):
-                item, r = self.run_one(inst, fn, args, ctx, "batch")
+                item, r = self.run_one(inst, fn, args, ctx, "batch", record)
                 item["index"] = k
                 if record and isinstance(r, CallResult):
                     item["record"] = r.record

@@ -240,6 +240,19 @@ class StreamHub:
         self._next_id = 1
         self.frames_built = 0
         self.closed_slow = 0
+        self._event_viewers: dict[int, int] = {}
+
+    def records_wanted(self, instance_id: int) -> bool:
+        """Whether someone watches this instance's events: then its calls are recorded
+        in full (page moves, counter deltas, the kernel's events), else only named."""
+        return self._event_viewers.get(instance_id, 0) > 0
+
+    def _recount(self, instance_id: int) -> None:
+        self._event_viewers[instance_id] = sum(
+            1
+            for v in self.viewers.values()
+            if v.instance_id == instance_id and "events" in v.topics and not v.closed
+        )
 
     # ------------------------------------------------------------------ connections
     def parse_topics(self, raw: Iterable[Any]) -> set[str]:
@@ -291,8 +304,10 @@ class StreamHub:
             self.tiers[key] = tier
             tier.task = asyncio.get_running_loop().create_task(self._tier_loop(tier))
         tier.viewers.add(viewer)
+        self._recount(viewer.instance_id)
 
     def _leave(self, viewer: Viewer) -> None:
+        self._recount(viewer.instance_id)
         key = (viewer.instance_id, viewer.rate)
         tier = self.tiers.get(key)
         if tier is None:
@@ -365,6 +380,7 @@ class StreamHub:
             else:
                 viewer.topics -= topics
                 viewer.needs_full -= topics
+            self._recount(viewer.instance_id)
             if rate is not None and rate != viewer.rate:
                 self._move(viewer, rate)
             return {"type": "ack", "op": op, "topics": sorted(viewer.topics), "rate": viewer.rate}
@@ -610,6 +626,7 @@ class StreamHub:
             wanted |= {"vmstats", "queues", "threads", "pageout"}
         snap: dict[str, Any] = {
             "seq": inst.seq,
+            "previous_seq": tier.seq if tier.primed else -1,
             "tick": m.ticks,
             "time": time.time(),
             "hellos": hellos,
@@ -890,8 +907,8 @@ class StreamHub:
         if events is not None:
             sections[events[0]] = events[1]
             ev_from, ev_to = v.event_seq + 1, snap["seq"]
-        if not sections:
-            return None
+        if not sections and snap["seq"] == snap["previous_seq"]:
+            return None  # nothing to say (a bare frame still says "current at seq")
         frame = Frame(snap["seq"], snap["tick"], snap["time"], sections, ev_from, ev_to)
         frame.render()
         return frame
