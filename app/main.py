@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, stream, workloads
+from app.api import errors, stream, timeline, workloads
 from app.api.routes import meta_router, router
+from app.api.web import mount_web
 from app.lab.service import Lab
 from app.lab.settings import Settings
 
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lab = Lab(settings)
         app.state.lab = lab
-        if settings.boot_default:
+        await lab.restore_all()  # every instance the store has, as its journal left it
+        if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
             await lab.create_preset("default", settings.default_preset)
         yield
         await lab.shutdown()
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="DragonFly BSD's physical page manager, simulated: call the kernel's own "
         "functions by name on simulated machines.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from the page's build by mount_web
+        redoc_url=None,
     )
     errors.install(app)
 
@@ -81,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(stream.router)
     app.include_router(workloads.router)
+    app.include_router(timeline.router)
     app.include_router(meta_router)
+    mount_web(app)
     return app
 
 

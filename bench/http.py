@@ -144,6 +144,8 @@ class Server:
         env["PAGELAB_DEFAULT_PRESET"] = PRESET
         env["PAGELAB_MAX_PAGES"] = str(MAX_PAGES)
         env["PAGELAB_BOOT_DEFAULT"] = "1"
+        # the service path without a database (the durability benchmark measures that)
+        env.setdefault("PAGELAB_DATABASE_URL", "")
         self.proc = subprocess.Popen(
             self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log
         )

@@ -1,4 +1,11 @@
+import os
+
 import pytest
+
+# Tests run without a database unless they ask for one (tests/lab/test_durability.py):
+# the default (sqlite:///var/pagelab.db) is for `make run`.
+os.environ.setdefault("PAGELAB_DATABASE_URL", "")
+
 
 
 @pytest.fixture

@@ -56,6 +56,12 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "Quota exceeded",
         "A server limit was reached (instances, batch size, wait time).",
     ),
+    "unavailable": (
+        503,
+        "Not saved",
+        "The call ran but its journal entry could not be written, so it is not acknowledged; "
+        "the server's database is unreachable or full.",
+    ),
     "too-large": (413, "Request too large", "The request exceeds a size limit of this server."),
     "bad-request": (
         400,

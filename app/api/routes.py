@@ -83,6 +83,8 @@ def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
         },
         "summary": m.summary(),
         "calls": inst.calls,
+        "seq": inst.seq,
+        "generation": inst.generation,
         "state_digest": digest,
     }
 

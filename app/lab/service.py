@@ -13,10 +13,11 @@ import asyncio
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import structlog
 
 from app.core.config import MachineConfig
 from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
@@ -26,10 +27,35 @@ from app.core.registry import REGISTRY
 from .access import Access
 from .presets import PRESETS
 from .settings import Settings
+from .store import Entry, JournalWriter, Store, StoredInstance
 from .stream import StreamHub, StreamSettings
 from .workload_runner import WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+def replay(config: MachineConfig, entries: list[Entry]) -> Machine:
+    """Boot ``config`` and run ``entries`` in order: the machine those calls made.  Only
+    accepted calls are journalled, so none is refused here; one that is means the journal
+    and the core disagree, which is logged and skipped."""
+    m = Machine.boot(config)
+    for e in entries:
+        ctx = e.ctx
+        try:
+            m.call(
+                e.fn,
+                e.args,
+                cpu=ctx.get("cpu", 0),
+                thread=ctx.get("thread"),
+                nice=ctx.get("nice", 0),
+                lowmemkill=bool(ctx.get("lowmemkill", False)),
+                systhread=bool(ctx.get("systhread", False)),
+                record=False,
+            )
+        except CORE_ERRORS as err:
+            log.warning("replay refused a journalled call", seq=e.seq, fn=e.fn, error=str(err))
+    return m
 
 
 #: Calls whose cost grows with the machine's size or an argument (ticks, scans, madvise
@@ -111,6 +137,11 @@ class Instance:
     move_counts: Counter[str] = field(default_factory=Counter)
     error_count: int = 0
     workloads: dict[int, WorkloadRun] = field(default_factory=dict)
+    owner: str = ""
+    #: accepted calls not yet handed to the journal (flushed under the lock)
+    pending: list[Entry] = field(default_factory=list)
+    #: the journal itself when the lab has no store (None: grown past what memory keeps)
+    history: list[Entry] | None = field(default_factory=list)
 
     def record(
         self,
@@ -136,6 +167,9 @@ class Instance:
             event["error"] = error
             self.error_count += 1
         elif result is not None:
+            self.pending.append(
+                Entry(self.id, self.generation, self.seq, fn, args, event["ctx"], source, result.result)
+            )
             event["result"] = result.result
             if result.blocked is not None:
                 event["blocked"] = result.blocked
@@ -187,8 +221,14 @@ class Lab:
         self.instances: dict[int, Instance] = {}
         self._next_id = 1
         self._create_lock = asyncio.Lock()
-        self._booting = 0
+        self._booting_names: set[str] = set()
         self.access = Access()
+        self.store: Store | None = None
+        self.journal: JournalWriter | None = None
+        if self.settings.database_url:
+            self.store = Store(self.settings.database_url)
+            self.journal = JournalWriter(self.store)
+            self._next_id = self.store.next_instance_id()
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
         st = self.settings
         self.stream = StreamHub(
@@ -202,11 +242,92 @@ class Lab:
         )
 
     async def shutdown(self) -> None:
-        """Stop workloads and close every stream (code 1001, going away)."""
+        """Stop workloads, close every stream (code 1001, going away), write what the
+        journal still holds and close the store."""
         for inst in self.instances.values():
             for run in list(inst.workloads.values()):
                 run.cancel()
         await self.stream.close_all()
+        for inst in self.instances.values():
+            self.flush(inst, wait=False)
+        if self.journal is not None:
+            await anyio.to_thread.run_sync(self.journal.close)
+        if self.store is not None:
+            self.store.close()
+
+    # ------------------------------------------------------------ the journal
+    def flush(self, inst: Instance, wait: bool = True) -> asyncio.Future[None] | None:
+        """Hand the instance's newly accepted calls to the journal (under its lock, so in
+        seq order).  With a store, returns a future done once they are durable; without
+        one, they join the in-memory history."""
+        entries = inst.pending
+        if not entries:
+            return None
+        inst.pending = []
+        if self.journal is None:
+            if inst.history is not None:
+                inst.history.extend(entries)
+                if len(inst.history) > self.settings.history_max:
+                    inst.history = None
+            return None
+        return self.journal.submit(entries, wait)
+
+    async def sync(self, inst: Instance) -> None:
+        """Everything the instance's journal was handed so far (its workloads' calls
+        too) is on disk: flush, and wait for the writer to pass this point."""
+        self.flush(inst, wait=False)
+        if self.journal is not None:
+            await self.durable(self.journal.submit([], wait=True))
+
+    async def durable(self, fut: asyncio.Future[None] | None) -> None:
+        """Wait until a flush is on disk (a call is acknowledged only then)."""
+        if fut is None:
+            return
+        try:
+            await fut
+        except Exception as e:
+            raise LabError(
+                "unavailable",
+                f"the call ran but could not be saved ({e}); it is not acknowledged",
+            ) from e
+
+    async def restore_all(self) -> int:
+        """Bring back every instance in the store: boot its configuration and replay its
+        journal (in a worker thread).  Returns how many came back."""
+        store = self.store
+        if store is None:
+            return 0
+        stored = await anyio.to_thread.run_sync(store.load_instances)
+
+        def journal_of(row: StoredInstance) -> list[Entry]:
+            return list(store.entries(row.id, row.generation))
+
+        for row in stored:
+            entries = await anyio.to_thread.run_sync(journal_of, row)
+            machine = await anyio.to_thread.run_sync(replay, row.config, entries)
+            inst = Instance(row.id, row.name, row.config, row.preset, machine, row.created)
+            inst.generation = row.generation
+            inst.owner = row.owner
+            inst.seq = entries[-1].seq if entries else 0
+            inst.calls = len(entries)
+            inst.history = None
+            self.instances[inst.id] = inst
+            self._next_id = max(self._next_id, inst.id + 1)
+            log.info("instance restored", instance=inst.id, name=inst.name, calls=len(entries))
+        return len(stored)
+
+    def entries(self, inst: Instance, after: int = 0, limit: int | None = None) -> list[Entry]:
+        """The instance's journal (this generation) from seq ``after + 1``."""
+        if self.store is not None:
+            return list(self.store.entries(inst.id, inst.generation, after, limit))
+        if inst.history is None:
+            raise LabError(
+                "too-large",
+                f"instance {inst.id}'s journal grew past {self.settings.history_max} calls, "
+                "more than this server keeps without a database (PAGELAB_DATABASE_URL)",
+            )
+        out = [e for e in inst.history if e.seq > after]
+        return out if limit is None else out[:limit]
 
     # ------------------------------------------------------------ instances
     def check_config(self, config: MachineConfig) -> MachineConfig:
@@ -217,25 +338,47 @@ class Lab:
         config.validate()  # ConfigError: page_range above max_pages, bad topology, ...
         return config
 
-    async def create(self, name: str, config: MachineConfig, preset: str | None = None) -> Instance:
+    async def create(
+        self,
+        name: str,
+        config: MachineConfig,
+        preset: str | None = None,
+        entries: list[Entry] | None = None,
+    ) -> Instance:
+        """Boot a new instance (and replay ``entries`` on it: a fork or an import), save
+        it, and host it."""
         config = self.check_config(config)
         async with self._create_lock:
-            if len(self.instances) + self._booting >= self.settings.max_instances:
+            if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
                 raise LabError(
                     "quota",
                     f"this server hosts at most {self.settings.max_instances} instances; "
                     "delete one first",
                 )
-            if any(inst.name == name for inst in self.instances.values()):
+            if name in self._booting_names or any(
+                inst.name == name for inst in self.instances.values()
+            ):
                 raise LabError("conflict", f"an instance named {name!r} already exists")
-            self._booting += 1
+            self._booting_names.add(name)
+            iid = self._next_id
+            self._next_id += 1
         try:
-            machine = await anyio.to_thread.run_sync(Machine.boot, config)
+            machine = await anyio.to_thread.run_sync(replay, config, entries or [])
+            inst = Instance(iid, name, config, preset, machine)
+            kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]
+            if kept:
+                inst.seq = kept[-1].seq
+                inst.calls = len(kept)
+            if self.store is not None:
+                store = self.store
+                await anyio.to_thread.run_sync(
+                    lambda: store.add_instance(iid, name, inst.owner, preset, config, kept)
+                )
+            else:
+                inst.history = kept
         finally:
-            self._booting -= 1
-        inst = Instance(self._next_id, name, config, preset, machine)
+            self._booting_names.discard(name)
         self.instances[inst.id] = inst
-        self._next_id += 1
         return inst
 
     async def create_preset(
@@ -267,26 +410,71 @@ class Lab:
                 for f in futures:
                     if not f.done():
                         f.set_result({"error": "the instance was deleted"})
+            if self.store is not None:
+                self.flush(inst, wait=False)  # keep the order: its calls, then the delete
+                store = self.store
+                await anyio.to_thread.run_sync(lambda: store.delete_instance(instance_id))
         await self.stream.instance_deleted(instance_id)
 
     async def reset(self, instance_id: int) -> Instance:
         """Re-boot with the same configuration (same seed: the same machine again)."""
+        return await self.restore(instance_id, 0)
+
+    async def restore(self, instance_id: int, to: int) -> Instance:
+        """Step back: re-boot and replay the journal up to call ``to`` (0: a reset).  The
+        instance starts a new generation whose journal is those calls; viewers get a new
+        hello; workloads stop."""
         inst = self.get(instance_id)
+        if to < 0 or to > inst.seq:
+            raise LabError(
+                "validation",
+                f"instance {instance_id} can be restored to a call from 0 to {inst.seq}, not {to}",
+            )
         for run in inst.workloads.values():
-            run.cancel("the instance was reset")
+            run.cancel("the instance was reset" if to == 0 else f"the instance was restored to {to}")
         async with inst.lock:
-            inst.machine = await anyio.to_thread.run_sync(Machine.boot, inst.config)
-            inst.calls = 0
-            inst.seq = 0
+            await self.sync(inst)
+            keep = [] if to == 0 else await anyio.to_thread.run_sync(
+                lambda: [e for e in self.entries(inst) if e.seq <= to]
+            )
+            machine = await anyio.to_thread.run_sync(replay, inst.config, keep)
+            generation = inst.generation + 1
+            kept = [replace(e, generation=generation) for e in keep]
+            if self.store is not None:
+                store = self.store
+                await anyio.to_thread.run_sync(
+                    lambda: store.new_generation(inst.id, generation, kept)
+                )
+            else:
+                inst.history = kept
+            inst.machine = machine
+            inst.generation = generation
+            inst.calls = len(kept)
+            inst.seq = to
             inst.ring.clear()
-            inst.generation += 1
+            inst.pending = []
             inst.digest_cache = None
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
-                        f.set_result({"error": "the instance was reset"})
+                        f.set_result({"error": "the instance was reset or restored"})
             inst.waiters.clear()
         return inst
+
+    async def fork(self, instance_id: int, at: int, name: str) -> Instance:
+        """A new instance with the same configuration and the first calls up to ``at``."""
+        inst = self.get(instance_id)
+        if at < 0 or at > inst.seq:
+            raise LabError(
+                "validation",
+                f"instance {instance_id} can be forked at a call from 0 to {inst.seq}, not {at}",
+            )
+        async with inst.lock:
+            await self.sync(inst)
+            keep = await anyio.to_thread.run_sync(
+                lambda: [e for e in self.entries(inst) if e.seq <= at]
+            )
+        return await self.create(name, inst.config, inst.preset, keep)
 
     # ------------------------------------------------------------ calls
     def resolve_waiters(self, inst: Instance) -> None:
@@ -356,18 +544,19 @@ class Lab:
                 raise
             seq = inst.record(fn, args, ctx, source, result)
             inst.calls += 1
+            saved = self.flush(inst)
             self.resolve_waiters(inst)
+            done: dict[str, Any] | None = None
             if result.blocked is not None:
                 # The call may already have been resumed before it returned (e.g. it woke
                 # the pageout daemon, which woke it back): then it is complete, wait or not.
                 done = _thread_outcome(m, result.blocked["thread"])
-                if done is not None:
-                    return result, done, seq
-                if wait:
+                if done is None and wait:
                     waiter = asyncio.get_running_loop().create_future()
                     inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
+        await self.durable(saved)  # acknowledged only once its journal entry is on disk
         if waiter is None:
-            return result, None, seq
+            return result, done, seq
         limit = min(
             timeout_s if timeout_s is not None else self.settings.max_wait_s,
             self.settings.max_wait_s,
@@ -454,7 +643,9 @@ class Lab:
         async with inst.lock:
             results = await anyio.to_thread.run_sync(run)
             inst.calls += len(results)
+            saved = self.flush(inst)
             self.resolve_waiters(inst)
+        await self.durable(saved)
         return results
 
     async def digest(self, inst: Instance) -> str:

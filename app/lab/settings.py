@@ -36,3 +36,13 @@ class Settings(BaseSettings):
     max_workloads: int = Field(
         default=4, ge=0, le=64, description="workloads running at once on one instance"
     )
+    database_url: str = Field(
+        default="sqlite:///var/pagelab.db",
+        description="where instances and their journals are kept (SQLAlchemy URL; "
+        "empty: nowhere, nothing survives a restart)",
+    )
+    history_max: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="calls of one instance's journal kept in memory when there is no database",
+    )

@@ -293,6 +293,7 @@ class WorkloadRunner:
                 ran, done = await anyio.to_thread.run_sync(self._run_calls, inst, run, limit)
             run.active_s += time.perf_counter() - started
             inst.calls += ran
+            self.lab.flush(inst, wait=False)  # nobody waits: group-committed in order
             self.lab.resolve_waiters(inst)
         run.samples.append((time.monotonic(), run.calls))
         return ran, done

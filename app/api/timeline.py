@@ -1,0 +1,197 @@
+"""Scenarios and time travel, all built on the journal: the timeline of an instance's
+calls, step back (restore), fork, and traces (export and import)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from app.lab.service import Lab, LabError
+from app.lab.store import Entry, config_from_json, config_to_json
+
+from .errors import PROBLEM_RESPONSES
+from .routes import instance_view
+
+router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["timeline"])
+InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+TRACE_FORMAT = "pagelab-trace"
+TRACE_VERSION = 1
+#: Largest trace accepted by an import (lines after the header).
+MAX_TRACE_CALLS = 2_000_000
+
+
+async def get_lab(request: Request) -> Lab:
+    lab: Lab = request.app.state.lab
+    return lab
+
+
+LabDep = Annotated[Lab, Depends(get_lab)]
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"to": 10}]})
+    to: StrictInt = Field(ge=0, le=1 << 62, description="the seq of the last call to keep")
+
+
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"at": 10, "name": "what-if"}]}
+    )
+    at: StrictInt = Field(ge=0, le=1 << 62, description="the seq of the last call to copy")
+    name: Name
+
+
+@router.get("/instances/{instance_id}/journal", operation_id="get_journal")
+async def get_journal(
+    instance_id: InstanceId,
+    lab: LabDep,
+    from_seq: Annotated[int, Query(alias="from", ge=0, le=1 << 62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    """The calls the instance acknowledged, in order, from seq ``from`` + 1: what was
+    called, where, by whom (api, batch, workload) and what it returned."""
+    inst = lab.get(instance_id)
+    async with inst.lock:
+        await lab.sync(inst)
+        entries = lab.entries(inst, from_seq, limit)
+    return {
+        "instance": inst.id,
+        "generation": inst.generation,
+        "seq": inst.seq,
+        "entries": [e.view() for e in entries],
+    }
+
+
+@router.post("/instances/{instance_id}/restore", operation_id="restore_instance")
+async def restore_instance(
+    instance_id: InstanceId, body: RestoreRequest, lab: LabDep
+) -> dict[str, Any]:
+    """Step back: the machine as it was right after call ``to`` (a new generation)."""
+    inst = await lab.restore(instance_id, body.to)
+    return instance_view(inst, await lab.digest(inst))
+
+
+@router.post("/instances/{instance_id}/fork", status_code=201, operation_id="fork_instance")
+async def fork_instance(instance_id: InstanceId, body: ForkRequest, lab: LabDep) -> dict[str, Any]:
+    """A new instance: the same machine after the same calls, up to call ``at``."""
+    inst = await lab.fork(instance_id, body.at, body.name)
+    return instance_view(inst, await lab.digest(inst))
+
+
+@router.get(
+    "/instances/{instance_id}/trace",
+    operation_id="export_trace",
+    response_class=Response,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
+    """The instance as a trace: JSON Lines, a header (format, version, configuration,
+    preset, seed, digest) and then one call per line.  Importing it gives the same digest."""
+    inst = lab.get(instance_id)
+    async with inst.lock:
+        await lab.sync(inst)
+        entries = lab.entries(inst)
+    header = {
+        "format": TRACE_FORMAT,
+        "version": TRACE_VERSION,
+        "name": inst.name,
+        "preset": inst.preset,
+        "seed": inst.config.seed,
+        "config": config_to_json(inst.config),
+        "calls": len(entries),
+        "state_digest": await lab.digest(inst),
+    }
+    lines = [json.dumps(header)]
+    for e in entries:
+        line = {"seq": e.seq, "fn": e.fn, "args": e.args, "ctx": e.ctx}
+        if e.source != "api":
+            line["source"] = e.source
+        lines.append(json.dumps(line, separators=(",", ":")))
+    filename = f"{inst.name}.pagelab.jsonl"
+    return Response(
+        "\n".join(lines) + "\n",
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def parse_trace(text: str) -> tuple[dict[str, Any], list[Entry]]:
+    """A trace's header and calls; ``LabError`` saying which line is wrong and why."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise LabError("validation", "the trace is empty: it needs a header line and calls")
+    try:
+        header = json.loads(lines[0])
+    except ValueError:
+        raise LabError("validation", "line 1 of the trace is not JSON") from None
+    if not isinstance(header, dict) or header.get("format") != TRACE_FORMAT:
+        raise LabError(
+            "validation",
+            f'line 1 must be the header {{"format": "{TRACE_FORMAT}", "version": 1, ...}}',
+        )
+    if header.get("version") != TRACE_VERSION:
+        raise LabError(
+            "validation",
+            f"this server reads trace version {TRACE_VERSION}, not {header.get('version')!r}",
+        )
+    if len(lines) - 1 > MAX_TRACE_CALLS:
+        raise LabError("too-large", f"a trace holds at most {MAX_TRACE_CALLS} calls")
+    entries: list[Entry] = []
+    last = 0
+    for n, line in enumerate(lines[1:], start=2):
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise LabError("validation", f"line {n} of the trace is not JSON") from None
+        if not isinstance(item, dict) or not isinstance(item.get("fn"), str):
+            raise LabError(
+                "validation", f'line {n} must be a call such as {{"fn": "vm_page_alloc"}}'
+            )
+        seq = item.get("seq", last + 1)
+        args, ctx = item.get("args", {}), item.get("ctx", {"cpu": 0})
+        if type(seq) is not int or seq <= last:
+            raise LabError("validation", f"line {n}: seq must be an integer above {last}")
+        if not isinstance(args, dict) or not isinstance(ctx, dict):
+            raise LabError("validation", f"line {n}: args and ctx must be objects")
+        entries.append(Entry(0, 0, seq, item["fn"], args, ctx, str(item.get("source", "api"))))
+        last = seq
+    return header, entries
+
+
+@router.post(
+    "/traces",
+    status_code=201,
+    operation_id="import_trace",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_trace(
+    request: Request,
+    lab: LabDep,
+    name: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+) -> dict[str, Any]:
+    """Import a trace (``GET …/instances/{id}/trace``) as a new instance named ``name``:
+    its configuration booted and its calls replayed.  The answer's digest equals the
+    trace's."""
+    body = await request.body()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LabError("bad-request", "the trace must be UTF-8 JSON Lines") from None
+    header, entries = parse_trace(text)
+    try:
+        config = config_from_json(header["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise LabError("validation", f"the trace header's config is not readable: {e}") from None
+    inst = await lab.create(name, config, header.get("preset"), entries)
+    return instance_view(inst, await lab.digest(inst))

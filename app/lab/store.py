@@ -1,0 +1,416 @@
+"""The lab's durable store: instances and the journal of every call they acknowledged.
+
+SQLAlchemy 2 (Core) over SQLite by default — one embedded file in WAL mode — or any URL
+SQLAlchemy knows (Postgres for a shared deployment).  The schema is created and upgraded by
+Alembic migrations (``app/lab/migrations``), so a database written by an older version opens
+in a newer one.
+
+The journal is the one vocabulary again: each entry is a kernel call (function, arguments,
+context) with its seq on its instance.  Booting an instance's configuration and replaying
+its journal in seq order gives exactly its state (the machine is deterministic), which is
+the recovery after a restart, the fork, the step back and the export.
+
+Writes go through ``JournalWriter``: one thread that takes whatever entries are waiting,
+writes them in one transaction (a group commit) and then tells each waiting call that its
+entry is durable.  The store itself is synchronous and is only used from that thread and
+from start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from app.core.config import MachineConfig, NumaRange, Topology
+
+log = structlog.get_logger(__name__)
+
+metadata = MetaData()
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(64), nullable=False),
+    Column("owner", String(64), nullable=False, server_default=""),
+    Column("preset", String(64), nullable=True),
+    Column("config", JSON, nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("created", Float, nullable=False),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("instance_id", Integer, ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("fn", String(64), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("ctx", Text, nullable=False),
+    Column("source", String(64), nullable=False, server_default="api"),
+    Column("result", Text, nullable=True),
+    Index("journal_by_seq", "instance_id", "generation", "seq", unique=True),
+)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+JOURNAL_COLUMNS = ("instance_id", "generation", "seq", "fn", "args", "ctx", "source", "result")
+
+
+# ---------------------------------------------------------------- configurations as JSON
+def config_to_json(config: MachineConfig) -> dict[str, Any]:
+    """A machine configuration as plain JSON (everything ``Machine.boot`` reads)."""
+    topo = config.topology
+    return {
+        "phys_avail": [list(r) for r in config.phys_avail],
+        "cpus": config.cpus,
+        "topology": None
+        if topo is None
+        else {"sockets": topo.sockets, "cores": topo.cores, "threads": topo.threads},
+        "numa": [{"base": r.base, "size": r.size, "socket": r.socket} for r in config.numa],
+        "seed": config.seed,
+        "boot_stage": config.boot_stage,
+        "dma_reserved": config.dma_reserved,
+        "hz": config.hz,
+        "max_pages": config.max_pages,
+        "pagedaemon": config.pagedaemon,
+        "name": config.name,
+    }
+
+
+def config_from_json(data: dict[str, Any]) -> MachineConfig:
+    topo = data.get("topology")
+    return MachineConfig(
+        phys_avail=tuple((int(b), int(e)) for b, e in data["phys_avail"]),
+        cpus=int(data["cpus"]),
+        topology=None
+        if topo is None
+        else Topology(topo["sockets"], topo["cores"], topo["threads"]),
+        numa=tuple(NumaRange(r["base"], r["size"], r["socket"]) for r in data.get("numa", [])),
+        seed=int(data.get("seed", 0)),
+        boot_stage=data.get("boot_stage", "finished"),
+        dma_reserved=int(data.get("dma_reserved", 0)),
+        hz=int(data.get("hz", 100)),
+        max_pages=int(data["max_pages"]) if "max_pages" in data else MachineConfig.max_pages,
+        pagedaemon=bool(data.get("pagedaemon", False)),
+        name=str(data.get("name", "")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journalled call."""
+
+    instance_id: int
+    generation: int
+    seq: int
+    fn: str
+    args: dict[str, Any]
+    ctx: dict[str, Any]
+    source: str = "api"
+    result: Any = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "generation": self.generation,
+            "seq": self.seq,
+            "fn": self.fn,
+            "args": json.dumps(self.args, separators=(",", ":")),
+            "ctx": json.dumps(self.ctx, separators=(",", ":")),
+            "source": self.source,
+            "result": json.dumps(self.result, separators=(",", ":"), default=str),
+        }
+
+    def values(self) -> tuple[Any, ...]:
+        """The row in ``JOURNAL_COLUMNS`` order."""
+        return (
+            self.instance_id,
+            self.generation,
+            self.seq,
+            self.fn,
+            json.dumps(self.args, separators=(",", ":")),
+            json.dumps(self.ctx, separators=(",", ":")),
+            self.source,
+            json.dumps(self.result, separators=(",", ":"), default=str),
+        )
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "fn": self.fn,
+            "args": self.args,
+            "ctx": self.ctx,
+            "source": self.source,
+            "result": self.result,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    id: int
+    name: str
+    owner: str
+    preset: str | None
+    config: MachineConfig
+    generation: int
+    created: float
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    # WAL: readers never block the writer; NORMAL: a commit survives the process being
+    # killed (the WAL is in the OS's hands), only a power cut may lose the last ones
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """Instances and their journals in one database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False}
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        marks = {"qmark": "?", "numeric": ":{}", "named": ":c{}", "format": "%s", "pyformat": "%s"}
+        mark = marks[self.engine.dialect.paramstyle]
+        holders = ", ".join(mark.format(k + 1) for k in range(len(JOURNAL_COLUMNS)))
+        self._insert_sql = f"INSERT INTO journal ({', '.join(JOURNAL_COLUMNS)}) VALUES ({holders})"
+        self.upgrade()
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (Alembic)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ instances
+    def add_instance(
+        self,
+        iid: int,
+        name: str,
+        owner: str,
+        preset: str | None,
+        config: MachineConfig,
+        entries: Sequence[Entry] = (),
+    ) -> None:
+        """A new instance, and the calls it starts with (a fork's or an import's)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(instances).values(
+                    id=iid,
+                    name=name,
+                    owner=owner,
+                    preset=preset,
+                    config=config_to_json(config),
+                    generation=0,
+                    created=time.time(),
+                )
+            )
+            if entries:
+                conn.execute(insert(journal), [e.row() for e in entries])
+
+    def delete_instance(self, iid: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(journal).where(journal.c.instance_id == iid))
+            conn.execute(delete(instances).where(instances.c.id == iid))
+
+    def new_generation(self, iid: int, generation: int, keep: Sequence[Entry] = ()) -> None:
+        """The instance was re-booted (reset, restore): its journal starts again, with
+        ``keep`` (the calls a restore replays) as its first entries."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(instances).where(instances.c.id == iid).values(generation=generation)
+            )
+            conn.execute(
+                delete(journal).where(
+                    journal.c.instance_id == iid, journal.c.generation < generation
+                )
+            )
+            if keep:
+                conn.execute(insert(journal), [e.row() for e in keep])
+
+    def load_instances(self) -> list[StoredInstance]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(instances).order_by(instances.c.id)).all()
+        return [
+            StoredInstance(
+                r.id, r.name, r.owner, r.preset, config_from_json(r.config), r.generation, r.created
+            )
+            for r in rows
+        ]
+
+    def next_instance_id(self) -> int:
+        with self.engine.connect() as conn:
+            top = conn.execute(select(func.max(instances.c.id))).scalar()
+        return int(top or 0) + 1
+
+    # ------------------------------------------------------------------ journal
+    def append(self, entries: Iterable[Entry]) -> int:
+        """Write entries in one transaction.  The journal writer's hot path: one
+        ``executemany`` in the driver's own parameter style, without building SQLAlchemy
+        statements per commit."""
+        rows = [e.values() for e in entries]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(self._insert_sql, rows)
+        return len(rows)
+
+    def entries(
+        self, iid: int, generation: int, after: int = 0, limit: int | None = None
+    ) -> Iterator[Entry]:
+        """The journal of one instance generation in seq order, from seq ``after + 1``."""
+        q = (
+            select(journal)
+            .where(
+                journal.c.instance_id == iid,
+                journal.c.generation == generation,
+                journal.c.seq > after,
+            )
+            .order_by(journal.c.seq)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                yield Entry(
+                    r.instance_id,
+                    r.generation,
+                    r.seq,
+                    r.fn,
+                    json.loads(r.args),
+                    json.loads(r.ctx),
+                    r.source,
+                    None if r.result is None else json.loads(r.result),
+                )
+
+
+class JournalWriter:
+    """Group commit: one thread writes whatever entries are waiting in one transaction,
+    then resolves each waiter's future on its event loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: queue.SimpleQueue[
+            tuple[list[Entry], asyncio.Future[None] | None, asyncio.AbstractEventLoop | None] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0
+        self.entries_written = 0
+        self.commit_seconds = 0.0
+
+    def submit(self, entries: list[Entry], wait: bool = True) -> asyncio.Future[None] | None:
+        """Queue entries (in seq order); with ``wait``, a future done once they are
+        durable.  Call from the event loop thread (or with ``wait=False`` from any)."""
+        if not wait:
+            self._queue.put((entries, None, None))
+            return None
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._queue.put((entries, fut, loop))
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:  # everything else waiting joins this commit
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._commit(batch)
+                    return
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(
+        self,
+        batch: list[
+            tuple[list[Entry], asyncio.Future[None] | None, asyncio.AbstractEventLoop | None]
+        ],
+    ) -> None:
+        started = time.perf_counter()
+        error: Exception | None = None
+        try:
+            n = self.store.append(e for entries, _, _ in batch for e in entries)
+            self.entries_written += n
+            self.commits += 1
+        except Exception as e:  # the waiters are told; the server keeps running
+            log.error("journal commit failed", error=str(e))
+            error = e
+        self.commit_seconds += time.perf_counter() - started
+        # one wake-up per event loop, not one per waiter
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, fut, loop in batch:
+            if fut is not None and loop is not None:
+                by_loop.setdefault(loop, []).append(fut)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_settle, futures, error)
+
+    def close(self) -> None:
+        """Write what is waiting, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(60)
+
+
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for fut in futures:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
