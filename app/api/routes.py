@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
-from app.core.constants import PAGE_SIZE, PQ_NAMES
+from app.core.constants import PAGE_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
 from app.core.ddb import DDB_COMMANDS, ddb_command
 from app.core.errors import InvalidArgument
 from app.core.machine import Machine
+from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
 from app.lab import views
@@ -215,6 +216,18 @@ async def call_batch(instance_id: InstanceId, body: BatchRequest, lab: LabDep) -
     )
 
 
+def _choices(p: Any) -> list[str]:
+    """The names a parameter accepts: its own choices, the VM_ALLOC_* flags for
+    allocation flags, the OBJT_* types for an object type."""
+    if p.choices:
+        return [n for n, _ in p.choices]
+    if p.kind == "alloc_flags":
+        return list(VM_ALLOC_FLAG_NAMES.values())
+    if p.kind == "objtype":
+        return list(ObjType.__members__)
+    return []
+
+
 @router.get("/functions", operation_id="list_functions", tags=["meta"])
 async def list_functions() -> list[dict[str, Any]]:
     """Every callable kernel function with its arguments and the kernel function it models."""
@@ -238,7 +251,7 @@ async def list_functions() -> list[dict[str, Any]]:
                         "help": p.help,
                         **({"min": p.lo} if p.lo is not None else {}),
                         **({"max": p.hi} if p.hi is not None else {}),
-                        **({"choices": [n for n, _ in p.choices]} if p.choices else {}),
+                        **({"choices": _choices(p)} if _choices(p) else {}),
                     }
                     for p in f.params
                 ],
