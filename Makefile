@@ -44,7 +44,7 @@ web-test: $(WEB_DEPS)
 run: $(STAMP)
 	@if $(NODE_OK); then $(MAKE) --no-print-directory web; \
 	else echo "make run: the browser page is not built: it needs Node.js >= 20 with npm (found: $$(node --version 2>/dev/null || echo no node), $$(command -v $(NPM) >/dev/null 2>&1 && echo npm || echo no npm)); serving the API only"; fi
-	$(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT)
+	$(PY) -m app.serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests bench

@@ -689,10 +689,9 @@ def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    import uvicorn  # only the server needs it
+    from app.serve import main as serve  # only the server needs the server's code
 
-    uvicorn.run("app.main:app", host=ns.host, port=ns.port, log_level=ns.log_level)
-    return 0
+    return serve(["--host", ns.host, "--port", str(ns.port), "--log-level", ns.log_level])
 
 
 # ------------------------------------------------------------------ argument parsing
@@ -711,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the server (uvicorn app.main:app)")
+    p = sub.add_parser("serve", help="run the server (python -m app.serve)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")

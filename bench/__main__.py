@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -36,11 +36,25 @@ def _pagemap(argv: list[str]) -> int:
     return pagemap.main(argv)
 
 
+def _durability(argv: list[str]) -> int:
+    from bench import durability
+
+    return durability.main(argv)
+
+
+def _stream(argv: list[str]) -> int:
+    from bench import stream
+
+    return stream.main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "engine": _engine,
     "lifecycle": _lifecycle,
     "http": _http,
     "pagemap": _pagemap,
+    "stream": _stream,
+    "durability": _durability,
 }
 
 

@@ -123,8 +123,7 @@ class Server:
         self.cmd = [
             sys.executable,
             "-m",
-            "uvicorn",
-            "app.main:app",
+            "app.serve",
             "--host",
             "127.0.0.1",
             "--port",

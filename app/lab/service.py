@@ -111,6 +111,9 @@ class Ctx:
         return out
 
 
+#: Longest a slice of a batch holds the instance's lock.
+BATCH_SLICE_S = 0.010
+
 #: Call records each instance keeps for its viewers.
 RING_SIZE = 4096
 
@@ -622,31 +625,66 @@ class Lab:
         stop_on_error: bool = False,
         record: bool = False,
     ) -> list[dict[str, Any]]:
-        """Run calls one after the other under the instance's lock (in a worker thread);
-        each gets its own result or error and its seq.  Blocked calls return at once."""
+        """Run calls one after the other; each gets its own result or error and its seq.
+        Blocked calls return at once.
+
+        A big batch runs in slices: each holds the instance's lock (in a worker thread)
+        for at most ``BATCH_SLICE_S``, then lets other requests on the instance and the
+        stream's publisher in, so one user's 200 000 calls never hold up anyone's small
+        call for long.  Calls of other requests may therefore fall between two slices
+        of a batch (each call's seq says where).  The answer comes once every call of
+        the batch is in the journal."""
         if len(calls) > self.settings.max_batch:
             raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
         inst = self.get(instance_id)
+        out: list[dict[str, Any]] = []
+        stopped = False
 
-        def run() -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = []
-            for k, (fn, args, ctx) in enumerate(calls):
+        def run_slice(start: int) -> int:
+            nonlocal stopped
+            deadline = time.perf_counter() + BATCH_SLICE_S
+            k = start
+            while k < len(calls):
+                fn, args, ctx = calls[k]
                 item, r = self.run_one(inst, fn, args, ctx, "batch", record)
                 item["index"] = k
                 if record and isinstance(r, CallResult):
                     item["record"] = r.record
                 out.append(item)
+                k += 1
                 if stop_on_error and "error" in item:
+                    stopped = True
                     break
-            return out
+                if k % 16 == 0 and time.perf_counter() >= deadline:
+                    break
+            return k
 
-        async with inst.lock:
-            results = await anyio.to_thread.run_sync(run)
-            inst.calls += len(results)
-            saved = self.flush(inst)
-            self.resolve_waiters(inst)
+        done = 0
+        saved: asyncio.Future[None] | None = None
+        generation = inst.generation
+        while done < len(calls) and not stopped:
+            async with inst.lock:
+                if inst.generation != generation or self.instances.get(inst.id) is not inst:
+                    raise LabError(
+                        "conflict",
+                        f"instance {inst.id} was reset, restored or deleted while this batch "
+                        f"ran; its first {done} calls ran before that",
+                    )
+                before = done
+                if len(calls) - done <= 64 and inst.machine.page_range <= INLINE_MAX_PAGES:
+                    done = run_slice(done)
+                else:
+                    done = await anyio.to_thread.run_sync(run_slice, done)
+                inst.calls += done - before
+                last = done >= len(calls) or stopped
+                saved = self.flush(inst, wait=last)
+                self.resolve_waiters(inst)
+            if not last:
+                await asyncio.sleep(0)  # the lock's other waiters go first
+        if saved is None and self.journal is not None and out:
+            await self.sync(inst)
         await self.durable(saved)
-        return results
+        return out
 
     async def digest(self, inst: Instance) -> str:
         """The instance's state digest, cached until its next call (hashing a 64 GiB

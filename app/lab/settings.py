@@ -46,3 +46,10 @@ class Settings(BaseSettings):
         ge=0,
         description="calls of one instance's journal kept in memory when there is no database",
     )
+    stream_socket_buffer: int = Field(
+        default=256 * 1024,
+        ge=0,
+        le=64 * 1024 * 1024,
+        description="kernel send buffer of each connection in bytes (python -m app.serve; "
+        "0: the system's default); bounds how far a slow viewer can lag before it is caught",
+    )

@@ -79,7 +79,7 @@ class Server:
         self.starts += 1
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+                [sys.executable, "-m", "app.serve", "--host", "127.0.0.1",
                  "--port", str(self.port), "--log-level", "warning"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )

@@ -1,0 +1,68 @@
+"""``python -m app.serve [--host H] [--port P]``: serve PageLab as it is meant to be served
+(``make run``, ``pagelab serve`` and the container all start it this way).
+
+Two things differ from a bare ``uvicorn app.main:app``:
+
+* The listening socket is made here with a bounded kernel send buffer
+  (``PAGELAB_STREAM_SOCKET_BUFFER``, 256 KiB; connections inherit it).  Without the bound,
+  Linux lets several MiB pile up for a viewer that reads too slowly, so the stream's own
+  slow-viewer handling (gaps, then 1013) would only start minutes late; with it, a slow
+  viewer backs up into the stream's bounded outbox within a couple of seconds.
+* WebSocket permessage-deflate is off: every frame is built once and the same bytes go to
+  every viewer, which per-connection compression would undo (it cost about 0.3 ms per
+  frame per viewer, the largest cost of a viewer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+import uvicorn
+
+from app.lab.settings import Settings
+
+
+def listening_socket(host: str, port: int, sndbuf: int) -> socket.socket:
+    """A bound TCP socket for ``host:port`` whose accepted connections get ``sndbuf``
+    bytes of kernel send buffer (0: the system's default, auto-tuned)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(addr)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--log-level", default=os.environ.get("PAGELAB_LOG_LEVEL", "info"))
+    parser.add_argument("--no-access-log", action="store_true")
+    ns = parser.parse_args(argv)
+    settings = Settings()
+    try:
+        sock = listening_socket(ns.host, ns.port, settings.stream_socket_buffer)
+    except OSError as e:
+        print(f"pagelab: cannot listen on {ns.host}:{ns.port}: {e.strerror}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        "app.main:app",
+        log_level=ns.log_level,
+        access_log=not ns.no_access_log,
+        ws_per_message_deflate=False,
+    )
+    print(f"PageLab on http://{ns.host}:{ns.port}/ (API under /api/v1, docs at /docs)")
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
