@@ -121,6 +121,11 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
     )
 
 
+def _short_text(value: Any) -> bool:
+    """A name the store keeps (1-64 printable characters)."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable()
+
+
 def parse_trace(text: str) -> tuple[dict[str, Any], list[Entry]]:
     """A trace's header and calls; ``LabError`` saying which line is wrong and why."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -140,6 +145,9 @@ def parse_trace(text: str) -> tuple[dict[str, Any], list[Entry]]:
             "validation",
             f"this server reads trace version {TRACE_VERSION}, not {header.get('version')!r}",
         )
+    preset = header.get("preset")
+    if preset is not None and not _short_text(preset):
+        raise LabError("validation", "the header's preset must be a short name or null")
     if len(lines) - 1 > MAX_TRACE_CALLS:
         raise LabError("too-large", f"a trace holds at most {MAX_TRACE_CALLS} calls")
     entries: list[Entry] = []
@@ -149,17 +157,20 @@ def parse_trace(text: str) -> tuple[dict[str, Any], list[Entry]]:
             item = json.loads(line)
         except ValueError:
             raise LabError("validation", f"line {n} of the trace is not JSON") from None
-        if not isinstance(item, dict) or not isinstance(item.get("fn"), str):
+        if not isinstance(item, dict) or not _short_text(item.get("fn")):
             raise LabError(
                 "validation", f'line {n} must be a call such as {{"fn": "vm_page_alloc"}}'
             )
+        source = item.get("source", "api")
+        if not _short_text(source):
+            raise LabError("validation", f"line {n}: source must be a short name (1-64 characters)")
         seq = item.get("seq", last + 1)
         args, ctx = item.get("args", {}), item.get("ctx", {"cpu": 0})
         if type(seq) is not int or seq <= last:
             raise LabError("validation", f"line {n}: seq must be an integer above {last}")
         if not isinstance(args, dict) or not isinstance(ctx, dict):
             raise LabError("validation", f"line {n}: args and ctx must be objects")
-        entries.append(Entry(0, 0, seq, item["fn"], args, ctx, str(item.get("source", "api"))))
+        entries.append(Entry(0, 0, seq, item["fn"], args, ctx, source))
         last = seq
     return header, entries
 

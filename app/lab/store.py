@@ -72,7 +72,10 @@ instances = Table(
 journal = Table(
     "journal",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    # 64 bits (migration 0002); on SQLite INTEGER, the rowid, which is 64 bits already
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("instance_id", Integer, ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
     Column("generation", Integer, nullable=False),
     Column("seq", BigInteger, nullable=False),

@@ -1,5 +1,7 @@
-"""Durability and time travel: the journal in SQLite (a real file), restarts, step back,
-fork, traces, and a server killed with SIGKILL under load.
+"""Durability and time travel: the journal in SQLite (a real file) and in Postgres (a
+throwaway server, tests/lab/postgres.py), restarts, step back, fork, traces, and a server
+killed with SIGKILL under load.  Every test with a database runs on both (``database_url``,
+tests/lab/conftest.py), each on a database of its own.
 
 Everything rests on one promise: booting an instance's configuration and replaying its
 journal gives its state, digest for digest.
@@ -18,17 +20,19 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from app.lab.presets import PRESETS
 from app.lab.service import replay
 from app.lab.settings import Settings
 from app.lab.store import Entry, Store
 from app.main import create_app
+
+from . import postgres
 
 API = "/api/v1"
 pytestmark = pytest.mark.anyio
@@ -44,8 +48,16 @@ async def serve(url: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
             yield c
 
 
-def db(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'lab.db'}"
+def drop_the_journal(url: str) -> None:
+    """The disk goes bad under the store: its journal table disappears."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        assert u.database
+        with sqlite3.connect(u.database) as raw:
+            raw.execute("DROP TABLE journal")
+    else:
+        with postgres.connect(url) as raw:
+            raw.execute("DROP TABLE journal")
 
 
 async def some_calls(c: httpx.AsyncClient, iid: int) -> None:
@@ -83,8 +95,8 @@ async def _yield() -> None:
     await asyncio.sleep(0.005)  # let the workload's task run; not a timing assertion
 
 
-async def test_a_restart_brings_every_instance_back_with_the_same_digest(tmp_path: Path) -> None:
-    url = db(tmp_path)
+async def test_a_restart_brings_every_instance_back_with_the_same_digest(database_url: str) -> None:
+    url = database_url
     async with serve(url) as c:
         r = await c.post(f"{API}/instances", json={"name": "box", "preset": "tiny-16m"})
         iid = r.json()["id"]
@@ -114,9 +126,9 @@ async def test_a_restart_brings_every_instance_back_with_the_same_digest(tmp_pat
         assert r.json()["id"] == iid + 1
 
 
-@pytest.mark.parametrize("durable", [True, False])
-async def test_restore_fork_and_traces_agree_with_a_replay(tmp_path: Path, durable: bool) -> None:
-    async with serve(db(tmp_path) if durable else "") as c:
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres", "none"], indirect=True)
+async def test_restore_fork_and_traces_agree_with_a_replay(database_url: str) -> None:
+    async with serve(database_url) as c:
         iid = (await c.post(f"{API}/instances", json={"name": "a", "preset": "tiny-16m"})).json()[
             "id"
         ]
@@ -190,6 +202,12 @@ async def test_restore_fork_and_traces_agree_with_a_replay(tmp_path: Path, durab
             "line 3: seq must be an integer above 2",
         ),
         ('{"format": "pagelab-trace", "version": 1}\n[1]\n', "line 2 must be a call"),
+        ('{"format": "pagelab-trace", "version": 1}\n{"fn": "' + "x" * 65 + '"}\n', "line 2 must"),
+        (
+            '{"format": "pagelab-trace", "version": 1}\n{"fn": "tick", "source": "a\\u0000"}\n',
+            "line 2: source must be a short name",
+        ),
+        ('{"format": "pagelab-trace", "version": 1, "preset": "' + "p" * 70 + '"}\n', "preset"),
     ],
 )
 async def test_a_bad_trace_is_refused_with_the_line(trace: str, fragment: str) -> None:
@@ -200,21 +218,20 @@ async def test_a_bad_trace_is_refused_with_the_line(trace: str, fragment: str) -
         assert [i["name"] for i in (await c.get(f"{API}/instances")).json()] == ["default"]
 
 
-async def test_a_journal_that_cannot_be_written_is_a_503_not_an_ack(tmp_path: Path) -> None:
-    url = db(tmp_path)
+async def test_a_journal_that_cannot_be_written_is_a_503_not_an_ack(database_url: str) -> None:
+    url = database_url
     async with serve(url) as c:
         ok = await c.post(f"{API}/instances/1/calls/vm_page_alloc", json={})
         assert ok.status_code == 200
-        with sqlite3.connect(tmp_path / "lab.db") as raw:  # the disk goes bad under us
-            raw.execute("DROP TABLE journal")
+        drop_the_journal(url)  # the disk goes bad under us
         r = await c.post(f"{API}/instances/1/calls/vm_page_alloc", json={})
         assert r.status_code == 503
         body = r.json()
         assert body["type"] == "/problems/unavailable" and "not acknowledged" in body["detail"]
 
 
-async def test_a_deleted_instance_stays_deleted(tmp_path: Path) -> None:
-    url = db(tmp_path)
+async def test_a_deleted_instance_stays_deleted(database_url: str) -> None:
+    url = database_url
     async with serve(url) as c:
         iid = (await c.post(f"{API}/instances", json={"name": "tmp", "preset": "tiny-16m"})).json()[
             "id"
@@ -264,8 +281,8 @@ def _start(url: str, port: int) -> subprocess.Popen[bytes]:
     raise AssertionError("the server did not start")
 
 
-def test_sigkill_under_load_loses_no_acknowledged_call(tmp_path: Path) -> None:
-    url = db(tmp_path)
+def test_sigkill_under_load_loses_no_acknowledged_call(database_url: str) -> None:
+    url = database_url
     port = _free_port()
     base = f"http://127.0.0.1:{port}{API}"
     proc = _start(url, port)
