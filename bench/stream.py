@@ -100,6 +100,8 @@ API = "/api/v1/instances"
 TOPICS = "vmstats,queues,events"
 RATE = 10
 SLOW_READ_EVERY_S = 10.0 / RATE  # one message a second: 10x slower than the frames come
+#: How often a healthy viewer acknowledges the frames it took in (as the page does).
+ACK_EVERY_S = 0.5
 SLOW_RCVBUF = 4096
 SEED = 1
 CONNECT_TIMEOUT_S = 90.0
@@ -232,6 +234,7 @@ async def _viewers_main(spec: dict[str, Any]) -> dict[str, Any]:
                 hellos += 1
                 if hellos == n:
                     all_hello.set()
+                last_ack = 0.0
                 async for text in ws:
                     now = time.time()
                     if now < window["go"]:
@@ -253,6 +256,9 @@ async def _viewers_main(spec: dict[str, Any]) -> dict[str, Any]:
                         st.checked = True
                     if '"behind":true' in text[:160]:
                         st.behind += 1
+                    if now - last_ack >= ACK_EVERY_S:  # as the page does (protocol: op ack)
+                        last_ack = now
+                        await ws.send(f'{{"op":"ack","time":{t!r}}}')
                     d = now - t
                     st.delays.append(d)
                     by_second.setdefault(int(now - window["go"]), []).append(d)
@@ -326,6 +332,9 @@ async def _viewers_main(spec: dict[str, Any]) -> dict[str, Any]:
                         slow_out["events_lost_in_gaps"] += msg["to_seq"] - msg["from_seq"] + 1
                         gap_pending = slow_out["first_gap_s"] is None
                     elif kind == "frame":
+                        # it says what it has taken in, as the page does: the server can
+                        # see it falling behind even though its library reads on
+                        await ws.send(json.dumps({"op": "ack", "time": msg["time"]}))
                         slow_out["behind_frames"] += bool(msg.get("behind"))
                         slow_out["full_state_frames"] += bool(msg.get("queues", {}).get("full"))
                         slow_out["last_frame_s"] = _since(msg["time"], window["go"])

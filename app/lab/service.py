@@ -241,6 +241,7 @@ class Lab:
                 buffer_frames=st.stream_buffer_frames,
                 stuck_after_s=st.stream_stuck_after_s,
                 watch_pages=st.stream_watch_pages,
+                lag_s=st.stream_lag_s,
             ),
         )
 

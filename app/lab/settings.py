@@ -53,3 +53,10 @@ class Settings(BaseSettings):
         description="kernel send buffer of each connection in bytes (python -m app.serve; "
         "0: the system's default); bounds how far a slow viewer can lag before it is caught",
     )
+    stream_lag_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=3600,
+        description="a viewer that acknowledges frames and is this many seconds of frames "
+        "behind gets no new ones (a gap) until it catches up",
+    )

@@ -81,6 +81,7 @@ class StreamSettings:
     buffer_frames: int = 32
     stuck_after_s: float = 5.0
     watch_pages: int = 256
+    lag_s: float = 3.0
 
 
 @dataclass(slots=True)
@@ -155,6 +156,12 @@ class Viewer:
     last_progress: float = field(default_factory=time.monotonic)
     closed: bool = False
     leaving: bool = False  # told bye; closing once its outbox is out
+    # acknowledgements (op "ack"): what the viewer has taken in, by frame build time
+    acked_time: float | None = None
+    last_ack: float = 0.0  # monotonic time of its last ack
+    sent_time: float = 0.0  # build time of the newest frame handed to its connection
+    lagging: bool = False  # behind by more than lag_s: new frames are dropped until it catches up
+    lag_gap: Gap | None = None  # the events it missed meanwhile, told when it is back
     close_code: int | None = None
     frames_sent: int = 0
     bytes_sent: int = 0
@@ -327,19 +334,32 @@ class StreamHub:
 
     # ------------------------------------------------------------------ client messages
     def handle(self, viewer: Viewer, text: str) -> None:
-        """A message from the viewer; answered with ``ack``, ``pong`` or ``error``.  A bad
-        message never closes the connection."""
+        """A message from the viewer; answered with ``ack``, ``pong`` or ``error`` (a
+        viewer's own ack needs no answer).  A bad message never closes the connection."""
         try:
             reply = self._handle(viewer, text)
         except StreamError as e:
             reply = {"type": "error", "code": "bad-message", "detail": str(e)}
-        self._control(viewer, reply)
+        if reply is not None:
+            self._control(viewer, reply)
+
+    def _acked(self, viewer: Viewer, t: float) -> None:
+        """The viewer has taken in every frame built up to ``t``.  A lagging viewer that
+        has caught up with all it was sent gets frames again (state in full first)."""
+        if viewer.acked_time is None or t > viewer.acked_time:
+            viewer.acked_time = t
+        viewer.last_ack = time.monotonic()
+        if viewer.lagging and viewer.acked_time >= viewer.sent_time:
+            viewer.lagging = False
+            if viewer.lag_gap is not None:
+                gap, viewer.lag_gap = viewer.lag_gap, None
+                self._push(viewer, gap)
 
     def reject(self, viewer: Viewer, detail: str) -> None:
         """Answer a message the API layer could not even read."""
         self._control(viewer, {"type": "error", "code": "bad-message", "detail": detail})
 
-    def _handle(self, viewer: Viewer, text: str) -> dict[str, Any]:
+    def _handle(self, viewer: Viewer, text: str) -> dict[str, Any] | None:
         try:
             msg = json.loads(text)
         except ValueError:
@@ -357,6 +377,7 @@ class StreamHub:
             "pagemap": {"op", "lo", "hi", "width"},
             "resync": {"op"},
             "ping": {"op"},
+            "ack": {"op", "time"},
         }
         if op not in allowed:
             raise StreamError(f"unknown op {op!r}; ops: {', '.join(allowed)}")
@@ -368,6 +389,12 @@ class StreamHub:
             )
         if op == "ping":
             return {"type": "pong"}
+        if op == "ack":
+            t = msg.get("time")
+            if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t < 1e11:
+                raise StreamError("ack needs the time of a frame you took in, as the frame gave it")
+            self._acked(viewer, float(t))
+            return None
         if op == "resync":
             self._want_hello(viewer)
             return {"type": "ack", "op": "resync"}
@@ -453,12 +480,32 @@ class StreamHub:
         self._push(viewer, Control(text))
 
     def _push(self, viewer: Viewer, item: Item) -> None:
+        if isinstance(item, Frame) and viewer.acked_time is not None:
+            if not viewer.lagging and viewer.sent_time - viewer.acked_time > self.settings.lag_s:
+                viewer.lagging = True
+            if viewer.lagging:  # it has seconds of frames still to take in: skip this one
+                self._skip(viewer, item)
+                return
         if not viewer.outbox and not viewer.sending:
             viewer.last_progress = time.monotonic()
         viewer.outbox.append(item)
         if isinstance(item, Frame) and viewer.frames_pending() > self.settings.buffer_frames:
             self._drop_oldest(viewer)
         viewer.wake.set()
+
+    def _skip(self, viewer: Viewer, frame: Frame) -> None:
+        """A frame a lagging viewer does not get: its events join one gap, told when the
+        viewer is back (not one message per skipped frame, which would only add to what
+        it has to wade through); its state comes in full then."""
+        viewer.needs_full |= viewer.topics & STATE_TOPICS
+        if frame.events_from is None or frame.events_to is None:
+            return
+        viewer.dropped_events += frame.events_to - frame.events_from + 1
+        if viewer.lag_gap is None:
+            viewer.lag_gap = Gap(frame.events_from, frame.events_to)
+            viewer.gaps += 1
+        else:
+            viewer.lag_gap.to_seq = frame.events_to
 
     def _drop_oldest(self, viewer: Viewer) -> None:
         """Make room in a slow viewer's outbox: drop the oldest frame, keep its events'
@@ -503,6 +550,7 @@ class StreamHub:
                 viewer.bytes_sent += len(text)
                 if isinstance(item, Frame):
                     viewer.frames_sent += 1
+                    viewer.sent_time = item.time
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -530,7 +578,14 @@ class StreamHub:
         limit = self.settings.stuck_after_s
         now = time.monotonic()
         for viewer in list(tier.viewers):
-            if (viewer.outbox or viewer.sending) and now - viewer.last_progress > limit:
+            unacked = (
+                viewer.acked_time is not None
+                and viewer.sent_time > viewer.acked_time
+                and now - viewer.last_ack > limit
+            )
+            if unacked or (
+                (viewer.outbox or viewer.sending) and now - viewer.last_progress > limit
+            ):
                 self.closed_slow += 1
                 self._close(
                     viewer,
@@ -635,7 +690,7 @@ class StreamHub:
             "seq": inst.seq,
             "previous_seq": tier.seq if tier.primed else -1,
             "tick": m.ticks,
-            "time": time.time(),
+            "time": round(time.time(), 6),  # as frames render it: acks compare equal
             "hellos": hellos,
             "fulls": fulls,
         }

@@ -507,3 +507,79 @@ def test_a_workloads_calls_are_events_with_its_source(
     assert {e["source"] for e in seen} == {f"workload:{wid}"}
     assert len(mirror.events) + sum(s["count"] for s in mirror.summaries) == 120
     assert status["first_seq"] == 1 and status["last_seq"] == 120
+
+
+def test_a_viewer_that_acks_too_little_gets_gaps_then_catches_up() -> None:
+    """A viewer that says (op "ack") it took in only its first frame is, once what it was
+    sent is more than stream_lag_s of frames past that, sent nothing new; when it acks
+    what it was sent, it hears of the events it missed (one gap) and gets the state in
+    full, exact again."""
+    settings = Settings(default_preset="tiny-16m", stream_lag_s=0.2, stream_stuck_after_s=600)
+    with (
+        live_app(settings) as live,
+        httpx.Client(base_url=live.url + API, timeout=PATIENCE_S) as http,
+        open_stream(live, 1, "?topics=events,queues&rate=30") as ws,
+    ):
+        mirror = Mirror()
+        mirror.apply(recv(ws))
+        viewer = next(iter(live.lab.stream.viewers.values()))
+        first_time = last_time = None
+        r = http.post("/instances/1/workloads", json={"kind": "churn", "rate": "max", "seed": 4})
+        wid = r.json()["id"]
+        deadline = time.monotonic() + PATIENCE_S
+        while not viewer.lagging:
+            assert time.monotonic() < deadline, "the viewer was never found lagging"
+            with contextlib.suppress(TimeoutError):
+                msg = json.loads(ws.recv(timeout=0.05))
+                mirror.apply(msg)
+                if msg["type"] == "frame":
+                    last_time = msg["time"]
+                    if first_time is None:
+                        first_time = msg["time"]
+                        ws.send(json.dumps({"op": "ack", "time": first_time}))
+        assert not mirror.gaps  # nothing is said while it lags
+        http.post(f"/instances/1/workloads/{wid}/stop")
+        final = http.post("/instances/1/calls/vm_test_nominal", json={}).json()["seq"]
+        # it catches up: acks everything it was sent; a gap, then frames with full state
+        while mirror.seq < final or mirror.behind or not mirror.gaps:
+            assert time.monotonic() < deadline, "frames never resumed"
+            try:
+                msg = json.loads(ws.recv(timeout=0.2))
+            except TimeoutError:
+                ws.send(json.dumps({"op": "ack", "time": last_time}))
+                continue
+            mirror.apply(msg)
+            if msg["type"] == "frame":
+                last_time = msg["time"]
+        assert mirror.state["queues"] == http.get("/instances/1/queues").json()
+    assert len(mirror.gaps) == 1
+    gap = mirror.gaps[0]
+    assert gap["from_seq"] <= gap["to_seq"]
+    lost = gap["to_seq"] - gap["from_seq"] + 1
+    assert len(mirror.events) + sum(s["count"] for s in mirror.summaries) + lost == final
+
+
+def test_a_viewer_that_stops_acking_is_closed_with_1013() -> None:
+    settings = Settings(default_preset="tiny-16m", stream_stuck_after_s=0.5, stream_lag_s=600)
+    with (
+        live_app(settings) as live,
+        httpx.Client(base_url=live.url + API, timeout=PATIENCE_S) as http,
+        open_stream(live, 1, "?topics=queues&rate=30") as ws,
+    ):
+        recv(ws)
+        ws.send(json.dumps({"op": "ack", "time": time.time()}))
+        http.post("/instances/1/workloads", json={"kind": "churn", "rate": "max"})
+        with pytest.raises(ConnectionClosed) as end:
+            while True:  # it reads everything, but never says so again
+                ws.recv(timeout=PATIENCE_S)
+    assert end.value.rcvd is not None and end.value.rcvd.code == 1013
+
+
+def test_a_bad_ack_is_an_error_and_a_good_one_needs_no_answer(live: Live) -> None:
+    with open_stream(live, 1, "?topics=threads") as ws:
+        assert recv(ws)["type"] == "hello"
+        ws.send('{"op": "ack", "time": "now"}')
+        assert "ack needs the time" in recv(ws)["detail"]
+        ws.send(json.dumps({"op": "ack", "time": time.time()}))
+        ws.send('{"op": "ping"}')
+        assert recv(ws) == {"type": "pong"}  # the ack itself was not answered

@@ -143,6 +143,7 @@ export class StreamClient {
         break;
       case 'frame':
         this.handlers.onFrame(msg);
+        this.#ack(msg.time);
         break;
       case 'gap':
         this.handlers.onGap?.(msg);
@@ -160,6 +161,18 @@ export class StreamClient {
       default:
         break; // pong and messages of later protocol versions need nothing
     }
+  }
+
+  /**
+   * Tell the server, at most twice a second, which frame the page has taken in, so that
+   * it can see when the page falls behind (protocol: op "ack").
+   * @param {number} time the frame's build time
+   */
+  #ack(time) {
+    const now = Date.now();
+    if (typeof time !== 'number' || now - (this.lastAck ?? 0) < 500) return;
+    this.lastAck = now;
+    this.send({ op: 'ack', time });
   }
 
   #startPinger() {
