@@ -8,6 +8,8 @@ Two things differ from a bare ``uvicorn app.main:app``:
   Linux lets several MiB pile up for a viewer that reads too slowly, so the stream's own
   slow-viewer handling (gaps, then 1013) would only start minutes late; with it, a slow
   viewer backs up into the stream's bounded outbox within a couple of seconds.
+* The interpreter's thread switch interval is ``PAGELAB_SWITCH_INTERVAL_MS`` (1 ms, not
+  5 ms), so the event loop gets the GIL back quickly from worker threads.
 * WebSocket permessage-deflate is off: every frame is built once and the same bytes go to
   every viewer, which per-connection compression would undo (it cost about 0.3 ms per
   frame per viewer, the largest cost of a viewer).
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-access-log", action="store_true")
     ns = parser.parse_args(argv)
     settings = Settings()
+    # The event loop shares the interpreter with worker threads running batches, boots
+    # and workload slices: a shorter switch interval hands it the GIL sooner, so small
+    # requests are not held up behind another user's heavy work.
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     try:
         sock = listening_socket(ns.host, ns.port, settings.stream_socket_buffer)
     except OSError as e:

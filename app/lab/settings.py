@@ -60,3 +60,9 @@ class Settings(BaseSettings):
         description="a viewer that acknowledges frames and is this many seconds of frames "
         "behind gets no new ones (a gap) until it catches up",
     )
+    switch_interval_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="the interpreter's thread switch interval under python -m app.serve",
+    )
