@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="PageLab",
         version="0.2.0",
         description="DragonFly BSD's physical page manager, simulated: call the kernel's own "
-        "functions by name on simulated machines.",
+        "functions by name on simulated machines.\n\n"
+        "Watch a machine live over `WS /api/v1/instances/{id}/stream`: the protocol "
+        "(version 1) is described at [/protocol/stream](/protocol/stream).",
         lifespan=lifespan,
         docs_url=None,  # /docs is served from the page's build by mount_web
         redoc_url=None,

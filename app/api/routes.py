@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import pathlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -507,6 +508,26 @@ async def problem_type(kind: Annotated[str, Path(max_length=32)]) -> str:
         raise LabError("not-found", f"there is no problem type {kind!r}")
     status, title, text = PROBLEM_TYPES[kind]
     return f"{title} (HTTP {status})\n\n{text}\n"
+
+
+#: The stream protocol's documentation, served so that an offline lab has it too.
+STREAM_PROTOCOL_DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "stream-protocol.md"
+
+
+@meta_router.get(
+    "/protocol/stream",
+    operation_id="stream_protocol",
+    tags=["meta"],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def stream_protocol() -> PlainTextResponse:
+    """The WebSocket stream's protocol (Markdown)."""
+    try:
+        text = STREAM_PROTOCOL_DOC.read_text(encoding="utf-8")
+    except OSError:
+        raise LabError("not-found", "the protocol document is not installed here") from None
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
 @meta_router.get("/healthz", operation_id="health", tags=["meta"])

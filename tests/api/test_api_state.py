@@ -465,3 +465,14 @@ async def test_ddb_show_pageq(client: httpx.AsyncClient) -> None:
 async def test_ddb_unknown_command(client: httpx.AsyncClient) -> None:
     problem(await client.get(f"{INST}/ddb/show map"), 422, "validation")
     problem(await client.get(f"{API}/instances/42/ddb/show page"), 404, "unknown-instance")
+
+
+@pytest.mark.anyio
+async def test_the_stream_protocol_is_served_and_linked_from_the_openapi_description(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/protocol/stream")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/markdown")
+    assert r.text.startswith("# PageLab stream protocol, version 1")
+    description = (await client.get("/openapi.json")).json()["info"]["description"]
+    assert "/protocol/stream" in description
