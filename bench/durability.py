@@ -25,7 +25,11 @@ from app.lab.settings import Settings
 
 
 def _lab(url: str) -> Lab:
-    return Lab(Settings(database_url=url, default_preset="tiny-16m", boot_default=False))
+    return Lab(
+        Settings(
+            database_url=url, default_preset="tiny-16m", boot_default=False, max_instances=1000
+        )
+    )
 
 
 async def _singles(lab: Lab, instances: int, clients: int, seconds: float) -> float:

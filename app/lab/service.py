@@ -99,6 +99,8 @@ class Ctx:
 
     def compact(self) -> dict[str, Any]:
         """The fields that differ from the defaults (the CPU always)."""
+        if self.thread is None and not self.nice and not self.lowmemkill and not self.systhread:
+            return {"cpu": self.cpu}
         out: dict[str, Any] = {"cpu": self.cpu}
         if self.thread is not None:
             out["thread"] = self.thread
@@ -154,10 +156,28 @@ class Instance:
         source: str,
         result: CallResult | None,
         error: dict[str, Any] | None = None,
+        watched: bool = True,
     ) -> int:
-        """Append one kernel call to the ring and return its seq.  Runs under the
-        instance's lock (possibly in a worker thread): a cheap append, never a wait."""
+        """Give one kernel call its seq: an accepted call joins the journal's pending
+        entries and, while someone watches the instance's events (``watched``), its
+        record joins the ring for the stream.  Runs under the instance's lock (possibly
+        in a worker thread): cheap appends, never a wait."""
         self.seq += 1
+        if not watched:  # nobody can see this call's record: keep what the journal needs
+            if error is None and result is not None:
+                self.pending.append(
+                    Entry(
+                        self.id,
+                        self.generation,
+                        self.seq,
+                        fn,
+                        args,
+                        ctx.compact(),
+                        source,
+                        result.result,
+                    )
+                )
+            return self.seq
         event: dict[str, Any] = {
             "seq": self.seq,
             "fn": fn,
@@ -171,7 +191,16 @@ class Instance:
             self.error_count += 1
         elif result is not None:
             self.pending.append(
-                Entry(self.id, self.generation, self.seq, fn, args, event["ctx"], source, result.result)
+                Entry(
+                    self.id,
+                    self.generation,
+                    self.seq,
+                    fn,
+                    args,
+                    event["ctx"],
+                    source,
+                    result.result,
+                )
             )
             event["result"] = result.result
             if result.blocked is not None:
@@ -435,11 +464,17 @@ class Lab:
                 f"instance {instance_id} can be restored to a call from 0 to {inst.seq}, not {to}",
             )
         for run in inst.workloads.values():
-            run.cancel("the instance was reset" if to == 0 else f"the instance was restored to {to}")
+            run.cancel(
+                "the instance was reset" if to == 0 else f"the instance was restored to {to}"
+            )
         async with inst.lock:
             await self.sync(inst)
-            keep = [] if to == 0 else await anyio.to_thread.run_sync(
-                lambda: [e for e in self.entries(inst) if e.seq <= to]
+            keep = (
+                []
+                if to == 0
+                else await anyio.to_thread.run_sync(
+                    lambda: [e for e in self.entries(inst) if e.seq <= to]
+                )
             )
             machine = await anyio.to_thread.run_sync(replay, inst.config, keep)
             generation = inst.generation + 1
@@ -520,7 +555,8 @@ class Lab:
             if parked is not None:
                 raise LabError("conflict", parked)
 
-            full = record or self.stream.records_wanted(inst.id)
+            watched = self.stream.records_wanted(inst.id)
+            full = record or watched
 
             def run_call() -> CallResult:
                 return m.call(
@@ -543,10 +579,10 @@ class Lab:
                 else:
                     result = run_call()
             except CORE_ERRORS as e:
-                inst.record(fn, args, ctx, source, None, problem_of(e))
+                inst.record(fn, args, ctx, source, None, problem_of(e), watched)
                 inst.calls += 1
                 raise
-            seq = inst.record(fn, args, ctx, source, result)
+            seq = inst.record(fn, args, ctx, source, result, None, watched)
             inst.calls += 1
             saved = self.flush(inst)
             self.resolve_waiters(inst)
@@ -597,6 +633,7 @@ class Lab:
             return {"fn": fn, "error": {"type": "conflict", "detail": parked}}, LabError(
                 "conflict", parked
             )
+        watched = self.stream.records_wanted(inst.id)
         try:
             r = m.call(
                 fn,
@@ -606,13 +643,13 @@ class Lab:
                 nice=ctx.nice,
                 systhread=ctx.systhread,
                 lowmemkill=ctx.lowmemkill,
-                record=record or self.stream.records_wanted(inst.id),
+                record=record or watched,
             )
         except CORE_ERRORS as e:
             problem = problem_of(e)
-            seq = inst.record(fn, args, ctx, source, None, problem)
+            seq = inst.record(fn, args, ctx, source, None, problem, watched)
             return {"fn": fn, "seq": seq, "error": problem}, e
-        seq = inst.record(fn, args, ctx, source, r)
+        seq = inst.record(fn, args, ctx, source, r, None, watched)
         item: dict[str, Any] = {"fn": r.fn, "seq": seq, "result": r.result}
         if r.blocked is not None:
             item["blocked"] = r.blocked

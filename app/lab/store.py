@@ -131,7 +131,7 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One journalled call."""
 

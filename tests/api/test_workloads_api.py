@@ -90,7 +90,8 @@ async def test_pause_step_resume_stop(client: httpx.AsyncClient) -> None:
     # its calls went through the instance like API calls: counted, invariants hold
     inst = client.app.state.lab.get(DEFAULT)  # type: ignore[attr-defined]
     assert inst.seq == stopped["last_seq"]
-    assert inst.fn_counts["vm_page_alloc"] >= 1
+    assert inst.history is not None and len(inst.history) == stopped["calls"]
+    assert any(e.fn == "vm_page_alloc" and e.source == f"workload:{wid}" for e in inst.history)
     inst.machine.check_invariants()
 
 
