@@ -131,6 +131,17 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
     )
 
 
+def _json(value: Any) -> str:
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is dict and not value:
+        return "{}"
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
 @dataclass(slots=True)
 class Entry:
     """One journalled call."""
@@ -157,16 +168,19 @@ class Entry:
         }
 
     def values(self) -> tuple[Any, ...]:
-        """The row in ``JOURNAL_COLUMNS`` order."""
+        """The row in ``JOURNAL_COLUMNS`` order (the journal writer's hot path: the common
+        small values are written without a trip through ``json.dumps``)."""
+        ctx = self.ctx
+        cpu = ctx.get("cpu")
         return (
             self.instance_id,
             self.generation,
             self.seq,
             self.fn,
-            json.dumps(self.args, separators=(",", ":")),
-            json.dumps(self.ctx, separators=(",", ":")),
+            _json(self.args),
+            f'{{"cpu":{cpu}}}' if len(ctx) == 1 and type(cpu) is int else _json(ctx),
             self.source,
-            json.dumps(self.result, separators=(",", ":"), default=str),
+            _json(self.result),
         )
 
     def view(self) -> dict[str, Any]:
@@ -218,6 +232,7 @@ class Store:
         marks = {"qmark": "?", "numeric": ":{}", "named": ":c{}", "format": "%s", "pyformat": "%s"}
         mark = marks[self.engine.dialect.paramstyle]
         holders = ", ".join(mark.format(k + 1) for k in range(len(JOURNAL_COLUMNS)))
+        self._journal_connection: Any = None
         self._insert_sql = f"INSERT INTO journal ({', '.join(JOURNAL_COLUMNS)}) VALUES ({holders})"
         self.upgrade()
 
@@ -233,6 +248,9 @@ class Store:
             command.upgrade(cfg, "head")
 
     def close(self) -> None:
+        if self._journal_connection is not None:
+            self._journal_connection.close()
+            self._journal_connection = None
         self.engine.dispose()
 
     # ------------------------------------------------------------------ instances
@@ -302,9 +320,25 @@ class Store:
         ``executemany`` in the driver's own parameter style, without building SQLAlchemy
         statements per commit."""
         rows = [e.values() for e in entries]
-        if rows:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(self._insert_sql, rows)
+        if not rows:
+            return 0
+        # one DBAPI connection kept for the journal: a pool check-out and SQLAlchemy's
+        # transaction bookkeeping per commit cost as much as the commit itself
+        raw = self._journal_connection
+        if raw is None:
+            raw = self._journal_connection = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.executemany(self._insert_sql, rows)
+            cur.close()
+            raw.commit()
+        except Exception:
+            try:
+                raw.rollback()
+            finally:
+                raw.close()  # a broken connection is not reused
+                self._journal_connection = None
+            raise
         return len(rows)
 
     def entries(
