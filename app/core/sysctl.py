@@ -238,12 +238,12 @@ _PAGEOUT_ROWS: tuple[Row, ...] = (
 # per-CPU event counters are ``u_int`` fields of ``struct vmmeter``.
 _UNVERIFIED = " [U: unverified name, not seen in source]"
 _METER_ROWS: tuple[Row, ...] = (
-    ("vm.v_free_min", "long", "pages", "Minimum number of free pages desired"),
-    ("vm.v_free_target", "long", "pages", "Number of free pages desired"),
-    ("vm.v_free_reserved", "long", "pages", "Free pages reserved against deadlock"),
-    ("vm.v_inactive_target", "long", "pages", "Number of inactive pages desired"),
-    ("vm.v_pageout_free_min", "long", "pages", "Free pages kept for the pageout daemon"),
-    ("vm.v_free_severe", "long", "pages", "Severe free-page shortage threshold"),
+    ("vm.v_free_min", "u_long", "pages", "Minimum number of free pages desired"),
+    ("vm.v_free_target", "u_long", "pages", "Number of free pages desired"),
+    ("vm.v_free_reserved", "u_long", "pages", "Free pages reserved against deadlock"),
+    ("vm.v_inactive_target", "u_long", "pages", "Number of inactive pages desired"),
+    ("vm.v_pageout_free_min", "u_long", "pages", "Free pages kept for the pageout daemon"),
+    ("vm.v_free_severe", "u_long", "pages", "Severe free-page shortage threshold"),
     ("vm.v_paging_wait", "long", "pages", "Allocating threads wait below this" + _UNVERIFIED),
     ("vm.v_paging_start", "long", "pages", "The pageout daemon starts below this" + _UNVERIFIED),
     ("vm.v_paging_target1", "long", "pages", "First paging target" + _UNVERIFIED),
@@ -381,8 +381,9 @@ def _check_value(sysctl: Sysctl, value: Any) -> int:
         )
     lo, hi = CTYPE_RANGE[sysctl.ctype]
     if not lo <= value <= hi:
+        unsigned = " (unsigned: a negative write is refused)" if lo == 0 and value < 0 else ""
         raise InvalidArgument(
-            f"{value} does not fit {sysctl.name}'s C type {sysctl.ctype} ({lo} .. {hi})"
+            f"{value} does not fit {sysctl.name}'s C type {sysctl.ctype} ({lo} .. {hi}){unsigned}"
         )
     return value
 

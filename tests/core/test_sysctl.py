@@ -80,12 +80,12 @@ SPEC_TABLE: dict[str, tuple[str, bool]] = {
     "vm.disable_swapspace_pageouts": ("int", True),
     "vm.pageout_lock_miss": ("int", False),
     # §16.3 vm_meter.c: read-write thresholds (long: the struct fields are long, §4.1)
-    "vm.v_free_min": ("long", True),
-    "vm.v_free_target": ("long", True),
-    "vm.v_free_reserved": ("long", True),
-    "vm.v_inactive_target": ("long", True),
-    "vm.v_pageout_free_min": ("long", True),
-    "vm.v_free_severe": ("long", True),
+    "vm.v_free_min": ("u_long", True),  # §16.3: SYSCTL_ULONG
+    "vm.v_free_target": ("u_long", True),  # §16.3: SYSCTL_ULONG
+    "vm.v_free_reserved": ("u_long", True),  # §16.3: SYSCTL_ULONG
+    "vm.v_inactive_target": ("u_long", True),  # §16.3: SYSCTL_ULONG
+    "vm.v_pageout_free_min": ("u_long", True),  # §16.3: SYSCTL_ULONG
+    "vm.v_free_severe": ("u_long", True),  # §16.3: SYSCTL_ULONG
     "vm.v_paging_wait": ("long", True),
     "vm.v_paging_start": ("long", True),
     "vm.v_paging_target1": ("long", True),
@@ -410,8 +410,8 @@ def test_ensure_sysctl_state_is_idempotent() -> None:
         ("vm.page_hash_vnode_only", -(1 << 31)),  # INT_MIN
         ("vm.anonmem_decline", (1 << 32) - 1),  # UINT_MAX
         ("vm.anonmem_decline", 0),
-        ("vm.v_free_min", -(1 << 63)),  # LONG_MIN
-        ("vm.v_free_min", (1 << 63) - 1),  # LONG_MAX
+        ("vm.v_free_min", 0),  # §16.3: SYSCTL_ULONG, 0 .. ULONG_MAX
+        ("vm.v_free_min", (1 << 64) - 1),  # ULONG_MAX
     ],
 )
 def test_values_at_the_edge_of_their_c_type_are_accepted(name: str, value: int) -> None:
@@ -432,8 +432,9 @@ def test_values_at_the_edge_of_their_c_type_are_accepted(name: str, value: int) 
         ("vm.page_hash_vnode_only", -(1 << 31) - 1, "int"),  # INT_MIN - 1
         ("vm.anonmem_decline", -1, "u_int"),
         ("vm.anonmem_decline", 1 << 32, "u_int"),  # UINT_MAX + 1
-        ("vm.v_free_min", 1 << 63, "long"),  # LONG_MAX + 1
-        ("vm.v_free_min", -(1 << 63) - 1, "long"),
+        ("vm.pageout_stats_rsecs", 1 << 63, "long"),  # LONG_MAX + 1
+        ("vm.v_free_min", -5, "unsigned: a negative write is refused"),  # §16.3
+        ("vm.v_free_min", 1 << 64, "u_long"),
         ("vm.v_free_min", True, "integer"),  # a bool is not an int here
         ("vm.page_hash_vnode_only", False, "integer"),
         ("vm.v_free_min", 1.0, "integer"),
