@@ -579,7 +579,7 @@ class PageoutOps(ContigOps):
         pg = self.pg
         cursors = self.pd_hold_cursor
         i = self._cursor_next(cursors, colour, q)
-        n = max(self.vm_pageout_stats_scan, 1)
+        n = self.vm_pageout_stats_scan  # "up to vm.pageout_stats_scan pages": 0 is none
         while i >= 0 and n > 0:
             n -= 1
             nxt = pg.next[i]
@@ -611,7 +611,7 @@ class PageoutOps(ContigOps):
         pg = self.pg
         cursors = self.pd_stats_cursor
         actcmp = self._tunable("vm.pageout_stats_actcmp")
-        n = min(self.q_lcnt[q], max(self.vm_pageout_stats_scan, 1))
+        n = min(self.q_lcnt[q], self.vm_pageout_stats_scan)  # 0: scans nothing
         i = self._cursor_next(cursors, colour, q)
         while i >= 0 and n > 0:
             n -= 1
@@ -658,7 +658,8 @@ class PageoutOps(ContigOps):
             cursors[colour] = -1
         if self.pd_counter0 > self._tunable("vm.pageout_stats_inalim"):
             if self.pd_counter1 < self._tunable("vm.pageout_stats_inamin"):
-                self.sysctl_values["vm.pageout_stats_actcmp"] = min(actcmp + 1, ACT_MAX * 3 // 4)
+                if actcmp < ACT_MAX * 3 // 4:  # a user value above 48 is kept, not lowered
+                    self.sysctl_values["vm.pageout_stats_actcmp"] = actcmp + 1
             elif actcmp > 0:
                 self.sysctl_values["vm.pageout_stats_actcmp"] = actcmp - 1
             self.pd_counter0 = self.pd_counter1 = 0

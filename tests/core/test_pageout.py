@@ -1234,3 +1234,38 @@ def test_a_waiter_with_a_stale_cpu_snapshot_does_not_spin_with_the_daemon(
     assert done["fn"] == fn and done["timed_out"] is False  # woken by the daemon's pass
     assert m.threads[4].state == "idle" and m.threads[4].last_error is None
     m.check_invariants()
+
+
+def test_page_stats_keeps_a_user_actcmp_above_48_and_scan_0_scans_nothing() -> None:
+    """Spec §15.6: ``if actcmp < ACT_MAX*3/4 (48): actcmp += 1`` — a user value above 48
+    is kept, not lowered to 48; and both background scans take "up to
+    vm.pageout_stats_scan pages", so 0 scans none."""
+    m = boot("4MiB")
+    obj = new_object(m)
+    for k in range(3):
+        active(m, obj, 310 + k, act=20)
+    _mostly_active(m, obj, 400)
+    sysctl_set(m, "vm.pageout_stats_inalim", 0)  # adapt after every scan
+    sysctl_set(m, "vm.pageout_stats_actcmp", 60)
+    m._page_stats(310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
+    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 60
+    sysctl_set(m, "vm.pageout_stats_actcmp", 47)
+    m._page_stats(311)  # 47 < 48: 47 + 1
+    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
+    # vm.pageout_stats_scan 0: the stats scan visits no page of ACTIVE[312] ...
+    sysctl_set(m, "vm.pageout_stats_scan", 0)
+    i = m.queue_pages(PQ_ACTIVE + 312)[0]
+    counter0 = m.pd_counter0
+    m._page_stats(312)
+    assert m.pd_counter0 == counter0 and m.pg.act[i] == 20
+    m.check_invariants()
+
+
+def test_scan_hold_with_stats_scan_0_repairs_nothing() -> None:
+    m = boot()
+    sysctl_set(m, "vm.pageout_stats_scan", 0)
+    obj = new_object(m)
+    a = _held_free_page(m, obj, 53)
+    m.pg.hold[a] = 0  # a lost race that a scan of one page would repair
+    m._scan_hold(53)
+    assert m.queue_pages(PQ_HOLD + 53) == [a]
