@@ -552,6 +552,9 @@ class PageoutOps(ContigOps):
             if self.vm_page_busy_try(i, True):
                 self._deactivate_locked(i, False)
                 continue
+            # as the kernel does after each page it busied; a no-op on the daemon's own
+            # thread, it matters when the scan is run as a teaching step on another one
+            self.pagedaemon_wakeup()
             if pg.flags[i] & PG_MAPPED or pg.valid[i] & pg.dirty[i]:
                 self.log("WARNING! page race during find/busy")
             if (

@@ -695,6 +695,27 @@ def test_scan_cache_frees_cache_pages_down_to_16() -> None:
     m.check_invariants()
 
 
+def test_scan_cache_wakes_the_daemon_after_each_page_it_busies() -> None:
+    # Spec §15.5: "busy_try; unlock; pagedaemon_wakeup()".  Run on a thread that is not
+    # the daemon's (as the teaching step vm_pageout_scan_cache is): 4 MiB, v_free_min 68,
+    # v_paging_start 204 > free 100 + cache 40, so the first wakeup sets vm_pages_needed
+    # to 1; later ones see vm_pages_needed 1 (<= 1) and set it to 1 again.
+    m = boot("4MiB")
+    obj = new_object(m)
+    pages = [inactive(m, obj, p, busy=True) for p in range(40)]
+    for i in pages:
+        m.vm_page_cache(i)
+    gd = m.cpus[0].vmstats
+    for p in range(gd.v_free_count - 100):
+        alloc(m, obj, 1000 + p)
+    m.vmstats_rollup()
+    m.vm_pages_needed = 0  # as if the daemon had taken the allocations' wakeups
+    assert not m.curthread_is_pagedaemon()
+    m._scan_cache(0)
+    assert m.vm_pages_needed == 1
+    m.check_invariants()
+
+
 def test_scan_cache_never_speeds_up_the_syncer() -> None:
     # Spec §15.5: the syncer is sped up only when vnodes were skipped, which the simulator
     # (no vnode locks) never does.
