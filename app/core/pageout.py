@@ -62,6 +62,7 @@ from .sysctl import sysctl_value
 from .vmstats import (
     c_div,
     vm_paging_inactive,
+    vm_paging_min,
     vm_paging_min_dnc,
     vm_paging_severe,
     vm_paging_start,
@@ -352,18 +353,19 @@ class PageoutOps(ContigOps):
 
     # ------------------------------------------------------------ laundering
     def _launder(self, i: int, obj: Any, budget: list[int], flags: int) -> int:
+        """Step 9 of spec §15.3: launder, unless swap pageouts are off for a swap-backed
+        object, or the page has no (live) object: then back to the inactive tail."""
         pg = self.pg
         pg.flags[i] |= PG_WINATCFLS
-        if obj is not None and (
-            obj.flags & OBJ_DEAD
-            or (
-                obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
-                and (
-                    self._tunable("vm.disable_swapspace_pageouts")
-                    or self._tunable("vm.defer_swapspace_pageouts")
-                )
-            )
-        ):
+        swap_pageouts_ok = True
+        if obj is not None and obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
+            disable = self._tunable("vm.disable_swapspace_pageouts")
+            defer = self._tunable("vm.defer_swapspace_pageouts")
+            swap_pageouts_ok = not (defer or disable)
+            # defer yields under a real shortage; disable never does
+            swap_pageouts_ok |= bool(not disable and defer and vm_paging_min(self.gd))
+        if not swap_pageouts_ok or obj is None or obj.flags & OBJ_DEAD:
+            # a dirty page with no object is never laundered
             if pg.queue[i] - pg.pc[i] == PQ_INACTIVE:
                 self._move_within(i, pg.queue[i], False)
             self.vm_page_wakeup(i)
@@ -386,7 +388,11 @@ class PageoutOps(ContigOps):
 
         def take(p: int) -> bool:
             j = obj.pages.get(p, -1)
-            if j < 0 or not pg.dirty[j] or pg.wire[j] or pg.hold[j]:
+            if j < 0 or pg.wire[j] or pg.hold[j]:
+                return False
+            # judged after vm_page_test_dirty, so pmap-modified pages count
+            self.vm_page_test_dirty(j)
+            if not (pg.dirty[j] & pg.valid[j]) and not pg.flags[j] & PG_NEED_COMMIT:
                 return False
             b = pg.queue[j] - pg.pc[j]
             if b != PQ_INACTIVE and not (flags & _ALLOW_ACTIVE and b == PQ_ACTIVE):
@@ -402,7 +408,7 @@ class PageoutOps(ContigOps):
             run.insert(0, obj.pages[p])
             p -= 1
         p = pindex + 1
-        while p < base + BLIST_MAX_ALLOC and take(p):
+        while p < base + BLIST_MAX_ALLOC and p < obj.size and take(p):
             run.append(obj.pages[p])
             p += 1
         return run

@@ -1290,3 +1290,65 @@ def test_scan_hold_with_stats_scan_0_repairs_nothing() -> None:
     m.pg.hold[a] = 0  # a lost race that a scan of one page would repair
     m._scan_hold(53)
     assert m.queue_pages(PQ_HOLD + 53) == [a]
+
+
+def test_a_dirty_page_with_no_object_is_never_laundered() -> None:
+    # Spec §15.3 step 9: "object == NULL ... -> requeue at the inactive tail, unbusy,
+    # return 0".  pass 1: no second chance, so step 9 is reached with a budget.
+    m = boot()
+    a = m.vm_page_alloc(None, 0, VM_ALLOC_NORMAL)
+    m.pg.valid[a] = 0xFF
+    m.vm_page_dirty(a)
+    m.vm_page_deactivate(a)
+    colour = int(m.pg.pc[a])
+    budget = [4]
+    assert m._vm_pageout_page(a, budget, 1, 0) == 0
+    assert budget == [4] and m.pg.dirty[a] == 0xFF and not m.pg.flags[a] & PG_SWAPPED
+    assert base(m, a) == PQ_INACTIVE and m.queue_pages(PQ_INACTIVE + colour)[-1] == a
+    assert m.pg.busy[a] == 0
+    m.check_invariants()
+
+
+def test_defer_swapspace_pageouts_yields_under_a_real_shortage() -> None:
+    # Spec §15.3 step 9: swap_pageouts_ok |= !disable && defer && vm_paging_min().
+    # 4 MiB: v_free_min 68; free 50 < 68 makes vm_paging_min() true.
+    m = boot("4MiB")
+    obj = new_object(m)
+    a = inactive(m, obj, 23, dirty=True, busy=True)
+    m.pg.flags[a] |= PG_WINATCFLS
+    filler = new_object(m)
+    for p in range(m.cpus[0].vmstats.v_free_count - 50):
+        alloc(m, filler, p)
+    m.vmstats_rollup()
+    sysctl_set(m, "vm.defer_swapspace_pageouts", 1)
+    assert m._vm_pageout_page(a, [1], 0, 0) == 1  # laundered despite defer
+    assert m.pg.dirty[a] == 0 and m.pg.flags[a] & PG_SWAPPED
+    # disable never yields
+    b = inactive(m, obj, 24 + 64, dirty=True, busy=True)
+    m.pg.flags[b] |= PG_WINATCFLS
+    sysctl_set(m, "vm.disable_swapspace_pageouts", 1)
+    assert m._vm_pageout_page(b, [1], 0, 0) == 0 and m.pg.dirty[b] == 0xFF
+    m.check_invariants()
+
+
+def test_cluster_judges_neighbours_after_test_dirty_and_stops_at_the_object_size() -> None:
+    # Spec §15.3 step 9 / vm_pageout_clean_helper: a neighbour is taken iff
+    # (dirty & valid) != 0 || NEED_COMMIT, judged after vm_page_test_dirty (a page the
+    # pmap saw written counts), and the cluster never passes object->size.
+    m = boot()
+    obj = m.objects[m.vm_object_allocate(ObjType.OBJT_DEFAULT, 11, 0)]  # pindex 0 .. 10
+    target = inactive(m, obj, 8, dirty=True, busy=True)  # window [0, 64)
+    m.pg.flags[target] |= PG_WINATCFLS
+    written = inactive(m, obj, 7)  # clean, but written through a mapping
+    touch(m, written, 1, write=True)
+    m.vm_page_deactivate(written)
+    invalid = inactive(m, obj, 6, valid=0)  # dirty bits but nothing valid: not taken
+    m.pg.dirty[invalid] = 0xFF
+    inactive(m, obj, 9, dirty=True)
+    inactive(m, obj, 10, dirty=True)
+    beyond = inactive(m, obj, 11, dirty=True)  # pindex 11 >= size 11
+    assert m._vm_pageout_page(target, [10], 1, 0) == 4  # 7, 8, 9, 10
+    assert m.pg.dirty[written] == 0 and m.pg.flags[written] & PG_SWAPPED
+    assert m.pg.dirty[invalid] == 0xFF and not m.pg.flags[invalid] & PG_SWAPPED
+    assert m.pg.dirty[beyond] == 0xFF
+    m.check_invariants()
