@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+import anyio.to_thread
+import structlog
+from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, stream, timeline, workloads
+from app.api import errors, stream, timeline, users, workloads
+from app.api.auth import instance_guard
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
 from app.lab.service import Lab
@@ -65,6 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lab = Lab(settings)
         app.state.lab = lab
+        if lab.accounts is not None:
+            accounts = lab.accounts
+            token = await anyio.to_thread.run_sync(
+                accounts.bootstrap_admin, settings.admin_name, settings.admin_token
+            )
+            if token is not None:  # a new admin: its token is shown this once
+                structlog.get_logger(__name__).warning(
+                    "admin bootstrapped; keep its token, it is not shown again",
+                    admin=settings.admin_name,
+                    token=token,
+                )
         await lab.restore_all()  # every instance the store has, as its journal left it
         if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
             await lab.create_preset("default", settings.default_preset)
@@ -85,10 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     app.add_middleware(BodyLimit)
-    app.include_router(router)
-    app.include_router(stream.router)
-    app.include_router(workloads.router)
-    app.include_router(timeline.router)
+    # every router with {instance_id} paths enforces access in one place: instance_guard
+    guarded = [Depends(instance_guard)]
+    app.include_router(router, dependencies=guarded)
+    app.include_router(stream.router)  # a WebSocket: checks the same policy itself
+    app.include_router(workloads.router, dependencies=guarded)
+    app.include_router(timeline.router, dependencies=guarded)
+    app.include_router(users.router, dependencies=guarded)
     app.include_router(meta_router)
     mount_web(app)
     _document_raw_bodies(app)

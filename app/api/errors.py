@@ -35,6 +35,17 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "Unknown kernel function",
         "The call registry has no function of this name; GET /api/v1/functions lists them.",
     ),
+    "unauthorized": (
+        401,
+        "Unauthorized",
+        "This server needs a bearer token (Authorization: Bearer <token>); the request had "
+        "none, or one that is unknown, revoked or expired. Ask your instructor for one.",
+    ),
+    "forbidden": (
+        403,
+        "Forbidden",
+        "Your role may not do this (an admin or your course's instructor can).",
+    ),
     "not-found": (404, "Not found", "The resource does not exist."),
     "kernel-panic": (
         409,
@@ -160,7 +171,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LabError)
     async def on_lab(request: Request, exc: LabError) -> JSONResponse:
-        return problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
+        response = problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
+        if exc.kind == "unauthorized":
+            response.headers["WWW-Authenticate"] = 'Bearer realm="pagelab"'
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -29,6 +29,7 @@ from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
+from .auth import PrincipalDep, may_read
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .schemas import (
     BatchRequest,
@@ -142,18 +143,25 @@ def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ instances
 @router.get("/instances", operation_id="list_instances", tags=["instances"])
-async def list_instances(lab: LabDep) -> list[dict[str, Any]]:
-    """Every simulated machine with its configuration and a vmstats summary."""
-    return [instance_view(inst, await lab.digest(inst)) for inst in list(lab.instances.values())]
+async def list_instances(lab: LabDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+    """Every simulated machine you may see, with its configuration and a vmstats summary."""
+    return [
+        instance_view(inst, await lab.digest(inst))
+        for inst in list(lab.instances.values())
+        if await may_read(lab, principal, inst.id)
+    ]
 
 
 @router.post("/instances", status_code=201, operation_id="create_instance", tags=["instances"])
-async def create_instance(body: InstanceCreate, lab: LabDep) -> dict[str, Any]:
-    """Boot a new machine (from a preset, a memory size or phys_avail ranges)."""
+async def create_instance(
+    body: InstanceCreate, lab: LabDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Boot a new machine (from a preset, a memory size or phys_avail ranges); it is yours."""
+    owner = principal.name
     if body.preset is not None:
-        inst = await lab.create_preset(body.name, body.preset, _preset_overrides(body))
+        inst = await lab.create_preset(body.name, body.preset, _preset_overrides(body), owner)
     else:
-        inst = await lab.create(body.name, _config_of(body))
+        inst = await lab.create(body.name, _config_of(body), owner=owner)
     return instance_view(inst, await lab.digest(inst))
 
 
@@ -236,7 +244,8 @@ async def call_batch(instance_id: InstanceId, request: Request, lab: LabDep) -> 
     )
     if len(body.calls) > lab.settings.max_batch:  # before building a context per call
         raise LabError("too-large", f"a batch holds at most {lab.settings.max_batch} calls")
-    calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else Ctx()) for c in body.calls]
+    default = Ctx()  # shared: a context is only read
+    calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else default) for c in body.calls]
     results = await lab.batch(
         instance_id, calls, stop_on_error=body.stop_on_error, record=body.record
     )

@@ -9,12 +9,16 @@ import contextlib
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from app.lab.access import ANONYMOUS
 from app.lab.service import Lab
 from app.lab.stream import CLOSE_POLICY, StreamError
 
+from .auth import may_read, origin_allowed, websocket_principal
+
 router = APIRouter(prefix="/api/v1")
 MAX_MESSAGE = 64 * 1024
+#: close code for a missing, unknown, revoked or expired token (HTTP's 401, in the 4xxx
+#: range the protocol leaves to applications)
+CLOSE_UNAUTHORIZED = 4401
 
 
 class WebSocketSink:
@@ -35,9 +39,18 @@ class WebSocketSink:
 async def stream(websocket: WebSocket, instance_id: int) -> None:
     """Stream an instance: ``hello`` with a snapshot, then frames at the chosen rate."""
     lab: Lab = websocket.app.state.lab
+    if not origin_allowed(websocket):
+        await websocket.close(code=CLOSE_POLICY)  # before the handshake: HTTP 403
+        return
+    principal = await websocket_principal(websocket)
     await websocket.accept()
-    inst = lab.instances.get(instance_id)
-    if inst is None or not lab.access.can_watch(ANONYMOUS, inst):
+    if principal is None:
+        await websocket.close(
+            code=CLOSE_UNAUTHORIZED,
+            reason="unauthorized: pass a valid token (?token= or Authorization: Bearer)",
+        )
+        return
+    if not await may_read(lab, principal, instance_id):
         await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}")
         return
     query = websocket.query_params

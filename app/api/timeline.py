@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from app.lab.service import Lab, LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
+from .auth import PrincipalDep
 from .errors import PROBLEM_RESPONSES
 from .routes import instance_view
 
@@ -78,9 +79,11 @@ async def restore_instance(
 
 
 @router.post("/instances/{instance_id}/fork", status_code=201, operation_id="fork_instance")
-async def fork_instance(instance_id: InstanceId, body: ForkRequest, lab: LabDep) -> dict[str, Any]:
-    """A new instance: the same machine after the same calls, up to call ``at``."""
-    inst = await lab.fork(instance_id, body.at, body.name)
+async def fork_instance(
+    instance_id: InstanceId, body: ForkRequest, lab: LabDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """A new instance (yours): the same machine after the same calls, up to call ``at``."""
+    inst = await lab.fork(instance_id, body.at, body.name, principal.name)
     return instance_view(inst, await lab.digest(inst))
 
 
@@ -189,6 +192,7 @@ def parse_trace(text: str) -> tuple[dict[str, Any], list[Entry]]:
 async def import_trace(
     request: Request,
     lab: LabDep,
+    principal: PrincipalDep,
     name: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
 ) -> dict[str, Any]:
     """Import a trace (``GET …/instances/{id}/trace``) as a new instance named ``name``:
@@ -204,5 +208,5 @@ async def import_trace(
         config = config_from_json(header["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise LabError("validation", f"the trace header's config is not readable: {e}") from None
-    inst = await lab.create(name, config, header.get("preset"), entries)
+    inst = await lab.create(name, config, header.get("preset"), entries, owner=principal.name)
     return instance_view(inst, await lab.digest(inst))

@@ -25,6 +25,7 @@ from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
 
 from .access import Access
+from .accounts import Accounts
 from .presets import PRESETS
 from .settings import Settings
 from .store import Entry, JournalWriter, Store, StoredInstance
@@ -253,14 +254,19 @@ class Lab:
         self.instances: dict[int, Instance] = {}
         self._next_id = 1
         self._create_lock = asyncio.Lock()
-        self._booting_names: set[str] = set()
+        self._booting_names: set[tuple[str, str]] = set()
         self.access = Access()
         self.store: Store | None = None
         self.journal: JournalWriter | None = None
+        #: users, tokens, shares: only in token mode (PAGELAB_AUTH=token), which needs a store
+        self.accounts: Accounts | None = None
         if self.settings.database_url:
             self.store = Store(self.settings.database_url)
             self.journal = JournalWriter(self.store)
             self._next_id = self.store.next_instance_id()
+            if self.settings.auth == "token":
+                self.accounts = Accounts(self.store)
+                self.access = Access(self.accounts)
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
         st = self.settings
         self.stream = StreamHub(
@@ -377,9 +383,10 @@ class Lab:
         config: MachineConfig,
         preset: str | None = None,
         entries: list[Entry] | None = None,
+        owner: str = "",
     ) -> Instance:
         """Boot a new instance (and replay ``entries`` on it: a fork or an import), save
-        it, and host it."""
+        it, and host it.  Names are unique per ``owner`` ("" in the open lab)."""
         config = self.check_config(config)
         async with self._create_lock:
             if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
@@ -388,16 +395,18 @@ class Lab:
                     f"this server hosts at most {self.settings.max_instances} instances; "
                     "delete one first",
                 )
-            if name in self._booting_names or any(
-                inst.name == name for inst in self.instances.values()
+            booking = (owner, name)
+            if booking in self._booting_names or any(
+                inst.name == name and inst.owner == owner for inst in self.instances.values()
             ):
                 raise LabError("conflict", f"an instance named {name!r} already exists")
-            self._booting_names.add(name)
+            self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
         try:
             machine = await anyio.to_thread.run_sync(replay, config, entries or [])
             inst = Instance(iid, name, config, preset, machine)
+            inst.owner = owner
             kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]
             if kept:
                 inst.seq = kept[-1].seq
@@ -410,12 +419,12 @@ class Lab:
             else:
                 inst.history = kept
         finally:
-            self._booting_names.discard(name)
+            self._booting_names.discard(booking)
         self.instances[inst.id] = inst
         return inst
 
     async def create_preset(
-        self, name: str, preset: str, overrides: dict[str, Any] | None = None
+        self, name: str, preset: str, overrides: dict[str, Any] | None = None, owner: str = ""
     ) -> Instance:
         p = PRESETS.get(preset)
         if p is None:
@@ -425,7 +434,7 @@ class Lab:
         config = p.config
         if overrides:
             config = MachineConfig(**{**config.__dict__, **overrides})
-        return await self.create(name, config, preset)
+        return await self.create(name, config, preset, owner=owner)
 
     def get(self, instance_id: int) -> Instance:
         inst = self.instances.get(instance_id)
@@ -500,7 +509,7 @@ class Lab:
             inst.waiters.clear()
         return inst
 
-    async def fork(self, instance_id: int, at: int, name: str) -> Instance:
+    async def fork(self, instance_id: int, at: int, name: str, owner: str = "") -> Instance:
         """A new instance with the same configuration and the first calls up to ``at``."""
         inst = self.get(instance_id)
         if at < 0 or at > inst.seq:
@@ -513,7 +522,7 @@ class Lab:
             keep = await anyio.to_thread.run_sync(
                 lambda: [e for e in self.entries(inst) if e.seq <= at]
             )
-        return await self.create(name, inst.config, inst.preset, keep)
+        return await self.create(name, inst.config, inst.preset, keep, owner=owner)
 
     # ------------------------------------------------------------ calls
     def resolve_waiters(self, inst: Instance) -> None:

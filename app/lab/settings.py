@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,3 +68,37 @@ class Settings(BaseSettings):
         le=100,
         description="the interpreter's thread switch interval under python -m app.serve",
     )
+    gc_threshold: int = Field(
+        default=100_000,
+        ge=700,
+        le=10_000_000,
+        description="allocations between two runs of the cyclic garbage collector "
+        "(python -m app.serve; CPython's default is 700)",
+    )
+    auth: Literal["open", "token"] = Field(
+        default="open",
+        description="open: no accounts, everyone may do everything (the default, for a lab "
+        "on loopback); token: every request needs a bearer token (needs a database)",
+    )
+    admin_name: str = Field(
+        default="admin", description="the admin bootstrapped at start in token mode"
+    )
+    admin_token: str | None = Field(
+        default=None,
+        description="token mode: the bootstrapped admin's token (at least 32 characters); "
+        "unset: a token is made when the admin is first created and logged once",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="token mode: Origins (scheme://host[:port]) allowed to open the stream "
+        "besides the server's own host",
+    )
+
+    @model_validator(mode="after")
+    def _token_needs_database(self) -> Settings:
+        if self.auth == "token" and not self.database_url:
+            raise ValueError(
+                "PAGELAB_AUTH=token needs a database for its accounts: set "
+                "PAGELAB_DATABASE_URL (e.g. sqlite:///var/pagelab.db)"
+            )
+        return self

@@ -28,6 +28,8 @@ EXPECTED_STATUS = {
     "unavailable": 503,
     "bad-request": 400,
     "method-not-allowed": 405,
+    "unauthorized": 401,
+    "forbidden": 403,
 }
 
 
@@ -88,7 +90,13 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
         note(await c.post(f"{INST}/calls", json=calls), "too-large")
     # would-sleep is reached in test_api_calls (a vm_page_grab that would spin forever),
     # unavailable in tests/lab/test_durability.py (a journal that cannot be written)
-    assert set(seen) == set(EXPECTED_STATUS) - {"would-sleep", "unavailable"}
+    # unauthorized and forbidden exist in token mode only: tests/api/test_access.py
+    assert set(seen) == set(EXPECTED_STATUS) - {
+        "would-sleep",
+        "unavailable",
+        "unauthorized",
+        "forbidden",
+    }
 
 
 @pytest.mark.anyio

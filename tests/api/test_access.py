@@ -1,0 +1,340 @@
+"""Accounts and access over the API (issue 8 §1) in token mode, on a temporary SQLite
+database: an access matrix over roles × instance kinds for representative endpoints and
+the stream, asserting the designed answer and that no refusal names another user; token
+refusals (missing, unknown, expired, revoked); user management; open mode unchanged."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+with warnings.catch_warnings():  # "use httpx2": the TestClient works, and speaks WebSocket
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from app.lab.settings import Settings
+from app.main import create_app
+
+API = "/api/v1"
+ADMIN = "root7"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef"
+# names chosen so that none is part of another or of any ordinary text
+INSTRUCTOR, ALICE, BOBBY, WATCHER, CARLO = "tessq7", "alicq7", "bobbq7", "obsvq7", "carlq7"
+USERS = (ADMIN, INSTRUCTOR, ALICE, BOBBY, WATCHER, CARLO)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class World:
+    def __init__(self, c: TestClient) -> None:
+        self.c = c
+        self.tokens: dict[str, str] = {ADMIN: ADMIN_TOKEN}
+        self.ids: dict[str, int] = {}
+
+    def as_(self, user: str) -> dict[str, str]:
+        return auth(self.tokens[user])
+
+    def add_user(self, by: str, name: str, role: str, course: str | None) -> None:
+        r = self.c.post(
+            f"{API}/users",
+            json={"name": name, "role": role, "course": course},
+            headers=self.as_(by),
+        )
+        assert r.status_code == 201, r.text
+        self.tokens[name] = r.json()["token"]
+
+    def add_instance(self, owner: str, name: str) -> int:
+        r = self.c.post(
+            f"{API}/instances",
+            json={"name": name, "preset": "tiny-16m"},
+            headers=self.as_(owner),
+        )
+        assert r.status_code == 201, r.text
+        self.ids[name] = r.json()["id"]
+        return self.ids[name]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        auth="token",
+        admin_name=ADMIN,
+        admin_token=ADMIN_TOKEN,
+        default_preset="tiny-16m",
+        boot_default=False,
+        max_instances=16,
+    )
+    with TestClient(create_app(settings)) as c:
+        w = World(c)
+        for course in ("os101", "os202"):
+            r = c.post(f"{API}/courses", json={"name": course}, headers=w.as_(ADMIN))
+            assert r.status_code == 201, r.text
+        w.add_user(ADMIN, INSTRUCTOR, "instructor", "os101")
+        w.add_user(INSTRUCTOR, ALICE, "student", "os101")
+        w.add_user(INSTRUCTOR, BOBBY, "student", "os101")
+        w.add_user(INSTRUCTOR, WATCHER, "observer", "os101")
+        w.add_user(ADMIN, CARLO, "student", "os202")
+        w.add_instance(ALICE, "own")  # Alice's own
+        w.add_instance(BOBBY, "peer")  # another student's, same course
+        shared = w.add_instance(ALICE, "shared")  # Alice's, shared with Bobby and the observer
+        w.add_instance(CARLO, "other")  # another course's
+        for user in (BOBBY, WATCHER):
+            r = c.post(
+                f"{API}/instances/{shared}/shares", json={"user": user}, headers=w.as_(ALICE)
+            )
+            assert r.status_code == 204, r.text
+        yield w
+
+
+# who may read / write which instance (by its name)
+READ = {
+    ADMIN: {"own", "peer", "shared", "other"},
+    INSTRUCTOR: {"own", "peer", "shared"},
+    ALICE: {"own", "shared"},
+    BOBBY: {"peer", "shared"},
+    WATCHER: {"shared"},
+    CARLO: {"other"},
+}
+WRITE = {
+    ADMIN: {"own", "peer", "shared", "other"},
+    INSTRUCTOR: set(),
+    ALICE: {"own", "shared"},
+    BOBBY: {"peer"},
+    WATCHER: set(),
+    CARLO: {"other"},
+}
+INSTANCES = ("own", "peer", "shared", "other")
+
+
+def assert_nothing_leaks(body: str, me: str) -> None:
+    for name in USERS:
+        if name != me:
+            assert name not in body, (me, body)
+
+
+def assert_refused(r: Any, me: str, iid: int) -> None:
+    assert r.status_code == 404, r.text
+    body = r.json()
+    assert body["type"] == "/problems/unknown-instance"
+    assert body["detail"] == f"there is no instance {iid}"  # word for word a missing one
+    assert_nothing_leaks(r.text, me)
+
+
+ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("GET", "", None, "read"),
+    ("GET", "/vmstats", None, "read"),
+    ("GET", "/journal", None, "read"),
+    ("GET", "/trace", None, "read"),
+    ("POST", "/calls/vmstats_rollup", {"args": {}}, "write"),
+    ("POST", "/reset", None, "write"),
+]
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_access_matrix(world: World, user: str) -> None:
+    c = world.c
+    missing = c.get(f"{API}/instances/999", headers=world.as_(user))
+    assert missing.status_code == 404
+    for inst in INSTANCES:
+        iid = world.ids[inst]
+        for method, suffix, body, need in ENDPOINTS:
+            allowed = inst in (READ if need == "read" else WRITE)[user]
+            r = c.request(
+                method, f"{API}/instances/{iid}{suffix}", json=body, headers=world.as_(user)
+            )
+            if allowed:
+                assert r.status_code == 200, (user, inst, method, suffix, r.text)
+            else:
+                assert_refused(r, user, iid)
+        # DELETE: only the refusals here (test_owner_deletes deletes)
+        if inst not in WRITE[user]:
+            assert_refused(c.delete(f"{API}/instances/{iid}", headers=world.as_(user)), user, iid)
+    listed = c.get(f"{API}/instances", headers=world.as_(user))
+    assert listed.status_code == 200
+    assert {i["name"] for i in listed.json()} == READ[user]
+    if user != ADMIN:
+        assert_nothing_leaks(json.dumps(listed.json()), user)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_stream_matrix(world: World, user: str) -> None:
+    for inst in INSTANCES:
+        iid = world.ids[inst]
+        url = f"{API}/instances/{iid}/stream?token={world.tokens[user]}"
+        with world.c.websocket_connect(url) as ws:
+            if inst in READ[user]:
+                assert ws.receive_json()["type"] == "hello"
+            else:
+                msg = ws.receive()
+                assert msg["type"] == "websocket.close", msg
+                assert msg["code"] == 1008
+                assert msg["reason"] == f"there is no instance {iid}"
+
+
+def test_stream_needs_a_token_and_a_good_origin(world: World) -> None:
+    iid = world.ids["own"]
+    with world.c.websocket_connect(f"{API}/instances/{iid}/stream") as ws:
+        msg = ws.receive()
+        assert msg["type"] == "websocket.close" and msg["code"] == 4401
+    with world.c.websocket_connect(
+        f"{API}/instances/{iid}/stream", headers=world.as_(ALICE)
+    ) as ws:  # the header works too
+        assert ws.receive_json()["type"] == "hello"
+    url = f"{API}/instances/{iid}/stream?token={world.tokens[ALICE]}"
+    evil = {"Origin": "http://evil.example"}
+    with pytest.raises(WebSocketDisconnect), world.c.websocket_connect(url, headers=evil) as ws:
+        ws.receive_json()
+    with world.c.websocket_connect(url, headers={"Origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "hello"
+
+
+def test_owner_deletes_and_others_cannot_see_the_difference(world: World) -> None:
+    c = world.c
+    iid = world.ids["peer"]
+    assert_refused(c.get(f"{API}/instances/{iid}", headers=world.as_(ALICE)), ALICE, iid)
+    r = c.delete(f"{API}/instances/{iid}", headers=world.as_(BOBBY))
+    assert r.status_code == 204, r.text
+    assert_refused(c.get(f"{API}/instances/{iid}", headers=world.as_(ALICE)), ALICE, iid)
+
+
+def test_fork_is_a_read_and_the_fork_is_mine(world: World) -> None:
+    c = world.c
+    shared = world.ids["shared"]
+    r = c.post(
+        f"{API}/instances/{shared}/fork", json={"at": 0, "name": "mine"}, headers=world.as_(BOBBY)
+    )
+    assert r.status_code == 201, r.text
+    fork = r.json()["id"]
+    assert c.post(f"{API}/instances/{fork}/reset", headers=world.as_(BOBBY)).status_code == 200
+    assert_refused(c.get(f"{API}/instances/{fork}", headers=world.as_(ALICE)), ALICE, fork)
+    other = world.ids["other"]
+    r = c.post(
+        f"{API}/instances/{other}/fork", json={"at": 0, "name": "x"}, headers=world.as_(BOBBY)
+    )
+    assert_refused(r, BOBBY, other)
+
+
+def test_sharing_is_for_owners(world: World) -> None:
+    c = world.c
+    peer = world.ids["peer"]
+    r = c.post(
+        f"{API}/instances/{peer}/shares", json={"user": ALICE}, headers=world.as_(INSTRUCTOR)
+    )
+    assert_refused(r, INSTRUCTOR, peer)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}],
+)
+def test_bad_tokens_are_401(world: World, headers: dict[str, str]) -> None:
+    for path in ("/instances", f"/instances/{world.ids['own']}", "/me", "/functions"):
+        r = world.c.get(f"{API}{path}", headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["type"] == "/problems/unauthorized"
+        assert_nothing_leaks(r.text, "")
+    assert world.c.get("/healthz").status_code == 200  # not behind the token
+
+
+def test_expired_and_revoked_tokens_are_401(world: World) -> None:
+    c = world.c
+    r = c.post(f"{API}/users/{ALICE}/tokens", json={"expires_in_s": 0.05}, headers=world.as_(ALICE))
+    assert r.status_code == 201, r.text
+    short = r.json()["token"]
+    time.sleep(0.1)
+    assert c.get(f"{API}/me", headers=auth(short)).status_code == 401
+    r = c.post(f"{API}/users/{ALICE}/tokens", json={"label": "laptop"}, headers=world.as_(ALICE))
+    token, tid = r.json()["token"], r.json()["id"]
+    assert c.get(f"{API}/me", headers=auth(token)).status_code == 200
+    # another user cannot revoke it (and learns nothing): 404
+    r = c.delete(f"{API}/tokens/{tid}", headers=world.as_(BOBBY))
+    assert r.status_code == 404
+    assert_nothing_leaks(r.text, BOBBY)
+    assert c.delete(f"{API}/tokens/{tid}", headers=auth(token)).status_code == 204
+    assert c.get(f"{API}/me", headers=auth(token)).status_code == 401
+    iid = world.ids["own"]
+    with c.websocket_connect(f"{API}/instances/{iid}/stream?token={token}") as ws:
+        assert ws.receive()["code"] == 4401
+
+
+def test_me(world: World) -> None:
+    me = world.c.get(f"{API}/me", headers=world.as_(ALICE)).json()
+    assert me["name"] == ALICE and me["role"] == "student" and me["course"] == "os101"
+    assert me["auth"] == "token" and me["quotas"]["instances"] == 4
+
+
+def test_user_management(world: World) -> None:
+    c = world.c
+    # a student manages nobody; an instructor only students/observers of their course
+    r = c.post(
+        f"{API}/users",
+        json={"name": "zz1", "role": "student", "course": "os101"},
+        headers=world.as_(ALICE),
+    )
+    assert r.status_code == 403
+    r = c.post(
+        f"{API}/users",
+        json={"name": "zz2", "role": "student", "course": "os202"},
+        headers=world.as_(INSTRUCTOR),
+    )
+    assert r.status_code == 403
+    r = c.post(
+        f"{API}/users",
+        json={"name": "zz3", "role": "instructor", "course": "os101"},
+        headers=world.as_(INSTRUCTOR),
+    )
+    assert r.status_code == 403
+    # tokens for a user one may not manage: as if there were no such user
+    r = c.post(f"{API}/users/{CARLO}/tokens", json={}, headers=world.as_(INSTRUCTOR))
+    assert r.status_code == 404 and r.json()["detail"] == f"user: no user named {CARLO!r}"
+    r = c.post(f"{API}/users/{ALICE}/tokens", json={}, headers=world.as_(INSTRUCTOR))
+    assert r.status_code == 201
+    # a roster: CSV in, CSV of tokens out
+    r = c.post(
+        f"{API}/rosters",
+        json={"roster": "name,role,course\nst1,student,os101\nst2,observer,os101\n"},
+        headers=world.as_(INSTRUCTOR),
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert lines[0] == "name,token" and [ln.split(",")[0] for ln in lines[1:]] == ["st1", "st2"]
+    st1 = lines[1].split(",")[1]
+    assert c.get(f"{API}/me", headers=auth(st1)).json()["name"] == "st1"
+    r = c.post(
+        f"{API}/rosters", json={"roster": "st3,student,os202\n"}, headers=world.as_(INSTRUCTOR)
+    )
+    assert r.status_code == 403
+
+
+def test_names_are_per_owner(world: World) -> None:
+    # Bobby may call his instance "own" too: Alice's does not get in the way, or show
+    world.add_instance(BOBBY, "own")
+
+
+def test_open_mode_is_unchanged(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(database_url="", default_preset="tiny-16m"))) as c:
+        me = c.get(f"{API}/me").json()
+        assert me["auth"] == "open" and me["role"] == "admin"
+        listed = c.get(f"{API}/instances").json()
+        assert [i["name"] for i in listed] == ["default"]
+        assert (
+            c.post(f"{API}/instances/1/calls/vmstats_rollup", json={"args": {}}).status_code == 200
+        )
+        assert c.post(f"{API}/users", json={"name": "x", "role": "student"}).status_code == 404
+
+
+def test_token_mode_needs_a_database() -> None:
+    with pytest.raises(ValueError, match="PAGELAB_DATABASE_URL"):
+        Settings(database_url="", auth="token")
