@@ -209,7 +209,7 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     context.set_default_timeout(15_000)
     pg = context.new_page()
     pg.on("console", lambda m: console.messages.append(f"console.{m.type}: {m.text}") if m.type in ("error", "assert") else None)
-    pg.on("pageerror", lambda e: console.messages.append(f"pageerror: {e}"))
+    pg.on("pageerror", lambda e: console.messages.append(f"pageerror: {e}\n{e.stack}"))
     pg.on("response", lambda r: console.http_errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
     try:
         yield pg

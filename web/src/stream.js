@@ -134,6 +134,18 @@ export class StreamClient {
     } catch {
       return;
     }
+    try {
+      this.#dispatch(msg);
+    } catch (e) {
+      // a message the page could not apply: its state may be off, so start again from
+      // a fresh hello instead of drawing a wrong picture
+      console.warn('PageLab: could not apply a stream message; resyncing', e);
+      this.send({ op: 'resync' });
+    }
+  }
+
+  /** @param {any} msg */
+  #dispatch(msg) {
     switch (msg?.type) {
       case 'hello':
         this.backoff.reset();

@@ -106,3 +106,20 @@ describe('createCoalescer timing', () => {
     assert.deepEqual(c.stats.get('heatmap'), { count: 2, totalMs: 8, maxMs: 5 });
   });
 });
+
+it('a view that fails to draw does not stop the others, and is counted', () => {
+  /** @type {(() => void)[]} */
+  const frames = [];
+  const errors = [];
+  const c = createCoalescer((cb) => frames.push(cb), () => 0, (key) => errors.push(key));
+  const drawn = [];
+  c.request('chart', () => { throw new TypeError("Cannot read properties of undefined (reading 'length')"); });
+  c.request('heatmap', () => drawn.push('heatmap'));
+  frames.shift()();
+  assert.deepEqual(drawn, ['heatmap']);
+  assert.deepEqual(errors, ['chart']);
+  assert.equal(c.failures.get('chart'), 1);
+  c.request('chart', () => drawn.push('chart'));  // it draws again on its next request
+  frames.shift()();
+  assert.deepEqual(drawn, ['heatmap', 'chart']);
+});
