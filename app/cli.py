@@ -694,6 +694,33 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     return serve(["--host", ns.host, "--port", str(ns.port), "--log-level", ns.log_level])
 
 
+def cmd_admin(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``pagelab admin bootstrap``: on the server's machine, against its database (the one
+    command that does not speak HTTP: there is no admin to ask yet)."""
+    if ns.admin_command != "bootstrap":
+        parser.parse_args(["admin", "--help"])
+        return 2
+    if not ns.database_url:
+        _err("pagelab admin bootstrap: accounts need a database (--database-url)")
+        return 2
+    from app.lab.accounts import Accounts  # only the server's machine needs them
+    from app.lab.store import Store
+
+    store = Store(ns.database_url)
+    try:
+        token = Accounts(store).bootstrap_admin(ns.name, os.environ.get("PAGELAB_ADMIN_TOKEN"))
+    except ValueError as e:
+        _err(f"pagelab admin bootstrap: {e}")
+        return 1
+    finally:
+        store.close()
+    if token is None:
+        _out(f"admin {ns.name!r} is there (its token was shown when it was made)\n")
+    else:
+        _out(f"admin {ns.name!r} created; its token, shown only now:\n{token}\n")
+    return 0
+
+
 # ------------------------------------------------------------------ argument parsing
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -714,6 +741,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info")
+
+    p = sub.add_parser("admin", help="administer the server's own database (run it there)")
+    admin = p.add_subparsers(dest="admin_command", metavar="ADMIN_COMMAND")
+    b = admin.add_parser(
+        "bootstrap",
+        help="make sure the admin exists; print its token the first time "
+        "(or register $PAGELAB_ADMIN_TOKEN as its token)",
+    )
+    b.add_argument("--name", default=os.environ.get("PAGELAB_ADMIN_NAME", "admin"))
+    b.add_argument(
+        "--database-url",
+        default=os.environ.get("PAGELAB_DATABASE_URL", "sqlite:///var/pagelab.db"),
+        help="the server's database (default: $PAGELAB_DATABASE_URL, else sqlite:///var/pagelab.db)",
+    )
 
     p = sub.add_parser("instances", help="list the instances")
     p.add_argument("--json", action="store_true", help="print the server's JSON")
@@ -806,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if ns.command == "serve":
         return cmd_serve(ns)
+    if ns.command == "admin":
+        return cmd_admin(ns, parser)
     command: Command = ns.func
     try:
         with PageLabClient(ns.url) as client:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import os
 import socket
 import sys
@@ -45,6 +46,28 @@ def listening_socket(host: str, port: int, sndbuf: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is on this machine's loopback."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def open_bind_refusal(host: str, settings: Settings) -> str | None:
+    """Why serving ``host`` must be refused: the open mode (no accounts) lets anyone drive
+    or delete any machine, so it stays on loopback unless explicitly allowed."""
+    if settings.auth == "open" and not settings.allow_open and not is_loopback(host):
+        return (
+            f"refusing to serve {host} without accounts: in the open mode anyone who can reach "
+            "the server may drive or delete every machine.  Use accounts (PAGELAB_AUTH=token, "
+            "see the README), serve on 127.0.0.1, or set PAGELAB_ALLOW_OPEN=1 if this network "
+            "is yours alone."
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -53,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-access-log", action="store_true")
     ns = parser.parse_args(argv)
     settings = Settings()
+    refusal = open_bind_refusal(ns.host, settings)
+    if refusal is not None:
+        print(f"pagelab: {refusal}", file=sys.stderr)
+        return 2
     # The event loop shares the interpreter with worker threads running batches, boots
     # and workload slices: a shorter switch interval hands it the GIL sooner, so small
     # requests are not held up behind another user's heavy work.

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         description="allocations between two runs of the cyclic garbage collector "
         "(python -m app.serve; CPython's default is 700)",
     )
+    allow_open: bool = Field(
+        default=False,
+        description="serve the open mode (no accounts) on an address other than loopback",
+    )
     auth: Literal["open", "token"] = Field(
         default="open",
         description="open: no accounts, everyone may do everything (the default, for a lab "
