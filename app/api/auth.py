@@ -23,6 +23,7 @@ from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from app.lab.access import ANONYMOUS, Principal
+from app.lab.accounts import Quotas
 from app.lab.service import Lab, LabError
 
 #: POSTs that only read their instance (they make a new one of the caller's)
@@ -63,6 +64,14 @@ async def get_principal(request: Request) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def quotas_of(lab: Lab, principal: Principal) -> Quotas | None:
+    """The principal's quotas in token mode (None in the open lab: no quotas)."""
+    accounts = lab.accounts
+    if accounts is None:
+        return None
+    return await anyio.to_thread.run_sync(accounts.effective_quotas, principal.name)
 
 
 def is_read(method: str, path: str) -> bool:

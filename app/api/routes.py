@@ -29,7 +29,7 @@ from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
-from .auth import PrincipalDep, may_read
+from .auth import PrincipalDep, may_read, quotas_of
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .schemas import (
     BatchRequest,
@@ -158,10 +158,13 @@ async def create_instance(
 ) -> dict[str, Any]:
     """Boot a new machine (from a preset, a memory size or phys_avail ranges); it is yours."""
     owner = principal.name
+    quotas = await quotas_of(lab, principal)
     if body.preset is not None:
-        inst = await lab.create_preset(body.name, body.preset, _preset_overrides(body), owner)
+        inst = await lab.create_preset(
+            body.name, body.preset, _preset_overrides(body), owner, quotas
+        )
     else:
-        inst = await lab.create(body.name, _config_of(body), owner=owner)
+        inst = await lab.create(body.name, _config_of(body), owner=owner, quotas=quotas)
     return instance_view(inst, await lab.digest(inst))
 
 
@@ -233,7 +236,9 @@ OFF_LOOP_BYTES = 64 * 1024
         }
     },
 )
-async def call_batch(instance_id: InstanceId, request: Request, lab: LabDep) -> Response:
+async def call_batch(
+    instance_id: InstanceId, request: Request, lab: LabDep, principal: PrincipalDep
+) -> Response:
     """Run a list of calls in order; each gets its own result or error.  A big batch runs
     in slices of at most 10 ms, between which other requests on the instance are served."""
     raw = await request.body()
@@ -244,6 +249,13 @@ async def call_batch(instance_id: InstanceId, request: Request, lab: LabDep) -> 
     )
     if len(body.calls) > lab.settings.max_batch:  # before building a context per call
         raise LabError("too-large", f"a batch holds at most {lab.settings.max_batch} calls")
+    quotas = await quotas_of(lab, principal)
+    if quotas is not None and len(body.calls) > quotas.batch_size:
+        raise LabError(
+            "too-large",
+            f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
+            f"{len(body.calls)}: split it, or ask an instructor or an admin to raise it",
+        )
     default = Ctx()  # shared: a context is only read
     calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else default) for c in body.calls]
     results = await lab.batch(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from app.lab.service import Lab, LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
-from .auth import PrincipalDep
+from .auth import PrincipalDep, quotas_of
 from .errors import PROBLEM_RESPONSES
 from .routes import instance_view
 
@@ -83,7 +83,9 @@ async def fork_instance(
     instance_id: InstanceId, body: ForkRequest, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """A new instance (yours): the same machine after the same calls, up to call ``at``."""
-    inst = await lab.fork(instance_id, body.at, body.name, principal.name)
+    inst = await lab.fork(
+        instance_id, body.at, body.name, principal.name, await quotas_of(lab, principal)
+    )
     return instance_view(inst, await lab.digest(inst))
 
 
@@ -208,5 +210,12 @@ async def import_trace(
         config = config_from_json(header["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise LabError("validation", f"the trace header's config is not readable: {e}") from None
-    inst = await lab.create(name, config, header.get("preset"), entries, owner=principal.name)
+    inst = await lab.create(
+        name,
+        config,
+        header.get("preset"),
+        entries,
+        owner=principal.name,
+        quotas=await quotas_of(lab, principal),
+    )
     return instance_view(inst, await lab.digest(inst))

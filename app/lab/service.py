@@ -20,12 +20,13 @@ import anyio.to_thread
 import structlog
 
 from app.core.config import MachineConfig
+from app.core.constants import PAGE_SIZE
 from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
 
 from .access import Access
-from .accounts import Accounts
+from .accounts import Accounts, Quotas
 from .presets import PRESETS
 from .settings import Settings
 from .store import Entry, JournalWriter, Store, StoredInstance
@@ -34,6 +35,11 @@ from .workload_runner import WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+
+def config_pages(config: MachineConfig) -> int:
+    """The pages of RAM a configuration describes (what quotas count)."""
+    return sum(end - begin for begin, end in config.phys_avail) // PAGE_SIZE
 
 
 def replay(config: MachineConfig, entries: list[Entry]) -> Machine:
@@ -384,9 +390,11 @@ class Lab:
         preset: str | None = None,
         entries: list[Entry] | None = None,
         owner: str = "",
+        quotas: Quotas | None = None,
     ) -> Instance:
         """Boot a new instance (and replay ``entries`` on it: a fork or an import), save
-        it, and host it.  Names are unique per ``owner`` ("" in the open lab)."""
+        it, and host it.  Names are unique per ``owner`` ("" in the open lab); with
+        ``quotas`` (token mode), the owner's instance and page quotas are checked first."""
         config = self.check_config(config)
         async with self._create_lock:
             if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
@@ -400,6 +408,8 @@ class Lab:
                 inst.name == name and inst.owner == owner for inst in self.instances.values()
             ):
                 raise LabError("conflict", f"an instance named {name!r} already exists")
+            if quotas is not None:
+                self._check_quota(owner, config, quotas)
             self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
@@ -423,8 +433,39 @@ class Lab:
         self.instances[inst.id] = inst
         return inst
 
+    def _check_quota(self, owner: str, config: MachineConfig, quotas: Quotas) -> None:
+        """Refuse an instance the owner's quotas do not allow (before anything boots)."""
+        how = "ask an instructor or an admin to raise it"
+        mine = [i for i in self.instances.values() if i.owner == owner]
+        booked = sum(1 for o, _ in self._booting_names if o == owner)
+        if len(mine) + booked >= quotas.instances:
+            raise LabError(
+                "forbidden",
+                f"your quota 'instances' allows {quotas.instances} instances and you have "
+                f"{len(mine) + booked}: delete one, or {how}",
+            )
+        pages = config_pages(config)
+        if pages > quotas.pages_per_instance:
+            raise LabError(
+                "too-large",
+                f"this machine has {pages} pages; your quota 'pages_per_instance' is "
+                f"{quotas.pages_per_instance}: choose less memory, or {how}",
+            )
+        held = sum(config_pages(i.config) for i in mine)
+        if held + pages > quotas.pages_total:
+            raise LabError(
+                "forbidden",
+                f"your instances hold {held} pages and this one would add {pages}; your quota "
+                f"'pages_total' is {quotas.pages_total}: delete one, or {how}",
+            )
+
     async def create_preset(
-        self, name: str, preset: str, overrides: dict[str, Any] | None = None, owner: str = ""
+        self,
+        name: str,
+        preset: str,
+        overrides: dict[str, Any] | None = None,
+        owner: str = "",
+        quotas: Quotas | None = None,
     ) -> Instance:
         p = PRESETS.get(preset)
         if p is None:
@@ -434,7 +475,7 @@ class Lab:
         config = p.config
         if overrides:
             config = MachineConfig(**{**config.__dict__, **overrides})
-        return await self.create(name, config, preset, owner=owner)
+        return await self.create(name, config, preset, owner=owner, quotas=quotas)
 
     def get(self, instance_id: int) -> Instance:
         inst = self.instances.get(instance_id)
@@ -509,7 +550,9 @@ class Lab:
             inst.waiters.clear()
         return inst
 
-    async def fork(self, instance_id: int, at: int, name: str, owner: str = "") -> Instance:
+    async def fork(
+        self, instance_id: int, at: int, name: str, owner: str = "", quotas: Quotas | None = None
+    ) -> Instance:
         """A new instance with the same configuration and the first calls up to ``at``."""
         inst = self.get(instance_id)
         if at < 0 or at > inst.seq:
@@ -522,7 +565,7 @@ class Lab:
             keep = await anyio.to_thread.run_sync(
                 lambda: [e for e in self.entries(inst) if e.seq <= at]
             )
-        return await self.create(name, inst.config, inst.preset, keep, owner=owner)
+        return await self.create(name, inst.config, inst.preset, keep, owner=owner, quotas=quotas)
 
     # ------------------------------------------------------------ calls
     def resolve_waiters(self, inst: Instance) -> None:

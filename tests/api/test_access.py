@@ -338,3 +338,38 @@ def test_open_mode_is_unchanged(tmp_path: Path) -> None:
 def test_token_mode_needs_a_database() -> None:
     with pytest.raises(ValueError, match="PAGELAB_DATABASE_URL"):
         Settings(database_url="", auth="token")
+
+
+def test_quotas_refuse_with_the_quota_named_and_change_at_runtime(world: World) -> None:
+    """Student defaults (app.lab.accounts): 4 instances, 262 144 pages (1 GiB) each,
+    524 288 in all, batches of 10 000 calls; an observer may hold none."""
+    c = world.c
+    for name in ("third", "fourth"):  # Alice holds "own" and "shared": 2 of 4
+        world.add_instance(ALICE, name)
+    r = c.post(
+        f"{API}/instances", json={"name": "fifth", "preset": "tiny-16m"}, headers=world.as_(ALICE)
+    )
+    assert r.status_code == 403, r.text
+    assert "quota 'instances' allows 4" in r.json()["detail"]
+    # a 2 GiB machine is 524 287 pages > 262 144 per instance: refused before booting
+    r = c.post(f"{API}/instances", json={"name": "big", "memory": "2GiB"}, headers=world.as_(BOBBY))
+    assert r.status_code == 413 and "pages_per_instance" in r.json()["detail"]
+    r = c.post(
+        f"{API}/instances", json={"name": "o", "preset": "tiny-16m"}, headers=world.as_(WATCHER)
+    )
+    assert r.status_code == 403 and "quota 'instances' allows 0" in r.json()["detail"]
+    own = world.ids["own"]
+    calls = {"calls": [{"fn": "vm_test_nominal"}] * 10_001}
+    r = c.post(f"{API}/instances/{own}/calls", json=calls, headers=world.as_(ALICE))
+    assert r.status_code == 413 and "quota 'batch_size' allows 10000" in r.json()["detail"]
+    r = c.post(
+        f"{API}/instances/{own}/calls",
+        json={"calls": calls["calls"][:10_000]},
+        headers=world.as_(ALICE),
+    )
+    assert r.status_code == 200
+    # an admin raises Alice's instance quota at run time: the next create goes through
+    c.app.state.lab.accounts.set_quota(ALICE, "instances", 5)  # type: ignore[attr-defined]
+    assert world.add_instance(ALICE, "fifth") > 0
+    me = c.get(f"{API}/me", headers=world.as_(ALICE)).json()
+    assert me["quotas"]["instances"] == 5
