@@ -11,3 +11,17 @@ os.environ.setdefault("PAGELAB_DATABASE_URL", "")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def in_ci() -> bool:
+    """CI runs with CI=true (also accepted: 1, yes)."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> None:
+    """A test whose prerequisite (Debian's chromium, Debian's postgresql) is not on this
+    machine: it fails in CI, whose .ci/run installs the prerequisite, and is skipped only
+    on a developer's machine that lacks it."""
+    if in_ci():
+        pytest.fail(f"{what} (CI must run this test: .ci/run installs what it needs)", pytrace=False)
+    pytest.skip(what)

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,9 +51,7 @@ VIEWPORT = {"width": 1280, "height": 800}
 
 def _missing(what: str) -> None:
     """Fail in CI, skip elsewhere: CI must run these tests, a laptop may lack Chromium."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} (CI=true: the browser tests must run)", pytrace=False)
-    pytest.skip(what)
+    missing(what)
 
 
 def free_port() -> int:

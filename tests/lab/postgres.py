@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytest
 from sqlalchemy.engine import make_url
+
+from tests.conftest import missing
 
 SUPERUSER = "postgres"
 START_TIMEOUT_S = 30
@@ -50,14 +51,10 @@ def find_bindir() -> Path | None:
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Skip, or under CI fail: CI must run the Postgres tests, never skip them quietly."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(
-            f"the Postgres tests cannot run: {reason} "
-            "(.ci/run installs Debian's postgresql when /usr/lib/postgresql/*/bin/pg_ctl is missing)",
-            pytrace=False,
-        )
-    pytest.skip(f"no Postgres: {reason}")
+    """Skip, or under CI fail: CI must run the Postgres tests, never skip them quietly
+    (.ci/run installs Debian's postgresql when /usr/lib/postgresql/*/bin/pg_ctl is missing)."""
+    missing(f"no Postgres: {reason}")
+    raise AssertionError("unreachable: missing() fails or skips")
 
 
 @dataclass
