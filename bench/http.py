@@ -431,6 +431,39 @@ def _stats(lat_ms: list[float], interval_ms: float) -> dict[str, float]:
     }
 
 
+def _latency_while(base: str, plan: Plan, action: Any) -> tuple[list[float], float]:
+    """Small calls on instance A from a client process while ``action()`` runs here:
+    the latencies (ms) of the calls that overlapped it, and how long it took."""
+    spec = {"mode": "latency", "base": base, "warmup": plan.warmup}
+    proc = subprocess.Popen(
+        _client_cmd(spec),
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the latency client did not start")
+        b0 = time.monotonic()
+        action()
+        b1 = time.monotonic()
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"latency client failed:\n{err}")
+    samples = json.loads(out.strip().splitlines()[-1])["samples"]
+    return [(t1 - t0) * 1e3 for t0, t1 in samples if t0 < b1 and t1 > b0], b1 - b0
+
+
 def measure_latency(base: str, plan: Plan) -> dict[str, Any]:
     import httpx
 
@@ -442,37 +475,16 @@ def measure_latency(base: str, plan: Plan) -> dict[str, Any]:
     boots: list[float] = []
     with httpx.Client(base_url=base, timeout=600.0) as c:
         for _ in range(plan.boot_runs):
-            spec = {"mode": "latency", "base": base, "warmup": plan.warmup}
-            proc = subprocess.Popen(
-                _client_cmd(spec),
-                cwd=ROOT,
-                env=_env(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                if proc.stdout.readline().strip() != "ready":
-                    raise RuntimeError("the latency client did not start")
-                b0 = time.monotonic()
-                r = c.post(API, json={"name": BOOT_NAME, "memory": plan.boot_memory})
-                b1 = time.monotonic()
-                inst = _ok(r).json()
-                proc.stdin.write("stop\n")
-                proc.stdin.flush()
-                out, err = proc.communicate(timeout=120)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            if proc.returncode != 0:
-                raise RuntimeError(f"latency client failed:\n{err}")
-            _ok(c.delete(f"{API}/{inst['id']}"))
-            boots.append(b1 - b0)
-            samples = json.loads(out.strip().splitlines()[-1])["samples"]
-            during_ms += [(t1 - t0) * 1e3 for t0, t1 in samples if t0 < b1 and t1 > b0]
+            created: list[Any] = []
+
+            def boot() -> None:
+                r = c.post(API, json={"name": BOOT_NAME, "memory": plan.boot_memory})  # noqa: B023
+                created.append(_ok(r).json())  # noqa: B023
+
+            during, seconds = _latency_while(base, plan, boot)
+            _ok(c.delete(f"{API}/{created[0]['id']}"))
+            boots.append(seconds)
+            during_ms += during
     interval = statistics.median(idle_ms)
     return {
         "latency_ms": {
@@ -494,41 +506,21 @@ def measure_latency_under_batch(base: str, plan: Plan) -> dict[str, Any]:
         b = _ok(c.post(API, json={"name": "contender", "preset": "teaching-1g"})).json()
         calls = [{"fn": "vm_page_alloc"}, {"fn": "vm_test_nominal"}] * (plan.contend_calls // 2)
         body = json.dumps({"calls": calls})
-        spec = {"mode": "latency", "base": base, "warmup": plan.warmup}
-        proc = subprocess.Popen(
-            _client_cmd(spec),
-            cwd=ROOT,
-            env=_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError("the latency client did not start")
-            b0 = time.monotonic()
-            r = c.post(
-                f"{API}/{b['id']}/calls", content=body, headers={"content-type": "application/json"}
+
+        def batch() -> None:
+            _ok(
+                c.post(
+                    f"{API}/{b['id']}/calls",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
             )
-            b1 = time.monotonic()
-            _ok(r)
-            proc.stdin.write("stop\n")
-            proc.stdin.flush()
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"latency client failed:\n{err}")
+
+        during, seconds = _latency_while(base, plan, batch)
         _ok(c.delete(f"{API}/{b['id']}"))
-    samples = json.loads(out.strip().splitlines()[-1])["samples"]
-    during = [(t1 - t0) * 1e3 for t0, t1 in samples if t0 < b1 and t1 > b0]
     return {
         "latency_ms": _stats(during, statistics.median(during) if during else 1.0),
-        "batch_s": b1 - b0,
+        "batch_s": seconds,
         "batch_calls": plan.contend_calls,
     }
 

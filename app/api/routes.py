@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
@@ -27,9 +27,10 @@ from app.lab import views
 from app.lab.fields import VMSTATS_HELP
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
-from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
+from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, LabError
 
 from .auth import PrincipalDep, may_read, quotas_of
+from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .schemas import (
     BatchRequest,
@@ -41,7 +42,6 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES)
-InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
 
 
 @contextmanager
@@ -52,14 +52,6 @@ def _not_found() -> Iterator[None]:
         yield
     except InvalidArgument as e:
         raise LabError("not-found", str(e)) from e
-
-
-async def get_lab(request: Request) -> Lab:
-    lab: Lab = request.app.state.lab
-    return lab
-
-
-LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 def instance_view(inst: Instance, digest: str) -> dict[str, Any]:

@@ -6,33 +6,25 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from app.lab.service import Lab, LabError
+from app.lab.service import LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
 from .auth import PrincipalDep, quotas_of
+from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 from .routes import instance_view
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["timeline"])
-InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 TRACE_FORMAT = "pagelab-trace"
 TRACE_VERSION = 1
 #: Largest trace accepted by an import (lines after the header).
 MAX_TRACE_CALLS = 2_000_000
-
-
-async def get_lab(request: Request) -> Lab:
-    lab: Lab = request.app.state.lab
-    return lab
-
-
-LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 class RestoreRequest(BaseModel):

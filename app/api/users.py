@@ -10,7 +10,7 @@ import io
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,20 +18,12 @@ from app.lab.accounts import Accounts, Role, can_manage_user, quotas_view
 from app.lab.service import Lab, LabError
 
 from .auth import PrincipalDep
+from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["accounts"])
-InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Expiry = Annotated[float | None, Field(default=None, gt=0, le=10 * 365 * 86400)]
-
-
-async def get_lab(request: Request) -> Lab:
-    lab: Lab = request.app.state.lab
-    return lab
-
-
-LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 def accounts_of(lab: Lab) -> Accounts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -19,10 +19,10 @@ from app.lab.service import Lab, LabError
 from app.lab.workload_runner import WorkloadError, WorkloadRun
 from app.lab.workloads import WORKLOADS
 
+from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["workloads"])
-InstanceId = Annotated[int, Path(ge=1, le=1 << 31, description="instance id")]
 WorkloadId = Annotated[int, Path(ge=1, le=1 << 31, description="workload id")]
 
 #: Fastest rate a workload can be asked for in calls per second (above it, ask for "max").
@@ -80,14 +80,6 @@ class WorkloadPatch(BaseModel):
 class StepRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n: StrictInt = Field(default=1, ge=1, le=1_000_000, description="calls to make")
-
-
-async def get_lab(request: Request) -> Lab:
-    lab: Lab = request.app.state.lab
-    return lab
-
-
-LabDep = Annotated[Lab, Depends(get_lab)]
 
 
 def _run(lab: Lab, instance_id: int, workload_id: int) -> WorkloadRun:

@@ -156,16 +156,8 @@ class Entry:
     result: Any = None
 
     def row(self) -> dict[str, Any]:
-        return {
-            "instance_id": self.instance_id,
-            "generation": self.generation,
-            "seq": self.seq,
-            "fn": self.fn,
-            "args": json.dumps(self.args, separators=(",", ":")),
-            "ctx": json.dumps(self.ctx, separators=(",", ":")),
-            "source": self.source,
-            "result": json.dumps(self.result, separators=(",", ":"), default=str),
-        }
+        """The row as column: value (for SQLAlchemy inserts)."""
+        return dict(zip(JOURNAL_COLUMNS, self.values(), strict=True))
 
     def values(self) -> tuple[Any, ...]:
         """The row in ``JOURNAL_COLUMNS`` order (the journal writer's hot path: the common

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from app.core.machine import CallResult
-
-from .workloads import WORKLOADS, Blocked, Workload
+from .workloads import WORKLOADS, Workload, outcome_of
 
 if TYPE_CHECKING:
     from .service import Instance, Lab
@@ -318,7 +316,9 @@ class WorkloadRunner:
                 systhread=bool(ctx_in.get("systhread", False)),
             )
             item, outcome = self.lab.run_one(inst, fn, args, ctx, run.source)
-            w.observe(fn, args, ctx_in, _for_workload(outcome))
+            w.observe(
+                fn, args, ctx_in, outcome if isinstance(outcome, Exception) else outcome_of(outcome)
+            )
             ran += 1
             run.calls += 1
             seq = item.get("seq")
@@ -332,15 +332,6 @@ class WorkloadRunner:
             if time.perf_counter() >= deadline:
                 break
         return ran, False
-
-
-def _for_workload(outcome: CallResult | Exception) -> Any:
-    """What a workload's ``observe`` expects: the result, ``Blocked`` or the error."""
-    if isinstance(outcome, Exception):
-        return outcome
-    if outcome.blocked is not None:
-        return Blocked(outcome.blocked)
-    return outcome.result
 
 
 __all__ = ["RUNNING_STATES", "WorkloadError", "WorkloadRun", "WorkloadRunner"]

@@ -45,7 +45,7 @@ from app.core.constants import (
     PQ_L2_SIZE,
 )
 from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
-from app.core.machine import Machine
+from app.core.machine import CallResult, Machine
 
 __all__ = [
     "CORE_ERRORS",
@@ -63,6 +63,7 @@ __all__ = [
     "Workload",
     "WorkloadKind",
     "get_kind",
+    "outcome_of",
     "run_sync",
     "step",
 ]
@@ -1537,6 +1538,11 @@ def get_kind(name: str) -> WorkloadKind:
 
 
 # ===================================================================== driving
+def outcome_of(res: CallResult) -> Any:
+    """What ``Workload.observe`` is told of a call that ran: its result, or ``Blocked``."""
+    return res.result if res.blocked is None else Blocked(res.blocked)
+
+
 def step(machine: Machine, workload: Workload) -> tuple[str, Any] | None:
     """One turn of the loop: ask for a call, run it (``record=False``), tell the workload
     what happened.  Returns (function, outcome) — the outcome being the result, a
@@ -1552,7 +1558,7 @@ def step(machine: Machine, workload: Workload) -> tuple[str, Any] | None:
     except CORE_ERRORS as e:
         outcome = e
     else:
-        outcome = res.result if res.blocked is None else Blocked(res.blocked)
+        outcome = outcome_of(res)
     workload.observe(fn, args, ctx, outcome)
     return fn, outcome
 
