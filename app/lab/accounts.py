@@ -39,6 +39,8 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     delete,
     insert,
     select,
@@ -102,6 +104,37 @@ shares = Table(
         primary_key=True,
     ),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# ---------------------------------------------------------------- tables (migration 0004)
+#: an instance shown read-only to every member of a course
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column(
+        "instance_id",
+        Integer,
+        ForeignKey("instances.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("course", String(64), ForeignKey("courses.name", ondelete="CASCADE"), primary_key=True),
+    Column("created", Float, nullable=False),
+)
+
+#: a course's starting point: a trace every student gets a copy of
+scenarios = Table(
+    "scenarios",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("course", String(64), ForeignKey("courses.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("trace", Text, nullable=False),
+    UniqueConstraint("course", "name", name="scenarios_course_name"),
 )
 
 settings = Table(

@@ -32,12 +32,14 @@ import structlog
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Engine,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -45,6 +47,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    false,
     func,
     insert,
     select,
@@ -67,6 +70,9 @@ instances = Table(
     Column("config", JSON, nullable=False),
     Column("generation", Integer, nullable=False, server_default="0"),
     Column("created", Float, nullable=False),
+    # migration 0004: the idle culler's bookkeeping
+    Column("last_used", Float, nullable=True),
+    Column("parked", Boolean, nullable=False, server_default=false()),
 )
 
 journal = Table(
@@ -85,6 +91,24 @@ journal = Table(
     Column("source", String(64), nullable=False, server_default="api"),
     Column("result", Text, nullable=True),
     Index("journal_by_seq", "instance_id", "generation", "seq", unique=True),
+)
+
+#: a machine's full state after journal entry ``seq`` (migration 0004)
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("instance_id", Integer, ForeignKey("instances.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("format", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("snapshots_by_seq", "instance_id", "generation", "seq", unique=True),
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -258,7 +258,12 @@ class WorkloadRunner:
                     run.step_budget = max(0, run.step_budget - ran)
                 if run.state not in RUNNING_STATES:
                     break
-                if done or (run.steps is not None and run.calls >= run.steps) or run.duration_s is not None and run.active_s >= run.duration_s:
+                if (
+                    done
+                    or (run.steps is not None and run.calls >= run.steps)
+                    or run.duration_s is not None
+                    and run.active_s >= run.duration_s
+                ):
                     run.state = "finished"
                 # let the publisher and other requests take the lock between slices
                 await asyncio.sleep(0)

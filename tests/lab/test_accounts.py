@@ -501,6 +501,8 @@ def test_a_database_at_0002_upgrades_to_accounts_keeping_its_rows(database_url: 
             tables = set(inspect(conn).get_table_names())
         assert {"instances", "journal"} <= tables
         assert not tables & {"users", "tokens", "courses", "shares", "settings"}
-        assert [i.id for i in store.load_instances()] == [5]
+        # (raw SQL: today's Store reads the columns later revisions added)
+        with store.engine.connect() as conn:
+            assert [r[0] for r in conn.execute(text("SELECT id FROM instances"))] == [5]
     finally:
         store.close()
