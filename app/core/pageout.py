@@ -81,6 +81,8 @@ VM_CACHE_SCAN_MIN = 16
 #: [simulator] Most paging passes the daemon runs within one tick (see the module notes).
 PD_PASSES_PER_TICK = 8
 _ALLOW_ACTIVE = 1
+#: Where the daemon's loop sleeps (``_pageout_loop``): the labels a resume may name.
+PD_SLEEP_LABELS = ("psleep", "throttle", "shortage", "paging", "target")
 _TRY_TO_CACHE = 2
 
 
@@ -109,6 +111,7 @@ class PageoutOps(ContigOps):
     pd_passes: int
     pd_pass_tick: int
     pd_tick_passes: int
+    pd_parked_at: str
 
     def _init_pageout(self) -> None:
         self.pd_enabled = bool(self.config.pagedaemon)
@@ -126,6 +129,14 @@ class PageoutOps(ContigOps):
         self.pd_passes = 0
         self.pd_pass_tick = -1  # the tick of the last pass, and how many ran in it
         self.pd_tick_passes = 0
+        self.pd_parked_at = ""  # the label of the sleep the daemon's loop is parked in
+
+    def resume_pagedaemon(self, th: Thread) -> None:
+        """Give the (sleeping) daemon thread ``th`` a fresh generator parked at the sleep
+        ``pd_parked_at`` names: how a machine loaded from a snapshot gets its daemon back."""
+        gen = self._pageout_loop(self.pd_parked_at)
+        next(gen)  # the placeholder sleep: the thread is already on its sleep queue
+        th.gen = gen
 
     def start_pagedaemon(self) -> None:
         """Create the ``pagedaemon`` thread and run it up to its first sleep."""
@@ -169,27 +180,50 @@ class PageoutOps(ContigOps):
         self.pg.act[i] = (self.pg.act[i] + amount) & 0xFF
 
     # ------------------------------------------------------------ §15.2 main loop
-    def _pageout_loop(self) -> KernelGen:
-        """``vm_pageout_thread`` (primary daemon) main loop, spec §15.2."""
+    def _pageout_loop(self, resume_at: str = "") -> KernelGen:
+        """``vm_pageout_thread`` (primary daemon) main loop, spec §15.2.
+
+        Each ``yield`` is a labelled sleep (``_pd_sleep``; the label is kept in
+        ``pd_parked_at``), so that the loop can be resumed where it sleeps in a fresh
+        generator: a machine loaded from a snapshot (``app/core/snapshot.py``) cannot
+        carry the suspended generator over.  With ``resume_at`` the generator first yields
+        a placeholder sleep (the thread already sleeps on its channel; whoever primes the
+        generator discards it), then takes the value its sleep is resumed with
+        (``timed_out``) and continues right after the labelled ``yield``."""
+        at = ""  # "": the top of the loop; else the label of the sleep just resumed
+        timed_out = False
+        if resume_at:
+            if resume_at not in PD_SLEEP_LABELS:
+                raise ValueError(f"the pageout loop has no sleep labelled {resume_at!r}")
+            timed_out = yield Sleep("vm_pages_needed", 0, "resume")
+            # after the other sleeps the loop goes back to its top
+            at = resume_at if resume_at in ("psleep", "throttle") else ""
         while True:
-            if self.pd_pass > 0x7FFF0000:
-                self.pd_pass = 0x70000000
-            colour = self.pd_q3 & PQ_L2_MASK
-            self._scan_hold(colour)
-            self._page_stats(colour)
-            self.pd_q3 += 1
-            if self.vm_pages_needed == 0:
-                ticks = self.vm_pageout_stats_ticks or max(1, self.hz // 10)
-                timed_out = yield Sleep("vm_pages_needed", ticks, "psleep")
+            if at == "":
+                if self.pd_pass > 0x7FFF0000:
+                    self.pd_pass = 0x70000000
+                colour = self.pd_q3 & PQ_L2_MASK
+                self._scan_hold(colour)
+                self._page_stats(colour)
+                self.pd_q3 += 1
+                if self.vm_pages_needed == 0:
+                    ticks = self.vm_pageout_stats_ticks or max(1, self.hz // 10)
+                    timed_out = yield self._pd_sleep("psleep", ticks, "psleep")
+                    at = "psleep"
+            if at == "psleep":
                 if timed_out and not vm_paging_start(self.gd, 0) and self.vm_pages_needed == 0:
+                    at = ""
                     continue
                 self.pd_uptime = self.ticks
                 self.vm_pages_needed = 1
                 self.pd_state = TARGET1
                 self.wakeup("vm_pagedaemon_uptime")
             # [simulator] at most PD_PASSES_PER_TICK passes per tick (module notes)
-            while self.pd_pass_tick == self.ticks and self.pd_tick_passes >= PD_PASSES_PER_TICK:
-                yield Sleep("vm_pages_needed", 1, "pdloop")
+            if self.pd_pass_tick == self.ticks and self.pd_tick_passes >= PD_PASSES_PER_TICK:
+                yield self._pd_sleep("throttle", 1, "pdloop")
+                at = "throttle"  # the throttle test again
+                continue
+            at = ""
             if self.pd_pass_tick != self.ticks:
                 self.pd_pass_tick = self.ticks
                 self.pd_tick_passes = 0
@@ -204,7 +238,7 @@ class PageoutOps(ContigOps):
                 self.pd_pass += 1
                 self.event("pageout_shortage", avail=avail, pass_=self.pd_pass)
                 # the kernel loops back at once; the simulator yields one tick
-                yield Sleep("vm_pages_needed", 1, "pdloop")
+                yield self._pd_sleep("shortage", 1, "pdloop")
                 continue
             self.pd_pass = 0
             if vm_paging_start(gd, 0) or vm_paging_min_dnc(gd, self.vm_page_free_hysteresis):
@@ -212,7 +246,7 @@ class PageoutOps(ContigOps):
                 self.vm_pages_needed = 2
                 if not vm_paging_wait(gd):
                     self.wakeup("v_free_count")
-                yield Sleep("vm_pages_needed", 1, "pdloop")
+                yield self._pd_sleep("paging", 1, "pdloop")
             elif self.vm_pages_needed:
                 if vm_paging_target1(gd):
                     self.pd_state = TARGET1
@@ -224,7 +258,12 @@ class PageoutOps(ContigOps):
                     self.vm_pages_needed = 0  # back to idle (state is not reset)
                 self.wakeup("v_free_count")
                 if self.vm_pages_needed:
-                    yield Sleep("vm_pages_needed", 1, "pdloop")
+                    yield self._pd_sleep("target", 1, "pdloop")
+
+    def _pd_sleep(self, label: str, ticks: int, wmesg: str) -> Sleep:
+        """The daemon's ``tsleep`` at the loop's sleep ``label`` (remembered for a resume)."""
+        self.pd_parked_at = label
+        return Sleep("vm_pages_needed", ticks, wmesg)
 
     # ------------------------------------------------------------ phase 1
     def _phase_inactive(self) -> int:
@@ -767,4 +806,11 @@ class PageoutOps(ContigOps):
         ]
 
 
-__all__ = ["PAGEDAEMON_TID", "PD_PASSES_PER_TICK", "PageoutOps", "PBUSY_MASK", "pqaverage"]
+__all__ = [
+    "PAGEDAEMON_TID",
+    "PD_PASSES_PER_TICK",
+    "PD_SLEEP_LABELS",
+    "PageoutOps",
+    "PBUSY_MASK",
+    "pqaverage",
+]
