@@ -177,6 +177,8 @@ class _Encoder:
         if v is None or kind in (int, str, bool, float):
             return v
         if kind is list:
+            if all(type(x) is int for x in v):  # the common case: queue headers, cursors
+                return v[:]
             return [self.value(x, f"{path}[{k}]") for k, x in enumerate(v)]
         if kind is tuple:
             return {"tuple": [self.value(x, f"{path}[{k}]") for k, x in enumerate(v)]}
@@ -245,6 +247,8 @@ class _Decoder:
         if v is None or type(v) in (int, str, bool, float):
             return v
         if type(v) is list:
+            if all(type(x) is int for x in v):
+                return v
             return [self.value(x) for x in v]
         if type(v) is not dict or len(v) not in (1, 2):
             raise SnapshotError(f"an encoded value is malformed: {str(v)[:60]}")
@@ -327,9 +331,23 @@ def _page_array(arrays: dict[str, np.ndarray[Any, Any]]) -> PageArray:
 
 
 # ---------------------------------------------------------------- dump / load
-def dump(m: Machine, digest: str | None = None) -> bytes:
-    """The machine's full state as a snapshot.  ``digest`` is ``m.state_digest()`` if
-    the caller has it already.  Refuses (``SnapshotError``) when a thread other than the
+@dataclasses.dataclass(frozen=True, slots=True)
+class Capture:
+    """A machine's state copied out (``capture``), not yet compressed (``pack``): the
+    copy is taken while the machine holds still, the compression can run elsewhere."""
+
+    header: dict[str, Any]
+    body: bytes
+
+    @property
+    def digest(self) -> str:
+        digest: str = self.header["digest"]
+        return digest
+
+
+def capture(m: Machine, digest: str | None = None) -> Capture:
+    """Copy the machine's full state out.  ``digest`` is ``m.state_digest()`` if the
+    caller has it already.  Refuses (``SnapshotError``) when a thread other than the
     pageout daemon is inside a call."""
     reason = busy_reason(m)
     if reason is not None:
@@ -350,19 +368,22 @@ def dump(m: Machine, digest: str | None = None) -> bytes:
     for arr in enc.arrays:
         np.lib.format.write_array(raw, np.ascontiguousarray(arr), allow_pickle=False)
     body = raw.getvalue()
-    header = json.dumps(
-        {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "config": config_to_json(m.config),
-            "digest": digest if digest is not None else m.state_digest(),
-            "compression": "zlib",
-            "state_bytes": len(body),
-            "arrays": len(enc.arrays),
-        },
-        separators=(",", ":"),
-    ).encode()
-    payload = zlib.compress(body, COMPRESSION_LEVEL)
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": config_to_json(m.config),
+        "digest": digest if digest is not None else m.state_digest(),
+        "compression": "zlib",
+        "state_bytes": len(body),
+        "arrays": len(enc.arrays),
+    }
+    return Capture(header, body)
+
+
+def pack(c: Capture) -> bytes:
+    """A captured state as snapshot bytes (compressed, with header and checksum)."""
+    header = json.dumps(c.header, separators=(",", ":")).encode()
+    payload = zlib.compress(c.body, COMPRESSION_LEVEL)
     out = b"".join(
         (
             _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)),
@@ -372,6 +393,11 @@ def dump(m: Machine, digest: str | None = None) -> bytes:
         )
     )
     return out + _CRC.pack(zlib.crc32(out))
+
+
+def dump(m: Machine, digest: str | None = None) -> bytes:
+    """The machine's full state as a snapshot (``capture`` then ``pack``)."""
+    return pack(capture(m, digest))
 
 
 def read_header(data: bytes) -> dict[str, Any]:
@@ -538,14 +564,17 @@ _MISSING = object()
 
 
 __all__ = [
+    "Capture",
     "FORMAT_VERSION",
     "MAGIC",
     "SnapshotError",
     "busy_reason",
+    "capture",
     "config_from_json",
     "config_to_json",
     "dump",
     "load",
+    "pack",
     "quiescent",
     "read_header",
 ]
