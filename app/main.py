@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     token=token,
                 )
         await lab.restore_all()  # every instance the store has, as its journal left it
+        lab.start_culler()  # parks idle instances (PAGELAB_CULL_IDLE_S)
         if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
             await lab.create_preset("default", settings.default_preset)
         yield

@@ -56,7 +56,6 @@ def _not_found() -> Iterator[None]:
 
 def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
     cfg = inst.config
-    m = inst.machine
     return {
         "id": inst.id,
         "name": inst.name,
@@ -81,7 +80,8 @@ def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
             "pagedaemon": cfg.pagedaemon,
             "dma_reserved": cfg.dma_reserved,
         },
-        "summary": m.summary(),
+        "summary": inst.parked.summary if inst.parked is not None else inst.machine.summary(),
+        "parked": inst.parked is not None,
         "calls": inst.calls,
         "seq": inst.seq,
         "generation": inst.generation,
@@ -443,7 +443,7 @@ async def get_pagemap(
             return pagemap(m, lo, hi, width)
 
     inst = lab.get(instance_id)
-    if inst.machine.page_range > INLINE_MAX_PAGES:
+    if inst.page_range > INLINE_MAX_PAGES:
         return await lab.read_in_thread(instance_id, view)
     return await lab.read(instance_id, view)
 

@@ -68,6 +68,9 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
     except StreamError as e:
         await websocket.close(code=CLOSE_POLICY, reason=str(e)[:120])
         return
+    inst = lab.instances.get(instance_id)
+    if inst is not None:
+        await lab.use(inst)  # a parked machine comes back (a watched one is never parked)
     try:
         while True:
             message = await websocket.receive()

@@ -113,6 +113,7 @@ async def start_workload(
 ) -> dict[str, Any]:
     """Start a workload: ordinary kernel calls made in slices of at most 10 ms."""
     inst = lab.get(instance_id)
+    await lab.use(inst)  # a parked machine comes back first
     try:
         run = lab.workloads.start(
             inst,

@@ -345,9 +345,10 @@ class Capture:
         return digest
 
 
-def capture(m: Machine, digest: str | None = None) -> Capture:
+def capture(m: Machine, digest: str | None = None, extra: dict[str, Any] | None = None) -> Capture:
     """Copy the machine's full state out.  ``digest`` is ``m.state_digest()`` if the
-    caller has it already.  Refuses (``SnapshotError``) when a thread other than the
+    caller has it already; ``extra`` (plain JSON) rides along in the header, for readers
+    that only want the header (a summary, say).  Refuses (``SnapshotError``) when a thread other than the
     pageout daemon is inside a call."""
     reason = busy_reason(m)
     if reason is not None:
@@ -377,6 +378,8 @@ def capture(m: Machine, digest: str | None = None) -> Capture:
         "state_bytes": len(body),
         "arrays": len(enc.arrays),
     }
+    if extra is not None:
+        header["extra"] = extra
     return Capture(header, body)
 
 

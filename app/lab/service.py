@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio.to_thread
 import structlog
 
+from app.core import snapshot
 from app.core.config import MachineConfig
 from app.core.constants import PAGE_SIZE
 from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
@@ -29,9 +31,19 @@ from .access import Access
 from .accounts import Accounts, Quotas
 from .presets import PRESETS
 from .settings import Settings
-from .store import Entry, JournalWriter, Store, StoredInstance
+from .store import (
+    Entry,
+    JournalWriter,
+    Store,
+    StoredInstance,
+    StoredSnapshot,
+    journal_stats,
+    load_snapshots,
+    save_snapshot,
+    set_parked,
+)
 from .stream import StreamHub, StreamSettings
-from .workload_runner import WorkloadRun, WorkloadRunner
+from .workload_runner import RUNNING_STATES, WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -43,10 +55,14 @@ def config_pages(config: MachineConfig) -> int:
 
 
 def replay(config: MachineConfig, entries: list[Entry]) -> Machine:
-    """Boot ``config`` and run ``entries`` in order: the machine those calls made.  Only
+    """Boot ``config`` and run ``entries`` in order: the machine those calls made."""
+    return replay_onto(Machine.boot(config), entries)
+
+
+def replay_onto(m: Machine, entries: list[Entry]) -> Machine:
+    """Run ``entries`` in order on ``m`` (booted, or loaded from a snapshot).  Only
     accepted calls are journalled, so none is refused here; one that is means the journal
     and the core disagree, which is logged and skipped."""
-    m = Machine.boot(config)
     for e in entries:
         ctx = e.ctx
         try:
@@ -127,13 +143,48 @@ BATCH_SLICE_S = 0.010
 RING_SIZE = 4096
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedView:
+    """What a parked instance still answers without its machine (listings, digests)."""
+
+    summary: dict[str, Any]
+    digest: str
+    page_range: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSnapshot:
+    """A state captured after call ``seq``, on its way to the store."""
+
+    capture: snapshot.Capture
+    seq: int
+    generation: int
+    journal_seq: int
+    previous: int  # the instance's snapshot_seq before: restored if the write fails
+
+
+@dataclass
+class Rebuilt:
+    """A machine rebuilt from the store: the snapshot it started from (None: booted) and
+    the journal entries replayed on it."""
+
+    machine: Machine
+    snapshot: StoredSnapshot | None
+    replayed: list[Entry]
+
+    @property
+    def base_seq(self) -> int:
+        return 0 if self.snapshot is None else self.snapshot.seq
+
+
 @dataclass
 class Instance:
     id: int
     name: str
     config: MachineConfig
     preset: str | None
-    machine: Machine
+    #: the machine; None while the instance is parked (``Lab.hold`` brings it back)
+    live: Machine | None
     created: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     calls: int = 0
@@ -154,6 +205,31 @@ class Instance:
     pending: list[Entry] = field(default_factory=list)
     #: the journal itself when the lab has no store (None: grown past what memory keeps)
     history: list[Entry] | None = field(default_factory=list)
+    #: seq of the newest snapshot of this generation (saved, or being saved)
+    snapshot_seq: int = 0
+    snapshotting: bool = False
+    #: seq of the last call handed to the journal
+    journal_seq: int = 0
+    #: when a request last used the machine (the lab's clock; the idle culler reads it)
+    last_used: float = field(default_factory=time.time)
+    #: set while the machine is parked on disk
+    parked: ParkedView | None = None
+
+    @property
+    def machine(self) -> Machine:
+        """The live machine; only under ``Lab.hold`` is it sure to be there."""
+        m = self.live
+        if m is None:
+            raise RuntimeError(f"instance {self.id} is parked: use it under Lab.hold")
+        return m
+
+    @machine.setter
+    def machine(self, m: Machine) -> None:
+        self.live = m
+
+    @property
+    def page_range(self) -> int:
+        return self.parked.page_range if self.parked is not None else self.machine.page_range
 
     def record(
         self,
@@ -274,6 +350,14 @@ class Lab:
                 self.accounts = Accounts(self.store)
                 self.access = Access(self.accounts)
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
+        #: the clock of ``last_used`` and the idle culler (tests replace it)
+        self.clock: Callable[[], float] = time.time
+        #: journal entries replayed to rebuild machines (restart, revival, restore)
+        self.replayed = 0
+        self.snapshots_saved = 0
+        self.revivals = 0
+        self._snapshot_tasks: set[asyncio.Task[None]] = set()
+        self._culler: asyncio.Task[None] | None = None
         st = self.settings
         self.stream = StreamHub(
             self,
@@ -287,14 +371,19 @@ class Lab:
         )
 
     async def shutdown(self) -> None:
-        """Stop workloads, close every stream (code 1001, going away), write what the
-        journal still holds and close the store."""
+        """Stop the culler and workloads, close every stream (code 1001, going away),
+        finish the snapshots being written, write what the journal still holds and close
+        the store."""
+        if self._culler is not None:
+            self._culler.cancel()
+            self._culler = None
         for inst in self.instances.values():
             for run in list(inst.workloads.values()):
                 run.cancel()
         await self.stream.close_all()
         for inst in self.instances.values():
             self.flush(inst, wait=False)
+        await self.settle()
         if self.journal is not None:
             await anyio.to_thread.run_sync(self.journal.close)
         if self.store is not None:
@@ -309,6 +398,7 @@ class Lab:
         if not entries:
             return None
         inst.pending = []
+        inst.journal_seq = entries[-1].seq
         if self.journal is None:
             if inst.history is not None:
                 inst.history.extend(entries)
@@ -337,29 +427,322 @@ class Lab:
             ) from e
 
     async def restore_all(self) -> int:
-        """Bring back every instance in the store: boot its configuration and replay its
-        journal (in a worker thread).  Returns how many came back."""
+        """Bring back every instance in the store: load its newest usable snapshot (or
+        boot its configuration) and replay the journal after it, in a worker thread.
+        Instances parked when the server stopped stay parked (a faster start; the first
+        request brings each back).  Returns how many came back."""
         store = self.store
         if store is None:
             return 0
         stored = await anyio.to_thread.run_sync(store.load_instances)
-
-        def journal_of(row: StoredInstance) -> list[Entry]:
-            return list(store.entries(row.id, row.generation))
-
         for row in stored:
-            entries = await anyio.to_thread.run_sync(journal_of, row)
-            machine = await anyio.to_thread.run_sync(replay, row.config, entries)
-            inst = Instance(row.id, row.name, row.config, row.preset, machine, row.created)
-            inst.generation = row.generation
-            inst.owner = row.owner
-            inst.seq = entries[-1].seq if entries else 0
-            inst.calls = len(entries)
-            inst.history = None
+            inst = await anyio.to_thread.run_sync(self._restored, row)
             self.instances[inst.id] = inst
             self._next_id = max(self._next_id, inst.id + 1)
-            log.info("instance restored", instance=inst.id, name=inst.name, calls=len(entries))
+            log.info(
+                "instance restored",
+                instance=inst.id,
+                name=inst.name,
+                calls=inst.calls,
+                parked=inst.parked is not None,
+                snapshot_seq=inst.snapshot_seq,
+            )
         return len(stored)
+
+    def _restored(self, row: StoredInstance) -> Instance:
+        """One stored instance as it comes back at start (in a worker thread)."""
+        store = self.store
+        assert store is not None
+        calls, last_seq = journal_stats(store, row.id, row.generation)
+        inst = Instance(row.id, row.name, row.config, row.preset, None, row.created)
+        inst.generation = row.generation
+        inst.owner = row.owner
+        inst.calls = calls
+        inst.history = None
+        inst.journal_seq = last_seq
+        inst.last_used = self.clock()
+        if row.parked:
+            view = self._parked_view(row.id, row.generation, last_seq)
+            if view is not None:
+                inst.parked, seq = view
+                inst.seq = inst.snapshot_seq = seq
+                return inst
+        rebuilt = self._rebuild(row.id, row.generation, row.config)
+        inst.machine = rebuilt.machine
+        inst.snapshot_seq = rebuilt.base_seq
+        inst.seq = max(rebuilt.base_seq, last_seq)
+        if row.parked:
+            set_parked(store, row.id, False, row.last_used)
+        return inst
+
+    def _parked_view(
+        self, iid: int, generation: int, last_seq: int
+    ) -> tuple[ParkedView, int] | None:
+        """A parked instance's view from its newest snapshot's header, if that snapshot
+        is sound and no journalled call came after it (else None: it is loaded instead)."""
+        assert self.store is not None
+        for snap in load_snapshots(self.store, iid, generation, limit=1):
+            try:
+                header = snapshot.read_header(snap.data)
+            except snapshot.SnapshotError as e:
+                log.warning("parked instance's snapshot unusable", instance=iid, reason=str(e))
+                return None
+            extra = header.get("extra")
+            if snap.seq < last_seq or not isinstance(extra, dict) or "summary" not in extra:
+                return None
+            return ParkedView(extra["summary"], snap.digest, int(extra["page_range"])), snap.seq
+        return None
+
+    def _rebuild(
+        self, iid: int, generation: int, config: MachineConfig, upto: int | None = None
+    ) -> Rebuilt:
+        """The machine of an instance generation after its journal (up to seq ``upto``):
+        its newest snapshot (at or before ``upto``) that loads, has the instance's
+        configuration and the digest recorded with it, plus the journal after it; any
+        failure is logged as a warning and the next older snapshot tried, then a full
+        replay.  In a worker thread."""
+        store = self.store
+        base: Machine | None = None
+        used: StoredSnapshot | None = None
+        if store is not None:
+            for snap in load_snapshots(store, iid, generation, upto):
+                reason = None
+                try:
+                    m = snapshot.load(snap.data, verify=False)
+                    digest = m.state_digest()
+                    if m.config != config:
+                        reason = "its configuration is not the instance's"
+                    elif digest != snap.digest:
+                        reason = f"its machine's digest {digest} is not the stored {snap.digest}"
+                    elif digest != snapshot.read_header(snap.data)["digest"]:
+                        reason = "its machine's digest is not the one its header records"
+                except snapshot.SnapshotError as e:
+                    reason = str(e)
+                if reason is not None:
+                    log.warning(
+                        "snapshot unusable, trying an older one or a full replay",
+                        instance=iid,
+                        generation=generation,
+                        seq=snap.seq,
+                        reason=reason,
+                    )
+                    continue
+                base, used = m, snap
+                break
+        after = 0 if used is None else used.seq
+        assert store is not None
+        entries = list(store.entries(iid, generation, after))
+        if upto is not None:
+            entries = [e for e in entries if e.seq <= upto]
+        every = self.settings.snapshot_every
+        if used is None and every and len(entries) >= every:
+            log.warning(
+                "no usable snapshot: replaying the whole journal",
+                instance=iid,
+                generation=generation,
+                calls=len(entries),
+            )
+        machine = replay_onto(base if base is not None else Machine.boot(config), entries)
+        self.replayed += len(entries)
+        return Rebuilt(machine, used, entries)
+
+    # ------------------------------------------------------------ parking and snapshots
+    @asynccontextmanager
+    async def hold(self, inst: Instance) -> AsyncIterator[Machine]:
+        """The instance's lock, with its machine there: a parked instance is revived
+        first (its snapshot and the journal after it), once even when several requests
+        arrive together (the first reloads it under the lock, the others find it back)."""
+        async with inst.lock:
+            if inst.live is None:
+                await self._revive(inst)
+            inst.last_used = self.clock()
+            yield inst.machine
+
+    async def use(self, inst: Instance) -> None:
+        """Make sure the instance's machine is in memory (revive it if parked)."""
+        async with self.hold(inst):
+            pass
+
+    async def _revive(self, inst: Instance) -> None:
+        """Reload a parked machine (under its lock)."""
+        store = self.store
+        assert store is not None and inst.parked is not None
+        rebuilt = await anyio.to_thread.run_sync(
+            self._rebuild, inst.id, inst.generation, inst.config
+        )
+        inst.machine = rebuilt.machine
+        inst.seq = max(inst.seq, rebuilt.base_seq)
+        inst.parked = None
+        self.revivals += 1
+        inst.digest_cache = None
+        last_used = inst.last_used
+        await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, False, last_used))
+        log.info(
+            "instance revived",
+            instance=inst.id,
+            snapshot_seq=rebuilt.base_seq,
+            replayed=len(rebuilt.replayed),
+        )
+
+    async def settle(self) -> None:
+        """Wait for the snapshots being written (tests, shutdown)."""
+        while self._snapshot_tasks:
+            await asyncio.gather(*self._snapshot_tasks, return_exceptions=True)
+
+    async def snapshot_due(self, inst: Instance) -> None:
+        """After calls, under the instance's lock: when ``snapshot_every`` calls passed
+        since the last snapshot and the machine is quiescent (else a later call tries
+        again: the first quiescent point after), copy its state now and write it in the
+        background."""
+        every = self.settings.snapshot_every
+        if (
+            not every
+            or self.store is None
+            or inst.snapshotting
+            or inst.seq - inst.snapshot_seq < every
+        ):
+            return
+        pending = await self._capture(inst)
+        if pending is None:
+            return
+        inst.snapshotting = True
+        task = asyncio.get_running_loop().create_task(self._write_in_background(inst, pending))
+        self._snapshot_tasks.add(task)
+        task.add_done_callback(self._snapshot_tasks.discard)
+
+    async def _write_in_background(self, inst: Instance, pending: PendingSnapshot) -> None:
+        try:
+            await self._write(inst, pending)
+        except Exception as e:  # a snapshot is an optimisation: the server keeps going
+            log.warning("snapshot failed", instance=inst.id, seq=pending.seq, reason=str(e))
+        finally:
+            inst.snapshotting = False
+
+    async def save_snapshot(self, inst: Instance) -> bool:
+        """Snapshot the instance now.  False when it could not be taken (a thread sleeps
+        in a call) or written (the instance changed meanwhile)."""
+        if self.store is None:
+            return False
+        async with self.hold(inst):
+            pending = await self._capture(inst)
+        return pending is not None and await self._write(inst, pending)
+
+    async def _capture(self, inst: Instance) -> PendingSnapshot | None:
+        """Copy the machine's state out (the caller holds its lock, so the copy is the
+        state after call ``inst.seq``); None if it is not quiescent."""
+        m = inst.machine
+        if not snapshot.quiescent(m):
+            return None
+        self.flush(inst, wait=False)
+        extra = {"summary": m.summary(), "page_range": m.page_range}
+        if m.page_range > INLINE_MAX_PAGES >> 4:
+            cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
+        else:
+            cap = snapshot.capture(m, extra=extra)
+        pending = PendingSnapshot(
+            cap, inst.seq, inst.generation, inst.journal_seq, inst.snapshot_seq
+        )
+        inst.snapshot_seq = inst.seq
+        return pending
+
+    async def _write(self, inst: Instance, pending: PendingSnapshot) -> bool:
+        """Compress and store a captured state, once the journal holds every call in it
+        (never ahead of the durable journal)."""
+        store = self.store
+        assert store is not None
+        if self.journal is not None:  # the writer commits in order: past this, seq is durable
+            await self.durable(self.journal.submit([], wait=True))
+        data = await anyio.to_thread.run_sync(snapshot.pack, pending.capture)
+        row = StoredSnapshot(
+            inst.id,
+            pending.generation,
+            pending.seq,
+            snapshot.FORMAT_VERSION,
+            pending.capture.digest,
+            data,
+        )
+        saved = await anyio.to_thread.run_sync(
+            lambda: save_snapshot(store, row, pending.journal_seq)
+        )
+        if not saved:
+            if inst.generation == pending.generation and inst.snapshot_seq == pending.seq:
+                inst.snapshot_seq = pending.previous
+            return False
+        self.snapshots_saved += 1
+        log.debug("snapshot saved", instance=inst.id, seq=pending.seq, bytes=len(data))
+        return True
+
+    def parkable(self, inst: Instance, now: float) -> bool:
+        """Idle long enough, live, and nobody watching it or running a workload on it."""
+        idle = self.settings.cull_idle_s
+        return (
+            idle > 0
+            and inst.live is not None
+            and now - inst.last_used >= idle
+            and not any(r.state in RUNNING_STATES for r in inst.workloads.values())
+            and not any(
+                v.instance_id == inst.id and not v.closed for v in self.stream.viewers.values()
+            )
+            and not inst.waiters
+        )
+
+    async def park(self, inst: Instance) -> bool:
+        """Park the instance: make sure a snapshot at its current seq is stored, drop its
+        machine from memory and mark it parked in the store.  False (left as it is) when
+        it is not quiescent, is in use, or the snapshot could not be written."""
+        store = self.store
+        if store is None or inst.live is None:
+            return False
+        async with inst.lock:
+            m = inst.live
+            if m is None or self.instances.get(inst.id) is not inst:
+                return False
+            if not self.parkable(inst, self.clock()) or not snapshot.quiescent(m):
+                return False
+            self.flush(inst, wait=False)
+            if self.journal is not None:
+                await self.durable(self.journal.submit([], wait=True))
+            have = await anyio.to_thread.run_sync(
+                lambda: load_snapshots(store, inst.id, inst.generation, limit=1)
+            )
+            if have and have[0].seq == inst.seq and not inst.snapshotting:
+                digest = have[0].digest
+            else:
+                pending = await self._capture(inst)
+                if pending is None or not await self._write(inst, pending):
+                    return False
+                digest = pending.capture.digest
+            inst.parked = ParkedView(m.summary(), digest, m.page_range)
+            inst.live = None
+            inst.digest_cache = (inst.generation, inst.calls, digest)
+            last_used = inst.last_used
+            await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, True, last_used))
+        log.info("instance parked", instance=inst.id, seq=inst.seq)
+        return True
+
+    async def cull(self) -> list[int]:
+        """Park every instance idle for longer than ``cull_idle_s`` (the culler's pass;
+        tests call it directly).  Returns the ids parked."""
+        now = self.clock()
+        parked = []
+        for inst in list(self.instances.values()):
+            if self.parkable(inst, now) and await self.park(inst):
+                parked.append(inst.id)
+        return parked
+
+    def start_culler(self) -> None:
+        """Start the idle culler (with a store and ``cull_idle_s`` > 0)."""
+        if self.store is None or not self.settings.cull_idle_s or self._culler is not None:
+            return
+        self._culler = asyncio.get_running_loop().create_task(self._cull_loop())
+
+    async def _cull_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cull_interval_s)
+            try:
+                await self.cull()
+            except Exception as e:  # keep culling later; the instances are unharmed
+                log.warning("idle culler pass failed", reason=str(e))
 
     def entries(self, inst: Instance, after: int = 0, limit: int | None = None) -> list[Entry]:
         """The instance's journal (this generation) from seq ``after + 1``."""
@@ -526,7 +909,14 @@ class Lab:
                     lambda: [e for e in self.entries(inst) if e.seq <= to]
                 )
             )
-            machine = await anyio.to_thread.run_sync(replay, inst.config, keep)
+            base: StoredSnapshot | None = None
+            if self.store is not None and to > 0:  # from the newest snapshot <= to
+                rebuilt = await anyio.to_thread.run_sync(
+                    lambda: self._rebuild(inst.id, inst.generation, inst.config, to)
+                )
+                machine, base = rebuilt.machine, rebuilt.snapshot
+            else:
+                machine = await anyio.to_thread.run_sync(replay, inst.config, keep)
             generation = inst.generation + 1
             kept = [replace(e, generation=generation) for e in keep]
             if self.store is not None:
@@ -534,8 +924,20 @@ class Lab:
                 await anyio.to_thread.run_sync(
                     lambda: store.new_generation(inst.id, generation, kept)
                 )
+                if base is not None:  # the new generation starts with that snapshot too
+                    row = replace(base, generation=generation)
+                    await anyio.to_thread.run_sync(lambda: save_snapshot(store, row, 0))
+                if inst.parked is not None:
+                    inst.parked = None
+                    last_used = inst.last_used
+                    await anyio.to_thread.run_sync(
+                        lambda: set_parked(store, inst.id, False, last_used)
+                    )
             else:
                 inst.history = kept
+            inst.snapshot_seq = 0 if base is None else base.seq
+            inst.journal_seq = kept[-1].seq if kept else 0
+            inst.last_used = self.clock()
             inst.machine = machine
             inst.generation = generation
             inst.calls = len(kept)
@@ -601,8 +1003,7 @@ class Lab:
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
         waiter: asyncio.Future[dict[str, Any]] | None = None
-        async with inst.lock:
-            m = inst.machine
+        async with self.hold(inst) as m:
             parked = _parked(m, fn, ctx)
             if parked is not None:
                 raise LabError("conflict", parked)
@@ -638,6 +1039,7 @@ class Lab:
             inst.calls += 1
             saved = self.flush(inst)
             self.resolve_waiters(inst)
+            await self.snapshot_due(inst)
             done: dict[str, Any] | None = None
             if result.blocked is not None:
                 # The call may already have been resumed before it returned (e.g. it woke
@@ -753,7 +1155,7 @@ class Lab:
         saved: asyncio.Future[None] | None = None
         generation = inst.generation
         while done < len(calls) and not stopped:
-            async with inst.lock:
+            async with self.hold(inst):
                 if inst.generation != generation or self.instances.get(inst.id) is not inst:
                     raise LabError(
                         "conflict",
@@ -769,6 +1171,7 @@ class Lab:
                 last = done >= len(calls) or stopped
                 saved = self.flush(inst, wait=last)
                 self.resolve_waiters(inst)
+                await self.snapshot_due(inst)
             if not last:
                 await asyncio.sleep(0)  # the lock's other waiters go first
         if saved is None and self.journal is not None and out:
@@ -782,8 +1185,7 @@ class Lab:
         cached = inst.digest_cache
         if cached is not None and cached[0] == inst.generation and cached[1] == inst.calls:
             return cached[2]
-        async with inst.lock:
-            m = inst.machine
+        async with self.hold(inst) as m:
             key = (inst.generation, inst.calls)
             digest = await anyio.to_thread.run_sync(m.state_digest)
             inst.digest_cache = (key[0], key[1], digest)
@@ -792,14 +1194,13 @@ class Lab:
     async def read(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
         """Run a read-only view function under the instance's lock."""
         inst = self.get(instance_id)
-        async with inst.lock:
-            return fn(inst.machine)
+        async with self.hold(inst) as m:
+            return fn(m)
 
     async def read_in_thread(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
         """``read`` for views whose cost grows with the machine: in a worker thread."""
         inst = self.get(instance_id)
-        async with inst.lock:
-            m = inst.machine
+        async with self.hold(inst) as m:
             return await anyio.to_thread.run_sync(fn, m)
 
 

@@ -43,6 +43,28 @@ class Settings(BaseSettings):
         description="where instances and their journals are kept (SQLAlchemy URL; "
         "empty: nowhere, nothing survives a restart)",
     )
+    snapshot_every: int = Field(
+        default=5000,
+        ge=0,
+        description="save a snapshot of an instance every this many calls (at the first "
+        "quiescent point after), so that a restart replays at most about that many; "
+        "0: never (a restart replays every journal from the start)",
+    )
+    cull_idle_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="park an instance nobody used for this many seconds (its machine leaves "
+        "memory for a snapshot on disk; the next request brings it back); 0: never",
+    )
+    cull_interval_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="how often the idle culler looks"
+    )
+    max_snapshot_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="largest snapshot file an import accepts (compressed; request bodies "
+        "are capped at 64 MiB as well)",
+    )
     history_max: int = Field(
         default=1_000_000,
         ge=0,

@@ -219,6 +219,20 @@ class StoredInstance:
     config: MachineConfig
     generation: int
     created: float
+    parked: bool = False
+    last_used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSnapshot:
+    """One row of ``snapshots``: the machine's state after call ``seq``."""
+
+    instance_id: int
+    generation: int
+    seq: int
+    format: int
+    digest: str
+    data: bytes
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -320,7 +334,15 @@ class Store:
             rows = conn.execute(select(instances).order_by(instances.c.id)).all()
         return [
             StoredInstance(
-                r.id, r.name, r.owner, r.preset, config_from_json(r.config), r.generation, r.created
+                r.id,
+                r.name,
+                r.owner,
+                r.preset,
+                config_from_json(r.config),
+                r.generation,
+                r.created,
+                bool(r.parked),
+                r.last_used,
             )
             for r in rows
         ]
@@ -384,6 +406,95 @@ class Store:
                     r.source,
                     None if r.result is None else json.loads(r.result),
                 )
+
+
+# ---------------------------------------------------------------- snapshots
+def save_snapshot(store: Store, snap: StoredSnapshot, journal_seq: int, keep: int = 2) -> bool:
+    """Store a snapshot, unless the journal has not reached ``journal_seq`` (the last
+    journalled call the snapshot contains): a snapshot is never ahead of the durable
+    journal.  Keeps the newest ``keep`` of the instance's generation and drops those of
+    older generations.  False (nothing written) when the journal lags or the instance is
+    gone."""
+    iid, generation = snap.instance_id, snap.generation
+    with store.engine.begin() as conn:
+        alive = conn.execute(select(instances.c.generation).where(instances.c.id == iid)).scalar()
+        if alive != generation:
+            return False  # deleted, or reset/restored meanwhile
+        if journal_seq:
+            top = conn.execute(
+                select(func.max(journal.c.seq)).where(
+                    journal.c.instance_id == iid, journal.c.generation == generation
+                )
+            ).scalar()
+            if top is None or top < journal_seq:
+                return False
+        conn.execute(
+            delete(snapshots).where(
+                snapshots.c.instance_id == iid,
+                snapshots.c.generation == generation,
+                snapshots.c.seq == snap.seq,
+            )
+        )
+        conn.execute(
+            insert(snapshots).values(
+                instance_id=iid,
+                generation=generation,
+                seq=snap.seq,
+                format=snap.format,
+                digest=snap.digest,
+                size=len(snap.data),
+                created=time.time(),
+                data=snap.data,
+            )
+        )
+        newest = (
+            select(snapshots.c.id)
+            .where(snapshots.c.instance_id == iid, snapshots.c.generation == generation)
+            .order_by(snapshots.c.seq.desc())
+            .limit(keep)
+        )
+        kept = [r[0] for r in conn.execute(newest)]
+        conn.execute(
+            delete(snapshots).where(snapshots.c.instance_id == iid, snapshots.c.id.not_in(kept))
+        )
+    return True
+
+
+def load_snapshots(
+    store: Store, iid: int, generation: int, upto: int | None = None, limit: int = 2
+) -> list[StoredSnapshot]:
+    """The instance generation's snapshots, newest first (those at seq <= ``upto``)."""
+    q = select(snapshots).where(
+        snapshots.c.instance_id == iid, snapshots.c.generation == generation
+    )
+    if upto is not None:
+        q = q.where(snapshots.c.seq <= upto)
+    q = q.order_by(snapshots.c.seq.desc()).limit(limit)
+    with store.engine.connect() as conn:
+        return [
+            StoredSnapshot(r.instance_id, r.generation, r.seq, r.format, r.digest, bytes(r.data))
+            for r in conn.execute(q)
+        ]
+
+
+def journal_stats(store: Store, iid: int, generation: int) -> tuple[int, int]:
+    """How many entries the instance generation's journal holds, and its last seq."""
+    q = select(func.count(), func.max(journal.c.seq)).where(
+        journal.c.instance_id == iid, journal.c.generation == generation
+    )
+    with store.engine.connect() as conn:
+        count, top = conn.execute(q).one()
+    return int(count), int(top or 0)
+
+
+def set_parked(store: Store, iid: int, parked: bool, last_used: float | None) -> None:
+    """The idle culler's bookkeeping for one instance."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(instances)
+            .where(instances.c.id == iid)
+            .values(parked=parked, last_used=last_used)
+        )
 
 
 class JournalWriter:

@@ -651,7 +651,7 @@ class StreamHub:
         if inst is None:
             await self.instance_deleted(tier.instance_id)
             return
-        async with inst.lock:
+        async with self.lab.hold(inst):
             snap = self._read(tier, inst, viewers)
         if snap is not None:
             self._deliver(tier, inst, viewers, snap)

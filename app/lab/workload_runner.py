@@ -284,7 +284,7 @@ class WorkloadRunner:
             run.state = "stopped"
             run.reason = "the instance was deleted"
             return 0, False
-        async with inst.lock:
+        async with self.lab.hold(inst):
             if inst.generation != run.generation:
                 run.state = "stopped"
                 run.reason = "the instance was reset"
@@ -298,6 +298,7 @@ class WorkloadRunner:
             inst.calls += ran
             self.lab.flush(inst, wait=False)  # nobody waits: group-committed in order
             self.lab.resolve_waiters(inst)
+            await self.lab.snapshot_due(inst)
         run.samples.append((time.monotonic(), run.calls))
         return ran, done
 
