@@ -1,5 +1,6 @@
 """Scenarios and time travel, all built on the journal: the timeline of an instance's
-calls, step back (restore), fork, and traces (export and import)."""
+calls, step back (restore), fork, traces (export and import), and snapshot files (export
+and import, for big scenarios)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
     """The instance as a trace: JSON Lines, a header (format, version, configuration,
     preset, seed, digest) and then one call per line.  Importing it gives the same digest."""
     inst = lab.get(instance_id)
+    if inst.base is not None:
+        raise LabError(
+            "conflict",
+            f"instance {instance_id} started from an imported snapshot, which a trace cannot "
+            f"hold: export it as a snapshot (GET /api/v1/instances/{instance_id}/snapshot)",
+        )
     async with inst.lock:
         await lab.sync(inst)
         entries = lab.entries(inst)
@@ -209,5 +216,55 @@ async def import_trace(
         entries,
         owner=principal.name,
         quotas=await quotas_of(lab, principal),
+    )
+    return instance_view(inst, await lab.digest(inst))
+
+
+@router.get(
+    "/instances/{instance_id}/snapshot",
+    operation_id="export_snapshot",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def export_snapshot(instance_id: InstanceId, lab: LabDep) -> Response:
+    """The instance's full state as a snapshot file (versioned, compressed, no pickle):
+    for scenarios too big to replay.  Refused (409) while a simulated thread sleeps in a
+    call: wake it or let it time out first."""
+    inst = lab.get(instance_id)
+    data = await lab.export_snapshot(inst)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"content-disposition": f'attachment; filename="{inst.name}.pagelab-snapshot"'},
+    )
+
+
+@router.post(
+    "/snapshots",
+    status_code=201,
+    operation_id="import_snapshot",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def import_snapshot(
+    request: Request,
+    lab: LabDep,
+    principal: PrincipalDep,
+    name: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
+) -> dict[str, Any]:
+    """Import a snapshot file (``GET …/instances/{id}/snapshot``) as a new instance named
+    ``name``, yours: the same machine, digest for digest.  A file that is not a sound
+    snapshot is refused (422) saying why."""
+    body = await request.body()
+    if not body:
+        raise LabError("validation", "the request body must be a snapshot file; it is empty")
+    inst = await lab.import_snapshot(
+        name, body, owner=principal.name, quotas=await quotas_of(lab, principal)
     )
     return instance_view(inst, await lab.digest(inst))

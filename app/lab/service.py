@@ -214,6 +214,8 @@ class Instance:
     last_used: float = field(default_factory=time.time)
     #: set while the machine is parked on disk
     parked: ParkedView | None = None
+    #: the snapshot an imported instance started from (its seq 0 instead of a boot)
+    base: bytes | None = None
 
     @property
     def machine(self) -> Machine:
@@ -466,14 +468,22 @@ class Lab:
             if view is not None:
                 inst.parked, seq = view
                 inst.seq = inst.snapshot_seq = seq
+                inst.base = self._base_of(row.id, row.generation)
                 return inst
         rebuilt = self._rebuild(row.id, row.generation, row.config)
         inst.machine = rebuilt.machine
+        inst.base = self._base_of(row.id, row.generation)
         inst.snapshot_seq = rebuilt.base_seq
         inst.seq = max(rebuilt.base_seq, last_seq)
         if row.parked:
             set_parked(store, row.id, False, row.last_used)
         return inst
+
+    def _base_of(self, iid: int, generation: int) -> bytes | None:
+        """The snapshot an imported instance started from (its seq 0 row), if any."""
+        assert self.store is not None
+        rows = load_snapshots(self.store, iid, generation, 0, limit=1)
+        return rows[0].data if rows else None
 
     def _parked_view(
         self, iid: int, generation: int, last_seq: int
@@ -493,8 +503,19 @@ class Lab:
             return ParkedView(extra["summary"], snap.digest, int(extra["page_range"])), snap.seq
         return None
 
+    @staticmethod
+    def _start(config: MachineConfig, base: bytes | None, entries: list[Entry]) -> Machine:
+        """Boot ``config`` (or load the ``base`` snapshot) and replay ``entries``."""
+        start = Machine.boot(config) if base is None else snapshot.load(base)
+        return replay_onto(start, entries)
+
     def _rebuild(
-        self, iid: int, generation: int, config: MachineConfig, upto: int | None = None
+        self,
+        iid: int,
+        generation: int,
+        config: MachineConfig,
+        upto: int | None = None,
+        base: bytes | None = None,
     ) -> Rebuilt:
         """The machine of an instance generation after its journal (up to seq ``upto``):
         its newest snapshot (at or before ``upto``) that loads, has the instance's
@@ -502,10 +523,14 @@ class Lab:
         failure is logged as a warning and the next older snapshot tried, then a full
         replay.  In a worker thread."""
         store = self.store
-        base: Machine | None = None
+        start: Machine | None = None
         used: StoredSnapshot | None = None
+        candidates: list[StoredSnapshot] = []
         if store is not None:
-            for snap in load_snapshots(store, iid, generation, upto):
+            candidates = load_snapshots(store, iid, generation, upto)
+            if all(snap.seq for snap in candidates):  # an imported instance's seq 0 too
+                candidates += load_snapshots(store, iid, generation, 0, limit=1)
+            for snap in candidates:
                 reason = None
                 try:
                     m = snapshot.load(snap.data, verify=False)
@@ -527,7 +552,7 @@ class Lab:
                         reason=reason,
                     )
                     continue
-                base, used = m, snap
+                start, used = m, snap
                 break
         after = 0 if used is None else used.seq
         assert store is not None
@@ -542,7 +567,15 @@ class Lab:
                 generation=generation,
                 calls=len(entries),
             )
-        machine = replay_onto(base if base is not None else Machine.boot(config), entries)
+        if start is None and base is not None:
+            start = snapshot.load(base)
+        elif start is None and any(snap.seq == 0 for snap in candidates):
+            log.error(
+                "the snapshot this instance was imported from is unusable: it comes back "
+                "from a boot of its configuration",
+                instance=iid,
+            )
+        machine = replay_onto(start if start is not None else Machine.boot(config), entries)
         self.replayed += len(entries)
         return Rebuilt(machine, used, entries)
 
@@ -568,7 +601,7 @@ class Lab:
         store = self.store
         assert store is not None and inst.parked is not None
         rebuilt = await anyio.to_thread.run_sync(
-            self._rebuild, inst.id, inst.generation, inst.config
+            self._rebuild, inst.id, inst.generation, inst.config, None, inst.base
         )
         inst.machine = rebuilt.machine
         inst.seq = max(inst.seq, rebuilt.base_seq)
@@ -583,6 +616,53 @@ class Lab:
             snapshot_seq=rebuilt.base_seq,
             replayed=len(rebuilt.replayed),
         )
+
+    async def export_snapshot(self, inst: Instance) -> bytes:
+        """The instance as a snapshot file (``conflict`` when a thread sleeps in a call)."""
+        async with self.hold(inst) as m:
+            reason = snapshot.busy_reason(m)
+            if reason is not None:
+                raise LabError(
+                    "conflict",
+                    f"instance {inst.id} cannot be saved as a snapshot now: {reason}",
+                )
+            extra = {"summary": m.summary(), "page_range": m.page_range}
+            cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
+        return await anyio.to_thread.run_sync(snapshot.pack, cap)
+
+    async def import_snapshot(
+        self, name: str, data: bytes, owner: str = "", quotas: Quotas | None = None
+    ) -> Instance:
+        """A new instance from a snapshot file: checked (format, configuration, caps and
+        quotas before anything is loaded; then the digest and every invariant), then
+        hosted like any other, with the snapshot as its starting point."""
+        limit = self.settings.max_snapshot_bytes
+        if len(data) > limit:
+            raise LabError(
+                "too-large", f"a snapshot file may have at most {limit} bytes, not {len(data)}"
+            )
+        try:
+            header = await anyio.to_thread.run_sync(snapshot.read_header, data)
+            config = snapshot.config_from_json(header.get("config"))
+        except (snapshot.SnapshotError, ConfigError) as e:
+            raise LabError("validation", f"the snapshot file is not usable: {e}") from None
+        self.check_config(config)
+        if quotas is not None:
+            async with self._create_lock:
+                self._check_quota(owner, config, quotas)
+
+        def checked() -> None:
+            m = snapshot.load(data)
+            try:
+                m.check_invariants()
+            except AssertionError as e:
+                raise snapshot.SnapshotError(f"its machine is inconsistent: {e}") from None
+
+        try:
+            await anyio.to_thread.run_sync(checked)
+        except snapshot.SnapshotError as e:
+            raise LabError("validation", f"the snapshot file is not usable: {e}") from None
+        return await self.create(name, config, None, owner=owner, quotas=quotas, base=data)
 
     async def settle(self) -> None:
         """Wait for the snapshots being written (tests, shutdown)."""
@@ -774,10 +854,13 @@ class Lab:
         entries: list[Entry] | None = None,
         owner: str = "",
         quotas: Quotas | None = None,
+        base: bytes | None = None,
     ) -> Instance:
         """Boot a new instance (and replay ``entries`` on it: a fork or an import), save
         it, and host it.  Names are unique per ``owner`` ("" in the open lab); with
-        ``quotas`` (token mode), the owner's instance and page quotas are checked first."""
+        ``quotas`` (token mode), the owner's instance and page quotas are checked first.
+        With ``base`` (a snapshot, checked by the caller) the machine starts from it
+        instead of a boot: an imported snapshot, or a fork of an instance that was one."""
         config = self.check_config(config)
         async with self._create_lock:
             if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
@@ -797,9 +880,10 @@ class Lab:
             iid = self._next_id
             self._next_id += 1
         try:
-            machine = await anyio.to_thread.run_sync(replay, config, entries or [])
+            machine = await anyio.to_thread.run_sync(self._start, config, base, entries or [])
             inst = Instance(iid, name, config, preset, machine)
             inst.owner = owner
+            inst.base = base
             kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]
             if kept:
                 inst.seq = kept[-1].seq
@@ -809,6 +893,16 @@ class Lab:
                 await anyio.to_thread.run_sync(
                     lambda: store.add_instance(iid, name, inst.owner, preset, config, kept)
                 )
+                if base is not None:  # kept for good: seq 0 of the instance
+                    row = StoredSnapshot(
+                        iid,
+                        0,
+                        0,
+                        snapshot.FORMAT_VERSION,
+                        snapshot.read_header(base)["digest"],
+                        base,
+                    )
+                    await anyio.to_thread.run_sync(save_snapshot, store, row, 0)
             else:
                 inst.history = kept
         finally:
@@ -910,13 +1004,14 @@ class Lab:
                 )
             )
             base: StoredSnapshot | None = None
-            if self.store is not None and to > 0:  # from the newest snapshot <= to
+            if self.store is not None and (to > 0 or inst.base is not None):
+                # from the newest snapshot <= to
                 rebuilt = await anyio.to_thread.run_sync(
-                    lambda: self._rebuild(inst.id, inst.generation, inst.config, to)
+                    lambda: self._rebuild(inst.id, inst.generation, inst.config, to, inst.base)
                 )
                 machine, base = rebuilt.machine, rebuilt.snapshot
             else:
-                machine = await anyio.to_thread.run_sync(replay, inst.config, keep)
+                machine = await anyio.to_thread.run_sync(self._start, inst.config, inst.base, keep)
             generation = inst.generation + 1
             kept = [replace(e, generation=generation) for e in keep]
             if self.store is not None:
@@ -924,9 +1019,16 @@ class Lab:
                 await anyio.to_thread.run_sync(
                     lambda: store.new_generation(inst.id, generation, kept)
                 )
-                if base is not None:  # the new generation starts with that snapshot too
-                    row = replace(base, generation=generation)
-                    await anyio.to_thread.run_sync(lambda: save_snapshot(store, row, 0))
+                copies = [] if base is None else [replace(base, generation=generation)]
+                if inst.base is not None and (base is None or base.seq):
+                    digest = snapshot.read_header(inst.base)["digest"]
+                    copies.append(
+                        StoredSnapshot(
+                            inst.id, generation, 0, snapshot.FORMAT_VERSION, digest, inst.base
+                        )
+                    )
+                for row in copies:  # the new generation starts with those snapshots too
+                    await anyio.to_thread.run_sync(save_snapshot, store, row, 0)
                 if inst.parked is not None:
                     inst.parked = None
                     last_used = inst.last_used
@@ -967,7 +1069,9 @@ class Lab:
             keep = await anyio.to_thread.run_sync(
                 lambda: [e for e in self.entries(inst) if e.seq <= at]
             )
-        return await self.create(name, inst.config, inst.preset, keep, owner=owner, quotas=quotas)
+        return await self.create(
+            name, inst.config, inst.preset, keep, owner=owner, quotas=quotas, base=inst.base
+        )
 
     # ------------------------------------------------------------ calls
     def resolve_waiters(self, inst: Instance) -> None:

@@ -412,8 +412,8 @@ class Store:
 def save_snapshot(store: Store, snap: StoredSnapshot, journal_seq: int, keep: int = 2) -> bool:
     """Store a snapshot, unless the journal has not reached ``journal_seq`` (the last
     journalled call the snapshot contains): a snapshot is never ahead of the durable
-    journal.  Keeps the newest ``keep`` of the instance's generation and drops those of
-    older generations.  False (nothing written) when the journal lags or the instance is
+    journal.  Keeps the newest ``keep`` of the instance's generation (and its seq 0, the
+    snapshot an imported instance started from) and drops those of older generations.  False (nothing written) when the journal lags or the instance is
     gone."""
     iid, generation = snap.instance_id, snap.generation
     with store.engine.begin() as conn:
@@ -454,6 +454,12 @@ def save_snapshot(store: Store, snap: StoredSnapshot, journal_seq: int, keep: in
             .limit(keep)
         )
         kept = [r[0] for r in conn.execute(newest)]
+        base = select(snapshots.c.id).where(  # an imported instance's start: kept for good
+            snapshots.c.instance_id == iid,
+            snapshots.c.generation == generation,
+            snapshots.c.seq == 0,
+        )
+        kept += [r[0] for r in conn.execute(base)]
         conn.execute(
             delete(snapshots).where(snapshots.c.instance_id == iid, snapshots.c.id.not_in(kept))
         )

@@ -135,6 +135,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/vmstats", None, "read"),
     ("GET", "/journal", None, "read"),
     ("GET", "/trace", None, "read"),
+    ("GET", "/snapshot", None, "read"),
     ("POST", "/calls/vmstats_rollup", {"args": {}}, "write"),
     ("POST", "/reset", None, "write"),
 ]
