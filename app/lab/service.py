@@ -503,10 +503,32 @@ class Lab:
             return ParkedView(extra["summary"], snap.digest, int(extra["page_range"])), snap.seq
         return None
 
-    @staticmethod
-    def _start(config: MachineConfig, base: bytes | None, entries: list[Entry]) -> Machine:
-        """Boot ``config`` (or load the ``base`` snapshot) and replay ``entries``."""
+    def _start(
+        self,
+        config: MachineConfig,
+        base: bytes | None,
+        entries: list[Entry],
+        near: StoredSnapshot | None = None,
+    ) -> Machine:
+        """Boot ``config`` (or load the ``base`` snapshot) and replay ``entries``; with
+        ``near`` (a snapshot taken after entry ``near.seq`` of these), load it and replay
+        only the entries after it."""
+        if near is not None:
+            try:
+                m = snapshot.load(near.data)
+            except snapshot.SnapshotError as e:
+                log.warning(
+                    "snapshot unusable, replaying the whole journal",
+                    instance=near.instance_id,
+                    seq=near.seq,
+                    reason=str(e),
+                )
+            else:
+                after = [e for e in entries if e.seq > near.seq]
+                self.replayed += len(after)
+                return replay_onto(m, after)
         start = Machine.boot(config) if base is None else snapshot.load(base)
+        self.replayed += len(entries)
         return replay_onto(start, entries)
 
     def _rebuild(
@@ -693,6 +715,16 @@ class Lab:
     async def _write_in_background(self, inst: Instance, pending: PendingSnapshot) -> None:
         try:
             await self._write(inst, pending)
+            # calls made meanwhile may have made the next one due (a big batch): take it
+            # now rather than at the instance's next call, which may never come
+            every = self.settings.snapshot_every
+            while (
+                inst.seq - inst.snapshot_seq >= every
+                and self.instances.get(inst.id) is inst
+                and inst.live is not None
+                and await self.save_snapshot(inst)
+            ):
+                pass
         except Exception as e:  # a snapshot is an optimisation: the server keeps going
             log.warning("snapshot failed", instance=inst.id, seq=pending.seq, reason=str(e))
         finally:
@@ -855,6 +887,7 @@ class Lab:
         owner: str = "",
         quotas: Quotas | None = None,
         base: bytes | None = None,
+        near: StoredSnapshot | None = None,
     ) -> Instance:
         """Boot a new instance (and replay ``entries`` on it: a fork or an import), save
         it, and host it.  Names are unique per ``owner`` ("" in the open lab); with
@@ -880,7 +913,7 @@ class Lab:
             iid = self._next_id
             self._next_id += 1
         try:
-            machine = await anyio.to_thread.run_sync(self._start, config, base, entries or [])
+            machine = await anyio.to_thread.run_sync(self._start, config, base, entries or [], near)
             inst = Instance(iid, name, config, preset, machine)
             inst.owner = owner
             inst.base = base
@@ -903,6 +936,10 @@ class Lab:
                         base,
                     )
                     await anyio.to_thread.run_sync(save_snapshot, store, row, 0)
+                if near is not None and near.seq:  # the fork's restart starts there too
+                    copy = replace(near, instance_id=iid, generation=0)
+                    await anyio.to_thread.run_sync(save_snapshot, store, copy, 0)
+                    inst.snapshot_seq = near.seq
             else:
                 inst.history = kept
         finally:
@@ -1064,14 +1101,39 @@ class Lab:
                 "validation",
                 f"instance {instance_id} can be forked at a call from 0 to {inst.seq}, not {at}",
             )
+        store = self.store
+        near: StoredSnapshot | None = None
         async with inst.lock:
             await self.sync(inst)
             keep = await anyio.to_thread.run_sync(
                 lambda: [e for e in self.entries(inst) if e.seq <= at]
             )
+            if store is not None:  # the newest sound snapshot at or before ``at``
+                near = await anyio.to_thread.run_sync(self._usable, inst, at)
         return await self.create(
-            name, inst.config, inst.preset, keep, owner=owner, quotas=quotas, base=inst.base
+            name,
+            inst.config,
+            inst.preset,
+            keep,
+            owner=owner,
+            quotas=quotas,
+            base=inst.base,
+            near=near,
         )
+
+    def _usable(self, inst: Instance, upto: int) -> StoredSnapshot | None:
+        """The newest snapshot of the instance at or before ``upto`` that reads back
+        with its recorded digest (in a worker thread)."""
+        assert self.store is not None
+        for snap in load_snapshots(self.store, inst.id, inst.generation, upto):
+            try:
+                header = snapshot.read_header(snap.data)
+            except snapshot.SnapshotError as e:
+                log.warning("snapshot unusable", instance=inst.id, seq=snap.seq, reason=str(e))
+                continue
+            if header.get("digest") == snap.digest:
+                return snap
+        return None
 
     # ------------------------------------------------------------ calls
     def resolve_waiters(self, inst: Instance) -> None:

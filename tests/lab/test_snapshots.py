@@ -221,12 +221,24 @@ async def test_restore_and_fork_start_from_a_snapshot_at_or_before_the_point(
     store = lab.store
     assert store is not None
     assert [s.seq for s in load_snapshots(store, iid, 1)] == [base]
+    # a fork at a point after some calls on the new generation starts from that snapshot
+    await drive(lab, iid, EVERY + 2)
     digest = await lab.digest(inst)
+    at = to + EVERY
+    seqs = [s.seq for s in load_snapshots(store, iid, 1, limit=100)]
+    near = max(s for s in seqs if s <= at)
+    before = lab.replayed
+    fork = await lab.fork(iid, at, "what-if")
+    assert lab.replayed - before == at - near < at
+    assert [s.seq for s in load_snapshots(store, fork.id, 0)] == [near]
+    forked = await lab.digest(fork)
     await lab.shutdown()
+    assert forked == full_replay_digest(database_url, fork.id)
     again = lab_on(database_url)
     await again.restore_all()
-    assert again.replayed == to - base
+    assert again.replayed == (inst.seq - seqs[0]) + (at - near)
     assert await again.digest(again.get(iid)) == digest
+    assert await again.digest(again.get(fork.id)) == forked
     await again.shutdown()
 
 
