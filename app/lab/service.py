@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -98,6 +98,22 @@ SLOW_FUNCTIONS = frozenset(
 #: Above this many pages a single call (which may wake the pageout daemon for a pass over
 #: every colour) runs in a worker thread too.
 INLINE_MAX_PAGES = 1 << 20
+
+
+def _newest_first(
+    store: Store, iid: int, generation: int, upto: int | None
+) -> Iterator[StoredSnapshot]:
+    """The instance generation's snapshots at or before ``upto``, newest first, read one
+    at a time (each is a megabyte or more: an older one only when a newer one failed)."""
+    top = upto
+    while True:
+        rows = load_snapshots(store, iid, generation, top, limit=1)
+        if not rows:
+            return
+        yield rows[0]
+        if rows[0].seq == 0:
+            return
+        top = rows[0].seq - 1
 
 
 class LabError(Exception):
@@ -468,6 +484,7 @@ class Lab:
             if view is not None:
                 inst.parked, seq = view
                 inst.seq = inst.snapshot_seq = seq
+                inst.digest_cache = (inst.generation, inst.calls, inst.parked.digest)
                 inst.base = self._base_of(row.id, row.generation)
                 return inst
         rebuilt = self._rebuild(row.id, row.generation, row.config)
@@ -498,9 +515,14 @@ class Lab:
                 log.warning("parked instance's snapshot unusable", instance=iid, reason=str(e))
                 return None
             extra = header.get("extra")
-            if snap.seq < last_seq or not isinstance(extra, dict) or "summary" not in extra:
+            if (
+                snap.seq < last_seq
+                or not isinstance(extra, dict)
+                or not isinstance(extra.get("summary"), dict)
+                or type(extra.get("page_range")) is not int
+            ):
                 return None
-            return ParkedView(extra["summary"], snap.digest, int(extra["page_range"])), snap.seq
+            return ParkedView(extra["summary"], snap.digest, extra["page_range"]), snap.seq
         return None
 
     def _start(
@@ -549,10 +571,8 @@ class Lab:
         used: StoredSnapshot | None = None
         candidates: list[StoredSnapshot] = []
         if store is not None:
-            candidates = load_snapshots(store, iid, generation, upto)
-            if all(snap.seq for snap in candidates):  # an imported instance's seq 0 too
-                candidates += load_snapshots(store, iid, generation, 0, limit=1)
-            for snap in candidates:
+            for snap in _newest_first(store, iid, generation, upto):
+                candidates.append(snap)
                 reason = None
                 try:
                     m = snapshot.load(snap.data, verify=False)
@@ -692,16 +712,16 @@ class Lab:
             await asyncio.gather(*self._snapshot_tasks, return_exceptions=True)
 
     async def snapshot_due(self, inst: Instance) -> None:
-        """After calls, under the instance's lock: when ``snapshot_every`` calls passed
-        since the last snapshot and the machine is quiescent (else a later call tries
-        again: the first quiescent point after), copy its state now and write it in the
-        background."""
+        """After calls, under the instance's lock: when the seq passed a multiple of
+        ``snapshot_every`` since the last snapshot and the machine is quiescent (else a
+        later call tries again: the first quiescent point after), copy its state now and
+        write it in the background."""
         every = self.settings.snapshot_every
         if (
             not every
             or self.store is None
             or inst.snapshotting
-            or inst.seq - inst.snapshot_seq < every
+            or inst.seq // every <= inst.snapshot_seq // every
         ):
             return
         pending = await self._capture(inst)
@@ -719,7 +739,7 @@ class Lab:
             # now rather than at the instance's next call, which may never come
             every = self.settings.snapshot_every
             while (
-                inst.seq - inst.snapshot_seq >= every
+                inst.seq // every > inst.snapshot_seq // every
                 and self.instances.get(inst.id) is inst
                 and inst.live is not None
                 and await self.save_snapshot(inst)

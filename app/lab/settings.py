@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     snapshot_every: int = Field(
         default=5000,
         ge=0,
-        description="save a snapshot of an instance every this many calls (at the first "
-        "quiescent point after), so that a restart replays at most about that many; "
-        "0: never (a restart replays every journal from the start)",
+        description="save a snapshot of an instance each time its seq passes a multiple of "
+        "this (at the first quiescent point after), so that a restart replays at most about "
+        "that many calls; 0: never (a restart replays every journal from the start)",
     )
     cull_idle_s: float = Field(
         default=1800.0,

@@ -384,6 +384,7 @@ async def test_parked_instances_stay_parked_across_a_restart(database_url: str) 
     assert inst.live is None and inst.parked is not None  # not even loaded
     assert again.replayed == 0
     assert await again.digest(inst) == digest
+    assert inst.live is None  # its digest is known without loading it
     assert inst.seq == EVERY + 3 and inst.calls == EVERY + 3
     await again.call(iid, "vm_test_nominal", {}, Ctx())
     assert inst.live is not None and again.revivals == 1
