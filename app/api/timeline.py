@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -59,6 +60,23 @@ async def get_journal(
         "seq": inst.seq,
         "entries": [e.view() for e in entries],
     }
+
+
+@router.get("/instances/{instance_id}/journal/density", operation_id="get_journal_density")
+async def get_journal_density(
+    instance_id: InstanceId,
+    lab: LabDep,
+    bins: Annotated[int, Query(ge=1, le=4096)] = 256,
+) -> dict[str, Any]:
+    """The journal at a glance, for a timeline: seqs 1 to ``seq`` in at most ``bins`` bins
+    of ``width`` seqs (bin ``i`` holds seqs ``i * width + 1`` to ``(i + 1) * width``), with
+    per bin the calls journalled (``calls``) and those that returned NULL (``nulls``).
+    The rest of a bin's seqs are calls that were refused (errors are not journalled)."""
+    inst = lab.get(instance_id)
+    async with inst.lock:
+        await lab.sync(inst)
+        counted = await anyio.to_thread.run_sync(lab.density, inst, bins)
+    return {"instance": inst.id, "generation": inst.generation, **counted}
 
 
 @router.post("/instances/{instance_id}/restore", operation_id="restore_instance")

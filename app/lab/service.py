@@ -374,6 +374,37 @@ class Lab:
         out = [e for e in inst.history if e.seq > after]
         return out if limit is None else out[:limit]
 
+    def density(self, inst: Instance, bins: int) -> dict[str, Any]:
+        """The journal at a glance: seqs 1 to the instance's seq cut into at most ``bins``
+        bins of ``width`` seqs each (the last may be shorter), and for each bin how many of
+        its calls were journalled (``calls``) and how many of those returned NULL
+        (``nulls``: no page, or the call slept).  A seq without an entry is a refused call
+        (its error is never journalled).  Counted where the journal is, never sent whole."""
+        seq = inst.seq
+        width = max(1, -(-seq // bins))
+        count = -(-seq // width)
+        calls, nulls = [0] * count, [0] * count
+        if self.store is not None:
+            counted = self.store.density(inst.id, inst.generation, width)
+        else:
+            if inst.history is None:
+                raise LabError(
+                    "too-large",
+                    f"instance {inst.id}'s journal grew past {self.settings.history_max} "
+                    "calls, more than this server keeps without a database "
+                    "(PAGELAB_DATABASE_URL)",
+                )
+            tally: dict[int, list[int]] = {}
+            for e in inst.history:
+                t = tally.setdefault((e.seq - 1) // width, [0, 0])
+                t[0] += 1
+                t[1] += e.result is None
+            counted = [(b, n, z) for b, (n, z) in sorted(tally.items())]
+        for b, n, z in counted:
+            if 0 <= b < count:
+                calls[b], nulls[b] = n, z
+        return {"seq": seq, "width": width, "calls": calls, "nulls": nulls}
+
     # ------------------------------------------------------------ instances
     def check_config(self, config: MachineConfig) -> MachineConfig:
         """Validate a configuration against the core's rules and this server's caps,
