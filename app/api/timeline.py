@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -73,10 +72,7 @@ async def get_journal_density(
     per bin the calls journalled (``calls``) and those that returned NULL (``nulls``).
     The rest of a bin's seqs are calls that were refused (errors are not journalled)."""
     inst = lab.get(instance_id)
-    async with inst.lock:
-        await lab.sync(inst)
-        counted = await anyio.to_thread.run_sync(lab.density, inst, bins)
-    return {"instance": inst.id, "generation": inst.generation, **counted}
+    return {"instance": inst.id, **await lab.density(inst, bins)}
 
 
 @router.post("/instances/{instance_id}/restore", operation_id="restore_instance")

@@ -121,14 +121,14 @@ export function createTimeline({ instanceId, name, request, onForked }) {
   const densities = latestWins(loadDensity, () => Math.max(1000, 10 * densityCost));
 
   async function loadPage() {
-    const generation = follow.generation;
     const { from, limit } = pageWindow(follow.position, follow.seq, PAGE);
     try {
       const page = await get(`/instances/${instanceId}/journal?from=${from}&limit=${limit}`);
       if (stopped) return;
       pageLoads++;
-      if (page.generation !== generation && generation >= 0) {
-        pages.kick(); // the machine started over meanwhile: read the new one
+      if (page.generation !== follow.generation && follow.generation >= 0) {
+        // another machine than the one the page follows (a restore or reset is on its
+        // way as a new hello, which reads the journal again)
         return;
       }
       rows = rowsOf(page.entries, from, limit, page.seq, known);
@@ -148,6 +148,7 @@ export function createTimeline({ instanceId, name, request, onForked }) {
       if (stopped) return;
       densityCost = Date.now() - started;
       densityLoads++;
+      if (d.generation !== follow.generation) return; // as in loadPage
       density = d;
       request('timeline-strip', drawStrip);
     } catch {
