@@ -131,6 +131,20 @@ def test_scrub_fork_and_restore_at_a_call(page: Any, server: Server, console: Co
             shot.with_name("timeline.png"), ROOT / "docs" / "screenshots" / "timeline.png"
         )
 
+    # the strip follows the theme (it is a canvas: drawn again with the dark colours)
+    draws = hook(page, "timeline.draws")
+    toggle = page.locator("#theme-toggle")
+    while page.evaluate("document.documentElement.dataset.theme") != "dark":
+        toggle.click()
+    page.wait_for_function(f"window.__pagelab.timeline.draws > {draws}")
+    page.locator("#timeline").screenshot(
+        path=str(
+            save_screenshot(page, "dashboard-timeline-dark.png").with_name("timeline-dark.png")
+        )
+    )
+    while page.evaluate("document.documentElement.dataset.theme") is not None:
+        toggle.click()
+
     # restore to N: the dialog says how many calls go; the page starts over at N
     page.locator("#tl-restore").click()
     dialog = page.locator("#tl-confirm")

@@ -68,6 +68,7 @@ export function createTimeline({ instanceId, name, request, onForked }) {
   let pageLoads = 0;
   let densityLoads = 0;
   let densityCost = 0;
+  let draws = 0;
   let stopped = false;
   /** @type {any} */ let lastRestore = null;
   /** @type {any} */ let lastFork = null;
@@ -93,6 +94,12 @@ export function createTimeline({ instanceId, name, request, onForked }) {
   const later = h('button', { type: 'button', class: 'small', id: 'tl-later' }, 'Later ▶');
   const pageNote = h('span', { class: 'muted small', id: 'tl-page' });
 
+  const list = h('div', { class: 'events-table tl-list', tabindex: '0', 'aria-label': 'The journal around the scrub position' },
+    h('table', null,
+      h('thead', null, h('tr', null, h('th', { class: 'num', scope: 'col' }, 'seq'), h('th', { scope: 'col' }, 'function'),
+        h('th', { scope: 'col' }, 'arguments'), h('th', { scope: 'col' }, 'result'), h('th', { scope: 'col' }, 'source'))),
+      tbody));
+
   const confirmText = h('p', { id: 'tl-confirm-text' });
   const confirmOk = h('button', { type: 'button', class: 'danger', id: 'tl-confirm-ok' }, 'Restore');
   const confirmCancel = h('button', { type: 'button', id: 'tl-confirm-cancel' }, 'Cancel');
@@ -109,11 +116,7 @@ export function createTimeline({ instanceId, name, request, onForked }) {
       h('span', { class: 'tl-fork' }, h('label', { for: 'tl-fork-name' }, 'Fork as'), forkName, forkButton)),
     message,
     h('div', { class: 'row' }, earlier, later, pageNote),
-    h('div', { class: 'events-table tl-list', tabindex: '0', 'aria-label': 'The journal around the scrub position' },
-      h('table', null,
-        h('thead', null, h('tr', null, h('th', { class: 'num', scope: 'col' }, 'seq'), h('th', { scope: 'col' }, 'function'),
-          h('th', { scope: 'col' }, 'arguments'), h('th', { scope: 'col' }, 'result'), h('th', { scope: 'col' }, 'source'))),
-        tbody)),
+    list,
     dialog);
 
   // ---- reading the journal
@@ -210,12 +213,14 @@ export function createTimeline({ instanceId, name, request, onForked }) {
         h('td', { class: 'mono res' }, res),
         h('td', { class: 'muted small' }, r.source));
     }));
-    const cur = tbody.querySelector('tr[aria-current="true"]');
-    if (cur && !follow.following) cur.scrollIntoView({ block: 'nearest' });
-    else if (follow.following) tbody.parentElement?.parentElement?.scrollTo({ top: 1e9 });
+    // scroll the list only (never the page): the current row in the middle, or the newest
+    const cur = /** @type {HTMLElement | null} */ (tbody.querySelector('tr[aria-current="true"]'));
+    if (follow.following) list.scrollTop = list.scrollHeight;
+    else if (cur) list.scrollTop = cur.offsetTop - (list.clientHeight - cur.offsetHeight) / 2;
   }
 
   function drawStrip() {
+    draws++;
     const width = Math.max(50, canvas.parentElement?.clientWidth ?? 600) - 2;
     const ctx = sizeCanvas(canvas, width, STRIP_HEIGHT);
     ctx.clearRect(0, 0, width, STRIP_HEIGHT);
@@ -429,6 +434,7 @@ export function createTimeline({ instanceId, name, request, onForked }) {
       get rows() { return rows.map((r) => (r.kind === 'refused' ? [r.seq, r.to] : r.seq)); },
       get pageLoads() { return pageLoads; },
       get densityLoads() { return densityLoads; },
+      get draws() { return draws; },
       get density() { return density; },
       get lastRestore() { return lastRestore; },
       get lastFork() { return lastFork; },
