@@ -186,3 +186,75 @@ def test_scrub_fork_and_restore_at_a_call(page: Any, server: Server, console: Co
     assert fork["seq"] == 2
     assert fork["state_digest"] == replayed_digest(server, iid, 2, "replay-at-2")
     assert hook(page, "timeline.rows") == [1, 2]
+
+
+def test_a_long_journal_is_read_a_page_at_a_time(page: Any, server: Server) -> None:
+    journal_reads: list[dict[str, list[str]]] = []
+    page.on(
+        "request",
+        lambda r: (
+            journal_reads.append(parse_qs(urlparse(r.url).query))
+            if urlparse(r.url).path.endswith("/journal")
+            else None
+        ),
+    )
+    iid = new_instance(server, "long-timeline")
+    open_dashboard(page, server, iid)
+    # 20 000 calls as fast as they go: the stream summarises them, the timeline reads the tail
+    server.api(
+        "POST", f"/instances/{iid}/workloads", json={"kind": "churn", "rate": "max", "steps": 20000}
+    )
+    seq = 20000
+    page.wait_for_function(f"window.__pagelab.timeline.seq === {seq}", timeout=60_000)
+    pos = page.locator("#tl-pos")
+    expect(pos).to_have_attribute("data-position", str(seq))
+    expect(page.locator(f"#timeline tr[data-seq='{seq}']")).to_have_attribute(
+        "aria-current", "true"
+    )
+    page.wait_for_function(
+        f"(() => {{ const d = window.__pagelab.timeline.density; return d && d.seq === {seq}"
+        " && d.calls.length > 16 && d.calls.length * d.width >= d.seq; })()"
+    )
+    density = hook(page, "timeline.density")
+    width = density["width"]
+    first = httpx.get(
+        f"{server.url}/api/v1/instances/{iid}/journal", params={"limit": width}
+    ).json()["entries"]
+    assert density["calls"][0] == sum(1 for e in first if e["seq"] <= width) > 0
+    assert sum(density["calls"]) <= seq
+
+    # a click in the middle of the strip scrubs there; the list is the page around it
+    strip = page.locator("#tl-strip")
+    box = strip.bounding_box()
+    strip.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    expect(page.locator("#tl-follow")).to_have_attribute("data-following", "false")
+    middle = int(pos.get_attribute("data-position"))
+    assert abs(middle - seq // 2) <= seq // 100
+    page.wait_for_function(
+        f"(() => {{ const r = window.__pagelab.timeline.rows.flat(); return r.length && r[0] <= {middle} && {middle} <= r[r.length - 1]; }})()"
+    )
+    rows = page.locator("#timeline tbody tr")
+    assert 1 <= rows.count() <= 40
+    expect(page.locator("#timeline tr[aria-current='true']")).to_have_count(1)
+    # "Later" moves on by about a page; "Back to now" follows again
+    page.locator("#tl-later").click()
+    expect(pos).not_to_have_attribute("data-position", str(middle))
+    assert middle < int(pos.get_attribute("data-position")) <= middle + 60
+    page.locator("#tl-end").click()
+    expect(pos).to_have_attribute("data-position", str(seq))
+    expect(page.locator("#tl-follow")).to_have_attribute("data-following", "true")
+    assert journal_reads and all(int(q["limit"][0]) <= 40 for q in journal_reads)
+
+    # a restore from elsewhere (the API) reaches the page as a new hello: it starts over
+    page.locator("#tl-scrub").fill("500")
+    expect(page.locator("#tl-follow")).to_have_attribute("data-following", "false")
+    server.api("POST", f"/instances/{iid}/restore", json={"to": 100})
+    expect(pos).to_have_attribute("data-seq", "100")
+    expect(pos).to_have_attribute("data-position", "100")
+    expect(page.locator("#tl-follow")).to_have_attribute("data-following", "true")
+    page.wait_for_function(
+        "window.__pagelab.timeline.generation === 1 && window.__pagelab.timeline.rows.flat().pop() === 100"
+    )
+    page.wait_for_function(
+        "window.__pagelab.timeline.density && window.__pagelab.timeline.density.seq === 100"
+    )
