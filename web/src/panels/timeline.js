@@ -297,14 +297,19 @@ export function createTimeline({ instanceId, name, request, onForked }) {
   earlier.addEventListener('click', () => scrubTo(Math.max(0, (rows[0]?.seq ?? 1) - Math.ceil(PAGE / 2) - 1)));
   later.addEventListener('click', () => scrubTo(lastSeq(rows[rows.length - 1] ?? { kind: 'refused', seq: 0, to: 0 }) + Math.ceil(PAGE / 2)));
 
-  restoreButton.addEventListener('click', () => {
-    const n = follow.position;
-    const after = follow.after;
+  /** What a restore to `n` discards, said again while calls go on behind the dialog. @param {number} n */
+  function sayRestore(n) {
+    const after = Math.max(0, follow.seq - n);
+    const calls = `${formatCount(after)} call${after === 1 ? '' : 's'}`;
     confirmText.textContent = `Restore this instance to the machine right after call ${formatCount(n)}? `
-      + `This discards the ${formatCount(after)} call${after === 1 ? '' : 's'} made after it (seq ${formatCount(n + 1)}–${formatCount(follow.seq)}); `
+      + `This discards the ${calls} made after it (seq ${formatCount(n + 1)}–${formatCount(follow.seq)}); `
       + 'they cannot be brought back. Fork first to keep them. Running workloads stop.';
-    confirmOk.textContent = `Discard ${formatCount(after)} call${after === 1 ? '' : 's'} and restore`;
+    confirmOk.textContent = `Discard ${calls} and restore`;
     confirmOk.dataset.to = String(n);
+  }
+
+  restoreButton.addEventListener('click', () => {
+    sayRestore(follow.position);
     dialog.showModal();
     confirmCancel.focus();
   });
@@ -400,6 +405,7 @@ export function createTimeline({ instanceId, name, request, onForked }) {
     const atEnd = follow.following || (last >= follow.seq && rows.length + evs.length <= PAGE);
     follow.update(seq);
     renderControls();
+    if (dialog.open) sayRestore(Number(confirmOk.dataset.to));
     if (atEnd) {
       const live = appendLive(rows, evs, PAGE);
       rows = live.rows;
