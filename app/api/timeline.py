@@ -61,6 +61,20 @@ async def get_journal(
     }
 
 
+@router.get("/instances/{instance_id}/journal/density", operation_id="get_journal_density")
+async def get_journal_density(
+    instance_id: InstanceId,
+    lab: LabDep,
+    bins: Annotated[int, Query(ge=1, le=4096)] = 256,
+) -> dict[str, Any]:
+    """The journal at a glance, for a timeline: seqs 1 to ``seq`` in at most ``bins`` bins
+    of ``width`` seqs (bin ``i`` holds seqs ``i * width + 1`` to ``(i + 1) * width``), with
+    per bin the calls journalled (``calls``) and those that returned NULL (``nulls``).
+    The rest of a bin's seqs are calls that were refused (errors are not journalled)."""
+    inst = lab.get(instance_id)
+    return {"instance": inst.id, **await lab.density(inst, bins)}
+
+
 @router.post("/instances/{instance_id}/restore", operation_id="restore_instance")
 async def restore_instance(
     instance_id: InstanceId, body: RestoreRequest, lab: LabDep

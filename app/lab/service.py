@@ -374,6 +374,50 @@ class Lab:
         out = [e for e in inst.history if e.seq > after]
         return out if limit is None else out[:limit]
 
+    async def density(self, inst: Instance, bins: int) -> dict[str, Any]:
+        """The journal at a glance: seqs 1 to the instance's seq cut into at most ``bins``
+        bins of ``width`` seqs each (the last may be shorter), and for each bin how many of
+        its calls were journalled (``calls``) and how many of those returned NULL
+        (``nulls``: no page, or the call slept).  A seq without an entry is a refused call
+        (its error is never journalled).  Counted where the journal is, never sent whole,
+        and outside the instance's lock: calls go on while a million entries are counted."""
+        async with inst.lock:
+            await self.sync(inst)
+            seq, generation, history = inst.seq, inst.generation, inst.history
+        if self.store is None and history is None:
+            raise LabError(
+                "too-large",
+                f"instance {inst.id}'s journal grew past {self.settings.history_max} calls, "
+                "more than this server keeps without a database (PAGELAB_DATABASE_URL)",
+            )
+        width = max(1, -(-seq // bins))
+        count = -(-seq // width)
+        store = self.store
+
+        def counted() -> list[tuple[int, int, int]]:
+            if store is not None:
+                return store.density(inst.id, generation, width, seq)
+            tally: dict[int, list[int]] = {}
+            for e in history or ():
+                if e.seq > seq:  # appended since (the list only grows)
+                    break
+                t = tally.setdefault((e.seq - 1) // width, [0, 0])
+                t[0] += 1
+                t[1] += e.result is None
+            return [(b, n, z) for b, (n, z) in tally.items()]
+
+        calls, nulls = [0] * count, [0] * count
+        for b, n, z in await anyio.to_thread.run_sync(counted):
+            if 0 <= b < count:
+                calls[b], nulls[b] = n, z
+        return {
+            "generation": generation,
+            "seq": seq,
+            "width": width,
+            "calls": calls,
+            "nulls": nulls,
+        }
+
     # ------------------------------------------------------------ instances
     def check_config(self, config: MachineConfig) -> MachineConfig:
         """Validate a configuration against the core's rules and this server's caps,

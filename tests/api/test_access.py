@@ -134,6 +134,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "", None, "read"),
     ("GET", "/vmstats", None, "read"),
     ("GET", "/journal", None, "read"),
+    ("GET", "/journal/density", None, "read"),
     ("GET", "/trace", None, "read"),
     ("POST", "/calls/vmstats_rollup", {"args": {}}, "write"),
     ("POST", "/reset", None, "write"),

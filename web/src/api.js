@@ -58,3 +58,21 @@ export function cached(path) {
   }
   return once.get(path);
 }
+
+// ---- downloads (the timeline's trace export): the body as it came, not parsed
+/**
+ * @param {string} path under /api/v1
+ * @returns {Promise<{blob: Blob, filename: string | null}>}
+ */
+export async function download(path) {
+  let response;
+  try {
+    response = await fetch(API + path, { headers: { accept: '*/*, application/problem+json' } });
+  } catch (e) {
+    throw new ApiError(networkProblem(e));
+  }
+  if (!response.ok) throw new ApiError(problemFromResponse(response.status, await response.text(), response.statusText));
+  const disposition = response.headers.get('content-disposition') ?? '';
+  const filename = /filename="([^"]+)"/.exec(disposition)?.[1] ?? null;
+  return { blob: await response.blob(), filename };
+}
