@@ -30,6 +30,8 @@ EXPECTED_STATUS = {
     "method-not-allowed": 405,
     "unauthorized": 401,
     "forbidden": 403,
+    "csrf": 403,
+    "rate-limited": 429,
 }
 
 
