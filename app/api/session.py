@@ -5,8 +5,6 @@ cookies and what they hold: ``app.api.cookies``.  In the open lab these answer 4
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -29,7 +27,17 @@ class SignIn(BaseModel):
     token: str = Field(min_length=1, max_length=512, description="a token handed out (pl_…)")
 
 
-@router.post("/session", operation_id="sign_in")
+class SignedIn(BaseModel):
+    """What a sign-in answers (its cookies are in the Set-Cookie headers)."""
+
+    name: str
+    role: str
+    course: str | None
+    csrf_token: str = Field(description="send as X-CSRF-Token with every change")
+    expires: float = Field(description="when the session ends at the latest (Unix time)")
+
+
+@router.post("/session", operation_id="sign_in", responses={200: {"model": SignedIn}})
 async def sign_in(body: SignIn, request: Request, lab: LabDep) -> JSONResponse:
     """Sign in with a token: sets the HttpOnly session cookie and the ``pagelab_csrf``
     cookie; answers who you are and the CSRF token to send as ``X-CSRF-Token`` with
@@ -60,14 +68,14 @@ async def sign_in(body: SignIn, request: Request, lab: LabDep) -> JSONResponse:
     cookie = codec.encode(match.token_id, issued)
     csrf = codec.csrf_token(cookie)
     principal = match.principal
-    body_out: dict[str, Any] = {
-        "name": principal.name,
-        "role": principal.role,
-        "course": principal.course,
-        "csrf_token": csrf,
-        "expires": issued + lifetime,
-    }
-    response = JSONResponse(body_out)
+    out = SignedIn(
+        name=principal.name,
+        role=principal.role,
+        course=principal.course,
+        csrf_token=csrf,
+        expires=issued + lifetime,
+    )
+    response = JSONResponse(out.model_dump())
     set_session_cookies(response, request, cookie, csrf, max(1, int(lifetime)))
     return response
 
