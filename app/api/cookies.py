@@ -3,7 +3,7 @@
 ``POST /api/v1/session`` (``app.api.session``) exchanges a token for two cookies:
 
 * ``pagelab_session``: HttpOnly, SameSite=Strict, Path=/, Secure over https.  Its value
-  is ``{"t": token id, "i": sign-in time}`` signed with HMAC (itsdangerous); it holds no
+  is ``{"t": token id, "i": sign-in time}`` signed with HMAC-SHA256 (itsdangerous); it holds no
   secret and never the token.  Every request re-checks it against the token's row
   (``Accounts.session_principal``): revoking or expiring the token, signing out, or
   ``PAGELAB_SESSION_MAX_AGE_S`` ends the session.
@@ -56,7 +56,9 @@ class SessionCodec:
 
     def __init__(self, secret: str, max_age_s: float) -> None:
         self.max_age_s = max_age_s
-        self._serializer = URLSafeSerializer(secret, salt="pagelab.session")
+        self._serializer = URLSafeSerializer(
+            secret, salt="pagelab.session", signer_kwargs={"digest_method": hashlib.sha256}
+        )
         # a key of its own, so that a CSRF token is never a valid signature of anything
         self._csrf_key = hmac.new(secret.encode(), b"pagelab.csrf", hashlib.sha256).digest()
 
