@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Console, Server, _server
+from .conftest import Console, Server, _server, save_screenshot
 
 ADMIN = "root"
 ADMIN_TOKEN = "browser-admin-token-0123456789abcdefghij"
@@ -82,6 +82,7 @@ def test_sign_in_see_the_instances_stream_change_and_sign_out(
     expect(problem).to_contain_text("Not signed in")
     expect(problem).to_contain_text("unknown, revoked or expired")
     expect(page.get_by_label("Token", exact=True)).to_have_attribute("aria-invalid", "true")
+    save_screenshot(page, "signin-refused.png")
 
     page.get_by_label("Token", exact=True).fill("")
     sign_in(page, token)
@@ -147,6 +148,7 @@ def test_an_admin_creates_people_and_imports_a_roster(
     with page.expect_download() as download:
         link.click()
     assert download.value.suggested_filename == "tokens.csv"
+    save_screenshot(page, "people.png")
     rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
     assert rows[0] == ["name", "token"] and [r[0] for r in rows[1:]] == ["dan", "eve"]
     me = httpx.get(f"{token_server.url}/api/v1/me", headers=bearer(rows[2][1]), timeout=30)
