@@ -11,10 +11,13 @@
     pagelab systat [-vm] [-w SECONDS] [-c COUNT]
     pagelab ddb show page|pageq
     pagelab functions
+    pagelab users create NAME --role ROLE [--course C] [--expires 7d]
+    pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
+    pagelab roster import FILE.csv -o TOKENS.csv [--expires 120d]
 
 Global options (before the command): ``--url`` (default ``$PAGELAB_URL``, else
-``http://127.0.0.1:8000``) and ``--instance N`` (default 1, the instance the server boots
-at start-up).  Exit status: 0 on success, 1 when the server refused a request or could not
+``http://127.0.0.1:8000``), ``--instance N`` (default 1, the instance the server boots
+at start-up) and ``--token`` (default ``$PAGELAB_TOKEN``; a server in token mode needs one).  Exit status: 0 on success, 1 when the server refused a request or could not
 be reached (the problem's title and detail go to stderr), 2 for a usage error, 130 when
 interrupted.
 
@@ -721,6 +724,121 @@ def cmd_admin(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ people (token mode)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` (``--expires``)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise UsageError(
+            f"--expires: cannot read {text!r} as a duration; use e.g. 3600, 30m, 12h, 7d or 2w"
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _expires(ns: argparse.Namespace) -> float | None:
+    return None if ns.expires is None else parse_duration(ns.expires)
+
+
+def cmd_users_create(client: PageLabClient, ns: argparse.Namespace) -> int:
+    made = client.create_user(
+        ns.name, ns.role, ns.course, label=ns.label, expires_in_s=_expires(ns)
+    )
+    if ns.json:
+        _json_out(made)
+        return 0
+    course = f", course {made['course']}" if made.get("course") else ""
+    _out(f"user {made['name']} ({made['role']}{course}) created; token, shown only now:\n")
+    _out(f"{made['token']}\n")
+    return 0
+
+
+def cmd_tokens_issue(client: PageLabClient, ns: argparse.Namespace) -> int:
+    made = client.issue_token(ns.name, label=ns.label, expires_in_s=_expires(ns))
+    if ns.json:
+        _json_out(made)
+        return 0
+    _out(f"token {made['id']} of {made['user']}, shown only now:\n{made['token']}\n")
+    return 0
+
+
+def cmd_tokens_revoke(client: PageLabClient, ns: argparse.Namespace) -> int:
+    client.revoke_token(ns.id)
+    _out(f"token {ns.id} revoked\n")
+    return 0
+
+
+def cmd_roster_import(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """Users from a CSV roster; the tokens file is written only with the owner's read and
+    write permission, and an existing file is kept unless ``--force``."""
+    if ns.file == "-":
+        roster = sys.stdin.read()
+    else:
+        try:
+            with open(ns.file, encoding="utf-8") as f:
+                roster = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {ns.file}: {e.strerror}") from None
+    if ns.output != "-" and os.path.exists(ns.output) and not ns.force:
+        raise UsageError(f"{ns.output} exists; pick another -o or add --force")
+    tokens = client.import_roster(roster, label=ns.label, expires_in_s=_expires(ns))
+    if ns.output == "-":
+        _out(tokens)
+        return 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(os.open(ns.output, flags, 0o600), "w", encoding="utf-8") as f:
+        f.write(tokens)
+    count = max(0, len(tokens.strip().splitlines()) - 1)
+    _out(
+        f"{count} users created; their tokens are in {ns.output} (hand them out, keep it private)\n"
+    )
+    return 0
+
+
+def _add_people_commands(sub: Any) -> None:
+    """``users``, ``tokens`` and ``roster``: accounts over the API (``--token``)."""
+    p = sub.add_parser("users", help="users (token mode; needs --token)")
+    users = p.add_subparsers(dest="users_command", metavar="USERS_COMMAND")
+    c = users.add_parser("create", help="create a user and their first token")
+    c.add_argument("name")
+    c.add_argument("--role", required=True, choices=("admin", "instructor", "student", "observer"))
+    c.add_argument("--course", help="the course the user belongs to")
+    c.add_argument("--label", default="", help="a note on the token (e.g. laptop)")
+    c.add_argument("--expires", metavar="DURATION", help="the token expires after (7d, 12h, …)")
+    c.add_argument("--json", action="store_true", help="print the server's JSON")
+    c.set_defaults(func=cmd_users_create)
+
+    p = sub.add_parser("tokens", help="issue or revoke tokens (token mode; needs --token)")
+    tokens = p.add_subparsers(dest="tokens_command", metavar="TOKENS_COMMAND")
+    t = tokens.add_parser("issue", help="a new token for a user (shown once)")
+    t.add_argument("name")
+    t.add_argument("--label", default="")
+    t.add_argument("--expires", metavar="DURATION", help="expires after (3600, 30m, 12h, 7d)")
+    t.add_argument("--json", action="store_true", help="print the server's JSON")
+    t.set_defaults(func=cmd_tokens_issue)
+    t = tokens.add_parser("revoke", help="revoke a token by its id")
+    t.add_argument("id", type=int)
+    t.set_defaults(func=cmd_tokens_revoke)
+
+    p = sub.add_parser("roster", help="import a CSV roster (token mode; needs --token)")
+    roster = p.add_subparsers(dest="roster_command", metavar="ROSTER_COMMAND")
+    r = roster.add_parser(
+        "import",
+        help="create the users of FILE.csv (name,role,course) and write their tokens",
+    )
+    r.add_argument("file", metavar="FILE.csv", help="the roster ('-': standard input)")
+    r.add_argument(
+        "-o", "--output", required=True, metavar="TOKENS.csv", help="where the tokens go ('-')"
+    )
+    r.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    r.add_argument("--label", default="roster")
+    r.add_argument("--expires", metavar="DURATION", help="the tokens expire after (e.g. 120d)")
+    r.set_defaults(func=cmd_roster_import)
+
+
 # ------------------------------------------------------------------ argument parsing
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -734,6 +852,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--instance", type=int, default=1, metavar="N", help="instance id (default: 1)"
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PAGELAB_TOKEN") or None,
+        help="the token of a server in token mode (default: $PAGELAB_TOKEN)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -832,6 +955,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("functions", help="list the callable kernel functions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_functions)
+
+    _add_people_commands(sub)
     return parser
 
 
@@ -849,9 +974,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_serve(ns)
     if ns.command == "admin":
         return cmd_admin(ns, parser)
-    command: Command = ns.func
+    command: Command | None = getattr(ns, "func", None)
+    if command is None:  # a command of commands (users, tokens, roster) without its verb
+        with contextlib.suppress(SystemExit):
+            parser.parse_args([ns.command, "--help"])
+        return 2
     try:
-        with PageLabClient(ns.url) as client:
+        with PageLabClient(ns.url, token=ns.token) as client:
             return command(client, ns)
     except UsageError as e:
         _err(f"pagelab {ns.command}: {e}")

@@ -323,6 +323,42 @@ class _Ops:
         return _Op("GET", self.inst(instance_id, "ddb", words), _text)
 
 
+def _auth(token: str | None) -> dict[str, str]:
+    """The headers that authenticate a client: none without a token."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class _PeopleOps:
+    """Accounts (token mode): users, tokens and rosters, as ``_Op`` values."""
+
+    @staticmethod
+    def create_user(
+        name: str, role: str, course: str | None, label: str, expires_in_s: float | None
+    ) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {"name": name, "role": role, "course": course, "label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/users", _json, json=body)
+
+    @staticmethod
+    def issue_token(user: str, label: str, expires_in_s: float | None) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {"label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/users/{_seg(user)}/tokens", _json, json=body)
+
+    @staticmethod
+    def revoke_token(token_id: int) -> _Op[None]:
+        return _Op("DELETE", f"{API}/tokens/{int(token_id)}", _nothing)
+
+    @staticmethod
+    def import_roster(roster_csv: str, label: str, expires_in_s: float | None) -> _Op[str]:
+        body: dict[str, Any] = {"roster": roster_csv, "label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/rosters", _text, json=body)
+
+
 def _checked(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
         raise PageLabError.from_response(response)
@@ -336,7 +372,8 @@ class PageLabClient:
     ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/api/v1`` is
     accepted too).  ``transport`` replaces httpx's network transport (tests, in-process
     apps); ``timeout`` is the per-request limit in seconds (calls with ``wait=True`` get
-    their ``timeout_s`` on top).  Use it as a context manager or call ``close()``.
+    their ``timeout_s`` on top); ``token`` is sent as ``Authorization: Bearer`` (servers
+    in token mode).  Use it as a context manager or call ``close()``.
     """
 
     def __init__(
@@ -345,10 +382,13 @@ class PageLabClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=_auth(token)
+        )
 
     def __enter__(self) -> PageLabClient:
         return self
@@ -545,6 +585,40 @@ class PageLabClient:
         kernel debugger prints it."""
         return self._run(self._ops.ddb(instance_id, command))
 
+    # ------------------------------------------------------------ people (token mode)
+    def me(self) -> dict[str, Any]:
+        """Who this client's token is: name, role, course, quotas, the auth mode."""
+        return cast(dict[str, Any], self._run(self._ops.get(f"{API}/me")))
+
+    def create_user(
+        self,
+        name: str,
+        role: str,
+        course: str | None = None,
+        *,
+        label: str = "",
+        expires_in_s: float | None = None,
+    ) -> dict[str, Any]:
+        """A new user and their first token (``token``: shown this once)."""
+        return self._run(_PeopleOps.create_user(name, role, course, label, expires_in_s))
+
+    def issue_token(
+        self, user: str, *, label: str = "", expires_in_s: float | None = None
+    ) -> dict[str, Any]:
+        """A new token for ``user``: ``{"user", "id", "token"}``, the token shown once."""
+        return self._run(_PeopleOps.issue_token(user, label, expires_in_s))
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a token by its id (your own; admins: anyone's)."""
+        self._run(_PeopleOps.revoke_token(token_id))
+
+    def import_roster(
+        self, roster_csv: str, *, label: str = "roster", expires_in_s: float | None = None
+    ) -> str:
+        """Users from a CSV roster (``name,role,course``), all or nothing; answers the
+        CSV ``name,token`` to hand out (the only place those tokens appear)."""
+        return self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))
+
 
 # ------------------------------------------------------------------ async client
 class AsyncPageLabClient:
@@ -557,10 +631,13 @@ class AsyncPageLabClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=_auth(token)
+        )
 
     async def __aenter__(self) -> AsyncPageLabClient:
         return self
@@ -719,3 +796,31 @@ class AsyncPageLabClient:
 
     async def ddb(self, instance_id: int, command: str) -> str:
         return await self._run(self._ops.ddb(instance_id, command))
+
+    # ------------------------------------------------------------ people (token mode)
+    async def me(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._run(self._ops.get(f"{API}/me")))
+
+    async def create_user(
+        self,
+        name: str,
+        role: str,
+        course: str | None = None,
+        *,
+        label: str = "",
+        expires_in_s: float | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(_PeopleOps.create_user(name, role, course, label, expires_in_s))
+
+    async def issue_token(
+        self, user: str, *, label: str = "", expires_in_s: float | None = None
+    ) -> dict[str, Any]:
+        return await self._run(_PeopleOps.issue_token(user, label, expires_in_s))
+
+    async def revoke_token(self, token_id: int) -> None:
+        await self._run(_PeopleOps.revoke_token(token_id))
+
+    async def import_roster(
+        self, roster_csv: str, *, label: str = "roster", expires_in_s: float | None = None
+    ) -> str:
+        return await self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))

@@ -16,8 +16,10 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, stream, timeline, users, workloads
+from app.api import errors, session, stream, timeline, users, workloads
 from app.api.auth import instance_guard
+from app.api.cookies import SessionCodec
+from app.api.guesses import GuessLimiter
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
 from app.lab.service import Lab
@@ -79,6 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     admin=settings.admin_name,
                     token=token,
                 )
+            secret = settings.session_secret
+            app.state.sessions = SessionCodec(
+                secret.get_secret_value()
+                if secret is not None
+                else await anyio.to_thread.run_sync(accounts.session_secret),
+                settings.session_max_age_s,
+            )
         await lab.restore_all()  # every instance the store has, as its journal left it
         if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
             await lab.create_preset("default", settings.default_preset)
@@ -97,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    # failed authentications per client address (app/api/guesses.py): one count per app
+    app.state.guesses = GuessLimiter(settings.auth_failures_per_minute)
 
     app.add_middleware(BodyLimit)
     # every router with {instance_id} paths enforces access in one place: instance_guard
@@ -106,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workloads.router, dependencies=guarded)
     app.include_router(timeline.router, dependencies=guarded)
     app.include_router(users.router, dependencies=guarded)
+    app.include_router(session.router)  # sign-in comes before any principal
     app.include_router(meta_router)
     mount_web(app)
     _document_raw_bodies(app)

@@ -46,6 +46,19 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "Forbidden",
         "Your role may not do this (an admin or your course's instructor can).",
     ),
+    "csrf": (
+        403,
+        "Cross-site request refused",
+        "A change made with the page's sign-in cookie needs the X-CSRF-Token header of that "
+        "session and must come from this server's own page (its Origin). Reload the page, "
+        "or sign in again.",
+    ),
+    "rate-limited": (
+        429,
+        "Too many requests",
+        "Too many requests of one kind in a short time (for example failed sign-ins or bad "
+        "tokens); the Retry-After header says in how many seconds to try again.",
+    ),
     "not-found": (404, "Not found", "The resource does not exist."),
     "kernel-panic": (
         409,
@@ -174,6 +187,9 @@ def install(app: FastAPI) -> None:
         response = problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
         if exc.kind == "unauthorized":
             response.headers["WWW-Authenticate"] = 'Bearer realm="pagelab"'
+        retry_after = exc.extra.get("retry_after_s")
+        if isinstance(retry_after, int):  # RFC 9110 §10.2.3: whole seconds
+            response.headers["Retry-After"] = str(retry_after)
         return response
 
     @app.exception_handler(StarletteHTTPException)

@@ -9,7 +9,7 @@ import contextlib
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from app.lab.service import Lab
+from app.lab.service import Lab, LabError
 from app.lab.stream import CLOSE_POLICY, StreamError
 
 from .auth import may_read, origin_allowed, websocket_principal
@@ -19,6 +19,8 @@ MAX_MESSAGE = 64 * 1024
 #: close code for a missing, unknown, revoked or expired token (HTTP's 401, in the 4xxx
 #: range the protocol leaves to applications)
 CLOSE_UNAUTHORIZED = 4401
+#: close code for an address that made too many failed authentications (HTTP's 429)
+CLOSE_RATE_LIMITED = 4429
 
 
 class WebSocketSink:
@@ -42,12 +44,17 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
     if not origin_allowed(websocket):
         await websocket.close(code=CLOSE_POLICY)  # before the handshake: HTTP 403
         return
-    principal = await websocket_principal(websocket)
+    try:
+        principal = await websocket_principal(websocket)
+    except LabError as e:  # too many bad tokens from this address
+        await websocket.accept()
+        await websocket.close(code=CLOSE_RATE_LIMITED, reason=e.message[:120])
+        return
     await websocket.accept()
     if principal is None:
         await websocket.close(
             code=CLOSE_UNAUTHORIZED,
-            reason="unauthorized: pass a valid token (?token= or Authorization: Bearer)",
+            reason="unauthorized: pass a valid token (?token=, Authorization: Bearer) or sign in",
         )
         return
     if not await may_read(lab, principal, instance_id):

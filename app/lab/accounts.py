@@ -58,6 +58,10 @@ MIN_TOKEN_LENGTH: Final = 32
 #: names appear in paths (``/instances/{owner}/{name}``) and in CSV rosters
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROLE_QUOTAS_KEY: Final = "role_quotas"
+#: settings keys of browser sessions: the signing key, and per token the time of its
+#: last sign-out (``signed_out:<token id>``)
+SESSION_SECRET_KEY: Final = "session_secret"
+SIGNED_OUT_PREFIX: Final = "signed_out:"
 
 # ---------------------------------------------------------------- tables (migration 0003)
 courses = Table(
@@ -154,6 +158,15 @@ class Principal:
     role: Role
     course: str | None
     user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """A token that authenticated: whose it is, its id and when it expires (or None)."""
+
+    principal: Principal
+    token_id: int
+    expires: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,6 +485,12 @@ class Accounts:
 
     def authenticate(self, token: str) -> Principal | None:
         """Whose token this is, or None: unknown, revoked and expired tokens alike."""
+        match = self.identify(token)
+        return None if match is None else match.principal
+
+    def identify(self, token: str) -> TokenMatch | None:
+        """``authenticate``, also naming the token (its id and expiry): what a browser
+        session is signed in with."""
         if not isinstance(token, str) or not token or len(token) > 512:
             return None
         digest = token_hash(token)
@@ -499,10 +518,14 @@ class Accounts:
         now = self.clock()
         if row.revoked_at is not None or (row.expires is not None and now >= row.expires):
             return None
-        if row.last_used is None or now - row.last_used >= self.touch_interval_s:
+        self._touch(row.id, row.last_used, now)
+        principal = Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+        return TokenMatch(principal, int(row.id), row.expires)
+
+    def _touch(self, token_id: int, last_used: float | None, now: float) -> None:
+        if last_used is None or now - last_used >= self.touch_interval_s:
             with self.engine.begin() as conn:
-                conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used=now))
-        return Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+                conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used=now))
 
     def revoke_token(self, token_id: int, user: str | None = None) -> bool:
         """Revoke a token (of ``user``, if given: the API passes the caller's name so a
@@ -738,6 +761,77 @@ class Accounts:
         q = select(users.c.name).join(shares, shares.c.user_id == users.c.id)
         with self.engine.connect() as conn:
             return set(conn.execute(q.where(shares.c.instance_id == instance_id)).scalars())
+
+    # ------------------------------------------------------------ browser sessions
+    # A session is a signed cookie naming a token's id and the time of sign-in (the API's
+    # ``app.api.cookies``); every request re-checks it here against the token's row, so
+    # that revoking or expiring the token, or signing out, ends the session at once.
+    def session_secret(self) -> str:
+        """The key that signs session cookies when ``PAGELAB_SESSION_SECRET`` is unset:
+        made once and kept in ``settings``, so that every host sharing the database
+        agrees (the first host to store one wins a race)."""
+        q = select(settings.c.value).where(settings.c.key == SESSION_SECRET_KEY)
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar()
+        if isinstance(value, str) and value:
+            return value
+        try:
+            with self.engine.begin() as conn:
+                fresh = secrets.token_urlsafe(48)
+                conn.execute(insert(settings).values(key=SESSION_SECRET_KEY, value=fresh))
+                return fresh
+        except IntegrityError:  # another host stored one meanwhile: everyone uses theirs
+            with self.engine.connect() as conn:
+                return str(conn.execute(q).scalar_one())
+
+    def session_principal(self, token_id: int, issued: float, max_age_s: float) -> Principal | None:
+        """Who a session signed in at ``issued`` with token ``token_id`` is, or None when
+        it has ended: the token is gone, revoked or expired, the session is older than
+        ``max_age_s``, or it was signed out (``end_sessions``) since.  A session older
+        than its token (an id reused after a deletion) is refused too."""
+        signed_out = f"{SIGNED_OUT_PREFIX}{token_id}"
+        q = (
+            select(
+                tokens.c.created,
+                tokens.c.expires,
+                tokens.c.revoked_at,
+                tokens.c.last_used,
+                users.c.id.label("user_id"),
+                users.c.name,
+                users.c.role,
+                users.c.course,
+                settings.c.value.label("signed_out"),
+            )
+            .select_from(
+                tokens.join(users, users.c.id == tokens.c.user_id).outerjoin(
+                    settings, settings.c.key == signed_out
+                )
+            )
+            .where(tokens.c.id == token_id)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        now = self.clock()
+        if row is None or row.revoked_at is not None or issued < row.created:
+            return None
+        if (row.expires is not None and now >= row.expires) or now - issued >= max_age_s:
+            return None
+        if isinstance(row.signed_out, int | float) and issued <= row.signed_out:
+            return None
+        self._touch(token_id, row.last_used, now)
+        return Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+
+    def end_sessions(self, token_id: int) -> None:
+        """Sign out: every session signed in with token ``token_id`` until now ends (the
+        token itself stays good for a new sign-in)."""
+        key = f"{SIGNED_OUT_PREFIX}{token_id}"
+        now = self.clock()
+        with self.engine.begin() as conn:
+            had = conn.execute(select(settings.c.key).where(settings.c.key == key)).first()
+            if had is None:
+                conn.execute(insert(settings).values(key=key, value=now))
+            else:
+                conn.execute(update(settings).where(settings.c.key == key).values(value=now))
 
 
 def _user(row: Any) -> User:

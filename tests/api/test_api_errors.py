@@ -30,6 +30,8 @@ EXPECTED_STATUS = {
     "method-not-allowed": 405,
     "unauthorized": 401,
     "forbidden": 403,
+    "csrf": 403,
+    "rate-limited": 429,
 }
 
 
@@ -90,12 +92,15 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
         note(await c.post(f"{INST}/calls", json=calls), "too-large")
     # would-sleep is reached in test_api_calls (a vm_page_grab that would spin forever),
     # unavailable in tests/lab/test_durability.py (a journal that cannot be written)
-    # unauthorized and forbidden exist in token mode only: tests/api/test_access.py
+    # unauthorized and forbidden exist in token mode only: tests/api/test_access.py;
+    # csrf and rate-limited too: tests/api/test_session.py
     assert set(seen) == set(EXPECTED_STATUS) - {
         "would-sleep",
         "unavailable",
         "unauthorized",
         "forbidden",
+        "csrf",
+        "rate-limited",
     }
 
 
