@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, stream, timeline, users, workloads
+from app.api import courses, errors, stream, timeline, users, workloads
 from app.api.auth import instance_guard
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workloads.router, dependencies=guarded)
     app.include_router(timeline.router, dependencies=guarded)
     app.include_router(users.router, dependencies=guarded)
+    app.include_router(courses.router, dependencies=guarded)
     app.include_router(meta_router)
     mount_web(app)
     _document_raw_bodies(app)
