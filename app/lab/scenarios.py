@@ -114,11 +114,15 @@ class Scenarios:
                     )
                 ).first()
                 if taken is not None:
-                    raise ValueError(f"name: course {course!r} already has a scenario {name!r}")
+                    raise ValueError(
+                        f"name: a scenario {name!r} already exists in course {course!r}"
+                    )
                 sid = conn.execute(insert(scenarios).values(**row).returning(scenarios.c.id))
                 new_id = int(sid.scalar_one())
         except IntegrityError as e:  # made meanwhile by someone else
-            raise ValueError(f"name: course {course!r} already has a scenario {name!r}") from e
+            raise ValueError(
+                f"name: a scenario {name!r} already exists in course {course!r}"
+            ) from e
         return Scenario(new_id, **row)
 
     def list(self, course: str | None = None) -> list[Scenario]:

@@ -99,7 +99,7 @@ def test_scenarios_store(accounts: Accounts) -> None:
     b = scenarios.create("os101", "lab2", "", "tess", "e" * 64, 0, "trace-b\n")
     c = scenarios.create("os202", "lab1", "", "root", "f" * 64, 1, "trace-c\n")
     assert len({a.id, b.id, c.id}) == 3
-    with pytest.raises(ValueError, match="already has a scenario 'lab1'"):
+    with pytest.raises(ValueError, match="scenario 'lab1' already exists in course 'os101'"):
         scenarios.create("os101", "lab1", "", "tess", "0" * 64, 0, "x")
     with pytest.raises(ValueError, match="is not allowed"):
         scenarios.create("os101", "no spaces", "", "tess", "0" * 64, 0, "x")
