@@ -118,9 +118,10 @@ def _document_raw_bodies(app: FastAPI) -> None:
     their request schemas join the OpenAPI components."""
     from pydantic import BaseModel
 
+    from app.api.courses import ScenarioCreate
     from app.api.schemas import BatchRequest
 
-    models: list[type[BaseModel]] = [BatchRequest]
+    models: list[type[BaseModel]] = [BatchRequest, ScenarioCreate]
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from app.core.config import MachineConfig
 from app.lab.access import Principal
@@ -36,7 +37,7 @@ from .auth import PrincipalDep, may_read, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 from .refs import MAX_REF, find, ref_of, unknown
-from .routes import instance_view
+from .routes import OFF_LOOP_BYTES, instance_view
 from .schemas import MAX_BATCH_CALLS, BatchCall
 from .timeline import MAX_TRACE_CALLS, parse_trace, render_trace
 from .users import accounts_of, run
@@ -303,7 +304,7 @@ async def _source_of(
     return config, body.preset, entries, None
 
 
-def _check_size(lab: Lab, config: MachineConfig, calls: int, quotas: Quotas | None) -> None:
+def _check_size(config: MachineConfig, calls: int, quotas: Quotas | None) -> None:
     """A scenario is replayed like one batch on a machine of its size: the maker's
     ``batch_size`` and ``pages_per_instance`` quotas bound it."""
     how = "ask an admin to raise it"
@@ -324,9 +325,30 @@ def _check_size(lab: Lab, config: MachineConfig, calls: int, quotas: Quotas | No
         )
 
 
-@router.post("/courses/{course}/scenarios", status_code=201, operation_id="create_scenario")
+def _parse_scenario(raw: bytes) -> ScenarioCreate:
+    """The body, validated as FastAPI would, with the same problem document."""
+    try:
+        return ScenarioCreate.model_validate_json(raw)
+    except ValidationError as e:
+        errors = [{**err, "loc": ("body", *err["loc"])} for err in e.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+@router.post(
+    "/courses/{course}/scenarios",
+    status_code=201,
+    operation_id="create_scenario",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ScenarioCreate"}}
+            },
+        }
+    },
+)
 async def create_scenario(
-    course: CoursePath, body: ScenarioCreate, lab: LabDep, principal: PrincipalDep
+    course: CoursePath, request: Request, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """A course scenario from a trace, an instance you may read, or a preset with setup
     calls.  It is replayed once here (every call must be accepted) and kept with the
@@ -334,12 +356,18 @@ async def create_scenario(
     accounts = accounts_of(lab)
     await _course_for(accounts, principal, course)
     _forbidden_unless_manager(principal, "create scenarios")
+    raw = await request.body()  # a trace may be large: parsed off the event loop
+    body = (
+        await anyio.to_thread.run_sync(_parse_scenario, raw)
+        if len(raw) > OFF_LOOP_BYTES
+        else _parse_scenario(raw)
+    )
     config, preset, entries, claimed = await _source_of(lab, principal, body)
     try:
         config = lab.check_config(config)
     except ValueError as e:  # ConfigError: the machine this server cannot host
         raise LabError("validation", f"the scenario's machine: {e}") from None
-    _check_size(lab, config, len(entries), await quotas_of(lab, principal))
+    _check_size(config, len(entries), await quotas_of(lab, principal))
     try:
         digest = await anyio.to_thread.run_sync(check_replay, config, entries)
     except ReplayRefused as e:
