@@ -39,9 +39,9 @@ def unknown(ref: str | int) -> LabError:
     return LabError("unknown-instance", f"there is no instance {ref}")
 
 
-def parse(ref: str) -> int | tuple[str, str]:
-    """An id, or (owner, name) with owner None-free: the caller's own name is filled in
-    by ``resolve``.  A reference that is neither is a 422 saying what one looks like."""
+def parse(ref: str) -> int | tuple[str | None, str]:
+    """An id, or (owner, name) where owner None means the caller.  A reference that is
+    neither is a 422 saying what one looks like."""
     if 0 < len(ref) <= MAX_REF and ref.isascii():
         if ref.isdigit():
             number = int(ref)
@@ -49,9 +49,10 @@ def parse(ref: str) -> int | tuple[str, str]:
                 return number
             raise LabError("validation", f"instance id {ref} is out of range (1 to {MAX_ID})")
         owner, colon, name = ref.partition(":")
-        if not colon:
-            owner, name = "\0", owner  # "\0": the caller (never a user name)
-        if INSTANCE_NAME.fullmatch(name) and (owner in ("", "\0") or NAME_PATTERN.fullmatch(owner)):
+        if not colon and INSTANCE_NAME.fullmatch(owner):
+            return None, owner
+        owner_ok = owner == "" or NAME_PATTERN.fullmatch(owner) is not None
+        if colon and owner_ok and INSTANCE_NAME.fullmatch(name):
             return owner, name
     shown = ref if len(ref) <= MAX_REF else ref[:MAX_REF] + "…"
     raise LabError("validation", f"{shown!r} is not an instance reference: use {REF_HELP}")
@@ -63,7 +64,7 @@ def find(lab: Lab, principal: Principal, ref: str) -> Instance | None:
     if isinstance(parsed, int):
         return lab.instances.get(parsed)
     owner, name = parsed
-    if owner == "\0":
+    if owner is None:
         owner = principal.name
     for inst in list(lab.instances.values()):
         if inst.name == name and inst.owner == owner:

@@ -33,7 +33,7 @@ def body_without(r: Any, ref: str) -> dict[str, Any]:
 def test_my_names_and_owner_names(world: World) -> None:
     c = world.c
     own = world.ids["own"]
-    for ref in ("own", f"{ALICE}:own", str(own)):
+    for ref in ("own", f"{ALICE}:own", f"{ALICE}%3Aown", str(own)):
         r = c.get(f"{API}/instances/{ref}", headers=world.as_(ALICE))
         assert r.status_code == 200 and r.json()["id"] == own, (ref, r.text)
     # a bare name is the caller's: Bobby has no "own" (Alice's does not answer) ...
