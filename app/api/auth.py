@@ -6,9 +6,9 @@
   unknown, revoked or expired token answers 401 ``unauthorized``.
 * ``instance_guard`` (a router-level dependency on every router with ``{instance_id}``
   paths, which hold instance references: ``app.api.refs``): the one place instance
-  access is enforced.  Reads (GET, HEAD, and POST
-  ``…/fork``) need ``can_read``, everything else ``can_write``; a refusal answers exactly
-  like a missing instance (404 ``unknown-instance``), so nothing leaks.
+  access is enforced.  Reads (GET, HEAD, and POST ``…/fork``) need ``can_read``,
+  everything else ``can_write``; a refusal answers exactly like a missing instance (404
+  ``unknown-instance``, echoing the reference as typed), so nothing leaks.
 * ``websocket_principal`` and ``origin_allowed``: the same for the stream, whose token
   may also come as a ``token`` query parameter (browsers cannot set headers on a
   WebSocket) and whose ``Origin`` must be the server's own or an allowed one.

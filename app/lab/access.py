@@ -2,12 +2,13 @@
 
 In the open lab (no accounts) everyone is ``ANONYMOUS``, an admin-like principal, and may
 do everything.  With accounts (``PAGELAB_AUTH=token``) the policy is ``accounts.can_read``
-and ``accounts.can_write``, fed with the instance's owner, the owner's course and the
-instance's shares and broadcasts.  A refusal must look exactly like a missing instance, so that nothing
-leaks: callers answer ``unknown-instance`` with the same text as for a missing id.
+and ``accounts.can_write``, fed with the instance's owner, the owner's course, the
+instance's shares and the courses it is broadcast to.  A refusal must look exactly like a
+missing instance, so that nothing leaks: callers answer ``unknown-instance`` with the same
+text as for a missing one.
 
-``can_read`` may query the database (the owner's course, the shares): call it off the
-event loop (``anyio.to_thread``)."""
+``can_read`` and ``relation`` may query the database (the owner's course, the shares, the
+broadcasts): call them off the event loop (``anyio.to_thread``)."""
 
 from __future__ import annotations
 
