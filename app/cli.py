@@ -14,10 +14,19 @@
     pagelab users create NAME --role ROLE [--course C] [--expires 7d]
     pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
     pagelab roster import FILE.csv -o TOKENS.csv [--expires 120d]
+    pagelab scenarios list [--course C]
+    pagelab scenarios create NAME [--course C] (--trace FILE | --from REF [--at N]
+                                  | --preset P [--seed S] [--calls FILE]) [--description D]
+    pagelab scenarios start ID [--name NAME]
+    pagelab scenarios handout ID [--name NAME] [--user U ...]
+    pagelab scenarios delete ID
 
 Global options (before the command): ``--url`` (default ``$PAGELAB_URL``, else
-``http://127.0.0.1:8000``), ``--instance N`` (default 1, the instance the server boots
-at start-up) and ``--token`` (default ``$PAGELAB_TOKEN``; a server in token mode needs one).  Exit status: 0 on success, 1 when the server refused a request or could not
+``http://127.0.0.1:8000``), ``--token`` (default ``$PAGELAB_TOKEN``; a server in token
+mode needs one) and ``--instance REF`` (default 1, the instance the server boots at
+start-up).  Wherever an instance is named (``--instance``, ``delete``, ``reset``,
+``scenarios create --from``) a reference works: an id (``42``), the name of one of your
+instances (``box``) or ``owner:name`` (``ann:box``).  Exit status: 0 on success, 1 when the server refused a request or could not
 be reached (the problem's title and detail go to stderr), 2 for a usage error, 130 when
 interrupted.
 
@@ -67,6 +76,14 @@ Output formats
     separated by a blank line.  Plain text, no curses.
 ``ddb``
     The text the kernel debugger prints, as is.
+``scenarios``
+    ``list``: ``ID NAME CALLS DIGEST DESCRIPTION`` (the digest's first 16 hex digits) of
+    a course's scenarios (default: your course).  ``create`` prints ``scenario ID NAME
+    of COURSE: N calls, digest D``; ``--calls FILE`` is a JSON list of calls (``{"fn":
+    ..., "args": {...}}``) or a batch body ``{"calls": [...]}``; ``--trace FILE`` a trace
+    (``GET …/trace``).  ``start`` prints the new instance like ``create``.  ``handout``
+    prints one line per student: ``USER: instance ID NAME`` or ``USER: refused: why``
+    (exit status 1 if any was refused).
 """
 
 from __future__ import annotations
@@ -502,6 +519,94 @@ def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+def _my_course(client: PageLabClient, ns: argparse.Namespace) -> str:
+    if ns.course:
+        return str(ns.course)
+    course = client.me().get("course")
+    if not course:
+        raise UsageError("you belong to no course: name one with --course")
+    return str(course)
+
+
+def _calls_file(path: str) -> list[Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--calls {path}: {e}") from None
+    if isinstance(value, dict):
+        value = value.get("calls")
+    if not isinstance(value, list):
+        raise UsageError(f'--calls {path}: expected a JSON list of calls or {{"calls": [...]}}')
+    return value
+
+
+def cmd_scenarios(client: PageLabClient, ns: argparse.Namespace) -> int:
+    action = ns.scenarios_command
+    if action == "list":
+        found = client.scenarios(_my_course(client, ns))
+        if ns.json:
+            _json_out(found)
+        else:
+            rows = [
+                (s["id"], s["name"], s["calls"], s["state_digest"][:16], s["description"])
+                for s in found
+            ]
+            _out(table(("ID", "NAME", "CALLS", "DIGEST", "DESCRIPTION"), rows, {0, 2}))
+        return 0
+    if action == "create":
+        sources = [x for x in (ns.trace, ns.from_instance, ns.preset) if x is not None]
+        if len(sources) != 1:
+            raise UsageError("give exactly one of --trace, --from or --preset")
+        trace = None
+        if ns.trace is not None:
+            try:
+                with open(ns.trace, encoding="utf-8") as f:
+                    trace = f.read()
+            except OSError as e:
+                raise UsageError(f"--trace {ns.trace}: {e}") from None
+        made = client.create_scenario(
+            _my_course(client, ns),
+            ns.name,
+            description=ns.description,
+            trace=trace,
+            from_instance=ns.from_instance,
+            at=ns.at,
+            preset=ns.preset,
+            seed=ns.seed,
+            calls=None if ns.calls is None else _calls_file(ns.calls),
+        )
+        if ns.json:
+            _json_out(made)
+        else:
+            _out(
+                f"scenario {made['id']} {made['name']} of {made['course']}: "
+                f"{made['calls']} calls, digest {made['state_digest']}\n"
+            )
+        return 0
+    if action == "start":
+        inst = client.start_scenario(ns.id, ns.name)
+        if ns.json:
+            _json_out(inst)
+        else:
+            _out(format_instances([inst]))
+        return 0
+    if action == "handout":
+        out = client.hand_out_scenario(ns.id, ns.name, ns.user or None)
+        if ns.json:
+            _json_out(out)
+        else:
+            lines = [f"{x['user']}: instance {x['id']} {x['name']}" for x in out["created"]]
+            lines += [f"{x['user']}: refused: {x['detail']}" for x in out["refused"]]
+            _out("".join(line + "\n" for line in lines))
+        return 0 if not out["refused"] else 1
+    if action == "delete":
+        client.delete_scenario(ns.id)
+        _out(f"scenario {ns.id} deleted\n")
+        return 0
+    raise UsageError("say what to do: list, create, start, handout or delete")
+
+
 def cmd_delete(client: PageLabClient, ns: argparse.Namespace) -> int:
     client.delete_instance(ns.id)
     _out(f"instance {ns.id} deleted\n")
@@ -851,12 +956,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"server URL (default: $PAGELAB_URL, else {DEFAULT_URL})",
     )
     parser.add_argument(
-        "--instance", type=int, default=1, metavar="N", help="instance id (default: 1)"
-    )
-    parser.add_argument(
         "--token",
         default=os.environ.get("PAGELAB_TOKEN") or None,
-        help="the token of a server in token mode (default: $PAGELAB_TOKEN)",
+        help="bearer token of a server in token mode (default: $PAGELAB_TOKEN)",
+    )
+    parser.add_argument(
+        "--instance",
+        default="1",
+        metavar="REF",
+        help="instance: an id, a name of yours or owner:name (default: 1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -896,11 +1004,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("delete", help="delete an instance")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="REF", help="id, name of yours or owner:name")
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("reset", help="re-boot an instance with its configuration and seed")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="REF", help="id, name of yours or owner:name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reset)
 
@@ -951,6 +1059,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ddb", help="DDB show page | show pageq")
     p.add_argument("words", nargs="+", metavar="show page|pageq")
     p.set_defaults(func=cmd_ddb)
+
+    p = sub.add_parser("scenarios", help="course scenarios: list, create, start, handout")
+    p.set_defaults(func=cmd_scenarios)
+    sc = p.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    q = sc.add_parser("list", help="a course's scenarios")
+    q.add_argument("--course", help="default: your course")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("create", help="a scenario from a trace, an instance or a preset")
+    q.add_argument("name")
+    q.add_argument("--course", help="default: your course")
+    q.add_argument("--description", default="")
+    q.add_argument("--trace", metavar="FILE", help="a trace (JSON Lines, GET …/trace)")
+    q.add_argument("--from", dest="from_instance", metavar="REF", help="an instance you may read")
+    q.add_argument("--at", type=int, metavar="N", help="with --from: its calls up to N")
+    q.add_argument("--preset")
+    q.add_argument("--seed", type=int, help="with --preset")
+    q.add_argument("--calls", metavar="FILE", help="with --preset: the setup calls (JSON)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("start", help="your own copy of a scenario")
+    q.add_argument("id", type=int)
+    q.add_argument("--name", help="the copy's name (default: the scenario's)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("handout", help="a copy for every student of the course")
+    q.add_argument("id", type=int)
+    q.add_argument("--name", help="the copies' name (default: the scenario's)")
+    q.add_argument("--user", action="append", help="only these users (repeat)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("delete", help="delete a scenario (its copies stay)")
+    q.add_argument("id", type=int)
 
     p = sub.add_parser("functions", help="list the callable kernel functions")
     p.add_argument("--json", action="store_true")

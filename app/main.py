@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, session, stream, timeline, users, workloads
+from app.api import courses, errors, session, stream, timeline, users, workloads
 from app.api.auth import instance_guard
 from app.api.cookies import SessionCodec
 from app.api.guesses import GuessLimiter
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workloads.router, dependencies=guarded)
     app.include_router(timeline.router, dependencies=guarded)
     app.include_router(users.router, dependencies=guarded)
+    app.include_router(courses.router, dependencies=guarded)
     app.include_router(session.router)  # sign-in comes before any principal
     app.include_router(meta_router)
     mount_web(app)
@@ -129,9 +130,10 @@ def _document_raw_bodies(app: FastAPI) -> None:
     their request schemas join the OpenAPI components."""
     from pydantic import BaseModel
 
+    from app.api.courses import ScenarioCreate
     from app.api.schemas import BatchRequest
 
-    models: list[type[BaseModel]] = [BatchRequest]
+    models: list[type[BaseModel]] = [BatchRequest, ScenarioCreate]
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

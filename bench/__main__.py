@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability] [--json] [--quick]"
+USAGE = (
+    "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability] [--json] [--quick]"
+)
 
 
 def _engine(argv: list[str]) -> int:

@@ -7,7 +7,6 @@ import pytest
 os.environ.setdefault("PAGELAB_DATABASE_URL", "")
 
 
-
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -23,5 +22,7 @@ def missing(what: str) -> None:
     machine: it fails in CI, whose .ci/run installs the prerequisite, and is skipped only
     on a developer's machine that lacks it."""
     if in_ci():
-        pytest.fail(f"{what} (CI must run this test: .ci/run installs what it needs)", pytrace=False)
+        pytest.fail(
+            f"{what} (CI must run this test: .ci/run installs what it needs)", pytrace=False
+        )
     pytest.skip(what)

@@ -7,9 +7,10 @@
   ``app.api.guesses``).  Without the header, the page's session cookie is accepted, with
   its CSRF token on changes (``app.api.cookies``).
 * ``instance_guard`` (a router-level dependency on every router with ``{instance_id}``
-  paths): the one place instance access is enforced.  Reads (GET, HEAD, and POST
-  ``…/fork``) need ``can_read``, everything else ``can_write``; a refusal answers exactly
-  like a missing instance (404 ``unknown-instance``), so nothing leaks.
+  paths, which hold instance references: ``app.api.refs``): the one place instance
+  access is enforced.  Reads (GET, HEAD, and POST ``…/fork``) need ``can_read``,
+  everything else ``can_write``; a refusal answers exactly like a missing instance (404
+  ``unknown-instance``, echoing the reference as typed), so nothing leaks.
 * ``websocket_principal`` and ``origin_allowed``: the same for the stream, whose token
   may also come as a ``token`` query parameter (browsers cannot set headers on a
   WebSocket) or as the session cookie, and whose ``Origin`` must be the server's own or an
@@ -31,6 +32,7 @@ from app.lab.service import Lab, LabError
 
 from .cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, SessionCodec
 from .guesses import GuessLimiter, client_address
+from .refs import resolve, unknown
 
 #: POSTs that only read their instance (they make a new one of the caller's)
 READ_POST_SUFFIXES = ("/fork",)
@@ -158,11 +160,6 @@ def is_read(method: str, path: str) -> bool:
     )
 
 
-def unknown(instance_id: int) -> LabError:
-    """What a refusal answers: word for word what a missing instance answers."""
-    return LabError("unknown-instance", f"there is no instance {instance_id}")
-
-
 async def may_read(lab: Lab, principal: Principal, instance_id: int) -> bool:
     inst = lab.instances.get(instance_id)
     if inst is None:
@@ -178,19 +175,15 @@ async def instance_guard(request: Request, principal: PrincipalDep) -> None:
     if raw is None or principal.role == "admin":
         return  # not an instance path, or allowed everything (the open lab too)
     lab: Lab = request.app.state.lab
-    try:
-        instance_id = int(raw)
-    except (TypeError, ValueError):
-        return  # the route answers 422
-    inst = lab.instances.get(instance_id)
+    inst = resolve(request, principal, raw)  # a reference (42, box, ann:box); 422 if not one
     if inst is None:
         return  # the route answers 404 itself
     if is_read(request.method, request.url.path):
-        allowed = await may_read(lab, principal, instance_id)
+        allowed = await may_read(lab, principal, inst.id)
     else:
         allowed = lab.access.can_write(principal, inst)
     if not allowed:
-        raise unknown(instance_id)
+        raise unknown(raw)  # what the caller typed, as for a missing one
 
 
 async def websocket_principal(ws: WebSocket) -> Principal | None:

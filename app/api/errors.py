@@ -28,7 +28,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "unknown-instance": (
         404,
         "Unknown instance",
-        "No simulated machine has this id (it may have been deleted).",
+        "No simulated machine you may see has this id or name (it may have been deleted).",
     ),
     "unknown-function": (
         404,

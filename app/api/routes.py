@@ -24,14 +24,16 @@ from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
 from app.lab import views
+from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
-from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, LabError
+from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
-from .auth import PrincipalDep, may_read, quotas_of
+from .auth import PrincipalDep, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
+from .refs import ref_of
 from .schemas import (
     BatchRequest,
     BatchResponse,
@@ -134,14 +136,32 @@ def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ instances
+async def relation_of(lab: Lab, principal: Principal, inst: Instance) -> Relation | None:
+    """Why ``principal`` may see ``inst`` (``Access.relation``; None: may not)."""
+    if lab.accounts is None or principal.name == inst.owner:
+        return "own"  # the open lab: everything is everyone's
+    if principal.role == "admin":
+        return "admin"
+    return await anyio.to_thread.run_sync(lab.access.relation, principal, inst)
+
+
 @router.get("/instances", operation_id="list_instances", tags=["instances"])
 async def list_instances(lab: LabDep, principal: PrincipalDep) -> list[dict[str, Any]]:
-    """Every simulated machine you may see, with its configuration and a vmstats summary."""
-    return [
-        instance_view(inst, await lab.digest(inst))
-        for inst in list(lab.instances.values())
-        if await may_read(lab, principal, inst.id)
-    ]
+    """Every simulated machine you may see, with its configuration and a vmstats summary.
+    ``access`` says why you see it (``own``, ``admin``, ``course``: you teach its owner's
+    course, ``shared`` with you, ``broadcast`` to your course: read-only but forkable);
+    ``ref`` is what to type for it in a path (its name if it is yours, ``owner:name``
+    where you may know the owner, else its id)."""
+    out = []
+    for inst in list(lab.instances.values()):
+        relation = await relation_of(lab, principal, inst)
+        if relation is None:
+            continue
+        view = instance_view(inst, await lab.digest(inst))
+        view["ref"] = ref_of(inst, principal, owner_shown=relation in ("admin", "course"))
+        view["access"] = relation
+        out.append(view)
+    return out
 
 
 @router.post("/instances", status_code=201, operation_id="create_instance", tags=["instances"])

@@ -13,6 +13,7 @@ from app.lab.service import Lab, LabError
 from app.lab.stream import CLOSE_POLICY, StreamError
 
 from .auth import may_read, origin_allowed, websocket_principal
+from .refs import resolve
 
 router = APIRouter(prefix="/api/v1")
 MAX_MESSAGE = 64 * 1024
@@ -38,8 +39,9 @@ class WebSocketSink:
 
 
 @router.websocket("/instances/{instance_id}/stream")
-async def stream(websocket: WebSocket, instance_id: int) -> None:
-    """Stream an instance: ``hello`` with a snapshot, then frames at the chosen rate."""
+async def stream(websocket: WebSocket, instance_id: str) -> None:
+    """Stream an instance (``instance_id``: a reference, ``app.api.refs``): ``hello``
+    with a snapshot, then frames at the chosen rate."""
     lab: Lab = websocket.app.state.lab
     if not origin_allowed(websocket):
         await websocket.close(code=CLOSE_POLICY)  # before the handshake: HTTP 403
@@ -57,8 +59,14 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
             reason="unauthorized: pass a valid token (?token=, Authorization: Bearer) or sign in",
         )
         return
-    if not await may_read(lab, principal, instance_id):
-        await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}")
+    try:
+        inst = resolve(websocket, principal, instance_id)
+    except LabError as e:
+        await websocket.close(code=CLOSE_POLICY, reason=e.message[:120])
+        return
+    if inst is None or not await may_read(lab, principal, inst.id):
+        # what the caller typed, word for word as for a missing instance
+        await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}"[:120])
         return
     query = websocket.query_params
     try:
@@ -71,7 +79,7 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
             if not raw.isdigit():
                 raise StreamError(f"rate must be an integer from 1 to 30, got {raw!r}")
             rate = int(raw)
-        viewer = lab.stream.connect(instance_id, WebSocketSink(websocket), topics, rate)
+        viewer = lab.stream.connect(inst.id, WebSocketSink(websocket), topics, rate)
     except StreamError as e:
         await websocket.close(code=CLOSE_POLICY, reason=str(e)[:120])
         return

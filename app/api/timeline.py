@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from app.core.config import MachineConfig
 from app.lab.service import LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
@@ -108,15 +109,29 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
     async with inst.lock:
         await lab.sync(inst)
         entries = lab.entries(inst)
+    text = render_trace(inst.name, inst.preset, inst.config, entries, await lab.digest(inst))
+    filename = f"{inst.name}.pagelab.jsonl"
+    return Response(
+        text,
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def render_trace(
+    name: str, preset: str | None, config: MachineConfig, entries: list[Entry], digest: str
+) -> str:
+    """A trace's text: the header line (format, version, name, preset, seed, configuration,
+    number of calls, digest) and one line per call."""
     header = {
         "format": TRACE_FORMAT,
         "version": TRACE_VERSION,
-        "name": inst.name,
-        "preset": inst.preset,
-        "seed": inst.config.seed,
-        "config": config_to_json(inst.config),
+        "name": name,
+        "preset": preset,
+        "seed": config.seed,
+        "config": config_to_json(config),
         "calls": len(entries),
-        "state_digest": await lab.digest(inst),
+        "state_digest": digest,
     }
     lines = [json.dumps(header)]
     for e in entries:
@@ -124,12 +139,7 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
         if e.source != "api":
             line["source"] = e.source
         lines.append(json.dumps(line, separators=(",", ":")))
-    filename = f"{inst.name}.pagelab.jsonl"
-    return Response(
-        "\n".join(lines) + "\n",
-        media_type="application/x-ndjson",
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _short_text(value: Any) -> bool:

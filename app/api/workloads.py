@@ -188,5 +188,5 @@ async def stop_workload(
     instance_id: InstanceId, workload_id: WorkloadId, lab: LabDep
 ) -> dict[str, Any]:
     run = _run(lab, instance_id, workload_id)
-    lab.workloads.stop(run)
+    await lab.workloads.stop_settled(run)  # the answer's counts are final
     return run.view()

@@ -832,6 +832,46 @@ class Accounts:
                 conn.execute(insert(settings).values(key=key, value=now))
             else:
                 conn.execute(update(settings).where(settings.c.key == key).values(value=now))
+    # ------------------------------------------------------------ broadcasts
+    def broadcast(self, instance_id: int, course: str) -> None:
+        """Show an instance read-only to every member of ``course`` (again: no change)."""
+        with self.engine.begin() as conn:
+            if not self._course_exists(conn, course):
+                raise ValueError(f"course: {course!r} does not exist")
+            had = conn.execute(
+                select(broadcasts.c.course).where(
+                    broadcasts.c.instance_id == instance_id, broadcasts.c.course == course
+                )
+            ).first()
+            if had is None:
+                conn.execute(
+                    insert(broadcasts).values(
+                        instance_id=instance_id, course=course, created=self.clock()
+                    )
+                )
+
+    def unbroadcast(self, instance_id: int, course: str | None = None) -> int:
+        """Stop showing an instance to ``course`` (None: to every course); how many ended."""
+        q = delete(broadcasts).where(broadcasts.c.instance_id == instance_id)
+        if course is not None:
+            q = q.where(broadcasts.c.course == course)
+        with self.engine.begin() as conn:
+            return int(conn.execute(q).rowcount)
+
+    def broadcast_courses(self, instance_id: int) -> set[str]:
+        """The courses an instance is broadcast to (``can_read``'s ``broadcast_courses``)."""
+        q = select(broadcasts.c.course).where(broadcasts.c.instance_id == instance_id)
+        with self.engine.connect() as conn:
+            return set(conn.execute(q).scalars())
+
+    def broadcasts(self, course: str | None = None) -> list[tuple[int, str, float]]:
+        """(instance id, course, since) of every broadcast, or of those to ``course``."""
+        q = select(broadcasts.c.instance_id, broadcasts.c.course, broadcasts.c.created)
+        if course is not None:
+            q = q.where(broadcasts.c.course == course)
+        q = q.order_by(broadcasts.c.course, broadcasts.c.instance_id)
+        with self.engine.connect() as conn:
+            return [(int(r.instance_id), r.course, float(r.created)) for r in conn.execute(q)]
 
 
 def _user(row: Any) -> User:

@@ -219,6 +219,15 @@ class WorkloadRunner:
             run.reason = "stopped by request"
             run.wake.set()
 
+    async def stop_settled(self, run: WorkloadRun) -> None:
+        """``stop``, then wait for a slice already running (in a worker thread, under the
+        instance's lock) to end, so that the run's status is final when this returns."""
+        self.stop(run)
+        inst = self.lab.instances.get(run.instance_id)
+        if inst is not None:
+            async with inst.lock:
+                pass
+
     @staticmethod
     def set_rate(run: WorkloadRun, rate: float | None) -> None:
         run.rate = rate
@@ -285,6 +294,8 @@ class WorkloadRunner:
             run.reason = "the instance was deleted"
             return 0, False
         async with inst.lock:
+            if run.state not in RUNNING_STATES:  # stopped while this slice waited its turn
+                return 0, False
             if inst.generation != run.generation:
                 run.state = "stopped"
                 run.reason = "the instance was reset"

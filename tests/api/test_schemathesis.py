@@ -47,6 +47,7 @@ config = schemathesis.Config.from_dict(
     }
 )
 
+
 @schemathesis.serializer("application/x-ndjson")
 def _json_lines(ctx: Any, value: Any) -> bytes:
     """A trace import's body: a generated string is sent as is, anything else as one

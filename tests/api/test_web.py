@@ -23,7 +23,9 @@ def dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def build(d: Path) -> None:
     (d / "assets").mkdir(parents=True)
     (d / "swagger").mkdir()
-    (d / "index.html").write_text("<!doctype html><title>PageLab</title><script src='/assets/app.js'></script>")
+    (d / "index.html").write_text(
+        "<!doctype html><title>PageLab</title><script src='/assets/app.js'></script>"
+    )
     (d / "assets" / "app.js").write_text("console.log('hi')")
     for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
         (d / "swagger" / name).write_text("/* swagger */")
@@ -79,7 +81,9 @@ async def test_the_page_routes_stay_out_of_the_schema_and_errors(dist: Path) -> 
         assert r.status_code == 405
         assert r.headers["allow"] == "GET"
         r = await c.get("/api/v1/no-such-thing")
-        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.status_code == 404 and r.headers["content-type"].startswith(
+            "application/problem+json"
+        )
 
 
 async def test_the_default_build_folder_is_web_dist(monkeypatch: pytest.MonkeyPatch) -> None:

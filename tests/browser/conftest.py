@@ -79,9 +79,21 @@ class Server:
         self.starts += 1
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "warning"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "app.serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
         while True:  # readiness poll, bounded by the deadline
@@ -94,7 +106,9 @@ class Server:
                 pass
             if time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"the server did not answer within {timeout_s} s; see {self.log}")
+                raise RuntimeError(
+                    f"the server did not answer within {timeout_s} s; see {self.log}"
+                )
             time.sleep(0.05)
 
     def kill(self) -> None:
@@ -142,7 +156,9 @@ def chromium_path() -> Path:
     if not CHROMIUM.exists():
         _missing(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
     if not (DIST / "index.html").is_file():
-        _missing(f"the page is not built ({DIST / 'index.html'} is missing): run make test, or cd web && npm ci && npm run build")
+        _missing(
+            f"the page is not built ({DIST / 'index.html'} is missing): run make test, or cd web && npm ci && npm run build"
+        )
     return CHROMIUM
 
 
@@ -208,15 +224,34 @@ def page(browser: Any, console: Console) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
     context.set_default_timeout(15_000)
     pg = context.new_page()
-    pg.on("console", lambda m: console.messages.append(f"console.{m.type}: {m.text}") if m.type in ("error", "assert") else None)
+    pg.on(
+        "console",
+        lambda m: (
+            console.messages.append(f"console.{m.type}: {m.text}")
+            if m.type in ("error", "assert")
+            else None
+        ),
+    )
     pg.on("pageerror", lambda e: console.messages.append(f"pageerror: {e}\n{e.stack}"))
-    pg.on("response", lambda r: console.http_errors.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None)
+    pg.on(
+        "response",
+        lambda r: (
+            console.http_errors.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status >= 400
+            else None
+        ),
+    )
     try:
         yield pg
     finally:
         context.close()
     bad = console.unexpected()
-    assert not bad, "console or page errors:\n" + "\n".join(bad) + "\nHTTP errors:\n" + "\n".join(console.http_errors)
+    assert not bad, (
+        "console or page errors:\n"
+        + "\n".join(bad)
+        + "\nHTTP errors:\n"
+        + "\n".join(console.http_errors)
+    )
 
 
 def save_screenshot(pg: Any, name: str) -> Path:

@@ -68,7 +68,9 @@ def test_create_instances_from_the_page(page: Any, server: Server) -> None:
     assert {"from-preset", "two-sockets"} <= listed
 
 
-def test_allocation_moves_heatmap_and_chart_and_opens_in_the_inspector(page: Any, server: Server) -> None:
+def test_allocation_moves_heatmap_and_chart_and_opens_in_the_inspector(
+    page: Any, server: Server
+) -> None:
     iid = new_instance(server, "alloc")
     open_dashboard(page, server, iid)
     assert hook(page, "heatmap.drawn('PQ_FREE', 0)") == 3
@@ -81,7 +83,9 @@ def test_allocation_moves_heatmap_and_chart_and_opens_in_the_inspector(page: Any
     # the stream's delta reaches the heatmap: PQ_FREE colour 0 lost its head page
     page.wait_for_function("window.__pagelab.heatmap.drawn('PQ_FREE', 0) === 2")
     # the allocation's probes are outlined: it found PQ_FREE colour 0
-    page.wait_for_function("window.__pagelab.heatmap.probes && window.__pagelab.heatmap.probes.found.colour === 0")
+    page.wait_for_function(
+        "window.__pagelab.heatmap.probes && window.__pagelab.heatmap.probes.found.colour === 0"
+    )
     expect(page.locator("[data-total='PQ_FREE']")).to_have_attribute("data-pages", "3710")
 
     # global vmstats move at a rollup (a tick), as in the kernel: then the chart follows
@@ -91,13 +95,17 @@ def test_allocation_moves_heatmap_and_chart_and_opens_in_the_inspector(page: Any
     expect(page.locator("[data-free]")).to_have_attribute("data-free", "3710")
     # simulated ticks on the x axis: one point per tick, the same last value
     page.get_by_role("button", name=re.compile("^X axis: wall time")).click()
-    page.wait_for_function("window.__pagelab.chart.axis === 'ticks' && window.__pagelab.chart.seriesLast('v_free_count') === 3710")
+    page.wait_for_function(
+        "window.__pagelab.chart.axis === 'ticks' && window.__pagelab.chart.seriesLast('v_free_count') === 3710"
+    )
 
     # the result links to the inspector
     call(page, "vm_page_alloc")
     pfn = int(result.get_attribute("data-result"))
     assert pfn != FIRST_ALLOC_PFN
-    page.locator("#call-result").get_by_role("button", name=f"Inspect page {pfn}", exact=True).first.click()
+    page.locator("#call-result").get_by_role(
+        "button", name=f"Inspect page {pfn}", exact=True
+    ).first.click()
     body = page.locator("#panel-inspector [data-pfn]")
     expect(body).to_have_attribute("data-pfn", str(pfn))
     expect(body).to_have_attribute("data-queue", "PQ_NONE")
@@ -149,7 +157,9 @@ def test_workload_starts_runs_and_stops(page: Any, server: Server) -> None:
     row = page.locator("tr[data-workload]").first
     expect(row).to_have_attribute("data-state", "running")
     # its calls reach the page through the stream
-    page.wait_for_function("window.__pagelab.workloads.runs.length === 1 && window.__pagelab.workloads.runs[0].calls > 0")
+    page.wait_for_function(
+        "window.__pagelab.workloads.runs.length === 1 && window.__pagelab.workloads.runs[0].calls > 0"
+    )
     page.wait_for_function("window.__pagelab.frames > 2")
     controls = page.locator("tr[data-controls]").first
     controls.get_by_role("button", name=re.compile(r"^Pause workload")).click()
@@ -178,7 +188,9 @@ def test_sysctl_edit_and_readable_errors(page: Any, server: Server, console: Con
     # a value the page can check itself: said at once, nothing sent
     field.fill("lots")
     field.press("Enter")
-    expect(page.locator("#panel-sysctls [role='alert']").first).to_contain_text('"lots" is not a whole number')
+    expect(page.locator("#panel-sysctls [role='alert']").first).to_contain_text(
+        '"lots" is not a whole number'
+    )
     assert server.api("GET", f"/instances/{iid}/sysctls/vm.v_free_min")["value"] == 100
 
     # a call the kernel would panic on: refused, with the kernel's message
@@ -203,7 +215,9 @@ def test_sysctl_edit_and_readable_errors(page: Any, server: Server, console: Con
     expect(problem).to_contain_text("12 parsecs")
 
 
-def test_deleted_and_unknown_instances_are_said_plainly(page: Any, server: Server, console: Console) -> None:
+def test_deleted_and_unknown_instances_are_said_plainly(
+    page: Any, server: Server, console: Console
+) -> None:
     iid = new_instance(server, "doomed")
     open_dashboard(page, server, iid)
     server.api("DELETE", f"/instances/{iid}")
@@ -215,13 +229,17 @@ def test_deleted_and_unknown_instances_are_said_plainly(page: Any, server: Serve
     page.goto(f"{server.url}/#/instances/9999")
     expect(conn).to_have_attribute("data-state", "failed")
     expect(conn).to_contain_text("there is no instance 9999")
-    expect(page.locator(".problem[role='alert']").first).to_contain_text("Unknown instance (HTTP 404)")
+    expect(page.locator(".problem[role='alert']").first).to_contain_text(
+        "Unknown instance (HTTP 404)"
+    )
 
 
 def test_reconnects_after_a_server_restart(page: Any, own_server: Server, console: Console) -> None:
     # while the server is down, Chromium logs each refused WebSocket and request
     console.allow(r"WebSocket connection to .* failed")
-    console.allow(r"Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)")
+    console.allow(
+        r"Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)"
+    )
     open_dashboard(page, own_server, 1)
     page.wait_for_function("window.__pagelab.hellos === 1")
     conn = page.locator("#conn")
@@ -239,12 +257,22 @@ def test_reconnects_after_a_server_restart(page: Any, own_server: Server, consol
 def test_dashboard_screenshots_light_and_dark(page: Any, server: Server) -> None:
     # a 64 MiB machine under memory pressure: free pages fall below the paging thresholds,
     # the pageout daemon wakes and recovers them; every colour of every queue moves
-    iid = server.api("POST", "/instances", json={"name": "pressure-demo", "memory": "64MiB", "cpus": 2, "seed": 3})["id"]
+    iid = server.api(
+        "POST",
+        "/instances",
+        json={"name": "pressure-demo", "memory": "64MiB", "cpus": 2, "seed": 3},
+    )["id"]
     open_dashboard(page, server, iid)
-    server.api("POST", f"/instances/{iid}/workloads", json={"kind": "pressure", "seed": 1, "rate": 30000})
+    server.api(
+        "POST", f"/instances/{iid}/workloads", json={"kind": "pressure", "seed": 1, "rate": 30000}
+    )
     page.get_by_role("tab", name="Workloads").click()
-    expect(page.locator("tr[data-workload]").first).to_have_attribute("data-state", "finished", timeout=60_000)
-    page.wait_for_function("window.__pagelab.state.pageout.passes > 0 && window.__pagelab.chart.points > 10")
+    expect(page.locator("tr[data-workload]").first).to_have_attribute(
+        "data-state", "finished", timeout=60_000
+    )
+    page.wait_for_function(
+        "window.__pagelab.state.pageout.passes > 0 && window.__pagelab.chart.points > 10"
+    )
     page.evaluate("window.scrollTo(0, 0)")
     light = save_screenshot(page, "dashboard-light.png")
     publish_screenshot(light)

@@ -580,8 +580,9 @@ def test_free_contig_sleeps_on_a_busy_page_and_finishes_after_the_wakeup() -> No
 # =======================================================================================
 
 
-def _reference_find(m: Machine, start: int, npg: int, size: int, low: int, high: int,
-                    alignment: int, boundary: int) -> int:
+def _reference_find(
+    m: Machine, start: int, npg: int, size: int, low: int, high: int, alignment: int, boundary: int
+) -> int:
     """§7.7's search, page by page: first candidate from ``start``; a candidate whose
     ``phys + size > high`` ends the pass; a run that fails the state tests moves ``start``
     one page on and searches again."""
@@ -631,8 +632,14 @@ def _reference_find(m: Machine, start: int, npg: int, size: int, low: int, high:
     window=st.sampled_from([1, 3, 8, 1 << 16]),
 )
 def test_vectorised_find_matches_the_spec_loop(
-    busy: list[int], npg: int, align_shift: int, boundary_shift: int, low_page: int,
-    high_extra: int, start: int, window: int,
+    busy: list[int],
+    npg: int,
+    align_shift: int,
+    boundary_shift: int,
+    low_page: int,
+    high_extra: int,
+    start: int,
+    window: int,
 ) -> None:
     m = boot_nores()
     for k in busy:  # hard-busy some of the 64 lowest pages
@@ -674,8 +681,9 @@ def win_alloc(m: Machine, mflags: str = "M_NOWAIT") -> Any:
     return pg_alloc(m, 4 * PAGE, low=WIN_LOW, high=WIN_HIGH, mflags=mflags)
 
 
-def make_page(m: Machine, pfn: int, obj: int | None, pindex: int, *, active: bool = False,
-              dirty: bool = False) -> None:
+def make_page(
+    m: Machine, pfn: int, obj: int | None, pindex: int, *, active: bool = False, dirty: bool = False
+) -> None:
     """Take a free page off PQ_FREE and leave it unbusied on the inactive (or active) tail,
     owned by ``obj`` at ``pindex`` (or object-less), optionally dirty."""
     call(m, "vm_page_unqueue", m=pfn)
@@ -833,8 +841,6 @@ def test_active_pages_are_cleaned_only_with_m_waitok_from_the_second_pass() -> N
         else:
             assert "pass 2" in m.console[-1]
         m.check_invariants()
-
-
 
 
 def test_clean_skips_busy_held_wired_and_objectless_pages() -> None:

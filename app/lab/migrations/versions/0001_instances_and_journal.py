@@ -43,9 +43,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(64), nullable=False, server_default="api"),
         sa.Column("result", sa.Text, nullable=True),
     )
-    op.create_index(
-        "journal_by_seq", "journal", ["instance_id", "generation", "seq"], unique=True
-    )
+    op.create_index("journal_by_seq", "journal", ["instance_id", "generation", "seq"], unique=True)
 
 
 def downgrade() -> None:
