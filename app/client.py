@@ -683,6 +683,7 @@ class PageLabClient:
         """Users from a CSV roster (``name,role,course``), all or nothing; answers the
         CSV ``name,token`` to hand out (the only place those tokens appear)."""
         return self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))
+
     # ------------------------------------------------------------ courses (token mode)
     def broadcast(self, instance_id: InstanceRef, course: str) -> dict[str, Any]:
         """Show your instance read-only to every member of ``course`` (instructors: their
@@ -945,6 +946,7 @@ class AsyncPageLabClient:
         self, roster_csv: str, *, label: str = "roster", expires_in_s: float | None = None
     ) -> str:
         return await self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))
+
     async def broadcast(self, instance_id: InstanceRef, course: str) -> dict[str, Any]:
         return await self._run(self._ops.broadcast(instance_id, course))
 

@@ -832,6 +832,7 @@ class Accounts:
                 conn.execute(insert(settings).values(key=key, value=now))
             else:
                 conn.execute(update(settings).where(settings.c.key == key).values(value=now))
+
     # ------------------------------------------------------------ broadcasts
     def broadcast(self, instance_id: int, course: str) -> None:
         """Show an instance read-only to every member of ``course`` (again: no change)."""
