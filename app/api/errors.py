@@ -67,6 +67,20 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "Quota exceeded",
         "A server limit was reached (instances, batch size, wait time).",
     ),
+    "rate-limited": (
+        429,
+        "Too many requests",
+        "You sent more requests or kernel calls than your rate quota allows; the "
+        "Retry-After header says how many seconds to wait. An instructor or an admin can "
+        "raise your quota (GET /api/v1/me shows it).",
+    ),
+    "server-full": (
+        507,
+        "Server full",
+        "The server has no memory left for another simulated machine (its page budget, "
+        "PAGELAB_PAGE_BUDGET); nothing was allocated. Choose a smaller machine, delete an "
+        "instance, or ask the server's admin.",
+    ),
     "unavailable": (
         503,
         "Not saved",
@@ -174,6 +188,9 @@ def install(app: FastAPI) -> None:
         response = problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
         if exc.kind == "unauthorized":
             response.headers["WWW-Authenticate"] = 'Bearer realm="pagelab"'
+        retry_after = exc.extra.get("retry_after")
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(max(1, retry_after))
         return response
 
     @app.exception_handler(StarletteHTTPException)

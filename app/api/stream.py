@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketState
 from app.lab.service import Lab
 from app.lab.stream import CLOSE_POLICY, StreamError
 
-from .auth import may_read, origin_allowed, websocket_principal
+from .auth import may_read, origin_allowed, quotas_of, websocket_principal
 
 router = APIRouter(prefix="/api/v1")
 MAX_MESSAGE = 64 * 1024
@@ -54,6 +54,7 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
         await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}")
         return
     query = websocket.query_params
+    quotas = await quotas_of(lab, principal)
     try:
         topics = None
         if "topics" in query:
@@ -64,9 +65,16 @@ async def stream(websocket: WebSocket, instance_id: int) -> None:
             if not raw.isdigit():
                 raise StreamError(f"rate must be an integer from 1 to 30, got {raw!r}")
             rate = int(raw)
-        viewer = lab.stream.connect(instance_id, WebSocketSink(websocket), topics, rate)
+        viewer = lab.stream.connect(
+            instance_id,
+            WebSocketSink(websocket),
+            topics,
+            rate,
+            owner=principal.name,
+            max_streams=None if quotas is None else quotas.streams,
+        )
     except StreamError as e:
-        await websocket.close(code=CLOSE_POLICY, reason=str(e)[:120])
+        await websocket.close(code=e.code, reason=str(e)[:120])
         return
     try:
         while True:
