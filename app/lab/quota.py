@@ -137,9 +137,7 @@ class CallRate:
             )
         if self.limiter.hit(b.item, user, cost=cost):
             return
-        stats = self.limiter.get_window_stats(b.item, user)
-        wait = max(stats.reset_time - time.time(), (cost - stats.remaining) / rate)
-        seconds = max(1, math.ceil(wait))
+        seconds = int(self._wait(b, user, cost)) + 1  # strictly after: then it passes
         raise RateLimited(
             "rate-limited",
             f"you may make {_figure(rate)} calls per second (quota 'calls_per_s') and "
@@ -147,6 +145,23 @@ class CallRate:
             + HOW_TO_GET_MORE,
             retry_after=seconds,
         )
+
+    def _wait(self, b: Bucket, user: str, cost: int) -> float:
+        """Seconds until ``cost`` calls fit if nobody calls meanwhile (an upper bound),
+        from the limiter's windows: the current window's count starts to drain when the
+        window ends, linearly over the next; the previous window's count is gone by then.
+        """
+        window = b.item.get_expiry()
+        previous, previous_ttl, current, current_ttl = self.storage.get_sliding_window(
+            b.item.key_for(user), window
+        )
+        room = b.capacity - cost + 1  # the weighted count must fall below this
+        if current > 0:
+            window_end = current_ttl - window
+            return window_end + window * max(0.0, 1 - room / current)
+        if previous > 0:
+            return max(0.0, previous_ttl - window * room / previous)
+        return 0.0
 
     def remaining(self, user: str, quotas: Quotas) -> int:
         """Calls ``user`` may make at once now (``GET /me``)."""
