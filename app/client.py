@@ -170,6 +170,11 @@ def _seg(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
+def _auth_headers(token: str | None) -> dict[str, str]:
+    """A token server (``PAGELAB_AUTH=token``) wants ``Authorization: Bearer <token>``."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _root(base_url: str) -> str:
     """The server root: trailing slashes and a trailing ``/api/v1`` are dropped."""
     url = base_url.rstrip("/")
@@ -322,6 +327,27 @@ class _Ops:
             words = "show " + words
         return _Op("GET", self.inst(instance_id, "ddb", words), _text)
 
+    # ---------------------------------------------------------------- quotas (issue 8 §2)
+    @staticmethod
+    def role_quotas(role: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/quotas/roles/{_seg(role)}", _json)
+
+    @staticmethod
+    def set_role_quotas(role: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/quotas/roles/{_seg(role)}", _json, json=dict(changes))
+
+    @staticmethod
+    def user_quota(name: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/users/{_seg(name)}/quota", _json)
+
+    @staticmethod
+    def set_user_quota(name: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/users/{_seg(name)}/quota", _json, json=dict(changes))
+
+    @staticmethod
+    def clear_user_quota(name: str) -> _Op[None]:
+        return _Op("DELETE", f"{API}/users/{_seg(name)}/quota", _nothing)
+
 
 def _checked(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
@@ -336,7 +362,8 @@ class PageLabClient:
     ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/api/v1`` is
     accepted too).  ``transport`` replaces httpx's network transport (tests, in-process
     apps); ``timeout`` is the per-request limit in seconds (calls with ``wait=True`` get
-    their ``timeout_s`` on top).  Use it as a context manager or call ``close()``.
+    their ``timeout_s`` on top); ``token`` is sent as ``Authorization: Bearer`` (a
+    server in token mode).  Use it as a context manager or call ``close()``.
     """
 
     def __init__(
@@ -345,10 +372,14 @@ class PageLabClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        headers = _auth_headers(token)
+        self._http = httpx.Client(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=headers
+        )
 
     def __enter__(self) -> PageLabClient:
         return self
@@ -545,8 +576,34 @@ class PageLabClient:
         kernel debugger prints it."""
         return self._run(self._ops.ddb(instance_id, command))
 
+    # ------------------------------------------------------------------ async client
 
-# ------------------------------------------------------------------ async client
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    def me(self) -> dict[str, Any]:
+        """``GET /me``: who you are, your effective quotas and what you use of them."""
+        return cast(dict[str, Any], self._run(self._ops.get(f"{API}/me")))
+
+    def role_quotas(self, role: str) -> dict[str, Any]:
+        """A role's quotas now (admins and instructors)."""
+        return self._run(self._ops.role_quotas(role))
+
+    def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        """Change some of a role's quotas (``None``: back to the default; admins)."""
+        return self._run(self._ops.set_role_quotas(role, changes))
+
+    def user_quota(self, name: str) -> dict[str, Any]:
+        """A user's overrides and effective quotas."""
+        return self._run(self._ops.user_quota(name))
+
+    def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        """Override some of a user's quotas (``None`` removes that override)."""
+        return self._run(self._ops.set_user_quota(name, changes))
+
+    def clear_user_quota(self, name: str) -> None:
+        """Remove every override of a user."""
+        self._run(self._ops.clear_user_quota(name))
+
+
 class AsyncPageLabClient:
     """The asynchronous twin of ``PageLabClient``: the same methods, as coroutines.
     ``transport`` may be ``httpx.ASGITransport(app=app)`` to talk to an app in-process."""
@@ -557,10 +614,14 @@ class AsyncPageLabClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
+        headers = _auth_headers(token)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=headers
+        )
 
     async def __aenter__(self) -> AsyncPageLabClient:
         return self
@@ -719,3 +780,22 @@ class AsyncPageLabClient:
 
     async def ddb(self, instance_id: int, command: str) -> str:
         return await self._run(self._ops.ddb(instance_id, command))
+
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    async def me(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._run(self._ops.get(f"{API}/me")))
+
+    async def role_quotas(self, role: str) -> dict[str, Any]:
+        return await self._run(self._ops.role_quotas(role))
+
+    async def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_role_quotas(role, changes))
+
+    async def user_quota(self, name: str) -> dict[str, Any]:
+        return await self._run(self._ops.user_quota(name))
+
+    async def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_user_quota(name, changes))
+
+    async def clear_user_quota(self, name: str) -> None:
+        await self._run(self._ops.clear_user_quota(name))
