@@ -75,7 +75,10 @@ async def quotas_of(lab: Lab, principal: Principal) -> Quotas | None:
         return None
     quotas = cache.cached(principal.name)
     if quotas is None:
-        quotas = await anyio.to_thread.run_sync(cache.load, principal.name)
+        try:
+            quotas = await anyio.to_thread.run_sync(cache.load, principal.name)
+        except ValueError:  # deleted since its token was checked
+            raise LabError("unauthorized", "the token's user no longer exists") from None
     return quotas
 
 

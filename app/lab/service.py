@@ -423,7 +423,7 @@ class Lab:
                 raise LabError("conflict", f"an instance named {name!r} already exists")
             if quotas is not None:
                 self._check_quota(owner, config, quotas)
-            need = self.reserve_pages(page_structs(config), "boot this machine")
+            need = self.reserve_pages(page_structs(config), "this machine")
             self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
@@ -465,9 +465,9 @@ class Lab:
                 raise LabError(
                     "server-full",
                     f"this server is full: its machines hold {held} of the {budget} page "
-                    f"structures it has memory for (PAGELAB_PAGE_BUDGET), and to {what} "
-                    f"needs {pages} more; choose a smaller machine, delete an instance you "
-                    "no longer need, or ask the server's admin for room",
+                    f"structures it has memory for (PAGELAB_PAGE_BUDGET) and {what} needs "
+                    f"{pages} more: choose a smaller machine, delete an instance you no "
+                    "longer need, or ask the server's admin for room",
                 )
         self._booking_pages += pages
         return pages
@@ -564,7 +564,8 @@ class Lab:
             )
         # the new machine boots while the old one is still hosted: room for both
         need = self.reserve_pages(
-            page_structs(inst.config), "reset this machine (a second copy, while it boots)"
+            page_structs(inst.config),
+            "a reset or restore (the machine boots again next to the old one)",
         )
         try:
             return await self._restore(inst, to)
