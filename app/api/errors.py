@@ -122,6 +122,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     }
     for status in sorted({status for status, _, _ in PROBLEM_TYPES.values()})
 }
+PROBLEM_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "rate-limited: whole seconds to wait before the request can pass",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 
 
 def problem(kind: str, detail: str, instance: str | None = None, **extra: Any) -> JSONResponse:

@@ -68,7 +68,7 @@ def token_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**{**base, **overrides})
 
 
-class Lab:
+class World:
     """A token-mode server with an admin, an instructor of os101, two of its students and
     a student of os202; tokens by user name."""
 
@@ -126,9 +126,9 @@ class Lab:
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+async def lab(tmp_path: Path) -> AsyncIterator[World]:
     async with serve(token_settings(tmp_path)) as c:
-        world = Lab(c)
+        world = World(c)
         await world.setup()
         yield world
 
@@ -141,7 +141,7 @@ def retry_after(r: httpx.Response) -> int:
 
 # ------------------------------------------------------------------ calls per second
 @pytest.mark.anyio
-async def test_calls_over_the_rate_are_429_until_retry_after(lab: Lab, clock: Clock) -> None:
+async def test_calls_over_the_rate_are_429_until_retry_after(lab: World, clock: Clock) -> None:
     assert (await lab.quota(ANN, calls_per_s=2, batch_size=2)).status_code == 200
     iid = await lab.instance(ANN)
     assert (await lab.call(ANN, iid)).status_code == 200
@@ -173,7 +173,7 @@ async def test_calls_over_the_rate_are_429_until_retry_after(lab: Lab, clock: Cl
 
 @pytest.mark.anyio
 async def test_raising_the_rate_at_run_time_lets_calls_through_at_once(
-    lab: Lab, clock: Clock
+    lab: World, clock: Clock
 ) -> None:
     assert (await lab.quota(ANN, calls_per_s=1, batch_size=1)).status_code == 200
     iid = await lab.instance(ANN)
@@ -197,7 +197,7 @@ async def test_raising_the_rate_at_run_time_lets_calls_through_at_once(
 
 
 @pytest.mark.anyio
-async def test_a_batch_is_paid_for_before_it_runs(lab: Lab, clock: Clock) -> None:
+async def test_a_batch_is_paid_for_before_it_runs(lab: World, clock: Clock) -> None:
     """calls_per_s 10 and batch_size 20: the bucket holds 20 (the larger)."""
     assert (await lab.quota(ANN, calls_per_s=10, batch_size=20)).status_code == 200
     iid = await lab.instance(ANN)
@@ -228,7 +228,7 @@ async def test_a_batch_is_paid_for_before_it_runs(lab: Lab, clock: Clock) -> Non
 
 
 @pytest.mark.anyio
-async def test_a_rate_of_zero_forbids_calls(lab: Lab) -> None:
+async def test_a_rate_of_zero_forbids_calls(lab: World) -> None:
     assert (await lab.quota(ANN, calls_per_s=0)).status_code == 200
     iid = await lab.instance(ANN)
     body = problem(await lab.call(ANN, iid), 403, "forbidden")
@@ -237,7 +237,7 @@ async def test_a_rate_of_zero_forbids_calls(lab: Lab) -> None:
 
 # ------------------------------------------------------------------ workloads
 @pytest.mark.anyio
-async def test_workloads_per_user_across_instances(lab: Lab) -> None:
+async def test_workloads_per_user_across_instances(lab: World) -> None:
     assert (await lab.quota(ANN, workloads=1)).status_code == 200
     a, b = await lab.instance(ANN, "a"), await lab.instance(ANN, "b")
     start = {"kind": "churn", "paused": True}
@@ -294,7 +294,7 @@ async def test_page_budget_in_token_mode_and_a_default_that_does_not_fit(
 ) -> None:
     settings = token_settings(tmp_path, page_budget=5000, boot_default=True)
     async with serve(settings) as c:  # the default (4095) fits; nothing else does
-        world = Lab(c)
+        world = World(c)
         await world.setup()
         r = await c.post(
             f"{API}/instances", json={"name": "m", "preset": "tiny-16m"}, headers=world.h(ANN)
@@ -316,7 +316,7 @@ def test_the_default_budget_comes_from_the_host_memory() -> None:
 
 # ------------------------------------------------------------------ /me and the admin API
 @pytest.mark.anyio
-async def test_me_shows_quotas_and_usage(lab: Lab, clock: Clock) -> None:
+async def test_me_shows_quotas_and_usage(lab: World, clock: Clock) -> None:
     me = await lab.me(ANN)
     assert me["quotas"]["streams"] == 4 and me["quotas"]["calls_per_s"] == 500
     assert me["usage"] == {
@@ -336,7 +336,7 @@ async def test_me_shows_quotas_and_usage(lab: Lab, clock: Clock) -> None:
 
 
 @pytest.mark.anyio
-async def test_who_may_change_quotas(lab: Lab) -> None:
+async def test_who_may_change_quotas(lab: World) -> None:
     c = lab.c
     # students change nothing and read only their own
     assert (await lab.quota(BEN, by=ANN, streams=9)).status_code == 404
