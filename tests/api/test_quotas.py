@@ -50,7 +50,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     # a quarter into a whole second: windows of 1 s start at .0
     c = Clock(1_000_000.25)
-    for module in (limits.storage.memory, limits.strategies, app.lab.quota):
+    for module in (limits.storage.memory, limits.strategies):
         monkeypatch.setattr(module, "time", c)
     return c
 
