@@ -20,6 +20,9 @@
     pagelab scenarios start ID [--name NAME]
     pagelab scenarios handout ID [--name NAME] [--user U ...]
     pagelab scenarios delete ID
+    pagelab quotas show [--role R | --user U] [--json]
+    pagelab quotas set (--role R | --user U) key=value ...   (value "default": remove)
+    pagelab quotas clear --user U
 
 Global options (before the command): ``--url`` (default ``$PAGELAB_URL``, else
 ``http://127.0.0.1:8000``), ``--token`` (default ``$PAGELAB_TOKEN``; a server in token
@@ -84,6 +87,11 @@ Output formats
     (``GET …/trace``).  ``start`` prints the new instance like ``create``.  ``handout``
     prints one line per student: ``USER: instance ID NAME`` or ``USER: refused: why``
     (exit status 1 if any was refused).
+``quotas``
+    ``show`` prints one quota a line, ``name value``: your own with what you use of each
+    (``used``), a role's (``--role``), or a user's (``--user``; ``*`` marks their own
+    overrides).  ``set`` changes some and prints the result the same way; values are
+    numbers, ``default`` removes a change.  ``--json`` prints the server's JSON.
 """
 
 from __future__ import annotations
@@ -796,6 +804,85 @@ def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ quotas (issue 8 §2)
+def parse_quota_changes(items: Sequence[str]) -> dict[str, float | None]:
+    """``key=value`` quota changes: a number, or ``default`` (also ``null``) for None."""
+    if not items:
+        raise UsageError("give at least one key=value (e.g. calls_per_s=1000 streams=8)")
+    out: dict[str, float | None] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"expected key=value, got {item!r}")
+        if raw.lower() in ("default", "null", "none"):
+            out[key] = None
+            continue
+        try:
+            out[key] = int(raw) if _DEC.fullmatch(raw) else float(raw)
+        except ValueError:
+            raise UsageError(f"{key}: {raw!r} is not a number (or 'default')") from None
+    return out
+
+
+def format_quotas(
+    quotas: dict[str, Any],
+    used: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    headers = ["quota", "value"] + (["used"] if used is not None else [])
+    rows = []
+    for key, value in quotas.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        shown = _compact(value) + ("*" if overrides and key in overrides else "")
+        row = [key, shown]
+        if used is not None:
+            row.append(_compact(used[key]) if key in used else "")
+        rows.append(row)
+    return table(headers, rows, right={1, 2})
+
+
+def cmd_quotas(client: PageLabClient, ns: argparse.Namespace) -> int:
+    if ns.quotas_command == "show":
+        if ns.role:
+            answer = client.role_quotas(ns.role)
+            text = f"role {answer['role']}\n" + format_quotas(answer["quotas"])
+        elif ns.user:
+            answer = client.user_quota(ns.user)
+            text = f"user {answer['user']} ({answer['role']}; * = their own)\n" + format_quotas(
+                answer["quotas"], overrides=answer["overrides"]
+            )
+        else:
+            answer = client.me()
+            if answer.get("quotas") is None:
+                text = "this server has no quotas (open mode)\n"
+            else:
+                text = f"{answer['name']} ({answer['role']})\n" + format_quotas(
+                    answer["quotas"], used=answer.get("usage", {})
+                )
+    elif ns.quotas_command == "set":
+        if bool(ns.role) == bool(ns.user):
+            raise UsageError("give --role R or --user U")
+        changes = parse_quota_changes(ns.changes)
+        if ns.role:
+            answer = client.set_role_quotas(ns.role, **changes)
+            text = f"role {answer['role']}\n" + format_quotas(answer["quotas"])
+        else:
+            answer = client.set_user_quota(ns.user, **changes)
+            text = f"user {answer['user']} ({answer['role']}; * = their own)\n" + format_quotas(
+                answer["quotas"], overrides=answer["overrides"]
+            )
+    else:  # clear
+        client.clear_user_quota(ns.user)
+        answer = client.user_quota(ns.user)
+        text = f"user {answer['user']}: no overrides; their role's quotas apply\n"
+    if getattr(ns, "json", False):
+        _json_out(answer)
+    else:
+        _out(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from app.serve import main as serve  # only the server needs the server's code
 
@@ -1094,6 +1181,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_functions)
 
     _add_people_commands(sub)
+    # quotas (issue 8 §2)
+    p = sub.add_parser("quotas", help="show or change quotas (yours, a role's, a user's)")
+    quotas = p.add_subparsers(dest="quotas_command", metavar="QUOTAS_COMMAND", required=True)
+    q = quotas.add_parser("show", help="your quotas and usage, or a role's, or a user's")
+    who = q.add_mutually_exclusive_group()
+    who.add_argument("--role", help="a role: admin, instructor, student, observer")
+    who.add_argument("--user", help="a user's overrides and effective quotas")
+    q.add_argument("--json", action="store_true")
+    q = quotas.add_parser("set", help="change a role's quotas (admins) or a user's")
+    who = q.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role")
+    who.add_argument("--user")
+    q.add_argument("changes", nargs="+", metavar="key=value")
+    q.add_argument("--json", action="store_true")
+    q = quotas.add_parser("clear", help="remove every override of a user")
+    q.add_argument("--user", required=True)
+    p.set_defaults(func=cmd_quotas)
     return parser
 
 

@@ -390,6 +390,27 @@ class _Ops:
         path = f"{API}/scenarios/{int(scenario_id)}/handout"
         return _Op("POST", path, _json, json=body, timeout=httpx.Timeout(self.timeout, read=None))
 
+    # ---------------------------------------------------------------- quotas (issue 8 §2)
+    @staticmethod
+    def role_quotas(role: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/quotas/roles/{_seg(role)}", _json)
+
+    @staticmethod
+    def set_role_quotas(role: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/quotas/roles/{_seg(role)}", _json, json=dict(changes))
+
+    @staticmethod
+    def user_quota(name: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/users/{_seg(name)}/quota", _json)
+
+    @staticmethod
+    def set_user_quota(name: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/users/{_seg(name)}/quota", _json, json=dict(changes))
+
+    @staticmethod
+    def clear_user_quota(name: str) -> _Op[None]:
+        return _Op("DELETE", f"{API}/users/{_seg(name)}/quota", _nothing)
+
 
 class _PeopleOps:
     """Accounts (token mode): users, tokens and rosters, as ``_Op`` values."""
@@ -741,8 +762,30 @@ class PageLabClient:
         path = f"{API}/scenarios/{int(scenario_id)}"
         self._run(_Op("DELETE", path, _nothing))
 
+    # ------------------------------------------------------------------ async client
 
-# ------------------------------------------------------------------ async client
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    def role_quotas(self, role: str) -> dict[str, Any]:
+        """A role's quotas now (admins and instructors)."""
+        return self._run(self._ops.role_quotas(role))
+
+    def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        """Change some of a role's quotas (``None``: back to the default; admins)."""
+        return self._run(self._ops.set_role_quotas(role, changes))
+
+    def user_quota(self, name: str) -> dict[str, Any]:
+        """A user's overrides and effective quotas."""
+        return self._run(self._ops.user_quota(name))
+
+    def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        """Override some of a user's quotas (``None`` removes that override)."""
+        return self._run(self._ops.set_user_quota(name, changes))
+
+    def clear_user_quota(self, name: str) -> None:
+        """Remove every override of a user."""
+        self._run(self._ops.clear_user_quota(name))
+
+
 class AsyncPageLabClient:
     """The asynchronous twin of ``PageLabClient``: the same methods, as coroutines.
     ``transport`` may be ``httpx.ASGITransport(app=app)`` to talk to an app in-process."""
@@ -992,3 +1035,19 @@ class AsyncPageLabClient:
 
     async def delete_scenario(self, scenario_id: int) -> None:
         await self._run(_Op("DELETE", f"{API}/scenarios/{int(scenario_id)}", _nothing))
+
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    async def role_quotas(self, role: str) -> dict[str, Any]:
+        return await self._run(self._ops.role_quotas(role))
+
+    async def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_role_quotas(role, changes))
+
+    async def user_quota(self, name: str) -> dict[str, Any]:
+        return await self._run(self._ops.user_quota(name))
+
+    async def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_user_quota(name, changes))
+
+    async def clear_user_quota(self, name: str) -> None:
+        await self._run(self._ops.clear_user_quota(name))

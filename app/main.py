@@ -16,13 +16,13 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import courses, errors, session, stream, timeline, users, workloads
+from app.api import courses, errors, quotas, session, stream, timeline, users, workloads
 from app.api.auth import instance_guard
 from app.api.cookies import SessionCodec
 from app.api.guesses import GuessLimiter
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
-from app.lab.service import Lab
+from app.lab.service import Lab, LabError
 from app.lab.settings import Settings
 
 #: Largest request body accepted (a 200 000-call batch fits comfortably).
@@ -90,7 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         await lab.restore_all()  # every instance the store has, as its journal left it
         if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
-            await lab.create_preset("default", settings.default_preset)
+            try:
+                await lab.create_preset("default", settings.default_preset)
+            except LabError as e:  # no room in the page budget: serve without it
+                structlog.get_logger(__name__).warning(
+                    "default instance not booted", reason=e.message
+                )
         yield
         await lab.shutdown()
 
@@ -119,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users.router, dependencies=guarded)
     app.include_router(courses.router, dependencies=guarded)
     app.include_router(session.router)  # sign-in comes before any principal
+    app.include_router(quotas.router)
     app.include_router(meta_router)
     mount_web(app)
     _document_raw_bodies(app)

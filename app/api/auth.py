@@ -28,6 +28,7 @@ from starlette.requests import HTTPConnection
 
 from app.lab.access import ANONYMOUS, Principal
 from app.lab.accounts import Quotas
+from app.lab.quota import RateLimited
 from app.lab.service import Lab, LabError
 
 from .cookies import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, SessionCodec
@@ -147,11 +148,33 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def quotas_of(lab: Lab, principal: Principal) -> Quotas | None:
-    """The principal's quotas in token mode (None in the open lab: no quotas)."""
-    accounts = lab.accounts
-    if accounts is None:
+    """The principal's quotas in token mode (None in the open lab: no quotas).  Cached
+    for a moment (``app.lab.quota.QuotaCache``): most requests need no database."""
+    cache = lab.quota_cache
+    if cache is None:
         return None
-    return await anyio.to_thread.run_sync(accounts.effective_quotas, principal.name)
+    quotas = cache.cached(principal.name)
+    if quotas is None:
+        try:
+            quotas = await anyio.to_thread.run_sync(cache.load, principal.name)
+        except ValueError:  # deleted since its token was checked
+            raise LabError("unauthorized", "the token's user no longer exists") from None
+    return quotas
+
+
+async def charge(lab: Lab, principal: Principal, calls: int) -> None:
+    """Take ``calls`` kernel calls from the principal's call-rate bucket (token mode), or
+    refuse the request before it runs: 429 ``rate-limited`` with ``Retry-After``, or 413
+    ``too-large`` for a request the bucket could never hold."""
+    quotas = await quotas_of(lab, principal)
+    if quotas is None:
+        return
+    try:
+        lab.call_rate.take(principal.name, calls, quotas)
+    except RateLimited as e:
+        if e.retry_after is None:
+            raise LabError(e.kind, e.message) from None
+        raise LabError(e.kind, e.message, retry_after=e.retry_after) from None
 
 
 def is_read(method: str, path: str) -> bool:

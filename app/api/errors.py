@@ -53,12 +53,6 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "session and must come from this server's own page (its Origin). Reload the page, "
         "or sign in again.",
     ),
-    "rate-limited": (
-        429,
-        "Too many requests",
-        "Too many requests of one kind in a short time (for example failed sign-ins or bad "
-        "tokens); the Retry-After header says in how many seconds to try again.",
-    ),
     "not-found": (404, "Not found", "The resource does not exist."),
     "kernel-panic": (
         409,
@@ -79,6 +73,21 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         429,
         "Quota exceeded",
         "A server limit was reached (instances, batch size, wait time).",
+    ),
+    "rate-limited": (
+        429,
+        "Too many requests",
+        "Too many requests in a short time: more kernel calls than your calls_per_s quota "
+        "allows, or too many failed sign-ins or bad tokens from your address. The "
+        "Retry-After header (and retry_after in the body) says how many seconds to wait. "
+        "An instructor or an admin can raise a quota (GET /api/v1/me shows yours).",
+    ),
+    "server-full": (
+        507,
+        "Server full",
+        "The server has no memory left for another simulated machine (its page budget, "
+        "PAGELAB_PAGE_BUDGET); nothing was allocated. Choose a smaller machine, delete an "
+        "instance, or ask the server's admin.",
     ),
     "unavailable": (
         503,
@@ -120,6 +129,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
     }
     for status in sorted({status for status, _, _ in PROBLEM_TYPES.values()})
+}
+PROBLEM_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "rate-limited: whole seconds to wait before the request can pass",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -187,9 +203,9 @@ def install(app: FastAPI) -> None:
         response = problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
         if exc.kind == "unauthorized":
             response.headers["WWW-Authenticate"] = 'Bearer realm="pagelab"'
-        retry_after = exc.extra.get("retry_after_s")
-        if isinstance(retry_after, int):  # RFC 9110 §10.2.3: whole seconds
-            response.headers["Retry-After"] = str(retry_after)
+        retry_after = exc.extra.get("retry_after")
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(max(1, retry_after))
         return response
 
     @app.exception_handler(StarletteHTTPException)

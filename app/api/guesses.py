@@ -54,7 +54,7 @@ class GuessLimiter:
             f"too many failed sign-ins or bad tokens from your address ({self.per_minute} a "
             f"minute): wait {retry_after} s, then try again with the token exactly as it was "
             "handed out (it starts with pl_)",
-            retry_after_s=retry_after,
+            retry_after=retry_after,
         )
 
     def failed(self, address: str) -> None:

@@ -30,7 +30,7 @@ from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
-from .auth import PrincipalDep, quotas_of
+from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
 from .refs import ref_of
@@ -194,8 +194,11 @@ async def delete_instance(instance_id: InstanceId, lab: LabDep) -> None:
 
 
 @router.post("/instances/{instance_id}/reset", operation_id="reset_instance", tags=["instances"])
-async def reset_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+async def reset_instance(
+    instance_id: InstanceId, lab: LabDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Re-boot with the same configuration and seed."""
+    await charge(lab, principal, 1)
     inst = await lab.reset(instance_id)
     return instance_view(inst, await lab.digest(inst))
 
@@ -207,8 +210,11 @@ async def call_function(
     fn: Annotated[str, Path(min_length=1, max_length=64, description="kernel function name")],
     body: CallRequest,
     lab: LabDep,
+    principal: PrincipalDep,
 ) -> CallResponse:
     """Run one kernel function by name with named arguments."""
+    if lab.quota_cache is not None:  # token mode: one call from the caller's bucket
+        await charge(lab, principal, 1)
     ctx = Ctx(**body.ctx.model_dump())
     result, outcome, seq = await lab.call(
         instance_id,
@@ -262,12 +268,18 @@ async def call_batch(
     if len(body.calls) > lab.settings.max_batch:  # before building a context per call
         raise LabError("too-large", f"a batch holds at most {lab.settings.max_batch} calls")
     quotas = await quotas_of(lab, principal)
-    if quotas is not None and len(body.calls) > quotas.batch_size:
-        raise LabError(
-            "too-large",
-            f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
-            f"{len(body.calls)}: split it, or ask an instructor or an admin to raise it",
-        )
+    if quotas is not None:
+        if len(body.calls) > quotas.batch_size:
+            held = lab.call_rate.bucket(quotas).capacity if quotas.calls_per_s > 0 else 0
+            raise LabError(
+                "too-large",
+                f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
+                f"{len(body.calls)} (and your call bucket, filled at your quota "
+                f"'calls_per_s' of {quotas.calls_per_s:g} a second, holds {held}): split "
+                "it, or ask an instructor or an admin to raise them",
+            )
+        # the whole batch is paid for before any of it runs: refused, nothing ran
+        await charge(lab, principal, len(body.calls))
     default = Ctx()  # shared: a context is only read
     calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else default) for c in body.calls]
     results = await lab.batch(
@@ -502,8 +514,10 @@ async def set_sysctl(
     name: Annotated[str, Path(max_length=128)],
     body: SysctlWrite,
     lab: LabDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     await get_sysctl(instance_id, name, lab)  # 404 for a name that does not exist
+    await charge(lab, principal, 1)
     result, _, _seq = await lab.call(
         instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
     )

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketState
 from app.lab.service import Lab, LabError
 from app.lab.stream import CLOSE_POLICY, StreamError
 
-from .auth import may_read, origin_allowed, websocket_principal
+from .auth import may_read, origin_allowed, quotas_of, websocket_principal
 from .refs import resolve
 
 router = APIRouter(prefix="/api/v1")
@@ -69,6 +69,7 @@ async def stream(websocket: WebSocket, instance_id: str) -> None:
         await websocket.close(code=CLOSE_POLICY, reason=f"there is no instance {instance_id}"[:120])
         return
     query = websocket.query_params
+    quotas = await quotas_of(lab, principal)
     try:
         topics = None
         if "topics" in query:
@@ -79,9 +80,16 @@ async def stream(websocket: WebSocket, instance_id: str) -> None:
             if not raw.isdigit():
                 raise StreamError(f"rate must be an integer from 1 to 30, got {raw!r}")
             rate = int(raw)
-        viewer = lab.stream.connect(inst.id, WebSocketSink(websocket), topics, rate)
+        viewer = lab.stream.connect(
+            inst.id,
+            WebSocketSink(websocket),
+            topics,
+            rate,
+            owner=principal.name,
+            max_streams=None if quotas is None else quotas.streams,
+        )
     except StreamError as e:
-        await websocket.close(code=CLOSE_POLICY, reason=str(e)[:120])
+        await websocket.close(code=e.code, reason=str(e)[:120])
         return
     try:
         while True:

@@ -14,7 +14,7 @@ from app.core.config import MachineConfig
 from app.lab.service import LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
-from .auth import PrincipalDep, quotas_of
+from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 from .routes import instance_view
@@ -78,9 +78,10 @@ async def get_journal_density(
 
 @router.post("/instances/{instance_id}/restore", operation_id="restore_instance")
 async def restore_instance(
-    instance_id: InstanceId, body: RestoreRequest, lab: LabDep
+    instance_id: InstanceId, body: RestoreRequest, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Step back: the machine as it was right after call ``to`` (a new generation)."""
+    await charge(lab, principal, 1)
     inst = await lab.restore(instance_id, body.to)
     return instance_view(inst, await lab.digest(inst))
 
@@ -90,6 +91,7 @@ async def fork_instance(
     instance_id: InstanceId, body: ForkRequest, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """A new instance (yours): the same machine after the same calls, up to call ``at``."""
+    await charge(lab, principal, 1)
     inst = await lab.fork(
         instance_id, body.at, body.name, principal.name, await quotas_of(lab, principal)
     )
@@ -222,6 +224,7 @@ async def import_trace(
     except UnicodeDecodeError:
         raise LabError("bad-request", "the trace must be UTF-8 JSON Lines") from None
     header, entries = parse_trace(text)
+    await charge(lab, principal, 1)
     try:
         config = config_from_json(header["config"])
     except (KeyError, TypeError, ValueError) as e:

@@ -209,6 +209,18 @@ class Quotas:
 
 QUOTA_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(Quotas))
 
+#: the most any quota may be set to: far above what one server can give, low enough that a
+#: typo (an extra zero or three) is refused rather than believed
+QUOTA_CEILINGS: Final[Mapping[str, int | float]] = {
+    "instances": 10_000,
+    "pages_per_instance": 1 << 32,
+    "pages_total": 1 << 40,
+    "calls_per_s": 10_000_000.0,
+    "batch_size": 10_000_000,
+    "streams": 10_000,
+    "workloads": 10_000,
+}
+
 DEFAULT_ROLE_QUOTAS: Final[Mapping[Role, Quotas]] = {
     # "unlimited" within what one server can hold: 16 Mi pages is MachineConfig's ceiling
     "admin": Quotas(
@@ -275,14 +287,15 @@ def check_quota(field: str, value: object) -> int | float:
         raise ValueError(f"quota field: {field!r} is not one of {', '.join(QUOTA_FIELDS)}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{field}: {value!r} is not a number")
+    ceiling = QUOTA_CEILINGS[field]
     if field == "calls_per_s":
-        if not value >= 0 or value == float("inf"):
-            raise ValueError(f"{field}: {value!r} must be a finite number >= 0")
+        if not 0 <= value <= ceiling:
+            raise ValueError(f"{field}: {value!r} must be a number from 0 to {ceiling:g}")
         return float(value)
     if not isinstance(value, int) and not float(value).is_integer():
-        raise ValueError(f"{field}: {value!r} must be a whole number >= 0")
-    if value < 0:
-        raise ValueError(f"{field}: {value!r} must be a whole number >= 0")
+        raise ValueError(f"{field}: {value!r} must be a whole number from 0 to {ceiling}")
+    if not 0 <= value <= ceiling:
+        raise ValueError(f"{field}: {value!r} must be a whole number from 0 to {ceiling}")
     return int(value)
 
 
@@ -361,6 +374,8 @@ class Accounts:
         )
         self.clock = clock
         self.touch_interval_s = touch_interval_s
+        #: bumped by every quota or role change made here (``QuotaCache`` reloads then)
+        self.quota_generation = 0
 
     # ------------------------------------------------------------ courses
     def create_course(self, name: str) -> None:
@@ -427,6 +442,7 @@ class Accounts:
         with self.engine.begin() as conn:
             uid = self._user_id(conn, name)
             conn.execute(update(users).where(users.c.id == uid).values(role=checked))
+        self.quota_generation += 1
 
     def set_course(self, name: str, course: str | None) -> None:
         with self.engine.begin() as conn:
@@ -445,6 +461,7 @@ class Accounts:
             conn.execute(delete(tokens).where(tokens.c.user_id == uid))
             conn.execute(delete(shares).where(shares.c.user_id == uid))
             conn.execute(delete(users).where(users.c.id == uid))
+        self.quota_generation += 1
 
     @staticmethod
     def _user_row(conn: Connection, name: str) -> Any:
@@ -689,44 +706,53 @@ class Accounts:
 
     def set_quota(self, user: str, field: str, value: int | float | None) -> None:
         """Override one quota for one user; None removes the override."""
-        checked = None if value is None else check_quota(field, value)
-        if value is None and field not in QUOTA_FIELDS:
-            check_quota(field, 0)
-        with self.engine.begin() as conn:
-            row = self._user_row(conn, user)
-            if row is None:
-                raise ValueError(f"user: no user named {user!r}")
-            quota = dict(row.quota or {})
-            if checked is None:
-                quota.pop(field, None)
-            else:
-                quota[field] = checked
-            conn.execute(update(users).where(users.c.id == row.id).values(quota=quota or None))
+        self.update_quota(user, {field: value})
 
     def set_role_quota(self, role: str, field: str, value: int | float | None) -> None:
         """Change one quota of a role for everyone in it (who has no override); None
         restores the default."""
-        checked_role = check_role(role)
-        checked = None if value is None else check_quota(field, value)
-        if value is None and field not in QUOTA_FIELDS:
-            check_quota(field, 0)
+        self.update_role_quota(role, {field: value})
+
+    def update_quota(
+        self, user: str, changes: Mapping[str, int | float | None], replace_all: bool = False
+    ) -> dict[str, int | float]:
+        """Override some of one user's quotas (None removes that override; with
+        ``replace_all`` the others are removed too), all or nothing.  Answers the user's
+        overrides now."""
+        checked = _checked_changes(changes)
         with self.engine.begin() as conn:
-            changes = self._role_changes(conn)
-            mine = dict(changes.get(checked_role, {}))
-            if checked is None:
-                mine.pop(field, None)
-            else:
-                mine[field] = checked
-            changes = {**changes, checked_role: mine}
+            row = self._user_row(conn, user)
+            if row is None:
+                raise ValueError(f"user: no user named {user!r}")
+            quota = {} if replace_all else dict(row.quota or {})
+            _apply(quota, checked)
+            conn.execute(update(users).where(users.c.id == row.id).values(quota=quota or None))
+        self.quota_generation += 1
+        return quota
+
+    def update_role_quota(self, role: str, changes: Mapping[str, int | float | None]) -> Quotas:
+        """Change some quotas of a role (None restores that default), all or nothing.
+        Answers the role's quotas now."""
+        checked_role = check_role(role)
+        checked = _checked_changes(changes)
+        with self.engine.begin() as conn:
+            all_changes = self._role_changes(conn)
+            mine = dict(all_changes.get(checked_role, {}))
+            _apply(mine, checked)
+            all_changes = {**all_changes, checked_role: mine}
             had = conn.execute(
                 select(settings.c.key).where(settings.c.key == ROLE_QUOTAS_KEY)
             ).first()
             if had is None:
-                conn.execute(insert(settings).values(key=ROLE_QUOTAS_KEY, value=changes))
+                conn.execute(insert(settings).values(key=ROLE_QUOTAS_KEY, value=all_changes))
             else:
                 conn.execute(
-                    update(settings).where(settings.c.key == ROLE_QUOTAS_KEY).values(value=changes)
+                    update(settings)
+                    .where(settings.c.key == ROLE_QUOTAS_KEY)
+                    .values(value=all_changes)
                 )
+        self.quota_generation += 1
+        return _merged(DEFAULT_ROLE_QUOTAS[checked_role], mine)
 
     @staticmethod
     def _role_changes(conn: Connection) -> dict[str, dict[str, int | float]]:
@@ -879,6 +905,27 @@ def _user(row: Any) -> User:
     return User(
         int(row.id), row.name, cast(Role, row.role), row.course, row.created, dict(row.quota or {})
     )
+
+
+def _checked_changes(
+    changes: Mapping[str, int | float | None],
+) -> dict[str, int | float | None]:
+    """Quota changes validated (every field known, every value in range) before any is
+    applied."""
+    out: dict[str, int | float | None] = {}
+    for field, value in changes.items():
+        if field not in QUOTA_FIELDS:
+            check_quota(field, 0)  # raises: names the known fields
+        out[field] = None if value is None else check_quota(field, value)
+    return out
+
+
+def _apply(quota: dict[str, int | float], changes: Mapping[str, int | float | None]) -> None:
+    for field, value in changes.items():
+        if value is None:
+            quota.pop(field, None)
+        else:
+            quota[field] = value
 
 
 def _merged(base: Quotas, changes: Mapping[str, object]) -> Quotas:

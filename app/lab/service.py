@@ -28,6 +28,7 @@ from app.core.registry import REGISTRY
 from .access import Access
 from .accounts import Accounts, Quotas
 from .presets import PRESETS
+from .quota import CallRate, QuotaCache, default_page_budget, page_structs
 from .settings import Settings
 from .store import Entry, JournalWriter, Store, StoredInstance
 from .stream import StreamHub, StreamSettings
@@ -266,6 +267,17 @@ class Lab:
         self.journal: JournalWriter | None = None
         #: users, tokens, shares: only in token mode (PAGELAB_AUTH=token), which needs a store
         self.accounts: Accounts | None = None
+        #: page structures all instances may hold in all (0: no budget)
+        self.page_budget = (
+            default_page_budget()
+            if self.settings.page_budget is None
+            else self.settings.page_budget
+        )
+        #: page structures of machines booting now (a create, or a reset's second copy)
+        self._booking_pages = 0
+        #: per-user call-rate buckets (token mode: ``calls_per_s``)
+        self.call_rate = CallRate()
+        self.quota_cache: QuotaCache | None = None
         if self.settings.database_url:
             self.store = Store(self.settings.database_url)
             self.journal = JournalWriter(self.store)
@@ -273,6 +285,7 @@ class Lab:
             if self.settings.auth == "token":
                 self.accounts = Accounts(self.store)
                 self.access = Access(self.accounts)
+                self.quota_cache = QuotaCache(self.accounts)
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
         st = self.settings
         self.stream = StreamHub(
@@ -454,6 +467,7 @@ class Lab:
                 raise LabError("conflict", f"an instance named {name!r} already exists")
             if quotas is not None:
                 self._check_quota(owner, config, quotas)
+            need = self.reserve_pages(page_structs(config), "this machine")
             self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
@@ -474,8 +488,43 @@ class Lab:
                 inst.history = kept
         finally:
             self._booting_names.discard(booking)
+            self._booking_pages -= need
         self.instances[inst.id] = inst
         return inst
+
+    # ------------------------------------------------------------ the page budget
+    def pages_held(self) -> int:
+        """Page structures of every hosted instance and of those booting now."""
+        return sum(page_structs(i.config) for i in self.instances.values()) + self._booking_pages
+
+    def reserve_pages(self, pages: int, what: str) -> int:
+        """Book ``pages`` of the server's page budget for a boot (give them back with
+        ``_booking_pages -= pages`` once the machine is hosted or failed), or refuse with
+        ``server-full`` before anything is allocated.  Synchronous: the check and the
+        booking happen with no other task in between."""
+        budget = self.page_budget
+        if budget:
+            held = self.pages_held()
+            if held + pages > budget:
+                raise LabError(
+                    "server-full",
+                    f"this server is full: its machines hold {held} of the {budget} page "
+                    f"structures it has memory for (PAGELAB_PAGE_BUDGET) and {what} needs "
+                    f"{pages} more: choose a smaller machine, delete an instance you no "
+                    "longer need, or ask the server's admin for room",
+                )
+        self._booking_pages += pages
+        return pages
+
+    def usage(self, owner: str) -> dict[str, int]:
+        """What ``owner`` holds now, in the units of their quotas (``GET /me``)."""
+        mine = [i for i in self.instances.values() if i.owner == owner]
+        return {
+            "instances": len(mine),
+            "pages_total": sum(config_pages(i.config) for i in mine),
+            "streams": self.stream.streams_of(owner),
+            "workloads": self.workloads.running_of(owner),
+        }
 
     def _check_quota(self, owner: str, config: MachineConfig, quotas: Quotas) -> None:
         """Refuse an instance the owner's quotas do not allow (before anything boots)."""
@@ -557,6 +606,17 @@ class Lab:
                 "validation",
                 f"instance {instance_id} can be restored to a call from 0 to {inst.seq}, not {to}",
             )
+        # the new machine boots while the old one is still hosted: room for both
+        need = self.reserve_pages(
+            page_structs(inst.config),
+            "a reset or restore (the machine boots again next to the old one)",
+        )
+        try:
+            return await self._restore(inst, to)
+        finally:
+            self._booking_pages -= need
+
+    async def _restore(self, inst: Instance, to: int) -> Instance:
         for run in inst.workloads.values():
             run.cancel(
                 "the instance was reset" if to == 0 else f"the instance was restored to {to}"

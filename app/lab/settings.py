@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_workloads: int = Field(
         default=4, ge=0, le=64, description="workloads running at once on one instance"
     )
+    page_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="page structures all instances of this server may hold in all (a 1 GiB "
+        "machine needs 262 144); unset: half the host's physical memory at 80 bytes each "
+        "(app.lab.quota); 0: no budget",
+    )
     database_url: str = Field(
         default="sqlite:///var/pagelab.db",
         description="where instances and their journals are kept (SQLAlchemy URL; "

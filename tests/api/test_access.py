@@ -470,3 +470,29 @@ def test_quotas_refuse_with_the_quota_named_and_change_at_runtime(world: World) 
     assert world.add_instance(ALICE, "fifth") > 0
     me = c.get(f"{API}/me", headers=world.as_(ALICE)).json()
     assert me["quotas"]["instances"] == 5
+
+
+QUOTA_READ_ROLES = {ADMIN, INSTRUCTOR}  # GET /quotas/roles/{role}
+QUOTA_MANAGERS = {ADMIN, INSTRUCTOR}  # change Alice's quota (a student of os101)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_quota_matrix(world: World, user: str) -> None:
+    """Role quotas: instructors read, admins change.  A user's quota: read by themselves
+    and whoever manages them, changed only by those managers; anyone else gets exactly
+    the answer for a user that does not exist."""
+    c, h = world.c, world.as_(user)
+    r = c.get(f"{API}/quotas/roles/student", headers=h)
+    assert r.status_code == (200 if user in QUOTA_READ_ROLES else 403), (user, r.text)
+    r = c.put(f"{API}/quotas/roles/observer", json={"streams": 2}, headers=h)
+    assert r.status_code == (200 if user == ADMIN else 403), (user, r.text)
+    missing = c.get(f"{API}/users/nobody7/quota", headers=h)
+    assert missing.status_code == 404
+    for method, body in (("GET", None), ("PUT", {"streams": 4}), ("DELETE", None)):
+        r = c.request(method, f"{API}/users/{ALICE}/quota", json=body, headers=h)
+        allowed = user in QUOTA_MANAGERS or (method == "GET" and user == ALICE)
+        if allowed:
+            assert r.status_code in (200, 204), (user, method, r.text)
+        else:
+            assert r.status_code == 404, (user, method, r.text)
+            assert r.json()["detail"] == missing.json()["detail"].replace("nobody7", ALICE)
