@@ -267,7 +267,9 @@ class Lab:
         #: users, tokens, shares: only in token mode (PAGELAB_AUTH=token), which needs a store
         self.accounts: Accounts | None = None
         if self.settings.database_url:
-            self.store = Store(self.settings.database_url)
+            self.store = Store(
+                self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+            )
             self.journal = JournalWriter(self.store)
             self._next_id = self.store.next_instance_id()
             if self.settings.auth == "token":
@@ -329,7 +331,9 @@ class Lab:
         if fut is None:
             return
         try:
-            await fut
+            # shielded: the future is shared by every call of the group commit, and a
+            # cancelled caller must not cancel the others' acknowledgements
+            await asyncio.shield(fut)
         except Exception as e:
             raise LabError(
                 "unavailable",
