@@ -30,8 +30,10 @@ fails if any does).  Two phases, each on the same server and instances:
 * ``paced``: each student waits a random think time (exponential, mean ``think_ms``)
   between requests, as people at a keyboard or a script with sleeps do: latency again.
 
-Without ``--quick`` the flat-out phase runs once more on a server with
-``PAGELAB_SQLITE_SYNCHRONOUS=FULL`` (each group commit waits for the disk).
+The flat-out phase then runs again on other servers (``CONFIGS``): the open lab (no
+tokens) with the SQLite journal and without a database, so ``durability_cost_ratio`` (calls/s
+without / with the journal) is what durability costs the class; and, without ``--quick``,
+token mode with ``PAGELAB_SQLITE_SYNCHRONOUS=FULL`` (each group commit waits for the disk).
 """
 
 from __future__ import annotations
@@ -67,7 +69,15 @@ class Plan:
 
 
 FULL = Plan(40, "128MiB", 15.0, 100.0, 4)
-QUICK = Plan(40, "64MiB", 1.5, 100.0, 2)
+QUICK = Plan(40, "64MiB", 1.0, 100.0, 2)
+
+#: server configurations: (PAGELAB_AUTH, a SQLite journal?, PAGELAB_SQLITE_SYNCHRONOUS)
+CONFIGS: dict[str, tuple[str, bool, str]] = {
+    "token": ("token", True, "NORMAL"),  # the class as deployed
+    "token_full": ("token", True, "FULL"),
+    "open": ("open", True, "NORMAL"),  # no tokens: what authentication costs
+    "open_nodb": ("open", False, "NORMAL"),  # no journal: what durability costs
+}
 
 
 # ---------------------------------------------------------------- one student
@@ -78,7 +88,9 @@ class Student:
     def __init__(self, port: int, name: str, token: str, seed: int) -> None:
         self.name = name
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json"}
+        if token:  # none in the open lab
+            self.headers["Authorization"] = f"Bearer {token}"
         self.rng = random.Random(seed)
         self.iid = 0
         self.busy: list[int] = []  # pages this student has busied (alloc, busy_try)
@@ -341,12 +353,18 @@ def _phase(procs: list[subprocess.Popen[str]], seconds: float, think_ms: float) 
 
 
 def _run_class(
-    plan: Plan, tmp: Path, synchronous: str, phases: list[tuple[str, float]]
+    plan: Plan, tmp: Path, config: str, phases: list[tuple[str, float]]
 ) -> dict[str, Any]:
-    url = f"sqlite:///{tmp / f'students-{synchronous.lower()}.db'}"
-    roster = _enrol(url, plan.students)
+    """One server in configuration ``config`` (see ``CONFIGS``), the class on it, the
+    phases one after the other."""
+    auth, database, synchronous = CONFIGS[config]
+    url = f"sqlite:///{tmp / f'students-{config}.db'}" if database else ""
+    if auth == "token":
+        roster = _enrol(url, plan.students)
+    else:
+        roster = [(f"student{k:02d}", "") for k in range(plan.students)]
     env = {
-        "PAGELAB_AUTH": "token",
+        "PAGELAB_AUTH": auth,
         "PAGELAB_DATABASE_URL": url,
         "PAGELAB_SQLITE_SYNCHRONOUS": synchronous,
         "PAGELAB_BOOT_DEFAULT": "0",
@@ -398,17 +416,22 @@ def run(quick: bool = False) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     tmp = Path(tempfile.mkdtemp(prefix="pagelab-students-"))
     try:
-        normal = _run_class(plan, tmp, "NORMAL", [("flat_out", 0.0), ("paced", plan.think_ms)])
+        token = _run_class(plan, tmp, "token", [("flat_out", 0.0), ("paced", plan.think_ms)])
         result: dict[str, Any] = {
             "students": plan.students,
             "memory": plan.memory,
             "client_processes": plan.processes,
             "sqlite_synchronous": "NORMAL",
-            **normal,
+            **token,
         }
-        if not quick:
-            full = _run_class(plan, tmp, "FULL", [("flat_out", 0.0)])
-            result["flat_out_synchronous_full"] = full["flat_out"]
+        others = ["open", "open_nodb"] + ([] if quick else ["token_full"])
+        for config in others:
+            result[f"flat_out_{config}"] = _run_class(plan, tmp, config, [("flat_out", 0.0)])[
+                "flat_out"
+            ]
+        nodb, db = result["flat_out_open_nodb"], result["flat_out_open"]
+        # what the journal costs a class: calls/s without a database over calls/s with one
+        result["durability_cost_ratio"] = round(nodb["calls_per_s"] / max(1, db["calls_per_s"]), 2)
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -417,7 +440,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"{result['students']} students, an instance of {result['memory']} each, "
-        f"{result['client_processes']} client processes, SQLite journal"
+        f"{result['client_processes']} client processes; flat_out and paced: token mode, "
+        "SQLite journal (synchronous NORMAL)"
     ]
     phases = [(k, v) for k, v in result.items() if isinstance(v, dict) and "calls_per_s" in v]
     for label, ph in phases:
@@ -433,6 +457,9 @@ def render(result: dict[str, Any]) -> str:
                     f"  {kind:8} n={s['n']:<7} p50 {s['p50']:8.2f} ms  p99 {s['p99']:8.2f} ms  "
                     f"max {s['max']:8.2f} ms"
                 )
+    lines.append(
+        f"durability cost (open lab, no database / SQLite): {result['durability_cost_ratio']}x"
+    )
     return "\n".join(lines)
 
 
