@@ -331,9 +331,7 @@ class Lab:
         if fut is None:
             return
         try:
-            # shielded: the future is shared by every call of the group commit, and a
-            # cancelled caller must not cancel the others' acknowledgements
-            await asyncio.shield(fut)
+            await fut
         except Exception as e:
             raise LabError(
                 "unavailable",

@@ -417,20 +417,20 @@ class Store:
 
 class _Group:
     """Entries handed to the writer together: every flush of one event-loop pass joins
-    the group that is still waiting in the queue, and all of its callers wait on one
-    future (one wake-up per group commit, not one per call)."""
+    the group still waiting in the queue (one queue item and one wake-up of the writer per
+    group commit, not one per call).  Each waiting call has a future of its own, so one
+    caller going away (its request cancelled) cancels nobody else's."""
 
-    __slots__ = ("entries", "future", "loop")
+    __slots__ = ("entries", "futures")
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.future: asyncio.Future[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
 
 class JournalWriter:
     """Group commit: one thread writes whatever entries are waiting in one transaction,
-    then resolves the waiters' futures on their event loop.
+    then resolves the waiters' futures on their event loop (one wake-up per loop).
 
     Entries join the newest group still in the queue (under a lock, so none is added
     to a group the thread has already taken), which keeps each instance's entries in
@@ -452,23 +452,19 @@ class JournalWriter:
 
     def submit(self, entries: list[Entry], wait: bool = True) -> asyncio.Future[None] | None:
         """Queue entries (in seq order); with ``wait``, a future done once they are
-        durable (shared with the other entries of the same group commit).  Call from
-        the event loop thread (or with ``wait=False`` from any)."""
-        loop = asyncio.get_running_loop() if wait else None
+        durable.  Call from the event loop thread (or with ``wait=False`` from any)."""
+        fut: asyncio.Future[None] | None = None
         with self._lock:
             group = self._open
-            if group is None or (
-                loop is not None and group.loop is not None and group.loop is not loop
-            ):
+            if group is None:
                 group = self._open = _Group()
                 self._queue.put(group)
             group.entries += entries
-            if loop is None:
-                return None
-            if group.future is None:
-                group.loop = loop
-                group.future = loop.create_future()
-            return group.future
+            if wait:
+                loop = asyncio.get_running_loop()
+                fut = loop.create_future()
+                group.futures.append((loop, fut))
+        return fut
 
     def _take(self, group: _Group) -> None:
         with self._lock:
@@ -507,11 +503,11 @@ class JournalWriter:
         self.commit_seconds += time.perf_counter() - started
         if self.checkpointer is not None and error is None:
             self.checkpointer.committed()
-        # one wake-up per event loop, not one per group
+        # one wake-up per event loop, not one per call
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for group in batch:
-            if group.future is not None and group.loop is not None:
-                by_loop.setdefault(group.loop, []).append(group.future)
+            for loop, fut in group.futures:
+                by_loop.setdefault(loop, []).append(fut)
         for loop, futures in by_loop.items():
             loop.call_soon_threadsafe(_settle, futures, error)
 
