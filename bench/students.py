@@ -30,9 +30,12 @@ fails if any does).  Two phases, each on the same server and instances:
 * ``paced``: each student waits a random think time (exponential, mean ``think_ms``)
   between requests, as people at a keyboard or a script with sleeps do: latency again.
 
-The flat-out phase then runs again on other servers (``CONFIGS``): the open lab (no
-tokens) with the SQLite journal and without a database, so ``durability_cost_ratio`` (calls/s
-without / with the journal) is what durability costs the class; and, without ``--quick``,
+Each phase also reports the server's CPU time per request (``/proc/<pid>/stat``: all its
+threads), which other work on the machine disturbs far less than the rates.  The flat-out
+phase then runs again on other servers (``CONFIGS``): the open lab (no tokens) with the
+SQLite journal and without a database, so ``durability_cost_ratio`` (calls/s without / with
+the journal) and ``durability_cpu_ratio`` (server CPU per request with / without) are what
+durability costs the class; and, without ``--quick``,
 token mode with ``PAGELAB_SQLITE_SYNCHRONOUS=FULL`` (each group commit waits for the disk).
 """
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -312,7 +316,16 @@ def _latency(samples: list[float]) -> dict[str, float]:
     return {"n": len(s), "p50": _pct(s, 50), "p99": _pct(s, 99), "max": round(s[-1], 3)}
 
 
-def _phase(procs: list[subprocess.Popen[str]], seconds: float, think_ms: float) -> dict[str, Any]:
+def _server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the server process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _phase(
+    procs: list[subprocess.Popen[str]], server_pid: int, seconds: float, think_ms: float
+) -> dict[str, Any]:
+    cpu0 = _server_cpu_s(server_pid)
     started = time.perf_counter()
     for p in procs:
         assert p.stdin is not None
@@ -326,6 +339,7 @@ def _phase(procs: list[subprocess.Popen[str]], seconds: float, think_ms: float) 
             raise RuntimeError("a client process died")
         figures += json.loads(line)
     wall = time.perf_counter() - started
+    server_cpu = _server_cpu_s(server_pid) - cpu0
     calls = sum(f["calls"] for f in figures)
     requests = sum(f["requests"] for f in figures)
     kinds: dict[str, list[float]] = {"single": [], "batch": [], "view": []}
@@ -342,6 +356,9 @@ def _phase(procs: list[subprocess.Popen[str]], seconds: float, think_ms: float) 
         "calls": calls,
         "requests": requests,
         "wall_s": round(wall, 3),
+        # the server's CPU time per request (all its threads): other processes on the
+        # machine disturb it far less than the rates
+        "server_cpu_ms_per_request": round(1e3 * server_cpu / max(1, requests), 3),
         "errors": sum(f["errors"] for f in figures),
         "first_error": next((f["first_error"] for f in figures if f["first_error"]), ""),
         "student_calls_per_s": {
@@ -396,7 +413,8 @@ def _run_class(
                 if p.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"a client process did not start:\n{server.log()}")
             for label, think_ms in phases:
-                out[label] = _phase(procs, plan.seconds, think_ms)
+                assert server.proc is not None
+                out[label] = _phase(procs, server.proc.pid, plan.seconds, think_ms)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -430,8 +448,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                 "flat_out"
             ]
         nodb, db = result["flat_out_open_nodb"], result["flat_out_open"]
-        # what the journal costs a class: calls/s without a database over calls/s with one
+        # what the journal costs a class: calls/s without a database over calls/s with one,
+        # and the server's CPU per request with one over without
         result["durability_cost_ratio"] = round(nodb["calls_per_s"] / max(1, db["calls_per_s"]), 2)
+        result["durability_cpu_ratio"] = round(
+            db["server_cpu_ms_per_request"] / max(1e-9, nodb["server_cpu_ms_per_request"]), 2
+        )
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -448,7 +470,8 @@ def render(result: dict[str, Any]) -> str:
         lat = ph["latency_ms"]
         lines.append(
             f"{label:28} {ph['calls_per_s']:>8} calls/s {ph['requests_per_s']:>7} req/s  "
-            f"errors {ph['errors']}  (think {ph['think_ms']:g} ms)"
+            f"errors {ph['errors']}  (think {ph['think_ms']:g} ms)  "
+            f"server {ph['server_cpu_ms_per_request']:.2f} ms CPU/request"
         )
         for kind in ("all", "single", "batch", "view"):
             s = lat[kind]
@@ -458,7 +481,9 @@ def render(result: dict[str, Any]) -> str:
                     f"max {s['max']:8.2f} ms"
                 )
     lines.append(
-        f"durability cost (open lab, no database / SQLite): {result['durability_cost_ratio']}x"
+        f"durability cost (open lab, no database / SQLite): calls/s "
+        f"{result['durability_cost_ratio']}x, server CPU per request "
+        f"{result['durability_cpu_ratio']}x"
     )
     return "\n".join(lines)
 

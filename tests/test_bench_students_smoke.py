@@ -47,7 +47,14 @@ def test_students_quick_json_has_every_figure() -> None:
         # every request of the mix was valid and answered 2xx, every batch item too
         assert phase["errors"] == 0, (name, phase["first_error"])
         assert phase["first_error"] == ""
-        for key in ("calls_per_s", "requests_per_s", "calls", "requests", "wall_s"):
+        for key in (
+            "calls_per_s",
+            "requests_per_s",
+            "calls",
+            "requests",
+            "wall_s",
+            "server_cpu_ms_per_request",
+        ):
             assert _positive(phase[key]), (name, key, phase[key])
         # a batch counts its calls: at least one call per single-call request
         assert phase["calls"] >= phase["latency_ms"]["single"]["n"]
@@ -65,5 +72,11 @@ def test_students_quick_json_has_every_figure() -> None:
     assert math.isclose(
         result["durability_cost_ratio"],
         result["flat_out_open_nodb"]["calls_per_s"] / result["flat_out_open"]["calls_per_s"],
+        abs_tol=0.01,
+    )
+    assert math.isclose(
+        result["durability_cpu_ratio"],
+        result["flat_out_open"]["server_cpu_ms_per_request"]
+        / result["flat_out_open_nodb"]["server_cpu_ms_per_request"],
         abs_tol=0.01,
     )
