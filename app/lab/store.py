@@ -453,6 +453,7 @@ class JournalWriter:
     def submit(self, entries: list[Entry], wait: bool = True) -> asyncio.Future[None] | None:
         """Queue entries (in seq order); with ``wait``, a future done once they are
         durable.  Call from the event loop thread (or with ``wait=False`` from any)."""
+        loop = asyncio.get_running_loop() if wait else None
         fut: asyncio.Future[None] | None = None
         with self._lock:
             group = self._open
@@ -460,8 +461,7 @@ class JournalWriter:
                 group = self._open = _Group()
                 self._queue.put(group)
             group.entries += entries
-            if wait:
-                loop = asyncio.get_running_loop()
+            if loop is not None:
                 fut = loop.create_future()
                 group.futures.append((loop, fut))
         return fut
