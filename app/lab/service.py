@@ -279,7 +279,9 @@ class Lab:
         self.call_rate = CallRate()
         self.quota_cache: QuotaCache | None = None
         if self.settings.database_url:
-            self.store = Store(self.settings.database_url)
+            self.store = Store(
+                self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+            )
             self.journal = JournalWriter(self.store)
             self._next_id = self.store.next_instance_id()
             if self.settings.auth == "token":
@@ -581,13 +583,17 @@ class Lab:
         for run in inst.workloads.values():
             run.cancel("the instance was deleted")
         async with inst.lock:
+            if self.store is not None:
+                # its calls (a workload's too) are committed before its rows go: one
+                # committed after the delete would break the foreign key and fail the
+                # whole group commit, other instances' calls with it
+                await self.sync(inst)
             del self.instances[instance_id]
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
                         f.set_result({"error": "the instance was deleted"})
             if self.store is not None:
-                self.flush(inst, wait=False)  # keep the order: its calls, then the delete
                 store = self.store
                 await anyio.to_thread.run_sync(lambda: store.delete_instance(instance_id))
         await self.stream.instance_deleted(instance_id)

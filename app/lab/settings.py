@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         description="where instances and their journals are kept (SQLAlchemy URL; "
         "empty: nowhere, nothing survives a restart)",
     )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite's synchronous level for the journal (WAL mode). NORMAL: an "
+        "acknowledged call survives the server being killed, but a power cut or OS crash "
+        "may lose the last ones; FULL: it survives those too, each group commit waits for "
+        "the disk",
+    )
     history_max: int = Field(
         default=1_000_000,
         ge=0,
