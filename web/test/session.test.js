@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import {
-  canManagePeople, cookieValue, creatableRoles, expiryFromDays, needsCsrf, roleLabel, sessionHeaders,
+  ACCESS_LABELS, canManagePeople, cookieValue, handOutSummary, mayChange, mayHandOut, scenarioCourse, creatableRoles, expiryFromDays, needsCsrf, roleLabel, sessionHeaders,
   signedIn, tokenProblem, tokensFileNames, whoLabel,
 } from '../src/lib/session.js';
 
@@ -74,5 +74,37 @@ describe('forms', () => {
     assert.ok('error' in expiryFromDays('0'));
     assert.ok('error' in expiryFromDays('soon'));
     assert.ok('error' in expiryFromDays('4000'));
+  });
+});
+
+describe('what an instance listing lets its viewer do', () => {
+  it('changes only own instances, or any as admin or in the open lab', () => {
+    assert.equal(mayChange(undefined), true); // the open lab lists no access
+    assert.equal(mayChange('own'), true);
+    assert.equal(mayChange('admin'), true);
+    for (const readOnly of ['course', 'shared', 'broadcast']) assert.equal(mayChange(readOnly), false, readOnly);
+    for (const access of ['own', 'admin', 'course', 'shared', 'broadcast']) assert.ok(ACCESS_LABELS[access], access);
+  });
+
+  it('shows the scenarios of the user’s own course, and hand-outs to its instructor', () => {
+    const ann = { name: 'ann', role: 'student', course: 'os101', auth: 'token' };
+    const tess = { name: 'tess', role: 'instructor', course: 'os101', auth: 'token' };
+    const root = { name: 'root', role: 'admin', course: null, auth: 'token' };
+    const open = { name: '', role: 'admin', course: null, auth: 'open' };
+    assert.equal(scenarioCourse(ann), 'os101');
+    assert.equal(scenarioCourse(root), null);
+    assert.equal(scenarioCourse(open), null);
+    assert.equal(mayHandOut(ann), false);
+    assert.equal(mayHandOut(tess), true);
+    assert.equal(mayHandOut(open), false);
+  });
+
+  it('sums a hand-out up, naming who was refused and why', () => {
+    assert.equal(handOutSummary({ created: [{}, {}], refused: [] }), '2 copies handed out.');
+    assert.equal(handOutSummary({ created: [{}], refused: [] }), '1 copy handed out.');
+    assert.equal(
+      handOutSummary({ created: [], refused: [{ user: 'bob', type: 'forbidden', detail: 'their quota instances allows 1' }] }),
+      '0 copies handed out; 1 refused (bob: their quota instances allows 1).',
+    );
   });
 });

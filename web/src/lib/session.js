@@ -120,3 +120,48 @@ export function expiryFromDays(text) {
   if (!Number.isFinite(days) || days <= 0 || days > 3650) return { error: `expires: "${t}" is not a number of days from 1 to 3650 (empty: never)` };
   return { seconds: Math.round(days * 86400) };
 }
+
+// ---- what an instance's `access` (GET /instances) lets its viewer do
+/** Why each kind of access shows an instance, in a few words. */
+export const ACCESS_LABELS = {
+  own: 'yours',
+  admin: 'admin',
+  course: 'your course (read-only)',
+  shared: 'shared with you (read-only)',
+  broadcast: 'broadcast to your course (read-only)',
+};
+
+/**
+ * May the viewer change (call, reset, delete) an instance listed with this access?  The
+ * open lab lists no access: everything is everyone's.
+ * @param {string | undefined} access
+ */
+export function mayChange(access) {
+  return access === undefined || access === 'own' || access === 'admin';
+}
+
+/** May this user hand a scenario out to the whole course (its instructor, or an admin)? @param {Me | null} me */
+export function mayHandOut(me) {
+  return signedIn(me) && (me?.role === 'admin' || me?.role === 'instructor');
+}
+
+/**
+ * The course whose scenarios the instance list shows: the user's own (admins have none
+ * unless one is given). @param {Me | null} me @returns {string | null}
+ */
+export function scenarioCourse(me) {
+  return signedIn(me) && me?.course ? me.course : null;
+}
+
+/**
+ * What a hand-out answered, in one sentence.
+ * @param {{created: any[], refused: any[]}} out
+ */
+export function handOutSummary(out) {
+  const made = out.created?.length ?? 0;
+  const refused = out.refused?.length ?? 0;
+  const copies = `${made} cop${made === 1 ? 'y' : 'ies'} handed out`;
+  if (!refused) return `${copies}.`;
+  const who = out.refused.map((/** @type {any} */ r) => `${r.user}: ${r.detail ?? r.type ?? "refused"}`).join('; ');
+  return `${copies}; ${refused} refused (${who}).`;
+}
