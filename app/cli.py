@@ -11,10 +11,25 @@
     pagelab systat [-vm] [-w SECONDS] [-c COUNT]
     pagelab ddb show page|pageq
     pagelab functions
+    pagelab users create NAME --role ROLE [--course C] [--expires 7d]
+    pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
+    pagelab roster import FILE.csv -o TOKENS.csv [--expires 120d]
+    pagelab scenarios list [--course C]
+    pagelab scenarios create NAME [--course C] (--trace FILE | --from REF [--at N]
+                                  | --preset P [--seed S] [--calls FILE]) [--description D]
+    pagelab scenarios start ID [--name NAME]
+    pagelab scenarios handout ID [--name NAME] [--user U ...]
+    pagelab scenarios delete ID
+    pagelab quotas show [--role R | --user U] [--json]
+    pagelab quotas set (--role R | --user U) key=value ...   (value "default": remove)
+    pagelab quotas clear --user U
 
 Global options (before the command): ``--url`` (default ``$PAGELAB_URL``, else
-``http://127.0.0.1:8000``) and ``--instance N`` (default 1, the instance the server boots
-at start-up).  Exit status: 0 on success, 1 when the server refused a request or could not
+``http://127.0.0.1:8000``), ``--token`` (default ``$PAGELAB_TOKEN``; a server in token
+mode needs one) and ``--instance REF`` (default 1, the instance the server boots at
+start-up).  Wherever an instance is named (``--instance``, ``delete``, ``reset``,
+``scenarios create --from``) a reference works: an id (``42``), the name of one of your
+instances (``box``) or ``owner:name`` (``ann:box``).  Exit status: 0 on success, 1 when the server refused a request or could not
 be reached (the problem's title and detail go to stderr), 2 for a usage error, 130 when
 interrupted.
 
@@ -64,6 +79,19 @@ Output formats
     separated by a blank line.  Plain text, no curses.
 ``ddb``
     The text the kernel debugger prints, as is.
+``scenarios``
+    ``list``: ``ID NAME CALLS DIGEST DESCRIPTION`` (the digest's first 16 hex digits) of
+    a course's scenarios (default: your course).  ``create`` prints ``scenario ID NAME
+    of COURSE: N calls, digest D``; ``--calls FILE`` is a JSON list of calls (``{"fn":
+    ..., "args": {...}}``) or a batch body ``{"calls": [...]}``; ``--trace FILE`` a trace
+    (``GET …/trace``).  ``start`` prints the new instance like ``create``.  ``handout``
+    prints one line per student: ``USER: instance ID NAME`` or ``USER: refused: why``
+    (exit status 1 if any was refused).
+``quotas``
+    ``show`` prints one quota a line, ``name value``: your own with what you use of each
+    (``used``), a role's (``--role``), or a user's (``--user``; ``*`` marks their own
+    overrides).  ``set`` changes some and prints the result the same way; values are
+    numbers, ``default`` removes a change.  ``--json`` prints the server's JSON.
 """
 
 from __future__ import annotations
@@ -499,6 +527,94 @@ def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+def _my_course(client: PageLabClient, ns: argparse.Namespace) -> str:
+    if ns.course:
+        return str(ns.course)
+    course = client.me().get("course")
+    if not course:
+        raise UsageError("you belong to no course: name one with --course")
+    return str(course)
+
+
+def _calls_file(path: str) -> list[Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--calls {path}: {e}") from None
+    if isinstance(value, dict):
+        value = value.get("calls")
+    if not isinstance(value, list):
+        raise UsageError(f'--calls {path}: expected a JSON list of calls or {{"calls": [...]}}')
+    return value
+
+
+def cmd_scenarios(client: PageLabClient, ns: argparse.Namespace) -> int:
+    action = ns.scenarios_command
+    if action == "list":
+        found = client.scenarios(_my_course(client, ns))
+        if ns.json:
+            _json_out(found)
+        else:
+            rows = [
+                (s["id"], s["name"], s["calls"], s["state_digest"][:16], s["description"])
+                for s in found
+            ]
+            _out(table(("ID", "NAME", "CALLS", "DIGEST", "DESCRIPTION"), rows, {0, 2}))
+        return 0
+    if action == "create":
+        sources = [x for x in (ns.trace, ns.from_instance, ns.preset) if x is not None]
+        if len(sources) != 1:
+            raise UsageError("give exactly one of --trace, --from or --preset")
+        trace = None
+        if ns.trace is not None:
+            try:
+                with open(ns.trace, encoding="utf-8") as f:
+                    trace = f.read()
+            except OSError as e:
+                raise UsageError(f"--trace {ns.trace}: {e}") from None
+        made = client.create_scenario(
+            _my_course(client, ns),
+            ns.name,
+            description=ns.description,
+            trace=trace,
+            from_instance=ns.from_instance,
+            at=ns.at,
+            preset=ns.preset,
+            seed=ns.seed,
+            calls=None if ns.calls is None else _calls_file(ns.calls),
+        )
+        if ns.json:
+            _json_out(made)
+        else:
+            _out(
+                f"scenario {made['id']} {made['name']} of {made['course']}: "
+                f"{made['calls']} calls, digest {made['state_digest']}\n"
+            )
+        return 0
+    if action == "start":
+        inst = client.start_scenario(ns.id, ns.name)
+        if ns.json:
+            _json_out(inst)
+        else:
+            _out(format_instances([inst]))
+        return 0
+    if action == "handout":
+        out = client.hand_out_scenario(ns.id, ns.name, ns.user or None)
+        if ns.json:
+            _json_out(out)
+        else:
+            lines = [f"{x['user']}: instance {x['id']} {x['name']}" for x in out["created"]]
+            lines += [f"{x['user']}: refused: {x['detail']}" for x in out["refused"]]
+            _out("".join(line + "\n" for line in lines))
+        return 0 if not out["refused"] else 1
+    if action == "delete":
+        client.delete_scenario(ns.id)
+        _out(f"scenario {ns.id} deleted\n")
+        return 0
+    raise UsageError("say what to do: list, create, start, handout or delete")
+
+
 def cmd_delete(client: PageLabClient, ns: argparse.Namespace) -> int:
     client.delete_instance(ns.id)
     _out(f"instance {ns.id} deleted\n")
@@ -688,6 +804,85 @@ def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ quotas (issue 8 §2)
+def parse_quota_changes(items: Sequence[str]) -> dict[str, float | None]:
+    """``key=value`` quota changes: a number, or ``default`` (also ``null``) for None."""
+    if not items:
+        raise UsageError("give at least one key=value (e.g. calls_per_s=1000 streams=8)")
+    out: dict[str, float | None] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"expected key=value, got {item!r}")
+        if raw.lower() in ("default", "null", "none"):
+            out[key] = None
+            continue
+        try:
+            out[key] = int(raw) if _DEC.fullmatch(raw) else float(raw)
+        except ValueError:
+            raise UsageError(f"{key}: {raw!r} is not a number (or 'default')") from None
+    return out
+
+
+def format_quotas(
+    quotas: dict[str, Any],
+    used: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> str:
+    headers = ["quota", "value"] + (["used"] if used is not None else [])
+    rows = []
+    for key, value in quotas.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        shown = _compact(value) + ("*" if overrides and key in overrides else "")
+        row = [key, shown]
+        if used is not None:
+            row.append(_compact(used[key]) if key in used else "")
+        rows.append(row)
+    return table(headers, rows, right={1, 2})
+
+
+def cmd_quotas(client: PageLabClient, ns: argparse.Namespace) -> int:
+    if ns.quotas_command == "show":
+        if ns.role:
+            answer = client.role_quotas(ns.role)
+            text = f"role {answer['role']}\n" + format_quotas(answer["quotas"])
+        elif ns.user:
+            answer = client.user_quota(ns.user)
+            text = f"user {answer['user']} ({answer['role']}; * = their own)\n" + format_quotas(
+                answer["quotas"], overrides=answer["overrides"]
+            )
+        else:
+            answer = client.me()
+            if answer.get("quotas") is None:
+                text = "this server has no quotas (open mode)\n"
+            else:
+                text = f"{answer['name']} ({answer['role']})\n" + format_quotas(
+                    answer["quotas"], used=answer.get("usage", {})
+                )
+    elif ns.quotas_command == "set":
+        if bool(ns.role) == bool(ns.user):
+            raise UsageError("give --role R or --user U")
+        changes = parse_quota_changes(ns.changes)
+        if ns.role:
+            answer = client.set_role_quotas(ns.role, **changes)
+            text = f"role {answer['role']}\n" + format_quotas(answer["quotas"])
+        else:
+            answer = client.set_user_quota(ns.user, **changes)
+            text = f"user {answer['user']} ({answer['role']}; * = their own)\n" + format_quotas(
+                answer["quotas"], overrides=answer["overrides"]
+            )
+    else:  # clear
+        client.clear_user_quota(ns.user)
+        answer = client.user_quota(ns.user)
+        text = f"user {answer['user']}: no overrides; their role's quotas apply\n"
+    if getattr(ns, "json", False):
+        _json_out(answer)
+    else:
+        _out(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from app.serve import main as serve  # only the server needs the server's code
 
@@ -721,6 +916,121 @@ def cmd_admin(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ people (token mode)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``12h``, ``7d`` or ``2w`` (``--expires``)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise UsageError(
+            f"--expires: cannot read {text!r} as a duration; use e.g. 3600, 30m, 12h, 7d or 2w"
+        )
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _expires(ns: argparse.Namespace) -> float | None:
+    return None if ns.expires is None else parse_duration(ns.expires)
+
+
+def cmd_users_create(client: PageLabClient, ns: argparse.Namespace) -> int:
+    made = client.create_user(
+        ns.name, ns.role, ns.course, label=ns.label, expires_in_s=_expires(ns)
+    )
+    if ns.json:
+        _json_out(made)
+        return 0
+    course = f", course {made['course']}" if made.get("course") else ""
+    _out(f"user {made['name']} ({made['role']}{course}) created; token, shown only now:\n")
+    _out(f"{made['token']}\n")
+    return 0
+
+
+def cmd_tokens_issue(client: PageLabClient, ns: argparse.Namespace) -> int:
+    made = client.issue_token(ns.name, label=ns.label, expires_in_s=_expires(ns))
+    if ns.json:
+        _json_out(made)
+        return 0
+    _out(f"token {made['id']} of {made['user']}, shown only now:\n{made['token']}\n")
+    return 0
+
+
+def cmd_tokens_revoke(client: PageLabClient, ns: argparse.Namespace) -> int:
+    client.revoke_token(ns.id)
+    _out(f"token {ns.id} revoked\n")
+    return 0
+
+
+def cmd_roster_import(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """Users from a CSV roster; the tokens file is written only with the owner's read and
+    write permission, and an existing file is kept unless ``--force``."""
+    if ns.file == "-":
+        roster = sys.stdin.read()
+    else:
+        try:
+            with open(ns.file, encoding="utf-8") as f:
+                roster = f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {ns.file}: {e.strerror}") from None
+    if ns.output != "-" and os.path.exists(ns.output) and not ns.force:
+        raise UsageError(f"{ns.output} exists; pick another -o or add --force")
+    tokens = client.import_roster(roster, label=ns.label, expires_in_s=_expires(ns))
+    if ns.output == "-":
+        _out(tokens)
+        return 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(os.open(ns.output, flags, 0o600), "w", encoding="utf-8") as f:
+        f.write(tokens)
+    count = max(0, len(tokens.strip().splitlines()) - 1)
+    _out(
+        f"{count} users created; their tokens are in {ns.output} (hand them out, keep it private)\n"
+    )
+    return 0
+
+
+def _add_people_commands(sub: Any) -> None:
+    """``users``, ``tokens`` and ``roster``: accounts over the API (``--token``)."""
+    p = sub.add_parser("users", help="users (token mode; needs --token)")
+    users = p.add_subparsers(dest="users_command", metavar="USERS_COMMAND")
+    c = users.add_parser("create", help="create a user and their first token")
+    c.add_argument("name")
+    c.add_argument("--role", required=True, choices=("admin", "instructor", "student", "observer"))
+    c.add_argument("--course", help="the course the user belongs to")
+    c.add_argument("--label", default="", help="a note on the token (e.g. laptop)")
+    c.add_argument("--expires", metavar="DURATION", help="the token expires after (7d, 12h, …)")
+    c.add_argument("--json", action="store_true", help="print the server's JSON")
+    c.set_defaults(func=cmd_users_create)
+
+    p = sub.add_parser("tokens", help="issue or revoke tokens (token mode; needs --token)")
+    tokens = p.add_subparsers(dest="tokens_command", metavar="TOKENS_COMMAND")
+    t = tokens.add_parser("issue", help="a new token for a user (shown once)")
+    t.add_argument("name")
+    t.add_argument("--label", default="")
+    t.add_argument("--expires", metavar="DURATION", help="expires after (3600, 30m, 12h, 7d)")
+    t.add_argument("--json", action="store_true", help="print the server's JSON")
+    t.set_defaults(func=cmd_tokens_issue)
+    t = tokens.add_parser("revoke", help="revoke a token by its id")
+    t.add_argument("id", type=int)
+    t.set_defaults(func=cmd_tokens_revoke)
+
+    p = sub.add_parser("roster", help="import a CSV roster (token mode; needs --token)")
+    roster = p.add_subparsers(dest="roster_command", metavar="ROSTER_COMMAND")
+    r = roster.add_parser(
+        "import",
+        help="create the users of FILE.csv (name,role,course) and write their tokens",
+    )
+    r.add_argument("file", metavar="FILE.csv", help="the roster ('-': standard input)")
+    r.add_argument(
+        "-o", "--output", required=True, metavar="TOKENS.csv", help="where the tokens go ('-')"
+    )
+    r.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    r.add_argument("--label", default="roster")
+    r.add_argument("--expires", metavar="DURATION", help="the tokens expire after (e.g. 120d)")
+    r.set_defaults(func=cmd_roster_import)
+
+
 # ------------------------------------------------------------------ argument parsing
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -733,7 +1043,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"server URL (default: $PAGELAB_URL, else {DEFAULT_URL})",
     )
     parser.add_argument(
-        "--instance", type=int, default=1, metavar="N", help="instance id (default: 1)"
+        "--token",
+        default=os.environ.get("PAGELAB_TOKEN") or None,
+        help="bearer token of a server in token mode (default: $PAGELAB_TOKEN)",
+    )
+    parser.add_argument(
+        "--instance",
+        default="1",
+        metavar="REF",
+        help="instance: an id, a name of yours or owner:name (default: 1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -773,11 +1091,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("delete", help="delete an instance")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="REF", help="id, name of yours or owner:name")
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("reset", help="re-boot an instance with its configuration and seed")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="REF", help="id, name of yours or owner:name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reset)
 
@@ -829,9 +1147,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="+", metavar="show page|pageq")
     p.set_defaults(func=cmd_ddb)
 
+    p = sub.add_parser("scenarios", help="course scenarios: list, create, start, handout")
+    p.set_defaults(func=cmd_scenarios)
+    sc = p.add_subparsers(dest="scenarios_command", metavar="ACTION")
+    q = sc.add_parser("list", help="a course's scenarios")
+    q.add_argument("--course", help="default: your course")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("create", help="a scenario from a trace, an instance or a preset")
+    q.add_argument("name")
+    q.add_argument("--course", help="default: your course")
+    q.add_argument("--description", default="")
+    q.add_argument("--trace", metavar="FILE", help="a trace (JSON Lines, GET …/trace)")
+    q.add_argument("--from", dest="from_instance", metavar="REF", help="an instance you may read")
+    q.add_argument("--at", type=int, metavar="N", help="with --from: its calls up to N")
+    q.add_argument("--preset")
+    q.add_argument("--seed", type=int, help="with --preset")
+    q.add_argument("--calls", metavar="FILE", help="with --preset: the setup calls (JSON)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("start", help="your own copy of a scenario")
+    q.add_argument("id", type=int)
+    q.add_argument("--name", help="the copy's name (default: the scenario's)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("handout", help="a copy for every student of the course")
+    q.add_argument("id", type=int)
+    q.add_argument("--name", help="the copies' name (default: the scenario's)")
+    q.add_argument("--user", action="append", help="only these users (repeat)")
+    q.add_argument("--json", action="store_true", help="print the server's JSON")
+    q = sc.add_parser("delete", help="delete a scenario (its copies stay)")
+    q.add_argument("id", type=int)
+
     p = sub.add_parser("functions", help="list the callable kernel functions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_functions)
+
+    _add_people_commands(sub)
+    # quotas (issue 8 §2)
+    p = sub.add_parser("quotas", help="show or change quotas (yours, a role's, a user's)")
+    quotas = p.add_subparsers(dest="quotas_command", metavar="QUOTAS_COMMAND", required=True)
+    q = quotas.add_parser("show", help="your quotas and usage, or a role's, or a user's")
+    who = q.add_mutually_exclusive_group()
+    who.add_argument("--role", help="a role: admin, instructor, student, observer")
+    who.add_argument("--user", help="a user's overrides and effective quotas")
+    q.add_argument("--json", action="store_true")
+    q = quotas.add_parser("set", help="change a role's quotas (admins) or a user's")
+    who = q.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role")
+    who.add_argument("--user")
+    q.add_argument("changes", nargs="+", metavar="key=value")
+    q.add_argument("--json", action="store_true")
+    q = quotas.add_parser("clear", help="remove every override of a user")
+    q.add_argument("--user", required=True)
+    p.set_defaults(func=cmd_quotas)
     return parser
 
 
@@ -849,9 +1215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_serve(ns)
     if ns.command == "admin":
         return cmd_admin(ns, parser)
-    command: Command = ns.func
+    command: Command | None = getattr(ns, "func", None)
+    if command is None:  # a command of commands (users, tokens, roster) without its verb
+        with contextlib.suppress(SystemExit):
+            parser.parse_args([ns.command, "--help"])
+        return 2
     try:
-        with PageLabClient(ns.url) as client:
+        with PageLabClient(ns.url, token=ns.token) as client:
             return command(client, ns)
     except UsageError as e:
         _err(f"pagelab {ns.command}: {e}")

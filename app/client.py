@@ -32,6 +32,7 @@ __all__ = [
     "AsyncPageLabClient",
     "BatchResponse",
     "CallResponse",
+    "InstanceRef",
     "PageLabClient",
     "PageLabError",
     "SysctlChange",
@@ -46,6 +47,9 @@ WAIT_SLACK = 10.0
 
 API = "/api/v1"
 T = TypeVar("T")
+#: An instance as a path names it: its id (``42``), the name of one of yours (``"box"``)
+#: or ``"owner:name"`` (``"ann:box"``).
+InstanceRef = int | str
 
 
 # ------------------------------------------------------------------ result types
@@ -170,6 +174,18 @@ def _seg(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
+def _auth(token: str | None) -> dict[str, str]:
+    """The Authorization header of a server in token mode (none in the open lab)."""
+    return {} if not token else {"Authorization": f"Bearer {token}"}
+
+
+def _ref(instance: InstanceRef) -> str:
+    """An instance reference as a path segment: ``42``, ``box``, ``ann:box``."""
+    if isinstance(instance, int):
+        return str(int(instance))
+    return quote(instance, safe=":")
+
+
 def _root(base_url: str) -> str:
     """The server root: trailing slashes and a trailing ``/api/v1`` are dropped."""
     url = base_url.rstrip("/")
@@ -202,8 +218,8 @@ class _Ops:
         self.timeout = timeout
 
     @staticmethod
-    def inst(instance_id: int, *rest: str | int) -> str:
-        return "/".join([f"{API}/instances/{int(instance_id)}", *(_seg(r) for r in rest)])
+    def inst(instance_id: InstanceRef, *rest: str | int) -> str:
+        return "/".join([f"{API}/instances/{_ref(instance_id)}", *(_seg(r) for r in rest)])
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> _Op[Any]:
         return _Op("GET", path, _json, params=params)
@@ -252,7 +268,7 @@ class _Ops:
     # calls
     def call(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         fn: str,
         args: Mapping[str, Any] | None,
         cpu: int,
@@ -288,7 +304,7 @@ class _Ops:
 
     def batch(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         calls: Iterable[BatchCall],
         stop_on_error: bool,
         record: bool,
@@ -301,26 +317,130 @@ class _Ops:
         return _Op("POST", self.inst(instance_id, "calls"), _json, json=body)
 
     def queue(
-        self, instance_id: int, name: str, colour: int, offset: int, limit: int
+        self, instance_id: InstanceRef, name: str, colour: int, offset: int, limit: int
     ) -> _Op[dict[str, Any]]:
         path = self.inst(instance_id, "queues", _queue_name(name), int(colour))
         return self.get(path, {"offset": offset, "limit": limit})
 
-    def sysctl_get(self, instance_id: int, name: str) -> _Op[int]:
+    def sysctl_get(self, instance_id: InstanceRef, name: str) -> _Op[int]:
         def value(response: httpx.Response) -> int:
             return int(response.json()["value"])
 
         return _Op("GET", self.inst(instance_id, "sysctls", name), value)
 
-    def sysctl_set(self, instance_id: int, name: str, value: int) -> _Op[SysctlChange]:
+    def sysctl_set(self, instance_id: InstanceRef, name: str, value: int) -> _Op[SysctlChange]:
         path = self.inst(instance_id, "sysctls", name)
         return _Op("PUT", path, _json, json={"value": value})
 
-    def ddb(self, instance_id: int, command: str) -> _Op[str]:
+    def ddb(self, instance_id: InstanceRef, command: str) -> _Op[str]:
         words = " ".join(command.split())
         if not words.startswith("show "):
             words = "show " + words
         return _Op("GET", self.inst(instance_id, "ddb", words), _text)
+
+    # broadcasts and scenarios
+    def broadcast(self, instance_id: InstanceRef, course: str) -> _Op[dict[str, Any]]:
+        return _Op("PUT", self.inst(instance_id, "broadcast"), _json, json={"course": course})
+
+    def stop_broadcast(self, instance_id: InstanceRef, course: str | None) -> _Op[None]:
+        params = None if course is None else {"course": course}
+        return _Op("DELETE", self.inst(instance_id, "broadcast"), _nothing, params=params)
+
+    def create_scenario(
+        self,
+        course: str,
+        name: str,
+        description: str,
+        trace: str | None,
+        from_instance: InstanceRef | None,
+        at: int | None,
+        preset: str | None,
+        seed: int | None,
+        calls: Iterable[BatchCall] | None,
+    ) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {"name": name, "description": description}
+        if trace is not None:
+            body["trace"] = trace
+        if from_instance is not None:
+            body["from_instance"] = str(from_instance)
+        if at is not None:
+            body["at"] = at
+        if preset is not None:
+            body["preset"] = preset
+        if seed is not None:
+            body["seed"] = seed
+        if calls is not None:
+            body["calls"] = [_batch_item(c) for c in calls]
+        path = f"{API}/courses/{_seg(course)}/scenarios"
+        return _Op("POST", path, _json, json=body, timeout=httpx.Timeout(self.timeout, read=None))
+
+    def start_scenario(self, scenario_id: int, name: str | None) -> _Op[dict[str, Any]]:
+        body = {} if name is None else {"name": name}
+        path = f"{API}/scenarios/{int(scenario_id)}/instances"
+        return _Op("POST", path, _json, json=body)
+
+    def hand_out_scenario(
+        self, scenario_id: int, name: str | None, users: Sequence[str] | None
+    ) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if users is not None:
+            body["users"] = list(users)
+        path = f"{API}/scenarios/{int(scenario_id)}/handout"
+        return _Op("POST", path, _json, json=body, timeout=httpx.Timeout(self.timeout, read=None))
+
+    # ---------------------------------------------------------------- quotas (issue 8 §2)
+    @staticmethod
+    def role_quotas(role: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/quotas/roles/{_seg(role)}", _json)
+
+    @staticmethod
+    def set_role_quotas(role: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/quotas/roles/{_seg(role)}", _json, json=dict(changes))
+
+    @staticmethod
+    def user_quota(name: str) -> _Op[dict[str, Any]]:
+        return _Op("GET", f"{API}/users/{_seg(name)}/quota", _json)
+
+    @staticmethod
+    def set_user_quota(name: str, changes: Mapping[str, float | None]) -> _Op[dict[str, Any]]:
+        return _Op("PUT", f"{API}/users/{_seg(name)}/quota", _json, json=dict(changes))
+
+    @staticmethod
+    def clear_user_quota(name: str) -> _Op[None]:
+        return _Op("DELETE", f"{API}/users/{_seg(name)}/quota", _nothing)
+
+
+class _PeopleOps:
+    """Accounts (token mode): users, tokens and rosters, as ``_Op`` values."""
+
+    @staticmethod
+    def create_user(
+        name: str, role: str, course: str | None, label: str, expires_in_s: float | None
+    ) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {"name": name, "role": role, "course": course, "label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/users", _json, json=body)
+
+    @staticmethod
+    def issue_token(user: str, label: str, expires_in_s: float | None) -> _Op[dict[str, Any]]:
+        body: dict[str, Any] = {"label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/users/{_seg(user)}/tokens", _json, json=body)
+
+    @staticmethod
+    def revoke_token(token_id: int) -> _Op[None]:
+        return _Op("DELETE", f"{API}/tokens/{int(token_id)}", _nothing)
+
+    @staticmethod
+    def import_roster(roster_csv: str, label: str, expires_in_s: float | None) -> _Op[str]:
+        body: dict[str, Any] = {"roster": roster_csv, "label": label}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return _Op("POST", f"{API}/rosters", _text, json=body)
 
 
 def _checked(response: httpx.Response) -> httpx.Response:
@@ -334,9 +454,12 @@ class PageLabClient:
     """A synchronous client for one PageLab server.
 
     ``base_url`` is the server root (``http://127.0.0.1:8000``; a trailing ``/api/v1`` is
-    accepted too).  ``transport`` replaces httpx's network transport (tests, in-process
+    accepted too); ``token`` is a bearer token for a server in token mode.  Wherever a
+    method takes an instance, it takes a reference: an id, a name of yours or
+    ``"owner:name"``.  ``transport`` replaces httpx's network transport (tests, in-process
     apps); ``timeout`` is the per-request limit in seconds (calls with ``wait=True`` get
-    their ``timeout_s`` on top).  Use it as a context manager or call ``close()``.
+    their ``timeout_s`` on top); ``token`` is sent as ``Authorization: Bearer`` (servers
+    in token mode).  Use it as a context manager or call ``close()``.
     """
 
     def __init__(
@@ -345,10 +468,13 @@ class PageLabClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.Client(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=_auth(token)
+        )
 
     def __enter__(self) -> PageLabClient:
         return self
@@ -374,7 +500,7 @@ class PageLabClient:
         )
         return op.parse(_checked(response))
 
-    def _view(self, instance_id: int, *rest: str | int) -> Any:
+    def _view(self, instance_id: InstanceRef, *rest: str | int) -> Any:
         return self._run(self._ops.get(self._ops.inst(instance_id, *rest)))
 
     # ------------------------------------------------------------ meta
@@ -395,7 +521,7 @@ class PageLabClient:
         """Every instance: id, name, preset, config, summary, calls, state_digest."""
         return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/instances")))
 
-    def instance(self, instance_id: int) -> dict[str, Any]:
+    def instance(self, instance_id: InstanceRef) -> dict[str, Any]:
         """One instance's view (config, vmstats summary, state digest)."""
         return cast(dict[str, Any], self._view(instance_id))
 
@@ -432,18 +558,18 @@ class PageLabClient:
         )
         return self._run(op)
 
-    def delete_instance(self, instance_id: int) -> None:
+    def delete_instance(self, instance_id: InstanceRef) -> None:
         """Delete an instance (threads waiting on it are released with an error)."""
         self._run(_Op("DELETE", self._ops.inst(instance_id), _nothing))
 
-    def reset_instance(self, instance_id: int) -> dict[str, Any]:
+    def reset_instance(self, instance_id: InstanceRef) -> dict[str, Any]:
         """Re-boot an instance with its configuration and seed: the same machine again."""
         return self._run(_Op("POST", self._ops.inst(instance_id, "reset"), _json))
 
     # ------------------------------------------------------------ calls
     def call(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         fn: str,
         args: Mapping[str, Any] | None = None,
         *,
@@ -478,7 +604,7 @@ class PageLabClient:
 
     def batch(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         calls: Iterable[BatchCall],
         stop_on_error: bool = False,
         record: bool = False,
@@ -487,66 +613,179 @@ class PageLabClient:
         return self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
 
     # ------------------------------------------------------------ state views
-    def page(self, instance_id: int, pfn: int) -> dict[str, Any]:
+    def page(self, instance_id: InstanceRef, pfn: int) -> dict[str, Any]:
         """Every field of page ``pfn``, decoded, with why it can or cannot be freed."""
         return cast(dict[str, Any], self._view(instance_id, "pages", pfn))
 
-    def queues(self, instance_id: int) -> dict[str, list[int]]:
+    def queues(self, instance_id: InstanceRef) -> dict[str, list[int]]:
         """``lcnt`` of every queue: ``{"PQ_FREE": [1024 counts], ...}``."""
         return cast(dict[str, list[int]], self._view(instance_id, "queues"))
 
     def queue(
-        self, instance_id: int, name: str, colour: int, offset: int = 0, limit: int = 100
+        self, instance_id: InstanceRef, name: str, colour: int, offset: int = 0, limit: int = 100
     ) -> dict[str, Any]:
         """One queue's header (lcnt, adds, lastq) and its pfns head -> tail (paged).
         ``name`` is ``PQ_FREE`` ... or just ``free``, ``inactive``, ``active``, ``cache``,
         ``hold``."""
         return self._run(self._ops.queue(instance_id, name, colour, offset, limit))
 
-    def vmstats(self, instance_id: int) -> dict[str, Any]:
+    def vmstats(self, instance_id: InstanceRef) -> dict[str, Any]:
         """Global vmstats, each CPU's gd_vmstats / gd_vmstats_adj / gd_cnt, predicates."""
         return cast(dict[str, Any], self._view(instance_id, "vmstats"))
 
-    def threads(self, instance_id: int) -> dict[str, Any]:
+    def threads(self, instance_id: InstanceRef) -> dict[str, Any]:
         """Simulated threads, the wait channels they sleep on, and the tick count."""
         return cast(dict[str, Any], self._view(instance_id, "threads"))
 
-    def objects(self, instance_id: int) -> list[dict[str, Any]]:
+    def objects(self, instance_id: InstanceRef) -> list[dict[str, Any]]:
         """Every VM object."""
         return cast(list[dict[str, Any]], self._view(instance_id, "objects"))
 
-    def object(self, instance_id: int, object_id: int) -> dict[str, Any]:
+    def object(self, instance_id: InstanceRef, object_id: int) -> dict[str, Any]:
         """One VM object with its resident pages (pindex -> pfn)."""
         return cast(dict[str, Any], self._view(instance_id, "objects", object_id))
 
-    def dma(self, instance_id: int) -> dict[str, Any]:
+    def dma(self, instance_id: InstanceRef) -> dict[str, Any]:
         """The DMA reserve's alist: free runs and bounds."""
         return cast(dict[str, Any], self._view(instance_id, "dma"))
 
-    def pageout(self, instance_id: int) -> dict[str, Any]:
+    def pageout(self, instance_id: InstanceRef) -> dict[str, Any]:
         """The pageout daemon's state (state, pass, vm_pages_needed, its thread ...)."""
         return cast(dict[str, Any], self._view(instance_id, "pageout"))
 
     # ------------------------------------------------------------ sysctl, ddb
-    def sysctls(self, instance_id: int) -> list[dict[str, Any]]:
+    def sysctls(self, instance_id: InstanceRef) -> list[dict[str, Any]]:
         """Every sysctl: name, type, writable, unit, description, value, source."""
         return cast(list[dict[str, Any]], self._view(instance_id, "sysctls"))
 
-    def sysctl_get(self, instance_id: int, name: str) -> int:
+    def sysctl_get(self, instance_id: InstanceRef, name: str) -> int:
         """The value of sysctl ``name`` (e.g. ``vm.v_free_min``)."""
         return self._run(self._ops.sysctl_get(instance_id, name))
 
-    def sysctl_set(self, instance_id: int, name: str, value: int) -> SysctlChange:
+    def sysctl_set(self, instance_id: InstanceRef, name: str, value: int) -> SysctlChange:
         """Write a read-write sysctl; returns ``{"name", "old", "new"}``."""
         return self._run(self._ops.sysctl_set(instance_id, name, value))
 
-    def ddb(self, instance_id: int, command: str) -> str:
+    def ddb(self, instance_id: InstanceRef, command: str) -> str:
         """DDB ``show page`` / ``show pageq`` (``page`` / ``pageq`` alone work too), as the
         kernel debugger prints it."""
         return self._run(self._ops.ddb(instance_id, command))
 
+    # ------------------------------------------------------------ people (token mode)
+    def me(self) -> dict[str, Any]:
+        """Who this client's token is: name, role, course, quotas, the auth mode."""
+        return cast(dict[str, Any], self._run(self._ops.get(f"{API}/me")))
 
-# ------------------------------------------------------------------ async client
+    def create_user(
+        self,
+        name: str,
+        role: str,
+        course: str | None = None,
+        *,
+        label: str = "",
+        expires_in_s: float | None = None,
+    ) -> dict[str, Any]:
+        """A new user and their first token (``token``: shown this once)."""
+        return self._run(_PeopleOps.create_user(name, role, course, label, expires_in_s))
+
+    def issue_token(
+        self, user: str, *, label: str = "", expires_in_s: float | None = None
+    ) -> dict[str, Any]:
+        """A new token for ``user``: ``{"user", "id", "token"}``, the token shown once."""
+        return self._run(_PeopleOps.issue_token(user, label, expires_in_s))
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a token by its id (your own; admins: anyone's)."""
+        self._run(_PeopleOps.revoke_token(token_id))
+
+    def import_roster(
+        self, roster_csv: str, *, label: str = "roster", expires_in_s: float | None = None
+    ) -> str:
+        """Users from a CSV roster (``name,role,course``), all or nothing; answers the
+        CSV ``name,token`` to hand out (the only place those tokens appear)."""
+        return self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))
+
+    # ------------------------------------------------------------ courses (token mode)
+    def broadcast(self, instance_id: InstanceRef, course: str) -> dict[str, Any]:
+        """Show your instance read-only to every member of ``course`` (instructors: their
+        own course; admins: any)."""
+        return self._run(self._ops.broadcast(instance_id, course))
+
+    def stop_broadcast(self, instance_id: InstanceRef, course: str | None = None) -> None:
+        """Stop showing an instance to ``course`` (None: to every course)."""
+        self._run(self._ops.stop_broadcast(instance_id, course))
+
+    def broadcasts(self) -> list[dict[str, Any]]:
+        """The instances broadcast to your course."""
+        return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/broadcasts")))
+
+    def scenarios(self, course: str) -> list[dict[str, Any]]:
+        """A course's scenarios."""
+        path = f"{API}/courses/{_seg(course)}/scenarios"
+        return cast(list[dict[str, Any]], self._run(self._ops.get(path)))
+
+    def scenario(self, scenario_id: int) -> dict[str, Any]:
+        return cast(dict[str, Any], self._run(self._ops.get(f"{API}/scenarios/{int(scenario_id)}")))
+
+    def create_scenario(
+        self,
+        course: str,
+        name: str,
+        *,
+        description: str = "",
+        trace: str | None = None,
+        from_instance: InstanceRef | None = None,
+        at: int | None = None,
+        preset: str | None = None,
+        seed: int | None = None,
+        calls: Iterable[BatchCall] | None = None,
+    ) -> dict[str, Any]:
+        """A course scenario from a ``trace`` (JSON Lines text), an instance you may read
+        (``from_instance``, up to call ``at``), or a ``preset`` with setup ``calls``."""
+        op = self._ops.create_scenario(
+            course, name, description, trace, from_instance, at, preset, seed, calls
+        )
+        return self._run(op)
+
+    def start_scenario(self, scenario_id: int, name: str | None = None) -> dict[str, Any]:
+        """Your own copy of a scenario of your course (an instance's view)."""
+        return self._run(self._ops.start_scenario(scenario_id, name))
+
+    def hand_out_scenario(
+        self, scenario_id: int, name: str | None = None, users: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """A copy for every student of the scenario's course (or ``users``):
+        ``{"created": [...], "refused": [...]}``."""
+        return self._run(self._ops.hand_out_scenario(scenario_id, name, users))
+
+    def delete_scenario(self, scenario_id: int) -> None:
+        path = f"{API}/scenarios/{int(scenario_id)}"
+        self._run(_Op("DELETE", path, _nothing))
+
+    # ------------------------------------------------------------------ async client
+
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    def role_quotas(self, role: str) -> dict[str, Any]:
+        """A role's quotas now (admins and instructors)."""
+        return self._run(self._ops.role_quotas(role))
+
+    def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        """Change some of a role's quotas (``None``: back to the default; admins)."""
+        return self._run(self._ops.set_role_quotas(role, changes))
+
+    def user_quota(self, name: str) -> dict[str, Any]:
+        """A user's overrides and effective quotas."""
+        return self._run(self._ops.user_quota(name))
+
+    def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        """Override some of a user's quotas (``None`` removes that override)."""
+        return self._run(self._ops.set_user_quota(name, changes))
+
+    def clear_user_quota(self, name: str) -> None:
+        """Remove every override of a user."""
+        self._run(self._ops.clear_user_quota(name))
+
+
 class AsyncPageLabClient:
     """The asynchronous twin of ``PageLabClient``: the same methods, as coroutines.
     ``transport`` may be ``httpx.ASGITransport(app=app)`` to talk to an app in-process."""
@@ -557,10 +796,13 @@ class AsyncPageLabClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.base_url = _root(base_url)
         self._ops = _Ops(timeout)
-        self._http = httpx.AsyncClient(base_url=self.base_url, transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=timeout, headers=_auth(token)
+        )
 
     async def __aenter__(self) -> AsyncPageLabClient:
         return self
@@ -586,7 +828,7 @@ class AsyncPageLabClient:
         )
         return op.parse(_checked(response))
 
-    async def _view(self, instance_id: int, *rest: str | int) -> Any:
+    async def _view(self, instance_id: InstanceRef, *rest: str | int) -> Any:
         return await self._run(self._ops.get(self._ops.inst(instance_id, *rest)))
 
     async def health(self) -> dict[str, str]:
@@ -601,7 +843,7 @@ class AsyncPageLabClient:
     async def instances(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/instances")))
 
-    async def instance(self, instance_id: int) -> dict[str, Any]:
+    async def instance(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id))
 
     async def create_instance(
@@ -634,15 +876,15 @@ class AsyncPageLabClient:
         )
         return await self._run(op)
 
-    async def delete_instance(self, instance_id: int) -> None:
+    async def delete_instance(self, instance_id: InstanceRef) -> None:
         await self._run(_Op("DELETE", self._ops.inst(instance_id), _nothing))
 
-    async def reset_instance(self, instance_id: int) -> dict[str, Any]:
+    async def reset_instance(self, instance_id: InstanceRef) -> dict[str, Any]:
         return await self._run(_Op("POST", self._ops.inst(instance_id, "reset"), _json))
 
     async def call(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         fn: str,
         args: Mapping[str, Any] | None = None,
         *,
@@ -672,50 +914,140 @@ class AsyncPageLabClient:
 
     async def batch(
         self,
-        instance_id: int,
+        instance_id: InstanceRef,
         calls: Iterable[BatchCall],
         stop_on_error: bool = False,
         record: bool = False,
     ) -> BatchResponse:
         return await self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
 
-    async def page(self, instance_id: int, pfn: int) -> dict[str, Any]:
+    async def page(self, instance_id: InstanceRef, pfn: int) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "pages", pfn))
 
-    async def queues(self, instance_id: int) -> dict[str, list[int]]:
+    async def queues(self, instance_id: InstanceRef) -> dict[str, list[int]]:
         return cast(dict[str, list[int]], await self._view(instance_id, "queues"))
 
     async def queue(
-        self, instance_id: int, name: str, colour: int, offset: int = 0, limit: int = 100
+        self, instance_id: InstanceRef, name: str, colour: int, offset: int = 0, limit: int = 100
     ) -> dict[str, Any]:
         return await self._run(self._ops.queue(instance_id, name, colour, offset, limit))
 
-    async def vmstats(self, instance_id: int) -> dict[str, Any]:
+    async def vmstats(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "vmstats"))
 
-    async def threads(self, instance_id: int) -> dict[str, Any]:
+    async def threads(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "threads"))
 
-    async def objects(self, instance_id: int) -> list[dict[str, Any]]:
+    async def objects(self, instance_id: InstanceRef) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._view(instance_id, "objects"))
 
-    async def object(self, instance_id: int, object_id: int) -> dict[str, Any]:
+    async def object(self, instance_id: InstanceRef, object_id: int) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "objects", object_id))
 
-    async def dma(self, instance_id: int) -> dict[str, Any]:
+    async def dma(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "dma"))
 
-    async def pageout(self, instance_id: int) -> dict[str, Any]:
+    async def pageout(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "pageout"))
 
-    async def sysctls(self, instance_id: int) -> list[dict[str, Any]]:
+    async def sysctls(self, instance_id: InstanceRef) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._view(instance_id, "sysctls"))
 
-    async def sysctl_get(self, instance_id: int, name: str) -> int:
+    async def sysctl_get(self, instance_id: InstanceRef, name: str) -> int:
         return await self._run(self._ops.sysctl_get(instance_id, name))
 
-    async def sysctl_set(self, instance_id: int, name: str, value: int) -> SysctlChange:
+    async def sysctl_set(self, instance_id: InstanceRef, name: str, value: int) -> SysctlChange:
         return await self._run(self._ops.sysctl_set(instance_id, name, value))
 
-    async def ddb(self, instance_id: int, command: str) -> str:
+    async def ddb(self, instance_id: InstanceRef, command: str) -> str:
         return await self._run(self._ops.ddb(instance_id, command))
+
+    # ------------------------------------------------------------ people (token mode)
+    async def me(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await self._run(self._ops.get(f"{API}/me")))
+
+    async def create_user(
+        self,
+        name: str,
+        role: str,
+        course: str | None = None,
+        *,
+        label: str = "",
+        expires_in_s: float | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(_PeopleOps.create_user(name, role, course, label, expires_in_s))
+
+    async def issue_token(
+        self, user: str, *, label: str = "", expires_in_s: float | None = None
+    ) -> dict[str, Any]:
+        return await self._run(_PeopleOps.issue_token(user, label, expires_in_s))
+
+    async def revoke_token(self, token_id: int) -> None:
+        await self._run(_PeopleOps.revoke_token(token_id))
+
+    async def import_roster(
+        self, roster_csv: str, *, label: str = "roster", expires_in_s: float | None = None
+    ) -> str:
+        return await self._run(_PeopleOps.import_roster(roster_csv, label, expires_in_s))
+
+    async def broadcast(self, instance_id: InstanceRef, course: str) -> dict[str, Any]:
+        return await self._run(self._ops.broadcast(instance_id, course))
+
+    async def stop_broadcast(self, instance_id: InstanceRef, course: str | None = None) -> None:
+        await self._run(self._ops.stop_broadcast(instance_id, course))
+
+    async def broadcasts(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/broadcasts")))
+
+    async def scenarios(self, course: str) -> list[dict[str, Any]]:
+        path = f"{API}/courses/{_seg(course)}/scenarios"
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(path)))
+
+    async def scenario(self, scenario_id: int) -> dict[str, Any]:
+        path = f"{API}/scenarios/{int(scenario_id)}"
+        return cast(dict[str, Any], await self._run(self._ops.get(path)))
+
+    async def create_scenario(
+        self,
+        course: str,
+        name: str,
+        *,
+        description: str = "",
+        trace: str | None = None,
+        from_instance: InstanceRef | None = None,
+        at: int | None = None,
+        preset: str | None = None,
+        seed: int | None = None,
+        calls: Iterable[BatchCall] | None = None,
+    ) -> dict[str, Any]:
+        op = self._ops.create_scenario(
+            course, name, description, trace, from_instance, at, preset, seed, calls
+        )
+        return await self._run(op)
+
+    async def start_scenario(self, scenario_id: int, name: str | None = None) -> dict[str, Any]:
+        return await self._run(self._ops.start_scenario(scenario_id, name))
+
+    async def hand_out_scenario(
+        self, scenario_id: int, name: str | None = None, users: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        return await self._run(self._ops.hand_out_scenario(scenario_id, name, users))
+
+    async def delete_scenario(self, scenario_id: int) -> None:
+        await self._run(_Op("DELETE", f"{API}/scenarios/{int(scenario_id)}", _nothing))
+
+    # ------------------------------------------------------------ quotas (issue 8 §2)
+    async def role_quotas(self, role: str) -> dict[str, Any]:
+        return await self._run(self._ops.role_quotas(role))
+
+    async def set_role_quotas(self, role: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_role_quotas(role, changes))
+
+    async def user_quota(self, name: str) -> dict[str, Any]:
+        return await self._run(self._ops.user_quota(name))
+
+    async def set_user_quota(self, name: str, **changes: float | None) -> dict[str, Any]:
+        return await self._run(self._ops.set_user_quota(name, changes))
+
+    async def clear_user_quota(self, name: str) -> None:
+        await self._run(self._ops.clear_user_quota(name))

@@ -16,11 +16,13 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import errors, stream, timeline, users, workloads
+from app.api import courses, errors, quotas, session, stream, timeline, users, workloads
 from app.api.auth import instance_guard
+from app.api.cookies import SessionCodec
+from app.api.guesses import GuessLimiter
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
-from app.lab.service import Lab
+from app.lab.service import Lab, LabError
 from app.lab.settings import Settings
 
 #: Largest request body accepted (a 200 000-call batch fits comfortably).
@@ -79,10 +81,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     admin=settings.admin_name,
                     token=token,
                 )
+            secret = settings.session_secret
+            app.state.sessions = SessionCodec(
+                secret.get_secret_value()
+                if secret is not None
+                else await anyio.to_thread.run_sync(accounts.session_secret),
+                settings.session_max_age_s,
+            )
         await lab.restore_all()  # every instance the store has, as its journal left it
         lab.start_culler()  # parks idle instances (PAGELAB_CULL_IDLE_S)
         if settings.boot_default and not any(i.name == "default" for i in lab.instances.values()):
-            await lab.create_preset("default", settings.default_preset)
+            try:
+                await lab.create_preset("default", settings.default_preset)
+            except LabError as e:  # no room in the page budget: serve without it
+                structlog.get_logger(__name__).warning(
+                    "default instance not booted", reason=e.message
+                )
         yield
         await lab.shutdown()
 
@@ -98,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    # failed authentications per client address (app/api/guesses.py): one count per app
+    app.state.guesses = GuessLimiter(settings.auth_failures_per_minute)
 
     app.add_middleware(BodyLimit)
     # every router with {instance_id} paths enforces access in one place: instance_guard
@@ -107,6 +123,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workloads.router, dependencies=guarded)
     app.include_router(timeline.router, dependencies=guarded)
     app.include_router(users.router, dependencies=guarded)
+    app.include_router(courses.router, dependencies=guarded)
+    app.include_router(session.router)  # sign-in comes before any principal
+    app.include_router(quotas.router)
     app.include_router(meta_router)
     mount_web(app)
     _document_raw_bodies(app)
@@ -118,9 +137,10 @@ def _document_raw_bodies(app: FastAPI) -> None:
     their request schemas join the OpenAPI components."""
     from pydantic import BaseModel
 
+    from app.api.courses import ScenarioCreate
     from app.api.schemas import BatchRequest
 
-    models: list[type[BaseModel]] = [BatchRequest]
+    models: list[type[BaseModel]] = [BatchRequest, ScenarioCreate]
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -48,6 +48,12 @@ def _stream(argv: list[str]) -> int:
     return stream.main(argv)
 
 
+def _students(argv: list[str]) -> int:
+    from bench import students
+
+    return students.main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "engine": _engine,
     "lifecycle": _lifecycle,
@@ -55,6 +61,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "pagemap": _pagemap,
     "stream": _stream,
     "durability": _durability,
+    "students": _students,
 }
 
 

@@ -2,9 +2,14 @@
 
 In process (the lab's service layer, no HTTP), so that the figure is the journal's:
 
-* calls/s of concurrent single calls (16 clients on 8 instances, each call acknowledged
-  only once its entry is durable) with the SQLite journal and without a database;
-* calls/s of 1 000-call batches, both ways;
+* calls/s of concurrent single calls (16 clients on 8 instances, and 64 on 32, each call
+  acknowledged only once its entry is durable) without a database, with the SQLite journal
+  (``synchronous`` NORMAL) and with ``synchronous`` FULL (``CONFIGS``);
+* calls/s of 1 000-call batches, the three ways;
+* the CPU time per call (``time.process_time``: every thread of the process, the journal
+  writer's too), which other processes on the machine disturb less than calls/s;
+* ``*_cost_ratio``: calls/s without a database / with the journal (``_full``: FULL), and
+  ``*_cpu_ratio``: CPU per call with the journal / without;
 * restart time: instances with N calls each, then a new lab restoring them all: with the
   snapshots the lab saved (every ``PAGELAB_SNAPSHOT_EVERY`` calls: load the newest, replay
   the journal after it), and again once the snapshots are deleted (boot and replay of
@@ -20,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import delete
@@ -29,21 +34,48 @@ from app.lab.service import Ctx, Lab
 from app.lab.settings import Settings
 from app.lab.store import Store, snapshots
 
+Sync = Literal["NORMAL", "FULL"]
 
-def _lab(url: str, **overrides: Any) -> Lab:
+
+def _lab(url: str, synchronous: Sync = "NORMAL", **overrides: Any) -> Lab:
     return Lab(
         Settings(
             database_url=url,
             default_preset="tiny-16m",
             boot_default=False,
             max_instances=1000,
+            sqlite_synchronous=synchronous,
             **overrides,
         )
     )
 
 
-async def _singles(lab: Lab, instances: int, clients: int, seconds: float) -> float:
-    ids = [(await lab.create_preset(f"s{k}", "tiny-16m")).id for k in range(instances)]
+#: (label, a SQLite journal?, PAGELAB_SQLITE_SYNCHRONOUS)
+CONFIGS: tuple[tuple[str, bool, Sync], ...] = (
+    ("memory", False, "NORMAL"),
+    ("sqlite", True, "NORMAL"),
+    ("sqlite_full", True, "FULL"),
+)
+
+
+class _Clock:
+    """Wall and CPU time (every thread of this process: the journal writer's too) of a
+    measurement; ``rate`` and ``cpu_us`` per call once ``calls`` is known."""
+
+    def __enter__(self) -> _Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+    def figures(self, calls: int) -> tuple[int, float]:
+        return round(calls / self.wall), round(1e6 * self.cpu / max(1, calls), 1)
+
+
+async def _singles(lab: Lab, instances: int, clients: int, seconds: float) -> int:
+    ids = [(await lab.create_preset(f"s{clients}-{k}", "tiny-16m")).id for k in range(instances)]
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -60,20 +92,18 @@ async def _singles(lab: Lab, instances: int, clients: int, seconds: float) -> fl
                 await lab.call(iid, "vm_page_free", {"m": held.pop(0)}, Ctx(), record=False)
             done += 1
 
-    started = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
-    return done / (time.perf_counter() - started)
+    return done
 
 
-async def _batches(lab: Lab, rounds: int) -> float:
+async def _batches(lab: Lab, rounds: int) -> int:
     iid = (await lab.create_preset("b", "tiny-16m")).id
     calls = [("vm_page_alloc", {}, Ctx()), ("vm_test_nominal", {}, Ctx())] * 500
-    started = time.perf_counter()
     for k in range(rounds):
         await lab.batch(iid, calls)
         if k % 3 == 2:
             await lab.reset(iid)  # before memory runs out
-    return rounds * len(calls) / (time.perf_counter() - started)
+    return rounds * len(calls)
 
 
 async def _restart(url: str, instances: int, calls: int, every: int) -> dict[str, Any]:
@@ -117,30 +147,53 @@ async def _restart(url: str, instances: int, calls: int, every: int) -> dict[str
     }
 
 
+def _ratio(out: dict[str, Any], figure: str, db: str, cost: bool = False) -> float:
+    """How many times the journal's figure is worse than without a database (a rate:
+    memory / db; a cost: db / memory)."""
+    mem, dur = float(out[f"{figure}_memory"]), float(out[f"{figure}_{db}"])
+    return round(dur / max(1e-9, mem) if cost else mem / max(1.0, dur), 2)
+
+
 async def run(quick: bool) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="pagelab-bench-"))
     seconds = 1.0 if quick else 4.0
     try:
         out: dict[str, Any] = {}
-        for label, url in (("memory", ""), ("sqlite", f"sqlite:///{tmp / 'singles.db'}")):
-            lab = _lab(url)
-            out[f"single_calls_per_s_{label}"] = round(await _singles(lab, 8, 16, seconds))
-            out[f"batch_calls_per_s_{label}"] = round(await _batches(lab, 3 if quick else 12))
+        for label, database, synchronous in CONFIGS:
+            url = f"sqlite:///{tmp / f'{label}.db'}" if database else ""
+            lab = _lab(url, synchronous)
+            for clients in (16, 64):
+                suffix = "" if clients == 16 else "_64_clients"
+                # 16 clients on 8 instances (64 on 32): each call acknowledged when durable
+                with _Clock() as clock:
+                    done = await _singles(lab, clients // 2, clients, seconds)
+                rate, cpu = clock.figures(done)
+                out[f"single_calls_per_s_{label}{suffix}"] = rate
+                out[f"single_cpu_us_per_call_{label}{suffix}"] = cpu
+            with _Clock() as clock:
+                done = await _batches(lab, 3 if quick else 12)
+            rate, cpu = clock.figures(done)
+            out[f"batch_calls_per_s_{label}"] = rate
+            out[f"batch_cpu_us_per_call_{label}"] = cpu
             if lab.journal is not None:
-                out["group_commits"] = lab.journal.commits
-                out["entries_per_commit"] = round(
+                out[f"group_commits_{label}"] = lab.journal.commits
+                out[f"entries_per_commit_{label}"] = round(
                     lab.journal.entries_written / max(1, lab.journal.commits), 1
                 )
-                out["commit_ms_mean"] = round(
+                out[f"commit_ms_mean_{label}"] = round(
                     1000 * lab.journal.commit_seconds / max(1, lab.journal.commits), 3
                 )
             await lab.shutdown()
-        out["single_cost_ratio"] = round(
-            out["single_calls_per_s_memory"] / max(1, out["single_calls_per_s_sqlite"]), 2
-        )
-        out["batch_cost_ratio"] = round(
-            out["batch_calls_per_s_memory"] / max(1, out["batch_calls_per_s_sqlite"]), 2
-        )
+        for db in ("sqlite", "sqlite_full"):
+            tail = "" if db == "sqlite" else "_full"
+            for what in ("single", "batch"):
+                out[f"{what}_cost_ratio{tail}"] = _ratio(out, f"{what}_calls_per_s", db)
+                out[f"{what}_cpu_ratio{tail}"] = _ratio(out, f"{what}_cpu_us_per_call", db, True)
+            out[f"single_cost_ratio{tail}_64_clients"] = round(
+                out["single_calls_per_s_memory_64_clients"]
+                / max(1, out[f"single_calls_per_s_{db}_64_clients"]),
+                2,
+            )
         # the server's default snapshot interval; --quick: a smaller one, so that it shows
         n, calls, every = (5, 2000, 1000) if quick else (100, 10_000, Settings().snapshot_every)
         out["restart"] = await _restart(f"sqlite:///{tmp / 'restart.db'}", n, calls, every)

@@ -122,7 +122,8 @@ def _env() -> dict[str, str]:
 class Server:
     """A uvicorn process serving ``app.main:app`` on a free loopback port."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.extra_env = env or {}  # PAGELAB_* settings over the defaults below
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.cmd = [
@@ -150,6 +151,7 @@ class Server:
         env["PAGELAB_BOOT_DEFAULT"] = "1"
         # the service path without a database (the durability benchmark measures that)
         env.setdefault("PAGELAB_DATABASE_URL", "")
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(
             self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=self._log
         )

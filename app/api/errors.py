@@ -28,7 +28,7 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
     "unknown-instance": (
         404,
         "Unknown instance",
-        "No simulated machine has this id (it may have been deleted).",
+        "No simulated machine you may see has this id or name (it may have been deleted).",
     ),
     "unknown-function": (
         404,
@@ -45,6 +45,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         403,
         "Forbidden",
         "Your role may not do this (an admin or your course's instructor can).",
+    ),
+    "csrf": (
+        403,
+        "Cross-site request refused",
+        "A change made with the page's sign-in cookie needs the X-CSRF-Token header of that "
+        "session and must come from this server's own page (its Origin). Reload the page, "
+        "or sign in again.",
     ),
     "not-found": (404, "Not found", "The resource does not exist."),
     "kernel-panic": (
@@ -66,6 +73,21 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         429,
         "Quota exceeded",
         "A server limit was reached (instances, batch size, wait time).",
+    ),
+    "rate-limited": (
+        429,
+        "Too many requests",
+        "Too many requests in a short time: more kernel calls than your calls_per_s quota "
+        "allows, or too many failed sign-ins or bad tokens from your address. The "
+        "Retry-After header (and retry_after in the body) says how many seconds to wait. "
+        "An instructor or an admin can raise a quota (GET /api/v1/me shows yours).",
+    ),
+    "server-full": (
+        507,
+        "Server full",
+        "The server has no memory left for another simulated machine (its page budget, "
+        "PAGELAB_PAGE_BUDGET); nothing was allocated. Choose a smaller machine, delete an "
+        "instance, or ask the server's admin.",
     ),
     "unavailable": (
         503,
@@ -107,6 +129,13 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
     }
     for status in sorted({status for status, _, _ in PROBLEM_TYPES.values()})
+}
+PROBLEM_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "rate-limited: whole seconds to wait before the request can pass",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -174,6 +203,9 @@ def install(app: FastAPI) -> None:
         response = problem(exc.kind, exc.message, str(request.url.path), **exc.extra)
         if exc.kind == "unauthorized":
             response.headers["WWW-Authenticate"] = 'Bearer realm="pagelab"'
+        retry_after = exc.extra.get("retry_after")
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(max(1, retry_after))
         return response
 
     @app.exception_handler(StarletteHTTPException)

@@ -24,14 +24,16 @@ from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
 from app.lab import views
+from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
-from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, LabError
+from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
-from .auth import PrincipalDep, may_read, quotas_of
+from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES, PROBLEM_TYPES
+from .refs import ref_of
 from .schemas import (
     BatchRequest,
     BatchResponse,
@@ -134,14 +136,32 @@ def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ instances
+async def relation_of(lab: Lab, principal: Principal, inst: Instance) -> Relation | None:
+    """Why ``principal`` may see ``inst`` (``Access.relation``; None: may not)."""
+    if lab.accounts is None or principal.name == inst.owner:
+        return "own"  # the open lab: everything is everyone's
+    if principal.role == "admin":
+        return "admin"
+    return await anyio.to_thread.run_sync(lab.access.relation, principal, inst)
+
+
 @router.get("/instances", operation_id="list_instances", tags=["instances"])
 async def list_instances(lab: LabDep, principal: PrincipalDep) -> list[dict[str, Any]]:
-    """Every simulated machine you may see, with its configuration and a vmstats summary."""
-    return [
-        instance_view(inst, await lab.digest(inst))
-        for inst in list(lab.instances.values())
-        if await may_read(lab, principal, inst.id)
-    ]
+    """Every simulated machine you may see, with its configuration and a vmstats summary.
+    ``access`` says why you see it (``own``, ``admin``, ``course``: you teach its owner's
+    course, ``shared`` with you, ``broadcast`` to your course: read-only but forkable);
+    ``ref`` is what to type for it in a path (its name if it is yours, ``owner:name``
+    where you may know the owner, else its id)."""
+    out = []
+    for inst in list(lab.instances.values()):
+        relation = await relation_of(lab, principal, inst)
+        if relation is None:
+            continue
+        view = instance_view(inst, await lab.digest(inst))
+        view["ref"] = ref_of(inst, principal, owner_shown=relation in ("admin", "course"))
+        view["access"] = relation
+        out.append(view)
+    return out
 
 
 @router.post("/instances", status_code=201, operation_id="create_instance", tags=["instances"])
@@ -174,8 +194,11 @@ async def delete_instance(instance_id: InstanceId, lab: LabDep) -> None:
 
 
 @router.post("/instances/{instance_id}/reset", operation_id="reset_instance", tags=["instances"])
-async def reset_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+async def reset_instance(
+    instance_id: InstanceId, lab: LabDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Re-boot with the same configuration and seed."""
+    await charge(lab, principal, 1)
     inst = await lab.reset(instance_id)
     return instance_view(inst, await lab.digest(inst))
 
@@ -187,8 +210,11 @@ async def call_function(
     fn: Annotated[str, Path(min_length=1, max_length=64, description="kernel function name")],
     body: CallRequest,
     lab: LabDep,
+    principal: PrincipalDep,
 ) -> CallResponse:
     """Run one kernel function by name with named arguments."""
+    if lab.quota_cache is not None:  # token mode: one call from the caller's bucket
+        await charge(lab, principal, 1)
     ctx = Ctx(**body.ctx.model_dump())
     result, outcome, seq = await lab.call(
         instance_id,
@@ -242,12 +268,18 @@ async def call_batch(
     if len(body.calls) > lab.settings.max_batch:  # before building a context per call
         raise LabError("too-large", f"a batch holds at most {lab.settings.max_batch} calls")
     quotas = await quotas_of(lab, principal)
-    if quotas is not None and len(body.calls) > quotas.batch_size:
-        raise LabError(
-            "too-large",
-            f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
-            f"{len(body.calls)}: split it, or ask an instructor or an admin to raise it",
-        )
+    if quotas is not None:
+        if len(body.calls) > quotas.batch_size:
+            held = lab.call_rate.bucket(quotas).capacity if quotas.calls_per_s > 0 else 0
+            raise LabError(
+                "too-large",
+                f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
+                f"{len(body.calls)} (and your call bucket, filled at your quota "
+                f"'calls_per_s' of {quotas.calls_per_s:g} a second, holds {held}): split "
+                "it, or ask an instructor or an admin to raise them",
+            )
+        # the whole batch is paid for before any of it runs: refused, nothing ran
+        await charge(lab, principal, len(body.calls))
     default = Ctx()  # shared: a context is only read
     calls = [(c.fn, c.args, Ctx(**c.ctx.model_dump()) if c.ctx else default) for c in body.calls]
     results = await lab.batch(
@@ -482,8 +514,10 @@ async def set_sysctl(
     name: Annotated[str, Path(max_length=128)],
     body: SysctlWrite,
     lab: LabDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
     await get_sysctl(instance_id, name, lab)  # 404 for a name that does not exist
+    await charge(lab, principal, 1)
     result, _, _seq = await lab.call(
         instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
     )

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from app.core.config import MachineConfig
 from app.lab.service import LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
-from .auth import PrincipalDep, quotas_of
+from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 from .routes import instance_view
@@ -62,11 +63,26 @@ async def get_journal(
     }
 
 
+@router.get("/instances/{instance_id}/journal/density", operation_id="get_journal_density")
+async def get_journal_density(
+    instance_id: InstanceId,
+    lab: LabDep,
+    bins: Annotated[int, Query(ge=1, le=4096)] = 256,
+) -> dict[str, Any]:
+    """The journal at a glance, for a timeline: seqs 1 to ``seq`` in at most ``bins`` bins
+    of ``width`` seqs (bin ``i`` holds seqs ``i * width + 1`` to ``(i + 1) * width``), with
+    per bin the calls journalled (``calls``) and those that returned NULL (``nulls``).
+    The rest of a bin's seqs are calls that were refused (errors are not journalled)."""
+    inst = lab.get(instance_id)
+    return {"instance": inst.id, **await lab.density(inst, bins)}
+
+
 @router.post("/instances/{instance_id}/restore", operation_id="restore_instance")
 async def restore_instance(
-    instance_id: InstanceId, body: RestoreRequest, lab: LabDep
+    instance_id: InstanceId, body: RestoreRequest, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Step back: the machine as it was right after call ``to`` (a new generation)."""
+    await charge(lab, principal, 1)
     inst = await lab.restore(instance_id, body.to)
     return instance_view(inst, await lab.digest(inst))
 
@@ -76,6 +92,7 @@ async def fork_instance(
     instance_id: InstanceId, body: ForkRequest, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """A new instance (yours): the same machine after the same calls, up to call ``at``."""
+    await charge(lab, principal, 1)
     inst = await lab.fork(
         instance_id, body.at, body.name, principal.name, await quotas_of(lab, principal)
     )
@@ -101,15 +118,29 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
     async with inst.lock:
         await lab.sync(inst)
         entries = lab.entries(inst)
+    text = render_trace(inst.name, inst.preset, inst.config, entries, await lab.digest(inst))
+    filename = f"{inst.name}.pagelab.jsonl"
+    return Response(
+        text,
+        media_type="application/x-ndjson",
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def render_trace(
+    name: str, preset: str | None, config: MachineConfig, entries: list[Entry], digest: str
+) -> str:
+    """A trace's text: the header line (format, version, name, preset, seed, configuration,
+    number of calls, digest) and one line per call."""
     header = {
         "format": TRACE_FORMAT,
         "version": TRACE_VERSION,
-        "name": inst.name,
-        "preset": inst.preset,
-        "seed": inst.config.seed,
-        "config": config_to_json(inst.config),
+        "name": name,
+        "preset": preset,
+        "seed": config.seed,
+        "config": config_to_json(config),
         "calls": len(entries),
-        "state_digest": await lab.digest(inst),
+        "state_digest": digest,
     }
     lines = [json.dumps(header)]
     for e in entries:
@@ -117,12 +148,7 @@ async def export_trace(instance_id: InstanceId, lab: LabDep) -> Response:
         if e.source != "api":
             line["source"] = e.source
         lines.append(json.dumps(line, separators=(",", ":")))
-    filename = f"{inst.name}.pagelab.jsonl"
-    return Response(
-        "\n".join(lines) + "\n",
-        media_type="application/x-ndjson",
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _short_text(value: Any) -> bool:
@@ -205,6 +231,7 @@ async def import_trace(
     except UnicodeDecodeError:
         raise LabError("bad-request", "the trace must be UTF-8 JSON Lines") from None
     header, entries = parse_trace(text)
+    await charge(lab, principal, 1)
     try:
         config = config_from_json(header["config"])
     except (KeyError, TypeError, ValueError) as e:

@@ -92,21 +92,27 @@ class ShareRequest(BaseModel):
 
 @router.get("/me", operation_id="get_me")
 async def get_me(lab: LabDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Who you are here: name, role, course, your effective quotas and the auth mode."""
+    """Who you are here: name, role, course, your effective quotas, what you use of them
+    now (``usage``: instances, pages in all, open streams, running workloads, and the
+    calls you may make at once) and the auth mode."""
+    usage: dict[str, Any] = dict(lab.usage(principal.name))
     if lab.accounts is None:
         return {
             "name": principal.name,
             "role": principal.role,
             "course": principal.course,
             "quotas": None,  # no accounts: only the server's limits (PAGELAB_MAX_*) apply
+            "usage": usage,
             "auth": "open",
         }
     quotas = await run(lab.accounts.effective_quotas, principal.name)
+    usage["calls_available"] = lab.call_rate.remaining(principal.name, quotas)
     return {
         "name": principal.name,
         "role": principal.role,
         "course": principal.course,
         "quotas": quotas_view(quotas),
+        "usage": usage,
         "auth": "token",
     }
 

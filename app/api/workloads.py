@@ -19,6 +19,7 @@ from app.lab.service import Lab, LabError
 from app.lab.workload_runner import WorkloadError, WorkloadRun
 from app.lab.workloads import WORKLOADS
 
+from .auth import PrincipalDep, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 
@@ -109,11 +110,14 @@ async def list_workload_kinds() -> list[dict[str, Any]]:
 
 @router.post("/instances/{instance_id}/workloads", status_code=201, operation_id="start_workload")
 async def start_workload(
-    instance_id: InstanceId, body: WorkloadStart, lab: LabDep
+    instance_id: InstanceId, body: WorkloadStart, lab: LabDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """Start a workload: ordinary kernel calls made in slices of at most 10 ms."""
+    """Start a workload: ordinary kernel calls made in slices of at most 10 ms.  Its
+    calls count against your quota ``workloads`` (how many run at once), not against
+    ``calls_per_s``: the runner paces them."""
     inst = lab.get(instance_id)
     await lab.use(inst)  # a parked machine comes back first
+    quotas = await quotas_of(lab, principal)
     try:
         run = lab.workloads.start(
             inst,
@@ -124,6 +128,8 @@ async def start_workload(
             body.steps,
             None if body.duration_s is None else float(body.duration_s),
             paused=body.paused,
+            owner=principal.name,
+            max_for_owner=None if quotas is None else quotas.workloads,
         )
     except WorkloadError as e:
         raise LabError(e.kind, e.message) from None
@@ -189,5 +195,5 @@ async def stop_workload(
     instance_id: InstanceId, workload_id: WorkloadId, lab: LabDep
 ) -> dict[str, Any]:
     run = _run(lab, instance_id, workload_id)
-    lab.workloads.stop(run)
+    await lab.workloads.stop_settled(run)  # the answer's counts are final
     return run.view()

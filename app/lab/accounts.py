@@ -58,6 +58,10 @@ MIN_TOKEN_LENGTH: Final = 32
 #: names appear in paths (``/instances/{owner}/{name}``) and in CSV rosters
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROLE_QUOTAS_KEY: Final = "role_quotas"
+#: settings keys of browser sessions: the signing key, and per token the time of its
+#: last sign-out (``signed_out:<token id>``)
+SESSION_SECRET_KEY: Final = "session_secret"
+SIGNED_OUT_PREFIX: Final = "signed_out:"
 
 # ---------------------------------------------------------------- tables (migration 0003)
 courses = Table(
@@ -157,6 +161,15 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenMatch:
+    """A token that authenticated: whose it is, its id and when it expires (or None)."""
+
+    principal: Principal
+    token_id: int
+    expires: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     id: int
     name: str
@@ -195,6 +208,18 @@ class Quotas:
 
 
 QUOTA_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(Quotas))
+
+#: the most any quota may be set to: far above what one server can give, low enough that a
+#: typo (an extra zero or three) is refused rather than believed
+QUOTA_CEILINGS: Final[Mapping[str, int | float]] = {
+    "instances": 10_000,
+    "pages_per_instance": 1 << 32,
+    "pages_total": 1 << 40,
+    "calls_per_s": 10_000_000.0,
+    "batch_size": 10_000_000,
+    "streams": 10_000,
+    "workloads": 10_000,
+}
 
 DEFAULT_ROLE_QUOTAS: Final[Mapping[Role, Quotas]] = {
     # "unlimited" within what one server can hold: 16 Mi pages is MachineConfig's ceiling
@@ -262,14 +287,15 @@ def check_quota(field: str, value: object) -> int | float:
         raise ValueError(f"quota field: {field!r} is not one of {', '.join(QUOTA_FIELDS)}")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{field}: {value!r} is not a number")
+    ceiling = QUOTA_CEILINGS[field]
     if field == "calls_per_s":
-        if not value >= 0 or value == float("inf"):
-            raise ValueError(f"{field}: {value!r} must be a finite number >= 0")
+        if not 0 <= value <= ceiling:
+            raise ValueError(f"{field}: {value!r} must be a number from 0 to {ceiling:g}")
         return float(value)
     if not isinstance(value, int) and not float(value).is_integer():
-        raise ValueError(f"{field}: {value!r} must be a whole number >= 0")
-    if value < 0:
-        raise ValueError(f"{field}: {value!r} must be a whole number >= 0")
+        raise ValueError(f"{field}: {value!r} must be a whole number from 0 to {ceiling}")
+    if not 0 <= value <= ceiling:
+        raise ValueError(f"{field}: {value!r} must be a whole number from 0 to {ceiling}")
     return int(value)
 
 
@@ -348,6 +374,8 @@ class Accounts:
         )
         self.clock = clock
         self.touch_interval_s = touch_interval_s
+        #: bumped by every quota or role change made here (``QuotaCache`` reloads then)
+        self.quota_generation = 0
 
     # ------------------------------------------------------------ courses
     def create_course(self, name: str) -> None:
@@ -414,6 +442,7 @@ class Accounts:
         with self.engine.begin() as conn:
             uid = self._user_id(conn, name)
             conn.execute(update(users).where(users.c.id == uid).values(role=checked))
+        self.quota_generation += 1
 
     def set_course(self, name: str, course: str | None) -> None:
         with self.engine.begin() as conn:
@@ -432,6 +461,7 @@ class Accounts:
             conn.execute(delete(tokens).where(tokens.c.user_id == uid))
             conn.execute(delete(shares).where(shares.c.user_id == uid))
             conn.execute(delete(users).where(users.c.id == uid))
+        self.quota_generation += 1
 
     @staticmethod
     def _user_row(conn: Connection, name: str) -> Any:
@@ -472,6 +502,12 @@ class Accounts:
 
     def authenticate(self, token: str) -> Principal | None:
         """Whose token this is, or None: unknown, revoked and expired tokens alike."""
+        match = self.identify(token)
+        return None if match is None else match.principal
+
+    def identify(self, token: str) -> TokenMatch | None:
+        """``authenticate``, also naming the token (its id and expiry): what a browser
+        session is signed in with."""
         if not isinstance(token, str) or not token or len(token) > 512:
             return None
         digest = token_hash(token)
@@ -499,10 +535,14 @@ class Accounts:
         now = self.clock()
         if row.revoked_at is not None or (row.expires is not None and now >= row.expires):
             return None
-        if row.last_used is None or now - row.last_used >= self.touch_interval_s:
+        self._touch(row.id, row.last_used, now)
+        principal = Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+        return TokenMatch(principal, int(row.id), row.expires)
+
+    def _touch(self, token_id: int, last_used: float | None, now: float) -> None:
+        if last_used is None or now - last_used >= self.touch_interval_s:
             with self.engine.begin() as conn:
-                conn.execute(update(tokens).where(tokens.c.id == row.id).values(last_used=now))
-        return Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+                conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used=now))
 
     def revoke_token(self, token_id: int, user: str | None = None) -> bool:
         """Revoke a token (of ``user``, if given: the API passes the caller's name so a
@@ -666,44 +706,53 @@ class Accounts:
 
     def set_quota(self, user: str, field: str, value: int | float | None) -> None:
         """Override one quota for one user; None removes the override."""
-        checked = None if value is None else check_quota(field, value)
-        if value is None and field not in QUOTA_FIELDS:
-            check_quota(field, 0)
-        with self.engine.begin() as conn:
-            row = self._user_row(conn, user)
-            if row is None:
-                raise ValueError(f"user: no user named {user!r}")
-            quota = dict(row.quota or {})
-            if checked is None:
-                quota.pop(field, None)
-            else:
-                quota[field] = checked
-            conn.execute(update(users).where(users.c.id == row.id).values(quota=quota or None))
+        self.update_quota(user, {field: value})
 
     def set_role_quota(self, role: str, field: str, value: int | float | None) -> None:
         """Change one quota of a role for everyone in it (who has no override); None
         restores the default."""
-        checked_role = check_role(role)
-        checked = None if value is None else check_quota(field, value)
-        if value is None and field not in QUOTA_FIELDS:
-            check_quota(field, 0)
+        self.update_role_quota(role, {field: value})
+
+    def update_quota(
+        self, user: str, changes: Mapping[str, int | float | None], replace_all: bool = False
+    ) -> dict[str, int | float]:
+        """Override some of one user's quotas (None removes that override; with
+        ``replace_all`` the others are removed too), all or nothing.  Answers the user's
+        overrides now."""
+        checked = _checked_changes(changes)
         with self.engine.begin() as conn:
-            changes = self._role_changes(conn)
-            mine = dict(changes.get(checked_role, {}))
-            if checked is None:
-                mine.pop(field, None)
-            else:
-                mine[field] = checked
-            changes = {**changes, checked_role: mine}
+            row = self._user_row(conn, user)
+            if row is None:
+                raise ValueError(f"user: no user named {user!r}")
+            quota = {} if replace_all else dict(row.quota or {})
+            _apply(quota, checked)
+            conn.execute(update(users).where(users.c.id == row.id).values(quota=quota or None))
+        self.quota_generation += 1
+        return quota
+
+    def update_role_quota(self, role: str, changes: Mapping[str, int | float | None]) -> Quotas:
+        """Change some quotas of a role (None restores that default), all or nothing.
+        Answers the role's quotas now."""
+        checked_role = check_role(role)
+        checked = _checked_changes(changes)
+        with self.engine.begin() as conn:
+            all_changes = self._role_changes(conn)
+            mine = dict(all_changes.get(checked_role, {}))
+            _apply(mine, checked)
+            all_changes = {**all_changes, checked_role: mine}
             had = conn.execute(
                 select(settings.c.key).where(settings.c.key == ROLE_QUOTAS_KEY)
             ).first()
             if had is None:
-                conn.execute(insert(settings).values(key=ROLE_QUOTAS_KEY, value=changes))
+                conn.execute(insert(settings).values(key=ROLE_QUOTAS_KEY, value=all_changes))
             else:
                 conn.execute(
-                    update(settings).where(settings.c.key == ROLE_QUOTAS_KEY).values(value=changes)
+                    update(settings)
+                    .where(settings.c.key == ROLE_QUOTAS_KEY)
+                    .values(value=all_changes)
                 )
+        self.quota_generation += 1
+        return _merged(DEFAULT_ROLE_QUOTAS[checked_role], mine)
 
     @staticmethod
     def _role_changes(conn: Connection) -> dict[str, dict[str, int | float]]:
@@ -739,11 +788,144 @@ class Accounts:
         with self.engine.connect() as conn:
             return set(conn.execute(q.where(shares.c.instance_id == instance_id)).scalars())
 
+    # ------------------------------------------------------------ browser sessions
+    # A session is a signed cookie naming a token's id and the time of sign-in (the API's
+    # ``app.api.cookies``); every request re-checks it here against the token's row, so
+    # that revoking or expiring the token, or signing out, ends the session at once.
+    def session_secret(self) -> str:
+        """The key that signs session cookies when ``PAGELAB_SESSION_SECRET`` is unset:
+        made once and kept in ``settings``, so that every host sharing the database
+        agrees (the first host to store one wins a race)."""
+        q = select(settings.c.value).where(settings.c.key == SESSION_SECRET_KEY)
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar()
+        if isinstance(value, str) and value:
+            return value
+        try:
+            with self.engine.begin() as conn:
+                fresh = secrets.token_urlsafe(48)
+                conn.execute(insert(settings).values(key=SESSION_SECRET_KEY, value=fresh))
+                return fresh
+        except IntegrityError:  # another host stored one meanwhile: everyone uses theirs
+            with self.engine.connect() as conn:
+                return str(conn.execute(q).scalar_one())
+
+    def session_principal(self, token_id: int, issued: float, max_age_s: float) -> Principal | None:
+        """Who a session signed in at ``issued`` with token ``token_id`` is, or None when
+        it has ended: the token is gone, revoked or expired, the session is older than
+        ``max_age_s``, or it was signed out (``end_sessions``) since.  A session older
+        than its token (an id reused after a deletion) is refused too."""
+        signed_out = f"{SIGNED_OUT_PREFIX}{token_id}"
+        q = (
+            select(
+                tokens.c.created,
+                tokens.c.expires,
+                tokens.c.revoked_at,
+                tokens.c.last_used,
+                users.c.id.label("user_id"),
+                users.c.name,
+                users.c.role,
+                users.c.course,
+                settings.c.value.label("signed_out"),
+            )
+            .select_from(
+                tokens.join(users, users.c.id == tokens.c.user_id).outerjoin(
+                    settings, settings.c.key == signed_out
+                )
+            )
+            .where(tokens.c.id == token_id)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        now = self.clock()
+        if row is None or row.revoked_at is not None or issued < row.created:
+            return None
+        if (row.expires is not None and now >= row.expires) or now - issued >= max_age_s:
+            return None
+        if isinstance(row.signed_out, int | float) and issued <= row.signed_out:
+            return None
+        self._touch(token_id, row.last_used, now)
+        return Principal(row.name, cast(Role, row.role), row.course, int(row.user_id))
+
+    def end_sessions(self, token_id: int) -> None:
+        """Sign out: every session signed in with token ``token_id`` until now ends (the
+        token itself stays good for a new sign-in)."""
+        key = f"{SIGNED_OUT_PREFIX}{token_id}"
+        now = self.clock()
+        with self.engine.begin() as conn:
+            had = conn.execute(select(settings.c.key).where(settings.c.key == key)).first()
+            if had is None:
+                conn.execute(insert(settings).values(key=key, value=now))
+            else:
+                conn.execute(update(settings).where(settings.c.key == key).values(value=now))
+
+    # ------------------------------------------------------------ broadcasts
+    def broadcast(self, instance_id: int, course: str) -> None:
+        """Show an instance read-only to every member of ``course`` (again: no change)."""
+        with self.engine.begin() as conn:
+            if not self._course_exists(conn, course):
+                raise ValueError(f"course: {course!r} does not exist")
+            had = conn.execute(
+                select(broadcasts.c.course).where(
+                    broadcasts.c.instance_id == instance_id, broadcasts.c.course == course
+                )
+            ).first()
+            if had is None:
+                conn.execute(
+                    insert(broadcasts).values(
+                        instance_id=instance_id, course=course, created=self.clock()
+                    )
+                )
+
+    def unbroadcast(self, instance_id: int, course: str | None = None) -> int:
+        """Stop showing an instance to ``course`` (None: to every course); how many ended."""
+        q = delete(broadcasts).where(broadcasts.c.instance_id == instance_id)
+        if course is not None:
+            q = q.where(broadcasts.c.course == course)
+        with self.engine.begin() as conn:
+            return int(conn.execute(q).rowcount)
+
+    def broadcast_courses(self, instance_id: int) -> set[str]:
+        """The courses an instance is broadcast to (``can_read``'s ``broadcast_courses``)."""
+        q = select(broadcasts.c.course).where(broadcasts.c.instance_id == instance_id)
+        with self.engine.connect() as conn:
+            return set(conn.execute(q).scalars())
+
+    def broadcasts(self, course: str | None = None) -> list[tuple[int, str, float]]:
+        """(instance id, course, since) of every broadcast, or of those to ``course``."""
+        q = select(broadcasts.c.instance_id, broadcasts.c.course, broadcasts.c.created)
+        if course is not None:
+            q = q.where(broadcasts.c.course == course)
+        q = q.order_by(broadcasts.c.course, broadcasts.c.instance_id)
+        with self.engine.connect() as conn:
+            return [(int(r.instance_id), r.course, float(r.created)) for r in conn.execute(q)]
+
 
 def _user(row: Any) -> User:
     return User(
         int(row.id), row.name, cast(Role, row.role), row.course, row.created, dict(row.quota or {})
     )
+
+
+def _checked_changes(
+    changes: Mapping[str, int | float | None],
+) -> dict[str, int | float | None]:
+    """Quota changes validated (every field known, every value in range) before any is
+    applied."""
+    out: dict[str, int | float | None] = {}
+    for field, value in changes.items():
+        if field not in QUOTA_FIELDS:
+            check_quota(field, 0)  # raises: names the known fields
+        out[field] = None if value is None else check_quota(field, value)
+    return out
+
+
+def _apply(quota: dict[str, int | float], changes: Mapping[str, int | float | None]) -> None:
+    for field, value in changes.items():
+        if value is None:
+            quota.pop(field, None)
+        else:
+            quota[field] = value
 
 
 def _merged(base: Quotas, changes: Mapping[str, object]) -> Quotas:

@@ -30,6 +30,7 @@ from app.core.registry import REGISTRY
 from .access import Access
 from .accounts import Accounts, Quotas
 from .presets import PRESETS
+from .quota import CallRate, QuotaCache, default_page_budget, page_structs
 from .settings import Settings
 from .store import (
     Entry,
@@ -360,13 +361,27 @@ class Lab:
         self.journal: JournalWriter | None = None
         #: users, tokens, shares: only in token mode (PAGELAB_AUTH=token), which needs a store
         self.accounts: Accounts | None = None
+        #: page structures all instances may hold in all (0: no budget)
+        self.page_budget = (
+            default_page_budget()
+            if self.settings.page_budget is None
+            else self.settings.page_budget
+        )
+        #: page structures of machines booting now (a create, or a reset's second copy)
+        self._booking_pages = 0
+        #: per-user call-rate buckets (token mode: ``calls_per_s``)
+        self.call_rate = CallRate()
+        self.quota_cache: QuotaCache | None = None
         if self.settings.database_url:
-            self.store = Store(self.settings.database_url)
+            self.store = Store(
+                self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
+            )
             self.journal = JournalWriter(self.store)
             self._next_id = self.store.next_instance_id()
             if self.settings.auth == "token":
                 self.accounts = Accounts(self.store)
                 self.access = Access(self.accounts)
+                self.quota_cache = QuotaCache(self.accounts)
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
         #: the clock of ``last_used`` and the idle culler (tests replace it)
         self.clock: Callable[[], float] = time.time
@@ -889,6 +904,50 @@ class Lab:
         out = [e for e in inst.history if e.seq > after]
         return out if limit is None else out[:limit]
 
+    async def density(self, inst: Instance, bins: int) -> dict[str, Any]:
+        """The journal at a glance: seqs 1 to the instance's seq cut into at most ``bins``
+        bins of ``width`` seqs each (the last may be shorter), and for each bin how many of
+        its calls were journalled (``calls``) and how many of those returned NULL
+        (``nulls``: no page, or the call slept).  A seq without an entry is a refused call
+        (its error is never journalled).  Counted where the journal is, never sent whole,
+        and outside the instance's lock: calls go on while a million entries are counted."""
+        async with inst.lock:
+            await self.sync(inst)
+            seq, generation, history = inst.seq, inst.generation, inst.history
+        if self.store is None and history is None:
+            raise LabError(
+                "too-large",
+                f"instance {inst.id}'s journal grew past {self.settings.history_max} calls, "
+                "more than this server keeps without a database (PAGELAB_DATABASE_URL)",
+            )
+        width = max(1, -(-seq // bins))
+        count = -(-seq // width)
+        store = self.store
+
+        def counted() -> list[tuple[int, int, int]]:
+            if store is not None:
+                return store.density(inst.id, generation, width, seq)
+            tally: dict[int, list[int]] = {}
+            for e in history or ():
+                if e.seq > seq:  # appended since (the list only grows)
+                    break
+                t = tally.setdefault((e.seq - 1) // width, [0, 0])
+                t[0] += 1
+                t[1] += e.result is None
+            return [(b, n, z) for b, (n, z) in tally.items()]
+
+        calls, nulls = [0] * count, [0] * count
+        for b, n, z in await anyio.to_thread.run_sync(counted):
+            if 0 <= b < count:
+                calls[b], nulls[b] = n, z
+        return {
+            "generation": generation,
+            "seq": seq,
+            "width": width,
+            "calls": calls,
+            "nulls": nulls,
+        }
+
     # ------------------------------------------------------------ instances
     def check_config(self, config: MachineConfig) -> MachineConfig:
         """Validate a configuration against the core's rules and this server's caps,
@@ -929,6 +988,7 @@ class Lab:
                 raise LabError("conflict", f"an instance named {name!r} already exists")
             if quotas is not None:
                 self._check_quota(owner, config, quotas)
+            need = self.reserve_pages(page_structs(config), "this machine")
             self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
@@ -964,8 +1024,43 @@ class Lab:
                 inst.history = kept
         finally:
             self._booting_names.discard(booking)
+            self._booking_pages -= need
         self.instances[inst.id] = inst
         return inst
+
+    # ------------------------------------------------------------ the page budget
+    def pages_held(self) -> int:
+        """Page structures of every hosted instance and of those booting now."""
+        return sum(page_structs(i.config) for i in self.instances.values()) + self._booking_pages
+
+    def reserve_pages(self, pages: int, what: str) -> int:
+        """Book ``pages`` of the server's page budget for a boot (give them back with
+        ``_booking_pages -= pages`` once the machine is hosted or failed), or refuse with
+        ``server-full`` before anything is allocated.  Synchronous: the check and the
+        booking happen with no other task in between."""
+        budget = self.page_budget
+        if budget:
+            held = self.pages_held()
+            if held + pages > budget:
+                raise LabError(
+                    "server-full",
+                    f"this server is full: its machines hold {held} of the {budget} page "
+                    f"structures it has memory for (PAGELAB_PAGE_BUDGET) and {what} needs "
+                    f"{pages} more: choose a smaller machine, delete an instance you no "
+                    "longer need, or ask the server's admin for room",
+                )
+        self._booking_pages += pages
+        return pages
+
+    def usage(self, owner: str) -> dict[str, int]:
+        """What ``owner`` holds now, in the units of their quotas (``GET /me``)."""
+        mine = [i for i in self.instances.values() if i.owner == owner]
+        return {
+            "instances": len(mine),
+            "pages_total": sum(config_pages(i.config) for i in mine),
+            "streams": self.stream.streams_of(owner),
+            "workloads": self.workloads.running_of(owner),
+        }
 
     def _check_quota(self, owner: str, config: MachineConfig, quotas: Quotas) -> None:
         """Refuse an instance the owner's quotas do not allow (before anything boots)."""
@@ -1022,13 +1117,17 @@ class Lab:
         for run in inst.workloads.values():
             run.cancel("the instance was deleted")
         async with inst.lock:
+            if self.store is not None:
+                # its calls (a workload's too) are committed before its rows go: one
+                # committed after the delete would break the foreign key and fail the
+                # whole group commit, other instances' calls with it
+                await self.sync(inst)
             del self.instances[instance_id]
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
                         f.set_result({"error": "the instance was deleted"})
             if self.store is not None:
-                self.flush(inst, wait=False)  # keep the order: its calls, then the delete
                 store = self.store
                 await anyio.to_thread.run_sync(lambda: store.delete_instance(instance_id))
         await self.stream.instance_deleted(instance_id)
@@ -1047,6 +1146,17 @@ class Lab:
                 "validation",
                 f"instance {instance_id} can be restored to a call from 0 to {inst.seq}, not {to}",
             )
+        # the new machine boots while the old one is still hosted: room for both
+        need = self.reserve_pages(
+            page_structs(inst.config),
+            "a reset or restore (the machine boots again next to the old one)",
+        )
+        try:
+            return await self._restore(inst, to)
+        finally:
+            self._booking_pages -= need
+
+    async def _restore(self, inst: Instance, to: int) -> Instance:
         for run in inst.workloads.values():
             run.cancel(
                 "the instance was reset" if to == 0 else f"the instance was restored to {to}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_workloads: int = Field(
         default=4, ge=0, le=64, description="workloads running at once on one instance"
     )
+    page_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="page structures all instances of this server may hold in all (a 1 GiB "
+        "machine needs 262 144); unset: half the host's physical memory at 80 bytes each "
+        "(app.lab.quota); 0: no budget",
+    )
     database_url: str = Field(
         default="sqlite:///var/pagelab.db",
         description="where instances and their journals are kept (SQLAlchemy URL; "
@@ -64,6 +71,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest snapshot file an import accepts (compressed; request bodies "
         "are capped at 64 MiB as well)",
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite's synchronous level for the journal (WAL mode). NORMAL: an "
+        "acknowledged call survives the server being killed, but a power cut or OS crash "
+        "may lose the last ones; FULL: it survives those too, each group commit waits for "
+        "the disk",
     )
     history_max: int = Field(
         default=1_000_000,
@@ -120,11 +134,42 @@ class Settings(BaseSettings):
         "besides the server's own host",
     )
 
+    # ---- browser sessions and token guessing (token mode; app/api/cookies.py, guesses.py)
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="token mode: the key that signs session cookies (at least 32 characters); "
+        "unset: one is generated once and kept in the database, so every host sharing it agrees",
+    )
+    session_max_age_s: float = Field(
+        default=12 * 3600.0,
+        gt=0,
+        le=30 * 86400,
+        description="token mode: a browser session ends this long after sign-in (sooner if "
+        "its token expires or is revoked, or on sign-out)",
+    )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="token mode: failed authentications (bad, revoked or expired tokens) one "
+        "client address may make in a minute; beyond, token attempts answer 429",
+    )
+
     @model_validator(mode="after")
     def _token_needs_database(self) -> Settings:
         if self.auth == "token" and not self.database_url:
             raise ValueError(
                 "PAGELAB_AUTH=token needs a database for its accounts: set "
                 "PAGELAB_DATABASE_URL (e.g. sqlite:///var/pagelab.db)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _session_secret_is_long(self) -> Settings:
+        secret = self.session_secret
+        if secret is not None and len(secret.get_secret_value()) < 32:
+            raise ValueError(
+                "PAGELAB_SESSION_SECRET: at least 32 characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return self

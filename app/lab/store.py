@@ -44,6 +44,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     create_engine,
     delete,
     event,
@@ -156,13 +157,24 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
 
 
 def _json(value: Any) -> str:
+    """``value`` as compact JSON; the journal's common small values (an int, an empty
+    dict, a dict of ints such as ``{"m": 4711}``) without a trip through ``json.dumps``."""
     if value is None:
         return "null"
     kind = type(value)
     if kind is int:
         return str(value)
-    if kind is dict and not value:
-        return "{}"
+    if kind is dict:
+        if not value:
+            return "{}"
+        parts = []
+        for k, v in value.items():
+            # an identifier needs no escaping; bool is not int here (type, not isinstance)
+            if type(v) is not int or type(k) is not str or not k.isidentifier():
+                break
+            parts.append(f'"{k}":{v}')
+        else:
+            return "{" + ",".join(parts) + "}"
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
@@ -186,15 +198,13 @@ class Entry:
     def values(self) -> tuple[Any, ...]:
         """The row in ``JOURNAL_COLUMNS`` order (the journal writer's hot path: the common
         small values are written without a trip through ``json.dumps``)."""
-        ctx = self.ctx
-        cpu = ctx.get("cpu")
         return (
             self.instance_id,
             self.generation,
             self.seq,
             self.fn,
             _json(self.args),
-            f'{{"cpu":{cpu}}}' if len(ctx) == 1 and type(cpu) is int else _json(ctx),
+            _json(self.ctx),
             self.source,
             _json(self.result),
         )
@@ -235,34 +245,50 @@ class StoredSnapshot:
     data: bytes
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL: a commit survives the process being
-    # killed (the WAL is in the OS's hands), only a power cut may lose the last ones
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+#: SQLite's ``synchronous`` levels the lab accepts (``PAGELAB_SQLITE_SYNCHRONOUS``), in WAL
+#: mode: NORMAL syncs the WAL only when it is checkpointed, so an acknowledged call survives
+#: the server being killed (the WAL is in the operating system's hands) but the last
+#: commits may be lost to a power cut or an OS crash; FULL syncs the WAL at every commit,
+#: so an acknowledged call survives a power cut too (each group commit waits for the disk).
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def _sqlite_pragmas(synchronous: str) -> Any:
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cur = dbapi_connection.cursor()
+        # WAL: readers never block the writer
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
 
 
 class Store:
     """Instances and their journals in one database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = url
+        self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
+        if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         marks = {"qmark": "?", "numeric": ":{}", "named": ":c{}", "format": "%s", "pyformat": "%s"}
         mark = marks[self.engine.dialect.paramstyle]
         holders = ", ".join(mark.format(k + 1) for k in range(len(JOURNAL_COLUMNS)))
         self._journal_connection: Any = None
+        #: SQLite: a Checkpointer copies the WAL back, the journal's commits never do
+        self.checkpointed_elsewhere = False
         self._insert_sql = f"INSERT INTO journal ({', '.join(JOURNAL_COLUMNS)}) VALUES ({holders})"
         self.upgrade()
 
@@ -365,6 +391,10 @@ class Store:
         raw = self._journal_connection
         if raw is None:
             raw = self._journal_connection = self.engine.raw_connection()
+            if self.checkpointed_elsewhere:  # by the journal writer's Checkpointer
+                cur = raw.cursor()
+                cur.execute("PRAGMA wal_autocheckpoint=0")
+                cur.close()
         try:
             cur = raw.cursor()
             cur.executemany(self._insert_sql, rows)
@@ -406,6 +436,43 @@ class Store:
                     r.source,
                     None if r.result is None else json.loads(r.result),
                 )
+
+    def density(
+        self, iid: int, generation: int, width: int, upto: int
+    ) -> list[tuple[int, int, int]]:
+        """The journal of one instance generation up to seq ``upto`` in bins of ``width``
+        seqs (bin ``i`` holds seqs ``i * width + 1`` to ``(i + 1) * width``): ``(bin,
+        calls, null results)`` for each bin holding a call, counted by the database (one
+        indexed scan, no rows sent)."""
+        bin_of = ((journal.c.seq - 1) // width).label("bin")
+        nulls = func.sum(
+            case((journal.c.result.is_(None) | (journal.c.result == "null"), 1), else_=0)
+        )
+        q = (
+            select(bin_of, func.count(), nulls)
+            .where(
+                journal.c.instance_id == iid,
+                journal.c.generation == generation,
+                journal.c.seq <= upto,
+            )
+            .group_by(bin_of)
+            .order_by(bin_of)
+        )
+        with self.engine.connect() as conn:
+            return [(int(b), int(n), int(z or 0)) for b, n, z in conn.execute(q)]
+
+
+class _Group:
+    """Entries handed to the writer together: every flush of one event-loop pass joins
+    the group still waiting in the queue (one queue item and one wake-up of the writer per
+    group commit, not one per call).  Each waiting call has a future of its own, so one
+    caller going away (its request cancelled) cancels nobody else's."""
+
+    __slots__ = ("entries", "futures")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
 
 # ---------------------------------------------------------------- snapshots
@@ -505,13 +572,20 @@ def set_parked(store: Store, iid: int, parked: bool, last_used: float | None) ->
 
 class JournalWriter:
     """Group commit: one thread writes whatever entries are waiting in one transaction,
-    then resolves each waiter's future on its event loop."""
+    then resolves the waiters' futures on their event loop (one wake-up per loop).
+
+    Entries join the newest group still in the queue (under a lock, so none is added
+    to a group the thread has already taken), which keeps each instance's entries in
+    seq order across commits.  On SQLite the journal's connection does not checkpoint
+    the WAL itself: a second thread does it (``Checkpointer``), so that a commit is only
+    the append to the WAL and never waits for a checkpoint's copy and sync."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: queue.SimpleQueue[
-            tuple[list[Entry], asyncio.Future[None] | None, asyncio.AbstractEventLoop | None] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._open: _Group | None = None  # the newest group not yet taken by the thread
+        self.checkpointer = Checkpointer(store) if store.is_sqlite else None
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
         self.commits = 0
@@ -521,19 +595,30 @@ class JournalWriter:
     def submit(self, entries: list[Entry], wait: bool = True) -> asyncio.Future[None] | None:
         """Queue entries (in seq order); with ``wait``, a future done once they are
         durable.  Call from the event loop thread (or with ``wait=False`` from any)."""
-        if not wait:
-            self._queue.put((entries, None, None))
-            return None
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._queue.put((entries, fut, loop))
+        loop = asyncio.get_running_loop() if wait else None
+        fut: asyncio.Future[None] | None = None
+        with self._lock:
+            group = self._open
+            if group is None:
+                group = self._open = _Group()
+                self._queue.put(group)
+            group.entries += entries
+            if loop is not None:
+                fut = loop.create_future()
+                group.futures.append((loop, fut))
         return fut
+
+    def _take(self, group: _Group) -> None:
+        with self._lock:
+            if self._open is group:
+                self._open = None
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
+            self._take(item)
             batch = [item]
             while True:  # everything else waiting joins this commit
                 try:
@@ -543,36 +628,91 @@ class JournalWriter:
                 if more is None:
                     self._commit(batch)
                     return
+                self._take(more)
                 batch.append(more)
             self._commit(batch)
 
-    def _commit(
-        self,
-        batch: list[
-            tuple[list[Entry], asyncio.Future[None] | None, asyncio.AbstractEventLoop | None]
-        ],
-    ) -> None:
+    def _commit(self, batch: list[_Group]) -> None:
         started = time.perf_counter()
         error: Exception | None = None
         try:
-            n = self.store.append(e for entries, _, _ in batch for e in entries)
+            n = self.store.append(e for group in batch for e in group.entries)
             self.entries_written += n
             self.commits += 1
         except Exception as e:  # the waiters are told; the server keeps running
             log.error("journal commit failed", error=str(e))
             error = e
         self.commit_seconds += time.perf_counter() - started
-        # one wake-up per event loop, not one per waiter
+        if self.checkpointer is not None and error is None:
+            self.checkpointer.committed()
+        # one wake-up per event loop, not one per call
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, fut, loop in batch:
-            if fut is not None and loop is not None:
+        for group in batch:
+            for loop, fut in group.futures:
                 by_loop.setdefault(loop, []).append(fut)
         for loop, futures in by_loop.items():
             loop.call_soon_threadsafe(_settle, futures, error)
 
     def close(self) -> None:
-        """Write what is waiting, then stop the thread."""
+        """Write what is waiting, then stop the thread (and the checkpointer)."""
         self._queue.put(None)
+        self._thread.join(60)
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+
+
+class Checkpointer:
+    """Copies the SQLite WAL back into the database file from a thread of its own (a
+    passive checkpoint: it never blocks the journal's commits), once every
+    ``EVERY_COMMITS`` group commits.  Without it each commit that pushes the WAL past
+    SQLite's threshold would do the copy and its syncs itself, while its callers wait."""
+
+    EVERY_COMMITS = 64
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.checkpointed_elsewhere = True
+        self._wanted = threading.Event()
+        self._stop = False
+        self._since = 0
+        self.checkpoints = 0
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """The writer made one more commit (called from the writer's thread)."""
+        self._since += 1
+        if self._since >= self.EVERY_COMMITS:
+            self._since = 0
+            self._wanted.set()
+
+    def _run(self) -> None:
+        raw = None
+        stop = False
+        while not stop:
+            self._wanted.wait()
+            self._wanted.clear()
+            stop = self._stop  # a last checkpoint, then stop
+            try:
+                if raw is None:
+                    raw = self.store.engine.raw_connection()
+                cur = raw.cursor()
+                cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cur.fetchall()
+                cur.close()
+                self.checkpoints += 1
+            except Exception as e:  # the WAL only grows meanwhile; commits are unaffected
+                log.warning("WAL checkpoint failed", error=str(e))
+                if raw is not None:
+                    raw.close()
+                    raw = None
+        if raw is not None:
+            raw.close()
+
+    def close(self) -> None:
+        """One last checkpoint, then stop the thread."""
+        self._stop = True
+        self._wanted.set()
         self._thread.join(60)
 
 

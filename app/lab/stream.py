@@ -56,6 +56,9 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+#: the user has as many streams open as their quota ``streams`` allows (HTTP's 429, in
+#: the 4xxx range the protocol leaves to applications)
+CLOSE_TOO_MANY_STREAMS = 4429
 
 
 class Sink(Protocol):
@@ -69,6 +72,14 @@ class Sink(Protocol):
 class StreamError(Exception):
     """A viewer's request that cannot be honoured (answered with an ``error`` message, or
     a 1008 close at connect)."""
+
+    code = CLOSE_POLICY
+
+
+class StreamQuotaError(StreamError):
+    """A connection over its user's ``streams`` quota (closed with 4429 at connect)."""
+
+    code = CLOSE_TOO_MANY_STREAMS
 
 
 def _dumps(value: Any) -> str:
@@ -155,6 +166,8 @@ class Viewer:
     sending: bool = False
     last_progress: float = field(default_factory=time.monotonic)
     closed: bool = False
+    #: the user the connection is of (counted against their ``streams`` quota)
+    owner: str = ""
     leaving: bool = False  # told bye; closing once its outbox is out
     # acknowledgements (op "ack"): what the viewer has taken in, by frame build time
     acked_time: float | None = None
@@ -286,15 +299,31 @@ class StreamHub:
             )
         return rate
 
+    def streams_of(self, owner: str) -> int:
+        """Connections of ``owner`` open now."""
+        return sum(1 for v in self.viewers.values() if v.owner == owner and not v.closed)
+
     def connect(
-        self, instance_id: int, sink: Sink, topics: Iterable[str] | None, rate: int | None
+        self,
+        instance_id: int,
+        sink: Sink,
+        topics: Iterable[str] | None,
+        rate: int | None,
+        owner: str = "",
+        max_streams: int | None = None,
     ) -> Viewer:
         """A new viewer: its ``hello`` goes out at its tier's next tick (so the snapshot
         and the frames after it are built from the same state).  Raises ``StreamError``
-        for bad topics or rate; the caller checked the instance exists."""
+        for bad topics or rate, ``StreamQuotaError`` when ``owner`` already has
+        ``max_streams`` connections open; the caller checked the instance exists."""
         chosen = self.parse_topics(DEFAULT_TOPICS if topics is None else topics)
         rate = DEFAULT_RATE if rate is None else self.check_rate(rate)
-        viewer = Viewer(self._next_id, instance_id, sink, chosen, rate)
+        if max_streams is not None and self.streams_of(owner) >= max_streams:
+            raise StreamQuotaError(
+                f"quota 'streams' allows you {max_streams} open at once: close one, or "
+                "ask an instructor or admin"
+            )
+        viewer = Viewer(self._next_id, instance_id, sink, chosen, rate, owner=owner)
         self._next_id += 1
         self.viewers[viewer.id] = viewer
         viewer.sender = asyncio.get_running_loop().create_task(self._send_loop(viewer))

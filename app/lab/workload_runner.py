@@ -48,6 +48,8 @@ class WorkloadRun:
     duration_s: float | None
     workload: Workload
     state: str = "running"
+    #: who started it (counted against their ``workloads`` quota while it runs or waits)
+    owner: str = ""
     reason: str | None = None
     calls: int = 0
     errors: int = 0
@@ -146,7 +148,11 @@ class WorkloadRunner:
         steps: int | None,
         duration_s: float | None,
         paused: bool = False,
+        owner: str = "",
+        max_for_owner: int | None = None,
     ) -> WorkloadRun:
+        """Start a workload on ``inst``.  ``max_for_owner`` (token mode: the ``workloads``
+        quota) bounds the workloads ``owner`` has running or paused on all instances."""
         spec = WORKLOADS.get(kind)
         if spec is None:
             raise WorkloadError(
@@ -158,6 +164,13 @@ class WorkloadRunner:
                 "quota",
                 f"an instance runs at most {self.max_per_instance} workloads at once; stop one "
                 "first (POST …/workloads/{id}/stop)",
+            )
+        if max_for_owner is not None and self.running_of(owner) >= max_for_owner:
+            raise WorkloadError(
+                "forbidden",
+                f"your quota 'workloads' allows {max_for_owner} running (or paused) at once "
+                f"and you have {self.running_of(owner)}: stop one "
+                "(POST …/workloads/{id}/stop), or ask an instructor or an admin to raise it",
             )
         try:
             workload = spec.create(inst.machine, params, seed)
@@ -175,6 +188,7 @@ class WorkloadRunner:
             duration_s,
             workload,
             state="paused" if paused else "running",
+            owner=owner,
         )
         self._next_id += 1
         ended = [r for r in inst.workloads.values() if r.state not in RUNNING_STATES]
@@ -183,6 +197,15 @@ class WorkloadRunner:
         inst.workloads[run.id] = run
         run.task = asyncio.get_running_loop().create_task(self._drive(run))
         return run
+
+    def running_of(self, owner: str) -> int:
+        """Workloads ``owner`` started that are running or paused, on every instance."""
+        return sum(
+            1
+            for inst in self.lab.instances.values()
+            for run in inst.workloads.values()
+            if run.owner == owner and run.state in RUNNING_STATES
+        )
 
     # ------------------------------------------------------------------ controls
     @staticmethod
@@ -218,6 +241,15 @@ class WorkloadRunner:
             run.state = "stopped"
             run.reason = "stopped by request"
             run.wake.set()
+
+    async def stop_settled(self, run: WorkloadRun) -> None:
+        """``stop``, then wait for a slice already running (in a worker thread, under the
+        instance's lock) to end, so that the run's status is final when this returns."""
+        self.stop(run)
+        inst = self.lab.instances.get(run.instance_id)
+        if inst is not None:
+            async with inst.lock:
+                pass
 
     @staticmethod
     def set_rate(run: WorkloadRun, rate: float | None) -> None:
@@ -285,6 +317,8 @@ class WorkloadRunner:
             run.reason = "the instance was deleted"
             return 0, False
         async with self.lab.hold(inst):
+            if run.state not in RUNNING_STATES:  # stopped while this slice waited its turn
+                return 0, False
             if inst.generation != run.generation:
                 run.state = "stopped"
                 run.reason = "the instance was reset"

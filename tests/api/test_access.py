@@ -1,7 +1,9 @@
 """Accounts and access over the API (issue 8 §1) in token mode, on a temporary SQLite
-database: an access matrix over roles × instance kinds for representative endpoints and
-the stream, asserting the designed answer and that no refusal names another user; token
-refusals (missing, unknown, expired, revoked); user management; open mode unchanged."""
+database: an access matrix over roles × instance kinds (own, another student's, shared,
+another course's, broadcast to the course) for representative endpoints and the stream,
+each instance named by id and by ``owner:name``, asserting the designed answer and that no
+refusal names another user; token refusals (missing, unknown, expired, revoked); user
+management; open mode unchanged."""
 
 from __future__ import annotations
 
@@ -88,90 +90,185 @@ def world(tmp_path: Path) -> Iterator[World]:
         w.add_instance(BOBBY, "peer")  # another student's, same course
         shared = w.add_instance(ALICE, "shared")  # Alice's, shared with Bobby and the observer
         w.add_instance(CARLO, "other")  # another course's
+        bcast = w.add_instance(INSTRUCTOR, "bcast")  # the instructor's, broadcast to os101
         for user in (BOBBY, WATCHER):
             r = c.post(
                 f"{API}/instances/{shared}/shares", json={"user": user}, headers=w.as_(ALICE)
             )
             assert r.status_code == 204, r.text
+        r = c.put(
+            f"{API}/instances/{bcast}/broadcast",
+            json={"course": "os101"},
+            headers=w.as_(INSTRUCTOR),
+        )
+        assert r.status_code == 200 and r.json()["courses"] == ["os101"], r.text
         yield w
 
 
 # who may read / write which instance (by its name)
 READ = {
-    ADMIN: {"own", "peer", "shared", "other"},
-    INSTRUCTOR: {"own", "peer", "shared"},
-    ALICE: {"own", "shared"},
-    BOBBY: {"peer", "shared"},
-    WATCHER: {"shared"},
+    ADMIN: {"own", "peer", "shared", "other", "bcast"},
+    INSTRUCTOR: {"own", "peer", "shared", "bcast"},
+    ALICE: {"own", "shared", "bcast"},
+    BOBBY: {"peer", "shared", "bcast"},
+    WATCHER: {"shared", "bcast"},
     CARLO: {"other"},
 }
 WRITE = {
-    ADMIN: {"own", "peer", "shared", "other"},
-    INSTRUCTOR: set(),
+    ADMIN: {"own", "peer", "shared", "other", "bcast"},
+    INSTRUCTOR: {"bcast"},
     ALICE: {"own", "shared"},
     BOBBY: {"peer"},
     WATCHER: set(),
     CARLO: {"other"},
 }
-INSTANCES = ("own", "peer", "shared", "other")
+INSTANCES = ("own", "peer", "shared", "other", "bcast")
+OWNERS = {"own": ALICE, "peer": BOBBY, "shared": ALICE, "other": CARLO, "bcast": INSTRUCTOR}
+#: the other users each one may know by name: admins everyone, an instructor the members
+#: of their course (they manage them); nobody else anyone
+KNOWS = {
+    ADMIN: set(USERS),
+    INSTRUCTOR: {INSTRUCTOR, ALICE, BOBBY, WATCHER},
+}
+#: why each user sees each instance (the listing's ``access``)
+ACCESS = {
+    (ADMIN, "own"): "admin",
+    (ADMIN, "peer"): "admin",
+    (ADMIN, "shared"): "admin",
+    (ADMIN, "other"): "admin",
+    (ADMIN, "bcast"): "admin",
+    (INSTRUCTOR, "own"): "course",
+    (INSTRUCTOR, "peer"): "course",
+    (INSTRUCTOR, "shared"): "course",
+    (INSTRUCTOR, "bcast"): "own",
+    (ALICE, "own"): "own",
+    (ALICE, "shared"): "own",
+    (ALICE, "bcast"): "broadcast",
+    (BOBBY, "peer"): "own",
+    (BOBBY, "shared"): "shared",
+    (BOBBY, "bcast"): "broadcast",
+    (WATCHER, "shared"): "shared",
+    (WATCHER, "bcast"): "broadcast",
+    (CARLO, "other"): "own",
+}
 
 
-def assert_nothing_leaks(body: str, me: str) -> None:
+def assert_nothing_leaks(body: str, me: str, typed: str = "") -> None:
+    """No user's name but mine (and those I may know, and what I typed) is in ``body``."""
     for name in USERS:
-        if name != me:
+        if name != me and name not in typed and name not in KNOWS.get(me, ()):
             assert name not in body, (me, body)
 
 
-def assert_refused(r: Any, me: str, iid: int) -> None:
+def assert_refused(r: Any, me: str, ref: int | str) -> None:
     assert r.status_code == 404, r.text
     body = r.json()
     assert body["type"] == "/problems/unknown-instance"
-    assert body["detail"] == f"there is no instance {iid}"  # word for word a missing one
-    assert_nothing_leaks(r.text, me)
+    assert body["detail"] == f"there is no instance {ref}"  # word for word a missing one
+    for name in USERS:  # not even the names an admin or an instructor may know
+        if name != me:
+            assert name not in r.text.replace(str(ref), ""), (me, r.text)
 
 
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "", None, "read"),
     ("GET", "/vmstats", None, "read"),
+    ("GET", "/pagemap", None, "read"),
+    ("GET", "/objects", None, "read"),
     ("GET", "/journal", None, "read"),
+    ("GET", "/journal/density", None, "read"),
     ("GET", "/trace", None, "read"),
     ("GET", "/snapshot", None, "read"),
+    ("GET", "/workloads", None, "read"),
+    ("GET", "/sysctls/vm.v_free_min", None, "read"),
     ("POST", "/calls/vmstats_rollup", {"args": {}}, "write"),
+    ("POST", "/calls", {"calls": [{"fn": "vmstats_rollup"}]}, "write"),
+    ("POST", "/restore", {"to": 0}, "write"),
     ("POST", "/reset", None, "write"),
 ]
 
 
+def ref_to(world: World, inst: str, style: str) -> str:
+    """How the test names ``inst``: its id, or ``owner:name``."""
+    return str(world.ids[inst]) if style == "id" else f"{OWNERS[inst]}:{inst}"
+
+
+@pytest.mark.parametrize("style", ["id", "owner:name"])
 @pytest.mark.parametrize("user", USERS)
-def test_access_matrix(world: World, user: str) -> None:
+def test_access_matrix(world: World, user: str, style: str) -> None:
     c = world.c
-    missing = c.get(f"{API}/instances/999", headers=world.as_(user))
-    assert missing.status_code == 404
+    missing = "999" if style == "id" else f"{ALICE}:nothing"
+    assert_refused(c.get(f"{API}/instances/{missing}", headers=world.as_(user)), user, missing)
     for inst in INSTANCES:
-        iid = world.ids[inst]
+        ref = ref_to(world, inst, style)
         for method, suffix, body, need in ENDPOINTS:
             allowed = inst in (READ if need == "read" else WRITE)[user]
             r = c.request(
-                method, f"{API}/instances/{iid}{suffix}", json=body, headers=world.as_(user)
+                method, f"{API}/instances/{ref}{suffix}", json=body, headers=world.as_(user)
             )
             if allowed:
                 assert r.status_code == 200, (user, inst, method, suffix, r.text)
+                assert_nothing_leaks(r.text, user, ref)
             else:
-                assert_refused(r, user, iid)
-        # DELETE: only the refusals here (test_owner_deletes deletes)
+                assert_refused(r, user, ref)
+        # DELETE and PUT …/broadcast: only the refusals here (their own tests do them)
         if inst not in WRITE[user]:
-            assert_refused(c.delete(f"{API}/instances/{iid}", headers=world.as_(user)), user, iid)
+            assert_refused(c.delete(f"{API}/instances/{ref}", headers=world.as_(user)), user, ref)
+            r = c.put(
+                f"{API}/instances/{ref}/broadcast",
+                json={"course": "os101"},
+                headers=world.as_(user),
+            )
+            assert_refused(r, user, ref)
     listed = c.get(f"{API}/instances", headers=world.as_(user))
     assert listed.status_code == 200
     assert {i["name"] for i in listed.json()} == READ[user]
-    if user != ADMIN:
-        assert_nothing_leaks(json.dumps(listed.json()), user)
+    assert {i["name"]: i["access"] for i in listed.json()} == {
+        inst: ACCESS[user, inst] for inst in READ[user]
+    }
+    assert_nothing_leaks(json.dumps(listed.json()), user)
+    for item in listed.json():  # each listed ref reaches the instance
+        r = c.get(f"{API}/instances/{item['ref']}", headers=world.as_(user))
+        assert r.status_code == 200 and r.json()["id"] == item["id"], (user, item["ref"])
 
 
 @pytest.mark.parametrize("user", USERS)
-def test_stream_matrix(world: World, user: str) -> None:
+def test_fork_matrix(world: World, user: str) -> None:
+    """Forking is reading: whoever may read an instance may fork it into their own, within
+    their quotas (an observer may hold no instance); the rest are refused as missing."""
+    c = world.c
     for inst in INSTANCES:
         iid = world.ids[inst]
-        url = f"{API}/instances/{iid}/stream?token={world.tokens[user]}"
+        r = c.post(
+            f"{API}/instances/{iid}/fork",
+            json={"at": 0, "name": f"fork-{inst}"},
+            headers=world.as_(user),
+        )
+        if inst not in READ[user]:
+            assert_refused(r, user, iid)
+        elif user == WATCHER:
+            assert r.status_code == 403 and "quota 'instances' allows 0" in r.json()["detail"]
+        elif (user, inst) == (ALICE, "bcast"):  # her 4 instances: own, shared, 2 forks
+            assert r.status_code == 403, r.text
+            assert "quota 'instances' allows 4" in r.json()["detail"]
+        else:
+            assert r.status_code == 201, (user, inst, r.text)
+            fork = r.json()
+            assert (
+                fork["state_digest"]
+                == c.get(f"{API}/instances/{iid}", headers=world.as_(user)).json()["state_digest"]
+            )
+            mine = c.get(f"{API}/instances/fork-{inst}", headers=world.as_(user))
+            assert mine.status_code == 200 and mine.json()["id"] == fork["id"]
+            assert_nothing_leaks(r.text, user)
+
+
+@pytest.mark.parametrize("style", ["id", "owner:name"])
+@pytest.mark.parametrize("user", USERS)
+def test_stream_matrix(world: World, user: str, style: str) -> None:
+    for inst in INSTANCES:
+        ref = ref_to(world, inst, style)
+        url = f"{API}/instances/{ref}/stream?token={world.tokens[user]}"
         with world.c.websocket_connect(url) as ws:
             if inst in READ[user]:
                 assert ws.receive_json()["type"] == "hello"
@@ -179,7 +276,7 @@ def test_stream_matrix(world: World, user: str) -> None:
                 msg = ws.receive()
                 assert msg["type"] == "websocket.close", msg
                 assert msg["code"] == 1008
-                assert msg["reason"] == f"there is no instance {iid}"
+                assert msg["reason"] == f"there is no instance {ref}"
 
 
 def test_stream_needs_a_token_and_a_good_origin(world: World) -> None:
@@ -374,3 +471,29 @@ def test_quotas_refuse_with_the_quota_named_and_change_at_runtime(world: World) 
     assert world.add_instance(ALICE, "fifth") > 0
     me = c.get(f"{API}/me", headers=world.as_(ALICE)).json()
     assert me["quotas"]["instances"] == 5
+
+
+QUOTA_READ_ROLES = {ADMIN, INSTRUCTOR}  # GET /quotas/roles/{role}
+QUOTA_MANAGERS = {ADMIN, INSTRUCTOR}  # change Alice's quota (a student of os101)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_quota_matrix(world: World, user: str) -> None:
+    """Role quotas: instructors read, admins change.  A user's quota: read by themselves
+    and whoever manages them, changed only by those managers; anyone else gets exactly
+    the answer for a user that does not exist."""
+    c, h = world.c, world.as_(user)
+    r = c.get(f"{API}/quotas/roles/student", headers=h)
+    assert r.status_code == (200 if user in QUOTA_READ_ROLES else 403), (user, r.text)
+    r = c.put(f"{API}/quotas/roles/observer", json={"streams": 2}, headers=h)
+    assert r.status_code == (200 if user == ADMIN else 403), (user, r.text)
+    missing = c.get(f"{API}/users/nobody7/quota", headers=h)
+    assert missing.status_code == 404
+    for method, body in (("GET", None), ("PUT", {"streams": 4}), ("DELETE", None)):
+        r = c.request(method, f"{API}/users/{ALICE}/quota", json=body, headers=h)
+        allowed = user in QUOTA_MANAGERS or (method == "GET" and user == ALICE)
+        if allowed:
+            assert r.status_code in (200, 204), (user, method, r.text)
+        else:
+            assert r.status_code == 404, (user, method, r.text)
+            assert r.json()["detail"] == missing.json()["detail"].replace("nobody7", ALICE)

@@ -30,6 +30,9 @@ EXPECTED_STATUS = {
     "method-not-allowed": 405,
     "unauthorized": 401,
     "forbidden": 403,
+    "csrf": 403,
+    "rate-limited": 429,
+    "server-full": 507,
 }
 
 
@@ -88,14 +91,19 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
         note(await c.post(f"{API}/instances", json={"name": "b", "memory": "16MiB"}), "quota")
         calls = {"calls": [{"fn": "vm_test_nominal"}] * 2}
         note(await c.post(f"{INST}/calls", json=calls), "too-large")
+    async with served(page_budget=5000) as c:  # the default's 4095 pages fit, two do not
+        note(await c.post(f"{API}/instances", json={"name": "b", "memory": "16MiB"}), "server-full")
     # would-sleep is reached in test_api_calls (a vm_page_grab that would spin forever),
     # unavailable in tests/lab/test_durability.py (a journal that cannot be written)
-    # unauthorized and forbidden exist in token mode only: tests/api/test_access.py
+    # unauthorized and forbidden exist in token mode only: tests/api/test_access.py;
+    # csrf and rate-limited too: tests/api/test_session.py and tests/api/test_quotas.py
     assert set(seen) == set(EXPECTED_STATUS) - {
         "would-sleep",
         "unavailable",
         "unauthorized",
         "forbidden",
+        "csrf",
+        "rate-limited",
     }
 
 

@@ -341,8 +341,14 @@ def test_quotas_per_role_and_overrides(accounts: Accounts) -> None:
 
     with pytest.raises(ValueError, match=r"quota field: 'cpus' is not one of instances, "):
         accounts.set_quota("ann", "cpus", 4)
-    with pytest.raises(ValueError, match=r"instances: -1 must be a whole number >= 0"):
+    with pytest.raises(ValueError, match=r"instances: -1 must be a whole number from 0 to 10000"):
         accounts.set_role_quota("student", "instances", -1)
+    with pytest.raises(ValueError, match=r"calls_per_s: inf must be a number from 0 to 1e\+07"):
+        accounts.set_quota("ann", "calls_per_s", float("inf"))
+    # several changes are all or nothing: one bad value refuses them all
+    with pytest.raises(ValueError, match=r"streams: 100001 must be a whole number"):
+        accounts.update_quota("ann", {"workloads": 3, "streams": 100_001})
+    assert "workloads" not in accounts.user("ann").quota  # type: ignore[union-attr]
     with pytest.raises(ValueError, match=r"streams: 1.5 must be a whole number"):
         accounts.set_quota("ann", "streams", 1.5)
     with pytest.raises(ValueError, match=r"role: 'guest'"):

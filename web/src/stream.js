@@ -6,6 +6,10 @@ import { createBackoff } from './lib/backoff.js';
 export const CLOSE_NORMAL = 1000;
 export const CLOSE_POLICY = 1008;
 export const CLOSE_TRY_AGAIN = 1013;
+/** token mode: no valid token or sign-in (the server's 4401, HTTP's 401) */
+export const CLOSE_UNAUTHORIZED = 4401;
+/** token mode: too many failed sign-ins from this address (4429, HTTP's 429) */
+export const CLOSE_RATE_LIMITED = 4429;
 
 /**
  * @typedef {object} StreamStatus
@@ -202,8 +206,14 @@ export class StreamClient {
       this.#setStatus({ state: 'closed', reason: this.status.reason ?? ev.reason ?? 'closed by the server' });
       return;
     }
-    if (ev.code === CLOSE_POLICY) {
+    if (ev.code === CLOSE_POLICY || ev.code === CLOSE_RATE_LIMITED) {
       this.#setStatus({ state: 'failed', reason: ev.reason || 'the server refused the stream' });
+      return;
+    }
+    if (ev.code === CLOSE_UNAUTHORIZED) {
+      // reconnecting cannot help: the page signs in again (see main.js)
+      this.#setStatus({ state: 'failed', reason: 'your sign-in has ended' });
+      globalThis.dispatchEvent?.(new CustomEvent('pagelab:unauthorized'));
       return;
     }
     const why = ev.code === CLOSE_TRY_AGAIN ? `the server dropped a slow reader (${ev.reason || 'try again later'})` : ev.reason || 'connection lost';

@@ -127,6 +127,31 @@ describe('StreamClient', () => {
     assert.equal(FakeSocket.made.length, 2);
   });
 
+  it('stops when the sign-in has ended (4401) or the address is blocked (4429), and says so', () => {
+    const ended = [];
+    const target = new EventTarget();
+    globalThis.dispatchEvent = (ev) => target.dispatchEvent(ev);
+    target.addEventListener('pagelab:unauthorized', (ev) => ended.push(ev.type));
+    try {
+      const a = client();
+      a.c.start();
+      FakeSocket.made[0].drop(4401, 'unauthorized: pass a valid token');
+      assert.equal(a.c.status.state, 'failed');
+      assert.equal(a.c.status.reason, 'your sign-in has ended');
+      assert.deepEqual(ended, ['pagelab:unauthorized']);
+      const b = client();
+      b.c.start();
+      FakeSocket.made[1].drop(4429, 'too many failed sign-ins: wait 42 s');
+      assert.equal(b.c.status.state, 'failed');
+      assert.match(b.c.status.reason, /wait 42 s/);
+      mock.timers.tick(60_000);
+      assert.equal(FakeSocket.made.length, 2); // neither reconnects by itself
+      assert.equal(ended.length, 1);
+    } finally {
+      delete globalThis.dispatchEvent;
+    }
+  });
+
   it('reconnects after being dropped as a slow reader (1013)', () => {
     const { c } = client();
     c.start();

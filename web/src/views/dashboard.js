@@ -18,6 +18,7 @@ import { createInspector } from '../panels/inspector.js';
 import { createPageMap } from '../panels/pagemap.js';
 import { createSysctls } from '../panels/sysctls.js';
 import { createThreads } from '../panels/threads.js';
+import { createTimeline } from '../panels/timeline.js';
 import { createWorkloads } from '../panels/workloads.js';
 import { StreamClient } from '../stream.js';
 import { onThemeChange } from '../theme.js';
@@ -79,6 +80,12 @@ export function mountDashboard(root, instanceId) {
   const events = createEvents({ request, onInspect: (pfn) => inspect(pfn), visible: () => tabs.current === 'events' });
   const sysctls = createSysctls({ instanceId, onNames: (names) => { sysctlNames = names; } });
   const workloads = createWorkloads({ instanceId, visible: () => !document.hidden });
+  const timeline = createTimeline({
+    instanceId,
+    name: () => state?.instance?.name ?? `instance-${instanceId}`,
+    request,
+    onForked: (id) => { location.hash = `#/instances/${id}`; },
+  });
 
   const tabPanels = [
     { id: 'console', label: 'Console', panel: h('div', null, consolePanel.element) },
@@ -105,7 +112,8 @@ export function mountDashboard(root, instanceId) {
       h('div', null,
         h('section', { class: 'panel', 'aria-labelledby': 'pm-h' }, h('div', { class: 'panel-head' }, h('h2', { id: 'pm-h' }, 'Physical memory')), pagemap.element),
         h('section', { class: 'panel', 'aria-labelledby': 'ts-h' }, h('div', { class: 'panel-head' }, h('h2', { id: 'ts-h' }, 'Page counts and thresholds')), chart.element)),
-      h('section', { class: 'panel', 'aria-label': 'Instance tools' }, tabs.element)));
+      h('section', { class: 'panel', 'aria-label': 'Instance tools' }, tabs.element)),
+    timeline.element);
 
   // ---- stream
   const stream = new StreamClient({
@@ -151,6 +159,7 @@ export function mountDashboard(root, instanceId) {
         }
         pagemap.resubscribe();
         pagemap.fetch();
+        timeline.hello(state.seq, state.generation);
         consolePanel.ensureFunctions();
         if (inspector.pfn !== null) {
           stream.send({ op: 'watch', pfns: [inspector.pfn] });
@@ -193,9 +202,13 @@ export function mountDashboard(root, instanceId) {
             }
           }
         }
+        timeline.frame(state.seq, msg.events, msg.events_summary);
         request('facts', showFacts);
       },
-      onGap: (msg) => events.addGap(msg),
+      onGap: (msg) => {
+        events.addGap(msg);
+        timeline.gap();
+      },
       onError: (msg) => replace(banner, h('div', { class: 'notice', role: 'status' }, `The stream did not understand a message from this page: ${msg.detail ?? msg.code}`)),
       onStatus: (st) => showStatus(st),
     },
@@ -327,6 +340,7 @@ export function mountDashboard(root, instanceId) {
   const offTheme = onThemeChange(() => {
     request('heatmap', heatmap.draw);
     request('pagemap', pagemap.draw);
+    request('timeline-strip', timeline.draw);
     chart.rebuild();
   });
 
@@ -341,6 +355,7 @@ export function mountDashboard(root, instanceId) {
     console: consolePanel.hooks,
     events: events.hooks,
     workloads: workloads.hooks,
+    timeline: timeline.hooks,
     stream: { get status() { return stream.status; } },
     drawStats: () => Object.fromEntries(coalescer.stats),
   });
@@ -356,9 +371,10 @@ export function mountDashboard(root, instanceId) {
     pagemap.destroy();
     chart.destroy();
     workloads.destroy();
+    timeline.destroy();
     document.getElementById('conn-slot')?.replaceChildren();
     document.title = 'PageLab';
-    for (const k of ['instanceId', 'state', 'heatmap', 'pagemap', 'chart', 'inspector', 'console', 'events', 'workloads', 'stream', 'drawStats']) delete hooks[k];
+    for (const k of ['instanceId', 'state', 'heatmap', 'pagemap', 'chart', 'inspector', 'console', 'events', 'workloads', 'timeline', 'stream', 'drawStats']) delete hooks[k];
     hooks.connection = 'idle';
   };
 }

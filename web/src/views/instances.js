@@ -5,6 +5,7 @@ import { h, replace } from '../dom.js';
 import { formatBytes, formatCount, parseBytes, parseMemory, parseNumaRanges, physBytes } from '../lib/format.js';
 import { collect, describeParam } from '../lib/forms.js';
 import { hooks } from '../hooks.js';
+import { ACCESS_LABELS, handOutSummary, mayChange, mayHandOut, scenarioCourse } from '../lib/session.js';
 import { fieldsForm, formErrorsBox, problemBox, statusLine } from '../ui.js';
 
 /** @param {HTMLElement} root */
@@ -38,9 +39,12 @@ export function mountInstances(root) {
       const cfg = inst.config ?? {};
       const s = inst.summary ?? {};
       const sockets = cfg.topology?.sockets ?? 1;
-      return h('tr', { dataset: { instance: String(inst.id), name: inst.name } },
+      const writable = mayChange(inst.access);
+      const label = /** @type {Record<string, string>} */ (ACCESS_LABELS)[inst.access ?? ''];
+      return h('tr', { dataset: { instance: String(inst.id), name: inst.name, access: inst.access ?? 'open' } },
         h('td', { class: 'num' }, inst.id),
-        h('td', null, h('a', { href: `#/instances/${inst.id}`, 'aria-label': `Open ${inst.name}` }, inst.name)),
+        h('td', null, h('a', { href: `#/instances/${inst.id}`, 'aria-label': `Open ${inst.name}` }, inst.name),
+          inst.access && inst.access !== 'own' ? h('span', { class: 'muted small access' }, ` ${inst.ref ?? ''} · ${label ?? inst.access}`) : null),
         h('td', null, inst.preset ?? h('span', { class: 'muted' }, 'custom')),
         h('td', { class: 'num' }, formatBytes(physBytes(cfg.phys_avail))),
         h('td', { class: 'num' }, `${cfg.cpus}${sockets > 1 ? ` (${sockets} sockets)` : ''}`),
@@ -48,8 +52,8 @@ export function mountInstances(root) {
         h('td', { class: 'num' }, formatCount(inst.calls)),
         h('td', null, h('div', { class: 'row' },
           h('a', { href: `#/instances/${inst.id}`, class: 'small' }, 'Open'),
-          h('button', { type: 'button', class: 'small', onclick: () => resetInstance(inst), 'aria-label': `Reset ${inst.name}` }, 'Reset'),
-          deleteButton(inst))));
+          writable ? h('button', { type: 'button', class: 'small', onclick: () => resetInstance(inst), 'aria-label': `Reset ${inst.name}` }, 'Reset') : null,
+          writable ? deleteButton(inst) : null)));
     });
     replace(listBox, h('table', null,
       h('caption', { class: 'visually-hidden' }, 'Simulated machines'),
@@ -207,14 +211,83 @@ export function mountInstances(root) {
     }
   }
 
+  // ---- the course's scenarios (token mode): start your own copy; instructors hand out
+  const scenarioBox = h('div', { id: 'scenarios', 'aria-live': 'polite' });
+  const scenarioStatus = statusLine();
+  const scenarioProblem = h('div');
+  const scenarioPanel = h('section', { class: 'panel', 'aria-labelledby': 'scenarios-h', hidden: true },
+    h('div', { class: 'panel-head' }, h('h2', { id: 'scenarios-h' }, 'Course scenarios')),
+    h('p', { class: 'muted small' }, 'Starting points your instructor prepared: each copy is your own machine, in exactly the scenario’s state (same digest).'),
+    scenarioProblem, scenarioBox, scenarioStatus.element);
+
+  async function refreshScenarios() {
+    const course = scenarioCourse(hooks.me);
+    if (!course) return;
+    try {
+      const list = await get(`/courses/${encodeURIComponent(course)}/scenarios`);
+      if (!alive) return;
+      scenarioPanel.hidden = false;
+      renderScenarios(list);
+    } catch (e) {
+      if (alive) replace(scenarioProblem, problemBox(e, 'Listing the course’s scenarios'));
+    }
+  }
+
+  /** @param {any[]} list */
+  function renderScenarios(list) {
+    if (!list.length) {
+      replace(scenarioBox, h('p', { class: 'muted' }, 'No scenarios in your course yet.'));
+      return;
+    }
+    const handOut = mayHandOut(hooks.me);
+    replace(scenarioBox, h('table', null,
+      h('caption', { class: 'visually-hidden' }, 'Scenarios of your course'),
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, 'scenario'), h('th', { class: 'num', scope: 'col' }, 'calls'),
+        h('th', { scope: 'col' }, 'digest'), h('th', { scope: 'col' }, 'actions'))),
+      h('tbody', null, list.map((sc) => h('tr', { dataset: { scenario: String(sc.id) } },
+        h('td', null, h('strong', null, sc.name), sc.description ? h('div', { class: 'muted small' }, sc.description) : null),
+        h('td', { class: 'num' }, formatCount(sc.calls)),
+        h('td', null, h('code', { title: sc.state_digest }, String(sc.state_digest).slice(0, 12))),
+        h('td', null, h('div', { class: 'row' },
+          h('button', { type: 'button', class: 'small primary', onclick: () => startScenario(sc), 'aria-label': `Start my copy of ${sc.name}` }, 'Start my copy'),
+          handOut ? h('button', { type: 'button', class: 'small', onclick: () => handOutScenario(sc), 'aria-label': `Hand ${sc.name} out to every student` }, 'Hand out to all students') : null)))))));
+  }
+
+  /** @param {any} sc */
+  async function startScenario(sc) {
+    replace(scenarioProblem);
+    try {
+      const inst = await post(`/scenarios/${sc.id}/instances`, {});
+      scenarioStatus.set(`Started ${inst.name} (id ${inst.id}) from ${sc.name}.`);
+      location.hash = `#/instances/${inst.id}`;
+    } catch (e) {
+      replace(scenarioProblem, problemBox(e, `Starting ${sc.name}`));
+    }
+  }
+
+  /** @param {any} sc */
+  async function handOutScenario(sc) {
+    replace(scenarioProblem);
+    try {
+      const out = await post(`/scenarios/${sc.id}/handout`, {});
+      scenarioStatus.set(`${sc.name}: ${handOutSummary(out)}`);
+      refresh();
+    } catch (e) {
+      replace(scenarioProblem, problemBox(e, `Handing out ${sc.name}`));
+    }
+  }
+
   root.append(
     h('div', { class: 'instances-grid' },
-      h('section', { class: 'panel', 'aria-labelledby': 'instances-h' },
+      h('div', { class: 'stack' }, h('section', { class: 'panel', 'aria-labelledby': 'instances-h' },
         h('div', { class: 'panel-head' }, h('h2', { id: 'instances-h' }, 'Instances'), h('span', { class: 'spacer' }),
           h('button', { type: 'button', class: 'small', onclick: refresh }, 'Refresh')),
         h('p', { class: 'muted small' }, 'Each instance is a simulated machine running DragonFly BSD’s page allocator. Open one to watch its queues move and call its kernel functions.'),
         listProblem, listBox, status.element),
+      scenarioPanel),
       h('section', { 'aria-label': 'Create an instance' }, h('div', { class: 'panel' }, presetForm, customForm))));
   refresh();
+  refreshScenarios();
   return () => { alive = false; };
 }

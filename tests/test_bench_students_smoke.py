@@ -1,0 +1,82 @@
+"""Smoke test of the class benchmark: ``python -m bench students --json --quick`` enrols 40
+students in a SQLite database, starts real servers (token mode, the open lab with and
+without a database) and drives them from client processes.  No timing is asserted: only
+that every figure exists, is sane, and that no request of the mix failed."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PHASES = ("flat_out", "paced", "flat_out_open", "flat_out_open_nodb")
+
+
+def _positive(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def test_students_quick_json_has_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "students", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, "--json prints exactly one JSON object"
+    result = json.loads(lines[0])
+    assert result["students"] == 40
+    assert result["memory"] == "64MiB"
+    assert result["sqlite_synchronous"] == "NORMAL"
+    assert "flat_out_token_full" not in result  # FULL runs only without --quick
+    for name in PHASES:
+        phase = result[name]
+        # every request of the mix was valid and answered 2xx, every batch item too
+        assert phase["errors"] == 0, (name, phase["first_error"])
+        assert phase["first_error"] == ""
+        for key in (
+            "calls_per_s",
+            "requests_per_s",
+            "calls",
+            "requests",
+            "wall_s",
+            "server_cpu_ms_per_request",
+        ):
+            assert _positive(phase[key]), (name, key, phase[key])
+        # a batch counts its calls: at least one call per single-call request
+        assert phase["calls"] >= phase["latency_ms"]["single"]["n"]
+        lat = phase["latency_ms"]
+        assert set(lat) == {"all", "single", "batch", "view"}
+        assert lat["all"]["n"] == phase["requests"]
+        assert lat["all"]["n"] == sum(lat[k]["n"] for k in ("single", "batch", "view"))
+        assert lat["single"]["n"] > 0
+        for kind, s in lat.items():
+            if s["n"]:
+                assert 0 < s["p50"] <= s["p99"] <= s["max"], (name, kind, s)
+        per_student = phase["student_calls_per_s"]
+        assert 0 <= per_student["min"] <= per_student["max"] <= phase["calls_per_s"]
+    assert result["paced"]["think_ms"] == 100.0 and result["flat_out"]["think_ms"] == 0.0
+    assert math.isclose(
+        result["durability_cost_ratio"],
+        result["flat_out_open_nodb"]["calls_per_s"] / result["flat_out_open"]["calls_per_s"],
+        abs_tol=0.01,
+    )
+    assert math.isclose(
+        result["durability_cpu_ratio"],
+        result["flat_out_open"]["server_cpu_ms_per_request"]
+        / result["flat_out_open_nodb"]["server_cpu_ms_per_request"],
+        abs_tol=0.01,
+    )
