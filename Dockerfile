@@ -4,6 +4,7 @@ WORKDIR /srv/pagelab
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY bench ./bench
+COPY docs/*.md ./docs/
 RUN pip install --no-cache-dir .
 ENV PAGELAB_DEFAULT_PRESET=teaching-1g
 EXPOSE 8000

@@ -104,7 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="PageLab",
         version="0.2.0",
         description="DragonFly BSD's physical page manager, simulated: call the kernel's own "
-        "functions by name on simulated machines.\n\n"
+        "functions by name on simulated machines.  What the model covers of the kernel, "
+        "function by function, with the kernel's quirks it keeps and what it simplifies: "
+        "[/model](/model).\n\n"
         "Watch a machine live over `WS /api/v1/instances/{id}/stream`: the protocol "
         "(version 1) is described at [/protocol/stream](/protocol/stream).",
         lifespan=lifespan,

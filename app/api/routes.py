@@ -319,9 +319,28 @@ def _choices(p: Any) -> list[str]:
     return []
 
 
-@router.get("/functions", operation_id="list_functions", tags=["meta"])
-async def list_functions() -> list[dict[str, Any]]:
-    """Every callable kernel function with its arguments and the kernel function it models."""
+@router.get(
+    "/functions",
+    operation_id="list_functions",
+    tags=["meta"],
+    responses={
+        200: {
+            "headers": {
+                "Link": {
+                    "description": '`</model>; rel="describedby"`: the account of the model',
+                    "schema": {"type": "string"},
+                }
+            }
+        }
+    },
+)
+async def list_functions(response: Response) -> list[dict[str, Any]]:
+    """Every callable kernel function with its arguments and the kernel function it models.
+
+    What each one models (its kernel source file, the quirks kept on purpose, what the
+    simulator does differently and what it refuses) is described at [/model](/model); the
+    answer points there in its `Link` header too."""
+    response.headers["Link"] = '</model>; rel="describedby"'
     out = []
     for f in FUNCTIONS:
         out.append(
@@ -557,8 +576,18 @@ async def problem_type(kind: Annotated[str, Path(max_length=32)]) -> str:
     return f"{title} (HTTP {status})\n\n{text}\n"
 
 
-#: The stream protocol's documentation, served so that an offline lab has it too.
-STREAM_PROTOCOL_DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "stream-protocol.md"
+#: Documents served so that an offline lab has them too.
+DOCS_DIR = pathlib.Path(__file__).resolve().parents[2] / "docs"
+STREAM_PROTOCOL_DOC = DOCS_DIR / "stream-protocol.md"
+MODEL_DOC = DOCS_DIR / "model.md"
+
+
+def _markdown(path: pathlib.Path, what: str) -> PlainTextResponse:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        raise LabError("not-found", f"the {what} document is not installed here") from None
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
 
 @meta_router.get(
@@ -570,11 +599,21 @@ STREAM_PROTOCOL_DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "st
 )
 async def stream_protocol() -> PlainTextResponse:
     """The WebSocket stream's protocol (Markdown)."""
-    try:
-        text = STREAM_PROTOCOL_DOC.read_text(encoding="utf-8")
-    except OSError:
-        raise LabError("not-found", "the protocol document is not installed here") from None
-    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+    return _markdown(STREAM_PROTOCOL_DOC, "protocol")
+
+
+@meta_router.get(
+    "/model",
+    operation_id="model_doc",
+    tags=["meta"],
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def model_doc() -> PlainTextResponse:
+    """What the simulator models of DragonFly's page layer (Markdown): every callable
+    function by kernel source file, the formulas, the kernel quirks kept on purpose, the
+    simplifications and simulator-only refusals, and the sources."""
+    return _markdown(MODEL_DOC, "model")
 
 
 @meta_router.get("/healthz", operation_id="health", tags=["meta"])

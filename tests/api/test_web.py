@@ -91,3 +91,30 @@ async def test_the_default_build_folder_is_web_dist(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.delenv("PAGELAB_WEB_DIST", raising=False)
     assert web.web_dist() == Path(web.__file__).resolve().parents[2] / "web" / "dist"
+
+
+async def test_the_model_document_is_served_and_linked_from_the_api_description(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.api import routes
+
+    doc = Path(routes.__file__).resolve().parents[2] / "docs" / "model.md"
+    async with serve() as c:
+        r = await c.get("/model")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/markdown")
+        assert r.text == doc.read_text(encoding="utf-8")
+        assert r.text.startswith("# The model: what PageLab simulates")
+        spec = (await c.get("/openapi.json")).json()
+        assert "[/model](/model)" in spec["info"]["description"]
+        listing = spec["paths"]["/api/v1/functions"]["get"]
+        assert "[/model](/model)" in listing["description"]
+        assert "Link" in listing["responses"]["200"]["headers"]
+        functions = await c.get("/api/v1/functions")
+        assert functions.status_code == 200 and functions.json()
+        assert functions.headers["link"] == '</model>; rel="describedby"'
+        # a server without the docs folder says so as a problem, not a crash
+        monkeypatch.setattr(routes, "MODEL_DOC", tmp_path / "model.md")
+        missing = await c.get("/model")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert "model document is not installed" in missing.json()["detail"]
