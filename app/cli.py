@@ -14,6 +14,7 @@
     pagelab users create NAME --role ROLE [--course C] [--expires 7d]
     pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
     pagelab roster import FILE.csv -o TOKENS.csv [--expires 120d]
+    pagelab broadcast [REF [--course C] [--stop]]
     pagelab scenarios list [--course C]
     pagelab scenarios create NAME [--course C] (--trace FILE | --from REF [--at N]
                                   | --preset P [--seed S] [--calls FILE]) [--description D]
@@ -547,6 +548,31 @@ def _calls_file(path: str) -> list[Any]:
     if not isinstance(value, list):
         raise UsageError(f'--calls {path}: expected a JSON list of calls or {{"calls": [...]}}')
     return value
+
+
+def cmd_broadcast(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """``broadcast``: list what is broadcast to you, or show/stop showing an instance of
+    yours to a course (read-only for its members)."""
+    if ns.ref is None:
+        found = client.broadcasts()
+        if ns.json:
+            _json_out(found)
+        else:
+            rows = [(b["instance"], b["ref"], b["course"]) for b in found]
+            _out(table(("ID", "REF", "COURSE"), rows, right={0}))
+        return 0
+    if ns.stop:
+        client.stop_broadcast(ns.ref, ns.course)
+        where = f"course {ns.course}" if ns.course else "every course"
+        _out(f"instance {ns.ref} no longer broadcast to {where}\n")
+        return 0
+    course = ns.course or _my_course(client, ns)
+    shown = client.broadcast(ns.ref, course)
+    if ns.json:
+        _json_out(shown)
+    else:
+        _out(f"instance {ns.ref} broadcast read-only to course {course}\n")
+    return 0
 
 
 def cmd_scenarios(client: PageLabClient, ns: argparse.Namespace) -> int:
@@ -1146,6 +1172,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ddb", help="DDB show page | show pageq")
     p.add_argument("words", nargs="+", metavar="show page|pageq")
     p.set_defaults(func=cmd_ddb)
+
+    p = sub.add_parser(
+        "broadcast", help="show an instance read-only to a course, or list what is shown to you"
+    )
+    p.add_argument("ref", nargs="?", help="your instance (none: list the broadcasts to you)")
+    p.add_argument("--course", help="default: your course (with --stop: every course)")
+    p.add_argument("--stop", action="store_true", help="stop showing it")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_broadcast)
 
     p = sub.add_parser("scenarios", help="course scenarios: list, create, start, handout")
     p.set_defaults(func=cmd_scenarios)

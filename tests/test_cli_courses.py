@@ -136,3 +136,26 @@ def test_pagelab_scenarios(
         server, "ann", "--instance", "lab1", "sysctl", "-n", "vm.v_free_min", capsys=capsys
     )
     assert code == 0 and int(out) > 0, err
+
+
+def test_pagelab_broadcast(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    with PageLabClient(server.url, token=server.tokens["tess"]) as tess:
+        demo = tess.create_instance("demo", preset="tiny-16m")
+    code, out, err = pagelab(server, "tess", "broadcast", "demo", capsys=capsys)
+    assert code == 0 and out == "instance demo broadcast read-only to course os101\n", err
+    # a student of the course sees it listed, by id (not whose it is), and may read it
+    code, out, err = pagelab(server, "bob", "broadcast", capsys=capsys)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["ID", "REF", "COURSE"]
+    assert [r.split() for r in rows] == [[str(demo["id"]), str(demo["id"]), "os101"]]
+    assert "tess" not in out
+    # but a student cannot broadcast (exit status 1, the server's reason on stderr)
+    with PageLabClient(server.url, token=server.tokens["bob"]) as bob:
+        bob.create_instance("mine", preset="tiny-16m")
+    code, out, err = pagelab(server, "bob", "broadcast", "mine", capsys=capsys)
+    assert code == 1 and out == "" and "instructor" in err
+    code, out, err = pagelab(server, "tess", "broadcast", "demo", "--stop", capsys=capsys)
+    assert code == 0 and out == "instance demo no longer broadcast to every course\n", err
+    code, out, _ = pagelab(server, "bob", "broadcast", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out) == []
