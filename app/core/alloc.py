@@ -33,7 +33,7 @@ from .constants import (
     VM_ALLOC_ZERO,
     VM_PAGE_BITS_ALL,
 )
-from .errors import InvalidArgument, KernelPanic, WouldSleep
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from .objects import VmObject
 from .pageops import PageOps
 from .sched import KernelGen, Sleep
@@ -470,7 +470,12 @@ class AllocOps(PageOps):
         pg = self.pg
         fn = "vm_page_freezwq"
         if pg.flags[i] & PG_FICTITIOUS:
-            raise KernelPanic(fn, "fictitious page: not a vm_page_alloczwq page")
+            raise SimulatorRefusal(
+                fn,
+                "the page is FICTITIOUS, so it is not a vm_page_alloczwq page; the kernel "
+                "does not check (unwire and free skip a fictitious page), the simulator "
+                "refuses",
+            )
         if pg.wire[i] != 1:
             raise KernelPanic(
                 fn,

@@ -168,7 +168,8 @@ class Machine(InvariantOps):
         """Run kernel function ``fn`` with named ``args`` as thread ``thread`` (default:
         the CPU's own thread, ``thread == cpu``) on ``cpu`` with ``nice`` (and
         ``P_LOWMEMKILL`` when ``lowmemkill``).  All arguments are validated first; a
-        KASSERT is raised as ``KernelPanic`` before any state changes.  A call that
+        KASSERT is raised as ``KernelPanic`` before any state changes (a guard of the
+        simulator's own, where the kernel would not panic, as ``SimulatorRefusal``).  A call that
         sleeps parks its thread and returns ``blocked`` (the channel); threads that this
         call woke run afterwards (``record["resumed"]``)."""
         spec = REGISTRY.get(fn)

@@ -12,7 +12,7 @@ from .constants import (
     PG_WRITEABLE,
     PQ_L2_SIZE,
 )
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from .objects import ObjType, VmObject
 
 MAX_OBJECTS = 1 << 20
@@ -48,10 +48,11 @@ class ObjectOps(BootOps):
         if pg.obj[i] != 0:
             raise KernelPanic("vm_page_insert", "already inserted")
         if pg.queue[i] and pg.queue[i] <= PQ_L2_SIZE:  # PQ_FREE + colour
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_insert",
-                f"page {self.pfn_of(i):#x} is on PQ_FREE: the allocator would hand out a page "
-                "that an object still owns, so the simulator refuses to create one",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: the kernel does not check, but the "
+                "allocator would then hand out a page that an object still owns, so the "
+                "simulator refuses to create one",
             )
         obj.generation += 1
         if pindex in obj.pages:

@@ -44,7 +44,7 @@ from .constants import (
     PQ_FREE,
     VM_PAGE_BITS_ALL,
 )
-from .errors import KernelPanic
+from .errors import KernelPanic, SimulatorRefusal
 from .objects import ObjType, VmObject
 from .pagestate import PageStateOps
 from .sched import Sleep
@@ -324,10 +324,11 @@ class HashOps(PageStateOps):
             )
         if pg.queue[i] - pg.pc[i] == PQ_FREE:
             # vm_page_insert's own refusal, raised here before the remove
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_insert",
-                f"page {self.pfn_of(i):#x} is on PQ_FREE: the allocator would hand out a page "
-                "that an object still owns, so the simulator refuses to create one",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: the kernel does not check, but the "
+                "allocator would then hand out a page that an object still owns, so the "
+                "simulator refuses to create one",
             )
         self.vm_page_remove(i)
         if not self.vm_page_insert(i, new_obj, new_pindex):  # pragma: no cover - checked above

@@ -54,7 +54,7 @@ from .constants import (
     PQ_L2_MASK,
 )
 from .contig import ContigOps
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, SimulatorRefusal
 from .objects import OBJ_DEAD, ObjType
 from .pmap import VM_PROT_NONE, VM_PROT_READ
 from .sched import MAX_THREADS, KernelGen, Sleep, Thread
@@ -687,7 +687,12 @@ class PageoutOps(ContigOps):
     def _check_pageout_page(self, m: int, fn: str) -> None:
         self._check_locked(m, fn)
         if self.pg.busy[m] & PBUSY_MASK:
-            raise KernelPanic(fn, "the page is soft-busied (I/O in progress)")
+            raise SimulatorRefusal(
+                fn,
+                "the page is soft-busied (I/O in progress): vm_pageout_page asserts nothing "
+                "about it, but its scan never passes such a page (vm_page_busy_try(m, TRUE) "
+                "fails on it), so the simulator refuses",
+            )
         if self.pg.queue[m] - self.pg.pc[m] != PQ_INACTIVE:
             raise InvalidArgument(f"{fn} works on a page of an inactive queue")
 

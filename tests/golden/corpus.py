@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.core.errors import InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from app.core.machine import Machine
 from app.lab.store import config_from_json, config_to_json
 
@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 SEEDS = (11, 23, 37, 41, 59, 67)
 STEPS = 250
 CHECK_EVERY = 25
-REFUSALS = (KernelPanic, InvalidArgument, WouldSleep)
+REFUSALS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep)
 
 
 def outcome(m: Machine, call: dict[str, Any]) -> dict[str, Any]:
