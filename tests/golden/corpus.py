@@ -26,7 +26,7 @@ from app.core.machine import Machine
 from app.lab.store import config_from_json, config_to_json
 
 HERE = Path(__file__).parent
-SEEDS = (11, 23, 37, 41, 59, 67)
+SEEDS = (11, 23, 37, 41, 59, 67, 83)
 STEPS = 250
 CHECK_EVERY = 25
 REFUSALS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep)
