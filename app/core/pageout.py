@@ -422,6 +422,7 @@ class PageoutOps(ContigOps):
             self.vm_page_io_start(j)
             self.vm_page_protect(j, VM_PROT_NONE if flags & _TRY_TO_CACHE else VM_PROT_READ)
             self.vm_page_wakeup(j)
+        self._count_pager_write(pg.obj[pages[0]], len(pages))
         for j in pages:  # the pager writes them: clean now
             pg.dirty[j] = 0
             self.pmap_clear_modify(j)
@@ -443,6 +444,23 @@ class PageoutOps(ContigOps):
                 self.vm_page_wakeup(j)
         self.event("pageout_flush", pfns=[self.pfn_of(j) for j in pages])
         return len(pages)
+
+    def _count_pager_write(self, oid: int, count: int) -> None:
+        """``vm_pager_put_pages``' accounting: ``swap_pager_putpages`` counts one
+        ``v_swapout`` and ``count`` ``v_swappgsout`` per write (anonymous objects, which
+        the first pageout turns into swap objects), ``vnode_pager_putpages`` one
+        ``v_vnodeout`` and ``count`` ``v_vnodepgsout``.  The simulator's pager writes a
+        whole cluster at once."""
+        obj = self.objects.get(oid) if oid else None
+        if obj is None:
+            return
+        meter = self.cpu.meter
+        if obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
+            meter["v_swapout"] += 1
+            meter["v_swappgsout"] += count
+        elif obj.type == ObjType.OBJT_VNODE:
+            meter["v_vnodeout"] += 1
+            meter["v_vnodepgsout"] += count
 
     # ------------------------------------------------------------ phase 2
     def _phase_active(self, avail: int) -> int:

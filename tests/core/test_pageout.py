@@ -61,7 +61,7 @@ from app.core.objects import ObjType, VmObject
 from app.core.pageout import PAGEDAEMON_TID, TARGET1, TARGET2, pqaverage
 from app.core.sched import Sleep
 from app.core.state import Trace
-from app.core.sysctl import sysctl_set
+from app.core.sysctl import sysctl_get, sysctl_set
 
 ALLOW_ACTIVE, TRY_TO_CACHE = 1, 2  # the vm_pageout_page flags (pageout.py)
 
@@ -432,6 +432,10 @@ def test_launder_clusters_within_the_aligned_64_page_window() -> None:
         i = pages[p]
         assert m.pg.dirty[i] == 0xFF and not m.pg.flags[i] & PG_SWAPPED
     assert obj.type == ObjType.OBJT_SWAP  # the first pageout made it a swap object
+    # swap_pager_putpages: one write of the 2-page cluster
+    assert meter(m, "v_swapout") == 1 and meter(m, "v_swappgsout") == 2
+    assert meter(m, "v_vnodeout") == 0 and meter(m, "v_vnodepgsout") == 0
+    assert sysctl_get(m, "vm.stats.vm.v_swappgsout") == 2
     m.check_invariants()
 
 
@@ -511,6 +515,9 @@ def test_dirty_page_with_winatcfls_on_pass_0_and_vnode_object_is_laundered() -> 
     assert m._vm_pageout_page(i, [1], 0, 0) == 1
     assert m.pg.dirty[i] == 0
     assert obj.type == ObjType.OBJT_VNODE and not m.pg.flags[i] & PG_SWAPPED
+    # vnode_pager_putpages: one write of one page; the swap counters stay 0
+    assert meter(m, "v_vnodeout") == 1 and meter(m, "v_vnodepgsout") == 1
+    assert meter(m, "v_swapout") == 0 and meter(m, "v_swappgsout") == 0
     m.check_invariants()
 
 
