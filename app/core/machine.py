@@ -440,8 +440,10 @@ class Machine(InvariantOps):
         return None if i < 0 else self.first_page + i
 
     # ---- the implementations behind the registry -----------------------------------
-    def _call_object_allocate(self, type: ObjType, size: int, pg_color: int | None) -> int:
-        return self.vm_object_allocate(type, size, pg_color)
+    def _call_object_allocate(
+        self, type: ObjType, size: int, pg_color: int | None, addr: int | None
+    ) -> int:
+        return self.vm_object_allocate(type, size, pg_color, addr)
 
     def _call_alloc(self, object: VmObject | None, pindex: int, page_req: int) -> int | None:
         return self._pfn_or_none(self.vm_page_alloc(object, pindex, page_req))

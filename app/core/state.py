@@ -134,6 +134,7 @@ class MachineState:
     boot_stage: str
     rng: random.Random
     console: list[str]
+    boot_console: list[str]
     trace: Trace | None
 
     def select_cpu(self, cpuid: int) -> None:
