@@ -15,7 +15,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import (
+    ConfigError,
+    InvalidArgument,
+    KernelPanic,
+    SimulatorRefusal,
+    WouldSleep,
+)
 from app.lab.service import LabError
 
 PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
@@ -58,6 +64,14 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         409,
         "Kernel panic refused",
         "The call would trip a kernel assertion (KASSERT) or panic. It was refused before anything changed; the message is the kernel's.",
+    ),
+    "simulator-refusal": (
+        409,
+        "Refused by the simulator",
+        "The kernel would not panic here, but the call would leave a state the simulator "
+        "does not model (a busy count wrapping into its flag bits, a free page the allocator "
+        "would later trip over, a locking rule the kernel states but does not assert). It "
+        "was refused before anything changed; the detail says which guard and why.",
     ),
     "would-sleep": (
         409,
@@ -186,6 +200,15 @@ def install(app: FastAPI) -> None:
             str(request.url.path),
             function=exc.function,
             panic=exc.message,
+        )
+
+    @app.exception_handler(SimulatorRefusal)
+    async def on_refusal(request: Request, exc: SimulatorRefusal) -> JSONResponse:
+        return problem(
+            "simulator-refusal",
+            str(exc),
+            str(request.url.path),
+            function=exc.function,
         )
 
     @app.exception_handler(WouldSleep)

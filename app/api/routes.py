@@ -436,6 +436,7 @@ async def list_objects(instance_id: InstanceId, lab: LabDep) -> list[dict[str, A
         return [
             {
                 "id": o.id,
+                "addr": o.addr,
                 "type": o.type.name,
                 "size": o.size,
                 "pg_color": o.pg_color,
@@ -461,6 +462,7 @@ async def get_object(
             o = m.object_by_id(object_id)
         return {
             "id": o.id,
+            "addr": o.addr,
             "type": o.type.name,
             "size": o.size,
             "pg_color": o.pg_color,
@@ -508,6 +510,19 @@ async def get_dma(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
 @router.get("/instances/{instance_id}/pageout", operation_id="get_pageout", tags=["state"])
 async def get_pageout(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     return await lab.read(instance_id, views.pageout_view)
+
+
+@router.get("/instances/{instance_id}/topology", operation_id="get_topology", tags=["state"])
+async def get_topology(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """CPUs by socket, core and thread; NUMA ranges with the socket and colours the
+    kernel gives them (physid % sockets)."""
+    return await lab.read(instance_id, views.topology_view)
+
+
+@router.get("/instances/{instance_id}/console", operation_id="get_console", tags=["state"])
+async def get_console(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
+    """The kernel console: the boot messages ("DMA space used: …") and the last lines."""
+    return await lab.read(instance_id, views.console_view)
 
 
 @router.get("/instances/{instance_id}/sysctls", operation_id="list_sysctls", tags=["sysctl"])

@@ -33,7 +33,11 @@ class NumaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     base: StrictInt = Field(ge=0, le=MAX_ADDR, description="first byte of the range")
     size: StrictInt = Field(gt=0, le=MAX_ADDR, description="bytes in the range")
-    socket: StrictInt = Field(ge=0, le=63)
+    socket: StrictInt = Field(
+        ge=0,
+        le=0xFFFFFFFF,
+        description="the ACPI physical id; the kernel uses it modulo the number of sockets",
+    )
 
 
 class InstanceCreate(BaseModel):

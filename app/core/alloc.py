@@ -33,7 +33,7 @@ from .constants import (
     VM_ALLOC_ZERO,
     VM_PAGE_BITS_ALL,
 )
-from .errors import InvalidArgument, KernelPanic, WouldSleep
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from .objects import VmObject
 from .pageops import PageOps
 from .sched import KernelGen, Sleep
@@ -391,22 +391,24 @@ class AllocOps(PageOps):
         VM_ALLOC_FORCE_ZERO.  Without RETRY, NULL whenever it had to ``vm_wait``.
 
         Quirk (spec §7.3): when the page exists but is busy and VM_ALLOC_RETRY is not set,
-        the source sleeps once, sets ``m = NULL`` and then reads ``m->valid``: a NULL
-        dereference.  The simulator reports that panic up front, before anything
-        changes."""
+        the source calls ``vm_page_sleep_busy`` once, sets ``m = NULL``, leaves the loop
+        and reads ``m->valid``: a NULL dereference.  The simulator does the same: the
+        thread sleeps once on the page (``pgrbwt``), and the panic is reported when it
+        resumes (in the waking call's ``resumed`` list and the thread's ``last_error``).
+        What the sleep left stays: the interlock set PBUSY_WANTED and PG_REFERENCED on
+        the page before sleeping; the wakeup that resumed the thread cleared WANTED,
+        PG_REFERENCED remains; nothing else changed (the grab acquired nothing).  When
+        ``vm_page_sleep_busy`` does not sleep (only WANTED/SWAPINPROG in the busy word),
+        the dereference follows at once and the call is refused before any change."""
         self._check_alloc_flags(flags, "vm_page_grab")
-        i0 = obj.pages.get(pindex, -1)
-        if i0 >= 0 and not flags & VM_ALLOC_RETRY and self.pg.busy[i0]:
-            raise KernelPanic(
-                "vm_page_grab",
-                "NULL pointer dereference: the page is busy, VM_ALLOC_RETRY is not set, "
-                "and the source then reads m->valid with m == NULL",
-            )
         while True:
             i, err = self.vm_page_lookup_busy_try(obj, pindex, True)
             if err:
                 # vm_page_sleep_busy(m, TRUE, "pgrbwt"): one sleep, acquires nothing
                 word = self.pg.busy[i]
+                if not word & (PBUSY_LOCKED | PBUSY_MASK) and not flags & VM_ALLOC_RETRY:
+                    # vm_page_sleep_busy returns at once (neither LOCKED nor a soft count)
+                    raise KernelPanic("vm_page_grab", _GRAB_NULL_DEREF)
                 if not word & (PBUSY_LOCKED | PBUSY_MASK):
                     # Only WANTED/SWAPINPROG is set: the lookup keeps failing (any bit
                     # counts) while vm_page_sleep_busy returns at once (only LOCKED or the
@@ -421,8 +423,8 @@ class AllocOps(PageOps):
                         "not sleep, so the kernel would spin in this loop forever",
                     )
                 yield Sleep_on_page(self, i, "pgrbwt")
-                if not flags & VM_ALLOC_RETRY:  # pragma: no cover - refused up front
-                    raise KernelPanic("vm_page_grab", "NULL pointer dereference")
+                if not flags & VM_ALLOC_RETRY:
+                    raise KernelPanic("vm_page_grab", _GRAB_NULL_DEREF)
                 continue
             if i < 0:
                 req = flags
@@ -470,7 +472,12 @@ class AllocOps(PageOps):
         pg = self.pg
         fn = "vm_page_freezwq"
         if pg.flags[i] & PG_FICTITIOUS:
-            raise KernelPanic(fn, "fictitious page: not a vm_page_alloczwq page")
+            raise SimulatorRefusal(
+                fn,
+                "the page is FICTITIOUS, so it is not a vm_page_alloczwq page; the kernel "
+                "does not check (unwire and free skip a fictitious page), the simulator "
+                "refuses",
+            )
         if pg.wire[i] != 1:
             raise KernelPanic(
                 fn,
@@ -494,6 +501,13 @@ class AllocOps(PageOps):
         self.vm_page_unwire(i, False)
         self.vm_page_free_toq(i)
         return None
+
+
+_GRAB_NULL_DEREF = (
+    "NULL pointer dereference: the page was busy and VM_ALLOC_RETRY is not set, so after "
+    "vm_page_sleep_busy the source sets m = NULL and then reads m->valid (spec §7.3); pass "
+    "VM_ALLOC_RETRY, as every kernel caller does"
+)
 
 
 def Sleep_on_page(m: AllocOps, i: int, wmesg: str) -> Sleep:  # noqa: N802

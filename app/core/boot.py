@@ -63,6 +63,13 @@ def page_colour(pfn: NDArray) -> NDArray:
 
 class BootOps(SchedOps):
     # ------------------------------------------------------------------ helpers
+    def _boot_log(self, line: str) -> None:
+        """A kprintf of the boot-time code (``vm_page_startup_finish``,
+        ``vm_numa_organize_finalize``): it goes to the console and is kept in
+        ``boot_console`` (what ``dmesg.boot`` keeps of a real boot)."""
+        self.boot_console.append(line)
+        self.log(line)
+
     def _init_empty_state(self, config: MachineConfig) -> None:
         self.config = config
         self.ncpus = config.cpus
@@ -70,6 +77,7 @@ class BootOps(SchedOps):
         self.hz = config.hz
         self.ticks = 0
         self.console = []
+        self.boot_console = []
         self.trace = None
         self.q_head = [-1] * PQ_COUNT
         self.q_tail = [-1] * PQ_COUNT
@@ -307,7 +315,7 @@ class BootOps(SchedOps):
         total = sum(self.q_lcnt[0:scale_lim])  # indexes from 0: the source's off-by-one
         lcnt_hi = total // scale_lim
         lcnt_lo = lcnt_hi - lcnt_hi // 10
-        self.log(f"vm_page: avg {lcnt_hi} pages per queue, {scale_lim} queues")
+        self._boot_log(f"vm_page: avg {lcnt_hi} pages per queue, {scale_lim} queues")
         it = 0
         for i in range(scale_lim):
             q = PQ_FREE + i
@@ -318,7 +326,9 @@ class BootOps(SchedOps):
                 if self.q_lcnt[donor] < lcnt_hi:
                     fruitless += 1
                     if fruitless > PQ_L2_SIZE:
-                        self.log("vm_page: numa finalize: no donor left (the kernel would hang)")
+                        self._boot_log(
+                            "vm_page: numa finalize: no donor left (the kernel would hang)"
+                        )
                         return
                     continue
                 fruitless = 0
@@ -357,13 +367,15 @@ class BootOps(SchedOps):
             count = x
             got = alist.alloc(blk, count)
             if got != blk:
-                self.log(f"vm_page_startup_finish: alist_alloc returned {got}, expected {blk}")
+                self._boot_log(
+                    f"vm_page_startup_finish: alist_alloc returned {got}, expected {blk}"
+                )
                 break
             vs.v_dma_pages -= count
             self.vm_low_phys_reserved = blk << PAGE_SHIFT
             self._return_reserve_pages(blk - self.first_page, count)
         bl_free = alist.bl_free
-        self.log(
+        self._boot_log(
             f"DMA space used: {(vs.v_dma_pages - bl_free) * 4}k, "
             f"remaining available: {bl_free * 4}k"
         )

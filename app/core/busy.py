@@ -14,8 +14,13 @@ from typing import Any
 
 from .alloc import AllocOps
 from .constants import PBUSY_LOCKED, PBUSY_MASK, PBUSY_WANTED, PG_REFERENCED
-from .errors import KernelPanic
+from .errors import KernelPanic, SimulatorRefusal
 from .sched import KernelGen, Sleep
+
+_SOFT_OVERFLOW = (
+    "the soft-busy count is at its maximum (PBUSY_MASK). The kernel does not check: one "
+    "more would carry into PBUSY_SWAPINPROG, so the simulator refuses"
+)
 
 
 class BusyOps(AllocOps):
@@ -54,7 +59,7 @@ class BusyOps(AllocOps):
         if not word & PBUSY_LOCKED:
             raise KernelPanic("vm_page_io_start", "page not busy")
         if word & PBUSY_MASK == PBUSY_MASK:
-            raise KernelPanic("vm_page_io_start", "soft-busy count overflow")
+            raise SimulatorRefusal("vm_page_io_start", _SOFT_OVERFLOW)
         self.pg.busy[i] = word + 1
 
     def vm_page_io_finish(self, i: int) -> None:
@@ -71,7 +76,7 @@ class BusyOps(AllocOps):
         if word & PBUSY_LOCKED:
             return 1
         if word & PBUSY_MASK == PBUSY_MASK:
-            raise KernelPanic("vm_page_sbusy_try", "soft-busy count overflow")
+            raise SimulatorRefusal("vm_page_sbusy_try", _SOFT_OVERFLOW)
         self.pg.busy[i] = word + 1
         return 0
 
@@ -79,7 +84,7 @@ class BusyOps(AllocOps):
         """``vm_page_sbusy_hold(m)``: soft count + 1 unconditionally."""
         word = self.pg.busy[i]
         if word & PBUSY_MASK == PBUSY_MASK:
-            raise KernelPanic("vm_page_sbusy_hold", "soft-busy count overflow")
+            raise SimulatorRefusal("vm_page_sbusy_hold", _SOFT_OVERFLOW)
         self.pg.busy[i] = word + 1
 
     def vm_page_sbusy_drop(self, i: int) -> None:
@@ -88,7 +93,12 @@ class BusyOps(AllocOps):
         ``wakeup(m)``."""
         word = self.pg.busy[i]
         if not word & PBUSY_MASK:
-            raise KernelPanic("vm_page_sbusy_drop", "soft-busy count is already 0")
+            raise SimulatorRefusal(
+                "vm_page_sbusy_drop",
+                f"page {self.pfn_of(i):#x} has no soft busy to drop (busy word {word:#x}). The "
+                "kernel does not check: its atomic decrement would borrow from the flag bits "
+                "(PBUSY_SWAPINPROG, PBUSY_WANTED, PBUSY_LOCKED), so the simulator refuses",
+            )
         word -= 1
         if word == PBUSY_WANTED:
             self.pg.busy[i] = 0
@@ -123,10 +133,11 @@ class BusyOps(AllocOps):
             self.pg.flags[i] & bits & (PG_FICTITIOUS | PG_UNQUEUED)
             and self.pfn_of(i) << PAGE_SHIFT < self.vm_low_phys_reserved
         ):
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_flag_clear",
                 f"page {self.pfn_of(i):#x} belongs to the DMA reserve, whose pages must stay "
-                "PG_FICTITIOUS|PG_UNQUEUED (the simulator refuses this)",
+                "PG_FICTITIOUS|PG_UNQUEUED while the alist may hand them out; the kernel "
+                "does not check, the simulator keeps its reserve consistent",
             )
         self.pg.flags[i] &= ~bits
 
@@ -135,14 +146,18 @@ class BusyOps(AllocOps):
 
         pg = self.pg
         if pg.queue[i] and bits & (PG_FICTITIOUS | PG_UNQUEUED):
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_flag_set",
-                "a queued page cannot become FICTITIOUS/UNQUEUED: the queue code asserts "
-                "such pages are never on a queue",
+                "a queued page cannot become FICTITIOUS/UNQUEUED: vm_page_flag_set itself "
+                "asserts nothing, but the queue code later asserts such pages are never on "
+                "a queue, so the simulator refuses to create one",
             )
         if bits & PG_NEED_COMMIT and pg.queue[i] and pg.queue[i] <= 1024:
-            raise KernelPanic(
-                "vm_page_flag_set", "a free page cannot need a commit (the allocator asserts it)"
+            raise SimulatorRefusal(
+                "vm_page_flag_set",
+                "a free page cannot need a commit: vm_page_flag_set itself asserts nothing, "
+                "but the allocator asserts it when it selects the page, so the simulator "
+                "refuses to create one",
             )
 
     def _check_area_invariants(self) -> None:

@@ -80,6 +80,10 @@ def parse_size(text: str | int) -> int:
     return int(value)
 
 
+#: The largest ACPI physical (socket) id a NUMA range may name: a 32-bit value.
+MAX_PHYSID = 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class Topology:
     """A probed CPU topology: ``sockets × cores × threads``.
@@ -106,7 +110,9 @@ class Topology:
 
 @dataclass(frozen=True)
 class NumaRange:
-    """One ACPI memory affinity range: ``bytes`` bytes from ``base`` belong to ``socket``."""
+    """One ACPI memory affinity range: ``size`` bytes from ``base`` belong to ``socket``,
+    the ACPI physical id.  It may be >= the number of sockets: ``vm_numa_organize`` takes
+    ``physid % cpu_topology_phys_ids`` (spec §3.1)."""
 
     base: int
     size: int
@@ -275,8 +281,11 @@ class MachineConfig:
                 raise ConfigError("each NUMA range needs base >= 0 and size > 0")
             if r.base < prev:
                 raise ConfigError("NUMA ranges must not overlap")
-            if not 0 <= r.socket < max(sockets, 1):
-                raise ConfigError(f"NUMA range names socket {r.socket}, but there are {sockets}")
+            if not 0 <= r.socket <= MAX_PHYSID:
+                raise ConfigError(
+                    f"a NUMA range's socket is an ACPI physical id from 0 to {MAX_PHYSID} "
+                    f"(the kernel uses it modulo the {sockets} socket(s)), not {r.socket}"
+                )
             prev = r.base + r.size
 
     # ---- derived ---------------------------------------------------------------------

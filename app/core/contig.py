@@ -31,7 +31,7 @@ from .constants import (
     PQ_L2_SIZE,
     VM_PAGE_BITS_ALL,
 )
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from .objects import ObjType
 from .pagehash import HashOps
 from .pmap import VM_PROT_READ
@@ -447,7 +447,7 @@ class ContigOps(HashOps):
         busy is always free and nothing sleeps.  Nothing taken: nothing to do."""
         for j in range(start, start + count):
             if self.vm_page_busy_try(j, False):  # pragma: no cover - see the docstring
-                raise KernelPanic("vm_contig_pg_free", "a page just taken is busy")
+                raise SimulatorRefusal("vm_contig_pg_free", "a page just taken is busy")
             self.vm_page_unwire(j, False)
             self.vm_page_free_toq(j)
 

@@ -2,7 +2,8 @@
 
 `KernelPanic` models a KASSERT or an explicit ``panic()`` in the kernel. Every public entry
 point checks the conditions that would panic *before* it changes any state, so a caught
-panic always leaves the machine exactly as it was.
+panic always leaves the machine exactly as it was.  `SimulatorRefusal` is the same kind of
+up-front refusal where the kernel has no assertion: the simulator's own guard, labelled so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,21 @@ class KernelPanic(Exception):
 
     def __init__(self, function: str, message: str) -> None:
         super().__init__(f"panic: {function}: {message}")
+        self.function = function
+        self.message = message
+
+
+class SimulatorRefusal(Exception):
+    """A call the simulator refuses although the kernel would not panic on it: the
+    kernel has no assertion here and would go on (an ``sbusy_drop`` below zero wraps the
+    busy word into its flag bits; a soft-busy count past its 29 bits carries into
+    PBUSY_SWAPINPROG; a wired free page is only caught later, by the allocator), so the
+    simulator stops the call to keep its state one the kernel could reach.  Raised before
+    any state changes, like a panic; ``message`` says why the simulator guards it.
+    """
+
+    def __init__(self, function: str, message: str) -> None:
+        super().__init__(f"{function}: refused by the simulator (not a kernel panic): {message}")
         self.function = function
         self.message = message
 

@@ -168,7 +168,8 @@ class Machine(InvariantOps):
         """Run kernel function ``fn`` with named ``args`` as thread ``thread`` (default:
         the CPU's own thread, ``thread == cpu``) on ``cpu`` with ``nice`` (and
         ``P_LOWMEMKILL`` when ``lowmemkill``).  All arguments are validated first; a
-        KASSERT is raised as ``KernelPanic`` before any state changes.  A call that
+        KASSERT is raised as ``KernelPanic`` before any state changes (a guard of the
+        simulator's own, where the kernel would not panic, as ``SimulatorRefusal``).  A call that
         sleeps parks its thread and returns ``blocked`` (the channel); threads that this
         call woke run afterwards (``record["resumed"]``)."""
         spec = REGISTRY.get(fn)
@@ -439,8 +440,10 @@ class Machine(InvariantOps):
         return None if i < 0 else self.first_page + i
 
     # ---- the implementations behind the registry -----------------------------------
-    def _call_object_allocate(self, type: ObjType, size: int, pg_color: int | None) -> int:
-        return self.vm_object_allocate(type, size, pg_color)
+    def _call_object_allocate(
+        self, type: ObjType, size: int, pg_color: int | None, addr: int | None
+    ) -> int:
+        return self.vm_object_allocate(type, size, pg_color, addr)
 
     def _call_alloc(self, object: VmObject | None, pindex: int, page_req: int) -> int | None:
         return self._pfn_or_none(self.vm_page_alloc(object, pindex, page_req))

@@ -32,12 +32,14 @@ OBJ_MIGHTBEDIRTY = 0x0100
 
 
 class VmObject:
-    """One VM object: id (stands in for the kernel pointer), type, ``pg_color``,
-    ``ref_count``, ``flags``, ``generation``, ``resident_page_count``, ``size`` (pages)
-    and the page tree."""
+    """One VM object: id, type, ``pg_color``, ``ref_count``, ``flags``, ``generation``,
+    ``resident_page_count``, ``size`` (pages) and the page tree.  ``addr`` is the 64-bit
+    value the page hash takes in place of the kernel's object pointer: the id unless
+    ``vm_object_allocate`` was given a kernel address."""
 
     __slots__ = (
         "id",
+        "addr",
         "type",
         "size",
         "pg_color",
@@ -48,8 +50,11 @@ class VmObject:
         "pages",
     )
 
-    def __init__(self, obj_id: int, obj_type: ObjType, size: int, pg_color: int) -> None:
+    def __init__(
+        self, obj_id: int, obj_type: ObjType, size: int, pg_color: int, addr: int | None = None
+    ) -> None:
         self.id = obj_id
+        self.addr = obj_id if addr is None else addr
         self.type = obj_type
         self.size = size
         self.pg_color = pg_color
@@ -77,4 +82,8 @@ class VmObject:
         for pindex, idx in self.pages.items():
             items.append(pindex)
             items.append(idx)
+        if self.addr != self.id:
+            # only an explicit address changes the tuple, so earlier digests still hold
+            items.append(-1)
+            items.append(self.addr)
         return tuple(items)

@@ -12,7 +12,7 @@ from .constants import (
     PG_WRITEABLE,
     PQ_L2_SIZE,
 )
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from .objects import ObjType, VmObject
 
 MAX_OBJECTS = 1 << 20
@@ -26,17 +26,40 @@ class ObjectOps(BootOps):
     def phys_addr(self, i: int) -> int:
         return (self.first_page + i) * PAGE_SIZE
 
-    def vm_object_allocate(self, obj_type: ObjType, size: int, pg_color: int | None = None) -> int:
+    def vm_object_allocate(
+        self,
+        obj_type: ObjType,
+        size: int,
+        pg_color: int | None = None,
+        addr: int | None = None,
+    ) -> int:
         """``vm_object_allocate(type, size)``: a new object with ``ref_count`` 1 and
-        ``pg_color = vm_quickcolor()`` (unless ``pg_color`` is given).  Returns its id."""
+        ``pg_color = vm_quickcolor()`` (unless ``pg_color`` is given).  Returns its id.
+
+        ``addr`` is the object's 64-bit kernel address (``vm_object_t``, e.g.
+        ``0xfffff8001f2e3c00``): the page hash CRCs those 8 bytes where the kernel CRCs
+        the pointer (spec §11.3), so the hash slots of a real kernel object can be
+        reproduced.  By default the object's id plays the pointer.  Two objects cannot
+        share an address."""
         if len(self.objects) >= MAX_OBJECTS:
             raise InvalidArgument(f"too many objects (limit {MAX_OBJECTS})")
         if size < 0 or size >= 1 << 64:
             raise InvalidArgument("object size must be 0 .. 2^64-1 pages")
+        if addr is not None:
+            if not 0 < addr < 1 << 64:
+                raise InvalidArgument(
+                    f"addr must be a 64-bit kernel address (1 .. 2^64-1), got {addr}"
+                )
+            for other in self.objects.values():
+                if other.addr == addr:
+                    raise InvalidArgument(
+                        f"object {other.id} already has address {addr:#x}; each object "
+                        "needs its own"
+                    )
         color = self.vm_quickcolor() if pg_color is None else pg_color
         obj_id = self.next_object_id
         self.next_object_id += 1
-        self.objects[obj_id] = VmObject(obj_id, obj_type, size, color)
+        self.objects[obj_id] = VmObject(obj_id, obj_type, size, color, addr)
         return obj_id
 
     def vm_page_insert(self, i: int, obj: VmObject, pindex: int) -> bool:
@@ -48,10 +71,11 @@ class ObjectOps(BootOps):
         if pg.obj[i] != 0:
             raise KernelPanic("vm_page_insert", "already inserted")
         if pg.queue[i] and pg.queue[i] <= PQ_L2_SIZE:  # PQ_FREE + colour
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_insert",
-                f"page {self.pfn_of(i):#x} is on PQ_FREE: the allocator would hand out a page "
-                "that an object still owns, so the simulator refuses to create one",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: the kernel does not check, but the "
+                "allocator would then hand out a page that an object still owns, so the "
+                "simulator refuses to create one",
             )
         obj.generation += 1
         if pindex in obj.pages:

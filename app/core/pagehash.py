@@ -15,9 +15,9 @@ operating system commits pages only when they are written) on the first
 either way.  The element fields are stored as:
 
 * ``m``: page-array index **+ 1** (0 = NULL), int32;
-* ``object``: the object's id (0 = NULL), int32 — the simulator's stable 64-bit object id
-  (``VmObject.id``) stands in for the kernel's object pointer, both as the cached value and
-  as the 8 little-endian bytes hashed by CRC-32C;
+* ``object``: the object's id (0 = NULL), int32, as the cached value; the 8 little-endian
+  bytes hashed by CRC-32C are the object's ``addr`` (its kernel address when
+  ``vm_object_allocate`` was given one, else its id), standing in for the kernel's pointer;
 * ``pindex``: uint64;
 * ``ticks``: the C ``int`` value of ``ticks`` when the element was last written or hit,
   int32.
@@ -44,7 +44,7 @@ from .constants import (
     PQ_FREE,
     VM_PAGE_BITS_ALL,
 )
-from .errors import KernelPanic
+from .errors import KernelPanic, SimulatorRefusal
 from .objects import ObjType, VmObject
 from .pagestate import PageStateOps
 from .sched import Sleep
@@ -167,7 +167,7 @@ class HashOps(PageStateOps):
         assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
         pindex = pg.pindex[i]
         now = _c_int(self.ticks)
-        base = page_hash_index(oid, pindex, self.page_hash_size)
+        base = page_hash_index(self.objects[oid].addr, pindex, self.page_hash_size)
         best = base
         best_age = _c_int(now - hticks[base])
         for s in range(base, base + VM_PAGE_HASH_SET):
@@ -214,7 +214,7 @@ class HashOps(PageStateOps):
         assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
         pg = self.pg
         oid = obj.id
-        base = page_hash_index(oid, pindex, self.page_hash_size)
+        base = page_hash_index(obj.addr, pindex, self.page_hash_size)
         for s in range(base, base + VM_PAGE_HASH_SET):
             if hobj[s] != oid or hpindex[s] != pindex:
                 continue
@@ -324,10 +324,11 @@ class HashOps(PageStateOps):
             )
         if pg.queue[i] - pg.pc[i] == PQ_FREE:
             # vm_page_insert's own refusal, raised here before the remove
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_insert",
-                f"page {self.pfn_of(i):#x} is on PQ_FREE: the allocator would hand out a page "
-                "that an object still owns, so the simulator refuses to create one",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: the kernel does not check, but the "
+                "allocator would then hand out a page that an object still owns, so the "
+                "simulator refuses to create one",
             )
         self.vm_page_remove(i)
         if not self.vm_page_insert(i, new_obj, new_pindex):  # pragma: no cover - checked above

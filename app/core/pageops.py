@@ -28,7 +28,7 @@ from .constants import (
     PQ_INACTIVE,
     PQ_NONE,
 )
-from .errors import KernelPanic
+from .errors import KernelPanic, SimulatorRefusal
 from .objects_ops import ObjectOps
 from .vmstats import vm_paging_min, vm_paging_min_dnc, vm_paging_start, vm_paging_target1
 
@@ -101,11 +101,11 @@ class PageOps(ObjectOps):
         if pg.flags[i] & PG_FICTITIOUS:
             return
         if pg.queue[i] - pg.pc[i] == PQ_FREE:
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_wire",
-                f"page {self.pfn_of(i):#x} is on PQ_FREE: a wired free page trips the "
-                "allocator's KASSERT (wire_count == 0) when it is selected, so the simulator "
-                "refuses to create one",
+                f"page {self.pfn_of(i):#x} is on PQ_FREE: vm_page_wire does not check, but a "
+                "wired free page trips the allocator's KASSERT (wire_count == 0) when it is "
+                "selected, so the simulator refuses to create one",
             )
         w = pg.wire[i]
         if w >= 0xFFFFFFFF:

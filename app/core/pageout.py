@@ -54,9 +54,9 @@ from .constants import (
     PQ_L2_MASK,
 )
 from .contig import ContigOps
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from .objects import OBJ_DEAD, ObjType
-from .pmap import VM_PROT_NONE, VM_PROT_READ
+from .pmap import PTE_A, VM_PROT_NONE, VM_PROT_READ
 from .sched import MAX_THREADS, KernelGen, Sleep, Thread
 from .sysctl import sysctl_value
 from .vmstats import (
@@ -461,6 +461,7 @@ class PageoutOps(ContigOps):
             self.vm_page_io_start(j)
             self.vm_page_protect(j, VM_PROT_NONE if flags & _TRY_TO_CACHE else VM_PROT_READ)
             self.vm_page_wakeup(j)
+        self._count_pager_write(pg.obj[pages[0]], len(pages))
         for j in pages:  # the pager writes them: clean now
             pg.dirty[j] = 0
             self.pmap_clear_modify(j)
@@ -482,6 +483,23 @@ class PageoutOps(ContigOps):
                 self.vm_page_wakeup(j)
         self.event("pageout_flush", pfns=[self.pfn_of(j) for j in pages])
         return len(pages)
+
+    def _count_pager_write(self, oid: int, count: int) -> None:
+        """``vm_pager_put_pages``' accounting: ``swap_pager_putpages`` counts one
+        ``v_swapout`` and ``count`` ``v_swappgsout`` per write (anonymous objects, which
+        the first pageout turns into swap objects), ``vnode_pager_putpages`` one
+        ``v_vnodeout`` and ``count`` ``v_vnodepgsout``.  The simulator's pager writes a
+        whole cluster at once."""
+        obj = self.objects.get(oid) if oid else None
+        if obj is None:
+            return
+        meter = self.cpu.meter
+        if obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
+            meter["v_swapout"] += 1
+            meter["v_swappgsout"] += count
+        elif obj.type == ObjType.OBJT_VNODE:
+            meter["v_vnodeout"] += 1
+            meter["v_vnodepgsout"] += count
 
     # ------------------------------------------------------------ phase 2
     def _phase_active(self, avail: int) -> int:
@@ -726,7 +744,12 @@ class PageoutOps(ContigOps):
     def _check_pageout_page(self, m: int, fn: str) -> None:
         self._check_locked(m, fn)
         if self.pg.busy[m] & PBUSY_MASK:
-            raise KernelPanic(fn, "the page is soft-busied (I/O in progress)")
+            raise SimulatorRefusal(
+                fn,
+                "the page is soft-busied (I/O in progress): vm_pageout_page asserts nothing "
+                "about it, but its scan never passes such a page (vm_page_busy_try(m, TRUE) "
+                "fails on it), so the simulator refuses",
+            )
         if self.pg.queue[m] - self.pg.pc[m] != PQ_INACTIVE:
             raise InvalidArgument(f"{fn} works on a page of an inactive queue")
 
@@ -743,7 +766,55 @@ class PageoutOps(ContigOps):
         return self._scan_inactive(pass_, colour, quota)
 
     def _call_scan_active(self, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
+        self._check_scan_active(pass_, colour, avail_quota, inact_quota)
         return self._scan_active(pass_, colour, avail_quota, inact_quota)
+
+    def _check_scan_active(
+        self, pass_: int, colour: int, avail_quota: int, inact_quota: int
+    ) -> None:
+        """``vm_pageout_scan_active``'s NULL dereference, found before the scan changes
+        anything: a page with no object that the scan busies (not a marker, not busy, not
+        wired) gets ``actcount = 0`` and then ``switch (m->object->type)``.  This walks the
+        scan's control flow without its side effects (the pages before it leave the queue
+        or stay, ``delta`` and ``inact_quota`` count as in the scan) to see whether such
+        a page is reached before the scan stops."""
+        q = PQ_ACTIVE + colour
+        pg = self.pg
+        maxscan = (self.q_lcnt[q] + 9) // 10 + 1
+        delta = 0
+        anon_decline = self._tunable("vm.anonmem_decline")
+        file_decline = self._tunable("vm.filemem_decline")
+        i = self._cursor_next(self.pd_active_cursor, colour, q)
+        while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
+            maxscan -= 1
+            nxt = self._on_queue_or_end(pg.next[i], q)
+            busy = pg.busy[i]
+            if pg.flags[i] & PG_MARKER or busy & (PBUSY_LOCKED | PBUSY_MASK) or pg.wire[i]:
+                i = nxt  # skipped, or (wired) taken off the queue
+                continue
+            oid = pg.obj[i]
+            if not oid:
+                raise KernelPanic(
+                    "vm_pageout_scan_active",
+                    f"NULL pointer dereference: page {self.pfn_of(i):#x} on the active queue "
+                    "has no object; with actcount 0 the scan reads m->object->type",
+                )
+            obj = self.objects[oid]
+            a = 0
+            if obj.ref_count:
+                maps = self.pmap_mappings.get(i, {})
+                a = (1 if pg.flags[i] & PG_REFERENCED else 0) + sum(
+                    1 for bits in maps.values() if bits[PTE_A]
+                )
+                if a:
+                    i = nxt  # reactivated in place: no delta
+                    continue
+            anon = obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
+            act = pg.act[i] - min(pg.act[i], anon_decline if anon else file_decline)
+            if obj.ref_count == 0 or act < pass_ + 1:
+                inact_quota -= 1
+                delta += 1
+            i = nxt
 
     def _call_scan_cache(self, avail: int) -> None:
         self._scan_cache(avail)

@@ -51,7 +51,7 @@ from .constants import (
     PQ_NAMES,
     VM_PAGE_BITS_ALL,
 )
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from .objects import ObjType, VmObject
 from .pmap import VM_PROT_NONE, PmapOps
 
@@ -132,11 +132,15 @@ class PageStateOps(PmapOps):
         return vm_page_bits(base, size)
 
     def _check_busied_for_valid(self, i: int, fn: str) -> None:
+        """The locking rule of spec §1.2 (``valid`` changes only under a busy).  The
+        kernel states it in comments and asserts nothing, so breaking it is the
+        simulator's refusal, not a panic."""
         if not self.pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK):
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 fn,
-                f"page {self.pfn_of(i):#x} is not busied: changing m->valid requires the "
-                "page busied (spec §1.2)",
+                f"page {self.pfn_of(i):#x} is not busied: m->valid may change only while the "
+                "page is busied (the kernel's locking rule, which it does not assert; busy "
+                "the page first, e.g. vm_page_busy_try)",
             )
 
     def _in_dma_reserve(self, i: int) -> bool:
@@ -281,7 +285,11 @@ class PageStateOps(PmapOps):
                 "allocate it (vm_page_alloc_contig) first"
             )
         if w >= 0xFFFFFFFF:
-            raise KernelPanic("vm_page_wire_quick", "wire_count overflow")
+            raise SimulatorRefusal(
+                "vm_page_wire_quick",
+                "wire_count is at its maximum: the kernel does not check and the count "
+                "would wrap to 0, so the simulator refuses",
+            )
         pg.wire[i] = w + 1
 
     def vm_page_unwire_quick(self, i: int) -> bool:
@@ -328,11 +336,12 @@ class PageStateOps(PmapOps):
             )
         to_free = h == 1 and base == PQ_HOLD
         if to_free and (pg.wire[i] or pg.obj[i] or pg.flags[i] & _NO_CACHE):
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_unhold",
                 f"page {self.pfn_of(i):#x} on PQ_HOLD is wired, owned by an object or "
-                "UNQUEUED/NEED_COMMIT/FICTITIOUS: moving it to PQ_FREE would trip the "
-                "allocator's KASSERTs, so the simulator refuses",
+                "UNQUEUED/NEED_COMMIT/FICTITIOUS: the kernel would move it to PQ_FREE "
+                "without a check and trip the allocator's KASSERTs later, so the simulator "
+                "refuses",
             )
         pg.hold[i] = h - 1
         if to_free:
@@ -508,10 +517,11 @@ class PageStateOps(PmapOps):
         allocator asserts free pages never need a commit."""
         pg = self.pg
         if self._base(i) in (PQ_FREE, PQ_HOLD):
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 "vm_page_need_commit",
                 f"page {self.pfn_of(i):#x} is free (on {PQ_NAMES[self._base(i)]}): a free page "
-                "cannot need a commit (the allocator asserts it)",
+                "cannot need a commit; vm_page_need_commit asserts nothing, but the allocator "
+                "asserts it when it selects the page, so the simulator refuses",
             )
         oid = pg.obj[i]
         if not oid:

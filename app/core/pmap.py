@@ -62,7 +62,7 @@ from .constants import (
     PQ_HOLD,
     VM_PAGE_BITS_ALL,
 )
-from .errors import InvalidArgument, KernelPanic
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal
 
 # vm_prot_t (``vm/vm.h``)
 VM_PROT_NONE: Final = 0x00
@@ -548,10 +548,11 @@ class PmapOps(BusyOps):
         """Spec §1.2: clearing PG_MAPPED / PG_WRITEABLE requires the page hard-busied
         (checked on the user-callable forms; internal callers hold the busy)."""
         if not self.pg.busy[i] & PBUSY_LOCKED:
-            raise KernelPanic(
+            raise SimulatorRefusal(
                 fn,
-                f"page {self.pfn_of(i):#x} is not hard-busied (PBUSY_LOCKED): clearing "
-                "PG_MAPPED/PG_WRITEABLE requires it",
+                f"page {self.pfn_of(i):#x} is not hard-busied (PBUSY_LOCKED): PG_MAPPED and "
+                "PG_WRITEABLE may be cleared only under the hard busy (the kernel's locking "
+                "rule, which the pmap does not assert); busy the page first",
             )
 
     def _call_pmap_page_protect(self, m: int, prot: int) -> None:

@@ -26,6 +26,13 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
             _p("type", "objtype", "OBJT_DEFAULT", "object type"),
             _p("size", "size_pages", 0, "object size in pages"),
             _p("pg_color", "color", None, "force the object's pg_color (default: vm_quickcolor())"),
+            _p(
+                "addr",
+                "int_or_null",
+                None,
+                "the object's 64-bit kernel address, which the page hash CRCs in place of the "
+                "pointer (default: the object id)",
+            ),
         ),
         "object",
         "Create a VM object (simulator verb: the kernel gets objects from elsewhere).",

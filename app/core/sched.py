@@ -19,7 +19,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidArgument, KernelPanic, WouldSleep
+from .errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from .search import SearchOps
 
 #: ``p_flags`` bit set by the OOM killer on its victim (spec §13.5).
@@ -213,7 +213,7 @@ class SchedOps(SearchOps):
             else:
                 self._finish(th, done.value, None)
             return True, done.value
-        except (KernelPanic, WouldSleep) as e:
+        except (KernelPanic, SimulatorRefusal, WouldSleep) as e:
             if send is None:  # refused at the start: the thread records nothing
                 th.gen = None
                 th.fn = ""
@@ -283,7 +283,7 @@ class SchedOps(SearchOps):
             fn = th.fn
             try:
                 finished, value = self._step(th, timed_out)
-            except (KernelPanic, WouldSleep) as e:
+            except (KernelPanic, SimulatorRefusal, WouldSleep) as e:
                 done.append({"tid": th.tid, "fn": fn, "error": str(e)})
                 continue
             if finished:

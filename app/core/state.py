@@ -21,7 +21,7 @@ from .constants import (
 )
 from .objects import VmObject
 from .pages import PageArray
-from .vmstats import METER_FIELDS, VmStats
+from .vmstats import CORE_METER_FIELDS, METER_FIELDS, PAGER_METER_FIELDS, VmStats
 
 #: ``cnt_offset`` of every queue header, as an index into ``VmStats.cnt`` (-1 for PQ_NONE).
 QUEUE_COUNTER: tuple[int, ...] = (-1,) + tuple(
@@ -48,14 +48,20 @@ class Cpu:
         self.thread_addr = thread_addr
 
     def state_tuple(self) -> tuple[int, ...]:
+        meter = self.meter
+        # The pager's counters join the tuple only once one is non-zero, so the digest of
+        # a machine that never laundered a page is what it was before they existed (and
+        # journals recorded then still replay to the same digests).
+        pager = tuple(meter[n] for n in PAGER_METER_FIELDS)
         return (
             self.cpuid,
             *self.vmstats.state_tuple(),
             *self.adj.state_tuple(),
-            *(self.meter[n] for n in METER_FIELDS),
+            *(meter[n] for n in CORE_METER_FIELDS),
             self.quick_color,
             self.t_rm,
             self.thread_addr,
+            *(pager if any(pager) else ()),
         )
 
 
@@ -128,6 +134,7 @@ class MachineState:
     boot_stage: str
     rng: random.Random
     console: list[str]
+    boot_console: list[str]
     trace: Trace | None
 
     def select_cpu(self, cpuid: int) -> None:

@@ -34,6 +34,7 @@ Every refusal is an ``InvalidArgument`` raised before anything changes.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -186,6 +187,10 @@ def _meter_sum(field: str) -> Getter:
     return get
 
 
+def _zero(m: MachineState) -> int:
+    return 0
+
+
 def _dma_reserved(m: MachineState) -> int:
     return m.vm_dma_reserved
 
@@ -211,32 +216,40 @@ _PAGE_ROWS: tuple[Row, ...] = (
     ("vm.page_hash_vnode_only", "int", "boolean", "Only enter OBJT_VNODE pages in the page hash"),
 )
 
+# Descriptions: the kernel's own strings where vm_pageout.c gives one (anonmem_decline,
+# filemem_decline, page_free_hysteresis, max_launder, emerg_launder, memuse_mode,
+# allow_active, debug, swap_enabled, the swapspace pair, lock_miss, max_wired), otherwise
+# the meaning the spec (§16.2) gives.
 _PAGEOUT_ROWS: tuple[Row, ...] = (
-    ("vm.anonmem_decline", "u_int", "act_count", "act_count decline per scan, anonymous memory"),
-    ("vm.filemem_decline", "int", "act_count", "act_count decline per scan, file-backed memory"),
-    ("vm.page_free_hysteresis", "int", "pages", "Free pages above v_free_min before waking"),
+    ("vm.anonmem_decline", "u_int", "act_count", "active->inactive anon memory"),
+    ("vm.filemem_decline", "int", "act_count", "active->inactive file cache"),
+    ("vm.page_free_hysteresis", "int", "pages", "Free more pages than the minimum required"),
     ("vm.queue_idle_perc", "int", "percent", "Page queue idle percentage (declared, unused)"),
-    ("vm.max_launder", "int", "pages", "Laundering budget basis (0: physmem/256 + 16)"),
-    ("vm.emerg_launder", "int", "pages", "Inactive shortage the emergency pager needs"),
+    ("vm.max_launder", "int", "pages", "Limit dirty flushes in pageout"),
+    ("vm.emerg_launder", "int", "pages", "Emergency pager minimum"),
     ("vm.pageout_stats_actcmp", "int", "act_count", "Stats-scan deactivation act_count (0..48)"),
     ("vm.pageout_stats_inamin", "int", "pages", "Stats-scan deactivations wanted per window"),
     ("vm.pageout_stats_inalim", "int", "pages", "Pages in a stats-scan adaptation window"),
     ("vm.pageout_stats_ticks", "int", "ticks", "Pageout idle wake-up interval (0: hz/10)"),
     ("vm.pageout_stats_scan", "int", "pages", "Pages per stats scan (0: max(16, free/16384))"),
     ("vm.pageout_stats_rsecs", "long", "seconds", "Stats scans continue this long after paging"),
-    ("vm.pageout_memuse_mode", "int", "mode", "RSS enforcement: 0 off, 1 passive, 2/3 active"),
-    ("vm.pageout_allow_active", "int", "boolean", "Launder clusters may include active pages"),
-    ("vm.pageout_debug", "int", "boolean", "Pageout daemon debug prints"),
-    ("vm.swap_enabled", "int", "boolean", "Allow whole-process swapout requests"),
-    ("vm.defer_swapspace_pageouts", "int", "boolean", "Prefer not to page anonymous memory out"),
-    ("vm.disable_swapspace_pageouts", "int", "boolean", "Never page anonymous memory out"),
-    ("vm.pageout_lock_miss", "int", "count", "Vnode lock failures during pageout"),
+    ("vm.pageout_memuse_mode", "int", "mode", "memoryuse resource mode"),
+    ("vm.pageout_allow_active", "int", "boolean", "allow inactive+active"),
+    ("vm.pageout_debug", "int", "count", "debug pageout pages (count)"),
+    ("vm.swap_enabled", "int", "boolean", "Enable entire process swapout"),
+    ("vm.defer_swapspace_pageouts", "int", "boolean", "Give preference to dirty pages in mem"),
+    ("vm.disable_swapspace_pageouts", "int", "boolean", "Disallow swapout of dirty pages"),
+    ("vm.pageout_lock_miss", "int", "count", "vget() lock misses during pageout"),
+    # vm_page_max_wired: v_free_count / 3 when the pageout daemon starts (0 before)
+    ("vm.max_wired", "int", "pages", "System-wide limit to wired page count"),
 )
 
 # §16.3 [I]: the vmstats fields are ``long`` in the current struct (spec §4.1), so their
 # sysctls are taken to be ``long``; v_page_size is the struct's one ``u_int``.  The
-# per-CPU event counters are ``u_int`` fields of ``struct vmmeter``.
-_UNVERIFIED = " [U: unverified name, not seen in source]"
+# per-CPU event counters are ``u_int`` fields of ``struct vmmeter``, described by the
+# meaning ``sys/vmmeter.h`` gives each field.  Provenance: the four ``vm.v_paging_*``
+# names are [U] (from secondary docs, not seen in source; their ``confidence`` says so),
+# the rest [I] (the 2017-era vm_meter.c).
 _METER_ROWS: tuple[Row, ...] = (
     ("vm.v_free_min", "u_long", "pages", "Minimum number of free pages desired"),
     ("vm.v_free_target", "u_long", "pages", "Number of free pages desired"),
@@ -244,10 +257,10 @@ _METER_ROWS: tuple[Row, ...] = (
     ("vm.v_inactive_target", "u_long", "pages", "Number of inactive pages desired"),
     ("vm.v_pageout_free_min", "u_long", "pages", "Free pages kept for the pageout daemon"),
     ("vm.v_free_severe", "u_long", "pages", "Severe free-page shortage threshold"),
-    ("vm.v_paging_wait", "long", "pages", "Allocating threads wait below this" + _UNVERIFIED),
-    ("vm.v_paging_start", "long", "pages", "The pageout daemon starts below this" + _UNVERIFIED),
-    ("vm.v_paging_target1", "long", "pages", "First paging target" + _UNVERIFIED),
-    ("vm.v_paging_target2", "long", "pages", "Second paging target" + _UNVERIFIED),
+    ("vm.v_paging_wait", "long", "pages", "Allocating threads wait below this"),
+    ("vm.v_paging_start", "long", "pages", "The pageout daemon starts below this"),
+    ("vm.v_paging_target1", "long", "pages", "First paging target"),
+    ("vm.v_paging_target2", "long", "pages", "Second paging target"),
     ("vm.stats.vm.v_page_size", "u_int", "bytes", "Page size in bytes"),
     ("vm.stats.vm.v_page_count", "long", "pages", "Total number of pages in the system"),
     ("vm.stats.vm.v_free_reserved", "long", "pages", "Free pages reserved against deadlock"),
@@ -261,12 +274,67 @@ _METER_ROWS: tuple[Row, ...] = (
     ("vm.stats.vm.v_cache_count", "long", "pages", "Number of pages on the cache queue"),
     ("vm.stats.vm.v_pageout_free_min", "long", "pages", "Free pages kept for the pageout daemon"),
     ("vm.stats.vm.v_interrupt_free_min", "long", "pages", "Free pages kept for interrupts"),
-    ("vm.stats.vm.v_pdwakeups", "u_int", "count", "Pageout daemon wakeups (all CPUs)"),
-    ("vm.stats.vm.v_pdpages", "u_int", "count", "Pages examined by the pageout daemon (all CPUs)"),
-    ("vm.stats.vm.v_dfree", "u_int", "count", "Pages freed by the pageout daemon (all CPUs)"),
-    ("vm.stats.vm.v_tfree", "u_int", "count", "Total pages freed (all CPUs)"),
-    ("vm.stats.vm.v_reactivated", "u_int", "count", "Pages reactivated from cache (all CPUs)"),
-    ("vm.stats.vm.v_ppwakeups", "u_int", "count", "Wakeups of busy-page waiters (all CPUs)"),
+    ("vm.stats.vm.v_vm_faults", "u_int", "count", "Number of address memory faults"),
+    ("vm.stats.vm.v_cow_faults", "u_int", "count", "Number of copy-on-writes"),
+    ("vm.stats.vm.v_cow_optim", "u_int", "count", "Number of optimized copy-on-writes"),
+    ("vm.stats.vm.v_zfod", "u_int", "count", "Pages zero filled on demand"),
+    ("vm.stats.vm.v_ozfod", "u_int", "count", "Optimized zero fill pages"),
+    ("vm.stats.vm.v_swapin", "u_int", "count", "Swap pager pageins"),
+    ("vm.stats.vm.v_swapout", "u_int", "count", "Swap pager pageouts"),
+    ("vm.stats.vm.v_swappgsin", "u_int", "pages", "Swap pager pages paged in"),
+    ("vm.stats.vm.v_swappgsout", "u_int", "pages", "Swap pager pages paged out"),
+    ("vm.stats.vm.v_vnodein", "u_int", "count", "Vnode pager pageins"),
+    ("vm.stats.vm.v_vnodeout", "u_int", "count", "Vnode pager pageouts"),
+    ("vm.stats.vm.v_vnodepgsin", "u_int", "pages", "Vnode pager pages paged in"),
+    ("vm.stats.vm.v_vnodepgsout", "u_int", "pages", "Vnode pager pages paged out"),
+    ("vm.stats.vm.v_intrans", "u_int", "count", "Intransit blocking page faults"),
+    ("vm.stats.vm.v_reactivated", "u_int", "count", "Number of pages reactivated from free list"),
+    ("vm.stats.vm.v_pdwakeups", "u_int", "count", "Number of times daemon has awaken from sleep"),
+    ("vm.stats.vm.v_pdpages", "u_int", "pages", "Number of pages analyzed by daemon"),
+    ("vm.stats.vm.v_dfree", "u_int", "pages", "Pages freed by daemon"),
+    ("vm.stats.vm.v_pfree", "u_int", "pages", "Pages freed by exiting processes"),
+    ("vm.stats.vm.v_tfree", "u_int", "pages", "Total pages freed"),
+    ("vm.stats.vm.v_forks", "u_int", "count", "Number of fork() calls"),
+    ("vm.stats.vm.v_vforks", "u_int", "count", "Number of vfork() calls"),
+    ("vm.stats.vm.v_rforks", "u_int", "count", "Number of rfork() calls"),
+    ("vm.stats.vm.v_kthreads", "u_int", "count", "Number of fork() calls by kernel"),
+    ("vm.stats.vm.v_forkpages", "u_int", "pages", "Number of VM pages affected by fork()"),
+    ("vm.stats.vm.v_vforkpages", "u_int", "pages", "Number of VM pages affected by vfork()"),
+    ("vm.stats.vm.v_rforkpages", "u_int", "pages", "Number of VM pages affected by rfork()"),
+    (
+        "vm.stats.vm.v_kthreadpages",
+        "u_int",
+        "pages",
+        "Number of VM pages affected by fork() by kernel",
+    ),
+    # v_ppwakeups counts the vm_wait sleepers woken (vm_page_free_wakeup's wakeup of
+    # &vmstats.v_free_count), not busy-page waiters
+    ("vm.stats.vm.v_ppwakeups", "u_int", "count", "Wakeups on processes stalled on VM"),
+)
+
+#: ``struct vmmeter`` fields this layer never fills (faults, page-ins, forks: the work of
+#: other kernel files): their sysctls read 0.
+_UNFILLED_METER = frozenset(
+    {
+        "v_vm_faults",
+        "v_cow_faults",
+        "v_cow_optim",
+        "v_zfod",
+        "v_ozfod",
+        "v_swapin",
+        "v_swappgsin",
+        "v_vnodein",
+        "v_vnodepgsin",
+        "v_intrans",
+        "v_forks",
+        "v_vforks",
+        "v_rforks",
+        "v_kthreads",
+        "v_forkpages",
+        "v_vforkpages",
+        "v_rforkpages",
+        "v_kthreadpages",
+    }
 )
 
 #: Tunables whose C variable is a machine attribute the simulator's code already reads.
@@ -275,6 +343,7 @@ _ATTR_BACKED: dict[str, str] = {
     "vm.max_launder": "vm_max_launder",
     "vm.pageout_stats_ticks": "vm_pageout_stats_ticks",
     "vm.pageout_stats_scan": "vm_pageout_stats_scan",
+    "vm.max_wired": "vm_page_max_wired",
 }
 _READ_ONLY = frozenset({"vm.dma_reserved", "vm.dma_free_pages", "vm.pageout_lock_miss"})
 _FIXED_GETTERS: dict[str, Getter] = {
@@ -296,7 +365,12 @@ def _build(row: Row, source: str) -> Sysctl:
         get, put = _tunable(name)
     elif name.startswith(_STATS_PREFIX):
         field = name.removeprefix(_STATS_PREFIX)
-        get = _meter_sum(field) if field in METER_FIELDS else _vmstats(field)[0]
+        if field in _UNFILLED_METER:
+            get = _zero
+        elif field in METER_FIELDS:
+            get = _meter_sum(field)
+        else:
+            get = _vmstats(field)[0]
         put = None
     else:
         get, put = _vmstats(name.removeprefix("vm."))
@@ -304,6 +378,8 @@ def _build(row: Row, source: str) -> Sysctl:
         put = None
     if source == _METER_C:
         confidence = "U" if name.startswith("vm.v_paging_") else "I"
+    elif name == "vm.max_wired":
+        confidence = "I"  # seen in an older vm_pageout.c, not in the one the spec read
     else:
         confidence = "V"
     return Sysctl(name, ctype, unit, description, get, put, source, confidence)
@@ -317,6 +393,54 @@ SYSCTLS: tuple[Sysctl, ...] = (
 )
 #: The same, by name.
 SYSCTL_BY_NAME: dict[str, Sysctl] = {s.name: s for s in SYSCTLS}
+
+#: The ``struct vmmeter`` fields, in the order of their ``vm.stats.vm.*`` sysctls.
+_VMMETER_ROWS: tuple[Row, ...] = tuple(
+    row
+    for row in _METER_ROWS
+    if row[0].startswith(_STATS_PREFIX)
+    and (
+        row[0].removeprefix(_STATS_PREFIX) in METER_FIELDS
+        or row[0].removeprefix(_STATS_PREFIX) in _UNFILLED_METER
+    )
+)
+
+
+def _cpu_meter(cpu: int, field: str) -> Getter:
+    def get(m: MachineState) -> int:
+        return m.cpus[cpu].meter[field] & _U_INT_MASK
+
+    return get
+
+
+@functools.lru_cache(maxsize=16)
+def _cpu_sysctls(ncpus: int) -> tuple[Sysctl, ...]:
+    """``vm.cpuN.vmmeter`` for each CPU (``vm_meter.c`` adds one per CPU at boot).  The
+    kernel exports each as one opaque ``struct vmmeter`` (``vmstat -P`` reads it); here
+    its fields are leaves, ``vm.cpuN.vmmeter.<field>``: that CPU's own ``gd_cnt``."""
+    out: list[Sysctl] = []
+    for cpu in range(ncpus):
+        for name, ctype, unit, description in _VMMETER_ROWS:
+            field = name.removeprefix(_STATS_PREFIX)
+            get = _zero if field in _UNFILLED_METER else _cpu_meter(cpu, field)
+            out.append(
+                Sysctl(
+                    f"vm.cpu{cpu}.vmmeter.{field}",
+                    ctype,
+                    unit,
+                    f"{description} (CPU {cpu})",
+                    get,
+                    None,
+                    _METER_C,
+                    "I",
+                )
+            )
+    return tuple(out)
+
+
+def _all_sysctls(m: MachineState) -> tuple[Sysctl, ...]:
+    return SYSCTLS + _cpu_sysctls(len(m.cpus))
+
 
 #: Loader tunables of the page layer (spec §16.1).  Read at boot only.
 LOADER_TUNABLES: tuple[LoaderTunable, ...] = (
@@ -348,20 +472,29 @@ _NOT_A_SYSCTL: dict[str, str] = {
 
 
 # ------------------------------------------------------------------ lookup
-def _children(prefix: str) -> list[str]:
+def _children(m: MachineState, prefix: str) -> list[str]:
     node = prefix + "."
-    return [s.name for s in SYSCTLS if s.name.startswith(node)]
+    return [s.name for s in _all_sysctls(m) if s.name.startswith(node)]
 
 
-def _lookup(name: Any) -> Sysctl:
+def _lookup(m: MachineState, name: Any) -> Sysctl:
     if not isinstance(name, str):
         raise InvalidArgument(f"a sysctl name must be a string like 'vm.v_free_min', got {name!r}")
     sysctl = SYSCTL_BY_NAME.get(name)
     if sysctl is not None:
         return sysctl
+    if name.startswith("vm.cpu"):
+        for s in _cpu_sysctls(len(m.cpus)):
+            if s.name == name:
+                return s
+        cpu = name.removeprefix("vm.cpu").split(".", 1)[0]
+        if cpu.isdigit() and int(cpu) >= len(m.cpus):
+            raise InvalidArgument(
+                f"{name}: this machine has CPUs 0..{len(m.cpus) - 1}, so no vm.cpu{cpu}"
+            )
     if name in _NOT_A_SYSCTL:
         raise InvalidArgument(_NOT_A_SYSCTL[name])
-    children = _children(name)
+    children = _children(m, name)
     if children:
         raise InvalidArgument(
             f"{name} is a node, not a value; it holds {len(children)} sysctls "
@@ -392,21 +525,22 @@ def _check_value(sysctl: Sysctl, value: Any) -> int:
 def sysctl_list(m: MachineState) -> list[dict[str, Any]]:
     """Every sysctl with its current value: ``name``, ``type`` (C type), ``writable``,
     ``unit``, ``description``, ``value``, plus ``source`` (kernel file) and
-    ``confidence`` (spec tag), in declaration order."""
-    return [s.as_dict(m) for s in SYSCTLS]
+    ``confidence`` (spec tag), in declaration order, then each CPU's
+    ``vm.cpuN.vmmeter.*``."""
+    return [s.as_dict(m) for s in _all_sysctls(m)]
 
 
 def sysctl_get(m: MachineState, name: str) -> int:
     """``sysctl name``: the current value.  Unknown names, loader-only tunables and
     nodes are refused with ``InvalidArgument`` (suggesting close names)."""
-    return _lookup(name).getter(m)
+    return _lookup(m, name).getter(m)
 
 
 def sysctl_set(m: MachineState, name: str, value: int) -> tuple[int, int]:
     """``sysctl name=value``: write a read-write sysctl and return ``(old, new)``.
     Refused, with nothing changed, for an unknown or read-only name, a non-integer (booleans
     included) or a value outside the sysctl's C type.  No derived value is recomputed."""
-    sysctl = _lookup(name)
+    sysctl = _lookup(m, name)
     if sysctl.setter is None:
         raise InvalidArgument(f"{sysctl.name} is read-only")
     new = _check_value(sysctl, value)
@@ -417,7 +551,7 @@ def sysctl_set(m: MachineState, name: str, value: int) -> tuple[int, int]:
 
 def format_sysctl(m: MachineState, name: str) -> str:
     """One line of BSD ``sysctl`` output: ``"vm.v_free_min: 1234"`` (no newline)."""
-    sysctl = _lookup(name)
+    sysctl = _lookup(m, name)
     return f"{sysctl.name}: {sysctl.getter(m)}"
 
 
@@ -425,11 +559,11 @@ def format_sysctl_all(m: MachineState, prefix: str = "vm") -> str:
     """BSD ``sysctl <prefix>``: one ``name: value`` line (newline-terminated) for every
     sysctl at or below ``prefix`` (a node such as ``vm.stats`` or a leaf), in declaration
     order."""
-    if isinstance(prefix, str) and prefix in SYSCTL_BY_NAME:
-        return format_sysctl(m, prefix) + "\n"
-    if not isinstance(prefix, str) or not _children(prefix):
-        _lookup(prefix)  # raises with the most helpful message
-    return "".join(f"{s.name}: {s.getter(m)}\n" for s in SYSCTLS if s.name.startswith(prefix + "."))
+    if not isinstance(prefix, str) or not _children(m, prefix):
+        return format_sysctl(m, prefix) + "\n"  # a leaf, or raises the most helpful message
+    return "".join(
+        f"{s.name}: {s.getter(m)}\n" for s in _all_sysctls(m) if s.name.startswith(prefix + ".")
+    )
 
 
 def loader_tunables(m: MachineState) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ DYNAMIC_FIELDS = (
 ALL_FIELDS = STATIC_FIELDS + DYNAMIC_FIELDS
 
 #: ``struct vmmeter`` per-CPU event counters this layer bumps.
-METER_FIELDS = (
+CORE_METER_FIELDS = (
     "v_tfree",
     "v_reactivated",
     "v_ppwakeups",
@@ -47,6 +47,18 @@ METER_FIELDS = (
     "v_pdpages",
     "v_dfree",
 )
+#: The pager's counters: ``swap_pager_putpages`` / ``vnode_pager_putpages`` count each
+#: write of a laundered cluster (the simulator's pager is synchronous, one write per
+#: cluster); ``v_pfree`` counts pages ``vm_object_terminate`` frees, which the simulator
+#: does not model, so it stays 0.
+PAGER_METER_FIELDS = (
+    "v_swapout",
+    "v_swappgsout",
+    "v_vnodeout",
+    "v_vnodepgsout",
+    "v_pfree",
+)
+METER_FIELDS = CORE_METER_FIELDS + PAGER_METER_FIELDS
 
 
 class VmStats:

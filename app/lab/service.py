@@ -23,7 +23,13 @@ import structlog
 from app.core import snapshot
 from app.core.config import MachineConfig
 from app.core.constants import PAGE_SIZE
-from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import (
+    ConfigError,
+    InvalidArgument,
+    KernelPanic,
+    SimulatorRefusal,
+    WouldSleep,
+)
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
 
@@ -1500,13 +1506,15 @@ class Lab:
             return await anyio.to_thread.run_sync(fn, m)
 
 
-CORE_ERRORS = (KernelPanic, InvalidArgument, WouldSleep, ConfigError)
+CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)
 
 
 def problem_of(e: Exception) -> dict[str, Any]:
     """A compact problem description of a core error (for batch items)."""
     if isinstance(e, KernelPanic):
         return {"type": "kernel-panic", "function": e.function, "detail": e.message}
+    if isinstance(e, SimulatorRefusal):
+        return {"type": "simulator-refusal", "function": e.function, "detail": e.message}
     if isinstance(e, WouldSleep):
         return {
             "type": "would-sleep",

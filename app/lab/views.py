@@ -46,3 +46,52 @@ def page_view(m: Machine, pfn: int) -> dict[str, Any]:
     info = m.page_info(pfn)
     info["explain"] = explain_page(m, pfn)
     return info
+
+
+def topology_view(m: Machine) -> dict[str, Any]:
+    """The CPU topology as the kernel's probe gives it (``cpu_topology_phys_ids``,
+    ``_core_ids``, ``_ht_ids``), each CPU's socket/core/thread, and the memory affinity
+    ranges with the socket ``vm_numa_organize`` files them under (``physid %
+    phys_ids``) and the page colours that socket owns (spec §3.1).
+
+    Without a probed topology every CPU is its own core of socket 0 and NUMA
+    organisation does nothing (``phys_ids <= 1``)."""
+    cfg = m.config
+    topo = cfg.topology
+    sockets, cores, threads = (topo.sockets, topo.cores, topo.threads) if topo else (1, m.ncpus, 1)
+    cpus = []
+    for cpu in range(m.ncpus):
+        socket, core, thread = topo.ids_of(cpu) if topo else (0, cpu, 0)
+        cpus.append({"cpu": cpu, "socket": socket, "core": core, "thread": thread})
+    organized = topo is not None and sockets > 1
+    socket_mod = PQ_L2_SIZE // sockets
+    ranges = []
+    for r in cfg.numa_ranges():
+        socket = r.socket % sockets
+        ranges.append(
+            {
+                "base": r.base,
+                "size": r.size,
+                "physid": r.socket,
+                "socket": socket,
+                # the colours [first, last] this range's pages are recoloured into
+                "colors": [socket * socket_mod, (socket + 1) * socket_mod - 1]
+                if organized
+                else None,
+            }
+        )
+    return {
+        "probed": topo is not None,
+        "sockets": sockets,
+        "cores": cores,
+        "threads": threads,
+        "cpus": cpus,
+        "numa": ranges,
+        "numa_organized": organized,
+    }
+
+
+def console_view(m: Machine) -> dict[str, Any]:
+    """The kernel console: the boot messages (``dmesg.boot``) and the message buffer's
+    last lines (at most 1000), oldest first."""
+    return {"boot": list(m.boot_console), "lines": list(m.console)}

@@ -44,7 +44,13 @@ from app.core.constants import (
     PQ_FREE,
     PQ_L2_SIZE,
 )
-from app.core.errors import ConfigError, InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import (
+    ConfigError,
+    InvalidArgument,
+    KernelPanic,
+    SimulatorRefusal,
+    WouldSleep,
+)
 from app.core.machine import CallResult, Machine
 
 __all__ = [
@@ -74,7 +80,13 @@ __all__ = [
 Call = tuple[str, dict[str, Any], dict[str, Any]]
 
 #: The errors a kernel call may raise that a driver counts instead of propagating.
-CORE_ERRORS: tuple[type[Exception], ...] = (KernelPanic, InvalidArgument, WouldSleep, ConfigError)
+CORE_ERRORS: tuple[type[Exception], ...] = (
+    KernelPanic,
+    SimulatorRefusal,
+    InvalidArgument,
+    WouldSleep,
+    ConfigError,
+)
 
 _CTX_KEYS = ("cpu", "thread", "nice", "systhread", "lowmemkill")
 _MAX_SEED = (1 << 64) - 1

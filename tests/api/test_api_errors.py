@@ -21,6 +21,7 @@ EXPECTED_STATUS = {
     "unknown-function": 404,
     "not-found": 404,
     "kernel-panic": 409,
+    "simulator-refusal": 409,
     "would-sleep": 409,
     "conflict": 409,
     "quota": 429,
@@ -74,6 +75,7 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
     note(await client.get(f"{INST}/objects/3"), "not-found")
     note(await client.get("/no/such/path"), "not-found")
     note(await call(client, "vm_page_wakeup", {"m": 1025}, ok=False), "kernel-panic")
+    note(await call(client, "vm_page_sbusy_drop", {"m": 1025}, ok=False), "simulator-refusal")
     note(
         await client.post(f"{API}/instances", json={"name": "default", "memory": "16MiB"}),
         "conflict",
@@ -158,6 +160,27 @@ async def test_kernel_panic_problem_has_the_kernels_message(client: httpx.AsyncC
     after = (await client.get(INST)).json()
     assert after["state_digest"] == before["state_digest"]
     assert after["summary"] == before["summary"]
+
+
+@pytest.mark.anyio
+async def test_simulator_refusal_is_not_labelled_a_kernel_panic(client: httpx.AsyncClient) -> None:
+    # vm_page_sbusy_drop has no KASSERT (spec §9): on an idle page the kernel's decrement
+    # would borrow from the flag bits.  The simulator refuses, and says it is its own guard.
+    before = (await client.get(INST)).json()
+    r = await call(client, "vm_page_sbusy_drop", {"m": 1025}, ok=False)
+    body = problem(r, 409, "simulator-refusal")
+    assert body["function"] == "vm_page_sbusy_drop"
+    assert "refused by the simulator (not a kernel panic)" in body["detail"]
+    assert "does not check" in body["detail"] and "panic" not in body
+    after = (await client.get(INST)).json()
+    assert after["state_digest"] == before["state_digest"]
+    # in a batch the item carries the same kind
+    r = await client.post(
+        f"{INST}/calls", json={"calls": [{"fn": "vm_page_sbusy_drop", "args": {"m": 1025}}]}
+    )
+    item = r.json()["results"][0]
+    assert item["error"]["type"] == "simulator-refusal"
+    assert item["error"]["function"] == "vm_page_sbusy_drop"
 
 
 @pytest.mark.anyio

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import API, DEFAULT, call, page, problem, result
+from .conftest import API, DEFAULT, call, create, page, problem, result
 
 INST = f"{API}/instances/{DEFAULT}"
 QUEUE_NAMES = ["PQ_FREE", "PQ_INACTIVE", "PQ_ACTIVE", "PQ_CACHE", "PQ_HOLD"]
@@ -476,3 +476,66 @@ async def test_the_stream_protocol_is_served_and_linked_from_the_openapi_descrip
     assert r.text.startswith("# PageLab stream protocol, version 1")
     description = (await client.get("/openapi.json")).json()["info"]["description"]
     assert "/protocol/stream" in description
+
+
+# ------------------------------------------------------------------ console and topology
+@pytest.mark.anyio
+async def test_boot_console(client: httpx.AsyncClient) -> None:
+    body = await get(client, "/console")
+    # conftest: 768 of the 1023 reserve pages go back, 255 stay free in the alist:
+    # used (v_dma_pages 255 - bl_free 255) * 4 = 0k, available 255 * 4 = 1020k
+    assert body["boot"] == ["DMA space used: 0k, remaining available: 1020k"]
+    assert body["lines"][: len(body["boot"])] == body["boot"]
+
+
+@pytest.mark.anyio
+async def test_topology_of_the_default_instance(client: httpx.AsyncClient) -> None:
+    body = await get(client, "/topology")
+    assert body == {
+        "probed": False,
+        "sockets": 1,
+        "cores": 1,
+        "threads": 1,
+        "cpus": [{"cpu": 0, "socket": 0, "core": 0, "thread": 0}],
+        "numa": [],
+        "numa_organized": False,
+    }
+
+
+@pytest.mark.anyio
+async def test_topology_maps_cpus_and_takes_physids_modulo_the_sockets(
+    client: httpx.AsyncClient,
+) -> None:
+    inst = await create(
+        client,
+        {
+            "name": "numa",
+            "memory": "16MiB",
+            "cpus": 4,
+            "topology": {"sockets": 2, "cores": 1, "threads": 2},
+            # ACPI physical ids 2 and 3 on a 2-socket machine
+            "numa": [
+                {"base": 0x1000, "size": 0x7FF000, "socket": 2},
+                {"base": 0x800000, "size": 0x800000, "socket": 3},
+            ],
+        },
+    )
+    r = await client.get(f"{API}/instances/{inst['id']}/topology")
+    body = r.json()
+    # cpuid = (socket * cores + core) * threads + thread
+    assert body["cpus"] == [
+        {"cpu": 0, "socket": 0, "core": 0, "thread": 0},
+        {"cpu": 1, "socket": 0, "core": 0, "thread": 1},
+        {"cpu": 2, "socket": 1, "core": 0, "thread": 0},
+        {"cpu": 3, "socket": 1, "core": 0, "thread": 1},
+    ]
+    # socket_mod = 1024 / 2 = 512: physid 2 -> socket 0, colours 0..511; 3 -> 1, 512..1023
+    assert body["numa"] == [
+        {"base": 0x1000, "size": 0x7FF000, "physid": 2, "socket": 0, "colors": [0, 511]},
+        {"base": 0x800000, "size": 0x800000, "physid": 3, "socket": 1, "colors": [512, 1023]},
+    ]
+    assert body["probed"] and body["numa_organized"]
+    # pfn 2056 (physid 3's range): boot colour 8 ^ 2 = 10 -> 10 % 512 + 512 = 522
+    assert (await page(client, 2056, inst["id"]))["pc"] == 522
+    console = (await client.get(f"{API}/instances/{inst['id']}/console")).json()
+    assert console["boot"][0] == "vm_page: avg 2 pages per queue, 1024 queues"

@@ -705,17 +705,64 @@ def test_grab_zero_rules_on_a_resident_page(valid: int, flags: str, expected: in
     assert m.pg.valid[i] == expected
 
 
-@pytest.mark.parametrize("busy", [PBUSY_LOCKED, 1])  # hard busy, or one soft busy
-def test_grab_of_a_busy_page_without_retry_is_the_null_dereference(busy: int) -> None:
+@pytest.mark.parametrize(
+    ("hold", "release", "held_word"),
+    [
+        # a hard busy: vm_page_busy_try sets PBUSY_LOCKED (0x80000000)
+        ("vm_page_busy_try", "vm_page_wakeup", PBUSY_LOCKED),
+        # one soft busy: the lookup's also_m_busy fails on it, and so sleep_busy sleeps
+        ("vm_page_sbusy_hold", "vm_page_sbusy_drop", 1),
+    ],
+)
+def test_grab_of_a_busy_page_without_retry_sleeps_once_then_dereferences_null(
+    hold: str, release: str, held_word: int
+) -> None:
+    """Spec §7.3: the lookup fails, vm_page_sleep_busy(m, TRUE, "pgrbwt") sleeps once,
+    then without VM_ALLOC_RETRY the source sets m = NULL and reads m->valid."""
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     i = _resident_unbusied(m, oid, 4)
-    m.pg.busy[i] = busy
+    pfn = m.first_page + i
+    m.call(hold, {"m": pfn}, thread=2)
+    assert m.pg.busy[i] == held_word
+    assert not m.pg.flags[i] & PG_REFERENCED
+    queue, free0 = m.pg.queue[i], m.gd.v_free_count
+    r = m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "VM_ALLOC_NORMAL"}, thread=1)
+    # the sleep: its interlock set WANTED (0x40000000) and PG_REFERENCED, then tsleep(m)
+    assert r.result is None
+    assert r.blocked == {"thread": 1, "channel": f"page:{pfn}", "wmesg": "pgrbwt", "timo": 0}
+    assert m.pg.busy[i] == held_word | PBUSY_WANTED  # 0xC0000000, or 0x40000001
+    m.check_invariants()
+    r = m.call(release, {"m": pfn}, thread=2)
+    # vm_page_wakeup clears LOCKED|WANTED; sbusy_drop: 0x40000001 - 1 == PBUSY_WANTED, so
+    # it clears WANTED too; both wake the grab, which resumes into the NULL dereference
+    (resumed,) = r.record["resumed"]
+    assert resumed["tid"] == 1 and resumed["fn"] == "vm_page_grab"
+    assert resumed["error"].startswith("panic: vm_page_grab: NULL pointer dereference")
+    assert "result" not in resumed
+    assert m.threads[1].state == "idle"
+    assert m.threads[1].last_error == resumed["error"]
+    # what the sleep left: PG_REFERENCED; the page is otherwise as the holder left it
+    assert m.pg.busy[i] == 0
+    assert m.pg.flags[i] & PG_REFERENCED
+    assert m.pg.queue[i] == queue and m.pg.obj[i] == oid and m.pg.valid[i] == 0
+    assert m.gd.v_free_count == free0  # nothing allocated
+    m.check_invariants()
+
+
+def test_grab_without_retry_of_a_page_with_only_wanted_dereferences_null_at_once() -> None:
+    """Busy word PBUSY_WANTED alone: the lookup fails (any bit counts with also_m_busy),
+    vm_page_sleep_busy returns without sleeping (neither LOCKED nor a soft count), and the
+    NULL dereference follows at once: refused before anything changed."""
+    m = boot()
+    oid = m.call("vm_object_allocate", {"pg_color": 0}).result
+    i = _resident_unbusied(m, oid, 4)
+    m.pg.busy[i] = PBUSY_WANTED
     before = m.state_digest()
-    with pytest.raises(KernelPanic) as exc:
-        m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "VM_ALLOC_NORMAL"})
-    assert "NULL" in str(exc.value)
+    with pytest.raises(KernelPanic, match="NULL pointer dereference"):
+        m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "VM_ALLOC_NORMAL"}, thread=1)
     assert m.state_digest() == before
+    assert 1 not in m.threads
 
 
 def test_grab_of_a_busy_page_with_retry_sleeps_until_the_page_is_released() -> None:

@@ -426,6 +426,25 @@ def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> No
     m.check_invariants()
 
 
+def test_the_boot_console_keeps_the_boot_prints() -> None:
+    # 32 MiB, one CPU (no NUMA print): the startup_finish line worked out above
+    m = Machine.boot(MachineConfig.from_size("32MiB"))
+    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+    assert m.console == m.boot_console
+    # the message buffer rolls over (1000 lines, the oldest 100 dropped); dmesg.boot stays
+    for k in range(1000):
+        m.log(f"line {k}")
+    assert m.console[0] == "line 99" and len(m.console) == 901
+    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+
+
+def test_an_early_machine_prints_at_startup_finish() -> None:
+    m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
+    assert m.boot_console == []
+    m.vm_page_startup_finish()
+    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+
+
 def test_startup_finish_with_no_reserve_returns_nothing() -> None:
     m = boot(HIGH, boot_stage="early")
     m.vm_page_startup_finish()

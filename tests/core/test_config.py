@@ -220,10 +220,14 @@ MAP = ((0x1000, 16 * MiB),)
         ({"cpus": 4, "topology": Topology(2, 2, 2)}, r"cpus \(4\) must equal .* \(8\)"),
         ({"cpus": 0, "topology": Topology(0, 1, 1)}, "at least 1"),
         (
-            {"cpus": 2, "topology": Topology(2, 1, 1), "numa": (NumaRange(0x1000, MiB, 2),)},
-            "socket 2, but there are 2",
+            {
+                "cpus": 2,
+                "topology": Topology(2, 1, 1),
+                "numa": (NumaRange(0x1000, MiB, 1 << 32),),
+            },
+            "ACPI physical id from 0 to 4294967295",
         ),
-        ({"numa": (NumaRange(0x1000, MiB, 1),)}, "socket 1, but there are 1"),
+        ({"numa": (NumaRange(0x1000, MiB, -1),)}, "not -1"),
         (
             {
                 "cpus": 2,

@@ -5,6 +5,7 @@ spec in the comments.  (``vm_get_pg_color`` is covered by the search tests.)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,23 @@ def test_intra_queue_order_after_organize() -> None:
     assert queue_pfns(m, PQ_FREE + 522) == [3593, 3081, 2568, 2056]
     # colour 892 (c = 380): 380 ^ 3 = 383 -> pfn 3584 + 383 = 3967 is not managed
     assert queue_pfns(m, PQ_FREE + 892) == [3455, 2942, 2430]
+
+
+def test_a_physid_beyond_the_sockets_is_taken_modulo_their_count() -> None:
+    # ACPI may name physical ids 2 and 3 on a 2-socket machine: socket_value =
+    # (physid % 2) * 512, so 2 -> socket 0 and 3 -> socket 1, exactly the even split
+    ranges = (NumaRange(0x1000, 0x800000 - 0x1000, 2), NumaRange(0x800000, 0x800000, 3))
+    base = MachineConfig.from_size("16MiB", sockets=2, cores=2, threads=1)
+    m = Machine.boot(dataclasses.replace(base, numa=ranges))
+    even = split_machine("finished")
+    assert (m.pg.arrays["pc"] == even.pg.arrays["pc"]).all()
+    assert m.q_lcnt == even.q_lcnt
+    # pfn 2056: boot colour 8 ^ 2 = 10, physid 3 -> socket 1 -> 10 % 512 + 512 = 522
+    assert m.pg.pc[2056 - 1] == 522
+    # the finished machine: finalize's print, then startup_finish's
+    assert m.boot_console[0] == "vm_page: avg 2 pages per queue, 1024 queues"
+    assert m.boot_console[1].startswith("DMA space used: ")
+    m.check_invariants()
 
 
 def test_split_machine_queue_lengths_and_finalize_average() -> None:

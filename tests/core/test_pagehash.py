@@ -34,7 +34,7 @@ from app.core.constants import (
     PQ_CACHE,
     PQ_INACTIVE,
 )
-from app.core.errors import KernelPanic
+from app.core.errors import InvalidArgument, KernelPanic
 from app.core.invariants import InvariantError
 from app.core.machine import Machine
 from app.core.pagehash import page_hash_index
@@ -593,3 +593,68 @@ def test_invariants_catch_a_broken_element() -> None:
     m._hash_m[SET1_P0] = 2048 + 1  # page index 2048: outside vm_page_array (0..2047)
     with pytest.raises(InvariantError):
         m.check_invariants()
+
+
+# =========================================================== an object's kernel address
+
+
+def _crc32c_bitwise(data: bytes) -> int:
+    """CRC-32C as spec §11.3 defines it (reflected 0x82F63B78, init and final xor
+    0xFFFFFFFF), bit by bit: an implementation independent of the library's."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def test_an_explicit_address_is_what_the_hash_crcs() -> None:
+    m = boot8()
+    # object 1 given address 2: its pages hash where object 2's would (SET2_P0 = 218, the
+    # docstring's arithmetic), not to SET1_P0
+    oid = int(m.call("vm_object_allocate", {"addr": 2}).result)
+    assert oid == 1
+    pfn = page_in(m, oid, 0)
+    lookup(m, oid, 0)
+    assert entries(m) == [(SET2_P0, pfn, 1, 0, 0)]  # the cached object is still id 1
+    m.check_invariants()
+
+
+def test_a_real_kernel_address_hashes_as_the_kernel_would() -> None:
+    kaddr = 0xFFFFF8001F2E3C00
+    assert _crc32c_bitwise(b"123456789") == 0xE3069283  # the spec's check value
+    h = _crc32c_bitwise(kaddr.to_bytes(8, "little")) << 2
+    h ^= h >> 21
+    expect = (h + 3 * 4) & (SIZE - 1)  # pindex 3
+    m = boot8()
+    m.call("vm_object_allocate", {})  # object 1, at its default address 1
+    oid = int(m.call("vm_object_allocate", {"addr": kaddr}).result)
+    pfn = page_in(m, oid, 3)
+    lookup(m, oid, 3)
+    assert entries(m, oid) == [(expect, pfn, oid, 3, 0)]
+    assert m.objects[oid].addr == kaddr and m.objects[1].addr == 1
+
+
+def test_an_address_is_refused_if_taken_or_out_of_range() -> None:
+    m = boot8()
+    m.call("vm_object_allocate", {"addr": 0xFFFFF80000001000})
+    before = m.state_digest()
+    for bad, text in (
+        (0xFFFFF80000001000, "already has address 0xfffff80000001000"),
+        (0, "64-bit kernel address"),
+        (1 << 64, "64-bit kernel address"),
+    ):
+        with pytest.raises(InvalidArgument, match=text):
+            m.call("vm_object_allocate", {"addr": bad})
+    assert m.state_digest() == before and len(m.objects) == 1
+
+
+def test_an_explicit_address_is_part_of_the_digest() -> None:
+    a, b = boot8(), boot8()
+    a.call("vm_object_allocate", {})
+    b.call("vm_object_allocate", {})
+    assert a.state_digest() == b.state_digest()  # default address: the id, as before
+    c = boot8()
+    c.call("vm_object_allocate", {"addr": 0xFFFFF80000002000})
+    assert c.state_digest() != a.state_digest()

@@ -51,7 +51,7 @@ from app.core.constants import (
     PQ_INACTIVE,
     PQ_NONE,
 )
-from app.core.errors import KernelPanic
+from app.core.errors import KernelPanic, SimulatorRefusal
 from app.core.machine import Machine
 
 FIRST_PAGE = 512  # 0x200000 / 4096
@@ -86,10 +86,17 @@ def fictitious_page(m: Machine) -> int:
     return int(np.flatnonzero(flags & PG_FICTITIOUS)[0])
 
 
-def panics(m: Machine, fn: str, args: dict[str, Any], text: str) -> KernelPanic:
-    """The call panics with ``text`` in its message and leaves the machine unchanged."""
+def panics(
+    m: Machine,
+    fn: str,
+    args: dict[str, Any],
+    text: str,
+    exc: type[KernelPanic | SimulatorRefusal] = KernelPanic,
+) -> KernelPanic | SimulatorRefusal:
+    """The call panics (or is refused by the simulator, ``exc``) with ``text`` in its
+    message and leaves the machine unchanged."""
     before = m.state_digest()
-    with pytest.raises(KernelPanic) as info:
+    with pytest.raises(exc) as info:
         m.call(fn, args)
     assert text in str(info.value)
     assert m.state_digest() == before
@@ -798,7 +805,7 @@ def test_wiring_does_not_dequeue() -> None:
 def test_wiring_a_busied_free_page_is_refused() -> None:
     m = boot8()
     m.call("vm_page_busy_try", {"m": C600_HEAD})
-    panics(m, "vm_page_wire", {"m": C600_HEAD}, "PQ_FREE")
+    panics(m, "vm_page_wire", {"m": C600_HEAD}, "PQ_FREE", SimulatorRefusal)
 
 
 def test_wire_and_unwire_need_the_hard_busy() -> None:

@@ -56,12 +56,13 @@ from app.core.constants import (
     PQ_NONE,
     VM_ALLOC_NORMAL,
 )
+from app.core.errors import KernelPanic
 from app.core.machine import Machine
 from app.core.objects import ObjType, VmObject
 from app.core.pageout import PAGEDAEMON_TID, TARGET1, TARGET2, pqaverage
 from app.core.sched import Sleep
 from app.core.state import Trace
-from app.core.sysctl import sysctl_set
+from app.core.sysctl import sysctl_get, sysctl_set
 
 ALLOW_ACTIVE, TRY_TO_CACHE = 1, 2  # the vm_pageout_page flags (pageout.py)
 
@@ -432,6 +433,10 @@ def test_launder_clusters_within_the_aligned_64_page_window() -> None:
         i = pages[p]
         assert m.pg.dirty[i] == 0xFF and not m.pg.flags[i] & PG_SWAPPED
     assert obj.type == ObjType.OBJT_SWAP  # the first pageout made it a swap object
+    # swap_pager_putpages: one write of the 2-page cluster
+    assert meter(m, "v_swapout") == 1 and meter(m, "v_swappgsout") == 2
+    assert meter(m, "v_vnodeout") == 0 and meter(m, "v_vnodepgsout") == 0
+    assert sysctl_get(m, "vm.stats.vm.v_swappgsout") == 2
     m.check_invariants()
 
 
@@ -511,6 +516,9 @@ def test_dirty_page_with_winatcfls_on_pass_0_and_vnode_object_is_laundered() -> 
     assert m._vm_pageout_page(i, [1], 0, 0) == 1
     assert m.pg.dirty[i] == 0
     assert obj.type == ObjType.OBJT_VNODE and not m.pg.flags[i] & PG_SWAPPED
+    # vnode_pager_putpages: one write of one page; the swap counters stay 0
+    assert meter(m, "v_vnodeout") == 1 and meter(m, "v_vnodepgsout") == 1
+    assert meter(m, "v_swapout") == 0 and meter(m, "v_swappgsout") == 0
     m.check_invariants()
 
 
@@ -620,6 +628,71 @@ def test_scan_active_inact_quota_bounds_the_deactivations() -> None:
     # deactivation inact_quota = 0 and avail_quota - delta = 0 - 1 <= 0 -> stop
     assert m._scan_active(0, 35, 0, 1) == 1
     assert [base(m, i) for i in pages] == [PQ_INACTIVE, PQ_ACTIVE, PQ_ACTIVE]
+    m.check_invariants()
+
+
+def _objectless_active(m: Machine) -> int:
+    """An unbusied page with no object at the tail of its active queue."""
+    i = m.vm_page_alloc(None, 0, VM_ALLOC_NORMAL)
+    m.vm_page_activate(i)
+    m.vm_page_wakeup(i)
+    return i
+
+
+def _to_active_tail(m: Machine, i: int) -> None:
+    m.vm_page_busy_try(i, True)
+    m.vm_page_deactivate(i)
+    m.vm_page_activate(i)
+    m.vm_page_wakeup(i)
+
+
+@pytest.mark.parametrize("inact_quota", [2, 5])
+def test_scan_active_reaching_a_page_with_no_object_is_the_null_dereference(
+    inact_quota: int,
+) -> None:
+    """Spec §15.4 / vm_pageout_scan_active: an objectless page the scan busies gets
+    actcount 0, then ``switch (m->object->type)`` reads through NULL.  Refused before the
+    scan changes anything, even the page deactivated ahead of it."""
+    m = boot()
+    obj = new_object(m)
+    n = _objectless_active(m)
+    colour = int(m.pg.pc[n])
+    a = active(m, obj, colour, act=0)  # an object page of the same colour ...
+    _to_active_tail(m, n)  # ... ahead of it: the queue is [a, n]
+    assert m.queue_pages(PQ_ACTIVE + colour) == [a, n]
+    before = m.state_digest()
+    args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": inact_quota}
+    with pytest.raises(KernelPanic, match="NULL pointer dereference") as exc:
+        m.call("vm_pageout_scan_active", args)
+    assert f"page {m.pfn_of(n):#x}" in str(exc.value)
+    assert m.state_digest() == before
+    assert base(m, a) == PQ_ACTIVE  # a was not deactivated
+    m.check_invariants()
+
+
+def test_scan_active_stopping_before_a_page_with_no_object_runs() -> None:
+    # [a, n]: inact_quota 1 -> a (ref_count 1, act 0 - min(0, 1) = 0 < 1) is deactivated:
+    # inact_quota 0 and avail_quota - delta = -1: the loop ends before n
+    m = boot()
+    obj = new_object(m)
+    n = _objectless_active(m)
+    colour = int(m.pg.pc[n])
+    a = active(m, obj, colour, act=0)
+    _to_active_tail(m, n)
+    assert m.queue_pages(PQ_ACTIVE + colour) == [a, n]
+    args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": 1}
+    assert m.call("vm_pageout_scan_active", args).result == 1
+    assert base(m, a) == PQ_INACTIVE and base(m, n) == PQ_ACTIVE
+    m.check_invariants()
+
+
+def test_scan_active_skips_a_busy_page_with_no_object() -> None:
+    m = boot()
+    n = _objectless_active(m)
+    m.vm_page_busy_try(n, True)  # busy_try(m, TRUE) fails on it: skipped, no dereference
+    args = {"pass_": 0, "colour": int(m.pg.pc[n]), "avail_quota": 0, "inact_quota": 5}
+    assert m.call("vm_pageout_scan_active", args).result == 0
+    assert base(m, n) == PQ_ACTIVE
     m.check_invariants()
 
 

@@ -40,7 +40,7 @@ from app.core.constants import (
     PG_REFERENCED,
     PG_UNQUEUED,
 )
-from app.core.errors import InvalidArgument, KernelPanic
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE
 from app.core.registry import REGISTRY
@@ -223,10 +223,10 @@ def test_valid_changes_need_a_busied_page() -> None:
     p = alloc(m, obj, 600)
     m.call("vm_page_wakeup", {"m": p})
     for fn in ("vm_page_set_valid", "vm_page_set_validclean", "vm_page_set_validdirty"):
-        refused(m, KernelPanic, fn, {"m": p, "base": 0, "size": 512}, "not busied")
-    refused(m, KernelPanic, "vm_page_set_invalid", {"m": p, "base": 0, "size": 512}, "not busied")
-    refused(m, KernelPanic, "vm_page_zero_invalid", {"m": p, "setvalid": True}, "not busied")
-    refused(m, KernelPanic, "vm_page_copy", {"src": P601, "dst": p}, "not busied")
+        refused(m, SimulatorRefusal, fn, {"m": p, "base": 0, "size": 512}, "not busied")
+    refused(m, SimulatorRefusal, "vm_page_set_invalid", {"m": p, "base": 0, "size": 512}, "busied")
+    refused(m, SimulatorRefusal, "vm_page_zero_invalid", {"m": p, "setvalid": True}, "not busied")
+    refused(m, SimulatorRefusal, "vm_page_copy", {"src": P601, "dst": p}, "not busied")
     # a soft busy is enough (I/O completion changes valid under it)
     m.call("vm_page_busy_try", {"m": p})
     m.call("vm_page_io_start", {"m": p})
@@ -896,7 +896,7 @@ def test_unhold_refuses_to_free_a_wired_held_page() -> None:
     m.call("vm_page_free", {"m": p})
     m.call("vm_page_busy_try", {"m": p})
     m.call("vm_page_wire", {"m": p})  # allowed: PQ_HOLD is not PQ_FREE
-    refused(m, KernelPanic, "vm_page_unhold", {"m": p}, "allocator")
+    refused(m, SimulatorRefusal, "vm_page_unhold", {"m": p}, "allocator")
 
 
 # ======================================================================= §14 commit / fake
@@ -912,7 +912,7 @@ def test_need_commit_and_clear_commit() -> None:
     assert not m.pg.flags[ix(p)] & PG_NEED_COMMIT
     q = alloc(m, None, 601)
     refused(m, KernelPanic, "vm_page_need_commit", {"m": q}, "NULL pointer")
-    refused(m, KernelPanic, "vm_page_need_commit", {"m": P600B}, "free")
+    refused(m, SimulatorRefusal, "vm_page_need_commit", {"m": P600B}, "free")
 
 
 def test_initfake_uses_its_own_table() -> None:

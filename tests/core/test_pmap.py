@@ -26,7 +26,7 @@ from app.core.constants import (
     PG_WRITEABLE,
     PQ_FREE,
 )
-from app.core.errors import InvalidArgument, KernelPanic
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal
 from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE
 from app.core.pmap import VM_PROT_EXECUTE, VM_PROT_NONE, VM_PROT_READ, VM_PROT_WRITE
@@ -213,8 +213,10 @@ def test_mapped_sync_and_page_protect_need_the_hard_busy() -> None:
     _, p = active_page(m)
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("vm_page_wakeup", {"m": p})
-    refused(m, KernelPanic, "pmap_mapped_sync", {"m": p}, "PBUSY_LOCKED")
-    refused(m, KernelPanic, "pmap_page_protect", {"m": p, "prot": "VM_PROT_NONE"}, "PBUSY_LOCKED")
+    refused(m, SimulatorRefusal, "pmap_mapped_sync", {"m": p}, "PBUSY_LOCKED")
+    refused(
+        m, SimulatorRefusal, "pmap_page_protect", {"m": p, "prot": "VM_PROT_NONE"}, "PBUSY_LOCKED"
+    )
     refused(m, KernelPanic, "vm_page_protect", {"m": p, "prot": "VM_PROT_NONE"}, "not hard-busied")
 
 

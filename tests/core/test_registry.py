@@ -35,7 +35,7 @@ from app.core.constants import (
     VM_ALLOC_NORMAL,
     VM_ALLOC_ZERO,
 )
-from app.core.errors import InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from app.core.machine import CallResult, Machine, parse_alloc_flags
 from app.core.registry import FUNCTIONS, REGISTRY, queue_name
 
@@ -389,7 +389,7 @@ def test_every_registered_function_is_callable(name: str) -> None:
         before = m.state_digest()
         try:
             r = m.call(name, args)
-        except (KernelPanic, InvalidArgument) as e:
+        except (KernelPanic, SimulatorRefusal, InvalidArgument) as e:
             assert m.state_digest() == before, f"{name}({args}) refused after changing state"
             refusals.append(f"{args}: {e}")
             continue

@@ -42,7 +42,7 @@ from app.core.constants import (
     PQ_FREE,
     PQ_NONE,
 )
-from app.core.errors import InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from app.core.invariants import InvariantError
 from app.core.machine import CallResult, Machine
 
@@ -634,7 +634,7 @@ def _script(m: Machine) -> list[Any]:
         try:
             r = m.call(fn, args, **kw)
             out.append((r.result, r.blocked, r.record))
-        except (KernelPanic, InvalidArgument, WouldSleep) as e:
+        except (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep) as e:
             out.append(str(e))
 
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result

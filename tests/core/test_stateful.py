@@ -73,14 +73,14 @@ from app.core.constants import (
     PQ_L2_SIZE,
     PQ_NONE,
 )
-from app.core.errors import InvalidArgument, KernelPanic, WouldSleep
+from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from app.core.machine import Machine, parse_alloc_flags
 from app.core.objects import ObjType
 from app.core.pageout import PAGEDAEMON_TID
 from app.core.registry import REGISTRY
 from app.core.sysctl import SYSCTL_BY_NAME, SYSCTLS
 
-REFUSALS = (KernelPanic, InvalidArgument, WouldSleep)
+REFUSALS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep)
 CLASSES = ["VM_ALLOC_NORMAL", "VM_ALLOC_SYSTEM", "VM_ALLOC_INTERRUPT", "VM_ALLOC_QUICK"]
 EXTRAS = ["VM_ALLOC_ZERO", "VM_ALLOC_FORCE_ZERO", "VM_ALLOC_NULL_OK", "VM_ALLOC_RETRY"]
 PAGE_OPS = [
@@ -1686,9 +1686,11 @@ def test_replaying_a_recorded_sequence_is_deterministic() -> None:
 
 
 # ============================================ refusals at the edge of the model
-def _digest_kept_on_refusal(m: Machine, fn: str, args: dict[str, Any]) -> None:
+def _digest_kept_on_refusal(
+    m: Machine, fn: str, args: dict[str, Any], exc: type[Exception] = KernelPanic
+) -> None:
     before = m.state_digest()
-    with pytest.raises(KernelPanic):
+    with pytest.raises(exc):
         m.call(fn, args)
     assert m.state_digest() == before, "refused, but the state changed"
     m.check_invariants()
@@ -1759,7 +1761,7 @@ def test_wiring_a_free_page_is_refused_before_anything_changes() -> None:
     m = Machine.boot(MachineConfig(phys_avail=((0x200000, 0xA00000),)))
     head = m.first_page + m.q_head[PQ_FREE + 609]
     m.call("vm_page_busy_try", {"m": head})
-    _digest_kept_on_refusal(m, "vm_page_wire", {"m": head})
+    _digest_kept_on_refusal(m, "vm_page_wire", {"m": head}, SimulatorRefusal)
     m.call("vm_page_wakeup", {"m": head})
     m.call("vm_page_alloc", {"pindex": 600})
     m.check_invariants()
@@ -1770,4 +1772,6 @@ def test_inserting_a_free_page_into_an_object_is_refused() -> None:
     object would be handed out by vm_page_alloc while the object still maps it."""
     m = Machine.boot(MachineConfig(phys_avail=((0x200000, 0xA00000),)))
     a = m.call("vm_object_allocate").result
-    _digest_kept_on_refusal(m, "vm_page_insert", {"m": 1625, "object": a, "pindex": 3})
+    _digest_kept_on_refusal(
+        m, "vm_page_insert", {"m": 1625, "object": a, "pindex": 3}, SimulatorRefusal
+    )

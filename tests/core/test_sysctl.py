@@ -79,6 +79,8 @@ SPEC_TABLE: dict[str, tuple[str, bool]] = {
     "vm.defer_swapspace_pageouts": ("int", True),
     "vm.disable_swapspace_pageouts": ("int", True),
     "vm.pageout_lock_miss": ("int", False),
+    # issue 9 §2: SYSCTL_INT(_vm, OID_AUTO, max_wired, CTLFLAG_RW, &vm_page_max_wired, ...)
+    "vm.max_wired": ("int", True),
     # §16.3 vm_meter.c: read-write thresholds (long: the struct fields are long, §4.1)
     "vm.v_free_min": ("u_long", True),  # §16.3: SYSCTL_ULONG
     "vm.v_free_target": ("u_long", True),  # §16.3: SYSCTL_ULONG
@@ -104,11 +106,35 @@ SPEC_TABLE: dict[str, tuple[str, bool]] = {
     "vm.stats.vm.v_cache_count": ("long", False),
     "vm.stats.vm.v_pageout_free_min": ("long", False),
     "vm.stats.vm.v_interrupt_free_min": ("long", False),
+    # §16.3: the struct vmmeter counters (u_int), in vmmeter.h's order
+    "vm.stats.vm.v_vm_faults": ("u_int", False),
+    "vm.stats.vm.v_cow_faults": ("u_int", False),
+    "vm.stats.vm.v_cow_optim": ("u_int", False),
+    "vm.stats.vm.v_zfod": ("u_int", False),
+    "vm.stats.vm.v_ozfod": ("u_int", False),
+    "vm.stats.vm.v_swapin": ("u_int", False),
+    "vm.stats.vm.v_swapout": ("u_int", False),
+    "vm.stats.vm.v_swappgsin": ("u_int", False),
+    "vm.stats.vm.v_swappgsout": ("u_int", False),
+    "vm.stats.vm.v_vnodein": ("u_int", False),
+    "vm.stats.vm.v_vnodeout": ("u_int", False),
+    "vm.stats.vm.v_vnodepgsin": ("u_int", False),
+    "vm.stats.vm.v_vnodepgsout": ("u_int", False),
+    "vm.stats.vm.v_intrans": ("u_int", False),
+    "vm.stats.vm.v_reactivated": ("u_int", False),
     "vm.stats.vm.v_pdwakeups": ("u_int", False),
     "vm.stats.vm.v_pdpages": ("u_int", False),
     "vm.stats.vm.v_dfree": ("u_int", False),
+    "vm.stats.vm.v_pfree": ("u_int", False),
     "vm.stats.vm.v_tfree": ("u_int", False),
-    "vm.stats.vm.v_reactivated": ("u_int", False),
+    "vm.stats.vm.v_forks": ("u_int", False),
+    "vm.stats.vm.v_vforks": ("u_int", False),
+    "vm.stats.vm.v_rforks": ("u_int", False),
+    "vm.stats.vm.v_kthreads": ("u_int", False),
+    "vm.stats.vm.v_forkpages": ("u_int", False),
+    "vm.stats.vm.v_vforkpages": ("u_int", False),
+    "vm.stats.vm.v_rforkpages": ("u_int", False),
+    "vm.stats.vm.v_kthreadpages": ("u_int", False),
     "vm.stats.vm.v_ppwakeups": ("u_int", False),
 }
 
@@ -136,6 +162,7 @@ DEFAULTS_32M: dict[str, int] = {
     "vm.defer_swapspace_pageouts": 0,
     "vm.disable_swapspace_pageouts": 0,
     "vm.pageout_lock_miss": 0,
+    "vm.max_wired": 2474,  # vm_page_max_wired = v_free_count / 3 = 7423 / 3 at daemon start
     "vm.v_free_min": 103,  # 64 + 7934 / 200
     "vm.v_free_target": 206,  # 2 * 103
     "vm.v_free_reserved": 58,  # 103 * 4 / 8 + 7
@@ -159,11 +186,34 @@ DEFAULTS_32M: dict[str, int] = {
     "vm.stats.vm.v_cache_count": 0,
     "vm.stats.vm.v_pageout_free_min": 32,
     "vm.stats.vm.v_interrupt_free_min": 19,  # 103 / 8 + 7 = 12 + 7
+    "vm.stats.vm.v_vm_faults": 0,
+    "vm.stats.vm.v_cow_faults": 0,
+    "vm.stats.vm.v_cow_optim": 0,
+    "vm.stats.vm.v_zfod": 0,
+    "vm.stats.vm.v_ozfod": 0,
+    "vm.stats.vm.v_swapin": 0,
+    "vm.stats.vm.v_swapout": 0,
+    "vm.stats.vm.v_swappgsin": 0,
+    "vm.stats.vm.v_swappgsout": 0,
+    "vm.stats.vm.v_vnodein": 0,
+    "vm.stats.vm.v_vnodeout": 0,
+    "vm.stats.vm.v_vnodepgsin": 0,
+    "vm.stats.vm.v_vnodepgsout": 0,
+    "vm.stats.vm.v_intrans": 0,
+    "vm.stats.vm.v_reactivated": 0,
     "vm.stats.vm.v_pdwakeups": 0,
     "vm.stats.vm.v_pdpages": 0,
     "vm.stats.vm.v_dfree": 0,
+    "vm.stats.vm.v_pfree": 0,
     "vm.stats.vm.v_tfree": 1536,  # each returned reserve page was freed once
-    "vm.stats.vm.v_reactivated": 0,
+    "vm.stats.vm.v_forks": 0,
+    "vm.stats.vm.v_vforks": 0,
+    "vm.stats.vm.v_rforks": 0,
+    "vm.stats.vm.v_kthreads": 0,
+    "vm.stats.vm.v_forkpages": 0,
+    "vm.stats.vm.v_vforkpages": 0,
+    "vm.stats.vm.v_rforkpages": 0,
+    "vm.stats.vm.v_kthreadpages": 0,
     "vm.stats.vm.v_ppwakeups": 0,
 }
 
@@ -182,7 +232,7 @@ def snapshot(m: Machine) -> tuple[str, dict[str, int], list[dict[str, Any]]]:
 def test_every_spec_name_is_present_with_its_type_and_flag() -> None:
     got = {s.name: (s.ctype, s.writable) for s in SYSCTLS}
     assert got == SPEC_TABLE
-    assert len(SYSCTLS) == len(SPEC_TABLE) == 51  # 3 + 19 + 10 + 13 + 6
+    assert len(SYSCTLS) == len(SPEC_TABLE) == 75  # 3 + 20 + 10 + 13 + 29
 
 
 def test_descriptions_and_units() -> None:
@@ -194,7 +244,8 @@ def test_descriptions_and_units() -> None:
     assert by_name["vm.dma_free_pages"].unit == "pages"
     assert by_name["vm.pageout_stats_ticks"].unit == "ticks"
     assert by_name["vm.pageout_stats_rsecs"].unit == "seconds"
-    # the four v_paging_* names are [U] in §16.3 and say so
+    # the four v_paging_* names are [U] in §16.3: their confidence says so, the
+    # user-facing description carries no provenance marker
     for name in (
         "vm.v_paging_wait",
         "vm.v_paging_start",
@@ -202,7 +253,14 @@ def test_descriptions_and_units() -> None:
         "vm.v_paging_target2",
     ):
         assert by_name[name].confidence == "U"
-        assert "unverified" in by_name[name].description.lower()
+    for s in SYSCTLS:
+        assert "[U" not in s.description and "unverified" not in s.description.lower()
+    # the kernel's meanings (sys/vmmeter.h, vm_pageout.c)
+    assert by_name["vm.stats.vm.v_ppwakeups"].description == "Wakeups on processes stalled on VM"
+    assert by_name["vm.stats.vm.v_swappgsout"].description == "Swap pager pages paged out"
+    assert by_name["vm.stats.vm.v_pfree"].description == "Pages freed by exiting processes"
+    assert by_name["vm.max_wired"].description == "System-wide limit to wired page count"
+    assert by_name["vm.pageout_lock_miss"].description == "vget() lock misses during pageout"
     assert by_name["vm.v_free_min"].confidence == "I"
     assert by_name["vm.page_hash_vnode_only"].confidence == "V"
     for s in SYSCTLS:
@@ -210,7 +268,7 @@ def test_descriptions_and_units() -> None:
 
 
 def test_defaults_of_a_finished_32mib_machine(m32: Machine) -> None:
-    listed = {d["name"]: d for d in sysctl_list(m32)}
+    listed = {d["name"]: d for d in sysctl_list(m32) if not d["name"].startswith("vm.cpu")}
     assert {name: d["value"] for name, d in listed.items()} == DEFAULTS_32M
     for name, expected in DEFAULTS_32M.items():
         assert sysctl_get(m32, name) == expected
@@ -303,6 +361,37 @@ def test_event_counters_are_summed_over_cpus_as_u_int() -> None:
     m.cpus[0].meter["v_pdwakeups"] = 3
     m.cpus[1].meter["v_pdwakeups"] = 4
     assert sysctl_get(m, "vm.stats.vm.v_pdwakeups") == 7
+
+
+def test_per_cpu_vmmeter_shows_each_cpus_own_counters() -> None:
+    m = boot32(cpus=2)
+    r = m.call("vm_page_alloc", {"page_req": "VM_ALLOC_NORMAL"}, cpu=1)
+    m.call("vm_page_free", {"m": r.result}, cpu=1)
+    # startup_finish freed the 1536 returned reserve pages on cpu0; the free above is cpu1's
+    assert sysctl_get(m, "vm.cpu0.vmmeter.v_tfree") == 1536
+    assert sysctl_get(m, "vm.cpu1.vmmeter.v_tfree") == 1
+    assert sysctl_get(m, "vm.stats.vm.v_tfree") == 1537  # the sum of the two
+    assert sysctl_get(m, "vm.cpu1.vmmeter.v_vm_faults") == 0  # not this layer's counter
+    listed = [d for d in sysctl_list(m) if d["name"].startswith("vm.cpu")]
+    assert len(listed) == 2 * 29 and all(not d["writable"] for d in listed)
+    assert listed[29]["name"] == "vm.cpu1.vmmeter.v_vm_faults"
+    text = format_sysctl_all(m, "vm.cpu1.vmmeter")
+    assert "vm.cpu1.vmmeter.v_tfree: 1\n" in text and "vm.cpu0" not in text
+    with pytest.raises(InvalidArgument, match="node"):
+        sysctl_get(m, "vm.cpu1.vmmeter")
+    with pytest.raises(InvalidArgument, match="CPUs 0..1"):
+        sysctl_get(m, "vm.cpu2.vmmeter.v_tfree")
+    with pytest.raises(InvalidArgument, match="read-only"):
+        sysctl_set(m, "vm.cpu0.vmmeter.v_tfree", 0)
+
+
+def test_max_wired_is_vm_page_max_wired() -> None:
+    m = boot32()
+    # vm_pageout_init: vm_page_max_wired = v_free_count / 3 = 7423 / 3 = 2474
+    assert sysctl_get(m, "vm.max_wired") == 2474 == m.vm_page_max_wired
+    assert sysctl_set(m, "vm.max_wired", 100) == (2474, 100)
+    assert m.vm_page_max_wired == 100
+    assert sysctl_get(boot32(boot_stage="early"), "vm.max_wired") == 0  # before the daemon
 
 
 # ---------------------------------------------------------------------------------------
@@ -513,7 +602,7 @@ def test_format_a_subtree(m32: Machine) -> None:
     lines = text.split("\n")
     assert lines[-1] == ""  # newline-terminated
     lines = lines[:-1]
-    assert len(lines) == 19  # 13 vmstats mirrors + 6 event counters
+    assert len(lines) == 42  # 13 vmstats mirrors + 29 struct vmmeter counters
     assert lines[0] == "vm.stats.vm.v_page_size: 4096"
     assert "vm.stats.vm.v_free_count: 7423" in lines
     assert "vm.stats.vm.v_interrupt_free_min: 19" in lines
@@ -523,8 +612,9 @@ def test_format_a_subtree(m32: Machine) -> None:
 
 def test_format_everything(m32: Machine) -> None:
     lines = format_sysctl_all(m32).splitlines()
-    assert len(lines) == 51
-    assert lines == [f"{name}: {value}" for name, value in DEFAULTS_32M.items()]
+    assert len(lines) == 75 + 29  # the table, then vm.cpu0.vmmeter's 29 fields
+    assert lines[:75] == [f"{name}: {value}" for name, value in DEFAULTS_32M.items()]
+    assert lines[75] == "vm.cpu0.vmmeter.v_vm_faults: 0"
     assert format_sysctl_all(m32, "vm") == format_sysctl_all(m32)
     for bad in ("vm.nope", "vm.stat", "v"):
         with pytest.raises(InvalidArgument):
