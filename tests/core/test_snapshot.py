@@ -101,6 +101,26 @@ def test_the_two_machines_share_nothing() -> None:
     assert m.state_digest() == digest != loaded.state_digest()
 
 
+def test_state_added_for_issue_9_travels_in_a_snapshot() -> None:
+    """An object's kernel address (its page hash key), the boot console and the pager's
+    vmmeter counters are machine state like any other."""
+    m = busy_machine(CONFIGS["tiny-16m"])
+    kaddr = 0xFFFFF80000001000
+    oid = int(m.call("vm_object_allocate", {"addr": kaddr}).result)
+    m.call("vm_page_alloc", {"object": oid, "pindex": 3, "page_req": "NORMAL"})
+    m.cpus[0].meter["v_swapout"] = 5
+    loaded = reload(m)
+    assert loaded.objects[oid].addr == kaddr
+    assert loaded.boot_console == m.boot_console and loaded.boot_console
+    assert loaded.cpus[0].meter["v_swapout"] == 5
+    assert loaded.state_digest() == m.state_digest()
+    # the hash lookup by (object, pindex) still finds the page under the kernel address
+    assert (
+        loaded.call("vm_page_lookup", {"object": oid, "pindex": 3}).result
+        == m.call("vm_page_lookup", {"object": oid, "pindex": 3}).result
+    )
+
+
 @pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
 def test_golden_streams_continue_exactly_from_snapshots_taken_mid_stream(path: Path) -> None:
     header, calls = read(path)
