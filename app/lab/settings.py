@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="allocations between two runs of the cyclic garbage collector "
         "(python -m app.serve; CPython's default is 700)",
     )
+    server_stack: Literal["auto", "stock"] = Field(
+        default="auto",
+        description="python -m app.serve's event loop and HTTP parser. auto: uvloop and "
+        "httptools (uvicorn's standard extras) where they are installed, else stock; stock: "
+        "asyncio and h11",
+    )
     allow_open: bool = Field(
         default=False,
         description="serve the open mode (no accounts) on an address other than loopback",
