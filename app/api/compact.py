@@ -105,7 +105,24 @@ class CompactBatchResponse(msgspec.Struct, omit_defaults=True):
     records: list[dict[str, Any] | None] | None = None
 
 
+class _ReadableCall(msgspec.Struct, forbid_unknown_fields=True):
+    """``schemas.BatchCall``, for msgspec."""
+
+    fn: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    args: dict[str, Any] = {}
+    ctx: CompactCtx | None = None
+
+
+class _ReadableBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """``schemas.BatchRequest``, for msgspec: the same fields, types and bounds."""
+
+    calls: Annotated[list[_ReadableCall], msgspec.Meta(max_length=MAX_BATCH_CALLS)]
+    stop_on_error: bool = False
+    record: bool = False
+
+
 _decoder = msgspec.json.Decoder(CompactBatchRequest)
+_readable_decoder = msgspec.json.Decoder(_ReadableBatch)
 _encoder = msgspec.json.Encoder(enc_hook=str)
 _PATH = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]")
 _AT = re.compile(r" - at `\$([^`]*)`$")
@@ -174,25 +191,39 @@ def parse(raw: bytes) -> CompactBatchRequest:
     return body
 
 
+def parse_readable(raw: bytes) -> tuple[list[tuple[str, dict[str, Any], Ctx]], bool, bool] | None:
+    """A readable batch (``schemas.BatchRequest``) read by msgspec, as the lab's calls,
+    ``stop_on_error`` and ``record``; None when msgspec refuses it, and the caller then
+    lets pydantic read it (which accepts or says what is wrong in the API's own words).
+    msgspec checks the same fields, types and bounds several times faster."""
+    try:
+        body = _readable_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    default = Ctx()
+    calls = [(c.fn, c.args, default if c.ctx is None else _ctx(c.ctx)) for c in body.calls]
+    return calls, body.stop_on_error, body.record
+
+
+def _ctx(c: CompactCtx) -> Ctx:
+    return Ctx(
+        cpu=c.cpu, thread=c.thread, nice=c.nice, lowmemkill=c.lowmemkill, systhread=c.systhread
+    )
+
+
+def encode(value: Any) -> bytes:
+    """JSON bytes of an answer (msgspec; anything it cannot encode is written as its
+    ``str``, as ``json.dumps(default=str)`` would)."""
+    return _encoder.encode(value)
+
+
 def forms_of(body: CompactBatchRequest) -> list[tuple[str, tuple[str, ...], Ctx]]:
     """The lab's view of the forms: function, argument names, context."""
     default = Ctx()
-    out = []
-    for form in body.forms:
-        c = form.ctx
-        ctx = (
-            default
-            if c is None
-            else Ctx(
-                cpu=c.cpu,
-                thread=c.thread,
-                nice=c.nice,
-                lowmemkill=c.lowmemkill,
-                systhread=c.systhread,
-            )
-        )
-        out.append((form.fn, tuple(form.args), ctx))
-    return out
+    return [
+        (form.fn, tuple(form.args), default if form.ctx is None else _ctx(form.ctx))
+        for form in body.forms
+    ]
 
 
 def seq_runs(seqs: list[int | None]) -> list[tuple[int, int, int]]:
