@@ -26,6 +26,7 @@ from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
+from app.lab.records import full_record_path, summarise
 from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
 
 from . import compact
@@ -230,7 +231,15 @@ async def call_function(
         result=result.result,
         blocked=result.blocked,
         completed=outcome,
-        record=result.record if body.record else None,
+        record=(
+            summarise(
+                result.record,
+                lab.settings.record_max_moves,
+                full_record_path(instance_id, seq),
+            )
+            if body.record
+            else None
+        ),
     )
 
 
@@ -301,6 +310,12 @@ async def call_batch(
         stop_on_error, record = body.stop_on_error, body.record
     await _admit_batch(lab, principal, len(calls))
     results = await lab.batch(instance_id, calls, stop_on_error=stop_on_error, record=record)
+    if record:
+        bound = lab.settings.record_max_moves
+        for item in results:
+            if "record" in item:
+                full = full_record_path(instance_id, item["seq"])
+                item["record"] = summarise(item["record"], bound, full)
     digest = await lab.digest(lab.get(instance_id))
     errors = sum(1 for r in results if "error" in r)
     answer = {
@@ -326,8 +341,17 @@ async def _call_batch_compact(
         stop_on_error=body.stop_on_error,
         record=body.record,
     )
+    records: list[dict[str, Any] | None] | None = None
+    if body.record:
+        bound = lab.settings.record_max_moves
+        records = [
+            None
+            if rec is None or seq is None
+            else summarise(rec, bound, full_record_path(instance_id, seq))
+            for rec, seq in zip(cols.records, cols.seqs, strict=True)
+        ]
     digest = await lab.digest(lab.get(instance_id))
-    return Response(compact.answer(body, cols, digest, None), media_type=compact.MEDIA_TYPE)
+    return Response(compact.answer(body, cols, digest, records), media_type=compact.MEDIA_TYPE)
 
 
 async def _admit_batch(lab: Lab, principal: Principal, n: int) -> None:

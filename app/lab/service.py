@@ -968,6 +968,58 @@ class Lab:
             await self.sync(inst)
         await self.durable(saved)
 
+    async def full_record(self, inst: Instance, seq: int) -> dict[str, Any]:
+        """The full record of journalled call ``seq``: boot the instance's configuration
+        again, replay the journal before it and run it with its record on (the same calls
+        give the same machine, so the same record).  Books the page budget for the
+        second machine while it lives."""
+        async with inst.lock:
+            await self.sync(inst)
+            generation = inst.generation
+            entries = await anyio.to_thread.run_sync(
+                lambda: [e for e in self.entries(inst, 0, seq) if e.seq <= seq]
+            )
+        if not entries or entries[-1].seq != seq:
+            raise LabError(
+                "not-found",
+                f"call {seq} of instance {inst.id} is not in its journal: it was refused "
+                "(a refused call changed nothing and has no record), or it is not a call of "
+                "the instance's current timeline (GET .../journal lists them)",
+            )
+        need = self.reserve_pages(
+            page_structs(inst.config),
+            "rebuilding a call's full record (the machine boots again next to this one)",
+        )
+        config = inst.config
+
+        def rebuild() -> dict[str, Any]:
+            m = replay(config, entries[:-1])
+            e = entries[-1]
+            ctx = e.ctx
+            r = m.call(
+                e.fn,
+                e.args,
+                cpu=ctx.get("cpu", 0),
+                thread=ctx.get("thread"),
+                nice=ctx.get("nice", 0),
+                lowmemkill=bool(ctx.get("lowmemkill", False)),
+                systhread=bool(ctx.get("systhread", False)),
+                record=True,
+            )
+            return r.record
+
+        try:
+            record = await anyio.to_thread.run_sync(rebuild)
+        finally:
+            self._booking_pages -= need
+        if inst.generation != generation:
+            raise LabError(
+                "conflict",
+                f"instance {inst.id} was reset or restored while call {seq}'s record was "
+                "rebuilt; ask again",
+            )
+        return record
+
     async def digest(self, inst: Instance) -> str:
         """The instance's state digest, cached until its next call (hashing a 64 GiB
         machine takes about a second: it runs in a worker thread)."""
