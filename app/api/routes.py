@@ -294,7 +294,7 @@ async def call_batch(
         return await _call_batch_compact(instance_id, raw, lab, principal)
     # msgspec reads a well-formed body; pydantic reads what msgspec refuses (and says
     # what is wrong in the API's usual words), off the event loop when it is large
-    fast = compact.parse_readable(raw)
+    fast = await compact.parse_readable(raw)
     if fast is not None:
         calls, stop_on_error, record = fast
     else:
@@ -318,20 +318,15 @@ async def call_batch(
                 item["record"] = summarise(item["record"], bound, full)
     digest = await lab.digest(lab.get(instance_id))
     errors = sum(1 for r in results if "error" in r)
-    answer = {
-        "results": results,
-        "completed": len(results) - errors,
-        "errors": errors,
-        "state_digest": digest,
-    }
-    return Response(compact.encode(answer), media_type="application/json")
+    rest = {"completed": len(results) - errors, "errors": errors, "state_digest": digest}
+    return Response(await compact.encode_batch(results, rest), media_type="application/json")
 
 
 async def _call_batch_compact(
     instance_id: int, raw: bytes, lab: Lab, principal: Principal
 ) -> Response:
     """``call_batch`` in the compact format (``app.api.compact``)."""
-    body = compact.parse(raw)
+    body = await compact.parse(raw)
     await _admit_batch(lab, principal, len(body.fn))
     cols = await lab.batch_columns(
         instance_id,

@@ -260,3 +260,31 @@ async def test_the_client_speaks_the_compact_format() -> None:
             assert out["results"][:2] == [3075, False] and out["results"][3] is None
             assert seqs_of(out) == [1, 2, 3, None]
             assert out["errors"][0]["error"]["type"] == "unknown-function"
+
+
+async def test_big_bodies_are_read_and_written_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 4 calls: a bad row in a later chunk is named by its place in the whole
+    batch, and batches of several chunks run every call in both formats."""
+    monkeypatch.setattr("app.api.compact.CHUNK_CALLS", 4)
+    async with serve() as c:
+        form = {"forms": [{"fn": "vm_page_lookup", "args": ["object", "pindex"]}]}
+        rows: list[Any] = [[None, k] for k in range(10)]
+        rows[9] = 5
+        r = await post_compact(c, 1, {**form, "fn": [0] * 10, "args": rows})
+        doc = problem(r, 422, "validation")
+        assert doc["errors"][0]["field"] == "args.9" and "Expected `array`" in doc["detail"]
+        calls = [{"fn": "vm_page_alloc", "args": {"object": None}}] * 10
+        r = await c.post(f"{API}/instances/1/calls", json={"calls": calls})
+        readable = r.json()
+        assert [x["index"] for x in readable["results"]] == list(range(10))
+        assert (
+            readable["completed"] == 10 and len(set(x["result"] for x in readable["results"])) == 10
+        )
+        r = await post_compact(c, 1, compact_batch(calls))
+        out = r.json()
+        assert out["completed"] == 10 and out["seq"] == [[0, 11, 10]]
+        assert out["state_digest"] == (await c.get(f"{API}/instances/1")).json()["state_digest"]
+        # a bad call in a later chunk of a readable batch: pydantic's own words
+        bad = [{"fn": "vm_test_nominal"}] * 6 + [{"fn": "vm_test_nominal", "oops": 1}]
+        r = await c.post(f"{API}/instances/1/calls", json={"calls": bad})
+        assert problem(r, 422, "validation")["errors"][0]["field"] == "calls.6.oops"
