@@ -4,6 +4,7 @@ other processes.
     python -m bench http           # a table: each figure next to the issue's target
     python -m bench http --json    # one JSON object
     python -m bench http --quick   # fewer requests, small sizes (what the smoke test uses)
+    python -m bench http --stacks  # single calls only, uvloop + httptools against stock
 
 The server is ``python -m app.serve --host 127.0.0.1 --port P --no-access-log --log-level
 warning`` (a free loopback port; uvloop + httptools, or asyncio + h11 when run with
@@ -626,6 +627,42 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
+def run_stacks(quick: bool = False) -> dict[str, Any]:
+    """Single calls on both server stacks at once (``--stacks``): two servers, one on
+    uvloop + httptools and one stock (asyncio + h11), measured in alternation (bare,
+    alloc/free, on one then the other, ``runs`` times), so that both see the same load
+    of the machine."""
+    plan = QUICK if quick else FULL
+    out: dict[str, Any] = {}
+    with Server() as fast, Server({"PAGELAB_SERVER_STACK": "stock"}) as stock:
+        each: dict[str, dict[str, list[float]]] = {
+            name: {"bare": [], "alloc_free": []} for name in ("fast", "stock")
+        }
+        for _ in range(plan.runs):
+            for name, srv in (("fast", fast), ("stock", stock)):
+                for mode in ("bare", "alloc_free"):
+                    spec = {
+                        "mode": mode,
+                        "base": srv.base,
+                        "requests": plan.requests,
+                        "warmup": plan.warmup,
+                    }
+                    r = run_client(spec)
+                    each[name][mode].append(r["requests"] / r["elapsed_s"])
+    for name, runs in each.items():
+        b, a = statistics.median(runs["bare"]), statistics.median(runs["alloc_free"])
+        out[name] = {
+            "bare_rps": b,
+            "alloc_free_rps": a,
+            "ratio": a / b,
+            "bare_rps_each": runs["bare"],
+            "alloc_free_rps_each": runs["alloc_free"],
+        }
+    out["stacks"] = {"fast": "uvloop + httptools", "stock": "asyncio + h11"}
+    out["targets"] = {"ratio": TARGETS["ratio"]}
+    return out
+
+
 def render(result: dict[str, Any]) -> str:
     """A readable table: each figure with its target (where the issue sets one)."""
     t = result["targets"]
@@ -690,13 +727,26 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     quick = "--quick" in argv
-    unknown = [a for a in argv if a not in ("--json", "--quick")]
+    unknown = [a for a in argv if a not in ("--json", "--quick", "--stacks")]
     if unknown:
         print(
-            f"bench http: unknown option(s) {' '.join(unknown)}; use --json, --quick",
+            f"bench http: unknown option(s) {' '.join(unknown)}; use --json, --quick, --stacks",
             file=sys.stderr,
         )
         return 2
+    if "--stacks" in argv:
+        stacks = run_stacks(quick=quick)
+        if as_json:
+            print(json.dumps(stacks))
+        else:
+            for name in ("fast", "stock"):
+                r = stacks[name]
+                print(
+                    f"{name:5} ({stacks['stacks'][name]}): bare {r['bare_rps']:,.0f} req/s, "
+                    f"alloc/free {r['alloc_free_rps']:,.0f} req/s, ratio {r['ratio']:.2f} "
+                    f"(target >= {TARGETS['ratio']:g})"
+                )
+        return 0
     result = run(quick=quick)
     print(json.dumps(result) if as_json else render(result))
     return 0
