@@ -5,6 +5,7 @@ other processes.
     python -m bench http --json    # one JSON object
     python -m bench http --quick   # fewer requests, small sizes (what the smoke test uses)
     python -m bench http --stacks  # single calls only, uvloop + httptools against stock
+                                   # (req/s, and CPU per request: robust to a busy machine)
 
 The server is ``python -m app.serve --host 127.0.0.1 --port P --no-access-log --log-level
 warning`` (a free loopback port; uvloop + httptools, or asyncio + h11 when run with
@@ -175,6 +176,13 @@ class Server:
                 raise RuntimeError(f"uvicorn not ready after {READY_TIMEOUT_S:g} s:\n{self.log()}")
             time.sleep(0.05)
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used so far (user + system)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read()
@@ -212,13 +220,14 @@ def client_main(spec: dict[str, Any]) -> None:
             for _ in range(spec["warmup"]):
                 _ok(c.get("/healthz"))
             n = spec["requests"]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(n):
                 r = c.get("/healthz")
                 if r.status_code != 200:
                     _ok(r)
             elapsed = time.perf_counter() - t0
-            print(json.dumps({"requests": n, "elapsed_s": elapsed}))
+            cpu = time.process_time() - c0
+            print(json.dumps({"requests": n, "elapsed_s": elapsed, "cpu_s": cpu}))
         elif mode == "alloc_free":
             alloc_url = f"{API}/{iid}/calls/vm_page_alloc"
             free_url = f"{API}/{iid}/calls/vm_page_free"
@@ -236,11 +245,12 @@ def client_main(spec: dict[str, Any]) -> None:
             for _ in range(spec["warmup"]):
                 pair()
             pairs = spec["requests"] // 2
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(pairs):
                 pair()
             elapsed = time.perf_counter() - t0
-            print(json.dumps({"requests": 2 * pairs, "elapsed_s": elapsed}))
+            cpu = time.process_time() - c0
+            print(json.dumps({"requests": 2 * pairs, "elapsed_s": elapsed, "cpu_s": cpu}))
         elif mode == "latency":
             url = f"{API}/{iid}/calls/vm_test_nominal"
             body = {"args": {}, "record": False}
@@ -636,7 +646,8 @@ def run_stacks(quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with Server() as fast, Server({"PAGELAB_SERVER_STACK": "stock"}) as stock:
         each: dict[str, dict[str, list[float]]] = {
-            name: {"bare": [], "alloc_free": []} for name in ("fast", "stock")
+            name: {k: [] for k in ("bare", "alloc_free", "bare_cpu", "alloc_free_cpu")}
+            for name in ("fast", "stock")
         }
         for _ in range(plan.runs):
             for name, srv in (("fast", fast), ("stock", stock)):
@@ -647,14 +658,27 @@ def run_stacks(quick: bool = False) -> dict[str, Any]:
                         "requests": plan.requests,
                         "warmup": plan.warmup,
                     }
+                    s0 = srv.cpu_s()
                     r = run_client(spec)
+                    server_cpu = srv.cpu_s() - s0
                     each[name][mode].append(r["requests"] / r["elapsed_s"])
+                    # CPU time per request, server's and client's (the warm-up included
+                    # in the server's, a small share): what a request costs whatever
+                    # else the machine runs meanwhile
+                    n = r["requests"] + spec["warmup"] * (2 if mode == "alloc_free" else 1)
+                    each[name][mode + "_cpu"].append(
+                        server_cpu / n * 1e6 + r["cpu_s"] / r["requests"] * 1e6
+                    )
     for name, runs in each.items():
         b, a = statistics.median(runs["bare"]), statistics.median(runs["alloc_free"])
+        bc, ac = statistics.median(runs["bare_cpu"]), statistics.median(runs["alloc_free_cpu"])
         out[name] = {
             "bare_rps": b,
             "alloc_free_rps": a,
             "ratio": a / b,
+            "bare_cpu_us": bc,
+            "alloc_free_cpu_us": ac,
+            "cpu_ratio": bc / ac,
             "bare_rps_each": runs["bare"],
             "alloc_free_rps_each": runs["alloc_free"],
         }
@@ -744,7 +768,9 @@ def main(argv: list[str]) -> int:
                 print(
                     f"{name:5} ({stacks['stacks'][name]}): bare {r['bare_rps']:,.0f} req/s, "
                     f"alloc/free {r['alloc_free_rps']:,.0f} req/s, ratio {r['ratio']:.2f} "
-                    f"(target >= {TARGETS['ratio']:g})"
+                    f"(target >= {TARGETS['ratio']:g}); CPU per request (server + client) "
+                    f"{r['bare_cpu_us']:.0f} / {r['alloc_free_cpu_us']:.0f} us, "
+                    f"ratio {r['cpu_ratio']:.2f}"
                 )
         return 0
     result = run(quick=quick)
