@@ -14,8 +14,8 @@ Two things differ from a bare ``uvicorn app.main:app``:
   instead of 700.
 * The event loop is uvloop and HTTP/1.1 is parsed by httptools (uvicorn's standard
   extras, as FastAPI recommends) when both are installed; ``PAGELAB_SERVER_STACK=stock``
-  or a missing package falls back to asyncio and h11.  The fast stack more than doubles
-  the small calls a server answers per second (``python -m bench http``).
+  or a missing package falls back to asyncio and h11.  A small call costs less CPU on
+  the fast stack, a POST with a body most of all (``python -m bench http --stacks``).
 * WebSocket permessage-deflate is off: every frame is built once and the same bytes go to
   every viewer, which per-connection compression would undo (it cost about 0.3 ms per
   frame per viewer, the largest cost of a viewer).
