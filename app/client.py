@@ -18,6 +18,7 @@ httpx's own exceptions (``httpx.TransportError`` and subclasses), not wrapped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -32,10 +33,13 @@ __all__ = [
     "AsyncPageLabClient",
     "BatchResponse",
     "CallResponse",
+    "CompactBatchResponse",
     "InstanceRef",
     "PageLabClient",
     "PageLabError",
     "SysctlChange",
+    "compact_batch",
+    "seqs_of",
 ]
 
 #: Where ``pagelab serve`` listens by default.
@@ -74,6 +78,36 @@ class BatchResponse(TypedDict):
     completed: int
     errors: int
     state_digest: str
+
+
+class CompactBatchResponse(TypedDict, total=False):
+    """What ``POST /instances/{id}/calls`` answers to a compact batch
+    (``application/vnd.pagelab.batch+json``, docs/batch-format.md): columns, with only
+    the refused and blocked calls listed."""
+
+    #: calls run (fewer than sent when ``stop_on_error`` stopped the batch)
+    ran: int
+    completed: int
+    failed: int
+    #: call k's value (None for a refused call)
+    results: list[Any]
+    #: runs ``[index, first_seq, count]`` (``seqs_of`` expands them)
+    seq: list[list[int]]
+    #: ``{"index", "fn", "error", "seq"?}`` for each refused call
+    errors: list[dict[str, Any]]
+    #: ``{"index", "blocked"}`` for each call that slept
+    blocked: list[dict[str, Any]]
+    state_digest: str
+    #: with ``record=True``: each call's record (None if refused)
+    records: list[dict[str, Any] | None]
+
+
+def seqs_of(answer: CompactBatchResponse) -> list[int | None]:
+    """Each call's seq from a compact answer's runs (None: refused before it got one)."""
+    out: list[int | None] = [None] * answer["ran"]
+    for index, first, count in answer["seq"]:
+        out[index : index + count] = range(first, first + count)
+    return out
 
 
 class SysctlChange(TypedDict):
@@ -155,6 +189,8 @@ class _Op(Generic[T]):
     json: Any = None
     params: dict[str, Any] | None = None
     timeout: httpx.Timeout | None = field(default=None)
+    content: bytes | None = None  # a body already encoded (then ``headers`` says its type)
+    headers: dict[str, str] | None = None
 
 
 def _json(response: httpx.Response) -> Any:
@@ -209,6 +245,43 @@ def _batch_item(call: BatchCall) -> dict[str, Any]:
             item["ctx"] = dict(call[2])
         return item
     return dict(call)
+
+
+#: The compact batch format's media type (docs/batch-format.md).
+COMPACT_BATCH = "application/vnd.pagelab.batch+json"
+
+
+def compact_batch(
+    calls: Iterable[BatchCall], stop_on_error: bool = False, record: bool = False
+) -> dict[str, Any]:
+    """A compact batch body for ``calls`` (each as ``batch`` takes them): one form per
+    distinct function, argument names and context, and the ``fn`` and ``args`` columns."""
+    forms: dict[tuple[str, tuple[str, ...], str], int] = {}
+    table: list[dict[str, Any]] = []
+    fn: list[int] = []
+    args: list[list[Any]] = []
+    for call in calls:
+        item = _batch_item(call)
+        values = item.get("args") or {}
+        names = tuple(values)
+        ctx = item.get("ctx")
+        key = (item["fn"], names, json.dumps(ctx, sort_keys=True) if ctx else "")
+        index = forms.get(key)
+        if index is None:
+            index = forms[key] = len(table)
+            form: dict[str, Any] = {"fn": item["fn"], "args": list(names)}
+            if ctx:
+                form["ctx"] = dict(ctx)
+            table.append(form)
+        fn.append(index)
+        args.append(list(values.values()))
+    return {
+        "forms": table,
+        "fn": fn,
+        "args": args,
+        "stop_on_error": stop_on_error,
+        "record": record,
+    }
 
 
 class _Ops:
@@ -315,6 +388,22 @@ class _Ops:
             "record": record,
         }
         return _Op("POST", self.inst(instance_id, "calls"), _json, json=body)
+
+    def batch_compact(
+        self,
+        instance_id: InstanceRef,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool,
+        record: bool,
+    ) -> _Op[CompactBatchResponse]:
+        body = json.dumps(compact_batch(calls, stop_on_error, record), separators=(",", ":"))
+        return _Op(
+            "POST",
+            self.inst(instance_id, "calls"),
+            _json,
+            content=body.encode(),
+            headers={"content-type": COMPACT_BATCH},
+        )
 
     def queue(
         self, instance_id: InstanceRef, name: str, colour: int, offset: int, limit: int
@@ -495,6 +584,8 @@ class PageLabClient:
             op.method,
             op.path,
             json=op.json,
+            content=op.content,
+            headers=op.headers,
             params=op.params,
             timeout=op.timeout if op.timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
@@ -611,6 +702,18 @@ class PageLabClient:
     ) -> BatchResponse:
         """Run calls in order under the instance's lock; each gets a result or an error."""
         return self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
+
+    def batch_compact(
+        self,
+        instance_id: InstanceRef,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> CompactBatchResponse:
+        """``batch`` in the compact format: the same calls (and outcome on the machine),
+        sent as forms and columns and answered in columns; much faster for large
+        batches.  ``seqs_of`` gives each call's seq."""
+        return self._run(self._ops.batch_compact(instance_id, calls, stop_on_error, record))
 
     # ------------------------------------------------------------ state views
     def page(self, instance_id: InstanceRef, pfn: int) -> dict[str, Any]:
@@ -823,6 +926,8 @@ class AsyncPageLabClient:
             op.method,
             op.path,
             json=op.json,
+            content=op.content,
+            headers=op.headers,
             params=op.params,
             timeout=op.timeout if op.timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
@@ -920,6 +1025,15 @@ class AsyncPageLabClient:
         record: bool = False,
     ) -> BatchResponse:
         return await self._run(self._ops.batch(instance_id, calls, stop_on_error, record))
+
+    async def batch_compact(
+        self,
+        instance_id: InstanceRef,
+        calls: Iterable[BatchCall],
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> CompactBatchResponse:
+        return await self._run(self._ops.batch_compact(instance_id, calls, stop_on_error, record))
 
     async def page(self, instance_id: InstanceRef, pfn: int) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "pages", pfn))

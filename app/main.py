@@ -139,6 +139,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
     their request schemas join the OpenAPI components."""
     from pydantic import BaseModel
 
+    from app.api import compact
     from app.api.courses import ScenarioCreate
     from app.api.schemas import BatchRequest
 
@@ -154,6 +155,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
+        components.update(compact.openapi_components())
         app.openapi_schema = schema
         return schema
 

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import gc
+import socket
+import sys
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from app.cli import main as pagelab
 from app.lab.accounts import Accounts
 from app.lab.settings import Settings
 from app.lab.store import Store
-from app.serve import is_loopback, main, open_bind_refusal
+from app.serve import is_loopback, main, open_bind_refusal, server_stack
 
 
 @pytest.mark.parametrize(
@@ -63,3 +67,44 @@ def test_admin_bootstrap_prints_the_token_once(
         store.close()
     assert pagelab(["admin", "bootstrap", "--database-url", ""]) == 2
     assert "need a database" in capsys.readouterr().err
+
+
+def test_the_fast_stack_when_installed_and_stock_on_request() -> None:
+    """uvloop and httptools are pinned dependencies: ``auto`` serves on them."""
+    assert server_stack(Settings()) == ("uvloop", "httptools")
+    assert server_stack(Settings(server_stack="stock")) == ("asyncio", "h11")
+
+
+@pytest.mark.parametrize(
+    ("stack", "loop", "http"), [("auto", "uvloop", "httptools"), ("stock", "asyncio", "h11")]
+)
+def test_serve_hands_uvicorn_its_settings(
+    stack: str, loop: str, http: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``python -m app.serve`` gives uvicorn: the loop and parser, no
+    permessage-deflate, a listening socket with the bounded send buffer, the switch
+    interval (uvicorn's run is replaced by one that records what it got)."""
+    seen: dict[str, object] = {}
+
+    def run(self: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        seen["config"] = self.config
+        seen["sndbuf"] = sockets[0].getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        seen["switch"] = sys.getswitchinterval()
+        for s in sockets:
+            s.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setenv("PAGELAB_SERVER_STACK", stack)
+    monkeypatch.setenv("PAGELAB_SWITCH_INTERVAL_MS", "2")
+    monkeypatch.setenv("PAGELAB_STREAM_SOCKET_BUFFER", "65536")
+    old, old_gc = sys.getswitchinterval(), gc.get_threshold()
+    try:
+        assert main(["--host", "127.0.0.1", "--port", "0"]) == 0
+    finally:
+        sys.setswitchinterval(old)
+        gc.set_threshold(*old_gc)
+    config = seen["config"]
+    assert isinstance(config, uvicorn.Config)
+    assert (config.loop, config.http, config.ws_per_message_deflate) == (loop, http, False)
+    assert seen["sndbuf"] == 2 * 65536  # Linux doubles what it is asked for
+    assert seen["switch"] == pytest.approx(0.002)

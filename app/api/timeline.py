@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+import anyio.to_thread
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -15,6 +16,7 @@ from app.core.config import MachineConfig
 from app.lab.service import LabError
 from app.lab.store import Entry, config_from_json, config_to_json
 
+from . import compact
 from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
@@ -61,6 +63,29 @@ async def get_journal(
         "seq": inst.seq,
         "entries": [e.view() for e in entries],
     }
+
+
+@router.get(
+    "/instances/{instance_id}/journal/{seq}/record",
+    operation_id="get_call_record",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def get_call_record(
+    instance_id: InstanceId,
+    seq: Annotated[int, Path(ge=1, le=1 << 62, description="the call's seq")],
+    lab: LabDep,
+    principal: PrincipalDep,
+) -> Response:
+    """The full record of an acknowledged call (every page move, counter change and kernel
+    event), however large: what a summarised record (``summarised: true``) points to.
+    Rebuilt by replaying the journal up to the call, so it takes about as long as a fork
+    at that call; costs one call of your quota."""
+    await charge(lab, principal, 1)
+    inst = lab.get(instance_id)
+    record = await lab.full_record(inst, seq)
+    body = await anyio.to_thread.run_sync(compact.encode, record)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/instances/{instance_id}/journal/density", operation_id="get_journal_density")

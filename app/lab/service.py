@@ -159,6 +159,21 @@ class Ctx:
         return out
 
 
+@dataclass
+class BatchColumns:
+    """A compact batch's outcome, one column per field: ``results[k]`` and ``seqs[k]`` of
+    call ``k`` (None for a refused call, and a seq of None for one refused before it got
+    a seq), the refused calls as ``(k, error)``, the calls that slept as ``(k, blocked)``,
+    and with ``record`` each call's record (None if refused).  Shorter than the batch when
+    ``stop_on_error`` stopped it."""
+
+    results: list[Any] = field(default_factory=list)
+    seqs: list[int | None] = field(default_factory=list)
+    errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    blocked: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    records: list[dict[str, Any] | None] = field(default_factory=list)
+
+
 #: Longest a slice of a batch holds the instance's lock.
 BATCH_SLICE_S = 0.010
 
@@ -1377,18 +1392,29 @@ class Lab:
         Returns a batch item (``result`` or ``error``) and the call's result or the
         error that refused it.  The full record is made when ``record`` or when someone
         watches the instance's events."""
+        seq, outcome = self._run_call(inst, fn, args, ctx, source, record)
+        if isinstance(outcome, CallResult):
+            item: dict[str, Any] = {"fn": outcome.fn, "seq": seq, "result": outcome.result}
+            if outcome.blocked is not None:
+                item["blocked"] = outcome.blocked
+            return item, outcome
+        problem = _problem_item(outcome)
+        if seq is None:
+            return {"fn": fn, "error": problem}, outcome
+        return {"fn": fn, "seq": seq, "error": problem}, outcome
+
+    def _run_call(
+        self, inst: Instance, fn: str, args: dict[str, Any], ctx: Ctx, source: str, record: bool
+    ) -> tuple[int | None, CallResult | Exception]:
+        """``run_one`` without the batch item: the call's seq (None when it was refused
+        before it got one: an unknown function, a parked thread) and its result or the
+        error that refused it."""
         if fn not in REGISTRY:
-            detail = f"there is no kernel function named {fn!r}"
-            return (
-                {"fn": fn, "error": {"type": "unknown-function", "detail": detail}},
-                LabError("unknown-function", detail),
-            )
+            return None, LabError("unknown-function", f"there is no kernel function named {fn!r}")
         m = inst.machine
         parked = _parked(m, fn, ctx)
         if parked is not None:
-            return {"fn": fn, "error": {"type": "conflict", "detail": parked}}, LabError(
-                "conflict", parked
-            )
+            return None, LabError("conflict", parked)
         watched = self.stream.records_wanted(inst.id)
         try:
             r = m.call(
@@ -1402,14 +1428,8 @@ class Lab:
                 record=record or watched,
             )
         except CORE_ERRORS as e:
-            problem = problem_of(e)
-            seq = inst.record(fn, args, ctx, source, None, problem, watched)
-            return {"fn": fn, "seq": seq, "error": problem}, e
-        seq = inst.record(fn, args, ctx, source, r, None, watched)
-        item: dict[str, Any] = {"fn": r.fn, "seq": seq, "result": r.result}
-        if r.blocked is not None:
-            item["blocked"] = r.blocked
-        return item, r
+            return inst.record(fn, args, ctx, source, None, problem_of(e), watched), e
+        return inst.record(fn, args, ctx, source, r, None, watched), r
 
     async def batch(
         self,
@@ -1432,10 +1452,8 @@ class Lab:
             raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
         inst = self.get(instance_id)
         out: list[dict[str, Any]] = []
-        stopped = False
 
-        def run_slice(start: int) -> int:
-            nonlocal stopped
+        def run_slice(start: int) -> tuple[int, bool]:
             deadline = time.perf_counter() + BATCH_SLICE_S
             k = start
             while k < len(calls):
@@ -1447,16 +1465,81 @@ class Lab:
                 out.append(item)
                 k += 1
                 if stop_on_error and "error" in item:
-                    stopped = True
-                    break
+                    return k, True
                 if k % 16 == 0 and time.perf_counter() >= deadline:
                     break
-            return k
+            return k, False
 
+        await self._sliced(inst, len(calls), run_slice)
+        return out
+
+    async def batch_columns(
+        self,
+        instance_id: int,
+        forms: list[tuple[str, tuple[str, ...], Ctx]],
+        fn: list[int],
+        args: list[list[Any]],
+        *,
+        stop_on_error: bool = False,
+        record: bool = False,
+    ) -> BatchColumns:
+        """``batch`` for the compact format: call ``k`` runs form ``forms[fn[k]]`` (a
+        function, the names of its arguments, a context) with the values ``args[k]``.
+        The calls take the same path as ``batch``'s (same refusals, seqs, ring, journal,
+        slices); the answer is kept in columns (``BatchColumns``) instead of one dict per
+        call.  The caller has checked that every index names a form and every row has
+        one value per name."""
+        if len(fn) > self.settings.max_batch:
+            raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
+        inst = self.get(instance_id)
+        cols = BatchColumns()
+        results, seqs, errors, blocked = cols.results, cols.seqs, cols.errors, cols.blocked
+        records = cols.records if record else None
+        run_call = self._run_call
+
+        def run_slice(start: int) -> tuple[int, bool]:
+            deadline = time.perf_counter() + BATCH_SLICE_S
+            k = start
+            n = len(fn)
+            while k < n:
+                name, names, ctx = forms[fn[k]]
+                seq, r = run_call(
+                    inst, name, dict(zip(names, args[k], strict=True)), ctx, "batch", record
+                )
+                seqs.append(seq)
+                if isinstance(r, CallResult):
+                    results.append(r.result)
+                    if r.blocked is not None:
+                        blocked.append((k, r.blocked))
+                    if records is not None:
+                        records.append(r.record)
+                else:
+                    results.append(None)
+                    errors.append((k, _problem_item(r)))
+                    if records is not None:
+                        records.append(None)
+                    if stop_on_error:
+                        return k + 1, True
+                k += 1
+                if k % 16 == 0 and time.perf_counter() >= deadline:
+                    break
+            return k, False
+
+        await self._sliced(inst, len(fn), run_slice)
+        return cols
+
+    async def _sliced(
+        self, inst: Instance, n: int, run_slice: Callable[[int], tuple[int, bool]]
+    ) -> None:
+        """Drive a batch of ``n`` calls through ``run_slice(start)`` (which runs calls from
+        ``start`` for at most ``BATCH_SLICE_S`` and returns where it stopped and whether
+        the batch must stop), one slice per hold of the instance's lock; hand
+        each slice's calls to the journal and return once all are durable."""
         done = 0
+        stopped = False
         saved: asyncio.Future[None] | None = None
         generation = inst.generation
-        while done < len(calls) and not stopped:
+        while done < n and not stopped:
             async with self.hold(inst):
                 if inst.generation != generation or self.instances.get(inst.id) is not inst:
                     raise LabError(
@@ -1465,21 +1548,77 @@ class Lab:
                         f"ran; its first {done} calls ran before that",
                     )
                 before = done
-                if len(calls) - done <= 64 and inst.machine.page_range <= INLINE_MAX_PAGES:
-                    done = run_slice(done)
+                if n - done <= 64 and inst.machine.page_range <= INLINE_MAX_PAGES:
+                    done, stopped = run_slice(done)
                 else:
-                    done = await anyio.to_thread.run_sync(run_slice, done)
+                    done, stopped = await anyio.to_thread.run_sync(run_slice, done)
                 inst.calls += done - before
-                last = done >= len(calls) or stopped
+                last = done >= n or stopped
                 saved = self.flush(inst, wait=last)
                 self.resolve_waiters(inst)
                 await self.snapshot_due(inst)
             if not last:
                 await asyncio.sleep(0)  # the lock's other waiters go first
-        if saved is None and self.journal is not None and out:
+        if saved is None and self.journal is not None and done:
             await self.sync(inst)
         await self.durable(saved)
-        return out
+
+    async def full_record(self, inst: Instance, seq: int) -> dict[str, Any]:
+        """The full record of journalled call ``seq``: boot the instance's configuration
+        again, replay the journal before it and run it with its record on (the same calls
+        give the same machine, so the same record).  Books the page budget for the
+        second machine while it lives."""
+        near: StoredSnapshot | None = None
+        async with inst.lock:
+            await self.sync(inst)
+            generation = inst.generation
+            entries = await anyio.to_thread.run_sync(
+                lambda: [e for e in self.entries(inst, 0, seq) if e.seq <= seq]
+            )
+            if self.store is not None and seq > 1:  # start from a snapshot before the call
+                near = await anyio.to_thread.run_sync(self._usable, inst, seq - 1)
+        if not entries or entries[-1].seq != seq:
+            raise LabError(
+                "not-found",
+                f"call {seq} of instance {inst.id} is not in its journal: it was refused "
+                "(a refused call changed nothing and has no record), or it is not a call of "
+                "the instance's current timeline (GET .../journal lists them)",
+            )
+        need = self.reserve_pages(
+            page_structs(inst.config),
+            "rebuilding a call's full record (the machine boots again next to this one)",
+        )
+        config, base = inst.config, inst.base
+
+        def rebuild() -> dict[str, Any]:
+            # the machine just before the call: from the newest snapshot before it (or the
+            # imported snapshot the instance started from, or a boot) and the journal after
+            m = self._start(config, base, entries[:-1], near)
+            e = entries[-1]
+            ctx = e.ctx
+            r = m.call(
+                e.fn,
+                e.args,
+                cpu=ctx.get("cpu", 0),
+                thread=ctx.get("thread"),
+                nice=ctx.get("nice", 0),
+                lowmemkill=bool(ctx.get("lowmemkill", False)),
+                systhread=bool(ctx.get("systhread", False)),
+                record=True,
+            )
+            return r.record
+
+        try:
+            record = await anyio.to_thread.run_sync(rebuild)
+        finally:
+            self._booking_pages -= need
+        if inst.generation != generation:
+            raise LabError(
+                "conflict",
+                f"instance {inst.id} was reset or restored while call {seq}'s record was "
+                "rebuilt; ask again",
+            )
+        return record
 
     async def digest(self, inst: Instance) -> str:
         """The instance's state digest, cached until its next call (hashing a 64 GiB
@@ -1507,6 +1646,14 @@ class Lab:
 
 
 CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)
+
+
+def _problem_item(e: Exception) -> dict[str, Any]:
+    """A refused batch call's ``error``: a lab refusal (unknown function, parked thread)
+    or the core's error."""
+    if isinstance(e, LabError):
+        return {"type": e.kind, "detail": e.message}
+    return problem_of(e)
 
 
 def problem_of(e: Exception) -> dict[str, Any]:

@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         description="allocations between two runs of the cyclic garbage collector "
         "(python -m app.serve; CPython's default is 700)",
     )
+    record_max_moves: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="a call's record in an answer lists at most this many page moves (and "
+        "kernel events); a bigger one is summarised, with the path of the full record",
+    )
+    server_stack: Literal["auto", "stock"] = Field(
+        default="auto",
+        description="python -m app.serve's event loop and HTTP parser. auto: uvloop and "
+        "httptools (uvicorn's standard extras) where they are installed, else stock; stock: "
+        "asyncio and h11",
+    )
     allow_open: bool = Field(
         default=False,
         description="serve the open mode (no accounts) on an address other than loopback",

@@ -55,6 +55,12 @@ def _json_lines(ctx: Any, value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
+@schemathesis.serializer("application/vnd.pagelab.batch+json")
+def _compact_batch(ctx: Any, value: Any) -> bytes:
+    """A compact batch (docs/batch-format.md) is JSON under its own media type."""
+    return json.dumps(value).encode()
+
+
 schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
 
 
