@@ -25,6 +25,8 @@ from pathlib import Path
 EXCLUDED: dict[str, str] = {
     "__init__": "the package itself: it selects the build",
     "compiled": "this loader: it must run before any compiled module is found",
+    "config": "checks the types of a configuration's fields itself (ConfigError): native "
+    "classes would refuse a wrongly typed field with a TypeError first; built once per boot",
     "snapshot": "restores a machine field by field (__new__, setattr, __slots__ of the "
     "classes), which native classes do not allow; it is not on any hot path",
 }
