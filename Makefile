@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint bench install clean web web-test
+.PHONY: run test lint bench install clean web web-test core-compiled
 
 # ---- the browser page (web/): npm ci when the lock file changes, a build when a source
 # is newer than the last build.  Both stamps live in folders npm/vite recreate.
@@ -46,12 +46,27 @@ run: $(STAMP)
 	else echo "make run: the browser page is not built: it needs Node.js >= 20 with npm (found: $$(node --version 2>/dev/null || echo no node), $$(command -v $(NPM) >/dev/null 2>&1 && echo npm || echo no npm)); serving the API only"; fi
 	$(PY) -m app.serve --host $(HOST) --port $(PORT)
 
+# ---- the compiled core (app/core built with mypyc into build/mypyc, selected with
+# PAGELAB_CORE=compiled; the source stays the default).  Rebuilt when a core source changes;
+# needs a C compiler and the Python headers.  `make test` builds it when a compiler is there.
+CC        ?= cc
+CORE_OUT  := build/mypyc/app/core/stamp.json
+CORE_SRC  := $(wildcard app/core/*.py) tools/build_core.py
+CC_OK     := command -v $(CC) >/dev/null 2>&1
+
+$(CORE_OUT): $(STAMP) $(CORE_SRC)
+	$(PY) tools/build_core.py
+
+core-compiled: $(CORE_OUT)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff check app tests bench tools
 	$(VENV)/bin/mypy app
 	$(VENV)/bin/lint-imports
 
 test: lint web web-test
+	@if $(CC_OK); then $(MAKE) --no-print-directory core-compiled; \
+	else echo "make test: no C compiler ($(CC)): the compiled core is not built and its tests are skipped"; fi
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -5,6 +5,11 @@ of a mixed call stream and the latency of a batched allocate-and-free.
     python -m bench engine --json    # one JSON object
     python -m bench engine --quick   # small sizes, one run (what the smoke test uses)
 
+The mixed stream and the batch are also measured on the compiled core (``make
+core-compiled``; ``PAGELAB_CORE=compiled``) in a child interpreter, and reported side by
+side under ``compiled`` (with the speed-up); without a usable build that entry says why.
+The boot and memory figures are the source build's.
+
 How each figure is taken:
 
 * ``bytes_per_page`` / ``rss_peak_bytes`` / ``boot_s``: for each size a *fresh* Python
@@ -60,6 +65,9 @@ TARGETS: dict[str, float] = {
     "rss_16M_bytes": 1.1e9,
     "mixed_calls_per_s": 500000,
     "batch_10k_ms": 5,
+    # issue 9, compiled core: >= 3x the source on the mixed stream, the batch <= 25 ms
+    "compiled_speedup": 3,
+    "compiled_batch_10k_ms": 25,
 }
 
 CPUS = 4
@@ -356,6 +364,46 @@ def measure_batch(plan: Plan) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- the compiled core
+def child_speed(quick: bool) -> None:
+    """Run in a child with ``PAGELAB_CORE=compiled``: the mixed stream and the batch, as
+    JSON (after checking that the core really is the compiled one)."""
+    from app.core.compiled import is_compiled
+
+    if not is_compiled():
+        raise RuntimeError("the child did not load the compiled core")
+    plan = QUICK if quick else FULL
+    mixed = measure_mixed(plan)
+    batch = measure_batch(plan)
+    print(json.dumps({**mixed, **batch}))
+
+
+def measure_compiled(quick: bool) -> dict[str, Any]:
+    """The mixed stream and the batch on the compiled core, or why there is none."""
+    from app.core.compiled import build_dir, stale_reason
+
+    reason = stale_reason(build_dir())
+    if reason is not None:
+        return {"unavailable": reason}
+    code = f"from bench.engine import child_speed; child_speed({bool(quick)})"
+    env = dict(os.environ, PAGELAB_CORE="compiled")
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the compiled core's run failed:\n{out.stderr}")
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "mixed_calls_per_s": figures["mixed_calls_per_s"],
+        "mixed_calls_per_s_direct": figures["mixed_calls_per_s_direct"],
+        "mixed_calls_per_s_recorded": figures["mixed_calls_per_s_recorded"],
+        "batch_10k_ms": figures["batch_10k_ms"],
+    }
+
+
 # ---------------------------------------------------------------- driver
 def run(quick: bool = False) -> dict[str, Any]:
     plan = QUICK if quick else FULL
@@ -380,6 +428,19 @@ def run(quick: bool = False) -> dict[str, Any]:
         touched[key] = statistics.median((r["rss_touched"] - r["rss_before"]) / pages for r in reps)
     mixed = measure_mixed(plan)
     batch = measure_batch(plan)
+    compiled = measure_compiled(quick)
+    if "unavailable" not in compiled:
+        compiled["speedup"] = {
+            key: compiled[key] / mixed[key]
+            for key in (
+                "mixed_calls_per_s",
+                "mixed_calls_per_s_direct",
+                "mixed_calls_per_s_recorded",
+            )
+        } | {
+            f"batch_10k_{kind}": batch["batch_10k_ms"][kind] / ms
+            for kind, ms in compiled["batch_10k_ms"].items()
+        }
     return {
         "bytes_per_page": bytes_per_page,
         "rss_peak_bytes": rss_peak,
@@ -391,6 +452,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "mixed_calls_per_s_direct": mixed["mixed_calls_per_s_direct"],
         "mixed_calls_per_s_recorded": mixed["mixed_calls_per_s_recorded"],
         "batch_10k_ms": batch["batch_10k_ms"],
+        "compiled": compiled,
         "targets": dict(TARGETS),
         "params": {
             "quick": quick,
@@ -452,6 +514,25 @@ def render(result: dict[str, Any]) -> str:
         rows.append(
             (f"10k alloc+free batch, {kind}", f"{ms:.1f} ms", f"<= {t['batch_10k_ms']:g} ms")
         )
+    c = result["compiled"]
+    if "unavailable" in c:
+        rows.append(("compiled core", "none", c["unavailable"]))
+    else:
+        speed = f">= {t['compiled_speedup']:g}x"
+        for key, label in (
+            ("mixed_calls_per_s", "mixed calls/s, Machine.call, compiled"),
+            ("mixed_calls_per_s_direct", "mixed calls/s, direct, compiled"),
+            ("mixed_calls_per_s_recorded", "mixed calls/s, recorded, compiled"),
+        ):
+            rows.append((label, f"{c[key]:,.0f} ({c['speedup'][key]:.2f}x)", speed))
+        for kind, ms in c["batch_10k_ms"].items():
+            rows.append(
+                (
+                    f"10k alloc+free batch, {kind}, compiled",
+                    f"{ms:.1f} ms ({c['speedup'][f'batch_10k_{kind}']:.2f}x)",
+                    f"<= {t['compiled_batch_10k_ms']:g} ms",
+                )
+            )
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     lines = [f"{'engine':<{w0}}  {'figure':>{w1}}  target", "-" * (w0 + w1 + 12)]

@@ -14,7 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SIZED = ("bytes_per_page", "rss_peak_bytes", "bytes_per_page_touched", "boot_s")
 SCALARS = ("mixed_calls_per_s", "mixed_calls_per_s_direct", "mixed_calls_per_s_recorded")
-TARGETS = ("bytes_per_page_4M", "boot_s_16M", "rss_16M_bytes", "mixed_calls_per_s", "batch_10k_ms")
+TARGETS = (
+    "bytes_per_page_4M",
+    "boot_s_16M",
+    "rss_16M_bytes",
+    "mixed_calls_per_s",
+    "batch_10k_ms",
+    "compiled_speedup",
+    "compiled_batch_10k_ms",
+)
 
 
 def _positive(value: object) -> bool:
@@ -57,6 +65,18 @@ def test_engine_quick_json_has_every_figure() -> None:
     assert all(n > 0 for n in mix.values())
     # scarce: 20 pages per colour after the batch -> 20*1024 + 10000 = 30480 before it
     assert result["params"]["scarce_free_before_batch"] == 30480
+    # the compiled core's figures, side by side, or why there are none (no build)
+    compiled = result["compiled"]
+    if "unavailable" in compiled:
+        assert (
+            "make core-compiled" in compiled["unavailable"] or "rebuild" in compiled["unavailable"]
+        )
+    else:
+        for key in SCALARS:
+            assert _positive(compiled[key]), (key, compiled[key])
+            assert compiled["speedup"][key] == compiled[key] / result[key]
+        assert set(compiled["batch_10k_ms"]) == {"fresh", "scarce"}
+        assert all(_positive(v) for v in compiled["speedup"].values())
 
 
 def test_bench_unknown_name_is_refused() -> None:

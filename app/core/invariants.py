@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
 from .constants import (
     CNT_ACTIVE,
@@ -31,6 +32,7 @@ from .pageout import PageoutOps
 from .pages import PAGE_FIELDS
 
 
+@mypyc_attr(native_class=False)  # mypyc cannot compile a subclass of AssertionError
 class InvariantError(AssertionError):
     """A broken invariant: the simulator itself has a bug."""
 
@@ -96,9 +98,9 @@ class InvariantOps(PageoutOps):
                 _fail(f"queue {q}: lcnt {self.q_lcnt[q]} but {c} pages carry it")
             if c and (head_q[q] != 1 or tail_q[q] != 1):
                 _fail(f"queue {q}: {head_q[q]} heads and {tail_q[q]} tails")
-            if self.q_head[q] != (expect_head[q] if c else -1):
+            if self.q_head[q] != (int(expect_head[q]) if c else -1):
                 _fail(f"queue {q}: head {self.q_head[q]} is not the page without prev")
-            if self.q_tail[q] != (expect_tail[q] if c else -1):
+            if self.q_tail[q] != (int(expect_tail[q]) if c else -1):
                 _fail(f"queue {q}: tail {self.q_tail[q]} is not the page without next")
         # one chain per queue: follow all lists at once (pointer doubling) from the heads
         self._check_chains(nxt, idx, queue, counts)

@@ -136,7 +136,7 @@ class Machine(InvariantOps):
         ``finished`` also ``vm_page_startup_finish`` and the pageout daemon's threshold
         initialisation."""
         config.validate()
-        m = cls.__new__(cls)
+        m = cls()  # no __init__: the state is built below (mypyc needs a plain construction)
         m._init_empty_state(config)
         m.vm_page_startup()
         for area in AREA_INITS:  # state of the areas above the allocator

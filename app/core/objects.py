@@ -2,14 +2,14 @@
 ``vm_page_insert`` / ``vm_page_remove`` / ``vm_page_lookup`` (spec §11.1, §11.2, §11.5).
 
 Each object keeps its resident pages in a sorted map ``pindex -> page index`` (the kernel's
-red-black tree ``rb_memq``).
+red-black tree ``rb_memq``), a ``PageTree``.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
 from enum import IntEnum
-
-from sortedcontainers import SortedDict
 
 
 class ObjType(IntEnum):
@@ -29,6 +29,88 @@ class ObjType(IntEnum):
 OBJ_DEAD = 0x0008
 OBJ_WRITEABLE = 0x0080
 OBJ_MIGHTBEDIRTY = 0x0100
+
+
+class PageTree:
+    """``rb_memq``: ``pindex -> page index``, iterated in pindex order.
+
+    A dict for lookups, inserts and removals (the per-call hot path: constant time, and
+    typed, so the compiled core runs them natively) and a sorted key list for ordered
+    walks.  The list is kept up to date while keys are appended in rising order or the
+    highest key is removed (what a growing object does) and otherwise rebuilt at the next
+    ordered walk.  Iteration order, and so every digest, is the sorted map's."""
+
+    __slots__ = ("_map", "_keys", "_ordered")
+
+    def __init__(self, items: Iterable[tuple[int, int]] = ()) -> None:
+        self._map: dict[int, int] = dict(items)
+        self._keys: list[int] = []
+        self._ordered = False
+
+    def _sorted_keys(self) -> list[int]:
+        if not self._ordered:
+            self._keys = sorted(self._map)
+            self._ordered = True
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def __contains__(self, pindex: object) -> bool:
+        return pindex in self._map
+
+    def __getitem__(self, pindex: int) -> int:
+        return self._map[pindex]
+
+    def get(self, pindex: int, default: int) -> int:
+        return self._map.get(pindex, default)
+
+    def __setitem__(self, pindex: int, i: int) -> None:
+        m = self._map
+        if pindex not in m and self._ordered:
+            keys = self._keys
+            if not keys or pindex > keys[-1]:
+                keys.append(pindex)
+            else:
+                self._ordered = False
+        m[pindex] = i
+
+    def __delitem__(self, pindex: int) -> None:
+        del self._map[pindex]
+        if self._ordered:
+            keys = self._keys
+            if keys[-1] == pindex:
+                keys.pop()
+            else:
+                self._ordered = False
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._sorted_keys()))
+
+    def keys(self) -> list[int]:
+        """The pindexes, ascending."""
+        return list(self._sorted_keys())
+
+    def values(self) -> list[int]:
+        """The page indexes, in pindex order."""
+        m = self._map
+        return [m[k] for k in self._sorted_keys()]
+
+    def items(self) -> list[tuple[int, int]]:
+        """``(pindex, page index)`` pairs, in pindex order."""
+        m = self._map
+        return [(k, m[k]) for k in self._sorted_keys()]
+
+    def irange(self, lo: int, hi: int) -> list[int]:
+        """The pindexes from ``lo`` to ``hi`` inclusive, ascending."""
+        keys = self._sorted_keys()
+        return keys[bisect_left(keys, lo) : bisect_right(keys, hi)]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PageTree) and self._map == other._map
+
+    def __repr__(self) -> str:
+        return f"PageTree({self.items()!r})"
 
 
 class VmObject:
@@ -62,7 +144,7 @@ class VmObject:
         self.flags = 0
         self.generation = 1
         self.resident_page_count = 0
-        self.pages: SortedDict = SortedDict()
+        self.pages = PageTree()
 
     def set_writeable_dirty(self) -> None:
         """``vm_object_set_writeable_dirty``: the object may now hold dirty pages."""

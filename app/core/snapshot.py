@@ -41,13 +41,12 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from sortedcontainers import SortedDict
 
 from .alist import Alist
 from .config import MachineConfig, NumaRange, Topology
 from .errors import ConfigError
 from .machine import Machine
-from .objects import ObjType, VmObject
+from .objects import ObjType, PageTree, VmObject
 from .pages import PAGE_FIELDS, PageArray
 from .pagestate import FakePage
 from .sched import Thread
@@ -184,7 +183,7 @@ class _Encoder:
             return {"tuple": [self.value(x, f"{path}[{k}]") for k, x in enumerate(v)]}
         if kind is dict:
             return {"dict": self.pairs(v.items(), path)}
-        if kind is SortedDict:
+        if kind is PageTree:
             return {"sorted": self.pairs(v.items(), path)}
         if kind is deque:
             return {"deque": [self.value(x, f"{path}[{k}]") for k, x in enumerate(v)]}
@@ -257,7 +256,7 @@ class _Decoder:
         if "dict" in v:
             return {self.value(k): self.value(x) for k, x in v["dict"]}
         if "sorted" in v:
-            return SortedDict((self.value(k), self.value(x)) for k, x in v["sorted"])
+            return PageTree((self.value(k), self.value(x)) for k, x in v["sorted"])
         if "deque" in v:
             return deque(self.value(x) for x in v["deque"])
         if "array" in v:
