@@ -760,7 +760,14 @@ class Lab:
             or inst.seq // every <= inst.snapshot_seq // every
         ):
             return
-        pending = await self._capture(inst)
+        try:
+            pending = await self._capture(inst)
+        except Exception as e:  # an optimisation: the calls that ran stay answered
+            # (the compiled core, for one, cannot be captured: docs/compiled-core.md);
+            # not again before the next multiple
+            inst.snapshot_seq = inst.seq
+            log.warning("snapshot failed", instance=inst.id, seq=inst.seq, reason=str(e))
+            return
         if pending is None:
             return
         inst.snapshotting = True

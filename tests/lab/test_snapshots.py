@@ -485,3 +485,30 @@ async def test_a_machine_with_a_sleeping_thread_cannot_be_exported(database_url:
         assert "thread 9 is sleeping in vm_page_busy_wait" in r.json()["detail"]
         await c.post(f"{API}/instances/1/calls/vm_page_wakeup", json={"args": {"m": pfn}})
         assert (await c.get(f"{API}/instances/1/snapshot")).status_code == 200
+
+
+async def test_a_snapshot_that_cannot_be_taken_costs_no_call(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is an optimisation: when capturing fails (the compiled core cannot be
+    captured yet, docs/compiled-core.md), the calls that ran stay answered and journalled,
+    a warning says why, and it is not tried again before the next multiple."""
+    from app.core import snapshot
+
+    def fails(*_: Any, **__: Any) -> Any:
+        raise TypeError("cannot capture this machine")
+
+    monkeypatch.setattr(snapshot, "capture", fails)
+    lab = lab_on(database_url)
+    iid = (await lab.create_preset("a", "tiny-16m")).id
+    with capture_logs() as logs:
+        await drive(lab, iid, EVERY + 5)
+    warned = [e for e in logs if e["event"] == "snapshot failed"]
+    assert [(e["instance"], e["seq"]) for e in warned] == [(iid, EVERY)]
+    assert "cannot capture" in warned[0]["reason"]
+    inst = lab.get(iid)
+    assert inst.seq == EVERY + 5
+    digest = await lab.digest(inst)
+    await lab.shutdown()
+    assert rows(database_url, iid) == []
+    assert full_replay_digest(database_url, iid) == digest
