@@ -37,6 +37,7 @@ from .access import Access
 from .accounts import Accounts, Quotas
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
+from .records import full_record_path, summarise
 from .settings import Settings
 from .store import (
     Entry,
@@ -254,6 +255,9 @@ class Instance:
     parked: ParkedView | None = None
     #: the snapshot an imported instance started from (its seq 0 instead of a boot)
     base: bytes | None = None
+    #: a record with more moves or events than this goes into the stream's ring
+    #: summarised (``PAGELAB_RECORD_MAX_MOVES``; the full one: ``…/journal/{seq}/record``)
+    record_bound: int = 10_000
 
     @property
     def machine(self) -> Machine:
@@ -331,9 +335,15 @@ class Instance:
             rec = result.record
             if rec:
                 moves = rec.get("moves", ())
-                event["moves"] = moves
+                shown = summarise(rec, self.record_bound, full_record_path(self.id, self.seq))
+                event["moves"] = shown.get("moves", [])
                 event["counters"] = rec.get("counters", {})
-                event["events"] = rec.get("events", [])
+                event["events"] = shown.get("events", [])
+                if shown is not rec:  # a bulk call: its viewers get the summary
+                    for key in ("summarised", "moves_total", "move_counts", "moves_tail"):
+                        event[key] = shown[key]
+                    for key in ("events_total", "event_counts", "events_tail", "full_record"):
+                        event[key] = shown[key]
                 if "resumed" in rec:
                     event["resumed"] = rec["resumed"]
                 counts = self.move_counts
@@ -509,6 +519,7 @@ class Lab:
         assert store is not None
         calls, last_seq = journal_stats(store, row.id, row.generation)
         inst = Instance(row.id, row.name, row.config, row.preset, None, row.created)
+        inst.record_bound = self.settings.record_max_moves
         inst.generation = row.generation
         inst.owner = row.owner
         inst.calls = calls
@@ -1023,6 +1034,7 @@ class Lab:
         try:
             machine = await anyio.to_thread.run_sync(self._start, config, base, entries or [], near)
             inst = Instance(iid, name, config, preset, machine)
+            inst.record_bound = self.settings.record_max_moves
             inst.owner = owner
             inst.base = base
             kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]

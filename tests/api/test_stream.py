@@ -583,3 +583,28 @@ def test_a_bad_ack_is_an_error_and_a_good_one_needs_no_answer(live: Live) -> Non
         ws.send(json.dumps({"op": "ack", "time": time.time()}))
         ws.send('{"op": "ping"}')
         assert recv(ws) == {"type": "pong"}  # the ack itself was not answered
+
+
+def test_a_bulk_calls_event_carries_its_record_summarised() -> None:
+    """A call with more moves than ``PAGELAB_RECORD_MAX_MOVES`` reaches the stream as its
+    summary (counts per queue pair, the first and last moves, the full record's path),
+    not as one frame of every move."""
+    pages = 300
+    with (
+        live_app(Settings(default_preset="tiny-16m", record_max_moves=100)) as server,
+        httpx.Client(base_url=server.url + API, timeout=PATIENCE_S) as c,
+        open_stream(server, 1, "?topics=events&rate=30") as ws,
+    ):
+        mirror = Mirror()
+        mirror.apply(recv(ws))
+        r = c.post("/instances/1/calls/vm_contig_pg_alloc", json={"args": {"size": pages * 4096}})
+        assert r.status_code == 200, r.text
+        seq = r.json()["seq"]
+        mirror.follow_until(ws, seq)
+        event = next(e for e in mirror.events if e["seq"] == seq)
+        assert event["summarised"] is True and event["moves_total"] == pages
+        assert event["move_counts"] == {"PQ_FREE->PQ_NONE": pages}
+        assert len(event["moves"]) == 50 and len(event["moves_tail"]) == 50
+        assert event["full_record"] == f"/api/v1/instances/1/journal/{seq}/record"
+        full = httpx.get(server.url + event["full_record"], timeout=PATIENCE_S).json()
+        assert full["moves"][:50] == event["moves"] and full["moves"][-50:] == event["moves_tail"]
