@@ -294,3 +294,25 @@ def test_docs_are_served_from_this_server(page: Any, server: Server) -> None:
     expect(page.locator(".opblock").first).to_be_visible()
     foreign = [u for u in requested if not u.startswith(server.url)]
     assert not foreign, foreign
+
+
+def test_a_bulk_calls_record_is_summarised_in_the_console(page: Any, server: Server) -> None:
+    """A contiguous allocation of 12 000 pages moves more pages than an answer lists
+    (PAGELAB_RECORD_MAX_MOVES, 10 000): the console says how many moved, by queue pair,
+    lists the first ones and links the full record."""
+    iid = new_instance(server, "bulk", preset="teaching-1g")
+    open_dashboard(page, server, iid)
+    # its `high` defaults to 2^64 - 1, which JavaScript cannot hold: the field stays empty
+    call(page, "vm_contig_pg_alloc", {"size": str(12_000 * 4096)})
+    note = page.locator("#call-result [data-summarised='true']")
+    expect(note).to_contain_text(re.compile(r"12\W?000 page moves"))  # grouped digits
+    expect(note).to_contain_text("PQ_FREE->PQ_NONE")
+    expect(
+        page.locator("#call-result h3").filter(
+            has_text=re.compile(r"Moves \(first 50 of 12\W?000\)")
+        )
+    ).to_be_visible()
+    href = note.get_by_role("link", name="Download the full record").get_attribute("href")
+    assert href is not None and re.fullmatch(rf"/api/v1/instances/{iid}/journal/\d+/record", href)
+    full = server.api("GET", href.removeprefix("/api/v1"))
+    assert len(full["moves"]) == 12_000

@@ -137,3 +137,19 @@ describe('parseNumber', () => {
     assert.equal(parseNumber(''), null);
   });
 });
+
+describe('defaults JavaScript cannot hold exactly', () => {
+  it('leave the field empty, so the call omits it and the server applies its default', () => {
+    // GET /functions gives vm_contig_pg_alloc's high as 18446744073709551615 (2^64 - 1),
+    // which JSON.parse turns into 18446744073709552000
+    const high = describeParam({ name: 'high', kind: 'int', default: JSON.parse('18446744073709551615'), required: false });
+    assert.equal(initialValue(high), '');
+    const { args, errors } = collect([high], { high: initialValue(high) });
+    assert.deepEqual(errors, []);
+    assert.equal(Object.hasOwn(args, 'high'), false);
+    // a safe default is still shown and sent
+    const low = describeParam({ name: 'low', kind: 'int', default: 0, required: false });
+    assert.equal(initialValue(low), '0');
+    assert.deepEqual(collect([low], { low: initialValue(low) }).args, { low: 0 });
+  });
+});

@@ -230,6 +230,9 @@ export function initialValue(f) {
     case 'select':
       return typeof d === 'string' && f.choices?.includes(d) ? d : '';
     default:
+      // a default JavaScript cannot hold exactly (vm_contig_pg_alloc's high = 2^64 - 1)
+      // stays empty: left out of the call, the server applies it itself
+      if (typeof d === 'number' && Number.isInteger(d) && !Number.isSafeInteger(d)) return '';
       return d === null || d === undefined ? '' : typeof d === 'object' ? JSON.stringify(d) : String(d);
   }
 }
