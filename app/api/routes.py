@@ -440,6 +440,8 @@ async def list_functions(response: Response) -> list[dict[str, Any]]:
                         **({"min": p.lo} if p.lo is not None else {}),
                         **({"max": p.hi} if p.hi is not None else {}),
                         **({"choices": _choices(p)} if _choices(p) else {}),
+                        # older spellings still accepted, for one release (colour)
+                        **({"aliases": list(p.aliases)} if p.aliases else {}),
                     }
                     for p in f.params
                 ],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .callspec import PAGE, KernelFunction, param
 
-_COLOUR = param("colour", "int", 0, "the page colour (0 .. 1023)", lo=0, hi=1023)
+_COLOUR = param("color", "int", 0, "the page color (0 .. 1023)", lo=0, hi=1023, aliases=("colour",))
 _PASS = param("pass_", "int", 0, "the daemon's pass / 10 (0 = first pass)", lo=0, hi=0x7FFFFFFF)
 _QUOTA = param("quota", "int", 16, "pages wanted from this colour", lo=-(1 << 31), hi=(1 << 31) - 1)
 _FLAGS = param(

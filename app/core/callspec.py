@@ -47,6 +47,8 @@ class Param:
     lo: int | None = None
     hi: int | None = None
     choices: tuple[tuple[str, int], ...] = ()
+    #: older spellings still accepted (``colour`` for ``color``: for one release)
+    aliases: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -62,8 +64,9 @@ def param(
     lo: int | None = None,
     hi: int | None = None,
     choices: tuple[tuple[str, int], ...] = (),
+    aliases: tuple[str, ...] = (),
 ) -> Param:
-    return Param(name, kind, default, help, lo, hi, choices)
+    return Param(name, kind, default, help, lo, hi, choices, aliases)
 
 
 @dataclass(frozen=True)

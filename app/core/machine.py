@@ -45,6 +45,12 @@ def _delta(old: list[int], new: list[int]) -> dict[str, int]:
 
 
 _KNOWN = {name: frozenset(p.name for p in spec.params) for name, spec in REGISTRY.items()}
+#: older argument spellings, per function: alias -> the argument's name (``colour``)
+_ALIASES = {
+    name: {a: p.name for p in spec.params for a in p.aliases}
+    for name, spec in REGISTRY.items()
+    if any(p.aliases for p in spec.params)
+}
 _FLAG_BY_NAME = {name: bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
 _FLAG_BY_NAME.update(
     {name.removeprefix("VM_ALLOC_"): bit for bit, name in VM_ALLOC_FLAG_NAMES.items()}
@@ -286,6 +292,9 @@ class Machine(InvariantOps):
         if type(args) is not dict and not isinstance(args, dict):
             raise InvalidArgument("arguments must be an object of name: value pairs")
         known = _KNOWN[spec.name]
+        aliases = _ALIASES.get(spec.name)
+        if aliases is not None and not aliases.keys().isdisjoint(args):
+            args = self._unalias(spec, args, aliases)
         if not args.keys() <= known:
             unknown = set(args) - known
             want = ", ".join(sorted(known)) or "none"
@@ -318,6 +327,22 @@ class Machine(InvariantOps):
                 out[name] = value
                 continue
             out[name] = self._convert(p, value)
+        return out
+
+    @staticmethod
+    def _unalias(
+        spec: KernelFunction, args: dict[str, Any], aliases: dict[str, str]
+    ) -> dict[str, Any]:
+        """``args`` with older spellings (``colour``) under the argument's name (``color``);
+        both at once is refused."""
+        out: dict[str, Any] = {}
+        for key, value in args.items():
+            name = aliases.get(key, key)
+            if name in out:
+                raise InvalidArgument(
+                    f"{spec.name}: give {name!r} once ({key!r} is its older spelling)"
+                )
+            out[name] = value
         return out
 
     def _convert(self, p: Param, value: Any) -> Any:

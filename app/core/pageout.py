@@ -762,12 +762,12 @@ class PageoutOps(ContigOps):
         obj = self.objects.get(self.pg.obj[m]) if self.pg.obj[m] else None
         return self._vm_pageout_flush(self._clean_cluster(m, obj, flags), flags)
 
-    def _call_scan_inactive(self, pass_: int, colour: int, quota: int) -> int:
-        return self._scan_inactive(pass_, colour, quota)
+    def _call_scan_inactive(self, pass_: int, color: int, quota: int) -> int:
+        return self._scan_inactive(pass_, color, quota)
 
-    def _call_scan_active(self, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
-        self._check_scan_active(pass_, colour, avail_quota, inact_quota)
-        return self._scan_active(pass_, colour, avail_quota, inact_quota)
+    def _call_scan_active(self, pass_: int, color: int, avail_quota: int, inact_quota: int) -> int:
+        self._check_scan_active(pass_, color, avail_quota, inact_quota)
+        return self._scan_active(pass_, color, avail_quota, inact_quota)
 
     def _check_scan_active(
         self, pass_: int, colour: int, avail_quota: int, inact_quota: int
@@ -819,11 +819,11 @@ class PageoutOps(ContigOps):
     def _call_scan_cache(self, avail: int) -> None:
         self._scan_cache(avail)
 
-    def _call_page_stats(self, colour: int) -> None:
-        self._page_stats(colour)
+    def _call_page_stats(self, color: int) -> None:
+        self._page_stats(color)
 
-    def _call_scan_hold(self, colour: int) -> None:
-        self._scan_hold(colour)
+    def _call_scan_hold(self, color: int) -> None:
+        self._scan_hold(color)
 
     def _call_pmap_collect(self) -> None:
         """``pmap_collect()``: the simulated pmap keeps no reclaimable memory."""

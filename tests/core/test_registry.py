@@ -701,3 +701,22 @@ def test_record_false_returns_no_record() -> None:
     r = m.call("vm_page_alloc", {"pindex": 600}, record=False)
     assert r.result == 1625 and r.record == {}
     assert m.trace is None
+
+
+def test_color_is_the_argument_and_colour_its_older_spelling() -> None:
+    """Issue 9 names: the kernel's ``color``; ``colour`` is accepted as an alias for one
+    release (same call, same result), and giving both is refused before anything runs."""
+    spec = REGISTRY["vm_pageout_page_stats"]
+    assert [p.name for p in spec.params] == ["color"]
+    assert spec.params[0].aliases == ("colour",)
+    a = Machine.boot(MachineConfig.from_size("16MiB", seed=3))
+    b = Machine.boot(MachineConfig.from_size("16MiB", seed=3))
+    for m, key in ((a, "color"), (b, "colour")):
+        for c in (0, 7, 1023):
+            m.call("vm_pageout_scan_hold", {key: c})
+            m.call("vm_pageout_scan_inactive", {"pass_": 0, key: c, "quota": 4})
+    assert a.state_digest() == b.state_digest()
+    before = a.state_digest()
+    with pytest.raises(InvalidArgument, match="give 'color' once"):
+        a.call("vm_pageout_page_stats", {"color": 1, "colour": 2})
+    assert a.state_digest() == before

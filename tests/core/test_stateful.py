@@ -645,7 +645,7 @@ class PageLab(RuleBasedStateMachine):
     def gen_int(self, spec: KernelFunction, p: Param, d: Draw) -> int:
         lo = -(1 << 63) if p.lo is None else p.lo
         hi = (1 << 64) if p.hi is None else p.hi
-        if p.name in ("colour", "index"):
+        if p.name in ("color", "index"):
             return self.page_colour(d, spec.name)
         if spec.name == "tick":
             # bounded: a daemon in a shortage runs a pass per tick (~1 ms), so a tick of
