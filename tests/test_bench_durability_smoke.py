@@ -4,27 +4,11 @@ one without, to the same digests.  No timing is asserted."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_run import run_bench
 
 
 def test_durability_quick_json_has_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "durability", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json prints exactly one JSON object (logs go to stderr)"
-    result = json.loads(lines[0])
+    result = run_bench("durability", timeout=300)  # (its logs go to stderr)
     for key in (
         "single_calls_per_s_memory",
         "single_calls_per_s_sqlite",

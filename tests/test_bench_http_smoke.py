@@ -4,13 +4,9 @@ is asserted: only that each figure exists and is a positive number."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_run import positive, run_bench
 
 SCALARS = (
     "bare_rps",
@@ -29,30 +25,10 @@ SCALARS = (
 )
 
 
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def test_http_quick_json_has_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "http", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json prints exactly one JSON object"
-    result = json.loads(lines[0])
+    result = run_bench("http", timeout=60)
     for key in SCALARS:
-        assert _positive(result[key]), (key, result[key])
+        assert positive(result[key]), (key, result[key])
     # the ratio is the two medians divided (one run each with --quick)
     assert math.isclose(result["ratio"], result["alloc_free_rps"] / result["bare_rps"])
     # --quick sends 5 000-call batches and boots a 1 GiB instance B
@@ -60,10 +36,10 @@ def test_http_quick_json_has_every_figure() -> None:
     assert result["boot_memory"] == "1GiB"
     lat = result["latency_ms"]
     assert set(lat) == {"during_boot", "idle", "interval_ms"}
-    assert _positive(lat["interval_ms"])
+    assert positive(lat["interval_ms"])
     for kind in ("during_boot", "idle"):
         assert set(lat[kind]) == {"p50", "p99", "max", "n", "p99_corrected"}
-        assert all(_positive(v) for v in lat[kind].values()), (kind, lat[kind])
+        assert all(positive(v) for v in lat[kind].values()), (kind, lat[kind])
         s = lat[kind]
         assert s["p50"] <= s["p99"] <= s["max"]
         # the correction only adds latencies below the sample they come from

@@ -5,10 +5,11 @@ positive number."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.bench_run import positive, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,40 +26,20 @@ TARGETS = (
 )
 
 
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def test_engine_quick_json_has_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "engine", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json prints exactly one JSON object"
-    result = json.loads(lines[0])
+    result = run_bench("engine", timeout=120)
     sizes = [str(n) for n in result["params"]["sizes"]]
     # --quick boots 64K and 256K pages (2^16 and 2^18)
     assert sizes == ["65536", "262144"]
     for key in SIZED:
         assert list(result[key]) == sizes, key
-        assert all(_positive(v) for v in result[key].values()), (key, result[key])
+        assert all(positive(v) for v in result[key].values()), (key, result[key])
     for key in SCALARS:
-        assert _positive(result[key]), (key, result[key])
+        assert positive(result[key]), (key, result[key])
     assert set(result["batch_10k_ms"]) == {"fresh", "scarce"}
-    assert all(_positive(v) for v in result["batch_10k_ms"].values())
+    assert all(positive(v) for v in result["batch_10k_ms"].values())
     assert set(result["targets"]) == set(TARGETS)
-    assert all(_positive(v) for v in result["targets"].values())
+    assert all(positive(v) for v in result["targets"].values())
     # the stream is ~25/30/25/20 %: every kind of call was made (20 000 calls in all)
     mix = result["params"]["mixed_mix"]
     assert sum(mix.values()) == 20_000
@@ -73,10 +54,10 @@ def test_engine_quick_json_has_every_figure() -> None:
         )
     else:
         for key in SCALARS:
-            assert _positive(compiled[key]), (key, compiled[key])
+            assert positive(compiled[key]), (key, compiled[key])
             assert compiled["speedup"][key] == compiled[key] / result[key]
         assert set(compiled["batch_10k_ms"]) == {"fresh", "scarce"}
-        assert all(_positive(v) for v in compiled["speedup"].values())
+        assert all(positive(v) for v in compiled["speedup"].values())
 
 
 def test_bench_unknown_name_is_refused() -> None:
@@ -104,7 +85,7 @@ def test_lifecycle_quick_json_has_every_figure() -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     for key in ("mixed2_calls_per_s_direct", "mixed2_calls_per_s", "core1_calls_per_s_direct"):
-        assert _positive(result[key]), (key, result[key])
+        assert positive(result[key]), (key, result[key])
     rec = result["pageout_recovery"]
     # --quick recovers a 256K-page machine; the daemon must have reached target2
     assert rec["pages"] == 262144

@@ -5,11 +5,12 @@ number where it must be, and that the counts add up."""
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.bench_run import positive, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,36 +25,16 @@ POSITIVE = (
 WINDOWS = ("idle_before", "viewers", "fixed_idle", "fixed_viewers")
 
 
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def test_stream_quick_json_has_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "stream", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json prints exactly one JSON object"
-    result = json.loads(lines[0])
+    result = run_bench("stream", timeout=90)
     assert result["viewers"] == 20
     assert result["params"]["window_s"] == 3.0
     for key in POSITIVE:
-        assert _positive(result[key]), (key, result[key])
+        assert positive(result[key]), (key, result[key])
     assert math.isclose(
         result["calls_ratio"], result["calls_per_s_with_viewers"] / result["calls_per_s_no_viewers"]
     )
@@ -66,8 +47,8 @@ def test_stream_quick_json_has_every_figure() -> None:
     assert all(_finite(v) for v in result["server_cpu_s_per_s"].values())
     windows = result["params"]["windows"]
     for name in WINDOWS:
-        assert _positive(windows[name]["calls_per_s"]), (name, windows[name])
-        assert _positive(windows[name]["wall_s"]), (name, windows[name])
+        assert positive(windows[name]["calls_per_s"]), (name, windows[name])
+        assert positive(windows[name]["wall_s"]), (name, windows[name])
     assert windows["idle_after"] is None  # --quick skips the second idle window
     # the fixed-rate phase ran at its rate with at most 50 viewers
     fixed = result["fixed_rate"]
@@ -89,7 +70,7 @@ def test_stream_quick_json_has_every_figure() -> None:
     pm = result["pagemap"]
     assert pm["preset"] == "teaching-1g" and pm["buckets"] == 1024
     assert pm["pages"] == 262143
-    assert _positive(pm["ms"]["median"]) and len(pm["ms"]["each"]) == pm["runs"] == 3
+    assert positive(pm["ms"]["median"]) and len(pm["ms"]["each"]) == pm["runs"] == 3
     assert result["targets"] == {"p99_delay_ms": 100.0, "calls_ratio": 0.8}
 
 

@@ -5,39 +5,15 @@ that every figure exists, is sane, and that no request of the mix failed."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_run import positive, run_bench
 
 PHASES = ("flat_out", "paced", "flat_out_open", "flat_out_open_nodb")
 
 
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def test_students_quick_json_has_every_figure() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", "students", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, "--json prints exactly one JSON object"
-    result = json.loads(lines[0])
+    result = run_bench("students", timeout=240)
     assert result["students"] == 40
     assert result["memory"] == "64MiB"
     assert result["sqlite_synchronous"] == "NORMAL"
@@ -55,7 +31,7 @@ def test_students_quick_json_has_every_figure() -> None:
             "wall_s",
             "server_cpu_ms_per_request",
         ):
-            assert _positive(phase[key]), (name, key, phase[key])
+            assert positive(phase[key]), (name, key, phase[key])
         # a batch counts its calls: at least one call per single-call request
         assert phase["calls"] >= phase["latency_ms"]["single"]["n"]
         lat = phase["latency_ms"]

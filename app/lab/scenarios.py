@@ -24,7 +24,7 @@ from app.core.config import MachineConfig
 from app.core.machine import Machine
 
 from .accounts import check_name, scenarios
-from .service import CORE_ERRORS
+from .service import CORE_ERRORS, run_entry
 from .store import Entry
 
 
@@ -59,18 +59,8 @@ def check_replay(config: MachineConfig, entries: list[Entry]) -> str:
     call the kernel refuses raises ``ReplayRefused`` (CPU-bound: run it in a thread)."""
     m = Machine.boot(config)
     for index, e in enumerate(entries, start=1):
-        ctx = e.ctx
         try:
-            m.call(
-                e.fn,
-                e.args,
-                cpu=ctx.get("cpu", 0),
-                thread=ctx.get("thread"),
-                nice=ctx.get("nice", 0),
-                lowmemkill=bool(ctx.get("lowmemkill", False)),
-                systhread=bool(ctx.get("systhread", False)),
-                record=False,
-            )
+            run_entry(m, e)
         except CORE_ERRORS as err:
             raise ReplayRefused(index, e.fn, str(err)) from None
     return m.state_digest()

@@ -67,23 +67,28 @@ def replay(config: MachineConfig, entries: list[Entry]) -> Machine:
     return replay_onto(Machine.boot(config), entries)
 
 
+def run_entry(m: Machine, e: Entry, record: bool = False) -> CallResult:
+    """Run one journalled call on ``m`` in the context it ran in (CPU, thread, nice)."""
+    ctx = e.ctx
+    return m.call(
+        e.fn,
+        e.args,
+        cpu=ctx.get("cpu", 0),
+        thread=ctx.get("thread"),
+        nice=ctx.get("nice", 0),
+        lowmemkill=bool(ctx.get("lowmemkill", False)),
+        systhread=bool(ctx.get("systhread", False)),
+        record=record,
+    )
+
+
 def replay_onto(m: Machine, entries: list[Entry]) -> Machine:
     """Run ``entries`` in order on ``m`` (booted, or loaded from a snapshot).  Only
     accepted calls are journalled, so none is refused here; one that is means the journal
     and the core disagree, which is logged and skipped."""
     for e in entries:
-        ctx = e.ctx
         try:
-            m.call(
-                e.fn,
-                e.args,
-                cpu=ctx.get("cpu", 0),
-                thread=ctx.get("thread"),
-                nice=ctx.get("nice", 0),
-                lowmemkill=bool(ctx.get("lowmemkill", False)),
-                systhread=bool(ctx.get("systhread", False)),
-                record=False,
-            )
+            run_entry(m, e)
         except CORE_ERRORS as err:
             log.warning("replay refused a journalled call", seq=e.seq, fn=e.fn, error=str(err))
     return m
@@ -1613,18 +1618,7 @@ class Lab:
             # the machine just before the call: from the newest snapshot before it (or the
             # imported snapshot the instance started from, or a boot) and the journal after
             m = self._start(config, base, entries[:-1], near)
-            e = entries[-1]
-            ctx = e.ctx
-            r = m.call(
-                e.fn,
-                e.args,
-                cpu=ctx.get("cpu", 0),
-                thread=ctx.get("thread"),
-                nice=ctx.get("nice", 0),
-                lowmemkill=bool(ctx.get("lowmemkill", False)),
-                systhread=bool(ctx.get("systhread", False)),
-                record=True,
-            )
+            r = run_entry(m, entries[-1], record=True)
             return r.record
 
         try:

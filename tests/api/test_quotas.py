@@ -28,22 +28,13 @@ with warnings.catch_warnings():  # "use httpx2": the TestClient works, and speak
 import app.lab.quota
 from app.lab.settings import Settings
 from app.main import create_app
+from tests.clock import Clock
 
 from .conftest import API, problem, serve
 
 ADMIN, ADMIN_TOKEN = "root8", "admin-token-for-quota-tests-0123456789"
 TEACHER, ANN, BEN, OTHER = "teach8", "annq8", "benq8", "othq8"
 TINY_PAGES = 4095  # page structures of tiny-16m (pfn 1 .. 4095)
-
-
-class Clock:
-    """A wall clock that moves only when told to."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from app.api.cookies import CSRF_COOKIE, SESSION_COOKIE, SessionCodec
 from app.lab.accounts import Accounts
 from app.lab.settings import Settings
 from app.main import create_app
+from tests.clock import Clock
 from tests.live import live_app
 
 API = "/api/v1"
@@ -50,16 +51,6 @@ def token_settings(tmp_path: Path, **overrides: Any) -> Settings:
         boot_default=False,
         **overrides,
     )
-
-
-class Clock:
-    """The accounts' clock, moved by hand."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Site:

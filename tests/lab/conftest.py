@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from app.lab.store import Store
+from tests.clock import Clock
+
 from .postgres import PostgresServer, postgres_server
 
 
@@ -35,3 +38,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             server.drop_database(name)
     else:
         raise ValueError(f"no such backend: {request.param!r}")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A store on ``database_url``, closed after the test."""
+    s = Store(database_url)
+    try:
+        yield s
+    finally:
+        s.close()

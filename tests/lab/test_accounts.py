@@ -7,7 +7,6 @@ import csv
 import hmac
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -32,28 +31,7 @@ from app.lab.accounts import (
 )
 from app.lab.presets import PRESETS
 from app.lab.store import MIGRATIONS, Store
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
+from tests.clock import Clock
 
 
 @pytest.fixture

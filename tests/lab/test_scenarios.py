@@ -3,8 +3,6 @@ and course scenarios (app/lab/scenarios.py), on SQLite and on Postgres (``databa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import text
 
@@ -17,15 +15,6 @@ from app.lab.service import Instance, replay
 from app.lab.store import Entry, Store
 
 TINY = PRESETS["tiny-16m"].config
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

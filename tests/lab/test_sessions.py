@@ -4,36 +4,13 @@ revocation, expiry, age and sign-out end it; the signing key is made once per da
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from app.lab.accounts import Accounts
 from app.lab.store import Store
+from tests.clock import Clock
 
 HOUR = 3600.0
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from app.lab.service import Ctx, Lab, replay
 from app.lab.settings import Settings
 from app.lab.store import Store, load_snapshots, save_snapshot, snapshots
+from tests.clock import Clock
 
 from .test_durability import serve
 
@@ -243,18 +244,10 @@ async def test_restore_and_fork_start_from_a_snapshot_at_or_before_the_point(
 
 
 # ---------------------------------------------------------------- the idle culler
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_an_idle_instance_is_parked_and_revived_transparently(database_url: str) -> None:
     async with serve(database_url, cull_idle_s=600, snapshot_every=0) as c:
         lab: Lab = c.app.state.lab  # type: ignore[attr-defined]
-        clock = Clock()
+        clock = Clock(1_000_000.0)
         lab.clock = clock
         iid = (
             await c.post(f"{API}/instances", json={"name": "idle", "preset": "tiny-16m"})
@@ -290,7 +283,7 @@ async def test_an_idle_instance_is_parked_and_revived_transparently(database_url
 async def test_requests_arriving_together_revive_once(database_url: str) -> None:
     async with serve(database_url, cull_idle_s=60, snapshot_every=0) as c:
         lab: Lab = c.app.state.lab  # type: ignore[attr-defined]
-        clock = Clock()
+        clock = Clock(1_000_000.0)
         lab.clock = clock
         iid = (await c.post(f"{API}/instances", json={"name": "x", "preset": "tiny-16m"})).json()[
             "id"
@@ -325,7 +318,7 @@ class Sink:
 async def test_instances_watched_or_running_a_workload_are_not_parked(database_url: str) -> None:
     async with serve(database_url, cull_idle_s=60, snapshot_every=0) as c:
         lab: Lab = c.app.state.lab  # type: ignore[attr-defined]
-        clock = Clock()
+        clock = Clock(1_000_000.0)
         lab.clock = clock
         ids = [
             (await c.post(f"{API}/instances", json={"name": n, "preset": "tiny-16m"})).json()["id"]
@@ -346,7 +339,7 @@ async def test_instances_watched_or_running_a_workload_are_not_parked(database_u
 
 async def test_a_sleeping_thread_keeps_an_instance_from_being_parked(database_url: str) -> None:
     lab = lab_on(database_url, cull_idle_s=60, snapshot_every=0)
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     lab.clock = clock
     inst = await lab.create_preset("a", "tiny-16m")
     r, _, _ = await lab.call(inst.id, "vm_page_alloc", {}, Ctx())
@@ -369,7 +362,7 @@ async def test_a_sleeping_thread_keeps_an_instance_from_being_parked(database_ur
 
 async def test_parked_instances_stay_parked_across_a_restart(database_url: str) -> None:
     lab = lab_on(database_url, cull_idle_s=60)
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     lab.clock = clock
     iid = (await lab.create_preset("a", "tiny-16m")).id
     await drive(lab, iid, EVERY + 3)
