@@ -51,7 +51,7 @@ run: $(STAMP)
 # needs a C compiler and the Python headers.  `make test` builds it when a compiler is there.
 CC        ?= cc
 CORE_OUT  := build/mypyc/app/core/stamp.json
-CORE_SRC  := $(wildcard app/core/*.py) tools/build_core.py
+CORE_SRC  := $(wildcard app/core/*.py app/core/vm_page/*.py) tools/build_core.py
 CC_OK     := command -v $(CC) >/dev/null 2>&1
 
 $(CORE_OUT): $(STAMP) $(CORE_SRC)

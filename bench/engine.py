@@ -53,8 +53,14 @@ from typing import Any
 
 from app.core.config import MachineConfig
 from app.core.constants import PQ_FREE, PQ_L2_SIZE, VM_ALLOC_NORMAL
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import ObjType
+from app.core.vm_meter import hardclock_rollup
+from app.core.vm_page.alloc import vm_page_alloc
+from app.core.vm_page.free import vm_page_free_toq
+from app.core.vm_page.object import vm_object_allocate
+from app.core.vm_page.queues import vm_page_activate, vm_page_deactivate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -206,7 +212,7 @@ def make_stream(calls: int, seed: int = SEED) -> list[Op]:
 
 def _fresh_mixed_machine(pages: int) -> tuple[Machine, list[int]]:
     m = Machine.boot(machine_config(pages))
-    oids = [m.vm_object_allocate(ObjType.OBJT_DEFAULT, 0) for _ in range(OBJECTS)]
+    oids = [vm_object_allocate(m, ObjType.OBJT_DEFAULT, 0) for _ in range(OBJECTS)]
     return m, oids
 
 
@@ -218,32 +224,32 @@ def resolve_stream(pages: int, ops: list[Op]) -> tuple[list[int], str]:
     for code, cpu, a, b in ops:
         m.select_cpu(cpu)
         if code == ALLOC:
-            i = m.vm_page_alloc(objs[a], b, VM_ALLOC_NORMAL)
+            i = vm_page_alloc(m, objs[a], b, VM_ALLOC_NORMAL)
             if i < 0:
                 raise RuntimeError("the mixed stream ran out of memory; use a bigger machine")
             got.append(i)
         elif code == DEACTIVATE:
-            m.vm_page_deactivate(got[a])
+            vm_page_deactivate(m, got[a])
         elif code == FREE:
-            m.vm_page_free_toq(got[a])
+            vm_page_free_toq(m, got[a])
         else:
-            m.vm_page_activate(got[a])
-    m.check_invariants()
-    return got, m.state_digest()
+            vm_page_activate(m, got[a])
+    check_invariants(m)
+    return got, state_digest(m)
 
 
 def _direct_run(pages: int, ops: list[Op], got: list[int]) -> tuple[float, Machine]:
     m, oids = _fresh_mixed_machine(pages)
     objs = [m.objects[o] for o in oids]
     methods = {
-        DEACTIVATE: m.vm_page_deactivate,
-        FREE: m.vm_page_free_toq,
-        ACTIVATE: m.vm_page_activate,
+        DEACTIVATE: vm_page_deactivate,
+        FREE: vm_page_free_toq,
+        ACTIVATE: vm_page_activate,
     }
     stream: list[tuple[Any, int, tuple[Any, ...]]] = []
     for code, cpu, a, b in ops:
         if code == ALLOC:
-            stream.append((m.vm_page_alloc, cpu, (objs[a], b, VM_ALLOC_NORMAL)))
+            stream.append((vm_page_alloc, cpu, (objs[a], b, VM_ALLOC_NORMAL)))
         else:
             stream.append((methods[code], cpu, (got[a],)))
     select = m.select_cpu
@@ -251,7 +257,7 @@ def _direct_run(pages: int, ops: list[Op], got: list[int]) -> tuple[float, Machi
     t0 = time.perf_counter()
     for fn, cpu, args in stream:
         select(cpu)
-        fn(*args)
+        fn(m, *args)
     elapsed = time.perf_counter() - t0
     return elapsed, m
 
@@ -290,7 +296,7 @@ def measure_mixed(plan: Plan) -> dict[str, Any]:
         rates = []
         for _ in range(plan.mixed_runs):
             elapsed, m = one_run()
-            if m.state_digest() != digest:
+            if state_digest(m) != digest:
                 raise RuntimeError(f"{key}: the replay diverged from the resolving pass")
             rates.append(len(ops) / elapsed)
             del m
@@ -303,9 +309,9 @@ def measure_mixed(plan: Plan) -> dict[str, Any]:
 # ---------------------------------------------------------------- batch
 def _batch(m: Machine) -> float:
     """10 000 allocations then 10 000 frees; returns milliseconds."""
-    obj = m.objects[m.vm_object_allocate(ObjType.OBJT_DEFAULT, 0)]
-    alloc = m.vm_page_alloc
-    free = m.vm_page_free_toq
+    obj = m.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 0)]
+    alloc = vm_page_alloc
+    free = vm_page_free_toq
     select = m.select_cpu
     blocks = [(k, min(k + 256, BATCH), (k >> 8) & (CPUS - 1)) for k in range(0, BATCH, 256)]
     pages: list[int] = []
@@ -315,11 +321,11 @@ def _batch(m: Machine) -> float:
     for lo, hi, cpu in blocks:
         select(cpu)
         for pindex in range(lo, hi):
-            append(alloc(obj, pindex, VM_ALLOC_NORMAL))
+            append(alloc(m, obj, pindex, VM_ALLOC_NORMAL))
     for lo, hi, cpu in blocks:
         select(cpu)
         for k in range(lo, hi):
-            free(pages[k])
+            free(m, pages[k])
     elapsed = time.perf_counter() - t0
     if min(pages) < 0:
         raise RuntimeError("an allocation of the batch failed")
@@ -332,7 +338,7 @@ def make_scarce(m: Machine, per_colour: float) -> None:
     left on average per colour (spread exactly: some colours keep one more)."""
     target_total = round(per_colour * PQ_L2_SIZE)
     base, extra = divmod(target_total, PQ_L2_SIZE)
-    alloc = m.vm_page_alloc
+    alloc = vm_page_alloc
     lcnt = m.q_lcnt
     scale = PQ_L2_SIZE // CPUS
     for colour in range(PQ_L2_SIZE):
@@ -342,9 +348,9 @@ def make_scarce(m: Machine, per_colour: float) -> None:
         m.select_cpu(colour // scale)
         pindex = colour % scale
         while lcnt[q] > keep:
-            if alloc(None, pindex, VM_ALLOC_NORMAL) < 0:
+            if alloc(m, None, pindex, VM_ALLOC_NORMAL) < 0:
                 raise RuntimeError("could not make the machine scarce")
-    m.hardclock_rollup()
+    hardclock_rollup(m)
 
 
 def measure_batch(plan: Plan) -> dict[str, Any]:
@@ -357,7 +363,7 @@ def measure_batch(plan: Plan) -> dict[str, Any]:
     make_scarce(m, SCARCE_PER_COLOUR + BATCH / PQ_L2_SIZE)
     free_before = m.vmstats.v_free_count
     scarce = [_batch(m) for _ in range(plan.batch_runs)]
-    m.check_invariants()
+    check_invariants(m)
     return {
         "batch_10k_ms": {"fresh": statistics.median(fresh), "scarce": statistics.median(scarce)},
         "scarce_free_before": free_before,

@@ -75,6 +75,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.core.invariants import check_invariants
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The issue's targets, echoed next to the figures.
@@ -376,7 +378,7 @@ def _core_replay(n: int) -> tuple[float, int]:
     for c in calls_b:
         call(c["fn"], c["args"], record=False)
     elapsed += time.perf_counter() - t0
-    m.check_invariants()
+    check_invariants(m)
     return elapsed, len(calls_a) + len(calls_b)
 
 

@@ -34,8 +34,23 @@ from typing import Any
 
 from app.core.config import MachineConfig
 from app.core.constants import VM_ALLOC_NORMAL
+from app.core.invariants import check_invariants, state_digest
+from app.core.kern_synch import run_runnable, tick
 from app.core.machine import Machine
 from app.core.objects import ObjType
+from app.core.vm_meter import vmstats_rollup
+from app.core.vm_page.alloc import vm_page_alloc
+from app.core.vm_page.busy import vm_page_busy_try, vm_page_wakeup
+from app.core.vm_page.free import vm_page_free_toq
+from app.core.vm_page.object import vm_object_allocate, vm_page_lookup
+from app.core.vm_page.pagestate import vm_page_dontneed, vm_page_hold, vm_page_unhold
+from app.core.vm_page.queues import (
+    pagedaemon_wakeup,
+    vm_page_activate,
+    vm_page_deactivate,
+    vm_page_unwire,
+    vm_page_wire,
+)
 from bench import engine
 
 SEED = 7
@@ -95,7 +110,7 @@ def _machine(pages: int, pagedaemon: bool = False) -> tuple[Machine, list[int]]:
             pagedaemon=pagedaemon,
         )
     )
-    return m, [m.vm_object_allocate(ObjType.OBJT_DEFAULT, 0) for _ in range(OBJECTS)]
+    return m, [vm_object_allocate(m, ObjType.OBJT_DEFAULT, 0) for _ in range(OBJECTS)]
 
 
 def _direct(pages: int, ops: list[tuple[int, int, int, int]]) -> tuple[float, str]:
@@ -108,30 +123,30 @@ def _direct(pages: int, ops: list[tuple[int, int, int, int]]) -> tuple[float, st
     for code, cpu, a, b in ops:
         select(cpu)
         if code == ALLOC:
-            got.append(m.vm_page_alloc(objs[a], b, VM_ALLOC_NORMAL))
+            got.append(vm_page_alloc(m, objs[a], b, VM_ALLOC_NORMAL))
         elif code == LOOKUP:
-            m.vm_page_lookup(objs[a], b)
+            vm_page_lookup(m, objs[a], b)
         else:
             i = got[a]
             if code == FREE:
-                m.vm_page_free_toq(i)
+                vm_page_free_toq(m, i)
             elif code == ACT:
-                m.vm_page_activate(i)
+                vm_page_activate(m, i)
             elif code == DEACT:
-                m.vm_page_deactivate(i)
+                vm_page_deactivate(m, i)
             elif code == WIRE:
-                m.vm_page_wire(i)
-                m.vm_page_unwire(i, False)
+                vm_page_wire(m, i)
+                vm_page_unwire(m, i, False)
             elif code == HOLD:
-                m.vm_page_hold(i)
-                m.vm_page_unhold(i)
+                vm_page_hold(m, i)
+                vm_page_unhold(m, i)
             elif code == BUSY:
-                m.vm_page_wakeup(i)
-                m.vm_page_busy_try(i, True)
+                vm_page_wakeup(m, i)
+                vm_page_busy_try(m, i, True)
             else:
-                m.vm_page_dontneed(i)
+                vm_page_dontneed(m, i)
     elapsed = time.perf_counter() - t0
-    return elapsed, m.state_digest()
+    return elapsed, state_digest(m)
 
 
 def _via_call(pages: int, ops: list[tuple[int, int, int, int]]) -> tuple[float, str]:
@@ -170,7 +185,7 @@ def _via_call(pages: int, ops: list[tuple[int, int, int, int]]) -> tuple[float, 
         else:
             call(names[code], {"m": first + got[a]}, cpu=cpu, record=False)
     elapsed = time.perf_counter() - t0
-    return elapsed, m.state_digest()
+    return elapsed, state_digest(m)
 
 
 def _calls_in(ops: list[tuple[int, int, int, int]]) -> int:
@@ -214,19 +229,19 @@ def measure_recovery(pages: int) -> dict[str, Any]:
     pindex = 0
     t0 = time.perf_counter()
     while True:
-        m.vmstats_rollup()
+        vmstats_rollup(m)
         if vs.v_free_count + vs.v_cache_count <= target_free:
             break
-        i = m.vm_page_alloc(obj, pindex, VM_ALLOC_NORMAL)
+        i = vm_page_alloc(m, obj, pindex, VM_ALLOC_NORMAL)
         if i < 0:
-            m.tick(1)
+            tick(m, 1)
             continue
         pindex += 1
-        m.vm_page_activate(i)
-        m.vm_page_wakeup(i)
-        m.run_runnable()
+        vm_page_activate(m, i)
+        vm_page_wakeup(m, i)
+        run_runnable(m)
     fill_s = time.perf_counter() - t0
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     before = {
         "free": vs.v_free_count,
         "cache": vs.v_cache_count,
@@ -235,18 +250,18 @@ def measure_recovery(pages: int) -> dict[str, Any]:
     }
     ticks0 = m.ticks
     passes0 = m.pd_passes
-    m.pagedaemon_wakeup()
-    m.run_runnable()
+    pagedaemon_wakeup(m)
+    run_runnable(m)
     t0 = time.perf_counter()
     while True:
-        m.tick(10)
-        m.vmstats_rollup()
+        tick(m, 10)
+        vmstats_rollup(m)
         if vs.v_free_count + vs.v_cache_count >= vs.v_paging_target2 and m.vm_pages_needed == 0:
             break
         if m.ticks - ticks0 > 1_000_000:
             raise RuntimeError("the pageout daemon did not recover the machine")
     wall = time.perf_counter() - t0
-    m.check_invariants()
+    check_invariants(m)
     after = {
         "free": vs.v_free_count,
         "cache": vs.v_cache_count,

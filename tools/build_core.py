@@ -54,7 +54,9 @@ def main() -> int:
             ],
         )
         built = compiled.core_dir(lib)
-        found = sorted(p.name.split(".")[0] for p in built.iterdir())
+        found = sorted(
+            p.relative_to(built).as_posix().split(".")[0] for p in built.rglob("*") if p.is_file()
+        )
         expected = sorted([*modules, compiled.GROUP.rsplit(".", 1)[1] + "__mypyc"])
         if found != expected:
             print(f"build_core: built {found}, expected {expected}", file=sys.stderr)

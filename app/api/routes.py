@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
+from app.core.calls import object_by_id
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
 from app.core.constants import PAGE_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
 from app.core.ddb import DDB_COMMANDS, ddb_command
@@ -21,9 +22,12 @@ from app.core.machine import Machine
 from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
+from app.core.vm_contig import dma_alist_view
+from app.core.vm_page2 import pfn_of
 from app.lab import views
 from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
+from app.lab.machine_views import queue_info, summary
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.records import full_record_path, summarise
@@ -82,7 +86,7 @@ def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
             "pagedaemon": cfg.pagedaemon,
             "dma_reserved": cfg.dma_reserved,
         },
-        "summary": inst.parked.summary if inst.parked is not None else inst.machine.summary(),
+        "summary": inst.parked.summary if inst.parked is not None else summary(inst.machine),
         "parked": inst.parked is not None,
         "calls": inst.calls,
         "seq": inst.seq,
@@ -497,7 +501,7 @@ async def get_queue(
 ) -> dict[str, Any]:
     """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged."""
     base = {v: k for k, v in PQ_NAMES.items()}[queue]
-    return await lab.read(instance_id, lambda m: m.queue_info(base + colour, offset, limit))
+    return await lab.read(instance_id, lambda m: queue_info(m, base + colour, offset, limit))
 
 
 @router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])
@@ -539,7 +543,7 @@ async def get_object(
 ) -> dict[str, Any]:
     def view(m: Machine) -> dict[str, Any]:
         with _not_found():
-            o = m.object_by_id(object_id)
+            o = object_by_id(m, object_id)
         return {
             "id": o.id,
             "addr": o.addr,
@@ -547,7 +551,7 @@ async def get_object(
             "size": o.size,
             "pg_color": o.pg_color,
             "resident_page_count": o.resident_page_count,
-            "pages": [{"pindex": p, "pfn": m.pfn_of(i)} for p, i in sorted(o.pages.items())],
+            "pages": [{"pindex": p, "pfn": pfn_of(m, i)} for p, i in sorted(o.pages.items())],
         }
 
     return await lab.read(instance_id, view)
@@ -584,7 +588,7 @@ async def get_pagemap(
 @router.get("/instances/{instance_id}/dma", operation_id="get_dma", tags=["state"])
 async def get_dma(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """The DMA reserve's alist: free runs and bounds."""
-    return await lab.read(instance_id, lambda m: m.dma_alist_view())
+    return await lab.read(instance_id, lambda m: dma_alist_view(m))
 
 
 @router.get("/instances/{instance_id}/pageout", operation_id="get_pageout", tags=["state"])

@@ -11,13 +11,14 @@ of head insertions would build.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .alist import Alist
-from .config import MachineConfig
-from .constants import (
+from app.core.alist import Alist
+from app.core.config import MachineConfig
+from app.core.constants import (
     CNT_FREE,
     CNT_WIRE,
     DMA_ALIST_BLOCKS,
@@ -33,12 +34,19 @@ from .constants import (
     SIZEOF_VM_PAGE,
     VM_PAGE_HASH_MAX,
 )
-from .errors import ConfigError
-from .pages import PageArray
-from .sched import SchedOps
-from .state import Cpu
-from .sysctl import ensure_sysctl_state
-from .vmstats import VmStats, init_thresholds
+from app.core.errors import ConfigError
+from app.core.kern_synch import _init_sched
+from app.core.pages import PageArray
+from app.core.pmap import _init_pmap
+from app.core.state import Cpu, MachineState
+from app.core.sysctl import ensure_sysctl_state
+from app.core.vm_contig import _init_contig
+from app.core.vm_meter import hardclock_rollup
+from app.core.vm_page.hash import _init_hash
+from app.core.vm_page.pagestate import _init_pagestate
+from app.core.vm_page.queues import _link, _unlink
+from app.core.vm_pageout import _init_pageout, start_pagedaemon
+from app.core.vmstats import VmStats, init_thresholds
 
 NDArray = np.ndarray[Any, Any]
 
@@ -61,377 +69,406 @@ def page_colour(pfn: NDArray) -> NDArray:
     return colour
 
 
-class BootOps(SchedOps):
-    # ------------------------------------------------------------------ helpers
-    def _boot_log(self, line: str) -> None:
-        """A kprintf of the boot-time code (``vm_page_startup_finish``,
-        ``vm_numa_organize_finalize``): it goes to the console and is kept in
-        ``boot_console`` (what ``dmesg.boot`` keeps of a real boot)."""
-        self.boot_console.append(line)
-        self.log(line)
+# ------------------------------------------------------------------ helpers
+def _boot_log(vm: MachineState, line: str) -> None:
+    """A kprintf of the boot-time code (``vm_page_startup_finish``,
+    ``vm_numa_organize_finalize``): it goes to the console and is kept in
+    ``boot_console`` (what ``dmesg.boot`` keeps of a real boot)."""
+    vm.boot_console.append(line)
+    vm.log(line)
 
-    def _init_empty_state(self, config: MachineConfig) -> None:
-        self.config = config
-        self.ncpus = config.cpus
-        self.rng = random.Random(config.seed)
-        self.hz = config.hz
-        self.ticks = 0
-        self.console = []
-        self.boot_console = []
-        self.trace = None
-        self.q_head = [-1] * PQ_COUNT
-        self.q_tail = [-1] * PQ_COUNT
-        self.q_lcnt = [0] * PQ_COUNT
-        self.q_adds = [0] * PQ_COUNT
-        self.q_lastq = [-1] * PQ_COUNT
-        self.vmstats = VmStats()
-        # Simulated kernel-thread addresses (only vm_quickcolor looks at them).
-        self.cpus = [
-            Cpu(c, 0xFFFFF80000000000 | (self.rng.getrandbits(28) << 12)) for c in range(self.ncpus)
-        ]
-        self.select_cpu(0)
-        self.curthread_systhread = False
-        self.curthread_nice = 0
-        self.objects = {}
-        self.next_object_id = 1
-        self.set_assoc_mask = 15
-        self.page_hash_size = 0
-        self.vm_pages_needed = 0
-        self.vm_pageout_deficit = 0
-        self.vm_pages_waiting = 0
-        self.vm_pageout_pages_needed = 0
-        self.vm_page_free_hysteresis = 16
-        self.dnweight = 0
-        self.boot_stage = "early"
-        # pageout daemon tunables: 0 until the daemon starts (0 = "compute at start")
-        self.vm_max_launder = 0
-        self.vm_page_max_wired = 0
-        self.vm_pageout_stats_scan = 0
-        self.vm_pageout_stats_ticks = 0
-        ensure_sysctl_state(self)
-        self._init_sched()
 
-    def _bulk_push_head(self, idx: NDArray, queues: NDArray) -> None:
-        """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
-        other, in array order, touching only the lists and ``lcnt`` (boot adds pages to
-        the global vmstats directly)."""
-        if len(idx) == 0:
-            return
-        queues = queues.astype(np.uint16, copy=False)
-        order = np.argsort(queues, kind="stable")  # radix sort for 16-bit keys
-        sidx = idx.astype(np.int32, copy=False)[order]
-        del order
-        sq = np.sort(queues, kind="stable")
-        n = len(sidx)
-        same_prev = np.zeros(n, dtype=bool)
-        same_prev[1:] = sq[1:] == sq[:-1]
-        same_next = np.zeros(n, dtype=bool)
-        same_next[:-1] = sq[:-1] == sq[1:]
-        # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list.
-        nxt = np.full(n, -1, dtype=np.int32)
-        nxt[1:] = np.where(same_prev[1:], sidx[:-1], -1)
-        prv = np.full(n, -1, dtype=np.int32)
-        prv[:-1] = np.where(same_next[:-1], sidx[1:], -1)
-        starts = np.flatnonzero(~same_prev)
-        ends = np.flatnonzero(~same_next)
-        group_q = sq[starts].tolist()
-        firsts = sidx[starts].tolist()
-        lasts = sidx[ends].tolist()
-        sizes = (ends - starts + 1).tolist()
-        old_heads = [self.q_head[q] for q in group_q]
-        nxt[starts] = np.asarray(old_heads, dtype=np.int32)
-        arr = self.pg.arrays
-        arr["next"][sidx] = nxt
-        arr["prev"][sidx] = prv
-        arr["queue"][sidx] = sq
-        prev_mv = self.pg.prev
-        for q, first, last, size, old in zip(group_q, firsts, lasts, sizes, old_heads, strict=True):
-            if old >= 0:
-                prev_mv[old] = first
-            else:
-                self.q_tail[q] = first
-            self.q_head[q] = last
-            self.q_lcnt[q] += size
+def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
+    vm.config = config
+    vm.ncpus = config.cpus
+    vm.rng = random.Random(config.seed)
+    vm.hz = config.hz
+    vm.ticks = 0
+    vm.console = []
+    vm.boot_console = []
+    vm.trace = None
+    vm.q_head = [-1] * PQ_COUNT
+    vm.q_tail = [-1] * PQ_COUNT
+    vm.q_lcnt = [0] * PQ_COUNT
+    vm.q_adds = [0] * PQ_COUNT
+    vm.q_lastq = [-1] * PQ_COUNT
+    vm.vmstats = VmStats()
+    # Simulated kernel-thread addresses (only vm_quickcolor looks at them).
+    vm.cpus = [Cpu(c, 0xFFFFF80000000000 | (vm.rng.getrandbits(28) << 12)) for c in range(vm.ncpus)]
+    vm.select_cpu(0)
+    vm.curthread_systhread = False
+    vm.curthread_nice = 0
+    vm.objects = {}
+    vm.next_object_id = 1
+    vm.set_assoc_mask = 15
+    vm.page_hash_size = 0
+    vm.vm_pages_needed = 0
+    vm.vm_pageout_deficit = 0
+    vm.vm_pages_waiting = 0
+    vm.vm_pageout_pages_needed = 0
+    vm.vm_page_free_hysteresis = 16
+    vm.dnweight = 0
+    vm.boot_stage = "early"
+    # pageout daemon tunables: 0 until the daemon starts (0 = "compute at start")
+    vm.vm_max_launder = 0
+    vm.vm_page_max_wired = 0
+    vm.vm_pageout_stats_scan = 0
+    vm.vm_pageout_stats_ticks = 0
+    ensure_sysctl_state(vm)
+    _init_sched(vm)
 
-    # ------------------------------------------------------------------ §2.2
-    def vm_page_startup(self) -> None:
-        """``vm_page_startup()`` with ``vm_add_new_page`` for every page (spec §2.2–2.3)."""
-        cfg = self.config
-        ranges = cfg.rounded_phys_avail()
-        total = sum(e - b for b, e in ranges)
-        biggestone = 0
-        biggest = -1
-        for k, (b, e) in enumerate(ranges):
-            if e - b > biggest:
-                biggest = e - b
-                biggestone = k
-        last = len(ranges) - 1
-        end = trunc_page(ranges[biggestone][1])
-        # minidump bitmap, carved from the top of the biggest range
-        nbits = ranges[last][1] // PAGE_SIZE
-        dump_size = round_page(((nbits + 7) // 8 * 8) // 8)
-        end -= dump_size
-        self.first_page = ranges[0][0] // PAGE_SIZE
-        self.page_range = ranges[last][1] // PAGE_SIZE - self.first_page
-        npages = (total - self.page_range * SIZEOF_VM_PAGE) // PAGE_SIZE
-        # DMA reserve (real kernels, not vkernels)
-        self.vm_low_phys_reserved = min(65536 << PAGE_SHIFT, total // 4)
-        dma = cfg.dma_reserved
-        self.vm_dma_reserved = dma if dma else min(128 * 1024 * 1024, total // 16)
-        self.vm_contig_alist = Alist(DMA_ALIST_BLOCKS)
-        new_end = trunc_page(end - self.page_range * SIZEOF_VM_PAGE)
-        self.vm_page_array_end = end
-        self.vm_page_array_start = new_end
-        self.minidump_bitmap = (end, end + dump_size)
-        self.pg = PageArray(self.page_range)
-        vs = self.vmstats
-        vs.v_page_count = 0
-        vs.cnt[CNT_FREE] = 0
-        # Which pages vm_add_new_page sees, range by range (npages-- is a post-decrement:
-        # the failing test still consumes one unit, which only matters for termination).
-        runs: list[tuple[int, int]] = []
-        for k, (b, e) in enumerate(ranges):
-            if npages <= 0:
-                break
-            limit = new_end if k == biggestone else e
-            avail = max(0, (limit - b + PAGE_SIZE - 1) // PAGE_SIZE) if limit > b else 0
-            count = min(avail, npages)
-            npages -= count
-            if count < avail:
-                npages -= 1
-            if count > 0:
-                runs.append((b // PAGE_SIZE, b // PAGE_SIZE + count))
-        self.managed = [(a - self.first_page, z - self.first_page) for a, z in runs]
-        if not runs:
-            raise ConfigError(
-                "this memory map leaves no page for the VM once the page array is carved "
-                "out; give more memory"
-            )
-        # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix
-        first = self.first_page
-        idx = np.concatenate([np.arange(a - first, z - first, dtype=np.int32) for a, z in runs])
-        arr = self.pg.arrays
-        pc = arr["pc"]
-        step = 1 << 20
-        for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
-            part = idx[lo : lo + step].astype(np.int64)
-            part += first
-            pc[idx[lo : lo + step]] = page_colour(part)
-        arr["pat"][idx] = PAT_WRITE_BACK
-        limit_pfn = -(-self.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
-        ndma = int(np.searchsorted(idx, limit_pfn - first))
-        dma_idx = idx[:ndma]
-        arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
-        arr["wire"][dma_idx] = 1
-        nfree = int(idx.size) - ndma
-        vs.v_page_count = int(idx.size)
-        vs.v_dma_pages = ndma
-        vs.cnt[CNT_WIRE] += ndma
-        vs.cnt[CNT_FREE] = nfree
-        if ndma:
-            dma_pfn = dma_idx.astype(np.int64) + first
-            breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
-            for seg in np.split(dma_pfn, breaks):
-                self.vm_contig_alist.free(int(seg[0]), int(seg.size))
-        keep = idx[ndma:]
-        self._bulk_push_head(keep, pc[keep] + np.uint16(PQ_FREE))
-        self.cpus[0].vmstats.copy_from(vs)
 
-    # ------------------------------------------------------------------ §3
-    def vm_numa_organize_all(self) -> None:
-        """``vm_numa_organize(ran_beg, bytes, physid)`` for every memory affinity range,
-        in order, then ``vm_numa_organize_finalize()`` (spec §3).
+def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
+    """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
+    other, in array order, touching only the lists and ``lcnt`` (boot adds pages to
+    the global vmstats directly)."""
+    if len(idx) == 0:
+        return
+    queues = queues.astype(np.uint16, copy=False)
+    order = np.argsort(queues, kind="stable")  # radix sort for 16-bit keys
+    sidx = idx.astype(np.int32, copy=False)[order]
+    del order
+    sq = np.sort(queues, kind="stable")
+    n = len(sidx)
+    same_prev = np.zeros(n, dtype=bool)
+    same_prev[1:] = sq[1:] == sq[:-1]
+    same_next = np.zeros(n, dtype=bool)
+    same_next[:-1] = sq[:-1] == sq[1:]
+    # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list.
+    nxt = np.full(n, -1, dtype=np.int32)
+    nxt[1:] = np.where(same_prev[1:], sidx[:-1], -1)
+    prv = np.full(n, -1, dtype=np.int32)
+    prv[:-1] = np.where(same_next[:-1], sidx[1:], -1)
+    starts = np.flatnonzero(~same_prev)
+    ends = np.flatnonzero(~same_next)
+    group_q = sq[starts].tolist()
+    firsts = sidx[starts].tolist()
+    lasts = sidx[ends].tolist()
+    sizes = (ends - starts + 1).tolist()
+    old_heads = [vm.q_head[q] for q in group_q]
+    nxt[starts] = np.asarray(old_heads, dtype=np.int32)
+    arr = vm.pg.arrays
+    arr["next"][sidx] = nxt
+    arr["prev"][sidx] = prv
+    arr["queue"][sidx] = sq
+    prev_mv = vm.pg.prev
+    for q, first, last, size, old in zip(group_q, firsts, lasts, sizes, old_heads, strict=True):
+        if old >= 0:
+            prev_mv[old] = first
+        else:
+            vm.q_tail[q] = first
+        vm.q_head[q] = last
+        vm.q_lcnt[q] += size
 
-        Every queued page is moved to the head of its socket's colour queue in scan order;
-        the result is built in one pass: per queue, pages moved by later calls first, each
-        call's pages in descending address order, then unmoved pages in their old order.
-        """
-        topo = self.config.topology
-        numa = self.config.numa_ranges()
-        if topo is None or topo.sockets <= 1 or not numa:
-            return
-        phys_ids = topo.sockets
-        socket_mod = PQ_L2_SIZE // phys_ids
-        arr = self.pg.arrays
-        rank = np.full(self.page_range, -1, dtype=np.int16)
-        pc = arr["pc"]
-        array_end = (self.first_page + self.page_range) * PAGE_SIZE
-        avail = self.config.rounded_phys_avail()
-        for k, r in enumerate(numa):
-            socket_value = (r.socket % phys_ids) * socket_mod
-            ran_beg, ran_end = r.base, r.base + r.size
-            for b, e in avail:
-                lo = max(b, ran_beg)
-                hi = min(e, ran_end, array_end)
-                if hi <= lo:
-                    continue
-                a = (lo - self.first_page * PAGE_SIZE + PAGE_SIZE - 1) // PAGE_SIZE
-                z = (hi - self.first_page * PAGE_SIZE + PAGE_SIZE - 1) // PAGE_SIZE
-                if z <= a:
-                    continue
-                pc[a:z] = ((pc[a:z] % socket_mod) + socket_value) & (PQ_L2_SIZE - 1)
-                rank[a:z] = k
-        # rebuild the free lists: insertion order is the reverse of the final order
-        queued = np.flatnonzero(arr["queue"] != 0)
-        for q in range(PQ_FREE, PQ_FREE + PQ_L2_SIZE):
-            self.q_head[q] = -1
-            self.q_tail[q] = -1
-            self.q_lcnt[q] = 0
-        arr["next"][queued] = -1
-        arr["prev"][queued] = -1
-        arr["queue"][queued] = 0
-        qrank = rank[queued]
-        order = np.argsort(qrank, kind="stable")  # ascending rank, ascending address
-        ins = queued[order]
-        self._bulk_push_head(ins, PQ_FREE + pc[ins].astype(np.int64))
-        self.vm_numa_organize_finalize()
 
-    def _unlink_raw(self, i: int) -> None:
-        """Unlink a boot-time page from its queue: ``lcnt`` only, no vmstats (spec §3)."""
-        pg = self.pg
-        q = pg.queue[i]
-        self._unlink(i, q)
-        pg.next[i] = -1
-        pg.prev[i] = -1
-        pg.queue[i] = 0
-        self.q_lcnt[q] -= 1
+# ------------------------------------------------------------------ §2.2
+def vm_page_startup(vm: MachineState) -> None:
+    """``vm_page_startup()`` with ``vm_add_new_page`` for every page (spec §2.2–2.3)."""
+    cfg = vm.config
+    ranges = cfg.rounded_phys_avail()
+    total = sum(e - b for b, e in ranges)
+    biggestone = 0
+    biggest = -1
+    for k, (b, e) in enumerate(ranges):
+        if e - b > biggest:
+            biggest = e - b
+            biggestone = k
+    last = len(ranges) - 1
+    end = trunc_page(ranges[biggestone][1])
+    # minidump bitmap, carved from the top of the biggest range
+    nbits = ranges[last][1] // PAGE_SIZE
+    dump_size = round_page(((nbits + 7) // 8 * 8) // 8)
+    end -= dump_size
+    vm.first_page = ranges[0][0] // PAGE_SIZE
+    vm.page_range = ranges[last][1] // PAGE_SIZE - vm.first_page
+    npages = (total - vm.page_range * SIZEOF_VM_PAGE) // PAGE_SIZE
+    # DMA reserve (real kernels, not vkernels)
+    vm.vm_low_phys_reserved = min(65536 << PAGE_SHIFT, total // 4)
+    dma = cfg.dma_reserved
+    vm.vm_dma_reserved = dma if dma else min(128 * 1024 * 1024, total // 16)
+    vm.vm_contig_alist = Alist(DMA_ALIST_BLOCKS)
+    new_end = trunc_page(end - vm.page_range * SIZEOF_VM_PAGE)
+    vm.vm_page_array_end = end
+    vm.vm_page_array_start = new_end
+    vm.minidump_bitmap = (end, end + dump_size)
+    vm.pg = PageArray(vm.page_range)
+    vs = vm.vmstats
+    vs.v_page_count = 0
+    vs.cnt[CNT_FREE] = 0
+    # Which pages vm_add_new_page sees, range by range (npages-- is a post-decrement:
+    # the failing test still consumes one unit, which only matters for termination).
+    runs: list[tuple[int, int]] = []
+    for k, (b, e) in enumerate(ranges):
+        if npages <= 0:
+            break
+        limit = new_end if k == biggestone else e
+        avail = max(0, (limit - b + PAGE_SIZE - 1) // PAGE_SIZE) if limit > b else 0
+        count = min(avail, npages)
+        npages -= count
+        if count < avail:
+            npages -= 1
+        if count > 0:
+            runs.append((b // PAGE_SIZE, b // PAGE_SIZE + count))
+    vm.managed = [(a - vm.first_page, z - vm.first_page) for a, z in runs]
+    if not runs:
+        raise ConfigError(
+            "this memory map leaves no page for the VM once the page array is carved "
+            "out; give more memory"
+        )
+    # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix
+    first = vm.first_page
+    idx = np.concatenate([np.arange(a - first, z - first, dtype=np.int32) for a, z in runs])
+    arr = vm.pg.arrays
+    pc = arr["pc"]
+    step = 1 << 20
+    for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
+        part = idx[lo : lo + step].astype(np.int64)
+        part += first
+        pc[idx[lo : lo + step]] = page_colour(part)
+    arr["pat"][idx] = PAT_WRITE_BACK
+    limit_pfn = -(-vm.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
+    ndma = int(np.searchsorted(idx, limit_pfn - first))
+    dma_idx = idx[:ndma]
+    arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
+    arr["wire"][dma_idx] = 1
+    nfree = int(idx.size) - ndma
+    vs.v_page_count = int(idx.size)
+    vs.v_dma_pages = ndma
+    vs.cnt[CNT_WIRE] += ndma
+    vs.cnt[CNT_FREE] = nfree
+    if ndma:
+        dma_pfn = dma_idx.astype(np.int64) + first
+        breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
+        for seg in np.split(dma_pfn, breaks):
+            vm.vm_contig_alist.free(int(seg[0]), int(seg.size))
+    keep = idx[ndma:]
+    _bulk_push_head(vm, keep, pc[keep] + np.uint16(PQ_FREE))
+    vm.cpus[0].vmstats.copy_from(vs)
 
-    def _push_head_raw(self, i: int, q: int) -> None:
-        """Insert a boot-time page at the head of ``q``: ``lcnt`` only, no vmstats."""
-        self._link(i, q, True)
-        self.pg.queue[i] = q
-        self.q_lcnt[q] += 1
 
-    def vm_numa_organize_finalize(self) -> None:
-        """``vm_numa_organize_finalize()``: refill starved free colours from donors
-        (spec §3.2), quirk included: the average is taken over ``vm_page_queues[0 ..
-        scale_lim-1]`` (PQ_NONE plus colours 0..scale_lim-2).  Deviation: the kernel loops
-        forever if no donor ever reaches the average; the simulator stops after one full
-        fruitless round of all 1024 donors and logs it."""
-        topo = self.config.topology
-        assert topo is not None
-        s = PQ_L2_SIZE // topo.sockets // topo.cores // topo.threads
-        scale_lim = s * topo.threads * topo.cores * topo.sockets
-        total = sum(self.q_lcnt[0:scale_lim])  # indexes from 0: the source's off-by-one
-        lcnt_hi = total // scale_lim
-        lcnt_lo = lcnt_hi - lcnt_hi // 10
-        self._boot_log(f"vm_page: avg {lcnt_hi} pages per queue, {scale_lim} queues")
-        it = 0
-        for i in range(scale_lim):
-            q = PQ_FREE + i
+# ------------------------------------------------------------------ §3
+def vm_numa_organize_all(vm: MachineState) -> None:
+    """``vm_numa_organize(ran_beg, bytes, physid)`` for every memory affinity range,
+    in order, then ``vm_numa_organize_finalize()`` (spec §3).
+
+    Every queued page is moved to the head of its socket's colour queue in scan order;
+    the result is built in one pass: per queue, pages moved by later calls first, each
+    call's pages in descending address order, then unmoved pages in their old order.
+    """
+    topo = vm.config.topology
+    numa = vm.config.numa_ranges()
+    if topo is None or topo.sockets <= 1 or not numa:
+        return
+    phys_ids = topo.sockets
+    socket_mod = PQ_L2_SIZE // phys_ids
+    arr = vm.pg.arrays
+    rank = np.full(vm.page_range, -1, dtype=np.int16)
+    pc = arr["pc"]
+    array_end = (vm.first_page + vm.page_range) * PAGE_SIZE
+    avail = vm.config.rounded_phys_avail()
+    for k, r in enumerate(numa):
+        socket_value = (r.socket % phys_ids) * socket_mod
+        ran_beg, ran_end = r.base, r.base + r.size
+        for b, e in avail:
+            lo = max(b, ran_beg)
+            hi = min(e, ran_end, array_end)
+            if hi <= lo:
+                continue
+            a = (lo - vm.first_page * PAGE_SIZE + PAGE_SIZE - 1) // PAGE_SIZE
+            z = (hi - vm.first_page * PAGE_SIZE + PAGE_SIZE - 1) // PAGE_SIZE
+            if z <= a:
+                continue
+            pc[a:z] = ((pc[a:z] % socket_mod) + socket_value) & (PQ_L2_SIZE - 1)
+            rank[a:z] = k
+    # rebuild the free lists: insertion order is the reverse of the final order
+    queued = np.flatnonzero(arr["queue"] != 0)
+    for q in range(PQ_FREE, PQ_FREE + PQ_L2_SIZE):
+        vm.q_head[q] = -1
+        vm.q_tail[q] = -1
+        vm.q_lcnt[q] = 0
+    arr["next"][queued] = -1
+    arr["prev"][queued] = -1
+    arr["queue"][queued] = 0
+    qrank = rank[queued]
+    order = np.argsort(qrank, kind="stable")  # ascending rank, ascending address
+    ins = queued[order]
+    _bulk_push_head(vm, ins, PQ_FREE + pc[ins].astype(np.int64))
+    vm_numa_organize_finalize(vm)
+
+
+def _unlink_raw(vm: MachineState, i: int) -> None:
+    """Unlink a boot-time page from its queue: ``lcnt`` only, no vmstats (spec §3)."""
+    pg = vm.pg
+    q = pg.queue[i]
+    _unlink(vm, i, q)
+    pg.next[i] = -1
+    pg.prev[i] = -1
+    pg.queue[i] = 0
+    vm.q_lcnt[q] -= 1
+
+
+def _push_head_raw(vm: MachineState, i: int, q: int) -> None:
+    """Insert a boot-time page at the head of ``q``: ``lcnt`` only, no vmstats."""
+    _link(vm, i, q, True)
+    vm.pg.queue[i] = q
+    vm.q_lcnt[q] += 1
+
+
+def vm_numa_organize_finalize(vm: MachineState) -> None:
+    """``vm_numa_organize_finalize()``: refill starved free colours from donors
+    (spec §3.2), quirk included: the average is taken over ``vm_page_queues[0 ..
+    scale_lim-1]`` (PQ_NONE plus colours 0..scale_lim-2).  Deviation: the kernel loops
+    forever if no donor ever reaches the average; the simulator stops after one full
+    fruitless round of all 1024 donors and logs it."""
+    topo = vm.config.topology
+    assert topo is not None
+    s = PQ_L2_SIZE // topo.sockets // topo.cores // topo.threads
+    scale_lim = s * topo.threads * topo.cores * topo.sockets
+    total = sum(vm.q_lcnt[0:scale_lim])  # indexes from 0: the source's off-by-one
+    lcnt_hi = total // scale_lim
+    lcnt_lo = lcnt_hi - lcnt_hi // 10
+    _boot_log(vm, f"vm_page: avg {lcnt_hi} pages per queue, {scale_lim} queues")
+    it = 0
+    for i in range(scale_lim):
+        q = PQ_FREE + i
+        fruitless = 0
+        while vm.q_lcnt[q] < lcnt_lo:
+            it = (it + 1) & (PQ_L2_SIZE - 1)
+            donor = PQ_FREE + it
+            if vm.q_lcnt[donor] < lcnt_hi:
+                fruitless += 1
+                if fruitless > PQ_L2_SIZE:
+                    _boot_log(vm, "vm_page: numa finalize: no donor left (the kernel would hang)")
+                    return
+                continue
             fruitless = 0
-            while self.q_lcnt[q] < lcnt_lo:
-                it = (it + 1) & (PQ_L2_SIZE - 1)
-                donor = PQ_FREE + it
-                if self.q_lcnt[donor] < lcnt_hi:
-                    fruitless += 1
-                    if fruitless > PQ_L2_SIZE:
-                        self._boot_log(
-                            "vm_page: numa finalize: no donor left (the kernel would hang)"
-                        )
-                        return
-                    continue
-                fruitless = 0
-                m = self.q_head[donor]
-                self._unlink_raw(m)
-                self.pg.pc[m] = i
-                self._push_head_raw(m, q)
+            m = vm.q_head[donor]
+            _unlink_raw(vm, m)
+            vm.pg.pc[m] = i
+            _push_head_raw(vm, m, q)
 
-    # ------------------------------------------------------------------ §2.4
-    def vm_page_startup_finish(self) -> None:
-        """``vm_page_startup_finish()`` (spec §2.4): the set-associativity mask, return of
-        most of the DMA reserve to the free queues in power-of-two chunks from the top,
-        and the page hash size."""
-        ncpus_fit = 1
-        while ncpus_fit < self.ncpus:
-            ncpus_fit <<= 1
-        mask = PQ_L2_SIZE // ncpus_fit - 1
-        if mask < 7:
-            mask = 7
-        if mask < 15:
-            mask = 15
-        self.set_assoc_mask = mask
-        keep = self.vm_dma_reserved // PAGE_SIZE
-        alist = self.vm_contig_alist
-        vs = self.vmstats
-        while True:
-            bfree, blk, count = alist.free_info()
-            if bfree <= keep or count == 0:
-                break
-            bfree -= keep
-            if count > bfree:
-                blk += count - bfree
-                count = bfree
-            x = 1 << (count.bit_length() - 1)
-            blk += count - x
-            count = x
-            got = alist.alloc(blk, count)
-            if got != blk:
-                self._boot_log(
-                    f"vm_page_startup_finish: alist_alloc returned {got}, expected {blk}"
-                )
-                break
-            vs.v_dma_pages -= count
-            self.vm_low_phys_reserved = blk << PAGE_SHIFT
-            self._return_reserve_pages(blk - self.first_page, count)
-        bl_free = alist.bl_free
-        self._boot_log(
-            f"DMA space used: {(vs.v_dma_pages - bl_free) * 4}k, "
-            f"remaining available: {bl_free * 4}k"
-        )
-        size = 4096
-        while size < self.page_range // 16:
-            size <<= 1
-        self.page_hash_size = min(size, VM_PAGE_HASH_MAX)
 
-    def _return_reserve_pages(self, start: int, count: int) -> None:
-        """The per-page loop of ``vm_page_startup_finish`` for one returned chunk: clear
-        FICTITIOUS|UNQUEUED, busy, ``vm_page_unwire(m, 0)`` (1 -> 0: deactivated to the
-        inactive tail, bumping that queue's ``adds``), ``vm_page_free`` (to the free
-        head).  Vectorised: the net effect is identical (the inactive stop is undone by
-        the free; only ``adds``, ``v_tfree`` and the per-CPU counters remember it)."""
-        arr = self.pg.arrays
-        idx = np.arange(start, start + count, dtype=np.int64)
-        if count == 0:
-            return
-        arr["flags"][idx] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
-        arr["wire"][idx] = 0
-        arr["valid"][idx] = 0
-        arr["dirty"][idx] = 0
-        pcs = arr["pc"][idx].astype(np.int64)
-        adds = np.bincount(pcs, minlength=PQ_L2_SIZE).tolist()
-        for c, n in enumerate(adds):
-            if n:
-                self.q_adds[PQ_INACTIVE + c] += n
-        self._bulk_push_head(idx, PQ_FREE + pcs)
-        cpu = self.cpus[0]
-        cpu.adj.cnt[CNT_WIRE] -= count
-        cpu.adj.cnt[CNT_FREE] += count
-        cpu.vmstats.cnt[CNT_FREE] += count
-        cpu.meter["v_tfree"] += count
+# ------------------------------------------------------------------ §2.4
+def vm_page_startup_finish(vm: MachineState) -> None:
+    """``vm_page_startup_finish()`` (spec §2.4): the set-associativity mask, return of
+    most of the DMA reserve to the free queues in power-of-two chunks from the top,
+    and the page hash size."""
+    ncpus_fit = 1
+    while ncpus_fit < vm.ncpus:
+        ncpus_fit <<= 1
+    mask = PQ_L2_SIZE // ncpus_fit - 1
+    if mask < 7:
+        mask = 7
+    if mask < 15:
+        mask = 15
+    vm.set_assoc_mask = mask
+    keep = vm.vm_dma_reserved // PAGE_SIZE
+    alist = vm.vm_contig_alist
+    vs = vm.vmstats
+    while True:
+        bfree, blk, count = alist.free_info()
+        if bfree <= keep or count == 0:
+            break
+        bfree -= keep
+        if count > bfree:
+            blk += count - bfree
+            count = bfree
+        x = 1 << (count.bit_length() - 1)
+        blk += count - x
+        count = x
+        got = alist.alloc(blk, count)
+        if got != blk:
+            _boot_log(vm, f"vm_page_startup_finish: alist_alloc returned {got}, expected {blk}")
+            break
+        vs.v_dma_pages -= count
+        vm.vm_low_phys_reserved = blk << PAGE_SHIFT
+        _return_reserve_pages(vm, blk - vm.first_page, count)
+    bl_free = alist.bl_free
+    _boot_log(
+        vm,
+        f"DMA space used: {(vs.v_dma_pages - bl_free) * 4}k, remaining available: {bl_free * 4}k",
+    )
+    size = 4096
+    while size < vm.page_range // 16:
+        size <<= 1
+    vm.page_hash_size = min(size, VM_PAGE_HASH_MAX)
 
-    def vm_pageout_init(self) -> None:
-        """The threshold initialisation at the start of the pageout daemon thread
-        (``vm_pageout_thread`` setup, spec §4.2), preceded by the hardclock rollups that
-        run between ``vm_page_startup_finish`` and the daemon's start [I]."""
-        self.hardclock_rollup()
-        vs = self.vmstats
-        free = vs.cnt[CNT_FREE]
-        init_thresholds(vs, free)
-        # defaults applied only where the tunable is still 0 (spec §4.2)
-        if self.vm_max_launder == 0:
-            self.vm_max_launder = self.physmem_pages() // 256 + 16
-        if self.vm_page_max_wired == 0:
-            self.vm_page_max_wired = free // 3
-        if self.vm_pageout_stats_scan == 0:
-            self.vm_pageout_stats_scan = max(16, free // 1024 // 16)
-        if self.vm_pageout_stats_ticks == 0:
-            self.vm_pageout_stats_ticks = self.hz // 10
-        for cpu in self.cpus:
-            cpu.vmstats.copy_from(vs)
 
-    def physmem_pages(self) -> int:
-        """``physmem``: pages of RAM in phys_avail."""
-        return sum(
-            max(0, trunc_page(e) - round_page(b)) // PAGE_SIZE for b, e in self.config.phys_avail
-        )
+def _return_reserve_pages(vm: MachineState, start: int, count: int) -> None:
+    """The per-page loop of ``vm_page_startup_finish`` for one returned chunk: clear
+    FICTITIOUS|UNQUEUED, busy, ``vm_page_unwire(m, 0)`` (1 -> 0: deactivated to the
+    inactive tail, bumping that queue's ``adds``), ``vm_page_free`` (to the free
+    head).  Vectorised: the net effect is identical (the inactive stop is undone by
+    the free; only ``adds``, ``v_tfree`` and the per-CPU counters remember it)."""
+    arr = vm.pg.arrays
+    idx = np.arange(start, start + count, dtype=np.int64)
+    if count == 0:
+        return
+    arr["flags"][idx] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
+    arr["wire"][idx] = 0
+    arr["valid"][idx] = 0
+    arr["dirty"][idx] = 0
+    pcs = arr["pc"][idx].astype(np.int64)
+    adds = np.bincount(pcs, minlength=PQ_L2_SIZE).tolist()
+    for c, n in enumerate(adds):
+        if n:
+            vm.q_adds[PQ_INACTIVE + c] += n
+    _bulk_push_head(vm, idx, PQ_FREE + pcs)
+    cpu = vm.cpus[0]
+    cpu.adj.cnt[CNT_WIRE] -= count
+    cpu.adj.cnt[CNT_FREE] += count
+    cpu.vmstats.cnt[CNT_FREE] += count
+    cpu.meter["v_tfree"] += count
+
+
+def vm_pageout_init(vm: MachineState) -> None:
+    """The threshold initialisation at the start of the pageout daemon thread
+    (``vm_pageout_thread`` setup, spec §4.2), preceded by the hardclock rollups that
+    run between ``vm_page_startup_finish`` and the daemon's start [I]."""
+    hardclock_rollup(vm)
+    vs = vm.vmstats
+    free = vs.cnt[CNT_FREE]
+    init_thresholds(vs, free)
+    # defaults applied only where the tunable is still 0 (spec §4.2)
+    if vm.vm_max_launder == 0:
+        vm.vm_max_launder = physmem_pages(vm) // 256 + 16
+    if vm.vm_page_max_wired == 0:
+        vm.vm_page_max_wired = free // 3
+    if vm.vm_pageout_stats_scan == 0:
+        vm.vm_pageout_stats_scan = max(16, free // 1024 // 16)
+    if vm.vm_pageout_stats_ticks == 0:
+        vm.vm_pageout_stats_ticks = vm.hz // 10
+    for cpu in vm.cpus:
+        cpu.vmstats.copy_from(vs)
+
+
+def physmem_pages(vm: MachineState) -> int:
+    """``physmem``: pages of RAM in phys_avail."""
+    return sum(max(0, trunc_page(e) - round_page(b)) // PAGE_SIZE for b, e in vm.config.phys_avail)
+
+
+#: The areas above the allocator, initialised at boot in this order.
+AREA_INITS: tuple[Callable[[MachineState], None], ...] = (
+    _init_pmap,
+    _init_pagestate,
+    _init_hash,
+    _init_contig,
+    _init_pageout,
+)
+
+
+def boot_machine(vm: MachineState, config: MachineConfig) -> None:
+    """Boot: ``vm_page_startup`` (+ NUMA organisation), the areas' state; with boot stage
+    ``finished`` also ``vm_page_startup_finish``, the pageout daemon's threshold
+    initialisation and (when configured) the daemon itself."""
+    _init_empty_state(vm, config)
+    vm_page_startup(vm)
+    for init in AREA_INITS:
+        init(vm)
+    vm_numa_organize_all(vm)
+    if config.boot_stage == "finished":
+        vm_page_startup_finish(vm)
+        vm_pageout_init(vm)
+        vm.boot_stage = "finished"
+        if config.pagedaemon:
+            start_pagedaemon(vm)

@@ -4,9 +4,18 @@ contigmalloc's fallback over normal memory (``vm_contig_pg_alloc``)."""
 
 from __future__ import annotations
 
+from app.core.vm_contig import (
+    CONTIG_MAX_SIZE,
+    MALLOC_FLAG_CHOICES,
+    MEMATTR_CHOICES,
+    _call_alloc_contig,
+    _call_contig_avail_pages,
+    _call_contig_pg_alloc,
+    _call_free_contig,
+)
+
 from .callspec import PAGE, KernelFunction, param
 from .constants import PAGE_SIZE
-from .contig import CONTIG_MAX_SIZE, MALLOC_FLAG_CHOICES, MEMATTR_CHOICES
 
 _U64_MAX = (1 << 64) - 1
 
@@ -48,7 +57,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "Take pages from the DMA reserve: the lowest naturally aligned power-of-two block "
         "(low, alignment and boundary are ignored; high is checked after the fact). The "
         "pages stay wired, FICTITIOUS|UNQUEUED, on no queue.",
-        "_call_alloc_contig",
+        _call_alloc_contig,
     ),
     KernelFunction(
         "vm_page_free_contig",
@@ -57,7 +66,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Give back a contiguous block: reserve pages return to the alist; pages the "
         "fallback took from normal memory are busy-waited, unwired and freed one by one.",
-        "_call_free_contig",
+        _call_free_contig,
         sleeps=True,
     ),
     KernelFunction(
@@ -89,7 +98,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "scans of normal memory for a free/cache run meeting low/high/alignment/boundary, "
         "cleaning the inactive (and with M_WAITOK the active) queues between passes. The "
         "run comes back wired, valid, flags 0, on no queue.",
-        "_call_contig_pg_alloc",
+        _call_contig_pg_alloc,
     ),
     KernelFunction(
         "vm_contig_avail_pages",
@@ -97,7 +106,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "int",
         "Free pages left in the DMA reserve (the alist's bl_free).",
-        "_call_contig_avail_pages",
+        _call_contig_avail_pages,
         mutates=False,
     ),
 )

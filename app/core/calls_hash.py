@@ -3,6 +3,16 @@
 
 from __future__ import annotations
 
+from app.core.vm_page.hash import _call_hash_enter
+from app.core.vm_page.lookup import (
+    _call_hash_get,
+    _call_lookup_busy_try,
+    _call_lookup_busy_wait,
+    _call_lookup_sbusy_try,
+    _call_page_next,
+    _call_rename,
+)
+
 from .callspec import PAGE, KernelFunction, param
 from .constants import PAGE_SIZE
 
@@ -19,7 +29,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Cache a PG_MAPPEDMULTI page of an object in the page hash (choosing a victim slot).",
-        "_call_hash_enter",
+        _call_hash_enter,
     ),
     KernelFunction(
         "vm_page_hash_get",
@@ -28,7 +38,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Lockless lookup through the page hash: the page soft-busied, or null on a miss "
         "(the caller would then use the locked lookup).",
-        "_call_hash_get",
+        _call_hash_get,
     ),
     KernelFunction(
         "vm_page_lookup_busy_wait",
@@ -42,7 +52,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Look a page up and hard-busy it, sleeping while it is busy; null if it does not "
         "exist (or vanished while sleeping).",
-        "_call_lookup_busy_wait",
+        _call_lookup_busy_wait,
         sleeps=True,
     ),
     KernelFunction(
@@ -52,7 +62,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "pair",
         "Look a page up and try to hard-busy it: {page, error}; error true means the page "
         "exists but is busy (and was not busied); a null page with error false means absent.",
-        "_call_lookup_busy_try",
+        _call_lookup_busy_try,
     ),
     KernelFunction(
         "vm_page_lookup_sbusy_try",
@@ -68,7 +78,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "page_or_null",
         "Look a page up and soft-busy it, unless it is fictitious, the byte range is not "
         "valid, or it is hard-busied.",
-        "_call_lookup_sbusy_try",
+        _call_lookup_sbusy_try,
     ),
     KernelFunction(
         "vm_page_next",
@@ -76,7 +86,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "page_or_null",
         "The object's page at m.pindex + 1, if the next resident page is exactly there.",
-        "_call_page_next",
+        _call_page_next,
         mutates=False,
     ),
     KernelFunction(
@@ -90,6 +100,6 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Move a hard-busied page to another object/pindex (panics if the target exists); "
         "a cached page is deactivated; the page is always dirtied.",
-        "_call_rename",
+        _call_rename,
     ),
 )

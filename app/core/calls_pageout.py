@@ -5,6 +5,20 @@ runs that single step on the caller's thread, for teaching and experiments."""
 
 from __future__ import annotations
 
+from app.core.vm_pageout import (
+    _call_clean_helper,
+    _call_deactivate_locked,
+    _call_free_wakeup,
+    _call_list_find,
+    _call_page_stats,
+    _call_pageout_page,
+    _call_pmap_collect,
+    _call_scan_active,
+    _call_scan_cache,
+    _call_scan_hold,
+    _call_scan_inactive,
+)
+
 from .callspec import PAGE, KernelFunction, param
 
 _COLOUR = param("color", "int", 0, "the page color (0 .. 1023)", lo=0, hi=1023, aliases=("colour",))
@@ -25,7 +39,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Wake vm_wait sleepers / the daemon if enough pages are free again.",
-        "_call_free_wakeup",
+        _call_free_wakeup,
     ),
     KernelFunction(
         "vm_page_deactivate_locked",
@@ -33,7 +47,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Deactivate to the inactive tail (the caller holds the page spinlock).",
-        "_call_deactivate_locked",
+        _call_deactivate_locked,
     ),
     KernelFunction(
         "vm_page_list_find",
@@ -55,7 +69,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "page_or_null",
         "Find a page of a queue type from a colour (widening search) and take it off its queue.",
-        "_call_list_find",
+        _call_list_find,
     ),
     KernelFunction(
         "vm_pageout_page",
@@ -68,7 +82,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "int",
         "The daemon's decision for one hard-busied inactive page; returns pages freed/cached/laundered.",
-        "_call_pageout_page",
+        _call_pageout_page,
     ),
     KernelFunction(
         "vm_pageout_clean_helper",
@@ -76,7 +90,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _FLAGS),
         "int",
         "Launder a hard-busied dirty page with its clusterable neighbours; returns pages written.",
-        "_call_clean_helper",
+        _call_clean_helper,
     ),
     KernelFunction(
         "vm_pageout_scan_inactive",
@@ -84,7 +98,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PASS, _COLOUR, _QUOTA),
         "int",
         "One inactive-queue scan of one colour; returns pages freed/cached/laundered.",
-        "_call_scan_inactive",
+        _call_scan_inactive,
     ),
     KernelFunction(
         "vm_pageout_scan_active",
@@ -104,7 +118,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "int",
         "One active-queue scan of one colour from its marker; returns pages moved.",
-        "_call_scan_active",
+        _call_scan_active,
     ),
     KernelFunction(
         "vm_pageout_scan_cache",
@@ -112,7 +126,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (param("avail", "int", 0, "the remaining shortage", lo=-(1 << 31), hi=(1 << 31) - 1),),
         "none",
         "Free cache pages while free is below target (the cache rover).",
-        "_call_scan_cache",
+        _call_scan_cache,
     ),
     KernelFunction(
         "vm_pageout_page_stats",
@@ -120,7 +134,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_COLOUR,),
         "none",
         "The background act_count scan of one active colour.",
-        "_call_page_stats",
+        _call_page_stats,
     ),
     KernelFunction(
         "vm_pageout_scan_hold",
@@ -128,7 +142,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_COLOUR,),
         "none",
         "The background repair scan of one PQ_HOLD colour.",
-        "_call_scan_hold",
+        _call_scan_hold,
     ),
     KernelFunction(
         "pmap_collect",
@@ -136,6 +150,6 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Release unused pmap memory (nothing to release in the simulated pmap).",
-        "_call_pmap_collect",
+        _call_pmap_collect,
     ),
 )

@@ -4,10 +4,58 @@ valid/dirty bits, commit, fictitious pages, madvise — and the pmap (spec §8.7
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from app.core.pmap import (
+    PMAP_ID_MAX,
+    VM_PROT_NAMES,
+    _call_pmap_clear_modify,
+    _call_pmap_clear_reference,
+    _call_pmap_enter,
+    _call_pmap_is_modified,
+    _call_pmap_mapped_sync,
+    _call_pmap_page_protect,
+    _call_pmap_remove,
+    _call_pmap_touch,
+    _call_pmap_ts_referenced,
+    _call_vm_page_protect,
+)
+from app.core.vm_page.pagestate import (
+    FAKE_PAGE_SLOTS,
+    MADV_NAMES,
+    VM_MEMATTR_NAMES,
+    _call_cache,
+    _call_clear_commit,
+    _call_clear_dirty,
+    _call_clear_dirty_beg_nonincl,
+    _call_clear_dirty_end_nonincl,
+    _call_copy,
+    _call_dirty,
+    _call_dontneed,
+    _call_hold,
+    _call_initfake,
+    _call_is_valid,
+    _call_madvise,
+    _call_need_commit,
+    _call_page_bits,
+    _call_set_invalid,
+    _call_set_valid,
+    _call_set_validclean,
+    _call_set_validdirty,
+    _call_test_dirty,
+    _call_try_to_cache,
+    _call_try_to_free,
+    _call_undirty,
+    _call_unhold,
+    _call_unwire_quick,
+    _call_wire_quick,
+    _call_zero_fill,
+    _call_zero_invalid,
+)
+
 from .callspec import PAGE, KernelFunction, Param, param
 from .constants import PAGE_SIZE, PAT_WRITE_BACK
-from .pagestate import FAKE_PAGE_SLOTS, MADV_NAMES, VM_MEMATTR_NAMES
-from .pmap import PMAP_ID_MAX, VM_PROT_NAMES
 
 _BASE = param("base", "int", help="byte offset in the page", lo=0, hi=PAGE_SIZE)
 _SIZE = param("size", "int", help="bytes", lo=0, hi=PAGE_SIZE)
@@ -25,7 +73,7 @@ def _fn(
     params: tuple[Param, ...],
     returns: str,
     help: str,
-    method: str,
+    impl: Callable[..., Any],
     *,
     mutates: bool = True,
     models: str | None = None,
@@ -36,7 +84,7 @@ def _fn(
         params,
         returns,
         help,
-        method,
+        impl,
         mutates=mutates,
     )
 
@@ -49,7 +97,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Move a hard-busied clean page to the cache tail (unmapping it first); always "
         "unbusies. Dirty/NEED_COMMIT pages are deactivated instead.",
-        "_call_cache",
+        _call_cache,
     ),
     _fn(
         "vm_page_try_to_cache",
@@ -57,14 +105,14 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "bool",
         "Cache a hard-busied page if it is clean, unheld, unwired and not cached; always "
         "unbusies. TRUE when it was handed to vm_page_cache.",
-        "_call_try_to_cache",
+        _call_try_to_cache,
     ),
     _fn(
         "vm_page_try_to_free",
         (PAGE,),
         "bool",
         "Busy, unmap and free an unbusied clean page if nothing stops it; TRUE if freed.",
-        "_call_try_to_free",
+        _call_try_to_free,
     ),
     _fn(
         "vm_page_dontneed",
@@ -72,7 +120,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "MADV_DONTNEED one page: by the global dnweight dice leave it alone, or "
         "deactivate it to the inactive tail or head.",
-        "_call_dontneed",
+        _call_dontneed,
     ),
     # ---------------------------------------------------------------- §10
     _fn(
@@ -80,28 +128,28 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "wire_count + 1 on an already-wired page (no vmstats); panics if it was 0.",
-        "_call_wire_quick",
+        _call_wire_quick,
     ),
     _fn(
         "vm_page_unwire_quick",
         (PAGE,),
         "bool",
         "wire_count − 1 unless it is 1: then TRUE without decrementing (do a real unwire).",
-        "_call_unwire_quick",
+        _call_unwire_quick,
     ),
     _fn(
         "vm_page_hold",
         (PAGE,),
         "none",
         "hold_count + 1 (prevents reuse: a held page that is freed goes to PQ_HOLD).",
-        "_call_hold",
+        _call_hold,
     ),
     _fn(
         "vm_page_unhold",
         (PAGE,),
         "none",
         "hold_count − 1; the last unhold of a PQ_HOLD page moves it to the PQ_FREE head.",
-        "_call_unhold",
+        _call_unhold,
     ),
     # ---------------------------------------------------------------- §12
     _fn(
@@ -109,7 +157,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_BASE, _SIZE),
         "int",
         "The valid/dirty bits (one per 512-byte chunk) a byte range touches.",
-        "_call_page_bits",
+        _call_page_bits,
         mutates=False,
     ),
     _fn(
@@ -117,7 +165,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _BASE, _SIZE),
         "none",
         "Zero invalid partial chunks at the range's ends, then mark the range valid.",
-        "_call_set_valid",
+        _call_set_valid,
     ),
     _fn(
         "vm_page_set_validclean",
@@ -125,77 +173,77 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "As set_valid, and clear the dirty bits (of every touched chunk); whole page: "
         "clear PG_NOSYNC.",
-        "_call_set_validclean",
+        _call_set_validclean,
     ),
     _fn(
         "vm_page_set_validdirty",
         (PAGE, _BASE, _SIZE),
         "none",
         "Mark the range valid and dirty; the object becomes writeable/dirty.",
-        "_call_set_validdirty",
+        _call_set_validdirty,
     ),
     _fn(
         "vm_page_clear_dirty",
         (PAGE, _BASE, _SIZE),
         "none",
         "Clear the dirty bits of the range; whole page: clear PG_NOSYNC.",
-        "_call_clear_dirty",
+        _call_clear_dirty,
     ),
     _fn(
         "vm_page_clear_dirty_end_nonincl",
         (PAGE, _BASE, param("size", "int", help="bytes", lo=0, hi=PAGE_SIZE + 511)),
         "none",
         "Clear dirty bits but keep a partial last chunk dirty.",
-        "_call_clear_dirty_end_nonincl",
+        _call_clear_dirty_end_nonincl,
     ),
     _fn(
         "vm_page_clear_dirty_beg_nonincl",
         (PAGE, _BASE, _SIZE),
         "none",
         "Clear dirty bits but keep a partial first chunk dirty.",
-        "_call_clear_dirty_beg_nonincl",
+        _call_clear_dirty_beg_nonincl,
     ),
     _fn(
         "vm_page_dirty",
         (PAGE,),
         "none",
         "Mark the whole page dirty (not allowed on PQ_CACHE/PQ_FREE pages).",
-        "_call_dirty",
+        _call_dirty,
     ),
     _fn(
         "vm_page_undirty",
         (PAGE,),
         "none",
         "dirty = 0 (the pmap modify bits are untouched).",
-        "_call_undirty",
+        _call_undirty,
     ),
     _fn(
         "vm_page_test_dirty",
         (PAGE,),
         "none",
         "If the pmap says the page was modified, mark it fully dirty.",
-        "_call_test_dirty",
+        _call_test_dirty,
     ),
     _fn(
         "vm_page_set_invalid",
         (PAGE, _BASE, _SIZE),
         "none",
         "Clear valid and dirty bits of the range; bumps the object's generation.",
-        "_call_set_invalid",
+        _call_set_invalid,
     ),
     _fn(
         "vm_page_zero_invalid",
         (PAGE, param("setvalid", "bool", False, "then mark the whole page valid")),
         "none",
         "Zero every run of invalid chunks; optionally mark the whole page valid.",
-        "_call_zero_invalid",
+        _call_zero_invalid,
     ),
     _fn(
         "vm_page_is_valid",
         (PAGE, _BASE, _SIZE),
         "bool",
         "Whether the range is valid (size 0: whether any chunk is valid).",
-        "_call_is_valid",
+        _call_is_valid,
         mutates=False,
     ),
     _fn(
@@ -206,14 +254,14 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "none",
         "Copy a page's contents; the destination becomes fully valid and dirty.",
-        "_call_copy",
+        _call_copy,
     ),
     _fn(
         "vm_page_zero_fill",
         (PAGE,),
         "bool",
         "Zero the page's contents (valid bits untouched); returns TRUE.",
-        "_call_zero_fill",
+        _call_zero_fill,
     ),
     # ---------------------------------------------------------------- §14
     _fn(
@@ -221,14 +269,14 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Set PG_NEED_COMMIT and mark the object writeable/dirty.",
-        "_call_need_commit",
+        _call_need_commit,
     ),
     _fn(
         "vm_page_clear_commit",
         (PAGE,),
         "none",
         "Clear PG_NEED_COMMIT.",
-        "_call_clear_commit",
+        _call_clear_commit,
     ),
     _fn(
         "vm_page_initfake",
@@ -252,7 +300,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Initialise a fictitious page (outside vm_page_array): FICTITIOUS|UNQUEUED, wired "
         "once, hard-busied. An already fictitious slot only gets the new memattr.",
-        "_call_initfake",
+        _call_initfake,
     ),
     _fn(
         "madvise",
@@ -270,7 +318,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Apply madvise advice to an object's resident pages (simulator verb for "
         "vm_object_madvise); returns how many pages it was applied to.",
-        "_call_madvise",
+        _call_madvise,
         models="vm_object_madvise",
     ),
     # ---------------------------------------------------------------- pmap
@@ -280,7 +328,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Map the page in a pmap (simulator verb): sets PG_MAPPED, PG_WRITEABLE, and "
         "PG_MAPPEDMULTI from the second mapping on.",
-        "_call_pmap_enter",
+        _call_pmap_enter,
     ),
     _fn(
         "pmap_remove",
@@ -288,7 +336,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Remove a pmap's mapping of the page (simulator verb); M bit -> vm_page_dirty, A "
         "bit -> PG_REFERENCED; the page flags stay (lazy).",
-        "_call_pmap_remove",
+        _call_pmap_remove,
     ),
     _fn(
         "pmap_touch",
@@ -296,21 +344,21 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Simulated CPU access through a mapping: sets its referenced bit, and modified on "
         "a write (a write to a read-only mapping is refused as a fault).",
-        "_call_pmap_touch",
+        _call_pmap_touch,
     ),
     _fn(
         "pmap_ts_referenced",
         (PAGE,),
         "int",
         "Count the page's mappings with the referenced bit set, clearing those bits.",
-        "_call_pmap_ts_referenced",
+        _call_pmap_ts_referenced,
     ),
     _fn(
         "pmap_is_modified",
         (PAGE,),
         "bool",
         "Whether any mapping of the page has its modified bit set.",
-        "_call_pmap_is_modified",
+        _call_pmap_is_modified,
         mutates=False,
     ),
     _fn(
@@ -318,14 +366,14 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Clear the referenced bit of every mapping of the page.",
-        "_call_pmap_clear_reference",
+        _call_pmap_clear_reference,
     ),
     _fn(
         "pmap_clear_modify",
         (PAGE,),
         "none",
         "Clear the modified bit of every mapping of the page (forgetting the changes).",
-        "_call_pmap_clear_modify",
+        _call_pmap_clear_modify,
     ),
     _fn(
         "pmap_page_protect",
@@ -333,7 +381,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Lower every mapping of a hard-busied page: NONE removes them, READ makes them "
         "read-only; never raises protection.",
-        "_call_pmap_page_protect",
+        _call_pmap_page_protect,
     ),
     _fn(
         "pmap_mapped_sync",
@@ -341,7 +389,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Recompute PG_MAPPED/PG_WRITEABLE of a hard-busied page from its mappings; "
         "returns the new flags.",
-        "_call_pmap_mapped_sync",
+        _call_pmap_mapped_sync,
     ),
     _fn(
         "vm_page_protect",
@@ -349,6 +397,6 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Lower the protection of a hard-busied page's mappings (NONE: unmap, READ: "
         "write-protect), after pmap_mapped_sync.",
-        "_call_vm_page_protect",
+        _call_vm_page_protect,
     ),
 )

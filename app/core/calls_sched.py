@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+from app.core.calls import (
+    _call_busy_wait,
+    _call_flag_clear,
+    _call_flag_set,
+    _call_flash,
+    _call_io_finish,
+    _call_io_start,
+    _call_sbusy_drop,
+    _call_sbusy_hold,
+    _call_sbusy_try,
+    _call_sleep_busy,
+    _call_tick,
+    _call_vm_wait_nominal,
+    _call_vm_wait_pfault,
+    _call_wakeup_channel,
+)
+
 from .callspec import PAGE, KernelFunction, param
 from .constants import PG_FLAG_NAMES
 
@@ -17,7 +34,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "int",
         "Advance simulated time: each tick rolls up per-CPU vmstats and expires sleeps. "
         "Returns the new ticks.",
-        "_call_tick",
+        _call_tick,
         on_thread=False,
     ),
     KernelFunction(
@@ -26,7 +43,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (param("channel", "channel", help="'page:<pfn>', 'vm_pages_needed', 'v_free_count', ..."),),
         "int",
         "Wake every thread sleeping on a channel; returns how many were woken.",
-        "_call_wakeup_channel",
+        _call_wakeup_channel,
         on_thread=False,
     ),
     KernelFunction(
@@ -35,7 +52,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _ALSO, _MSG),
         "none",
         "Sleep until the page can be hard-busied, then busy it.",
-        "_call_busy_wait",
+        _call_busy_wait,
         sleeps=True,
     ),
     KernelFunction(
@@ -44,7 +61,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _ALSO, _MSG),
         "none",
         "If the page is busy, sleep once until it is released (acquires nothing).",
-        "_call_sleep_busy",
+        _call_sleep_busy,
         sleeps=True,
     ),
     KernelFunction(
@@ -53,7 +70,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count + 1 (the page must be hard-busied).",
-        "_call_io_start",
+        _call_io_start,
     ),
     KernelFunction(
         "vm_page_io_finish",
@@ -61,7 +78,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count − 1 (wakes nobody: that code is compiled out).",
-        "_call_io_finish",
+        _call_io_finish,
     ),
     KernelFunction(
         "vm_page_sbusy_try",
@@ -69,7 +86,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "int",
         "Soft-busy the page unless hard-busied: 0 on success, 1 on failure.",
-        "_call_sbusy_try",
+        _call_sbusy_try,
     ),
     KernelFunction(
         "vm_page_sbusy_hold",
@@ -77,7 +94,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count + 1 unconditionally.",
-        "_call_sbusy_hold",
+        _call_sbusy_hold,
     ),
     KernelFunction(
         "vm_page_sbusy_drop",
@@ -85,7 +102,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count − 1; wakes waiters when only WANTED is left.",
-        "_call_sbusy_drop",
+        _call_sbusy_drop,
     ),
     KernelFunction(
         "vm_page_flash",
@@ -93,7 +110,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "If WANTED is set, clear it and wake the waiters.",
-        "_call_flash",
+        _call_flash,
     ),
     KernelFunction(
         "vm_page_flag_set",
@@ -101,7 +118,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, param("bits", "flags", help="PG_* flags to set", choices=_PG_FLAGS)),
         "none",
         "Atomically OR PG_* flags into the page's flags.",
-        "_call_flag_set",
+        _call_flag_set,
     ),
     KernelFunction(
         "vm_page_flag_clear",
@@ -109,7 +126,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, param("bits", "flags", help="PG_* flags to clear", choices=_PG_FLAGS)),
         "none",
         "Atomically clear PG_* flags in the page's flags.",
-        "_call_flag_clear",
+        _call_flag_clear,
     ),
     KernelFunction(
         "vm_wait_pfault",
@@ -117,7 +134,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Page-fault wait: sleep in hz/10+1 tick slices while memory is severe.",
-        "_call_vm_wait_pfault",
+        _call_vm_wait_pfault,
         sleeps=True,
     ),
     KernelFunction(
@@ -126,7 +143,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "vm_wait(0) until memory is above v_free_min.",
-        "_call_vm_wait_nominal",
+        _call_vm_wait_nominal,
         sleeps=True,
     ),
 )

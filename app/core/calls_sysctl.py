@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.core.calls import _call_ddb, _call_sysctl
+
 from .callspec import KernelFunction, param
 from .ddb import DDB_COMMANDS
 
@@ -15,7 +17,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "int",
         "Read a sysctl, or write it (returns the old value) when value is given.",
-        "_call_sysctl",
+        _call_sysctl,
         on_thread=False,
     ),
     KernelFunction(
@@ -31,7 +33,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "text",
         "Run a DDB command and return its output text.",
-        "_call_ddb",
+        _call_ddb,
         on_thread=False,
         mutates=False,
     ),

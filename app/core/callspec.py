@@ -10,6 +10,7 @@ names, or an integer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +73,7 @@ def param(
 @dataclass(frozen=True)
 class KernelFunction:
     """One callable: ``name`` (what users call), ``models`` (the kernel function),
-    ``params``, ``returns`` and the implementing method's name.  ``sleeps``: the method
+    ``params``, ``returns`` and the implementing function (``impl``).  ``sleeps``: the method
     returns a generator that may ``yield`` a ``sched.Sleep`` (the call can park its
     thread).  ``on_thread`` False marks simulator verbs (``tick``, ``wakeup``, ``sysctl``,
     ``ddb``) that run even while the CPU's default thread is asleep."""
@@ -82,7 +83,9 @@ class KernelFunction:
     params: tuple[Param, ...]
     returns: str
     help: str
-    method: str
+    #: the function that runs it: a kernel function of an area module, or an adaptor of
+    #: ``calls.py``; it takes the machine state first, then the arguments in ``params`` order
+    impl: Callable[..., Any]
     mutates: bool = True
     aliases: tuple[str, ...] = field(default=())
     sleeps: bool = False

@@ -39,9 +39,21 @@ STAMP = "stamp.json"
 HERE = Path(__file__).resolve().parent
 
 
+#: Packages inside ``app.core``: their ``__init__`` stays source and puts the build's
+#: directory first on the package's ``__path__`` (as ``app.core``'s does).
+PACKAGES: tuple[str, ...] = ("vm_page",)
+
+
 def compiled_modules() -> list[str]:
-    """The modules of ``app.core`` that the compiled build compiles (file stems)."""
-    return sorted(p.stem for p in HERE.glob("*.py") if p.stem not in EXCLUDED)
+    """The modules of ``app.core`` that the compiled build compiles (paths below
+    ``app/core`` without ``.py``: ``machine``, ``vm_page/alloc``, ...)."""
+    out = []
+    for p in HERE.rglob("*.py"):
+        rel = p.relative_to(HERE).with_suffix("").as_posix()
+        if rel in EXCLUDED or p.stem == "__init__":
+            continue
+        out.append(rel)
+    return sorted(out)
 
 
 def source_digest() -> str:
@@ -98,14 +110,15 @@ def stale_reason(root: Path) -> str | None:
     return None
 
 
-def activate(package_path: list[str]) -> None:
-    """Put the compiled build first on ``app.core``'s ``__path__``; refuse a missing,
-    stale or foreign build with ImportError."""
+def activate(package_path: list[str], package: str = "") -> None:
+    """Put the compiled build first on the ``__path__`` of ``app.core`` (or of its
+    sub-package ``package``); refuse a missing, stale or foreign build with ImportError."""
     root = build_dir()
     reason = stale_reason(root)
     if reason is not None:
         raise ImportError(f"PAGELAB_CORE=compiled: {reason}")
-    package_path.insert(0, str(core_dir(root)))
+    where = core_dir(root) / package if package else core_dir(root)
+    package_path.insert(0, str(where))
 
 
 def selected() -> str:

@@ -8,6 +8,8 @@ up-front refusal where the kernel has no assertion: the simulator's own guard, l
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 
 class KernelPanic(Exception):
     """A kernel assertion (KASSERT) or panic: the call is refused and nothing changed.
@@ -62,3 +64,8 @@ class WouldSleep(Exception):
         self.function = function
         self.channel = channel
         self.message = message
+
+
+@mypyc_attr(native_class=False)  # mypyc cannot compile a subclass of AssertionError
+class InvariantError(AssertionError):
+    """A broken invariant: the simulator itself has a bug."""

@@ -9,6 +9,32 @@ changed (queue moves, counter deltas, events such as wakeups).
 
 from __future__ import annotations
 
+from app.core.calls import (
+    _call_activate,
+    _call_alloc,
+    _call_alloczwq,
+    _call_busy_try,
+    _call_deactivate,
+    _call_free,
+    _call_freezwq,
+    _call_grab,
+    _call_insert,
+    _call_lookup,
+    _call_object_allocate,
+    _call_pagedaemon_wakeup,
+    _call_pg_color,
+    _call_remove,
+    _call_rollup,
+    _call_soft_activate,
+    _call_test_nominal,
+    _call_unqueue,
+    _call_unqueue_nowakeup,
+    _call_unwire,
+    _call_vm_wait,
+    _call_wakeup,
+    _call_wire,
+)
+
 from .callspec import ARG_KINDS, REQUIRED, KernelFunction, Param, param
 from .constants import PG_FLAG_NAMES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
 
@@ -36,7 +62,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "object",
         "Create a VM object (simulator verb: the kernel gets objects from elsewhere).",
-        "_call_object_allocate",
+        _call_object_allocate,
     ),
     KernelFunction(
         "vm_page_alloc",
@@ -48,7 +74,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "page_or_null",
         "Allocate a page: returned hard-busied, on no queue, inserted into the object.",
-        "_call_alloc",
+        _call_alloc,
     ),
     KernelFunction(
         "vm_page_grab",
@@ -60,7 +86,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "page_or_null",
         "Look up and hard-busy a page of an object, allocating it if absent.",
-        "_call_grab",
+        _call_grab,
         sleeps=True,
     ),
     KernelFunction(
@@ -72,7 +98,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "page_or_null",
         "Allocate an object-less page, wired and not busied.",
-        "_call_alloczwq",
+        _call_alloczwq,
         sleeps=True,
     ),
     KernelFunction(
@@ -81,7 +107,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Free a page from vm_page_alloczwq.",
-        "_call_freezwq",
+        _call_freezwq,
         sleeps=True,
     ),
     KernelFunction(
@@ -90,7 +116,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Free a hard-busied page (to the free head, or the PQ_HOLD tail if held).",
-        "_call_free",
+        _call_free,
         aliases=("vm_page_free_toq", "vm_page_free_zero"),
     ),
     KernelFunction(
@@ -99,7 +125,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Take a page off its queue; wakes the pagedaemon if it was free or cache.",
-        "_call_unqueue",
+        _call_unqueue,
     ),
     KernelFunction(
         "vm_page_unqueue_nowakeup",
@@ -107,7 +133,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Take a page off its queue.",
-        "_call_unqueue_nowakeup",
+        _call_unqueue_nowakeup,
     ),
     KernelFunction(
         "vm_page_activate",
@@ -115,7 +141,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Move a page to the tail of its active queue.",
-        "_call_activate",
+        _call_activate,
     ),
     KernelFunction(
         "vm_page_soft_activate",
@@ -123,7 +149,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "As vm_page_activate.",
-        "_call_soft_activate",
+        _call_soft_activate,
     ),
     KernelFunction(
         "vm_page_deactivate",
@@ -131,7 +157,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Move a page to the tail of its inactive queue.",
-        "_call_deactivate",
+        _call_deactivate,
     ),
     KernelFunction(
         "vm_page_busy_try",
@@ -139,7 +165,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE, _p("also_m_busy", "bool", True, "also fail on soft-busy")),
         "bool",
         "Try to hard-busy a page; returns TRUE on failure.",
-        "_call_busy_try",
+        _call_busy_try,
     ),
     KernelFunction(
         "vm_page_wakeup",
@@ -147,7 +173,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Release a page's hard busy (waking waiters if WANTED).",
-        "_call_wakeup",
+        _call_wakeup,
     ),
     KernelFunction(
         "vm_page_wire",
@@ -155,7 +181,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Wire a hard-busied page.",
-        "_call_wire",
+        _call_wire,
     ),
     KernelFunction(
         "vm_page_unwire",
@@ -163,7 +189,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE, _p("activate", "bool", False, "activate (else deactivate) on the last unwire")),
         "none",
         "Unwire a hard-busied page.",
-        "_call_unwire",
+        _call_unwire,
     ),
     KernelFunction(
         "vm_page_insert",
@@ -175,7 +201,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "bool",
         "Insert a page into an object; FALSE if the pindex is taken.",
-        "_call_insert",
+        _call_insert,
     ),
     KernelFunction(
         "vm_page_remove",
@@ -183,7 +209,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Remove a hard-busied page from its object.",
-        "_call_remove",
+        _call_remove,
     ),
     KernelFunction(
         "vm_page_lookup",
@@ -191,7 +217,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_p("object", "object", help="the object"), _p("pindex", "pindex", help="page index")),
         "page_or_null",
         "Find an object's page at pindex (not busied).",
-        "_call_lookup",
+        _call_lookup,
     ),
     KernelFunction(
         "vm_wait",
@@ -199,7 +225,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_p("timo", "ticks", 0, "timeout in ticks (0 = hz)"),),
         "none",
         "Wait for free memory (one bounded sleep) when below the nice-shifted minimum.",
-        "_call_vm_wait",
+        _call_vm_wait,
         sleeps=True,
     ),
     KernelFunction(
@@ -208,7 +234,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "bool",
         "1 iff vm_paging_min().",
-        "_call_test_nominal",
+        _call_test_nominal,
         mutates=False,
     ),
     KernelFunction(
@@ -217,7 +243,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Poke the pageout daemon if paging should start.",
-        "_call_pagedaemon_wakeup",
+        _call_pagedaemon_wakeup,
     ),
     KernelFunction(
         "vmstats_rollup",
@@ -225,7 +251,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Fold every CPU's pending vmstats adjustments into the global vmstats.",
-        "_call_rollup",
+        _call_rollup,
     ),
     KernelFunction(
         "vm_get_pg_color",
@@ -237,7 +263,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "int",
         "The page colour an allocation on this CPU for object/pindex starts from.",
-        "_call_pg_color",
+        _call_pg_color,
         mutates=False,
     ),
 )

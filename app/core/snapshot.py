@@ -42,14 +42,17 @@ from typing import Any
 
 import numpy as np
 
+from app.core.invariants import state_digest
+from app.core.kern_synch import Thread
+from app.core.vm_page.pagestate import FakePage
+from app.core.vm_pageout import resume_pagedaemon
+
 from .alist import Alist
 from .config import MachineConfig, NumaRange, Topology
 from .errors import ConfigError
 from .machine import Machine
 from .objects import ObjType, PageTree, VmObject
 from .pages import PAGE_FIELDS, PageArray
-from .pagestate import FakePage
-from .sched import Thread
 from .state import Cpu
 from .vmstats import VmStats
 
@@ -372,7 +375,7 @@ def capture(m: Machine, digest: str | None = None, extra: dict[str, Any] | None 
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "config": config_to_json(m.config),
-        "digest": digest if digest is not None else m.state_digest(),
+        "digest": digest if digest is not None else state_digest(m),
         "compression": "zlib",
         "state_bytes": len(body),
         "arrays": len(enc.arrays),
@@ -480,7 +483,7 @@ def load(data: bytes, *, verify: bool = True, max_state_bytes: int = MAX_STATE_B
             f"the snapshot's state is malformed ({type(e).__name__}: {e})"
         ) from None
     if verify:
-        got = m.state_digest()
+        got = state_digest(m)
         if got != header.get("digest"):
             raise SnapshotError(
                 f"the loaded machine's digest {got} differs from the recorded "
@@ -530,7 +533,7 @@ def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
         if th.gen is _PENDING_GEN:
             if th.state != "sleeping":
                 raise SnapshotError(f"the pageout daemon (thread {th.tid}) is {th.state}")
-            m.resume_pagedaemon(th)
+            resume_pagedaemon(m, th)
         elif th.state != "idle":
             raise SnapshotError(f"thread {th.tid} is {th.state} without a call to resume")
     return m

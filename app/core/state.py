@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .alist import Alist
 from .config import MachineConfig
@@ -22,6 +22,16 @@ from .constants import (
 from .objects import VmObject
 from .pages import PageArray
 from .vmstats import CORE_METER_FIELDS, METER_FIELDS, PAGER_METER_FIELDS, VmStats
+
+if TYPE_CHECKING:  # types of the areas' state, declared here, defined by the areas
+    from collections import deque
+
+    import numpy as np
+
+    from app.core.pmap import Ranges
+
+    from .kern_synch import Thread
+    from .vm_page.pagestate import FakePage
 
 #: ``cnt_offset`` of every queue header, as an index into ``VmStats.cnt`` (-1 for PQ_NONE).
 QUEUE_COUNTER: tuple[int, ...] = (-1,) + tuple(
@@ -136,6 +146,49 @@ class MachineState:
     console: list[str]
     boot_console: list[str]
     trace: Trace | None
+    # kern_synch: threads, sleep queues, run queue
+    threads: dict[int, Thread]
+    sleepq: dict[str, list[Thread]]
+    runq: deque[Thread]
+    sleep_seq: int
+    curthread: Thread
+    _tick_resumed: list[dict[str, Any]] = []  # threads the tick verb resumed, for its record
+    # vm_page_alloc
+    _selected_queue: int = 0
+    # pmap: mappings and zeroed ranges
+    pmap_mappings: dict[int, dict[int, list[bool]]]
+    pmap_mapping_count: int
+    page_zeroed: dict[int, Ranges]
+    # vm_page/pagestate: fake pages
+    fake_pages: dict[int, FakePage]
+    # the page hash (vm_page_hash_enter), allocated by vm_page_startup_finish
+    _hash_arrays: dict[str, np.ndarray[Any, Any]] | None = None
+    _hash_m: memoryview | None = None
+    _hash_obj: memoryview | None = None
+    _hash_pindex: memoryview | None = None
+    _hash_ticks: memoryview | None = None
+    _hash_alloc_size: int = 0
+    # vm_contig
+    vm_contig_verbose: int = 0
+    # the pageout daemon (vm_pageout.c), resumable at its labelled sleeps
+    pd_enabled: bool
+    pd_state: int
+    pd_pass: int
+    pd_q1: int
+    pd_q2: int
+    pd_q3: int
+    pd_uptime: int
+    pd_rover: list[int]
+    pd_hold_cursor: list[int]
+    pd_stats_cursor: list[int]
+    pd_active_cursor: list[int]
+    pd_counter0: int
+    pd_counter1: int
+    pd_recycle_count: int
+    pd_passes: int
+    pd_pass_tick: int
+    pd_tick_passes: int
+    pd_parked_at: str
 
     def select_cpu(self, cpuid: int) -> None:
         """Run the following calls on ``cpuid`` (``mycpu``)."""
@@ -151,10 +204,6 @@ class MachineState:
             del self.console[:100]
         if self.trace is not None:
             self.trace.events.append({"event": "console", "line": line})
-
-    def wakeup(self, channel: str) -> None:
-        """``wakeup(chan)`` (implemented by the scheduler, ``sched.py``)."""
-        raise NotImplementedError
 
     def event(self, name: str, **data: Any) -> None:
         if self.trace is not None:

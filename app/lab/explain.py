@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.calls import page_index
 from app.core.constants import (
     PBUSY_LOCKED,
     PBUSY_MASK,
@@ -19,11 +20,12 @@ from app.core.constants import (
     PQ_INACTIVE,
 )
 from app.core.machine import Machine
+from app.lab.machine_views import waiters
 
 
 def explain_page(m: Machine, pfn: int) -> dict[str, Any]:
     """Why the page cannot be freed (``vm_page_free``) or reused by the allocator now."""
-    i = m.page_index(pfn, "pfn")
+    i = page_index(m, pfn, "pfn")
     pg = m.pg
     q = pg.queue[i]
     base = q - pg.pc[i] if q else 0
@@ -75,5 +77,5 @@ def explain_page(m: Machine, pfn: int) -> dict[str, Any]:
         "where": where,
         "can_free_now": not blockers,
         "blockers": blockers,
-        "waiters": m.waiters(f"page:{pfn}"),
+        "waiters": waiters(m, f"page:{pfn}"),
     }

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.config import MachineConfig
+from app.core.invariants import state_digest
 from app.core.machine import Machine
 
 from .accounts import check_name, scenarios
@@ -63,7 +64,7 @@ def check_replay(config: MachineConfig, entries: list[Entry]) -> str:
             run_entry(m, e)
         except CORE_ERRORS as err:
             raise ReplayRefused(index, e.fn, str(err)) from None
-    return m.state_digest()
+    return state_digest(m)
 
 
 class Scenarios:

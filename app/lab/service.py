@@ -30,8 +30,10 @@ from app.core.errors import (
     SimulatorRefusal,
     WouldSleep,
 )
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
+from app.lab.machine_views import summary
 
 from .access import Access
 from .accounts import Accounts, Quotas
@@ -628,7 +630,7 @@ class Lab:
                 reason = None
                 try:
                     m = snapshot.load(snap.data, verify=False)
-                    digest = m.state_digest()
+                    digest = state_digest(m)
                     if m.config != config:
                         reason = "its configuration is not the instance's"
                     elif digest != snap.digest:
@@ -720,7 +722,7 @@ class Lab:
                     "conflict",
                     f"instance {inst.id} cannot be saved as a snapshot now: {reason}",
                 )
-            extra = {"summary": m.summary(), "page_range": m.page_range}
+            extra = {"summary": summary(m), "page_range": m.page_range}
             cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
         return await anyio.to_thread.run_sync(snapshot.pack, cap)
 
@@ -748,7 +750,7 @@ class Lab:
         def checked() -> None:
             m = snapshot.load(data)
             try:
-                m.check_invariants()
+                check_invariants(m)
             except AssertionError as e:
                 raise snapshot.SnapshotError(f"its machine is inconsistent: {e}") from None
 
@@ -825,7 +827,7 @@ class Lab:
         if not snapshot.quiescent(m):
             return None
         self.flush(inst, wait=False)
-        extra = {"summary": m.summary(), "page_range": m.page_range}
+        extra = {"summary": summary(m), "page_range": m.page_range}
         if m.page_range > INLINE_MAX_PAGES >> 4:
             cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
         else:
@@ -903,7 +905,7 @@ class Lab:
                 if pending is None or not await self._write(inst, pending):
                     return False
                 digest = pending.capture.digest
-            inst.parked = ParkedView(m.summary(), digest, m.page_range)
+            inst.parked = ParkedView(summary(m), digest, m.page_range)
             inst.live = None
             inst.digest_cache = (inst.generation, inst.calls, digest)
             last_used = inst.last_used

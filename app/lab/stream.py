@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import structlog
 
+from app.core.calls import page_index
 from app.core.constants import PQ_BASES, PQ_L2_SIZE, PQ_NAMES
 from app.core.errors import InvalidArgument
+from app.lab.machine_views import summary
 
 from . import views
 from .fields import VMSTATS_HELP
@@ -461,7 +463,7 @@ class StreamHub:
             if inst is not None:
                 for pfn in pfns:
                     try:
-                        inst.machine.page_index(pfn, "pfn")
+                        page_index(inst.machine, pfn, "pfn")
                     except InvalidArgument as e:
                         raise StreamError(str(e)) from None
             viewer.watch = tuple(dict.fromkeys(pfns))
@@ -736,7 +738,7 @@ class StreamHub:
                 "id": inst.id,
                 "name": inst.name,
                 "preset": inst.preset,
-                "summary": m.summary(),
+                "summary": summary(m),
             }
         snap["fn_counts"] = inst.fn_counts.copy()
         snap["move_counts"] = inst.move_counts.copy()

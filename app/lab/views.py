@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core import vm_pageout
 from app.core.constants import PQ_BASES, PQ_L2_SIZE, PQ_NAMES
 from app.core.machine import Machine
 
+from . import machine_views as mv
 from .explain import explain_page
 
 #: The queue types the visualiser shows, in the order of ``queues_view``.
@@ -17,7 +19,7 @@ QUEUE_TYPES: tuple[str, ...] = tuple(PQ_NAMES[b] for b in PQ_BASES)
 def vmstats_view(m: Machine) -> dict[str, Any]:
     """Global and per-CPU vmstats and the paging predicates (``GET …/vmstats`` without
     the field help)."""
-    return m.vmstats_view()
+    return mv.vmstats_view(m)
 
 
 def queues_view(m: Machine) -> dict[str, list[int]]:
@@ -29,21 +31,21 @@ def queues_view(m: Machine) -> dict[str, list[int]]:
 def threads_view(m: Machine) -> dict[str, Any]:
     """Threads, the wait channels they sleep on, and the simulated clock."""
     return {
-        "threads": m.threads_view(),
-        "channels": {c: m.waiters(c) for c in m.sleepq},
+        "threads": mv.threads_view(m),
+        "channels": {c: mv.waiters(m, c) for c in m.sleepq},
         "ticks": m.ticks,
     }
 
 
 def pageout_view(m: Machine) -> dict[str, Any]:
     """The pageout daemon's state."""
-    return m.pageout_view()
+    return vm_pageout.pageout_view(m)
 
 
 def page_view(m: Machine, pfn: int) -> dict[str, Any]:
     """Every field of a page, decoded, and why it can or cannot be freed or reused now.
     Raises ``InvalidArgument`` for a pfn the machine does not manage."""
-    info = m.page_info(pfn)
+    info = mv.page_info(m, pfn)
     info["explain"] = explain_page(m, pfn)
     return info
 

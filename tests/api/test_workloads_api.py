@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.core.invariants import state_digest
 from app.core.machine import Machine
 from app.lab.presets import PRESETS
 from app.lab.workloads import run_sync
@@ -119,7 +120,7 @@ async def test_same_seed_same_digest_however_sliced(client: httpx.AsyncClient) -
     machine = Machine.boot(PRESETS["tiny-16m"].config)
     summary = run_sync(machine, "churn", None, seed=5, steps=3000)
     assert summary["calls"] == 3000
-    assert digests[0] == digests[1] == machine.state_digest()
+    assert digests[0] == digests[1] == state_digest(machine)
     assert digests[2] != digests[0]
 
 

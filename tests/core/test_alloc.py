@@ -35,7 +35,10 @@ from app.core.constants import (
     VM_ALLOC_QUICK,
 )
 from app.core.errors import InvalidArgument, KernelPanic
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
+from app.core.vm_page.object import vm_page_insert
+from app.core.vm_page.queues import _add_queue, _rem_queue
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -85,13 +88,13 @@ class Lab:
             q = PQ_FREE + c
             while m.q_head[q] >= 0:
                 i = m.q_head[q]
-                m._rem_queue(i)
+                _rem_queue(m, i)
                 self.pool.setdefault(c, []).append(i)
         assert m.gd.v_free_count == 0
 
     def free(self, colour: int) -> int:
         i = self.pool[colour].pop()
-        self.m._add_queue(i, PQ_FREE + colour, True)
+        _add_queue(self.m, i, PQ_FREE + colour, True)
         return i
 
     def free_run(self, first: int, n: int) -> list[int]:
@@ -104,8 +107,8 @@ class Lab:
         m = self.m
         i = self.pool[colour].pop()
         if oid is not None:
-            assert m.vm_page_insert(i, m.objects[oid], pindex)
-        m._add_queue(i, PQ_CACHE + colour, False)
+            assert vm_page_insert(m, i, m.objects[oid], pindex)
+        _add_queue(m, i, PQ_CACHE + colour, False)
         return i
 
     def pfn(self, i: int) -> int:
@@ -158,7 +161,7 @@ def test_allocated_page_state_with_object() -> None:
     obj = m.objects[oid]
     assert obj.pages[5] == i and obj.resident_page_count == 1
     assert m.gd.v_free_count == free0 - 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_allocated_page_without_object_keeps_pindex() -> None:
@@ -170,7 +173,7 @@ def test_allocated_page_without_object_keeps_pindex() -> None:
     # colour = 12345 % 1024 = 12345 - 12*1024 = 57
     assert m.pg.pc[i] == 57
     assert explain(r.record)["color"] == 57
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_explain_record_of_a_plain_allocation() -> None:
@@ -188,11 +191,11 @@ def test_explain_record_of_a_plain_allocation() -> None:
 
 def test_missing_class_flag_panics_and_changes_nothing() -> None:
     m = boot()
-    before = m.state_digest()
+    before = state_digest(m)
     for req in ("VM_ALLOC_ZERO", "VM_ALLOC_NULL_OK|VM_ALLOC_RETRY", 0):
         with pytest.raises(KernelPanic):
             m.call("vm_page_alloc", {"page_req": req})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # --- gates (§7.1 table) -----------------------------------------------------------------
@@ -210,13 +213,13 @@ def test_quick_gate_boundary_at_free_reserved() -> None:
     assert r.result == lab.pfn(pages[0])
     assert m.gd.v_free_count == t.reserved - 1
     deficit = m.vm_pageout_deficit
-    before = m.state_digest()
+    before = state_digest(m)
     r = alloc(m, "VM_ALLOC_QUICK", record=False)
     assert r.result is None  # 47 < 48 fails
     assert m.vm_pageout_deficit == deficit + 1
     assert m.gd.v_free_count == t.reserved - 1  # nothing was taken
-    assert m.state_digest() != before  # (only the deficit / pagedaemon state moved)
-    m.check_invariants()
+    assert state_digest(m) != before  # (only the deficit / pagedaemon state moved)
+    check_invariants(m)
 
 
 def test_failure_explains_itself_and_moves_no_page() -> None:
@@ -254,7 +257,7 @@ def test_interrupt_takes_the_last_free_page() -> None:
     deficit = m.vm_pageout_deficit
     assert alloc(m, "VM_ALLOC_INTERRUPT").result is None  # free 0: fails
     assert m.vm_pageout_deficit == deficit + 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_system_gate_needs_free_above_interrupt_free_min() -> None:
@@ -283,7 +286,7 @@ def test_system_only_fails_while_cache_pages_exist() -> None:
     r = alloc(m, "VM_ALLOC_SYSTEM")
     assert r.result is not None and r.result != lab.pfn(c)
     assert m.pg.queue[c] == PQ_CACHE + 5
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_system_takes_pages_when_the_cache_is_empty_below_reserve() -> None:
@@ -330,7 +333,7 @@ def test_gate_reads_the_calling_cpus_snapshot() -> None:
     assert alloc(m, "VM_ALLOC_QUICK", cpu=0).result is None
     r = alloc(m, "VM_ALLOC_QUICK", cpu=1)
     assert r.result == lab.pfn(pages[0])
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_stale_snapshot_with_empty_queues_rolls_up_then_fails() -> None:
@@ -344,7 +347,7 @@ def test_stale_snapshot_with_empty_queues_rolls_up_then_fails() -> None:
     assert m.cpus[1].vmstats.v_free_count == 0
     assert m.vm_pageout_deficit == deficit + 1
     assert explain(r.record)["rollups"] == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 # --- NORMAL recycling the cache (§7.1 found_cache) -------------------------------------
@@ -390,7 +393,7 @@ def test_normal_below_reserve_recycles_cache_pages_until_the_reserve_is_reached(
     # counters: free 45 + 3 - 1 = 47, cache 5 - 3 = 2; three vm_page_free calls
     assert m.gd.cnt[CNT_FREE] == 47 and m.gd.cnt[CNT_CACHE] == 2
     assert m.cpus[0].meter["v_tfree"] == tfree + 3
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_normal_far_below_reserve_recycles_every_cache_page_then_fails() -> None:
@@ -415,7 +418,7 @@ def test_normal_far_below_reserve_recycles_every_cache_page_then_fails() -> None
         assert m.q_head[PQ_FREE + colour] == i
         assert m.pg.obj[i] == 0
     assert len(m.objects[oid].pages) == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unrecyclable_cache_page_is_deactivated_and_skipped() -> None:
@@ -436,7 +439,7 @@ def test_unrecyclable_cache_page_is_deactivated_and_skipped() -> None:
     assert m.q_adds[PQ_INACTIVE + 1] == adds + 1
     assert m.pg.busy[dirty] == 0
     assert explain(r.record)["recycled_cache"] == [lab.pfn(good)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_normal_above_reserve_may_take_a_cache_page_from_the_combined_search() -> None:
@@ -455,7 +458,7 @@ def test_normal_above_reserve_may_take_a_cache_page_from_the_combined_search() -
     assert ex["recycled_cache"] == [lab.pfn(c)]
     assert ex["found_queue"] == PQ_FREE + 3
     assert m.pg.obj[c] == oid
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_combined_search_with_two_cpus_reaches_free_1024_before_any_cache_level() -> None:
@@ -490,7 +493,7 @@ def test_free_page_busied_by_someone_else_is_deactivated(req: str) -> None:
     assert m.q_tail[PQ_INACTIVE + 100] == first
     assert m.q_adds[PQ_INACTIVE + 100] == adds + 1
     assert m.pg.busy[first] == PBUSY_LOCKED
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_soft_busied_free_page_is_skipped_too() -> None:
@@ -526,15 +529,15 @@ def test_vm_alloc_cpu_picks_that_cpus_colour() -> None:
     assert explain(r.record)["color"] == 261  # 256 + 5
     r = m.call("vm_page_alloc", {"pindex": 5, "page_req": "NORMAL"}, cpu=3)
     assert explain(r.record)["color"] == 773
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_alloc_cpu_of_a_missing_cpu_is_refused() -> None:
     m = boot(cpus=2)
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(InvalidArgument):
         m.call("vm_page_alloc", {"page_req": VM_ALLOC_NORMAL | VM_ALLOC_CPU(5)})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # --- collisions --------------------------------------------------------------------------
@@ -559,18 +562,18 @@ def test_null_ok_collision_returns_null_and_the_page_goes_back_to_the_free_head(
     assert m.vm_pageout_deficit == deficit  # a collision is not an allocation failure
     assert m.objects[oid].pages[3] == x - m.first_page
     assert explain(r.record)["why_null"]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_collision_without_null_ok_panics_and_changes_nothing() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     alloc(m, "VM_ALLOC_NORMAL", 3, oid)
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic) as exc:
         alloc(m, "VM_ALLOC_NORMAL", 3, oid)
     assert "PAGE RACE" in str(exc.value)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_collision_without_null_ok_but_failing_gate_returns_null() -> None:
@@ -594,10 +597,10 @@ def test_collision_panics_when_recycling_the_cache_would_reach_the_reserve() -> 
     assert alloc(m, "VM_ALLOC_NORMAL", 3, oid).result is not None  # free 48
     assert alloc(m, "VM_ALLOC_NORMAL", 4, oid).result is not None  # free 47
     lab.cache(7)  # one recycle lifts free to 48: the kernel would get a page, then panic
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):
         alloc(m, "VM_ALLOC_NORMAL", 3, oid)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_collision_with_too_little_cache_recycles_it_and_returns_null() -> None:
@@ -611,7 +614,7 @@ def test_collision_with_too_little_cache_recycles_it_and_returns_null() -> None:
     assert alloc(m, "VM_ALLOC_NORMAL", 3, oid).result is None
     assert m.pg.queue[c] == PQ_FREE + 7  # recycled on the way to the NULL
     assert m.vm_pageout_deficit == deficit + 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_collision_panic_follows_the_systhread_system_clause() -> None:
@@ -621,10 +624,10 @@ def test_collision_panic_follows_the_systhread_system_clause() -> None:
     lab.free_run(100, 19)
     assert alloc(m, "VM_ALLOC_INTERRUPT", 3, oid).result is not None  # free 18 > 17
     assert alloc(m, "VM_ALLOC_QUICK", 3, oid).result is None  # gate shut: NULL
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):  # SYSTEM added: gate open, page in hand, collision
         alloc(m, "VM_ALLOC_QUICK", 3, oid, systhread=True)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # --- pagedaemon_wakeup from the allocator ------------------------------------------------
@@ -660,7 +663,7 @@ def test_grab_allocates_when_absent() -> None:
     assert m.pg.valid[r.result - m.first_page] == 0xFF
     r = m.call("vm_page_grab", {"object": oid, "pindex": 11, "flags": "NORMAL|FORCE_ZERO"})
     assert m.pg.valid[r.result - m.first_page] == 0xFF
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _resident_unbusied(m: Machine, oid: int, pindex: int) -> int:
@@ -684,7 +687,7 @@ def test_grab_returns_the_resident_page_hard_busied() -> None:
     assert m.pg.queue[i] == q  # grab does not move it
     assert m.pg.valid[i] == 0
     assert m.gd.v_free_count == free0  # nothing allocated
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize(
@@ -732,7 +735,7 @@ def test_grab_of_a_busy_page_without_retry_sleeps_once_then_dereferences_null(
     assert r.result is None
     assert r.blocked == {"thread": 1, "channel": f"page:{pfn}", "wmesg": "pgrbwt", "timo": 0}
     assert m.pg.busy[i] == held_word | PBUSY_WANTED  # 0xC0000000, or 0x40000001
-    m.check_invariants()
+    check_invariants(m)
     r = m.call(release, {"m": pfn}, thread=2)
     # vm_page_wakeup clears LOCKED|WANTED; sbusy_drop: 0x40000001 - 1 == PBUSY_WANTED, so
     # it clears WANTED too; both wake the grab, which resumes into the NULL dereference
@@ -747,7 +750,7 @@ def test_grab_of_a_busy_page_without_retry_sleeps_once_then_dereferences_null(
     assert m.pg.flags[i] & PG_REFERENCED
     assert m.pg.queue[i] == queue and m.pg.obj[i] == oid and m.pg.valid[i] == 0
     assert m.gd.v_free_count == free0  # nothing allocated
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_grab_without_retry_of_a_page_with_only_wanted_dereferences_null_at_once() -> None:
@@ -758,10 +761,10 @@ def test_grab_without_retry_of_a_page_with_only_wanted_dereferences_null_at_once
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     i = _resident_unbusied(m, oid, 4)
     m.pg.busy[i] = PBUSY_WANTED
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic, match="NULL pointer dereference"):
         m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "VM_ALLOC_NORMAL"}, thread=1)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert 1 not in m.threads
 
 
@@ -778,14 +781,14 @@ def test_grab_of_a_busy_page_with_retry_sleeps_until_the_page_is_released() -> N
     assert r.blocked == {"thread": 1, "channel": f"page:{pfn}", "wmesg": "pgrbwt", "timo": 0}
     assert m.pg.busy[i] == PBUSY_LOCKED | PBUSY_WANTED
     assert m.pg.flags[i] & PG_REFERENCED
-    m.check_invariants()
+    check_invariants(m)
     r = m.call("vm_page_wakeup", {"m": pfn}, thread=2)  # the holder lets go
     assert r.record["resumed"] == [
         {"tid": 1, "fn": "vm_page_grab", "result": pfn, "timed_out": False}
     ]
     assert m.pg.busy[i] == PBUSY_LOCKED  # hard-busied again, by the grab
     assert m.gd.v_free_count == free0  # the resident page, nothing allocated
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_grab_failing_without_retry_waits_once_and_returns_null() -> None:
@@ -809,7 +812,7 @@ def test_grab_failing_without_retry_waits_once_and_returns_null() -> None:
     ]
     assert m.vm_pageout_deficit == deficit + 1  # no second allocation attempt
     assert 1 not in m.objects[oid].pages
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_grab_needs_a_class_flag() -> None:
@@ -840,7 +843,7 @@ def test_alloczwq_returns_a_wired_unbusied_unqueued_page() -> None:
     assert m.pg.valid[r.result - m.first_page] == 0xFF
     r = m.call("vm_page_alloczwq", {"pindex": 79, "flags": "NORMAL|FORCE_ZERO"})
     assert m.pg.valid[r.result - m.first_page] == 0xFF
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_freezwq_passes_through_the_inactive_tail_to_the_free_head() -> None:
@@ -864,7 +867,7 @@ def test_freezwq_passes_through_the_inactive_tail_to_the_free_head() -> None:
     assert m.pg.valid[i] == 0  # vm_page_free clears valid
     assert m.cpus[0].adj.cnt[CNT_WIRE] == wire_adj - 1
     assert m.cpus[0].meter["v_tfree"] == tfree + 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloczwq_failing_without_retry_waits_once() -> None:
@@ -917,7 +920,7 @@ def test_alloczwq_with_retry_on_an_exhausted_machine_keeps_waiting() -> None:
     assert m.pg.wire[p] == 1 and m.pg.busy[p] == 0 and m.pg.queue[p] == PQ_NONE
     assert m.pg.pindex[p] == 1
     assert m.gd.v_free_count == t.reserved - 1  # 48 - 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_freezwq_of_a_page_wired_twice_panics_and_changes_nothing() -> None:
@@ -925,10 +928,10 @@ def test_freezwq_of_a_page_wired_twice_panics_and_changes_nothing() -> None:
     pfn = m.call("vm_page_alloczwq", {"pindex": 1, "flags": "NORMAL"}).result
     i = pfn - m.first_page
     m.pg.wire[i] = 2
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):
         m.call("vm_page_freezwq", {"m": pfn})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # --- vm_wait (§13.1) ---------------------------------------------------------------------
@@ -948,9 +951,9 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
     m, t = lab.m, lab.t
     assert (t.free_min, t.paging_wait) == (83, 166)
     _free_and_cache(lab, 60, 44)  # 104: no sleep
-    before = m.state_digest()
+    before = state_digest(m)
     m.call("vm_wait", {"timo": 0})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
     lab = Lab()
     m = lab.m
@@ -971,7 +974,7 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
     assert m.vm_pages_waiting == 3
     assert r.blocked is not None and r.blocked["timo"] == 3
     assert m.ticks == ticks  # sleeping takes no time by itself
-    m.check_invariants()
+    check_invariants(m)
     # each sleep times out on its own: thread 3 at +3, thread 2 at +7, thread 1 at +100
     order = []
     for n in (3, 4, 93):
@@ -980,17 +983,17 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
     assert order == [(3, True), (2, True), (1, True)]
     assert m.ticks == ticks + 100
     assert not m.sleepq
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_wait_nice_shifts_the_trip_point() -> None:
     lab = Lab()
     m = lab.m
     _free_and_cache(lab, 60, 43)  # 103
-    before = m.state_digest()
+    before = state_digest(m)
     # nice -1 -> vm_paging_min_nice(0): k = 0, trip point 83: 103 is fine, no sleep
     m.call("vm_wait", {"timo": 5}, nice=-1)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
     lab = Lab()
     m = lab.m
@@ -1001,10 +1004,10 @@ def test_vm_wait_nice_shifts_the_trip_point() -> None:
     assert m.vm_pages_waiting == 1
     assert m.threads[1].nice == 19
     # nice 18 -> 19: k = 39 * 41 / 40 = 1599 / 40 = 39, trip point 122 <= 123: no sleep
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_wait", {"timo": 5}, nice=18, thread=2)
     assert r.blocked is None
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_vm_wait_sleeps_below_reserved_free_even_with_plenty_of_cache() -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from app.core.boot import vm_page_startup_finish, vm_pageout_init
+from app.core.calls import page_index
 from app.core.config import MachineConfig
 from app.core.constants import (
     PAT_WRITE_BACK,
@@ -22,7 +24,9 @@ from app.core.constants import (
     PQ_L2_SIZE,
 )
 from app.core.errors import ConfigError, InvalidArgument
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
+from app.core.vm_page.queues import queue_pages
 from app.core.vmstats import predicate_table
 
 MiB = 1 << 20
@@ -35,12 +39,12 @@ def boot(phys_avail: tuple[tuple[int, int], ...], **kw: Any) -> Machine:
 
 def queue_pfns(m: Machine, queue: int) -> list[int]:
     """The pfns on ``queue``, head first."""
-    return [m.first_page + i for i in m.queue_pages(queue)]
+    return [m.first_page + i for i in queue_pages(m, queue)]
 
 
 def is_managed(m: Machine, pfn: int) -> bool:
     try:
-        m.page_index(pfn)
+        page_index(m, pfn)
     except InvalidArgument:
         return False
     return True
@@ -105,8 +109,8 @@ def test_unaligned_ranges_are_rounded_and_an_empty_last_range_still_sets_page_ra
     assert is_managed(m, 0xBFF)
     assert not is_managed(m, 0xC00)  # inside page_range (index 3070) but never added
     with pytest.raises(InvalidArgument):
-        m.page_index(0x1)  # below first_page
-    m.check_invariants()
+        page_index(m, 0x1)  # below first_page
+    check_invariants(m)
 
 
 def test_biggestone_is_the_first_of_equal_largest_ranges() -> None:
@@ -154,7 +158,7 @@ def test_dma_reserve_pages_at_boot() -> None:
     # boot updated the global vmstats and copied it into the boot CPU's snapshot
     assert m.cpus[0].vmstats.cnt == [1887, 0, 0, 0, 318]
     assert m.cpus[0].adj.cnt == [0, 0, 0, 0, 0]
-    m.check_invariants()
+    check_invariants(m)
 
 
 NPAGES_BOUND = (
@@ -185,7 +189,7 @@ def test_npages_bound_stops_a_later_range_and_ends_the_outer_loop() -> None:
     assert is_managed(m, 0x4EBF)
     assert not is_managed(m, 0x4EC0)  # the npages bound, not a carve-out
     assert not is_managed(m, 0x4FC0)  # nothing after the budget ran out
-    m.check_invariants()
+    check_invariants(m)
 
 
 HIGH = ((0xFFC00000, 0x100C00000),)  # 16 MiB straddling 4 GiB: pfn 0xFFC00..0x100BFF
@@ -304,7 +308,7 @@ def test_startup_finish_returns_the_reserve_in_chunks_from_the_top() -> None:
     assert m.set_assoc_mask == 15  # before startup_finish
     assert m.page_hash_size == 0  # no hash table yet
     spy = AllocSpy(m)
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     assert spy.calls == [(1536, 512), (1024, 512), (512, 512)]
     assert m.vm_low_phys_reserved == 0x200000
     assert m.vmstats.v_dma_pages == 511
@@ -312,12 +316,12 @@ def test_startup_finish_returns_the_reserve_in_chunks_from_the_top() -> None:
     assert m.console[-1] == "DMA space used: 0k, remaining available: 2044k"
     assert m.set_assoc_mask == 1023  # 1 CPU
     assert m.page_hash_size == 4096  # 8191 / 16 = 511 < 4096
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_startup_finish_counts_through_the_boot_cpus_adjustments() -> None:
     m = Machine.boot(MachineConfig.from_size("32MiB", cpus=2, boot_stage="early"))
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # the global vmstats is untouched until a rollup ...
     assert m.vmstats.cnt == [5887, 0, 0, 0, 2047]
     # ... the unwire (wire -1) and the free (free +1) went to cpu0's adjustments;
@@ -329,18 +333,18 @@ def test_startup_finish_counts_through_the_boot_cpus_adjustments() -> None:
     # cpu1 saw nothing
     assert m.cpus[1].adj.cnt == [0, 0, 0, 0, 0]
     assert m.cpus[1].meter["v_tfree"] == 0
-    m.check_invariants()
-    m.vm_pageout_init()  # rolls everything up first [I]
+    check_invariants(m)
+    vm_pageout_init(m)  # rolls everything up first [I]
     assert m.vmstats.cnt == [7423, 0, 0, 0, 511]
     for cpu in m.cpus:
         assert cpu.adj.cnt == [0, 0, 0, 0, 0]
         assert cpu.vmstats.cnt == [7423, 0, 0, 0, 511]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_returned_pages_passed_through_the_inactive_tail() -> None:
     m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # returned pfns 512..2047.  pfn 512..1023 have colour pfn (512..1023, once each);
     # pfn 1024..2047 have colour (pfn ^ 1) & 1023 (every colour once).  Each unwire
     # deactivated the page to the inactive tail, bumping that queue's adds by one.
@@ -358,7 +362,7 @@ def test_returned_pages_land_at_the_free_queue_heads_last_chunk_first() -> None:
     # colour 600 (binary 1001011000) before the return: the normal pages (c ^ k) + 1024 k
     # for k = 2..7 (all <= 7934), highest first
     assert queue_pfns(m, PQ_FREE + 600) == [7775, 6750, 5725, 4700, 3675, 2650]
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # chunk (1536, 512) came back first: pfn (600 ^ 1) + 1024 = 1625 pushed to the head;
     # chunk (512, 512) came back last: pfn 600 pushed on top of it
     assert queue_pfns(m, PQ_FREE + 600) == [600, 1625, 7775, 6750, 5725, 4700, 3675, 2650]
@@ -373,13 +377,13 @@ def test_returned_pages_land_at_the_free_queue_heads_last_chunk_first() -> None:
     assert pg.queue[returned] == PQ_FREE + 600
     kept = 511 - m.first_page  # still in the reserve (pa 0x1FF000 < 0x200000)
     assert (pg.flags[kept], pg.wire[kept], pg.queue[kept]) == (FICT_UNQ, 1, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_startup_finish_trims_chunks_to_powers_of_two() -> None:
     m = boot(UNALIGNED, boot_stage="early")
     spy = AllocSpy(m)
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # reserve free: 2..255 and 512..575 (318), keep 143
     # (318, 544, 32): 318-143 = 175 >= 32 -> (544, 32); (286, 512, 32): 143 -> (512, 32)
     # then leaves 224, 192, 160 whole: 254-143 = 111, 79, 47 >= 32
@@ -398,7 +402,7 @@ def test_startup_finish_trims_chunks_to_powers_of_two() -> None:
     # colour 151 (pfn < 1024 keeps its pfn as colour): 2197 = (151 ^ 2) + 2048 and
     # 1174 = (151 ^ 1) + 1024 were there; the returned 151 goes on top
     assert queue_pfns(m, PQ_FREE + 151) == [151, 2197, 1174]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> None:
@@ -407,7 +411,7 @@ def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> No
     # free block; 0..15 holds the never-free block 0, so 16..31
     assert m.vm_contig_alist.alloc(0, 16) == 16
     spy = AllocSpy(m)
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # free: 1..15, 32..2047 (2031), keep 511
     # (2031, 1536, 512): 1520 -> (1536, 512); (1519, 1024, 512): 1008 -> (1024, 512)
     # (1007, 512, 512): 496 < 512 -> blk 512 + 16 = 528, count 496 -> x = 256,
@@ -423,7 +427,7 @@ def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> No
     # used = (527 - 511) * 4 = 64k (the driver's 16 pages), available = 511 * 4
     assert m.console[-1] == "DMA space used: 64k, remaining available: 2044k"
     assert m.vm_contig_alist.free_runs() == [(1, 15), (32, 496)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_the_boot_console_keeps_the_boot_prints() -> None:
@@ -441,13 +445,13 @@ def test_the_boot_console_keeps_the_boot_prints() -> None:
 def test_an_early_machine_prints_at_startup_finish() -> None:
     m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
     assert m.boot_console == []
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
 
 
 def test_startup_finish_with_no_reserve_returns_nothing() -> None:
     m = boot(HIGH, boot_stage="early")
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     assert m.console[-1] == "DMA space used: 0k, remaining available: 0k"
     assert m.cpus[0].adj.cnt == [0, 0, 0, 0, 0]
     # vm_low_phys_reserved stays min(256 MiB, 16 MiB / 4) = 4 MiB
@@ -466,7 +470,7 @@ def test_reserve_caps_on_a_3gib_machine() -> None:
     assert m.vmstats.v_dma_pages == 65535
     assert m.vmstats.v_page_count == 761831
     spy = AllocSpy(m)
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     # the sequence of the alist test for free [1, 65536) keeping 32768: three 8192s from
     # the top, a 4096, seven 512s, a 256, seven 32s, a 16, then single blocks 32783..32769
     assert spy.calls == (
@@ -481,7 +485,7 @@ def test_reserve_caps_on_a_3gib_machine() -> None:
     assert m.vmstats.v_dma_pages == 65535 - 32767  # 32768
     assert m.console[-1] == "DMA space used: 0k, remaining available: 131072k"  # 32768 * 4
     assert m.page_hash_size == 65536  # 786431 / 16 = 49151 -> 4096 doubled 4 times
-    m.vm_pageout_init()
+    vm_pageout_init(m)
     assert m.vmstats.v_free_count == 761831 - 65535 + 32767  # 729063
 
 
@@ -525,7 +529,7 @@ def test_page_hash_size(page_range: int, hash_size: int) -> None:
 def test_page_hash_size_is_capped_at_8m_entries() -> None:
     m = Machine.boot(MachineConfig.from_size("4MiB", boot_stage="early"))
     m.page_range = 1 << 28  # only the hash sizing reads it: 2^28 / 16 = 2^24 > 2^23
-    m.vm_page_startup_finish()
+    vm_page_startup_finish(m)
     assert m.page_hash_size == 8 * 1024 * 1024
 
 

@@ -33,6 +33,7 @@ from app.core.constants import (
     PQ_FREE,
 )
 from app.core.errors import KernelPanic, SimulatorRefusal
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
 
 FIRST_PAGE = 512  # 0x200000 / 4096
@@ -92,11 +93,11 @@ def wakeup_events(r: CallResult) -> list[dict[str, Any]]:
 def panics(
     m: Machine, fn: str, match: str, exc: type[Exception] = KernelPanic, **args: Any
 ) -> None:
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(exc, match=match):
         call(m, fn, **args)
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 # =========================================================== vm_page_busy_wait
@@ -119,7 +120,7 @@ def test_busy_wait_acquires_at_once(start: int, also: bool, after: int) -> None:
     assert word(m) == after  # start | 0x80000000
     assert m.pg.flags[ix(PFN)] == 0  # no sleep: PG_REFERENCED not set
     assert not m.sleepq
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_busy_wait_sleeps(start: int, also: bool, after: int) -> None:
     assert {"event": "sleep", "tid": 2, "channel": CHAN, "wmesg": "bwtest", "timo": 0} in r.record[
         "events"
     ]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_busy_wait_default_wmesg() -> None:
@@ -163,7 +164,7 @@ def test_busy_wait_acquires_after_the_holder_releases() -> None:
     ]
     assert word(m) == 0x80000000
     assert not m.sleepq and m.threads[2].state == "idle"
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_busy_wait_with_two_waiters_one_wins_the_other_sleeps_again() -> None:
@@ -180,7 +181,7 @@ def test_busy_wait_with_two_waiters_one_wins_the_other_sleeps_again() -> None:
     ]
     assert word(m) == 0xC0000000
     assert sleeping(m, 3) and not sleeping(m, 2)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_busy_wait_also_retries_until_the_whole_word_is_zero() -> None:
@@ -197,7 +198,7 @@ def test_busy_wait_also_retries_until_the_whole_word_is_zero() -> None:
         {"tid": 2, "fn": "vm_page_busy_wait", "result": None, "timed_out": False}
     ]
     assert word(m) == 0x80000000
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== vm_page_busy_try
@@ -216,13 +217,13 @@ def test_busy_wait_also_retries_until_the_whole_word_is_zero() -> None:
 )
 def test_busy_try_table(start: int, also: bool, fails: bool, after: int) -> None:
     m = page_with(start)
-    before = m.state_digest()
+    before = state_digest(m)
     r = call(m, "vm_page_busy_try", thread=2, also_m_busy=also)
     assert r.result is fails  # TRUE on failure
     assert r.blocked is None
     assert word(m) == after
     if fails:
-        assert m.state_digest() == before
+        assert state_digest(m) == before
 
 
 # =========================================================== vm_page_sleep_busy
@@ -240,11 +241,11 @@ def test_busy_try_table(start: int, also: bool, fails: bool, after: int) -> None
 )
 def test_sleep_busy_returns_at_once(start: int, also: bool) -> None:
     m = page_with(start)
-    before = m.state_digest()
+    before = state_digest(m)
     r = call(m, "vm_page_sleep_busy", thread=2, also_m_busy=also)
     assert r.blocked is None and r.result is None
     assert word(m) == start  # acquires nothing
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 @pytest.mark.parametrize(
@@ -268,7 +269,7 @@ def test_sleep_busy_sleeps_once_and_acquires_nothing(start: int, also: bool, aft
     ]
     assert word(m) == after & ~PBUSY_WANTED  # flash cleared WANTED; nothing acquired
     assert not m.sleepq
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_sleep_busy_after_the_release_leaves_the_page_unbusied() -> None:
@@ -318,7 +319,7 @@ def test_io_finish_wakes_nobody() -> None:
     assert word(m) == 0x40000000
     assert wakeup_events(r) == [] and "resumed" not in r.record
     assert sleeping(m, 2)
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== sbusy_try / hold / drop
@@ -380,7 +381,7 @@ def test_sbusy_drop_of_the_last_soft_busy_with_wanted_wakes() -> None:
     assert r.record["resumed"] == [
         {"tid": 2, "fn": "vm_page_sleep_busy", "result": None, "timed_out": False}
     ]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_sbusy_drop_without_a_soft_busy_is_refused() -> None:
@@ -410,10 +411,10 @@ def test_flash_clears_wanted_and_wakes() -> None:
 @pytest.mark.parametrize("start", [0x80000000, 0x00000003, 0x20000000])
 def test_flash_without_wanted_does_nothing(start: int) -> None:
     m = page_with(start)
-    before = m.state_digest()
+    before = state_digest(m)
     r = call(m, "vm_page_flash")
     assert word(m) == start and wakeup_events(r) == []
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # =========================================================== vm_page_wakeup
@@ -454,7 +455,7 @@ def test_flag_set_and_clear_by_name() -> None:
     call(m, "vm_page_flag_clear", bits=PG_NOSYNC)
     assert m.pg.flags[ix(PFN)] == PG_SWAPPED
     assert word(m) == 0  # the busy word is not touched
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_flag_set_fictitious_on_a_queued_page_is_refused() -> None:
@@ -462,11 +463,11 @@ def test_flag_set_fictitious_on_a_queued_page_is_refused() -> None:
     refuses the flag change up front (pfn 600 sits on PQ_FREE colour 600)."""
     m = boot8()
     assert m.pg.queue[ix(600)] == PQ_FREE + 600
-    before = m.state_digest()
+    before = state_digest(m)
     for bits in ("PG_FICTITIOUS", "PG_UNQUEUED"):
         with pytest.raises(SimulatorRefusal):
             m.call("vm_page_flag_set", {"m": 600, "bits": bits})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_flag_clear_cannot_take_a_reserve_page_out_of_the_dma_reserve() -> None:
@@ -477,15 +478,15 @@ def test_flag_clear_cannot_take_a_reserve_page_out_of_the_dma_reserve() -> None:
     m = Machine.boot(MachineConfig(phys_avail=((0x100000, 0x900000),)))
     assert m.vm_contig_alist.is_free(256)
     assert m.pg.flags[256 - m.first_page] == PG_FICTITIOUS | PG_UNQUEUED
-    before = m.state_digest()
+    before = state_digest(m)
     for bits in ("PG_FICTITIOUS", "PG_UNQUEUED", "PG_FICTITIOUS|PG_UNQUEUED"):
         with pytest.raises(SimulatorRefusal):
             m.call("vm_page_flag_clear", {"m": 256, "bits": bits})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     m.call("vm_page_flag_clear", {"m": 256, "bits": "PG_REFERENCED"})  # other bits: fine
     m.call("vm_page_flag_set", {"m": 256, "bits": "PG_REFERENCED"})
     assert m.pg.flags[256 - m.first_page] == PG_FICTITIOUS | PG_UNQUEUED | PG_REFERENCED
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== sleeping always marks

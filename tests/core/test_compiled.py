@@ -31,7 +31,8 @@ import app.core, app.core.compiled as c
 from tests.golden.corpus import machine_for, outcome, read
 files = {}
 for name in c.compiled_modules() + list(c.EXCLUDED):
-    mod = __import__(f"app.core.{name}" if name != "__init__" else "app.core", fromlist=["x"])
+    dotted = name.replace("/", ".")
+    mod = __import__(f"app.core.{dotted}" if name != "__init__" else "app.core", fromlist=["x"])
     files[name] = mod.__file__
 streams = {}
 for path in sys.argv[1:]:
@@ -92,11 +93,17 @@ def test_the_golden_corpus_replays_exactly_on_the_compiled_core(build: Path) -> 
 
 
 def test_the_compiled_build_holds_every_module_but_the_excluded(build: Path) -> None:
-    sources = {p.stem for p in (ROOT / "app" / "core").glob("*.py")}
+    core_src = ROOT / "app" / "core"
+    sources = {
+        p.relative_to(core_src).with_suffix("").as_posix()
+        for p in core_src.rglob("*.py")
+        if p.stem != "__init__"
+    } | {"__init__"}
     assert set(compiled.EXCLUDED) <= sources
     assert set(compiled.compiled_modules()) == sources - set(compiled.EXCLUDED)
     built = {
-        p.name.split(".")[0] for p in compiled.core_dir(build).glob("*" + compiled.ext_suffix())
+        p.relative_to(compiled.core_dir(build)).as_posix().split(".")[0]
+        for p in compiled.core_dir(build).rglob("*" + compiled.ext_suffix())
     }
     assert built == set(compiled.compiled_modules()) | {"native__mypyc"}
     # no compiled module lies next to the sources, where it would shadow them for everyone

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import app.core.contig as contig_mod
+import app.core.vm_contig as contig_mod
 from app.core.config import MachineConfig
 from app.core.constants import (
     CNT_FREE,
@@ -53,9 +53,18 @@ from app.core.constants import (
     PQ_INACTIVE,
     PQ_NONE,
 )
-from app.core.contig import VM_MEMATTR_UNCACHEABLE
 from app.core.errors import InvalidArgument, KernelPanic
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
+from app.core.vm_contig import (
+    VM_MEMATTR_UNCACHEABLE,
+    _contig_find,
+    dma_alist_view,
+    vm_contig_pg_clean,
+    vm_page_alloc_contig,
+)
+from app.core.vm_page.busy import vm_page_busy_try
+from app.core.vm_page.queues import queue_pages
 
 MiB = 1 << 20
 PAGE = 4096
@@ -83,7 +92,7 @@ def idx(m: Machine, pfn: int) -> int:
 
 
 def queue_pfns(m: Machine, queue: int) -> list[int]:
-    return [m.first_page + i for i in m.queue_pages(queue)]
+    return [m.first_page + i for i in queue_pages(m, queue)]
 
 
 def page_state(m: Machine, pfn: int) -> tuple[int, int, int, int, int, int]:
@@ -108,7 +117,7 @@ def pg_alloc(m: Machine, size: int, **kw: Any) -> Any:
 
 def test_reserve_view_of_the_32mib_machine() -> None:
     m = boot32()
-    assert m.dma_alist_view() == {
+    assert dma_alist_view(m) == {
         "bl_free": 511,  # blocks 1..511 (see the module docstring)
         "free_runs": [[1, 511]],
         "vm_low_phys_reserved": 0x200000,  # 512 << 12
@@ -130,7 +139,7 @@ def test_alloc_contig_one_page_is_the_lowest_free_block_as_it_sits_in_the_reserv
     # no counter moves: the pages were counted wired at boot and stay so
     assert (m.vmstats.cnt, m.cpus[0].adj.cnt, m.cpus[0].vmstats.cnt) == before
     assert r.record["moves"] == []
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloc_contig_rounds_up_to_a_power_of_two_and_frees_the_tail() -> None:
@@ -150,7 +159,7 @@ def test_alloc_contig_rounds_up_to_a_power_of_two_and_frees_the_tail() -> None:
     assert m.vm_contig_alist.bl_free == 491  # 507 - 16 = 2 + 9 + 480
     for pfn in (4, 5, 6, 16, 31):
         assert page_state(m, pfn) == (PQ_NONE, FICT_UNQ, 1, 0, 0, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloc_contig_ignores_low_and_alignment() -> None:
@@ -177,14 +186,14 @@ def test_alloc_contig_ignores_boundary() -> None:
 
 def test_alloc_contig_high_limit_frees_the_block_back() -> None:
     m = boot32()
-    digest = m.state_digest()
+    digest = state_digest(m)
     # 16 pages: alist returns block 16; (16 + 16) << 12 = 0x20000 > high 0x1FFFF -> freed
     # back, NULL; the alist ends exactly as it was
     assert alloc_contig(m, 16 * PAGE, high=0x1FFFF) is None
     assert m.vm_contig_alist.bl_free == 511
     assert m.vm_contig_alist.free_runs() == [(1, 511)]
-    assert m.state_digest() == digest
-    m.check_invariants()
+    assert state_digest(m) == digest
+    check_invariants(m)
     # high 0x20000: 0x20000 > 0x20000 is false -> granted
     assert alloc_contig(m, 16 * PAGE, high=0x20000) == 16
     # high 0 means no limit
@@ -203,7 +212,7 @@ def test_alloc_contig_size_limits() -> None:
     assert alloc_contig(m, 256 * PAGE) == 256
     assert m.vm_contig_alist.bl_free == 255  # 511 - 256
     assert m.vm_contig_alist.free_runs() == [(1, 255)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloc_contig_memattr_sets_pat_on_every_page() -> None:
@@ -221,7 +230,7 @@ def test_alloc_contig_memattr_sets_pat_on_every_page() -> None:
     # free_contig only hands the blocks back: the attribute stays as it was set
     call(m, "vm_page_free_contig", m=2, size=2 * PAGE)
     assert pat[idx(m, 2)] == VM_MEMATTR_UNCACHEABLE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_contig_verbose_logs_the_converted_alignment_and_boundary() -> None:
@@ -238,16 +247,16 @@ def test_contig_verbose_logs_the_converted_alignment_and_boundary() -> None:
 
 def test_alloc_contig_refuses_size_zero_and_absurd_sizes_up_front() -> None:
     m = boot32()
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(InvalidArgument):
         m.call("vm_page_alloc_contig", {"size": 0})
     with pytest.raises(InvalidArgument):
-        m.vm_page_alloc_contig(0, 0, 0, 0, 0, PAT_WRITE_BACK)
+        vm_page_alloc_contig(m, 0, 0, 0, 0, 0, PAT_WRITE_BACK)
     with pytest.raises(InvalidArgument):  # 2^43 + 1 bytes: beyond the 32-bit block count
-        m.vm_page_alloc_contig(0, 0, 0, 0, (1 << 43) + 1, PAT_WRITE_BACK)
+        vm_page_alloc_contig(m, 0, 0, 0, 0, (1 << 43) + 1, PAT_WRITE_BACK)
     with pytest.raises(InvalidArgument):
         m.call("vm_page_alloc_contig", {"size": PAGE, "high": -1})
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
 
 
 # =======================================================================================
@@ -265,18 +274,18 @@ def test_free_contig_returns_a_reserve_block() -> None:
     assert m.vm_contig_alist.free_runs() == [(1, 511)]
     for pfn in (4, 7):  # the pages stay wired, FICTITIOUS|UNQUEUED, not busy
         assert page_state(m, pfn) == (PQ_NONE, FICT_UNQ, 1, 0, 0, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_contig_double_free_panics_and_changes_nothing() -> None:
     m = boot32()
     assert alloc_contig(m, PAGE) == 1
     call(m, "vm_page_free_contig", m=1, size=PAGE)
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(KernelPanic) as e:
         m.call("vm_page_free_contig", {"m": 1, "size": PAGE})
     assert e.value.function == "alist_free"
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
     # a block never handed out is just as free
     with pytest.raises(KernelPanic):
         m.call("vm_page_free_contig", {"m": 5, "size": PAGE})
@@ -286,13 +295,13 @@ def test_free_contig_double_free_panics_and_changes_nothing() -> None:
     with pytest.raises(KernelPanic):
         m.call("vm_page_free_contig", {"m": 1, "size": 2 * PAGE})
     assert not m.vm_contig_alist.is_free(1)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_contig_asserts_the_block_ends_below_vm_low_phys_reserved() -> None:
     m = boot32()
     assert alloc_contig(m, 256 * PAGE) == 256  # blocks 256..511
-    digest = m.state_digest()
+    digest = state_digest(m)
     # pfn 511: pa 0x1FF000 < 0x200000 (reserve path), but 0x1FF000 + 0x2000 = 0x201000 >
     # vm_low_phys_reserved 0x200000 -> KASSERT
     with pytest.raises(KernelPanic) as e:
@@ -300,10 +309,10 @@ def test_free_contig_asserts_the_block_ends_below_vm_low_phys_reserved() -> None
     assert e.value.function == "vm_page_free_contig"
     assert "vm_low_phys_reserved" in e.value.message
     # 0x1FF000 + 0x1000 = 0x200000 <= 0x200000: fine
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
     call(m, "vm_page_free_contig", m=511, size=PAGE)
     assert m.vm_contig_alist.is_free(511)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_contig_asserts_a_reserve_page_is_fictitious() -> None:
@@ -312,20 +321,20 @@ def test_free_contig_asserts_a_reserve_page_is_fictitious() -> None:
     # vm_page_flag_clear refuses this on a reserve page, so set it directly to reach the
     # KASSERT
     m.pg.flags[idx(m, 1)] &= ~PG_FICTITIOUS
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(KernelPanic) as e:
         m.call("vm_page_free_contig", {"m": 1, "size": PAGE})
     assert "PG_FICTITIOUS" in e.value.message
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
 
 
 def test_free_contig_refuses_size_zero() -> None:
     m = boot32()
     assert alloc_contig(m, PAGE) == 1
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(InvalidArgument):
         m.call("vm_page_free_contig", {"m": 1, "size": 0})
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
 
 
 # =======================================================================================
@@ -365,7 +374,7 @@ def test_fallback_scans_in_address_order_not_queue_order() -> None:
     assert m.cpus[0].adj.cnt[CNT_WIRE] == 1
     assert m.cpus[0].vmstats.cnt[CNT_FREE] == free_gd - 1
     assert m.vmstats.cnt == before_global
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fallback_alignment_skips_a_busy_page() -> None:
@@ -380,7 +389,7 @@ def test_fallback_alignment_skips_a_busy_page() -> None:
     assert m.pg.queue[idx(m, 1024)] == PQ_FREE + 1  # (1024 ^ 1) & 1023: untouched
     assert m.cpus[0].adj.cnt[CNT_WIRE] == 4
     assert m.cpus[0].adj.cnt[CNT_FREE] == -4
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fallback_skips_a_soft_busied_page_but_not_a_wanted_one() -> None:
@@ -403,7 +412,7 @@ def test_fallback_boundary() -> None:
     #   1027: 0x403000 ^ 0x406FFF = 0x5FFF, & ~0x3FFF = 0x4000 -> crosses
     #   1028: 0x404000 ^ 0x407FFF = 0x3FFF, & ~0x3FFF = 0 -> run 1028..1031 free
     assert pg_alloc(m, 4 * PAGE, alignment=PAGE, boundary=0x4000) == 1028
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fallback_run_check_covers_the_last_page_of_the_run() -> None:
@@ -411,7 +420,7 @@ def test_fallback_run_check_covers_the_last_page_of_the_run() -> None:
     assert call(m, "vm_page_busy_try", m=1027, also_m_busy=False) is False
     # 4 pages: the runs from 1024, 1025 and 1026 all end on or pass the busy 1027, which is
     # itself no candidate; the first whole run starts at 1028
-    assert m._contig_find(0, 4, 4 * PAGE, 0, (1 << 64) - 1, PAGE, 0) == idx(m, 1028)
+    assert _contig_find(m, 0, 4, 4 * PAGE, 0, (1 << 64) - 1, PAGE, 0) == idx(m, 1028)
     adds = m.q_adds[:]
     assert pg_alloc(m, 4 * PAGE) == 1028
     assert m.q_adds == adds  # nothing was taken and given back on the way
@@ -439,15 +448,15 @@ def test_fallback_without_boundary_takes_the_crossing_run() -> None:
 
 def test_fallback_low_and_high() -> None:
     m = boot_nores()
-    digest = m.state_digest()
+    digest = state_digest(m)
     # low 0x404001: the first 16 KiB-aligned address at or above it is 0x408000 = pfn 1032;
     # high 0x40BFFF: 0x408000 + 0x4000 = 0x40C000 > high -> the pass ends; three passes, the
     # (empty) inactive queues cleaned after each, NULL, nothing changed
     assert pg_alloc(m, 4 * PAGE, low=0x404001, high=0x40BFFF, alignment=0x4000) is None
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
     # high 0x40C000: 0x40C000 > 0x40C000 is false -> granted
     assert pg_alloc(m, 4 * PAGE, low=0x404001, high=0x40C000, alignment=0x4000) == 1032
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fallback_on_an_exhausted_reserve() -> None:
@@ -462,12 +471,12 @@ def test_fallback_on_an_exhausted_reserve() -> None:
     assert pg_alloc(m, PAGE) == 512
     # 2 pages aligned to 8 KiB: 512 is taken, 513 is not aligned, 514..515 are free
     assert pg_alloc(m, 2 * PAGE, alignment=0x2000) == 514
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fallback_panics_up_front() -> None:
     m = boot_nores()
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(KernelPanic) as e:
         pg_alloc(m, 0)
     assert e.value.message == "size must not be 0"
@@ -481,11 +490,11 @@ def test_fallback_panics_up_front() -> None:
     with pytest.raises(KernelPanic) as e:
         pg_alloc(m, PAGE, boundary=0x6000)  # 0x6000 & 0x5FFF = 0x4000 != 0
     assert e.value.message == "boundary must be a power of 2"
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
     # alignment 0 is allowed: alignment - 1 wraps to all ones, so only phys 0 is aligned,
     # and this machine's lowest page is at 0x400000 -> NULL
     assert pg_alloc(m, PAGE, alignment=0) is None
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
 
 
 def test_fallback_scan_stops_at_v_page_count_quirk() -> None:
@@ -523,13 +532,13 @@ def test_fallback_pages_go_back_through_free_contig() -> None:
     assert m.cpus[0].meter["v_tfree"] == tfree + 4
     assert m.cpus[0].adj.cnt[CNT_WIRE] == 0  # +4 by the take, -4 by the unwires
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0  # -4, +4
-    m.check_invariants()
+    check_invariants(m)
     # a second free: wire_count 0 -> vm_page_unwire panics, checked before anything
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(KernelPanic) as e:
         m.call("vm_page_free_contig", {"m": 1024, "size": 4 * PAGE})
     assert e.value.function == "vm_page_unwire"
-    assert m.state_digest() == digest
+    assert state_digest(m) == digest
 
 
 def test_free_contig_checks_every_page_before_freeing_any() -> None:
@@ -538,11 +547,11 @@ def test_free_contig_checks_every_page_before_freeing_any() -> None:
     call(m, "vm_page_busy_try", m=1025, also_m_busy=False)
     call(m, "vm_page_io_start", m=1025)  # soft count 1
     call(m, "vm_page_wakeup", m=1025)  # hard busy gone, soft busy stays
-    digest = m.state_digest()
+    digest = state_digest(m)
     with pytest.raises(KernelPanic) as e:
         m.call("vm_page_free_contig", {"m": 1024, "size": 2 * PAGE})
     assert e.value.message == "freeing busy page"
-    assert m.state_digest() == digest  # 1024 was not freed either
+    assert state_digest(m) == digest  # 1024 was not freed either
 
 
 def test_free_contig_sleeps_on_a_busy_page_and_finishes_after_the_wakeup() -> None:
@@ -559,7 +568,7 @@ def test_free_contig_sleeps_on_a_busy_page_and_finishes_after_the_wakeup() -> No
     # the sleeper set WANTED (and PG_REFERENCED) on 1026
     assert m.pg.busy[idx(m, 1026)] == PBUSY_LOCKED | PBUSY_WANTED
     assert m.pg.flags[idx(m, 1026)] & PG_REFERENCED
-    m.check_invariants()
+    check_invariants(m)
     w = m.call("vm_page_wakeup", {"m": 1026})
     assert w.record["resumed"][0]["tid"] == 1
     # resumed: busied 1026, unwired, freed; then 1027.  Colours (1026 ^ 1) & 1023 = 3 and
@@ -569,7 +578,7 @@ def test_free_contig_sleeps_on_a_busy_page_and_finishes_after_the_wakeup() -> No
     assert m.pg.wire[idx(m, 1026)] == 0 and m.pg.busy[idx(m, 1026)] == 0
     # the free kept PG_REFERENCED (vm_page_free_toq clears only NEED_COMMIT|UNQUEUED) ...
     assert m.pg.flags[idx(m, 1026)] == PG_REFERENCED
-    m.check_invariants()
+    check_invariants(m)
     # ... and the next take clears every flag: 1024..1027 are free again, 1024 is aligned
     assert pg_alloc(m, 4 * PAGE, alignment=0x4000) == 1024
     assert m.pg.flags[idx(m, 1026)] == 0
@@ -643,7 +652,7 @@ def test_vectorised_find_matches_the_spec_loop(
 ) -> None:
     m = boot_nores()
     for k in busy:  # hard-busy some of the 64 lowest pages
-        m.vm_page_busy_try(k, False)
+        vm_page_busy_try(m, k, False)
     base = m.first_page << 12
     size = npg * PAGE
     low = base + low_page * PAGE
@@ -656,7 +665,7 @@ def test_vectorised_find_matches_the_spec_loop(
     old = contig_mod._SCAN_WINDOW
     contig_mod._SCAN_WINDOW = window
     try:
-        got = m._contig_find(start, npg, size, low, high, alignment, boundary)
+        got = _contig_find(m, start, npg, size, low, high, alignment, boundary)
     finally:
         contig_mod._SCAN_WINDOW = old
     assert got == expected
@@ -723,7 +732,7 @@ def test_inactive_pages_are_cached_by_the_first_clean_and_taken_by_the_second_pa
     assert m.cpus[0].meter["v_reactivated"] == 0  # the cache pages were freed, not reused
     # cpu0 since the rollup: inactive -4, cache +4 -4, free +4 -4, wire +4
     assert m.cpus[0].adj.cnt == [0, -4, 0, 0, 4]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_clean_walks_only_as_many_pages_as_the_global_inactive_count_says() -> None:
@@ -736,7 +745,7 @@ def test_clean_walks_only_as_many_pages_as_the_global_inactive_count_says() -> N
     assert m.vmstats.v_inactive_count == 0
     assert win_alloc(m) is None
     assert all(base_queue(m, pfn) == PQ_INACTIVE for pfn in WIN)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_cache_pages_are_taken_in_the_first_pass() -> None:
@@ -753,7 +762,7 @@ def test_cache_pages_are_taken_in_the_first_pass() -> None:
     assert "pass 0" in m.console[-1]
     assert m.cpus[0].vmstats.cnt[3] == cache_gd - 4  # v_cache_count in cpu0's snapshot
     assert m.q_lcnt[PQ_CACHE + 977] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_dirty_pages_are_written_then_cached_then_taken_in_the_third_pass() -> None:
@@ -767,7 +776,7 @@ def test_dirty_pages_are_written_then_cached_then_taken_in_the_third_pass() -> N
     # pass 2: taken
     assert win_alloc(m) == 2000
     assert "pass 2" in m.console[-1]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_one_clean_writes_a_dirty_page_and_leaves_it_in_place() -> None:
@@ -777,14 +786,14 @@ def test_one_clean_writes_a_dirty_page_and_leaves_it_in_place() -> None:
     call(m, "vmstats_rollup")
     i = idx(m, 2000)
     assert m.pg.dirty[i] == 0xFF
-    m.vm_contig_pg_clean(PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
+    vm_contig_pg_clean(m, PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
     # written synchronously: clean, soft-busy count back to 0, unbusied, still inactive
     assert m.pg.dirty[i] == 0
     assert m.pg.busy[i] == 0
     assert base_queue(m, 2000) == PQ_INACTIVE
-    m.vm_contig_pg_clean(PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
+    vm_contig_pg_clean(m, PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
     assert base_queue(m, 2000) == PQ_CACHE  # now clean: cached
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_clean_write_protects_a_writable_mapping_and_collects_its_modified_bit() -> None:
@@ -796,14 +805,14 @@ def test_clean_write_protects_a_writable_mapping_and_collects_its_modified_bit()
     call(m, "vmstats_rollup")
     i = idx(m, 2000)
     assert m.pg.dirty[i] == 0
-    m.vm_contig_pg_clean(PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
+    vm_contig_pg_clean(m, PQ_INACTIVE + 977, m.vmstats.v_inactive_count)
     # vm_page_test_dirty saw the M bit -> dirty -> the pager write-protected the mapping
     # (collecting and clearing M) and cleaned the page; the mapping stays, read-only, its
     # A bit (set by the touch) untouched: [writable, referenced, modified]
     assert m.pg.dirty[i] == 0
     assert m.pmap_mappings[i] == {1: [False, True, False]}
     assert base_queue(m, 2000) == PQ_INACTIVE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_need_commit_and_device_pages_are_never_cached() -> None:
@@ -821,7 +830,7 @@ def test_need_commit_and_device_pages_are_never_cached() -> None:
     assert m.pg.flags[idx(m, 2000)] & PG_NEED_COMMIT  # the pager leaves the commit pending
     assert base_queue(m, 2001) == PQ_INACTIVE and m.pg.dirty[idx(m, 2001)] == 0xFF
     assert base_queue(m, 2002) == PQ_CACHE and base_queue(m, 2003) == PQ_CACHE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_active_pages_are_cleaned_only_with_m_waitok_from_the_second_pass() -> None:
@@ -840,7 +849,7 @@ def test_active_pages_are_cleaned_only_with_m_waitok_from_the_second_pass() -> N
             assert all(base_queue(m, pfn) == PQ_ACTIVE for pfn in WIN)
         else:
             assert "pass 2" in m.console[-1]
-        m.check_invariants()
+        check_invariants(m)
 
 
 def test_clean_skips_busy_held_wired_and_objectless_pages() -> None:
@@ -863,7 +872,7 @@ def test_clean_skips_busy_held_wired_and_objectless_pages() -> None:
     assert m.pg.dirty[idx(m, 2000)] == 0xFF and m.pg.dirty[idx(m, 2001)] == 0xFF
     # the busy page is still the other holder's
     assert m.pg.busy[idx(m, 2002)] == PBUSY_LOCKED
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize("blocker", ["hold", "wire", "need_commit", "sbusy"])
@@ -893,7 +902,7 @@ def test_scan_passes_over_a_cache_run_with_a_held_wired_committing_or_busy_page(
     assert base_queue(m, 2000) == PQ_CACHE
     assert m.pg.obj[idx(m, 2000)] == obj
     assert m.cpus[0].meter["v_tfree"] == tfree
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
@@ -922,7 +931,7 @@ def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
     # frees: pass 0 two cache pages + two releases, passes 1-2 two releases each = 8
     assert m.cpus[0].meter["v_tfree"] == tfree + 8
     assert m.pg.busy[idx(m, 2002)] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_contig_rechecks_a_page_after_sleeping_on_it() -> None:
@@ -940,7 +949,7 @@ def test_free_contig_rechecks_a_page_after_sleeping_on_it() -> None:
     # the panic came before the unwire: 1025 is still wired, on no queue, and the hard
     # busy the sleeper took was dropped; the I/O's soft busy (1) remains
     assert page_state(m, 1025) == (PQ_NONE, PG_REFERENCED, 1, 1, 0xFF, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_contig_rechecks_the_pages_left_after_a_sleep() -> None:
@@ -959,4 +968,4 @@ def test_free_contig_rechecks_the_pages_left_after_a_sleep() -> None:
     assert page_state(m, 1025)[:3] == (PQ_NONE, PG_REFERENCED, 1)
     assert page_state(m, 1026)[:3] == (PQ_NONE, 0, 1)
     assert m.pg.busy[idx(m, 1025)] == 0
-    m.check_invariants()
+    check_invariants(m)

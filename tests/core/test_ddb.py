@@ -17,7 +17,9 @@ from app.core.config import MachineConfig
 from app.core.constants import PQ_ACTIVE, PQ_CACHE, PQ_FREE, PQ_HOLD, PQ_INACTIVE, PQ_L2_SIZE
 from app.core.ddb import ddb_command, ddb_show_page, ddb_show_pageq
 from app.core.errors import InvalidArgument
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
+from app.core.vm_page.queues import _add_queue
 
 SHOW_PAGE_32M = (
     "vmstats.v_free_count: 7423\n"  # 5887 normal pages + 1536 returned reserve pages
@@ -121,7 +123,7 @@ def test_show_page_reads_the_global_vmstats_without_a_rollup() -> None:
     assert (
         lines[1:3] + lines[4:] == SHOW_PAGE_32M.splitlines()[1:3] + SHOW_PAGE_32M.splitlines()[4:]
     )
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,13 +162,13 @@ def test_show_pageq_follows_page_moves_and_omits_pq_hold() -> None:
     m.call("vm_page_activate", {"m": act})
     m.call("vm_page_deactivate", {"m": ina})
     ci = cac - m.first_page
-    m._add_queue(ci, PQ_CACHE + m.pg.pc[ci], False)  # no cache verb yet: the queue primitive
+    _add_queue(m, ci, PQ_CACHE + m.pg.pc[ci], False)  # no cache verb yet: the queue primitive
     m.call("vm_page_wakeup", {"m": cac})
     hi = hld - m.first_page
     m.pg.hold[hi] = 1  # freed while held: to the PQ_HOLD tail (§8.2)
     m.call("vm_page_free", {"m": hld})
     assert m.pg.queue[hi] == PQ_HOLD + colour_of(hld)
-    m.check_invariants()
+    check_invariants(m)
 
     q = parse_pageq(ddb_show_pageq(m))
     free = free_colours_32m()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.core.boot import _unlink_raw
 from app.core.config import MachineConfig, NumaRange, Topology
 from app.core.constants import (
     CNT_FREE,
@@ -23,9 +24,11 @@ from app.core.constants import (
     PQ_ACTIVE,
     PQ_FREE,
 )
-from app.core.invariants import InvariantError
+from app.core.errors import InvariantError
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.pages import PAGE_FIELDS
+from app.core.vm_page.queues import _add_queue
 
 FIRST_PAGE = 512
 MiB = 1 << 20
@@ -73,7 +76,7 @@ CONFIGS: dict[str, MachineConfig] = {
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_invariants_hold_after_boot(name: str) -> None:
     m = Machine.boot(CONFIGS[name])
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize("name", ["8MiB-finished", "16MiB-2socket-finished", "reserve-early"])
@@ -88,7 +91,7 @@ def test_invariants_hold_after_a_few_calls(name: str) -> None:
         fn = ("vm_page_activate", "vm_page_deactivate", "vm_page_wire", "vm_page_free")[k % 4]
         m.call(fn, {"m": pfn})
     m.call("vmstats_rollup")
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== corruption is caught
@@ -154,8 +157,8 @@ def corrupt_detached_cycle(m: Machine) -> None:
     counted in its lcnt, but hangs off no head: every local check (mutual links, one head,
     one tail, lcnt = pages carrying the queue, counters) still passes."""
     y, z = ix(1624), ix(601)
-    m._unlink_raw(y)
-    m._unlink_raw(z)
+    _unlink_raw(m, y)
+    _unlink_raw(m, z)
     q = PQ_FREE + 600
     for p in (y, z):
         m.pg.pc[p] = 600
@@ -167,7 +170,7 @@ def corrupt_detached_cycle(m: Machine) -> None:
 
 def corrupt_self_loop(m: Machine) -> None:
     i = ix(1624)  # colour 601 = [1624, 601]
-    m._unlink_raw(ix(601))
+    _unlink_raw(m, ix(601))
     m.pg.next[i] = i  # lcnt (1) still equals the pages carrying the queue
     m.pg.prev[i] = i
 
@@ -239,7 +242,7 @@ def corrupt_unmanaged_page_queued(m: Machine) -> None:
     (colour, lcnt, per-CPU counters): only the managed-memory check can object."""
     i = m.page_range - 1
     m.select_cpu(0)
-    m._add_queue(i, PQ_ACTIVE + m.pg.pc[i], False)
+    _add_queue(m, i, PQ_ACTIVE + m.pg.pc[i], False)
 
 
 CORRUPTIONS: list[Callable[[Machine], None]] = [
@@ -276,10 +279,10 @@ CORRUPTIONS: list[Callable[[Machine], None]] = [
 @pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__)
 def test_corruption_is_detected(corrupt: Callable[[Machine], None]) -> None:
     m = boot8()
-    m.check_invariants()
+    check_invariants(m)
     corrupt(m)
     with pytest.raises(InvariantError):
-        m.check_invariants()
+        check_invariants(m)
 
 
 def _reserve_page(m: Machine) -> int:
@@ -308,7 +311,7 @@ def reserve_page_given_away(m: Machine) -> None:
     m.pg.wire[i] = 0
     m.vmstats.cnt[4] -= 1  # v_wire_count: keep the wire books straight
     m.select_cpu(0)
-    m._add_queue(i, PQ_FREE + m.pg.pc[i], True)
+    _add_queue(m, i, PQ_FREE + m.pg.pc[i], True)
 
 
 @pytest.mark.parametrize(
@@ -320,10 +323,10 @@ def reserve_page_given_away(m: Machine) -> None:
 def test_reserve_corruption_is_detected(corrupt: Callable[[Machine], None], stage: Any) -> None:
     m = boot_with_reserve(boot_stage=stage)
     assert m.vm_contig_alist.bl_free == (256 if stage == "early" else 128)  # see docstring
-    m.check_invariants()
+    check_invariants(m)
     corrupt(m)
     with pytest.raises(InvariantError):
-        m.check_invariants()
+        check_invariants(m)
 
 
 # =========================================================== state_digest
@@ -369,22 +372,22 @@ def test_one_more_call_changes_the_digest() -> None:
 
 def test_read_only_calls_keep_the_digest() -> None:
     m = run_script(5)
-    before = m.state_digest()
+    before = state_digest(m)
     m.call("vm_page_lookup", {"object": 1, "pindex": 0})
     m.call("vm_page_lookup", {"object": 1, "pindex": 99})
     m.call("vm_test_nominal")
     m.call("vm_get_pg_color", {"cpuid": 1, "object": 1, "pindex": 3})
-    m.check_invariants()
-    assert m.state_digest() == before
+    check_invariants(m)
+    assert state_digest(m) == before
 
 
 @pytest.mark.parametrize("field", list(PAGE_FIELDS))
 def test_digest_sees_every_page_field(field: str) -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     arr = m.pg.arrays[field]
     arr[ix(1625)] = arr[ix(1625)] + np.array(1, dtype=arr.dtype)
-    assert m.state_digest() != before
+    assert state_digest(m) != before
 
 
 @pytest.mark.parametrize(
@@ -409,14 +412,14 @@ def test_digest_sees_every_page_field(field: str) -> None:
 )
 def test_digest_sees_global_state(poke: Callable[[Machine], Any]) -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     poke(m)
-    assert m.state_digest() != before
+    assert state_digest(m) != before
 
 
 def test_digest_sees_object_fields() -> None:
     m = boot8()
     m.call("vm_object_allocate")
-    before = m.state_digest()
+    before = state_digest(m)
     m.objects[1].generation += 1
-    assert m.state_digest() != before
+    assert state_digest(m) != before

@@ -11,15 +11,18 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.core.boot import _push_head_raw, _unlink_raw, vm_numa_organize_finalize
 from app.core.config import MachineConfig, NumaRange, Topology
 from app.core.constants import PG_FICTITIOUS, PG_UNQUEUED, PQ_FREE, PQ_L2_SIZE
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
+from app.core.vm_page.queues import queue_pages
 
 FICT_UNQ = PG_FICTITIOUS | PG_UNQUEUED
 
 
 def queue_pfns(m: Machine, queue: int) -> list[int]:
-    return [m.first_page + i for i in m.queue_pages(queue)]
+    return [m.first_page + i for i in queue_pages(m, queue)]
 
 
 def twist(pfn: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -72,7 +75,7 @@ def test_each_socket_gets_its_half_of_the_colours() -> None:
     queue = m.pg.arrays["queue"].astype(np.int64)
     on_q = queue != 0
     assert (queue[on_q] == PQ_FREE + pc[on_q]).all()
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unqueued_pages_are_recoloured_but_stay_off_the_queues() -> None:
@@ -119,7 +122,7 @@ def test_a_physid_beyond_the_sockets_is_taken_modulo_their_count() -> None:
     # the finished machine: finalize's print, then startup_finish's
     assert m.boot_console[0] == "vm_page: avg 2 pages per queue, 1024 queues"
     assert m.boot_console[1].startswith("DMA space used: ")
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_split_machine_queue_lengths_and_finalize_average() -> None:
@@ -165,7 +168,7 @@ def test_later_organize_calls_end_up_nearer_the_head() -> None:
     # -> total over q[0..1023] = 2943 - lcnt(1023) = 2943 - 2 = 2941 -> avg 2, nothing moves
     assert m.console == ["vm_page: avg 2 pages per queue, 1024 queues"]
     assert sum(m.q_lcnt) == 2943
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_returned_reserve_pages_keep_their_socket_colour() -> None:
@@ -178,7 +181,7 @@ def test_returned_reserve_pages_keep_their_socket_colour() -> None:
     # pfn 700 (colour 188 after organize) came back in the first chunk; colour 188 also
     # holds 1213 and 1725 (boot colours 188 and 700 -> % 512 = 188)
     assert queue_pfns(m, PQ_FREE + 188) == [700, 1725, 1213]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_one_socket_changes_nothing() -> None:
@@ -254,23 +257,23 @@ def test_finalize_round_robin_donors_and_fill_level() -> None:
     )
     assert m.vmstats.v_free_count == 15869
     # rebuild the free queues to the designed state; pages pushed at the head one by one
-    free_pages = [i for c in range(PQ_L2_SIZE) for i in m.queue_pages(PQ_FREE + c)]
+    free_pages = [i for c in range(PQ_L2_SIZE) for i in queue_pages(m, PQ_FREE + c)]
     assert len(free_pages) == 15869
     for i in free_pages:
-        m._unlink_raw(i)
+        _unlink_raw(m, i)
     free_pages.sort()
     lists: dict[int, list[int]] = {}  # colour -> page indices, head first
     pos = 0
     for colour, n in sorted(design_counts(15869).items()):
         for i in free_pages[pos : pos + n]:
             m.pg.pc[i] = colour
-            m._push_head_raw(i, PQ_FREE + colour)
+            _push_head_raw(m, i, PQ_FREE + colour)
         lists[colour] = free_pages[pos : pos + n][::-1]
         pos += n
     assert pos == 15869
-    m.check_invariants()
+    check_invariants(m)
 
-    m.vm_numa_organize_finalize()
+    vm_numa_organize_finalize(m)
 
     assert m.console[-1] == "vm_page: avg 10 pages per queue, 1020 queues"
     lcnt = m.q_lcnt
@@ -285,7 +288,7 @@ def test_finalize_round_robin_donors_and_fill_level() -> None:
     # goes to the head of the receiver, so the last one taken leads
     d0, d1019, d1023 = lists[0], lists[1019], lists[1023]
     assert (
-        m.queue_pages(PQ_FREE + 500)
+        queue_pages(m, PQ_FREE + 500)
         == [
             d1023[2],
             d1019[2],
@@ -298,13 +301,13 @@ def test_finalize_round_robin_donors_and_fill_level() -> None:
         ]
         + lists[500]
     )
-    assert m.queue_pages(PQ_FREE + 700) == [d0[3], d1023[3], d1019[3], d0[2]] + lists[700]
-    for i in m.queue_pages(PQ_FREE + 500):
+    assert queue_pages(m, PQ_FREE + 700) == [d0[3], d1023[3], d1019[3], d0[2]] + lists[700]
+    for i in queue_pages(m, PQ_FREE + 500):
         assert m.pg.pc[i] == 500
     assert m.pg.pc[d0[3]] == 700
     assert m.pg.queue[d0[3]] == PQ_FREE + 700
-    assert m.queue_pages(PQ_FREE + 0)[0] == d0[4]
+    assert queue_pages(m, PQ_FREE + 0)[0] == d0[4]
     # no counter moved: the pages are still free
     assert m.vmstats.v_free_count == 15869
     assert sum(lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]) == 15869
-    m.check_invariants()
+    check_invariants(m)

@@ -21,6 +21,7 @@ from app.core.constants import (
     PQ_FREE,
 )
 from app.core.errors import InvalidArgument, KernelPanic
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE, ObjType
 
@@ -79,10 +80,10 @@ def test_object_types_by_name(name: str) -> None:
 @pytest.mark.parametrize("bad", ["OBJT_BOGUS", "VNODE", 2, None, ""])
 def test_bad_object_type_is_refused(bad: Any) -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(InvalidArgument, match="type must be one of"):
         m.call("vm_object_allocate", {"type": bad})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert m.objects == {}
 
 
@@ -125,7 +126,7 @@ def test_insert_links_page_and_object() -> None:
     assert o.generation == gen + 1
     assert m.cpus[1].t_rm == 1 and m.cpus[0].t_rm == 0  # the calling CPU's gd_vmtotal
     assert o.flags == 0  # clean, not writeable, not NEED_COMMIT
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_insert_collision_returns_false_and_resets_pindex() -> None:
@@ -144,7 +145,7 @@ def test_insert_collision_returns_false_and_resets_pindex() -> None:
     assert o.generation == gen + 1  # bumped before the tree insert, even on failure
     assert o.pages[9] == ix(first) and o.resident_page_count == 1
     assert m.cpus[0].t_rm == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_insert_of_an_owned_page_panics_without_changes() -> None:
@@ -152,11 +153,11 @@ def test_insert_of_an_owned_page_panics_without_changes() -> None:
     a, b = new_object(m), new_object(m)
     pfn = alloc(m)
     m.call("vm_page_insert", {"m": pfn, "object": a, "pindex": 1})
-    before = m.state_digest()
+    before = state_digest(m)
     gen_b = m.objects[b].generation
     with pytest.raises(KernelPanic, match="already inserted"):
         m.call("vm_page_insert", {"m": pfn, "object": b, "pindex": 2})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert m.objects[b].generation == gen_b  # the panic comes before the bump
 
 
@@ -213,7 +214,7 @@ def test_insert_pindex_may_use_all_64_bits() -> None:
     assert m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": top}).result is True
     assert m.pg.pindex[ix(pfn)] == top
     assert m.call("vm_page_lookup", {"object": oid, "pindex": top}).result == pfn
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== vm_page_remove (§11.5)
@@ -225,10 +226,10 @@ def test_remove_needs_the_hard_busy() -> None:
     pfn = alloc(m)
     m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 4})
     m.call("vm_page_wakeup", {"m": pfn})
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic, match="not busy"):
         m.call("vm_page_remove", {"m": pfn})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_remove_detaches_but_keeps_pindex_busy_and_queue() -> None:
@@ -249,15 +250,15 @@ def test_remove_detaches_but_keeps_pindex_busy_and_queue() -> None:
     assert o.generation == gen + 1
     assert o.resident_page_count == 0 and 4 not in o.pages
     assert m.cpus[0].t_rm == 0  # +1 on insert, -1 on remove
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_remove_of_an_objectless_page_is_a_no_op_even_unbusied() -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_page_remove", {"m": 1625})  # a free page, not busied, no object
     assert r.result is None
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert m.pg.queue[ix(1625)] == PQ_FREE + 600
 
 
@@ -270,11 +271,11 @@ def test_lookup_hit_and_miss() -> None:
     pfn = alloc(m)
     m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 3})
     m.call("vm_page_wakeup", {"m": pfn})
-    before = m.state_digest()
+    before = state_digest(m)
     assert m.call("vm_page_lookup", {"object": oid, "pindex": 3}).result == pfn
     assert m.call("vm_page_lookup", {"object": oid, "pindex": 4}).result is None
     assert m.pg.busy[ix(pfn)] == 0  # lookup does not busy
-    assert m.state_digest() == before  # nor change anything else
+    assert state_digest(m) == before  # nor change anything else
     other = new_object(m)
     assert m.call("vm_page_lookup", {"object": other, "pindex": 3}).result is None
 

@@ -34,12 +34,21 @@ from app.core.constants import (
     PQ_CACHE,
     PQ_INACTIVE,
 )
-from app.core.errors import InvalidArgument, KernelPanic
-from app.core.invariants import InvariantError
+from app.core.errors import InvalidArgument, InvariantError, KernelPanic
+from app.core.invariants import check_invariants, state_digest
+from app.core.kern_synch import Sleep
 from app.core.machine import Machine
-from app.core.pagehash import page_hash_index
-from app.core.sched import Sleep
 from app.core.sysctl import sysctl_set
+from app.core.vm_page.busy import vm_page_sbusy_drop, vm_page_sbusy_hold, vm_page_wakeup
+from app.core.vm_page.free import vm_page_free_toq
+from app.core.vm_page.hash import (
+    _page_hash_alloc,
+    page_hash_index,
+    page_hash_view,
+    vm_page_hash_enter,
+)
+from app.core.vm_page.lookup import vm_page_lookup_busy_wait
+from app.core.vm_page.queues import _add_queue
 
 FIRST_PAGE = 512
 SIZE = 4096  # page hash size of boot8()
@@ -75,7 +84,7 @@ def page_in(m: Machine, oid: int, pindex: int, *, multi: bool = True, busy: bool
 def entries(m: Machine, object_id: int | None = None) -> list[tuple[int, int, int, int, int]]:
     return [
         (e["slot"], e["pfn"], e["object"], e["pindex"], e["ticks"])
-        for e in m.page_hash_view(object_id)["entries"]
+        for e in page_hash_view(m, object_id)["entries"]
     ]
 
 
@@ -85,7 +94,7 @@ def lookup(m: Machine, oid: int, pindex: int) -> Any:
 
 def fill(m: Machine, slot: int, i: int, oid: int, pindex: int, ticks: int) -> None:
     """Write one hash element directly (to build a set with chosen ages)."""
-    assert m._page_hash_alloc()
+    assert _page_hash_alloc(m)
     assert m._hash_m is not None and m._hash_obj is not None
     assert m._hash_pindex is not None and m._hash_ticks is not None
     m._hash_m[slot] = i + 1
@@ -132,7 +141,7 @@ def test_lookup_enters_a_mappedmulti_page_into_slot_0_of_its_set() -> None:
     assert entries(m) == [(SET1_P0, pfn, 1, 0, 0)]
     ev = {"event": "page_hash_enter", "pfn": pfn, "slot": SET1_P0, "replaced": None}
     assert ev in r.record["events"]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_enter_refreshes_ticks_in_place_and_never_duplicates() -> None:
@@ -153,10 +162,10 @@ def test_enter_refreshes_ticks_in_place_and_never_duplicates() -> None:
     assert got[SET1_P0 + 3][3] == 103  # nothing evicted
     assert sum(1 for e in got.values() if e[1] == pfn) == 1
     # same ticks again: nothing to change
-    before = m.state_digest()
+    before = state_digest(m)
     lookup(m, oid, 0)
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 def _victim(m: Machine, ticks: list[int | None], now: int) -> int:
@@ -171,7 +180,7 @@ def _victim(m: Machine, ticks: list[int | None], now: int) -> int:
     pfn = page_in(m, oid, 0)
     assert lookup(m, oid, 0) == pfn
     (slot,) = [e[0] for e in entries(m) if e[1] == pfn]
-    m.check_invariants()
+    check_invariants(m)
     return slot - SET1_P0
 
 
@@ -230,7 +239,7 @@ def test_a_set_reaches_into_the_spare_elements() -> None:
     lookup(m, oid, 634)
     # 4096 and 4097 are empty (age 100 > 0): the last of them, 4097, is the victim
     assert [e for e in entries(m) if e[1] == pfn] == [(4097, pfn, 1, 634, 100)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_mappedmulti_gate() -> None:
@@ -255,7 +264,7 @@ def test_two_pmap_mappings_make_a_page_hashable() -> None:
     assert m.pg.flags[ix(pfn)] & PG_MAPPEDMULTI
     lookup(m, oid, 0)
     assert entries(m) == [(SET1_P0, pfn, 1, 0, 0)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vnode_only_gate() -> None:
@@ -271,7 +280,7 @@ def test_vnode_only_gate() -> None:
     sysctl_set(m, "vm.page_hash_vnode_only", 0)
     lookup(m, anon, 0)
     assert entries(m, 1) == [(SET1_P0, a, 1, 0, 0)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_objectless_page_is_not_entered() -> None:
@@ -279,9 +288,9 @@ def test_objectless_page_is_not_entered() -> None:
     r = m.call("vm_page_alloc", {"pindex": 0})
     i = ix(int(r.result))
     m.pg.flags[i] |= PG_MAPPEDMULTI
-    m.vm_page_hash_enter(i)
+    vm_page_hash_enter(m, i)
     assert entries(m) == []
-    assert not m.page_hash_view()["allocated"]
+    assert not page_hash_view(m)["allocated"]
 
 
 def test_no_hash_before_startup_finish() -> None:
@@ -290,7 +299,7 @@ def test_no_hash_before_startup_finish() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     assert lookup(m, oid, 0) == pfn
-    view = m.page_hash_view()
+    view = page_hash_view(m)
     assert (view["allocated"], view["elements"], view["entries"]) == (False, 0, [])
     assert m.call("vm_page_hash_get", {"object": oid, "pindex": 0}).result is None
     assert m.pg.busy[ix(pfn)] == 0
@@ -309,7 +318,7 @@ def test_hash_get_hit_soft_busies_and_refreshes_ticks() -> None:
     assert r.result == pfn
     assert m.pg.busy[ix(pfn)] == 1  # soft-busy count 1, not hard-busied
     assert entries(m) == [(SET1_P0, pfn, 1, 0, 7)]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_hash_get_misses() -> None:
@@ -327,7 +336,7 @@ def test_hash_get_misses() -> None:
     assert m.call("vm_page_busy_try", {"m": pfn, "also_m_busy": False}).result is False
     assert m.call("vm_page_hash_get", {"object": oid, "pindex": 0}).result is None
     assert m.pg.busy[ix(pfn)] == PBUSY_LOCKED
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_hash_get_stale_element_misses() -> None:
@@ -337,9 +346,9 @@ def test_hash_get_stale_element_misses() -> None:
     lookup(m, oid, 0)  # entered (lookup does not need the busy)
     m.call("vm_page_free", {"m": pfn})  # leaves the object; the element stays
     assert m.call("vm_page_hash_get", {"object": oid, "pindex": 0}).result is None
-    (e,) = m.page_hash_view()["entries"]
+    (e,) = page_hash_view(m)["entries"]
     assert (e["slot"], e["pfn"], e["stale"]) == (SET1_P0, pfn, True)
-    m.check_invariants()  # stale elements are legal
+    check_invariants(m)  # stale elements are legal
 
 
 # =========================================================== lookups (§11.2)
@@ -350,33 +359,33 @@ def test_lookup_busy_wait_sleeps_until_the_owner_wakes_it() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0, busy=True)  # hard-busied by its allocator
     i = ix(pfn)
-    gen = m.vm_page_lookup_busy_wait(m.objects[oid], 0, False, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, False, "pglkbw")
     s = next(gen)
     assert s == Sleep(f"page:{pfn}", 0, "pglkbw")
     assert m.pg.busy[i] == PBUSY_LOCKED | PBUSY_WANTED
     assert m.pg.flags[i] & PG_REFERENCED
     assert entries(m) == []  # nothing entered while waiting
-    m.vm_page_wakeup(i)  # the owner lets go: LOCKED and WANTED cleared
+    vm_page_wakeup(m, i)  # the owner lets go: LOCKED and WANTED cleared
     assert m.pg.busy[i] == 0
     with pytest.raises(StopIteration) as done:
         gen.send(False)
     assert done.value.value == i
     assert m.pg.busy[i] == PBUSY_LOCKED  # now ours
     assert entries(m) == [(SET1_P0, pfn, 1, 0, 0)]  # entered on success
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_lookup_busy_wait_returns_null_if_the_page_vanished() -> None:
     m = boot8()
     oid = new_object(m)
     pfn = page_in(m, oid, 0, busy=True)
-    gen = m.vm_page_lookup_busy_wait(m.objects[oid], 0, False, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, False, "pglkbw")
     assert next(gen).channel == f"page:{pfn}"
-    m.vm_page_free_toq(ix(pfn))  # the owner frees it (and wakes us)
+    vm_page_free_toq(m, ix(pfn))  # the owner frees it (and wakes us)
     with pytest.raises(StopIteration) as done:
         gen.send(False)
     assert done.value.value == -1  # the redone RB lookup finds nothing
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_lookup_busy_wait_also_m_busy_waits_for_soft_busy() -> None:
@@ -384,11 +393,11 @@ def test_lookup_busy_wait_also_m_busy_waits_for_soft_busy() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     i = ix(pfn)
-    m.vm_page_sbusy_hold(i)  # soft count 1
-    gen = m.vm_page_lookup_busy_wait(m.objects[oid], 0, True, "pglkbw")
+    vm_page_sbusy_hold(m, i)  # soft count 1
+    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, True, "pglkbw")
     assert next(gen).channel == f"page:{pfn}"
     assert m.pg.busy[i] == PBUSY_WANTED | 1
-    m.vm_page_sbusy_drop(i)  # word becomes exactly WANTED -> cleared, wakeup
+    vm_page_sbusy_drop(m, i)  # word becomes exactly WANTED -> cleared, wakeup
     with pytest.raises(StopIteration) as done:
         gen.send(False)
     assert done.value.value == i
@@ -398,7 +407,7 @@ def test_lookup_busy_wait_also_m_busy_waits_for_soft_busy() -> None:
 def test_lookup_busy_wait_absent_page_returns_null_without_sleeping() -> None:
     m = boot8()
     oid = new_object(m)
-    gen = m.vm_page_lookup_busy_wait(m.objects[oid], 3, True, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 3, True, "pglkbw")
     with pytest.raises(StopIteration) as done:
         next(gen)
     assert done.value.value == -1
@@ -414,7 +423,7 @@ def test_lookup_busy_wait_through_the_registry() -> None:
     (res,) = r2.record["resumed"]
     assert (res["tid"], res["result"]) == (5, pfn)
     assert m.pg.busy[ix(pfn)] == PBUSY_LOCKED
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_lookup_busy_try_pair() -> None:
@@ -428,7 +437,7 @@ def test_lookup_busy_try_pair() -> None:
     assert m.call("vm_page_lookup_busy_try", args).result == {"page": pfn, "error": True}
     absent = {"object": oid, "pindex": 1, "also_m_busy": True}
     assert m.call("vm_page_lookup_busy_try", absent).result == {"page": None, "error": False}
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _sbusy(m: Machine, oid: int, pindex: int, pgoff: int, pgbytes: int) -> Any:
@@ -467,10 +476,10 @@ def test_lookup_sbusy_try_range_assertion_panics_first() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     m.pg.valid[ix(pfn)] = 0x01
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):
         _sbusy(m, oid, 0, 4000, 200)  # 4000 + 200 > 4096: vm_page_bits asserts
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     m.pg.valid[ix(pfn)] = 0xFF  # fully valid: the range is never looked at
     assert _sbusy(m, oid, 0, 4000, 200) == pfn
 
@@ -501,7 +510,7 @@ def test_rename_moves_deactivates_a_cached_page_and_dirties_it() -> None:
     i = ix(pfn)
     lookup(m, a, 3)  # entered under (1, 3)
     pc = m.pg.pc[i]
-    m._add_queue(i, PQ_CACHE + pc, False)  # a (clean) cached page
+    _add_queue(m, i, PQ_CACHE + pc, False)  # a (clean) cached page
     gen_a, gen_b = m.objects[a].generation, m.objects[b].generation
     m.call("vm_page_rename", {"m": pfn, "new_object": b, "new_pindex": 9})
     assert (m.pg.obj[i], m.pg.pindex[i]) == (2, 9)
@@ -513,7 +522,7 @@ def test_rename_moves_deactivates_a_cached_page_and_dirties_it() -> None:
     assert m.pg.busy[i] == PBUSY_LOCKED  # still the caller's
     # the hash element for (1, 3) is now stale: a probe misses
     assert m.call("vm_page_hash_get", {"object": a, "pindex": 3}).result is None
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_rename_onto_its_own_slot_is_no_collision() -> None:
@@ -523,7 +532,7 @@ def test_rename_onto_its_own_slot_is_no_collision() -> None:
     m.call("vm_page_rename", {"m": pfn, "new_object": a, "new_pindex": 3})
     assert m.objects[a].pages[3] == ix(pfn)
     assert m.pg.dirty[ix(pfn)] == 0xFF
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_rename_target_exists_panics_before_changing_anything() -> None:
@@ -532,10 +541,10 @@ def test_rename_target_exists_panics_before_changing_anything() -> None:
     b = new_object(m)
     pfn = page_in(m, a, 3, busy=True)
     page_in(m, b, 7)
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic, match="target exists"):
         m.call("vm_page_rename", {"m": pfn, "new_object": b, "new_pindex": 7})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert m.objects[a].pages[3] == ix(pfn)
 
 
@@ -544,10 +553,10 @@ def test_rename_needs_the_hard_busy() -> None:
     a = new_object(m)
     b = new_object(m)
     pfn = page_in(m, a, 3)
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):
         m.call("vm_page_rename", {"m": pfn, "new_object": b, "new_pindex": 0})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # =========================================================== view, invariants, digest
@@ -561,7 +570,7 @@ def test_view_filters_by_object() -> None:
     pb = page_in(m, b, 0)
     lookup(m, a, 0)
     lookup(m, b, 0)
-    view = m.page_hash_view()
+    view = page_hash_view(m)
     assert (view["size"], view["elements"], view["allocated"]) == (4096, 4100, True)  # 4096 + 4
     assert entries(m) == [(SET2_P0, pb, 2, 0, 0), (SET1_P0, pa, 1, 0, 0)]  # slot order
     assert entries(m, 1) == [(SET1_P0, pa, 1, 0, 0)]
@@ -571,15 +580,15 @@ def test_digest_covers_the_hash() -> None:
     m = boot8()
     oid = new_object(m)
     page_in(m, oid, 0)
-    before = m.state_digest()
+    before = state_digest(m)
     lookup(m, oid, 0)
-    after = m.state_digest()
+    after = state_digest(m)
     assert after != before  # only the new element differs
     m.ticks = 4
     lookup(m, oid, 0)  # refreshes the element's ticks 0 -> 4
-    refreshed = m.state_digest()
+    refreshed = state_digest(m)
     m.ticks = 0
-    assert m.state_digest() not in (before, after)  # the element still says 4
+    assert state_digest(m) not in (before, after)  # the element still says 4
     assert refreshed != after
 
 
@@ -588,11 +597,11 @@ def test_invariants_catch_a_broken_element() -> None:
     oid = new_object(m)
     page_in(m, oid, 0)
     lookup(m, oid, 0)
-    m.check_invariants()
+    check_invariants(m)
     assert m._hash_m is not None
     m._hash_m[SET1_P0] = 2048 + 1  # page index 2048: outside vm_page_array (0..2047)
     with pytest.raises(InvariantError):
-        m.check_invariants()
+        check_invariants(m)
 
 
 # =========================================================== an object's kernel address
@@ -618,7 +627,7 @@ def test_an_explicit_address_is_what_the_hash_crcs() -> None:
     pfn = page_in(m, oid, 0)
     lookup(m, oid, 0)
     assert entries(m) == [(SET2_P0, pfn, 1, 0, 0)]  # the cached object is still id 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_a_real_kernel_address_hashes_as_the_kernel_would() -> None:
@@ -639,7 +648,7 @@ def test_a_real_kernel_address_hashes_as_the_kernel_would() -> None:
 def test_an_address_is_refused_if_taken_or_out_of_range() -> None:
     m = boot8()
     m.call("vm_object_allocate", {"addr": 0xFFFFF80000001000})
-    before = m.state_digest()
+    before = state_digest(m)
     for bad, text in (
         (0xFFFFF80000001000, "already has address 0xfffff80000001000"),
         (0, "64-bit kernel address"),
@@ -647,7 +656,7 @@ def test_an_address_is_refused_if_taken_or_out_of_range() -> None:
     ):
         with pytest.raises(InvalidArgument, match=text):
             m.call("vm_object_allocate", {"addr": bad})
-    assert m.state_digest() == before and len(m.objects) == 1
+    assert state_digest(m) == before and len(m.objects) == 1
 
 
 def test_an_explicit_address_is_part_of_the_digest() -> None:

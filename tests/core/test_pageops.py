@@ -52,7 +52,9 @@ from app.core.constants import (
     PQ_NONE,
 )
 from app.core.errors import KernelPanic, SimulatorRefusal
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
+from app.core.vm_page.queues import _add_queue, _rem_queue, queue_pages
 
 FIRST_PAGE = 512  # 0x200000 / 4096
 FREE_AT_BOOT = 1983  # 0x7BF pages, see the module docstring
@@ -95,12 +97,12 @@ def panics(
 ) -> KernelPanic | SimulatorRefusal:
     """The call panics (or is refused by the simulator, ``exc``) with ``text`` in its
     message and leaves the machine unchanged."""
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(exc) as info:
         m.call(fn, args)
     assert text in str(info.value)
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
     return info.value
 
 
@@ -108,8 +110,8 @@ def test_layout_of_the_hand_built_machine() -> None:
     m = boot8()
     assert m.first_page == FIRST_PAGE
     assert m.vmstats.v_free_count == FREE_AT_BOOT
-    assert m.queue_pages(PQ_FREE + 600) == [ix(C600_HEAD), ix(C600_TAIL)]
-    assert m.queue_pages(PQ_FREE + 601) == [ix(C601_HEAD), ix(C601_TAIL)]
+    assert queue_pages(m, PQ_FREE + 600) == [ix(C600_HEAD), ix(C600_TAIL)]
+    assert queue_pages(m, PQ_FREE + 601) == [ix(C601_HEAD), ix(C601_TAIL)]
     vs = m.cpus[0].vmstats
     assert (vs.v_free_min, vs.v_free_reserved, vs.v_pageout_free_min) == (73, 43, 25)
     assert (vs.v_paging_start, vs.v_paging_target1) == (219, 292)
@@ -121,8 +123,8 @@ def test_layout_of_the_hand_built_machine() -> None:
 def _two_unqueued_of_colour_600(m: Machine) -> tuple[int, int]:
     m.select_cpu(0)
     a, b = ix(C600_HEAD), ix(C600_TAIL)
-    assert m._rem_queue(a) == PQ_FREE
-    assert m._rem_queue(b) == PQ_FREE
+    assert _rem_queue(m, a) == PQ_FREE
+    assert _rem_queue(m, b) == PQ_FREE
     return a, b
 
 
@@ -130,28 +132,28 @@ def test_rem_queue_unlinks_and_counts_one_page_out() -> None:
     m = boot8()
     m.select_cpu(0)
     i = ix(C600_HEAD)
-    assert m._rem_queue(i) == PQ_FREE  # returns the base queue
+    assert _rem_queue(m, i) == PQ_FREE  # returns the base queue
     assert m.pg.queue[i] == PQ_NONE and m.pg.next[i] == -1 and m.pg.prev[i] == -1
-    assert m.queue_pages(PQ_FREE + 600) == [ix(C600_TAIL)]
+    assert queue_pages(m, PQ_FREE + 600) == [ix(C600_TAIL)]
     assert m.q_lcnt[PQ_FREE + 600] == 1  # 2 - 1
     assert m.cpus[0].adj.cnt[CNT_FREE] == -1
     assert m.cpus[0].vmstats.v_free_count == FREE_AT_BOOT - 1  # 1982
     assert m.vmstats.v_free_count == FREE_AT_BOOT  # global untouched until a rollup
-    assert m._rem_queue(i) == PQ_NONE  # already on no queue: nothing happens
+    assert _rem_queue(m, i) == PQ_NONE  # already on no queue: nothing happens
     assert m.cpus[0].adj.cnt[CNT_FREE] == -1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_queue_insertion_is_always_at_the_head() -> None:
     m = boot8()
     a, b = _two_unqueued_of_colour_600(m)
-    m._add_queue(b, PQ_FREE + 600, False)
-    m._add_queue(a, PQ_FREE + 600, False)  # athead=False is ignored for PQ_FREE
-    assert m.queue_pages(PQ_FREE + 600) == [a, b]
+    _add_queue(m, b, PQ_FREE + 600, False)
+    _add_queue(m, a, PQ_FREE + 600, False)  # athead=False is ignored for PQ_FREE
+    assert queue_pages(m, PQ_FREE + 600) == [a, b]
     assert m.q_lcnt[PQ_FREE + 600] == 2
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0  # -2 + 2
     assert m.cpus[0].vmstats.v_free_count == FREE_AT_BOOT
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize("base", [PQ_INACTIVE, PQ_ACTIVE, PQ_CACHE, PQ_HOLD])
@@ -159,17 +161,17 @@ def test_other_queues_honour_athead(base: int) -> None:
     m = boot8()
     a, b = _two_unqueued_of_colour_600(m)
     c, d = ix(C601_HEAD), ix(C601_TAIL)
-    m._rem_queue(c)
-    m._rem_queue(d)
-    m._add_queue(a, base + 600, False)
-    m._add_queue(b, base + 600, False)  # tail: after a
-    assert m.queue_pages(base + 600) == [a, b]
-    m._add_queue(c, base + 601, False)
-    m._add_queue(d, base + 601, True)  # head: before c
-    assert m.queue_pages(base + 601) == [d, c]
+    _rem_queue(m, c)
+    _rem_queue(m, d)
+    _add_queue(m, a, base + 600, False)
+    _add_queue(m, b, base + 600, False)  # tail: after a
+    assert queue_pages(m, base + 600) == [a, b]
+    _add_queue(m, c, base + 601, False)
+    _add_queue(m, d, base + 601, True)  # head: before c
+    assert queue_pages(m, base + 601) == [d, c]
     assert m.q_lcnt[base + 600] == 2 and m.q_lcnt[base + 601] == 2
     assert m.q_head[base + 600] == a and m.q_tail[base + 600] == b
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize(
@@ -185,31 +187,31 @@ def test_add_counts_into_both_per_cpu_structures(base: int, counter: int) -> Non
     a, _ = _two_unqueued_of_colour_600(m)
     adj, gd = m.cpus[0].adj.cnt, m.cpus[0].vmstats.cnt
     before_adj, before_gd, before_glob = list(adj), list(gd), list(m.vmstats.cnt)
-    m._add_queue(a, base + 600, False)
+    _add_queue(m, a, base + 600, False)
     for k in range(5):
         expect = 1 if k == counter else 0
         assert adj[k] - before_adj[k] == expect
         assert gd[k] - before_gd[k] == expect
     assert m.vmstats.cnt == before_glob  # the global vmstats waits for a rollup
     assert m.cpus[0].vmstats.v_inactive_count == (1 if base == PQ_INACTIVE else 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_add_queue_refuses_queued_and_unqueueable_pages() -> None:
     m = boot8()
     m.select_cpu(0)
     with pytest.raises(KernelPanic):
-        m._add_queue(ix(C600_HEAD), PQ_ACTIVE + 600, False)  # still on PQ_FREE
+        _add_queue(m, ix(C600_HEAD), PQ_ACTIVE + 600, False)  # still on PQ_FREE
     a, _ = _two_unqueued_of_colour_600(m)
     m.pg.flags[a] |= PG_UNQUEUED
     with pytest.raises(KernelPanic):
-        m._add_queue(a, PQ_ACTIVE + 600, False)
+        _add_queue(m, a, PQ_ACTIVE + 600, False)
 
 
 def _free_pages(m: Machine, n: int) -> list[int]:
     out: list[int] = []
     for c in range(1024):
-        out.extend(m.queue_pages(PQ_FREE + c))
+        out.extend(queue_pages(m, PQ_FREE + c))
         if len(out) >= n:
             break
     return out[:n]
@@ -221,16 +223,16 @@ def test_rem_queue_folds_the_adjustment_below_minus_1024() -> None:
     m.select_cpu(0)
     pages = _free_pages(m, 1025)
     for i in pages[:1024]:
-        m._rem_queue(i)
+        _rem_queue(m, i)
     # adj = -1024 is not < -1024: nothing folded yet
     assert m.cpus[0].adj.cnt[CNT_FREE] == -1024
     assert m.vmstats.v_free_count == FREE_AT_BOOT
-    m._rem_queue(pages[1024])
+    _rem_queue(m, pages[1024])
     # adj = -1025; FC = 1983 - 1025 = 958 and v_paging_start 219 > 958 - 1024 = -66: fold
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0
     assert m.vmstats.v_free_count == 958  # 1983 - 1025
     assert m.cpus[0].vmstats.v_free_count == 958
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_rem_queue_does_not_fold_while_paging_start_is_false() -> None:
@@ -243,11 +245,11 @@ def test_rem_queue_does_not_fold_while_paging_start_is_false() -> None:
     assert m.vmstats.v_free_count == 3967
     m.select_cpu(0)
     for i in _free_pages(m, 1025):
-        m._rem_queue(i)
+        _rem_queue(m, i)
     assert m.cpus[0].adj.cnt[CNT_FREE] == -1025
     assert m.vmstats.v_free_count == 3967
     assert m.cpus[0].vmstats.v_free_count == 2942  # 3967 - 1025
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== §8.2 vm_page_free_toq
@@ -286,7 +288,7 @@ def test_free_goes_to_the_free_head_and_resets_the_page() -> None:
         "cpu0.gd_cnt": {"v_tfree": 1},
     }
     assert r.record["events"] == []  # WANTED was not set; nobody waits
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_lifo_order_within_a_colour() -> None:
@@ -296,10 +298,10 @@ def test_free_lifo_order_within_a_colour() -> None:
     assert (a, b) == (C600_HEAD, C600_TAIL)
     m.call("vm_page_free", {"m": b})
     m.call("vm_page_free", {"m": a})
-    assert m.queue_pages(PQ_FREE + 600) == [ix(a), ix(b)]  # last freed first
+    assert queue_pages(m, PQ_FREE + 600) == [ix(a), ix(b)]  # last freed first
     m.call("vm_page_free", {"m": alloc(m, 600)})  # the head goes out and comes back
-    assert m.queue_pages(PQ_FREE + 600) == [ix(a), ix(b)]
-    m.check_invariants()
+    assert queue_pages(m, PQ_FREE + 600) == [ix(a), ix(b)]
+    check_invariants(m)
 
 
 def test_free_wakes_the_waiters_of_a_wanted_page() -> None:
@@ -320,7 +322,7 @@ def test_held_pages_go_to_the_hold_tail_and_count_as_active() -> None:
     free_gd = m.cpus[0].vmstats.v_free_count
     m.call("vm_page_free", {"m": a})
     r = m.call("vm_page_free", {"m": b})
-    assert m.queue_pages(PQ_HOLD + 600) == [ix(a), ix(b)]  # tail insertion keeps order
+    assert queue_pages(m, PQ_HOLD + 600) == [ix(a), ix(b)]  # tail insertion keeps order
     assert m.q_lcnt[PQ_HOLD + 600] == 2
     assert r.record["moves"] == [{"pfn": b, "from": "PQ_NONE", "to": "PQ_HOLD:600"}]
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {"v_active_count": 1}
@@ -328,7 +330,7 @@ def test_held_pages_go_to_the_hold_tail_and_count_as_active() -> None:
     assert m.cpus[0].vmstats.v_active_count == 2
     assert m.cpus[0].vmstats.v_free_count == free_gd  # not free
     assert m.pg.hold[ix(a)] == 1  # the free does not drop holds
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_panics_when_not_busied() -> None:
@@ -391,7 +393,7 @@ def test_freeing_a_fictitious_page_only_detaches_and_unbusies() -> None:
     assert r.record["moves"] == []
     assert r.record["counters"] == {"cpu0.gd_cnt": {"v_tfree": 1}}  # v_tfree is first
     assert m.vm_pages_waiting == 1  # vm_page_free_wakeup is not reached
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== §8.3 vm_page_free_wakeup
@@ -481,7 +483,7 @@ def test_unqueue_from_free_wakes_the_pagedaemon_when_paging_should_start() -> No
     assert r.record["moves"] == [{"pfn": C600_HEAD, "from": "PQ_FREE:600", "to": "PQ_NONE"}]
     assert m.vm_pages_needed == 1
     assert PD_WAKEUP in r.record["events"]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unqueue_at_the_paging_start_boundary_does_not_wake() -> None:
@@ -516,7 +518,7 @@ def test_unqueue_from_cache_wakes() -> None:
     m = boot8()
     pfn = alloc(m, 600)
     m.select_cpu(0)
-    m._add_queue(ix(pfn), PQ_CACHE + 600, False)
+    _add_queue(m, ix(pfn), PQ_CACHE + 600, False)
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_unqueue", {"m": pfn})
     assert m.vm_pages_needed == 1 and PD_WAKEUP in r.record["events"]
@@ -557,13 +559,13 @@ def test_activate_a_free_page_moves_it_to_the_active_tail() -> None:
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_activate", {"m": C600_TAIL})
     r2 = m.call("vm_page_activate", {"m": C600_HEAD})
-    assert m.queue_pages(PQ_ACTIVE + 600) == [ix(C600_TAIL), ix(C600_HEAD)]  # tail order
+    assert queue_pages(m, PQ_ACTIVE + 600) == [ix(C600_TAIL), ix(C600_HEAD)]  # tail order
     assert m.pg.act[ix(C600_TAIL)] == ACT_INIT  # max(0, 5)
     assert r.record["moves"] == [{"pfn": C600_TAIL, "from": "PQ_FREE:600", "to": "PQ_ACTIVE:600"}]
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {"v_free_count": -1, "v_active_count": 1}
     assert PD_WAKEUP in r.record["events"]  # came from PQ_FREE
     assert "v_reactivated" not in r2.record["counters"].get("cpu0.gd_cnt", {})
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize(("act", "expect"), [(0, 5), (4, 5), (5, 5), (9, 9), (64, 64)])
@@ -579,7 +581,7 @@ def test_activate_from_cache_counts_a_reactivation_and_wakes() -> None:
     m = boot8()
     pfn = alloc(m, 600)
     m.select_cpu(0)
-    m._add_queue(ix(pfn), PQ_CACHE + 600, False)
+    _add_queue(m, ix(pfn), PQ_CACHE + 600, False)
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_activate", {"m": pfn})
     assert m.pg.queue[ix(pfn)] == PQ_ACTIVE + 600
@@ -610,7 +612,7 @@ def test_activate_from_hold_keeps_v_active_count() -> None:
     # HOLD feeds v_active_count: -1 then +1, no net change recorded
     assert "cpu0.gd_vmstats_adj" not in r.record["counters"]
     assert r.record["moves"] == [{"pfn": pfn, "from": "PQ_HOLD:600", "to": "PQ_ACTIVE:600"}]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_activate_an_active_page_only_bumps_act_count() -> None:
@@ -620,7 +622,7 @@ def test_activate_an_active_page_only_bumps_act_count() -> None:
     m.call("vm_page_activate", {"m": b})
     m.pg.act[ix(a)] = 2
     r = m.call("vm_page_activate", {"m": a})
-    assert m.queue_pages(PQ_ACTIVE + 600) == [ix(a), ix(b)]  # a is not moved to the tail
+    assert queue_pages(m, PQ_ACTIVE + 600) == [ix(a), ix(b)]  # a is not moved to the tail
     assert m.pg.act[ix(a)] == 5
     assert r.record["moves"] == [] and r.record["counters"] == {}
 
@@ -649,7 +651,7 @@ def test_activate_is_allowed_on_wired_pages() -> None:
     m.call("vm_page_wire", {"m": pfn})
     m.call("vm_page_activate", {"m": pfn})
     assert m.pg.queue[ix(pfn)] == PQ_ACTIVE + 600 and m.pg.wire[ix(pfn)] == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== §8.6 deactivate
@@ -663,7 +665,7 @@ def test_deactivate_goes_to_the_inactive_tail_and_counts_adds() -> None:
     m.pg.flags[ix(a)] |= PG_WINATCFLS | PG_REFERENCED
     r = m.call("vm_page_deactivate", {"m": a})
     m.call("vm_page_deactivate", {"m": b})
-    assert m.queue_pages(PQ_INACTIVE + 600) == [ix(a), ix(b)]
+    assert queue_pages(m, PQ_INACTIVE + 600) == [ix(a), ix(b)]
     assert m.q_adds[PQ_INACTIVE + 600] == 2  # one per tail insertion
     assert m.pg.flags[ix(a)] == PG_REFERENCED  # WINATCFLS cleared, the rest kept
     assert m.pg.act[ix(a)] == 7  # act_count untouched
@@ -672,7 +674,7 @@ def test_deactivate_goes_to_the_inactive_tail_and_counts_adds() -> None:
         "v_inactive_count": 1,
         "v_active_count": -1,
     }
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_deactivate_an_inactive_page_is_a_no_op() -> None:
@@ -682,7 +684,7 @@ def test_deactivate_an_inactive_page_is_a_no_op() -> None:
     m.call("vm_page_deactivate", {"m": b})
     m.pg.flags[ix(a)] |= PG_WINATCFLS
     r = m.call("vm_page_deactivate", {"m": a})
-    assert m.queue_pages(PQ_INACTIVE + 600) == [ix(a), ix(b)]  # not moved behind b
+    assert queue_pages(m, PQ_INACTIVE + 600) == [ix(a), ix(b)]  # not moved behind b
     assert m.q_adds[PQ_INACTIVE + 600] == 2
     assert m.pg.flags[ix(a)] & PG_WINATCFLS  # returns before clearing it
     assert r.record["moves"] == [] and r.record["counters"] == {}
@@ -692,7 +694,7 @@ def test_deactivate_from_cache_counts_a_reactivation() -> None:
     m = boot8()
     pfn = alloc(m, 600)
     m.select_cpu(0)
-    m._add_queue(ix(pfn), PQ_CACHE + 600, False)
+    _add_queue(m, ix(pfn), PQ_CACHE + 600, False)
     r = m.call("vm_page_deactivate", {"m": pfn})
     assert m.pg.queue[ix(pfn)] == PQ_INACTIVE + 600
     assert r.record["counters"]["cpu0.gd_cnt"] == {"v_reactivated": 1}
@@ -742,11 +744,11 @@ def test_busy_try_failure_rules(word: int, also: bool, fails: bool) -> None:
     m = boot8()
     i = ix(C600_HEAD)
     m.pg.busy[i] = word
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_page_busy_try", {"m": C600_HEAD, "also_m_busy": also})
     assert r.result is fails
     if fails:
-        assert m.pg.busy[i] == word and m.state_digest() == before
+        assert m.pg.busy[i] == word and state_digest(m) == before
     else:
         assert m.pg.busy[i] == word | PBUSY_LOCKED
 
@@ -790,7 +792,7 @@ def test_wire_counts_only_in_the_adjustment_structure() -> None:
     r = m.call("vm_page_unwire", {"m": pfn, "activate": True})  # 2 -> 1: nothing else
     assert m.pg.wire[ix(pfn)] == 1 and r.record["counters"] == {} and r.record["moves"] == []
     assert m.pg.queue[ix(pfn)] == PQ_NONE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_wiring_does_not_dequeue() -> None:
@@ -799,7 +801,7 @@ def test_wiring_does_not_dequeue() -> None:
     m.call("vm_page_activate", {"m": a})
     r = m.call("vm_page_wire", {"m": a})
     assert m.pg.queue[ix(a)] == PQ_ACTIVE + 600 and r.record["moves"] == []
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_wiring_a_busied_free_page_is_refused() -> None:
@@ -824,12 +826,12 @@ def test_last_unwire_requeues_at_the_tail(activate: bool, base: int) -> None:
         m.call("vm_page_wire", {"m": pfn})
     m.call("vm_page_unwire", {"m": b, "activate": activate})
     r = m.call("vm_page_unwire", {"m": a, "activate": activate})
-    assert m.queue_pages(base + 600) == [ix(b), ix(a)]
+    assert queue_pages(m, base + 600) == [ix(b), ix(a)]
     assert m.pg.wire[ix(a)] == 0
     assert r.record["counters"]["cpu0.gd_vmstats_adj"]["v_wire_count"] == -1
     assert m.q_adds[PQ_INACTIVE + 600] == (0 if activate else 2)
     assert m.pg.act[ix(a)] == (5 if activate else 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_last_unwire_of_a_need_commit_page_activates() -> None:
@@ -861,7 +863,7 @@ def test_wire_and_unwire_ignore_fictitious_pages() -> None:
         assert r.record["counters"] == {}
         assert m.pg.wire[i] == 1  # the reserve's single wiring stays
     m.call("vm_page_wakeup", {"m": pfn})
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unwire_of_an_unwired_page_panics() -> None:

@@ -37,10 +37,12 @@ one.  Queue numbers: PQ_FREE 1 + c, PQ_INACTIVE 1025 + c, PQ_ACTIVE 2049 + c, PQ
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 
+import app.core.vm_pageout as pageout_module
 from app.core.config import MachineConfig
 from app.core.constants import (
     PBUSY_LOCKED,
@@ -57,12 +59,56 @@ from app.core.constants import (
     VM_ALLOC_NORMAL,
 )
 from app.core.errors import KernelPanic
+from app.core.invariants import check_invariants, state_digest
+from app.core.kern_synch import Sleep, curthread_is_pagedaemon
 from app.core.machine import Machine
 from app.core.objects import ObjType, VmObject
-from app.core.pageout import PAGEDAEMON_TID, TARGET1, TARGET2, pqaverage
-from app.core.sched import Sleep
+from app.core.pmap import (
+    pmap_clear_reference,
+    pmap_enter,
+    pmap_page_is_mapped,
+    pmap_touch,
+    pmap_ts_referenced,
+    pmap_view,
+)
 from app.core.state import Trace
 from app.core.sysctl import sysctl_get, sysctl_set
+from app.core.vm_meter import vmstats_rollup
+from app.core.vm_page.alloc import vm_page_alloc
+from app.core.vm_page.busy import vm_page_busy_try, vm_page_wakeup
+from app.core.vm_page.free import vm_page_free_toq
+from app.core.vm_page.object import vm_object_allocate
+from app.core.vm_page.pagestate import (
+    vm_page_cache,
+    vm_page_dirty,
+    vm_page_hold,
+    vm_page_need_commit,
+)
+from app.core.vm_page.queues import (
+    queue_pages,
+    vm_page_activate,
+    vm_page_deactivate,
+    vm_page_unqueue_nowakeup,
+    vm_page_wire,
+)
+from app.core.vm_page2 import pfn_of
+from app.core.vm_pageout import (
+    PAGEDAEMON_TID,
+    TARGET1,
+    TARGET2,
+    _page_stats,
+    _pageout_loop,
+    _phase_active,
+    _phase_inactive,
+    _scan_active,
+    _scan_cache,
+    _scan_hold,
+    _scan_inactive,
+    _tunable,
+    _vm_pageout_page,
+    pageout_view,
+    pqaverage,
+)
 
 ALLOW_ACTIVE, TRY_TO_CACHE = 1, 2  # the vm_pageout_page flags (pageout.py)
 
@@ -75,12 +121,12 @@ def boot(size: str = "64MiB", *, pagedaemon: bool = False) -> Machine:
 
 
 def new_object(m: Machine, objtype: ObjType = ObjType.OBJT_DEFAULT) -> VmObject:
-    return m.objects[m.vm_object_allocate(objtype, 1 << 20, 0)]
+    return m.objects[vm_object_allocate(m, objtype, 1 << 20, 0)]
 
 
 def alloc(m: Machine, obj: VmObject, pindex: int, *, valid: int = 0xFF) -> int:
     """A hard-busied page of ``obj`` at ``pindex`` on PQ_NONE (valid, clean)."""
-    i = m.vm_page_alloc(obj, pindex, VM_ALLOC_NORMAL)
+    i = vm_page_alloc(m, obj, pindex, VM_ALLOC_NORMAL)
     assert i >= 0
     m.pg.valid[i] = valid
     return i
@@ -98,10 +144,10 @@ def inactive(
     """A page at the tail of its inactive queue (hard-busied iff ``busy``)."""
     i = alloc(m, obj, pindex, valid=valid)
     if dirty:
-        m.vm_page_dirty(i)
-    m.vm_page_deactivate(i)
+        vm_page_dirty(m, i)
+    vm_page_deactivate(m, i)
     if not busy:
-        m.vm_page_wakeup(i)
+        vm_page_wakeup(m, i)
     return i
 
 
@@ -111,11 +157,11 @@ def active(
     """An unbusied page at the tail of its active queue."""
     i = alloc(m, obj, pindex)
     if dirty:
-        m.vm_page_dirty(i)
-    m.vm_page_activate(i)
+        vm_page_dirty(m, i)
+    vm_page_activate(m, i)
     if act is not None:
         m.pg.act[i] = act
-    m.vm_page_wakeup(i)
+    vm_page_wakeup(m, i)
     return i
 
 
@@ -127,8 +173,8 @@ def base(m: Machine, i: int) -> int:
 
 def touch(m: Machine, i: int, pmap: int, *, write: bool = False) -> None:
     """Map the page in ``pmap`` and access it (the pte's A bit, and M on a write)."""
-    m.pmap_enter(i, pmap, write)
-    m.pmap_touch(i, pmap, write)
+    pmap_enter(m, i, pmap, write)
+    pmap_touch(m, i, pmap, write)
 
 
 def meter(m: Machine, name: str) -> int:
@@ -164,15 +210,15 @@ def _launder_budget(m: Machine, vm_max_launder: int, pass_: int) -> int:
     obj = new_object(m)
     i = inactive(m, obj, 300)
     seen: list[int] = []
-    real = m._vm_pageout_page
+    real = pageout_module._vm_pageout_page
 
-    def spy(i: int, budget: list[int], pass_: int, flags: int) -> int:
+    def spy(m: Machine, i: int, budget: list[int], pass_: int, flags: int) -> int:
         seen.append(budget[0])
-        return real(i, budget, pass_, flags)
+        return real(m, i, budget, pass_, flags)
 
-    m._vm_pageout_page = spy  # type: ignore[method-assign]
     m.vm_max_launder = vm_max_launder
-    m._scan_inactive(pass_, int(m.pg.pc[i]), 1)
+    with patch.object(pageout_module, "_vm_pageout_page", spy):
+        _scan_inactive(m, pass_, int(m.pg.pc[i]), 1)
     assert len(seen) == 1
     return seen[0]
 
@@ -207,21 +253,21 @@ def test_scan_inactive_maxscan_counts_skipped_busy_pages() -> None:
     q = PQ_INACTIVE + 40
     assert m.q_lcnt[q] == 11
     before = meter(m, "v_pdpages")
-    assert m._scan_inactive(0, 40, 100) == 0
+    assert _scan_inactive(m, 0, 40, 100) == 0
     assert meter(m, "v_pdpages") - before == 3  # (11 + 9) / 10 + 1 = 2 + 1
-    assert m.queue_pages(q) == pages  # left in place
+    assert queue_pages(m, q) == pages  # left in place
     # with one page fewer: (10 + 9) / 10 + 1 = 1 + 1 = 2
-    m.vm_page_unqueue_nowakeup(pages[-1])
+    vm_page_unqueue_nowakeup(m, pages[-1])
     before = meter(m, "v_pdpages")
-    m._scan_inactive(0, 40, 100)
+    _scan_inactive(m, 0, 40, 100)
     assert meter(m, "v_pdpages") - before == 2
     # a quota of 0 visits nothing (quota - delta > 0 fails at once)
     before = meter(m, "v_pdpages")
-    m._scan_inactive(0, 40, 0)
+    _scan_inactive(m, 0, 40, 0)
     assert meter(m, "v_pdpages") == before
     for i in pages:
-        m.vm_page_wakeup(i)
-    m.check_invariants()
+        vm_page_wakeup(m, i)
+    check_invariants(m)
 
 
 def test_scan_inactive_stops_when_target2_is_met() -> None:
@@ -230,10 +276,10 @@ def test_scan_inactive_stops_when_target2_is_met() -> None:
     m = boot()
     obj = new_object(m)
     pages = [inactive(m, obj, 41 + 1024 * k) for k in range(3)]
-    assert m._scan_inactive(0, 41, 3) == 3
+    assert _scan_inactive(m, 0, 41, 3) == 3
     assert base(m, pages[0]) == PQ_CACHE  # clean and valid -> cached (step 7)
     assert [base(m, i) for i in pages[1:]] == [PQ_INACTIVE, PQ_INACTIVE]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_inactive_memuse_mode_3_sends_dirty_pages_straight_to_the_laundry() -> None:
@@ -243,10 +289,10 @@ def test_scan_inactive_memuse_mode_3_sends_dirty_pages_straight_to_the_laundry()
     sysctl_set(m, "vm.pageout_memuse_mode", 3)
     obj = new_object(m)
     i = inactive(m, obj, 42, dirty=True)
-    assert m._scan_inactive(0, 42, 1) == 1  # one page laundered; quota 1 -> max(1, 1)
+    assert _scan_inactive(m, 0, 42, 1) == 1  # one page laundered; quota 1 -> max(1, 1)
     assert base(m, i) == PQ_CACHE
     assert m.pg.dirty[i] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ============================================================================ §15.3 vm_pageout_page
@@ -254,12 +300,12 @@ def test_wired_page_is_unqueued() -> None:
     m = boot()
     obj = new_object(m)
     i = inactive(m, obj, 5, busy=True)
-    m.vm_page_wire(i)
-    assert m._vm_pageout_page(i, [1], 0, 0) == 0
+    vm_page_wire(m, i)
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 0
     assert m.pg.queue[i] == PQ_NONE  # step 1: unqueue_nowakeup
     assert m.pg.busy[i] == 0
     assert m.pg.wire[i] == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_held_page_goes_to_the_inactive_tail() -> None:
@@ -268,12 +314,12 @@ def test_held_page_goes_to_the_inactive_tail() -> None:
     a = inactive(m, obj, 6, busy=True)
     b = inactive(m, obj, 6 + 1024)
     q = PQ_INACTIVE + 6
-    assert m.queue_pages(q) == [a, b]
-    m.vm_page_hold(a)
-    assert m._vm_pageout_page(a, [1], 0, 0) == 0  # step 2
-    assert m.queue_pages(q) == [b, a]
+    assert queue_pages(m, q) == [a, b]
+    vm_page_hold(m, a)
+    assert _vm_pageout_page(m, a, [1], 0, 0) == 0  # step 2
+    assert queue_pages(m, q) == [b, a]
     assert m.pg.busy[a] == 0 and m.pg.hold[a] == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_object_without_references_ignores_reference_history() -> None:
@@ -286,11 +332,11 @@ def test_object_without_references_ignores_reference_history() -> None:
     touch(m, i, 1)
     m.pg.flags[i] |= PG_REFERENCED
     obj.ref_count = 0
-    assert m._vm_pageout_page(i, [1], 0, 0) == 1
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 1
     assert base(m, i) == PQ_CACHE
     assert not m.pg.flags[i] & (PG_REFERENCED | PG_MAPPED)
-    assert not m.pmap_page_is_mapped(i)
-    m.check_invariants()
+    assert not pmap_page_is_mapped(m, i)
+    check_invariants(m)
 
 
 def test_pmap_references_reactivate_with_a_plus_3_and_uint8_wrap() -> None:
@@ -300,18 +346,18 @@ def test_pmap_references_reactivate_with_a_plus_3_and_uint8_wrap() -> None:
     for pmap in (1, 2, 3, 4):
         touch(m, i, pmap)
     m.pg.act[i] = 250
-    assert m._vm_pageout_page(i, [1], 0, 0) == 0  # step 3, a = 4
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # step 3, a = 4
     assert base(m, i) == PQ_ACTIVE
     # activate keeps max(250, ACT_INIT 5) = 250; 250 + 4 + 3 = 257 -> u_char 257 - 256 = 1
     assert m.pg.act[i] == 1
     assert m.pg.busy[i] == 0
-    assert m.pmap_ts_referenced(i) == 0  # the A bits were consumed
+    assert pmap_ts_referenced(m, i) == 0  # the A bits were consumed
     # from act_count 0 with one reference: activate raises it to ACT_INIT 5, then +1+3 = 9
     j = inactive(m, obj, 9, busy=True)
     touch(m, j, 1)
-    assert m._vm_pageout_page(j, [1], 0, 0) == 0
+    assert _vm_pageout_page(m, j, [1], 0, 0) == 0
     assert m.pg.act[j] == 9
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_pg_referenced_reactivates_with_a_plus_4() -> None:
@@ -319,7 +365,7 @@ def test_pg_referenced_reactivates_with_a_plus_4() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 10, busy=True)
     m.pg.flags[i] |= PG_REFERENCED
-    assert m._vm_pageout_page(i, [1], 0, 0) == 0  # step 4, a = 0
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # step 4, a = 0
     assert base(m, i) == PQ_ACTIVE
     assert m.pg.act[i] == 9  # max(0, 5) + 0 + 4
     assert not m.pg.flags[i] & PG_REFERENCED
@@ -328,25 +374,25 @@ def test_pg_referenced_reactivates_with_a_plus_4() -> None:
     m.pg.act[j] = 20
     touch(m, j, 1)
     touch(m, j, 2)
-    assert m._vm_pageout_page(j, [1], 0, 0) == 0  # step 4, a = 2
+    assert _vm_pageout_page(m, j, [1], 0, 0) == 0  # step 4, a = 2
     assert m.pg.act[j] == 26  # 20 + 2 + 4
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_clean_valid_page_is_cached_at_the_tail() -> None:
     m = boot()
     obj = new_object(m)
     first = inactive(m, obj, 12 + 1024, busy=True)
-    assert m._vm_pageout_page(first, [1], 0, 0) == 1
+    assert _vm_pageout_page(m, first, [1], 0, 0) == 1
     i = inactive(m, obj, 12, busy=True)
     assert m.pg.pc[i] == m.pg.pc[first] == 12
     before = meter(m, "v_dfree")
-    assert m._vm_pageout_page(i, [1], 0, 0) == 1  # step 7
-    assert m.queue_pages(PQ_CACHE + 12) == [first, i]
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 1  # step 7
+    assert queue_pages(m, PQ_CACHE + 12) == [first, i]
     assert m.pg.obj[i] == obj.id and m.pg.valid[i] == 0xFF  # cache keeps the contents
     assert m.pg.busy[i] == 0
     assert meter(m, "v_dfree") == before  # caching is not a "freed" page
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_invalid_page_is_freed() -> None:
@@ -354,23 +400,23 @@ def test_invalid_page_is_freed() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 13, busy=True, valid=0)
     before = meter(m, "v_dfree")
-    assert m._vm_pageout_page(i, [1], 0, 0) == 1  # step 6
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 1  # step 6
     assert m.q_head[PQ_FREE + int(m.pg.pc[i])] == i
     assert 13 not in obj.pages and m.pg.obj[i] == 0
     assert meter(m, "v_dfree") == before + 1
     assert m.pg.busy[i] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_need_commit_page_is_neither_freed_nor_cached() -> None:
     m = boot()
     obj = new_object(m)
     i = inactive(m, obj, 14, busy=True, valid=0)
-    m.vm_page_need_commit(i)
-    assert m._vm_pageout_page(i, [1], 0, 0) == 0  # steps 6 and 7 skipped -> step 8
+    vm_page_need_commit(m, i)
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # steps 6 and 7 skipped -> step 8
     assert base(m, i) == PQ_INACTIVE
     assert m.pg.flags[i] & PG_WINATCFLS
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_dirty_page_gets_a_second_chance_on_pass_0() -> None:
@@ -380,14 +426,14 @@ def test_dirty_page_gets_a_second_chance_on_pass_0() -> None:
     m.pg.dirty[a] = 0x01  # partly dirty: step 5 makes it fully dirty
     b = inactive(m, obj, 15 + 1024)
     q = PQ_INACTIVE + 15
-    assert m.queue_pages(q) == [a, b]
+    assert queue_pages(m, q) == [a, b]
     budget = [3]
-    assert m._vm_pageout_page(a, budget, 0, 0) == 0  # step 8
+    assert _vm_pageout_page(m, a, budget, 0, 0) == 0  # step 8
     assert m.pg.flags[a] & PG_WINATCFLS
     assert m.pg.dirty[a] == 0xFF
-    assert m.queue_pages(q) == [b, a]
+    assert queue_pages(m, q) == [b, a]
     assert budget == [3] and m.pg.busy[a] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_pmap_modified_bit_makes_a_clean_page_dirty() -> None:
@@ -396,11 +442,11 @@ def test_pmap_modified_bit_makes_a_clean_page_dirty() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 16, busy=True)
     touch(m, i, 1, write=True)
-    m.pmap_clear_reference(i)  # no A bit: not a reactivation
-    assert m._vm_pageout_page(i, [1], 0, 0) == 0
+    pmap_clear_reference(m, i)  # no A bit: not a reactivation
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 0
     assert m.pg.dirty[i] == 0xFF
     assert base(m, i) == PQ_INACTIVE and m.pg.flags[i] & PG_WINATCFLS
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _cluster_setup(m: Machine, obj: VmObject) -> dict[int, int]:
@@ -419,7 +465,7 @@ def test_launder_clusters_within_the_aligned_64_page_window() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     budget = [5]
-    assert m._vm_pageout_page(pages[127], budget, 0, 0) == 2
+    assert _vm_pageout_page(m, pages[127], budget, 0, 0) == 2
     assert budget == [3]  # 5 - 2
     for p in (126, 127):
         i = pages[p]
@@ -437,7 +483,7 @@ def test_launder_clusters_within_the_aligned_64_page_window() -> None:
     assert meter(m, "v_swapout") == 1 and meter(m, "v_swappgsout") == 2
     assert meter(m, "v_vnodeout") == 0 and meter(m, "v_vnodepgsout") == 0
     assert sysctl_get(m, "vm.stats.vm.v_swappgsout") == 2
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_launder_with_try_to_cache_caches_the_cluster() -> None:
@@ -445,11 +491,11 @@ def test_launder_with_try_to_cache_caches_the_cluster() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     touch(m, pages[126], 1, write=True)  # a writable mapping: TRY_TO_CACHE unmaps it
-    assert m._vm_pageout_page(pages[127], [5], 0, TRY_TO_CACHE) == 2
+    assert _vm_pageout_page(m, pages[127], [5], 0, TRY_TO_CACHE) == 2
     assert base(m, pages[126]) == PQ_CACHE and base(m, pages[127]) == PQ_CACHE
-    assert not m.pmap_page_is_mapped(pages[126])
+    assert not pmap_page_is_mapped(m, pages[126])
     assert base(m, pages[128]) == PQ_INACTIVE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_launder_write_protects_mapped_cluster_pages() -> None:
@@ -457,31 +503,31 @@ def test_launder_write_protects_mapped_cluster_pages() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     touch(m, pages[126], 1, write=True)
-    assert m._vm_pageout_page(pages[127], [5], 0, 0) == 2
+    assert _vm_pageout_page(m, pages[127], [5], 0, 0) == 2
     # VM_PROT_READ: the mapping stays, read-only, with its M bit collected and clear
-    assert m.pmap_view(pages[126])["mappings"] == [
+    assert pmap_view(m, pages[126])["mappings"] == [
         {"pmap": 1, "writable": False, "referenced": True, "modified": False}
     ]
     assert m.pg.dirty[pages[126]] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_cluster_takes_active_neighbours_only_with_allow_active() -> None:
     m = boot()
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
-    m.vm_page_activate(pages[126])
-    assert m._vm_pageout_page(pages[127], [5], 0, 0) == 1  # 126 is active: not taken
+    vm_page_activate(m, pages[126])
+    assert _vm_pageout_page(m, pages[127], [5], 0, 0) == 1  # 126 is active: not taken
     assert m.pg.dirty[pages[126]] == 0xFF
     m2 = boot()
     obj2 = new_object(m2)
     pages2 = _cluster_setup(m2, obj2)
-    m2.vm_page_activate(pages2[126])
-    assert m2._vm_pageout_page(pages2[127], [5], 0, ALLOW_ACTIVE) == 2
+    vm_page_activate(m2, pages2[126])
+    assert _vm_pageout_page(m2, pages2[127], [5], 0, ALLOW_ACTIVE) == 2
     assert m2.pg.dirty[pages2[126]] == 0
     assert base(m2, pages2[126]) == PQ_ACTIVE  # written, left where it was
-    m.check_invariants()
-    m2.check_invariants()
+    check_invariants(m)
+    check_invariants(m2)
 
 
 @pytest.mark.parametrize("blocker", ["clean", "wired", "held", "busy"])
@@ -490,21 +536,21 @@ def test_cluster_stops_at_an_unclusterable_neighbour(blocker: str) -> None:
     obj = new_object(m)
     pages = {p: inactive(m, obj, p, dirty=True) for p in (64, 65, 66)}
     target = pages[66]
-    m.vm_page_busy_try(target, True)
+    vm_page_busy_try(m, target, True)
     m.pg.flags[target] |= PG_WINATCFLS
     nb = pages[65]
     if blocker == "clean":
         m.pg.dirty[nb] = 0
     elif blocker == "wired":
-        m.vm_page_busy_try(nb, True)
-        m.vm_page_wire(nb)
-        m.vm_page_wakeup(nb)
+        vm_page_busy_try(m, nb, True)
+        vm_page_wire(m, nb)
+        vm_page_wakeup(m, nb)
     elif blocker == "held":
-        m.vm_page_hold(nb)
+        vm_page_hold(m, nb)
     else:
-        m.vm_page_busy_try(nb, True)
+        vm_page_busy_try(m, nb, True)
     # 66 % 64 = 2: window [64, 128); 65 blocks, so 64 (dirty) is never reached
-    assert m._vm_pageout_page(target, [5], 0, 0) == 1
+    assert _vm_pageout_page(m, target, [5], 0, 0) == 1
     assert m.pg.dirty[pages[64]] == 0xFF
 
 
@@ -513,22 +559,22 @@ def test_dirty_page_with_winatcfls_on_pass_0_and_vnode_object_is_laundered() -> 
     obj = new_object(m, ObjType.OBJT_VNODE)
     i = inactive(m, obj, 20, dirty=True, busy=True)
     m.pg.flags[i] |= PG_WINATCFLS
-    assert m._vm_pageout_page(i, [1], 0, 0) == 1
+    assert _vm_pageout_page(m, i, [1], 0, 0) == 1
     assert m.pg.dirty[i] == 0
     assert obj.type == ObjType.OBJT_VNODE and not m.pg.flags[i] & PG_SWAPPED
     # vnode_pager_putpages: one write of one page; the swap counters stay 0
     assert meter(m, "v_vnodeout") == 1 and meter(m, "v_vnodepgsout") == 1
     assert meter(m, "v_swapout") == 0 and meter(m, "v_swappgsout") == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_pass_above_0_launders_without_a_second_chance() -> None:
     m = boot()
     obj = new_object(m)
     i = inactive(m, obj, 21, dirty=True, busy=True)
-    assert m._vm_pageout_page(i, [1], 1, 0) == 1  # step 8 needs pass == 0
+    assert _vm_pageout_page(m, i, [1], 1, 0) == 1  # step 8 needs pass == 0
     assert m.pg.dirty[i] == 0 and m.pg.flags[i] & PG_WINATCFLS
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_no_launder_budget_leaves_the_page_in_place() -> None:
@@ -537,10 +583,10 @@ def test_no_launder_budget_leaves_the_page_in_place() -> None:
     a = inactive(m, obj, 22, dirty=True, busy=True)
     b = inactive(m, obj, 22 + 1024)
     m.pg.flags[a] |= PG_WINATCFLS
-    assert m._vm_pageout_page(a, [0], 0, 0) == 0  # step 10
-    assert m.queue_pages(PQ_INACTIVE + 22) == [a, b]  # not requeued
+    assert _vm_pageout_page(m, a, [0], 0, 0) == 0  # step 10
+    assert queue_pages(m, PQ_INACTIVE + 22) == [a, b]  # not requeued
     assert m.pg.dirty[a] == 0xFF and m.pg.busy[a] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize("name", ["vm.disable_swapspace_pageouts", "vm.defer_swapspace_pageouts"])
@@ -552,16 +598,16 @@ def test_swapspace_pageouts_off_requeues_anonymous_pages(name: str) -> None:
     b = inactive(m, obj, 23 + 1024)
     m.pg.flags[a] |= PG_WINATCFLS
     budget = [2]
-    assert m._vm_pageout_page(a, budget, 0, 0) == 0
-    assert m.queue_pages(PQ_INACTIVE + 23) == [b, a]  # requeued at the tail
+    assert _vm_pageout_page(m, a, budget, 0, 0) == 0
+    assert queue_pages(m, PQ_INACTIVE + 23) == [b, a]  # requeued at the tail
     assert budget == [2] and m.pg.dirty[a] == 0xFF and m.pg.busy[a] == 0
     assert obj.type == ObjType.OBJT_DEFAULT
     # a vnode page is written anyway
     vobj = new_object(m, ObjType.OBJT_VNODE)
     v = inactive(m, vobj, 24, dirty=True, busy=True)
     m.pg.flags[v] |= PG_WINATCFLS
-    assert m._vm_pageout_page(v, [1], 0, 0) == 1
-    m.check_invariants()
+    assert _vm_pageout_page(m, v, [1], 0, 0) == 1
+    check_invariants(m)
 
 
 # ============================================================================ §15.4 scan_active
@@ -575,13 +621,13 @@ def test_scan_active_referenced_pages_gain_act_and_stay() -> None:
     touch(m, b, 1)
     touch(m, b, 2)  # a = 0 + 2 = 2
     before = meter(m, "v_pdpages")
-    assert m._scan_active(0, 30, 0, 5) == 0
+    assert _scan_active(m, 0, 30, 0, 5) == 0
     assert m.pg.act[a] == 15  # min(10 + 3 + 2, 64)
     assert m.pg.act[b] == 64  # min(60 + 3 + 2 = 65, 64)
-    assert m.queue_pages(PQ_ACTIVE + 30) == [a, b]  # no requeue
+    assert queue_pages(m, PQ_ACTIVE + 30) == [a, b]  # no requeue
     assert not m.pg.flags[a] & PG_REFERENCED
     assert meter(m, "v_pdpages") - before == 2
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_decline_anonymous_and_vnode() -> None:
@@ -589,21 +635,21 @@ def test_scan_active_decline_anonymous_and_vnode() -> None:
     anon = new_object(m)
     a = active(m, anon, 31, act=3)
     b = active(m, anon, 31 + 1024, act=1)
-    assert m._scan_active(0, 31, 0, 5) == 1
+    assert _scan_active(m, 0, 31, 0, 5) == 1
     assert m.pg.act[a] == 2 and base(m, a) == PQ_ACTIVE  # 3 - 1 = 2 >= 0 + 1
     assert m.pg.act[b] == 0 and base(m, b) == PQ_INACTIVE  # 1 - 1 = 0 < 1
     assert m.q_tail[PQ_INACTIVE + 31] == b
     vn = new_object(m, ObjType.OBJT_VNODE)
     c = active(m, vn, 32, act=3)
     d = active(m, vn, 32 + 1024, act=2)
-    assert m._scan_active(0, 32, 0, 5) == 1
+    assert _scan_active(m, 0, 32, 0, 5) == 1
     assert m.pg.act[c] == 1 and base(m, c) == PQ_ACTIVE  # 3 - 2 = 1 >= 1
     assert m.pg.act[d] == 0 and base(m, d) == PQ_INACTIVE  # 2 - 2 = 0 < 1
     # pass 2 (pd_pass 20..29): deactivate once act < 3
     e = active(m, anon, 33, act=3)
-    assert m._scan_active(2, 33, 0, 5) == 1  # 3 - 1 = 2 < 2 + 1
+    assert _scan_active(m, 2, 33, 0, 5) == 1  # 3 - 1 = 2 < 2 + 1
     assert base(m, e) == PQ_INACTIVE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_with_avail_quota_caches_clean_pages() -> None:
@@ -612,12 +658,12 @@ def test_scan_active_with_avail_quota_caches_clean_pages() -> None:
     clean = active(m, obj, 34, act=0)
     dirty = active(m, obj, 34 + 1024, act=0, dirty=True)
     rc = m.pd_recycle_count
-    assert m._scan_active(0, 34, 5, 0) == 2
+    assert _scan_active(m, 0, 34, 5, 0) == 2
     assert base(m, clean) == PQ_CACHE and m.q_tail[PQ_CACHE + 34] == clean
     assert base(m, dirty) == PQ_INACTIVE  # dirty: deactivated instead
     assert m.pd_recycle_count == rc + 2  # both counted while avail_quota - delta > 0
     assert m.pg.busy[clean] == 0 and m.pg.busy[dirty] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_inact_quota_bounds_the_deactivations() -> None:
@@ -626,24 +672,24 @@ def test_scan_active_inact_quota_bounds_the_deactivations() -> None:
     pages = [active(m, obj, 35 + 1024 * k, act=0) for k in range(3)]
     # lcnt 3 -> maxscan (3 + 9) / 10 + 1 = 2; inact_quota 1: after the first
     # deactivation inact_quota = 0 and avail_quota - delta = 0 - 1 <= 0 -> stop
-    assert m._scan_active(0, 35, 0, 1) == 1
+    assert _scan_active(m, 0, 35, 0, 1) == 1
     assert [base(m, i) for i in pages] == [PQ_INACTIVE, PQ_ACTIVE, PQ_ACTIVE]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _objectless_active(m: Machine) -> int:
     """An unbusied page with no object at the tail of its active queue."""
-    i = m.vm_page_alloc(None, 0, VM_ALLOC_NORMAL)
-    m.vm_page_activate(i)
-    m.vm_page_wakeup(i)
+    i = vm_page_alloc(m, None, 0, VM_ALLOC_NORMAL)
+    vm_page_activate(m, i)
+    vm_page_wakeup(m, i)
     return i
 
 
 def _to_active_tail(m: Machine, i: int) -> None:
-    m.vm_page_busy_try(i, True)
-    m.vm_page_deactivate(i)
-    m.vm_page_activate(i)
-    m.vm_page_wakeup(i)
+    vm_page_busy_try(m, i, True)
+    vm_page_deactivate(m, i)
+    vm_page_activate(m, i)
+    vm_page_wakeup(m, i)
 
 
 @pytest.mark.parametrize("inact_quota", [2, 5])
@@ -659,15 +705,15 @@ def test_scan_active_reaching_a_page_with_no_object_is_the_null_dereference(
     colour = int(m.pg.pc[n])
     a = active(m, obj, colour, act=0)  # an object page of the same colour ...
     _to_active_tail(m, n)  # ... ahead of it: the queue is [a, n]
-    assert m.queue_pages(PQ_ACTIVE + colour) == [a, n]
-    before = m.state_digest()
+    assert queue_pages(m, PQ_ACTIVE + colour) == [a, n]
+    before = state_digest(m)
     args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": inact_quota}
     with pytest.raises(KernelPanic, match="NULL pointer dereference") as exc:
         m.call("vm_pageout_scan_active", args)
-    assert f"page {m.pfn_of(n):#x}" in str(exc.value)
-    assert m.state_digest() == before
+    assert f"page {pfn_of(m, n):#x}" in str(exc.value)
+    assert state_digest(m) == before
     assert base(m, a) == PQ_ACTIVE  # a was not deactivated
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_stopping_before_a_page_with_no_object_runs() -> None:
@@ -679,50 +725,50 @@ def test_scan_active_stopping_before_a_page_with_no_object_runs() -> None:
     colour = int(m.pg.pc[n])
     a = active(m, obj, colour, act=0)
     _to_active_tail(m, n)
-    assert m.queue_pages(PQ_ACTIVE + colour) == [a, n]
+    assert queue_pages(m, PQ_ACTIVE + colour) == [a, n]
     args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": 1}
     assert m.call("vm_pageout_scan_active", args).result == 1
     assert base(m, a) == PQ_INACTIVE and base(m, n) == PQ_ACTIVE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_skips_a_busy_page_with_no_object() -> None:
     m = boot()
     n = _objectless_active(m)
-    m.vm_page_busy_try(n, True)  # busy_try(m, TRUE) fails on it: skipped, no dereference
+    vm_page_busy_try(m, n, True)  # busy_try(m, TRUE) fails on it: skipped, no dereference
     args = {"pass_": 0, "colour": int(m.pg.pc[n]), "avail_quota": 0, "inact_quota": 5}
     assert m.call("vm_pageout_scan_active", args).result == 0
     assert base(m, n) == PQ_ACTIVE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_unqueues_wired_pages_without_counting_them() -> None:
     m = boot()
     obj = new_object(m)
     i = active(m, obj, 36)
-    m.vm_page_busy_try(i, True)
-    m.vm_page_wire(i)
-    m.vm_page_wakeup(i)
+    vm_page_busy_try(m, i, True)
+    vm_page_wire(m, i)
+    vm_page_wakeup(m, i)
     before = meter(m, "v_pdpages")
-    assert m._scan_active(0, 36, 0, 5) == 0
+    assert _scan_active(m, 0, 36, 0, 5) == 0
     assert m.pg.queue[i] == PQ_NONE and m.pg.busy[i] == 0
     assert meter(m, "v_pdpages") == before
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_object_without_references_is_unmapped_and_deactivated() -> None:
     m = boot()
     obj = new_object(m)
     i = active(m, obj, 37, act=30)
-    m.pmap_enter(i, 1, True)
+    pmap_enter(m, i, 1, True)
     m.pg.flags[i] |= PG_REFERENCED
     obj.ref_count = 0
-    assert m._scan_active(0, 37, 0, 5) == 1
+    assert _scan_active(m, 0, 37, 0, 5) == 1
     assert base(m, i) == PQ_INACTIVE  # avail_quota 0: deactivated, not cached
     assert m.pg.act[i] == 29  # no reference credit; 30 - 1
-    assert not m.pmap_page_is_mapped(i)  # vm_page_protect(NONE) for ref_count 0
+    assert not pmap_page_is_mapped(m, i)  # vm_page_protect(NONE) for ref_count 0
     assert not m.pg.flags[i] & PG_REFERENCED
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_active_marker_resumes_after_the_last_page() -> None:
@@ -732,17 +778,17 @@ def test_scan_active_marker_resumes_after_the_last_page() -> None:
     m = boot()
     obj = new_object(m)
     a, b, c, d = (active(m, obj, 38 + 1024 * k, act=act) for k, act in enumerate((10, 0, 10, 0)))
-    assert m.queue_pages(PQ_ACTIVE + 38) == [a, b, c, d]
-    assert m._scan_active(0, 38, 0, 100) == 1
+    assert queue_pages(m, PQ_ACTIVE + 38) == [a, b, c, d]
+    assert _scan_active(m, 0, 38, 0, 100) == 1
     assert (m.pg.act[a], base(m, b), m.pg.act[c]) == (9, PQ_INACTIVE, 10)
-    assert m._scan_active(0, 38, 0, 100) == 1
+    assert _scan_active(m, 0, 38, 0, 100) == 1
     assert m.pg.act[a] == 9  # not visited again
     assert m.pg.act[c] == 9
     assert base(m, d) == PQ_INACTIVE
     # 3rd call: queue [A, C]; the end was reached, the marker went back to the head
-    assert m._scan_active(0, 38, 0, 100) == 0
+    assert _scan_active(m, 0, 38, 0, 100) == 0
     assert (m.pg.act[a], m.pg.act[c]) == (8, 8)
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ============================================================================ §15.5 scan_cache
@@ -753,19 +799,19 @@ def test_scan_cache_frees_cache_pages_down_to_16() -> None:
     obj = new_object(m)
     pages = [inactive(m, obj, p, busy=True) for p in range(40)]
     for i in pages:
-        m.vm_page_cache(i)
+        vm_page_cache(m, i)
     gd = m.cpus[0].vmstats
     n = gd.v_free_count - 100
     for p in range(n):
         alloc(m, obj, 1000 + p)
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     assert (gd.v_free_count, gd.v_cache_count) == (100, 40)
     before = meter(m, "v_dfree")
-    m._scan_cache(0)
+    _scan_cache(m, 0)
     assert (gd.v_free_count, gd.v_cache_count) == (124, 16)
     assert meter(m, "v_dfree") - before == 24
     assert m.pd_rover[0] == 24 * 23  # 552; never meets rover[1] = 511 on the way
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_cache_wakes_the_daemon_after_each_page_it_busies() -> None:
@@ -777,16 +823,16 @@ def test_scan_cache_wakes_the_daemon_after_each_page_it_busies() -> None:
     obj = new_object(m)
     pages = [inactive(m, obj, p, busy=True) for p in range(40)]
     for i in pages:
-        m.vm_page_cache(i)
+        vm_page_cache(m, i)
     gd = m.cpus[0].vmstats
     for p in range(gd.v_free_count - 100):
         alloc(m, obj, 1000 + p)
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     m.vm_pages_needed = 0  # as if the daemon had taken the allocations' wakeups
-    assert not m.curthread_is_pagedaemon()
-    m._scan_cache(0)
+    assert not curthread_is_pagedaemon(m)
+    _scan_cache(m, 0)
     assert m.vm_pages_needed == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_cache_never_speeds_up_the_syncer() -> None:
@@ -796,9 +842,9 @@ def test_scan_cache_never_speeds_up_the_syncer() -> None:
     obj = new_object(m)
     for p in range(m.cpus[0].vmstats.v_free_count - 50):  # free 50 < v_free_min 68
         alloc(m, obj, p)
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     m.trace = Trace()
-    m._scan_cache(0)
+    _scan_cache(m, 0)
     assert not [e for e in m.trace.events if e["event"] == "pageout_syncer_speedup"]
     m.trace = None
 
@@ -807,8 +853,8 @@ def test_scan_cache_never_speeds_up_the_syncer() -> None:
 def _held_free_page(m: Machine, obj: VmObject, pindex: int) -> int:
     """A page freed while held: it sits on PQ_HOLD (spec §8.2)."""
     i = alloc(m, obj, pindex)
-    m.vm_page_hold(i)
-    m.vm_page_free_toq(i)
+    vm_page_hold(m, i)
+    vm_page_free_toq(m, i)
     assert base(m, i) == PQ_HOLD
     return i
 
@@ -818,16 +864,16 @@ def test_scan_hold_repairs_a_page_with_hold_count_0() -> None:
     obj = new_object(m)
     a = _held_free_page(m, obj, 50)
     b = _held_free_page(m, obj, 50 + 1024)
-    assert m.queue_pages(PQ_HOLD + 50) == [a, b]
+    assert queue_pages(m, PQ_HOLD + 50) == [a, b]
     m.pg.hold[b] = 0  # a lost race: on PQ_HOLD without a hold
-    m._scan_hold(50)
+    _scan_hold(m, 50)
     assert base(m, b) == PQ_HOLD  # the scan stopped at A, which is really held
-    m._scan_hold(50)  # resumes after A
+    _scan_hold(m, 50)  # resumes after A
     assert m.q_head[PQ_FREE + 50] == b  # hold + unhold moved it to the free head
     assert m.pg.hold[b] == 0
     assert any("hold_count 0" in line for line in m.console)
-    assert m.queue_pages(PQ_HOLD + 50) == [a]
-    m.check_invariants()
+    assert queue_pages(m, PQ_HOLD + 50) == [a]
+    check_invariants(m)
 
 
 def test_scan_hold_marker_stays_where_a_repaired_page_was() -> None:
@@ -840,21 +886,21 @@ def test_scan_hold_marker_stays_where_a_repaired_page_was() -> None:
     a, b, c = (_held_free_page(m, obj, 51 + 1024 * k) for k in range(3))
     m.pg.hold[b] = 0
     m.pg.hold[c] = 0
-    m._scan_hold(51)
-    assert m.queue_pages(PQ_HOLD + 51) == [a, b, c]
-    m._scan_hold(51)
-    assert m.queue_pages(PQ_HOLD + 51) == [a, c]
-    m._scan_hold(51)
-    assert m.queue_pages(PQ_HOLD + 51) == [a]
+    _scan_hold(m, 51)
+    assert queue_pages(m, PQ_HOLD + 51) == [a, b, c]
+    _scan_hold(m, 51)
+    assert queue_pages(m, PQ_HOLD + 51) == [a, c]
+    _scan_hold(m, 51)
+    assert queue_pages(m, PQ_HOLD + 51) == [a]
     assert base(m, b) == base(m, c) == PQ_FREE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _mostly_active(m: Machine, obj: VmObject, start: int) -> None:
     """Activate pages until v_active_count >= v_free_count + cache + inactive."""
     p = start
     while True:
-        m.vmstats_rollup()
+        vmstats_rollup(m)
         vs = m.vmstats
         if vs.v_active_count >= vs.v_free_count + vs.v_cache_count + vs.v_inactive_count:
             return
@@ -866,8 +912,8 @@ def test_page_stats_returns_early_while_few_pages_are_active() -> None:
     m = boot()
     obj = new_object(m)
     i = active(m, obj, 60, act=7)
-    m.vmstats_rollup()
-    m._page_stats(60)  # 1 active < 14846 free
+    vmstats_rollup(m)
+    _page_stats(m, 60)  # 1 active < 14846 free
     assert m.pd_counter0 == 0 and m.pg.act[i] == 7
 
 
@@ -882,7 +928,7 @@ def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
     c = active(m, obj, 302, act=5)
     _mostly_active(m, obj, 400)
     for colour in (300, 301, 302):
-        m._page_stats(colour)
+        _page_stats(m, colour)
     assert m.pg.act[a] == 14  # min(10 + 3 + 1, 64)
     assert not m.pg.flags[a] & PG_REFERENCED
     assert m.pg.act[b] == 0 and base(m, b) == PQ_ACTIVE  # not vm_paging_inactive
@@ -891,12 +937,12 @@ def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
     # vm.pageout_stats_rsecs 0: one tick after the last paging the scan stops running
     sysctl_set(m, "vm.pageout_stats_rsecs", 0)
     m.call("tick", {"n": 1})  # ticks 1 - uptime 0 = 1 > 0 * hz
-    m._page_stats(302)
+    _page_stats(m, 302)
     assert m.pg.act[c] == 4 and m.pd_counter0 == 3
     m.vm_pages_needed = 1  # ... unless the daemon is paging
-    m._page_stats(302)
+    _page_stats(m, 302)
     assert m.pg.act[c] == 3 and m.pd_counter0 == 4
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_stats_deactivates_below_actcmp_when_inactive_is_short() -> None:
@@ -904,18 +950,18 @@ def test_page_stats_deactivates_below_actcmp_when_inactive_is_short() -> None:
     obj = new_object(m)
     b = active(m, obj, 301, act=0)
     c = active(m, obj, 302, act=5)
-    m.pmap_enter(c, 1, False)
+    pmap_enter(m, c, 1, False)
     _mostly_active(m, obj, 400)
     sysctl_set(m, "vm.pageout_stats_actcmp", 10)
     sysctl_set(m, "vm.v_inactive_target", 100000)  # makes vm_paging_inactive() true
-    m.vmstats_rollup()  # the predicate reads the CPU snapshot
-    m._page_stats(301)
-    m._page_stats(302)
+    vmstats_rollup(m)  # the predicate reads the CPU snapshot
+    _page_stats(m, 301)
+    _page_stats(m, 302)
     assert base(m, b) == PQ_INACTIVE  # act 0 -> deactivated
     assert base(m, c) == PQ_INACTIVE and m.pg.act[c] == 4  # 5 - 1 = 4 < 10
-    assert not m.pmap_page_is_mapped(c)  # vm_page_protect(NONE) first
+    assert not pmap_page_is_mapped(m, c)  # vm_page_protect(NONE) first
     assert m.pd_counter1 == 2
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_stats_marker_resumes_after_the_last_page() -> None:
@@ -928,12 +974,12 @@ def test_page_stats_marker_resumes_after_the_last_page() -> None:
     _mostly_active(m, obj, 100000)
     sysctl_set(m, "vm.pageout_stats_scan", 2)
     sysctl_set(m, "vm.v_inactive_target", 100000)
-    m.vmstats_rollup()
-    m._page_stats(52)
+    vmstats_rollup(m)
+    _page_stats(m, 52)
     assert (m.pg.act[a], base(m, b), m.pg.act[c]) == (9, PQ_INACTIVE, 10)
-    m._page_stats(52)
+    _page_stats(m, 52)
     assert (m.pg.act[a], m.pg.act[c], base(m, d)) == (9, 9, PQ_INACTIVE)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_stats_adapts_actcmp() -> None:
@@ -943,47 +989,47 @@ def test_page_stats_adapts_actcmp() -> None:
         active(m, obj, 310 + k, act=20)
     _mostly_active(m, obj, 400)
     sysctl_set(m, "vm.pageout_stats_inalim", 2)
-    m._page_stats(310)
-    m._page_stats(311)
+    _page_stats(m, 310)
+    _page_stats(m, 311)
     assert (m.pd_counter0, m.pd_counter1) == (2, 0)  # 2 > 2 is false: no adaptation yet
-    m._page_stats(312)
+    _page_stats(m, 312)
     # counter0 3 > 2 and counter1 0 < inamin 16 -> actcmp 0 + 1; counters reset
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 1
     assert (m.pd_counter0, m.pd_counter1) == (0, 0)
     # enough candidates (counter1 >= inamin 0) -> actcmp - 1
     sysctl_set(m, "vm.pageout_stats_inamin", 0)
     sysctl_set(m, "vm.pageout_stats_inalim", 0)
-    m._page_stats(310)
+    _page_stats(m, 310)
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
-    m._page_stats(311)  # actcmp 0 stays 0
+    _page_stats(m, 311)  # actcmp 0 stays 0
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
     # the upper bound is ACT_MAX * 3 / 4 = 48
     sysctl_set(m, "vm.pageout_stats_inamin", 16)
     sysctl_set(m, "vm.pageout_stats_actcmp", 48)
-    m._page_stats(312)
+    _page_stats(m, 312)
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
 
 
 # ============================================================================ §15.2 phases 1 and 2
-def test_phase_quotas() -> None:
+def test_phase_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
     # 4 MiB: free + cache = 927, v_inactive_target 57 (limit 57 / 10 = 5).  Targets raised
     # by hand: target1 = 927 + 2000, target2 = 927 + 3000.  Spies record each colour's call.
     m = boot("4MiB")
     m.vmstats.v_paging_target1 = 927 + 2000
     m.vmstats.v_paging_target2 = 927 + 3000
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     calls: list[tuple[int, ...]] = []
 
-    def scan_inactive(pass_: int, colour: int, quota: int) -> int:
+    def scan_inactive(m: Machine, pass_: int, colour: int, quota: int) -> int:
         calls.append((pass_, colour, quota))
         return 0
 
-    def scan_active(pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
+    def scan_active(m: Machine, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
         calls.append((pass_, colour, avail_quota, inact_quota))
         return 0
 
-    m._scan_inactive = scan_inactive  # type: ignore[method-assign]
-    m._scan_active = scan_active  # type: ignore[method-assign]
+    monkeypatch.setattr(pageout_module, "_scan_inactive", scan_inactive)
+    monkeypatch.setattr(pageout_module, "_scan_active", scan_active)
     m.pd_pass = 25  # scans get pass / 10 = 2
     m.pd_q1 = 1000
     m.pd_state = TARGET1
@@ -991,19 +1037,19 @@ def test_phase_quotas() -> None:
     # TARGET1: avail = 2000 + deficit 10 = 2010, not limited: PQAVERAGE(2010) =
     # (2010 + 1023) / 512 + 1 = 5 + 1 = 6; target2 still unmet: all 1024 colours,
     # starting at q1 = 1000 and wrapping back to it
-    assert m._phase_inactive() == 2010
+    assert _phase_inactive(m) == 2010
     assert m.vm_pageout_deficit == 0
     assert calls == [(2, (1000 + k) & 1023, 6) for k in range(1024)]
     assert m.pd_q1 == 1000
     # phase 2: inact = 57 - 0 + min(2 * 2010, 5) = 62: PQAVERAGE(2010) = 6,
     # PQAVERAGE(62) = 1085 / 512 + 1 = 3
     calls.clear()
-    assert m._phase_active(2010) == 2010
+    assert _phase_active(m, 2010) == 2010
     assert calls == [(2, k, 6, 3) for k in range(1024)]
     # TARGET2: avail = 3000 > 5 -> use = 5 + 1 = 6: PQAVERAGE(6) = 1029 / 512 + 1 = 3
     calls.clear()
     m.pd_state = TARGET2
-    assert m._phase_inactive() == 3000
+    assert _phase_inactive(m) == 3000
     assert {c[2] for c in calls} == {3} and len(calls) == 1024
 
 
@@ -1054,7 +1100,7 @@ def test_daemon_state_machine() -> None:
     ]
     # free 60 pages: free + cache 360 >= 340 -> idle; state stays TARGET2 (not reset)
     for i in held[:60]:
-        m.vm_page_free_toq(i)
+        vm_page_free_toq(m, i)
     m.call("tick", {"n": 1})
     assert m.vm_pages_needed == 0 and m.pd_pass == 0 and m.pd_state == TARGET2
     assert (th.wmesg, th.deadline) == ("psleep", m.ticks + 10)
@@ -1079,8 +1125,8 @@ def test_daemon_state_machine() -> None:
     m.call("tick", {"n": 1})
     assert m.vm_pages_needed == 0 and th.wmesg == "psleep"
     for i in held[60:]:
-        m.vm_page_free_toq(i)
-    m.check_invariants()
+        vm_page_free_toq(m, i)
+    check_invariants(m)
 
 
 # ============================================================================ end to end
@@ -1125,13 +1171,13 @@ def test_daemon_recovers_from_a_shortage_and_releases_a_waiter() -> None:
     assert meter(m, "v_pdpages") == 3072
     assert m.pd_pass == 1 and m.pd_state == TARGET1 and m.vm_pages_needed == 1
     assert (th.wmesg, th.deadline) == ("pdloop", m.ticks + 1)
-    m.check_invariants()
+    check_invariants(m)
     waiter = m.threads[5]
     seen_inactive: set[int] = set()
     released_at = None
     for _ in range(60):
         m.call("tick", {"n": 1}, record=False)
-        m.check_invariants()
+        check_invariants(m)
         q = m.pg.arrays["queue"]
         seen_inactive.update(np.flatnonzero((q >= PQ_INACTIVE) & (q < PQ_INACTIVE + 1024)).tolist())
         if released_at is None and waiter.state == "idle":
@@ -1189,7 +1235,7 @@ def test_daemon_phase_4_wakes_v_free_count_sleepers() -> None:
         pytest.fail("the waiter was never released")
     assert m.vm_pages_needed == 0  # released by the pass that went idle
     assert meter(m, "v_ppwakeups") == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ============================================================================ determinism
@@ -1206,7 +1252,7 @@ def _scenario(m: Machine) -> None:
         i = pfn - m.first_page
         m.pg.valid[i] = 0xFF
         if p % 3 == 0:
-            m.vm_page_dirty(i)
+            vm_page_dirty(m, i)
         m.call("vm_page_activate", {"m": pfn}, record=False)
         m.call("vm_page_wakeup", {"m": pfn}, record=False)
         p += 1
@@ -1216,35 +1262,35 @@ def _scenario(m: Machine) -> None:
 def test_same_calls_give_the_same_state() -> None:
     m1 = boot("16MiB", pagedaemon=True)
     m2 = boot("16MiB", pagedaemon=True)
-    d0 = m1.state_digest()
+    d0 = state_digest(m1)
     _scenario(m1)
     _scenario(m2)
     assert m1.pd_passes > 0
-    assert m1.state_digest() == m2.state_digest() != d0
-    assert m1.pageout_view() == m2.pageout_view()
+    assert state_digest(m1) == state_digest(m2) != d0
+    assert pageout_view(m1) == pageout_view(m2)
     m2.pd_active_cursor[7] += 1  # the digest covers the daemon's state
-    assert m1.state_digest() != m2.state_digest()
-    m1.check_invariants()
+    assert state_digest(m1) != state_digest(m2)
+    check_invariants(m1)
 
 
 def test_pageout_view() -> None:
     m = boot("4MiB", pagedaemon=True)
-    view = m.pageout_view()
+    view = pageout_view(m)
     assert view["enabled"] is True and view["state"] == "IDLE"
     assert view["thread"]["name"] == "pagedaemon" and view["thread"]["systhread"] is True
     assert view["thread"]["wmesg"] == "psleep"
-    assert Machine.boot(MachineConfig.from_size("4MiB")).pageout_view()["thread"] is None
+    assert pageout_view(Machine.boot(MachineConfig.from_size("4MiB")))["thread"] is None
 
 
 def test_busy_pages_are_left_alone_by_every_scan() -> None:
     m = boot()
     obj = new_object(m)
     i = active(m, obj, 70, act=0)
-    m.vm_page_busy_try(i, True)
-    assert m._scan_active(0, 70, 5, 5) == 0
+    vm_page_busy_try(m, i, True)
+    assert _scan_active(m, 0, 70, 5, 5) == 0
     assert base(m, i) == PQ_ACTIVE and m.pg.busy[i] == PBUSY_LOCKED
     j = inactive(m, obj, 71, busy=True, valid=0)
-    assert m._scan_inactive(0, 71, 5) == 0
+    assert _scan_inactive(m, 0, 71, 5) == 0
     assert base(m, j) == PQ_INACTIVE
 
 
@@ -1252,7 +1298,7 @@ def test_generator_sleep_values() -> None:
     # The loop's first yield on an idle machine: Sleep on vm_pages_needed for
     # vm_pageout_stats_ticks = hz / 10 = 10 ticks, wmesg "psleep".
     m = boot("4MiB")
-    gen = m._pageout_loop()
+    gen = _pageout_loop(m)
     assert next(gen) == Sleep("vm_pages_needed", 10, "psleep")
 
 
@@ -1263,7 +1309,6 @@ def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
     straight from ``sysctl_values`` (spec §16.2: the defaults after boot, a sysctl write at
     once), not through ``sysctl_value``, which re-created the 16 defaults on every read
     and was most of the cost of a daemon pass (2 reads per colour x 1024 colours)."""
-    import app.core.pageout as pageout_module
 
     m = boot()
     names: list[str] = []
@@ -1273,17 +1318,17 @@ def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
         return 0
 
     monkeypatch.setattr(pageout_module, "sysctl_value", spy)
-    assert m._tunable("vm.pageout_memuse_mode") == 2  # the §16.2 default
-    assert m._tunable("vm.anonmem_decline") == 1  # ACT_DECLINE
+    assert _tunable(m, "vm.pageout_memuse_mode") == 2  # the §16.2 default
+    assert _tunable(m, "vm.anonmem_decline") == 1  # ACT_DECLINE
     sysctl_set(m, "vm.pageout_memuse_mode", 3)
     obj = new_object(m)
     i = inactive(m, obj, 42, dirty=True)
     # memuse_mode 3 as written: WINATCFLS first, so the dirty page is laundered at once
-    assert m._scan_inactive(0, 42, 1) == 1
+    assert _scan_inactive(m, 0, 42, 1) == 1
     assert base(m, i) == PQ_CACHE
-    m._scan_active(0, 42, 1, 1)
+    _scan_active(m, 0, 42, 1, 1)
     assert names == []  # the hot path never went through sysctl_value
-    m.check_invariants()
+    check_invariants(m)
 
 
 @pytest.mark.parametrize(
@@ -1306,7 +1351,7 @@ def test_a_waiter_with_a_stale_cpu_snapshot_does_not_spin_with_the_daemon(
     (WouldSleep after 100000 resumptions, 50000 daemon passes).  Now the daemon runs at
     most PD_PASSES_PER_TICK (8) passes per tick: the call blocks, and at the next tick
     (hardclock refreshes every snapshot first) the waiter finishes."""
-    from app.core.pageout import PD_PASSES_PER_TICK
+    from app.core.vm_pageout import PD_PASSES_PER_TICK
 
     m = Machine.boot(MachineConfig.from_size("2MiB", cpus=2, pagedaemon=True))
     pages = []
@@ -1322,12 +1367,12 @@ def test_a_waiter_with_a_stale_cpu_snapshot_does_not_spin_with_the_daemon(
     assert r.blocked is not None and r.blocked["channel"] == "v_free_count"
     assert m.threads[4].state == "sleeping"
     assert m.pd_passes <= PD_PASSES_PER_TICK  # every pass so far ran in tick 0
-    m.check_invariants()
+    check_invariants(m)
     r = m.call("tick", {"n": 1})
     (done,) = [e for e in r.record["events"] if e["event"] == "resumed" and e["tid"] == 4]
     assert done["fn"] == fn and done["timed_out"] is False  # woken by the daemon's pass
     assert m.threads[4].state == "idle" and m.threads[4].last_error is None
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_stats_keeps_a_user_actcmp_above_48_and_scan_0_scans_nothing() -> None:
@@ -1341,18 +1386,18 @@ def test_page_stats_keeps_a_user_actcmp_above_48_and_scan_0_scans_nothing() -> N
     _mostly_active(m, obj, 400)
     sysctl_set(m, "vm.pageout_stats_inalim", 0)  # adapt after every scan
     sysctl_set(m, "vm.pageout_stats_actcmp", 60)
-    m._page_stats(310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
+    _page_stats(m, 310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 60
     sysctl_set(m, "vm.pageout_stats_actcmp", 47)
-    m._page_stats(311)  # 47 < 48: 47 + 1
+    _page_stats(m, 311)  # 47 < 48: 47 + 1
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
     # vm.pageout_stats_scan 0: the stats scan visits no page of ACTIVE[312] ...
     sysctl_set(m, "vm.pageout_stats_scan", 0)
-    i = m.queue_pages(PQ_ACTIVE + 312)[0]
+    i = queue_pages(m, PQ_ACTIVE + 312)[0]
     counter0 = m.pd_counter0
-    m._page_stats(312)
+    _page_stats(m, 312)
     assert m.pd_counter0 == counter0 and m.pg.act[i] == 20
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_scan_hold_with_stats_scan_0_repairs_nothing() -> None:
@@ -1361,25 +1406,25 @@ def test_scan_hold_with_stats_scan_0_repairs_nothing() -> None:
     obj = new_object(m)
     a = _held_free_page(m, obj, 53)
     m.pg.hold[a] = 0  # a lost race that a scan of one page would repair
-    m._scan_hold(53)
-    assert m.queue_pages(PQ_HOLD + 53) == [a]
+    _scan_hold(m, 53)
+    assert queue_pages(m, PQ_HOLD + 53) == [a]
 
 
 def test_a_dirty_page_with_no_object_is_never_laundered() -> None:
     # Spec §15.3 step 9: "object == NULL ... -> requeue at the inactive tail, unbusy,
     # return 0".  pass 1: no second chance, so step 9 is reached with a budget.
     m = boot()
-    a = m.vm_page_alloc(None, 0, VM_ALLOC_NORMAL)
+    a = vm_page_alloc(m, None, 0, VM_ALLOC_NORMAL)
     m.pg.valid[a] = 0xFF
-    m.vm_page_dirty(a)
-    m.vm_page_deactivate(a)
+    vm_page_dirty(m, a)
+    vm_page_deactivate(m, a)
     colour = int(m.pg.pc[a])
     budget = [4]
-    assert m._vm_pageout_page(a, budget, 1, 0) == 0
+    assert _vm_pageout_page(m, a, budget, 1, 0) == 0
     assert budget == [4] and m.pg.dirty[a] == 0xFF and not m.pg.flags[a] & PG_SWAPPED
-    assert base(m, a) == PQ_INACTIVE and m.queue_pages(PQ_INACTIVE + colour)[-1] == a
+    assert base(m, a) == PQ_INACTIVE and queue_pages(m, PQ_INACTIVE + colour)[-1] == a
     assert m.pg.busy[a] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_defer_swapspace_pageouts_yields_under_a_real_shortage() -> None:
@@ -1392,16 +1437,16 @@ def test_defer_swapspace_pageouts_yields_under_a_real_shortage() -> None:
     filler = new_object(m)
     for p in range(m.cpus[0].vmstats.v_free_count - 50):
         alloc(m, filler, p)
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     sysctl_set(m, "vm.defer_swapspace_pageouts", 1)
-    assert m._vm_pageout_page(a, [1], 0, 0) == 1  # laundered despite defer
+    assert _vm_pageout_page(m, a, [1], 0, 0) == 1  # laundered despite defer
     assert m.pg.dirty[a] == 0 and m.pg.flags[a] & PG_SWAPPED
     # disable never yields
     b = inactive(m, obj, 24 + 64, dirty=True, busy=True)
     m.pg.flags[b] |= PG_WINATCFLS
     sysctl_set(m, "vm.disable_swapspace_pageouts", 1)
-    assert m._vm_pageout_page(b, [1], 0, 0) == 0 and m.pg.dirty[b] == 0xFF
-    m.check_invariants()
+    assert _vm_pageout_page(m, b, [1], 0, 0) == 0 and m.pg.dirty[b] == 0xFF
+    check_invariants(m)
 
 
 def test_cluster_judges_neighbours_after_test_dirty_and_stops_at_the_object_size() -> None:
@@ -1409,19 +1454,19 @@ def test_cluster_judges_neighbours_after_test_dirty_and_stops_at_the_object_size
     # (dirty & valid) != 0 || NEED_COMMIT, judged after vm_page_test_dirty (a page the
     # pmap saw written counts), and the cluster never passes object->size.
     m = boot()
-    obj = m.objects[m.vm_object_allocate(ObjType.OBJT_DEFAULT, 11, 0)]  # pindex 0 .. 10
+    obj = m.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 11, 0)]  # pindex 0 .. 10
     target = inactive(m, obj, 8, dirty=True, busy=True)  # window [0, 64)
     m.pg.flags[target] |= PG_WINATCFLS
     written = inactive(m, obj, 7)  # clean, but written through a mapping
     touch(m, written, 1, write=True)
-    m.vm_page_deactivate(written)
+    vm_page_deactivate(m, written)
     invalid = inactive(m, obj, 6, valid=0)  # dirty bits but nothing valid: not taken
     m.pg.dirty[invalid] = 0xFF
     inactive(m, obj, 9, dirty=True)
     inactive(m, obj, 10, dirty=True)
     beyond = inactive(m, obj, 11, dirty=True)  # pindex 11 >= size 11
-    assert m._vm_pageout_page(target, [10], 1, 0) == 4  # 7, 8, 9, 10
+    assert _vm_pageout_page(m, target, [10], 1, 0) == 4  # 7, 8, 9, 10
     assert m.pg.dirty[written] == 0 and m.pg.flags[written] & PG_SWAPPED
     assert m.pg.dirty[invalid] == 0xFF and not m.pg.flags[invalid] & PG_SWAPPED
     assert m.pg.dirty[beyond] == 0xFF
-    m.check_invariants()
+    check_invariants(m)

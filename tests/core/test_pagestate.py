@@ -41,9 +41,14 @@ from app.core.constants import (
     PG_UNQUEUED,
 )
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE
+from app.core.pmap import pmap_page_is_mapped, zeroed_chunks, zeroed_ranges
 from app.core.registry import REGISTRY
+from app.core.vm_page.pagestate import fake_page_info, vm_page_dontneed
+from app.core.vm_page.queues import queue_pages, vm_page_activate, vm_page_deactivate
+from app.lab.machine_views import vmstats_view
 
 FIRST_PAGE = 512
 P600, P600B, P601, P602, P603 = 1625, 600, 1624, 1627, 1626
@@ -91,12 +96,12 @@ def locked(m: Machine, pfn: int) -> bool:
 
 def refused(m: Machine, exc: type[Exception], fn: str, args: dict[str, Any], text: str) -> None:
     """The call raises ``exc`` mentioning ``text`` and leaves the machine unchanged."""
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(exc) as info:
         m.call(fn, args)
     assert text in str(info.value)
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 # ======================================================================= registry
@@ -136,7 +141,7 @@ def test_every_page_state_function_is_registered_with_its_arguments() -> None:
     for name, params in want.items():
         spec = REGISTRY[name]
         assert [p.name for p in spec.params] == params, name
-        assert callable(getattr(Machine, spec.method)), name
+        assert callable(spec.impl), name
     assert not REGISTRY["vm_page_bits"].mutates
     assert not REGISTRY["vm_page_is_valid"].mutates
     assert REGISTRY["madvise"].models == "vm_object_madvise"
@@ -184,16 +189,16 @@ def test_set_valid_zeroes_partial_invalid_chunks_only() -> None:
     assert (m.pg.valid[ix(p)], m.pg.dirty[ix(p)]) == (0x07, 0)
     # zeroing used the old valid (0): [rounddown(100, 512), 100) = [0, 100) and
     # [1100, roundup(1100, 512)) = [1100, 1536)
-    assert m.zeroed_ranges(ix(p)) == ((0, 100), (1100, 1536))
+    assert zeroed_ranges(m, ix(p)) == ((0, 100), (1100, 1536))
     # chunk 2 is valid now: an unaligned range inside it zeroes nothing
     m.call("vm_page_set_valid", {"m": p, "base": 1200, "size": 100})
-    assert m.zeroed_ranges(ix(p)) == ((0, 100), (1100, 1536))
+    assert zeroed_ranges(m, ix(p)) == ((0, 100), (1100, 1536))
     assert m.pg.valid[ix(p)] == 0x07  # 1200 >> 9 = 1299 >> 9 = 2: already set
     # aligned ends zero nothing: [2048, 2560) is chunk 4
     m.call("vm_page_set_valid", {"m": p, "base": 2048, "size": 512})
-    assert m.zeroed_ranges(ix(p)) == ((0, 100), (1100, 1536))
+    assert zeroed_ranges(m, ix(p)) == ((0, 100), (1100, 1536))
     assert m.pg.valid[ix(p)] == 0x17  # 0x07 | 0x10
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_set_validclean_clears_the_inclusive_bits() -> None:
@@ -210,11 +215,11 @@ def test_set_validclean_clears_the_inclusive_bits() -> None:
     assert m.pg.dirty[ix(p)] == 0xF8
     assert m.pg.flags[ix(p)] & PG_NOSYNC  # only a whole-page call clears it
     # the page was fully valid: no zeroing
-    assert m.zeroed_ranges(ix(p)) == ()
+    assert zeroed_ranges(m, ix(p)) == ()
     m.call("vm_page_set_validclean", {"m": p, "base": 0, "size": 4096})
     assert m.pg.dirty[ix(p)] == 0
     assert not m.pg.flags[ix(p)] & PG_NOSYNC
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_valid_changes_need_a_busied_page() -> None:
@@ -276,7 +281,7 @@ def test_clear_dirty_variants() -> None:
     m.call("vm_page_flag_set", {"m": p, "bits": "PG_NOSYNC"})
     m.call("vm_page_clear_dirty", {"m": p, "base": 0, "size": 4096})
     assert m.pg.dirty[i] == 0 and not m.pg.flags[i] & PG_NOSYNC
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_page_dirty_undirty_and_test_dirty() -> None:
@@ -296,7 +301,7 @@ def test_vm_page_dirty_undirty_and_test_dirty() -> None:
     assert m.call("pmap_is_modified", {"m": p}).result is True  # the M bit stays
     # INVARIANTS: not on PQ_FREE (pfn 600 is colour 600's free tail) nor PQ_CACHE
     refused(m, KernelPanic, "vm_page_dirty", {"m": P600B}, "page in free/cache queue!")
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_page_dirty_refuses_cached_pages() -> None:
@@ -319,7 +324,7 @@ def test_set_invalid_and_its_object() -> None:
     assert m.objects[obj].generation == gen + 1
     q = alloc(m, None, 601)  # no object
     refused(m, KernelPanic, "vm_page_set_invalid", {"m": q, "base": 0, "size": 512}, "NULL")
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_zero_invalid_zeroes_runs_of_invalid_chunks() -> None:
@@ -328,15 +333,15 @@ def test_zero_invalid_zeroes_runs_of_invalid_chunks() -> None:
     m.call("vm_page_set_valid", {"m": p, "base": 1024, "size": 512})  # chunk 2
     m.call("vm_page_set_valid", {"m": p, "base": 2560, "size": 1024})  # 2560>>9=5, 3583>>9=6
     assert m.pg.valid[ix(p)] == 0x64  # 0x04 | 0x20 | 0x40
-    assert m.zeroed_ranges(ix(p)) == ()  # aligned: nothing zeroed so far
+    assert zeroed_ranges(m, ix(p)) == ()  # aligned: nothing zeroed so far
     m.call("vm_page_zero_invalid", {"m": p, "setvalid": False})
     # invalid runs: chunks [0, 2), [3, 5), [7, 8) -> bytes [0, 1024), [1536, 2560), [3584, 4096)
-    assert m.zeroed_ranges(ix(p)) == ((0, 1024), (1536, 2560), (3584, 4096))
-    assert m.zeroed_chunks(ix(p)) == 0x9B  # chunks 0, 1, 3, 4, 7: 1 + 2 + 8 + 16 + 128
+    assert zeroed_ranges(m, ix(p)) == ((0, 1024), (1536, 2560), (3584, 4096))
+    assert zeroed_chunks(m, ix(p)) == 0x9B  # chunks 0, 1, 3, 4, 7: 1 + 2 + 8 + 16 + 128
     assert m.pg.valid[ix(p)] == 0x64
     m.call("vm_page_zero_invalid", {"m": p, "setvalid": True})
     assert m.pg.valid[ix(p)] == 0xFF
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_is_valid_and_its_size_zero_quirk() -> None:
@@ -363,22 +368,22 @@ def test_copy_and_zero_fill_move_contents() -> None:
     dst = alloc(m, obj, 601)
     assert m.call("vm_page_zero_fill", {"m": src}).result is True
     assert m.pg.valid[ix(src)] == 0  # valid untouched
-    assert m.zeroed_ranges(ix(src)) == ((0, 4096),)
+    assert zeroed_ranges(m, ix(src)) == ((0, 4096),)
     m.call("vm_page_copy", {"src": src, "dst": dst})
-    assert m.zeroed_ranges(ix(dst)) == ((0, 4096),)
+    assert zeroed_ranges(m, ix(dst)) == ((0, 4096),)
     assert (m.pg.valid[ix(dst)], m.pg.dirty[ix(dst)]) == (0xFF, 0xFF)
     assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0  # set directly, object not marked
     # a write through a mapping makes the contents unknown again
     m.call("vm_page_activate", {"m": dst})
     m.call("pmap_enter", {"m": dst, "pmap": 1, "writeable": True})
     m.call("pmap_touch", {"m": dst, "pmap": 1, "write": False})
-    assert m.zeroed_ranges(ix(dst)) == ((0, 4096),)  # a read changes nothing
+    assert zeroed_ranges(m, ix(dst)) == ((0, 4096),)  # a read changes nothing
     m.call("pmap_touch", {"m": dst, "pmap": 1, "write": True})
-    assert m.zeroed_ranges(ix(dst)) == ()
+    assert zeroed_ranges(m, ix(dst)) == ()
     # copying a page of unknown contents over a zeroed one forgets the zeroes
     m.call("vm_page_copy", {"src": dst, "dst": src})
-    assert m.zeroed_ranges(ix(src)) == ()
-    m.check_invariants()
+    assert zeroed_ranges(m, ix(src)) == ()
+    check_invariants(m)
 
 
 # ======================================================================= §8.7 vm_page_cache
@@ -398,7 +403,7 @@ def test_cache_moves_a_clean_page_to_the_cache_tail_and_wakes_waiters() -> None:
     # vm_page_free_wakeup: free + cache = 1982 + 1 >= v_free_min 73 + 16, so the waiters go
     assert m.vm_pages_waiting == 0
     assert m.cpus[0].meter["v_ppwakeups"] == 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _unqueued(m: Machine) -> int:
@@ -490,7 +495,7 @@ def test_cache_deactivates_a_dirty_page() -> None:
     assert queue_of(m, p) == Q_INACT
     assert m.q_adds[Q_INACT] == adds + 1  # vm_page_deactivate: to the tail
     assert not locked(m, p)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_cache_unmaps_a_clean_mapped_page() -> None:
@@ -501,9 +506,9 @@ def test_cache_unmaps_a_clean_mapped_page() -> None:
     m.call("pmap_touch", {"m": p, "pmap": 2})
     m.call("vm_page_cache", {"m": p})
     assert queue_of(m, p) == Q_CACHE
-    assert not m.pmap_page_is_mapped(ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     assert m.pg.flags[ix(p)] & (PG_MAPPED | PG_REFERENCED) == PG_REFERENCED  # A collected
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_cache_of_a_modified_mapping_finds_it_dirty_and_deactivates() -> None:
@@ -515,8 +520,8 @@ def test_cache_of_a_modified_mapping_finds_it_dirty_and_deactivates() -> None:
     assert queue_of(m, p) == Q_INACT
     assert m.pg.dirty[ix(p)] == 0xFF
     assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
-    assert not m.pmap_page_is_mapped(ix(p))
-    m.check_invariants()
+    assert not pmap_page_is_mapped(m, ix(p))
+    check_invariants(m)
 
 
 # ======================================================================= §8.8 try_to_cache
@@ -528,7 +533,7 @@ def test_try_to_cache_clean_page() -> None:
     assert m.call("vm_page_try_to_cache", {"m": p}).result is True
     assert queue_of(m, p) == Q_CACHE
     assert not locked(m, p)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_cache_unmaps_a_clean_mapped_page() -> None:
@@ -538,9 +543,9 @@ def test_try_to_cache_unmaps_a_clean_mapped_page() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 2, "writeable": True})
     assert m.call("vm_page_try_to_cache", {"m": p}).result is True
     assert queue_of(m, p) == Q_CACHE
-    assert not m.pmap_page_is_mapped(ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     assert m.pg.flags[ix(p)] & PG_MAPPED == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_cache_dirty_page_stays_put() -> None:
@@ -560,9 +565,9 @@ def test_try_to_cache_deactivates_an_active_page_the_pmap_dirtied() -> None:
     assert m.call("vm_page_try_to_cache", {"m": p}).result is False
     assert queue_of(m, p) == Q_INACT
     assert m.pg.dirty[ix(p)] == 0xFF
-    assert m.pmap_page_is_mapped(ix(p))  # test_dirty does not unmap
+    assert pmap_page_is_mapped(m, ix(p))  # test_dirty does not unmap
     assert not locked(m, p)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_cache_leaves_an_inactive_dirtied_page_inactive() -> None:
@@ -611,13 +616,13 @@ def test_try_to_free_frees_a_clean_page() -> None:
     obj, p = _clean_inactive_unbusied(m)
     r = m.call("vm_page_try_to_free", {"m": p})
     assert r.result is True
-    assert m.queue_pages(Q_FREE)[0] == ix(p)
+    assert queue_pages(m, Q_FREE)[0] == ix(p)
     assert 600 not in m.objects[obj].pages
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {
         "v_free_count": 1,
         "v_inactive_count": -1,
     }
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_free_frees_a_cached_page() -> None:
@@ -626,7 +631,7 @@ def test_try_to_free_frees_a_cached_page() -> None:
     m.call("vm_page_cache", {"m": p})
     assert m.call("vm_page_try_to_free", {"m": p}).result is True
     assert queue_of(m, p) == Q_FREE and 600 not in m.objects[obj].pages
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_free_unmaps_a_clean_mapped_page() -> None:
@@ -635,9 +640,9 @@ def test_try_to_free_unmaps_a_clean_mapped_page() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("pmap_touch", {"m": p, "pmap": 1, "write": False})
     assert m.call("vm_page_try_to_free", {"m": p}).result is True
-    assert not m.pmap_page_is_mapped(ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     assert queue_of(m, p) == Q_FREE
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_try_to_free_keeps_a_page_the_pmap_dirtied() -> None:
@@ -647,9 +652,9 @@ def test_try_to_free_keeps_a_page_the_pmap_dirtied() -> None:
     m.call("pmap_touch", {"m": p, "pmap": 1, "write": True})
     assert m.call("vm_page_try_to_free", {"m": p}).result is False
     assert m.pg.dirty[ix(p)] == 0xFF
-    assert m.pmap_page_is_mapped(ix(p))
+    assert pmap_page_is_mapped(m, ix(p))
     assert queue_of(m, p) == Q_INACT and not locked(m, p)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def _free_refusal(m: Machine, case: str) -> int:
@@ -703,10 +708,10 @@ def _free_refusal(m: Machine, case: str) -> int:
 def test_try_to_free_refusals_change_nothing(case: str) -> None:
     m = boot8()
     p = _free_refusal(m, case)
-    before = m.state_digest()
+    before = state_digest(m)
     assert m.call("vm_page_try_to_free", {"m": p}).result is False
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 # ======================================================================= §8.10 dontneed
@@ -720,21 +725,21 @@ def test_dontneed_dice_over_1024_calls() -> None:
     p = ix(alloc(m, obj, 600))  # pfn 1625
     anchor = ix(alloc(m, obj, 1624))  # 1624 % 1024 = 600: colour 600's other page, pfn 600
     assert anchor == ix(P600B)
-    m.vm_page_deactivate(anchor)
+    vm_page_deactivate(m, anchor)
     alone: list[int] = []
     tail: list[int] = []
     head: list[int] = []
     for dnw in range(1, 1025):
-        m.vm_page_activate(p)
-        m.vm_page_dontneed(p)
+        vm_page_activate(m, p)
+        vm_page_dontneed(m, p)
         assert m.dnweight == dnw
         if m.pg.queue[p] == Q_ACT:
             alone.append(dnw)
             assert m.pg.act[p] == 4  # activate set ACT_INIT 5, leave-alone took one
-        elif m.queue_pages(Q_INACT) == [p, anchor]:
+        elif queue_pages(m, Q_INACT) == [p, anchor]:
             head.append(dnw)
         else:
-            assert m.queue_pages(Q_INACT) == [anchor, p]
+            assert queue_pages(m, Q_INACT) == [anchor, p]
             tail.append(dnw)
     # leave alone: dnw mod 512 < 16 -> 1..15, 512..527, 1024 (15 + 16 + 1 = 32)
     assert alone == [*range(1, 16), *range(512, 528), 1024]
@@ -746,7 +751,7 @@ def test_dontneed_dice_over_1024_calls() -> None:
     assert head[:3] == [16, 17, 18]
     # adds: the anchor's deactivation plus the 96 tail deactivations
     assert m.q_adds[Q_INACT] == 1 + 96
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_dontneed_first_call_sees_one_and_leaves_alone() -> None:
@@ -783,8 +788,8 @@ def test_dontneed_clears_references_and_pulls_in_pmap_dirt() -> None:
     assert not m.pg.flags[ix(p)] & PG_REFERENCED
     assert m.call("pmap_ts_referenced", {"m": p}).result == 0
     assert m.pg.dirty[ix(p)] == 0xFF  # test_dirty collected the M bit
-    assert m.queue_pages(Q_INACT) == [ix(q), ix(p)]  # dirty: tail, despite the dice
-    m.check_invariants()
+    assert queue_pages(m, Q_INACT) == [ix(q), ix(p)]  # dirty: tail, despite the dice
+    check_invariants(m)
 
 
 def test_dontneed_leaves_inactive_and_cached_pages_alone() -> None:
@@ -793,9 +798,9 @@ def test_dontneed_leaves_inactive_and_cached_pages_alone() -> None:
     m.call("vm_page_deactivate", {"m": p})
     m.pg.act[ix(p)] = 7
     m.dnweight = 15
-    before_q = m.queue_pages(Q_INACT)
+    before_q = queue_pages(m, Q_INACT)
     m.call("vm_page_dontneed", {"m": p})  # dnw 16 would deactivate, but it is inactive
-    assert m.queue_pages(Q_INACT) == before_q
+    assert queue_pages(m, Q_INACT) == before_q
     assert m.pg.act[ix(p)] == 6  # 7 >= ACT_INIT: decremented
     m.pg.act[ix(p)] = 4
     m.call("vm_page_dontneed", {"m": p})  # dnw 17
@@ -829,7 +834,7 @@ def test_wire_quick_and_unwire_quick() -> None:
     assert m.pg.wire[ix(p)] == 1
     assert m.call("vm_page_unwire_quick", {"m": p}).result is True
     assert m.pg.wire[ix(p)] == 1  # the last wiring is left for a real unwire
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ======================================================================= §10.2 hold
@@ -846,7 +851,7 @@ def test_hold_free_unhold_accounting() -> None:
     adj = m.cpus[0].adj.cnt[:]
     snap = m.cpus[0].vmstats.cnt[:]
     r = m.call("vm_page_unhold", {"m": p})
-    assert m.queue_pages(Q_FREE)[0] == ix(p)  # PQ_FREE head
+    assert queue_pages(m, Q_FREE)[0] == ix(p)  # PQ_FREE head
     assert m.pg.hold[ix(p)] == 0
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {
         "v_free_count": 1,
@@ -857,7 +862,7 @@ def test_hold_free_unhold_accounting() -> None:
     assert m.cpus[0].vmstats.cnt[CNT_FREE] == snap[CNT_FREE] + 1
     assert m.cpus[0].vmstats.cnt[CNT_ACTIVE] == snap[CNT_ACTIVE] - 1
     assert m.vmstats.cnt == glob  # the global vmstats is untouched until a rollup
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unhold_moves_only_on_the_last_hold() -> None:
@@ -870,7 +875,7 @@ def test_unhold_moves_only_on_the_last_hold() -> None:
     assert (queue_of(m, p), m.pg.hold[ix(p)]) == (Q_HOLD, 1)
     m.call("vm_page_unhold", {"m": p})
     assert (queue_of(m, p), m.pg.hold[ix(p)]) == (Q_FREE, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_unhold_of_a_page_not_on_pq_hold_only_drops_the_hold() -> None:
@@ -879,7 +884,7 @@ def test_unhold_of_a_page_not_on_pq_hold_only_drops_the_hold() -> None:
     m.call("vm_page_hold", {"m": p})
     m.call("vm_page_unhold", {"m": p})
     assert (queue_of(m, p), m.pg.hold[ix(p)]) == (Q_ACT, 0)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_hold_assertions() -> None:
@@ -917,12 +922,12 @@ def test_need_commit_and_clear_commit() -> None:
 
 def test_initfake_uses_its_own_table() -> None:
     m = boot8()
-    counters = m.vmstats_view()
+    counters = vmstats_view(m)
     r = m.call(
         "vm_page_initfake", {"slot": 3, "paddr": 0xFEE00000, "memattr": "VM_MEMATTR_UNCACHEABLE"}
     )
     assert r.result == 3
-    assert m.fake_page_info(3) == {
+    assert fake_page_info(m, 3) == {
         "slot": 3,
         "phys_addr": 0xFEE00000,
         "pat_mode": 0,
@@ -935,10 +940,10 @@ def test_initfake_uses_its_own_table() -> None:
     m.call(
         "vm_page_initfake", {"slot": 3, "paddr": 0x1000, "memattr": "VM_MEMATTR_WRITE_COMBINING"}
     )
-    info = m.fake_page_info(3)
+    info = fake_page_info(m, 3)
     assert info is not None and (info["phys_addr"], info["pat_mode"]) == (0xFEE00000, 1)
-    assert m.vmstats_view() == counters  # outside vm_page_array: no vmstats
-    m.check_invariants()
+    assert vmstats_view(m) == counters  # outside vm_page_array: no vmstats
+    check_invariants(m)
 
 
 # ======================================================================= madvise
@@ -975,12 +980,12 @@ def test_madvise_willneed_and_dontneed() -> None:
     assert queue_of(m, P600) == Q_ACT and m.pg.act[ix(P600)] == 4
     m.dnweight = 15
     m.call("madvise", {"object": obj, "pindex": 600, "count": 1, "advice": "MADV_DONTNEED"})
-    assert m.queue_pages(Q_INACT)[0] == ix(P600)  # dnw 16, clean: inactive head
+    assert queue_pages(m, Q_INACT)[0] == ix(P600)  # dnw 16, clean: inactive head
     # a range with no resident page does nothing
-    before = m.state_digest()
+    before = state_digest(m)
     assert m.call("madvise", {"object": obj, "pindex": 0, "count": 600, "advice": 4}).result == 0
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 def test_madvise_free_cleans_without_unmapping() -> None:
@@ -997,9 +1002,9 @@ def test_madvise_free_cleans_without_unmapping() -> None:
     assert m.pg.dirty[ix(P600)] == 0
     assert m.call("pmap_is_modified", {"m": P600}).result is False
     assert m.pg.act[ix(P600)] == 0
-    assert m.queue_pages(Q_INACT)[0] == ix(P600)  # clean now: to the head
-    assert m.pmap_page_is_mapped(ix(P600))  # reuse must not fault
-    m.check_invariants()
+    assert queue_pages(m, Q_INACT)[0] == ix(P600)  # clean now: to the head
+    assert pmap_page_is_mapped(m, ix(P600))  # reuse must not fault
+    check_invariants(m)
 
 
 def test_madvise_free_ignores_vnode_objects() -> None:
@@ -1009,12 +1014,12 @@ def test_madvise_free_ignores_vnode_objects() -> None:
     m.call("vm_page_set_valid", {"m": p, "base": 0, "size": 4096})
     m.call("vm_page_dirty", {"m": p})
     m.call("vm_page_wakeup", {"m": p})
-    before = m.state_digest()
+    before = state_digest(m)
     assert (
         m.call("madvise", {"object": obj, "pindex": 600, "count": 1, "advice": "MADV_FREE"}).result
         == 0
     )
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_madvise_rejects_other_advice() -> None:

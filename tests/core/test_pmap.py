@@ -27,10 +27,23 @@ from app.core.constants import (
     PQ_FREE,
 )
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE
-from app.core.pmap import VM_PROT_EXECUTE, VM_PROT_NONE, VM_PROT_READ, VM_PROT_WRITE
+from app.core.pmap import (
+    VM_PROT_EXECUTE,
+    VM_PROT_NONE,
+    VM_PROT_READ,
+    VM_PROT_WRITE,
+    pmap_mapped_sync,
+    pmap_page_is_mapped,
+    pmap_ts_referenced,
+    pmap_view,
+    vm_page_protect,
+    vm_page_protect_none,
+)
 from app.core.registry import REGISTRY
+from app.core.vm_page.queues import queue_pages
 
 FIRST_PAGE = 512  # 0x200000 / 4096
 PFN_600 = 1625  # head of colour 600 (module docstring)
@@ -72,12 +85,12 @@ def flags(m: Machine, pfn: int) -> int:
 
 def refused(m: Machine, exc: type[Exception], fn: str, args: dict[str, Any], text: str) -> None:
     """The call raises ``exc`` mentioning ``text`` and leaves the machine unchanged."""
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(exc) as info:
         m.call(fn, args)
     assert text in str(info.value)
-    assert m.state_digest() == before
-    m.check_invariants()
+    assert state_digest(m) == before
+    check_invariants(m)
 
 
 # ======================================================================= registry
@@ -99,7 +112,7 @@ def test_every_pmap_function_is_registered_with_its_arguments() -> None:
     for name, params in want.items():
         spec = REGISTRY[name]
         assert [p.name for p in spec.params] == params
-        assert callable(getattr(Machine, spec.method))
+        assert callable(spec.impl)
     assert REGISTRY["pmap_is_modified"].mutates is False
 
 
@@ -115,11 +128,11 @@ def test_enter_sets_mapped_then_writeable_then_mappedmulti() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 2, "writeable": True})
     # second mapping, writable: MAPPED | WRITEABLE | MAPPEDMULTI = 0x20 | 0x10 | 0x40
     assert flags(m, p) & PMAP_BITS == 0x70
-    assert m.pmap_view(ix(p))["mappings"] == [
+    assert pmap_view(m, ix(p))["mappings"] == [
         {"pmap": 1, "writable": False, "referenced": False, "modified": False},
         {"pmap": 2, "writable": True, "referenced": False, "modified": False},
     ]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_reenter_changes_protection_and_collects_the_modify_bit() -> None:
@@ -131,11 +144,11 @@ def test_reenter_changes_protection_and_collects_the_modify_bit() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 7, "writeable": False})  # write-protect it
     assert m.pg.dirty[ix(p)] == 0xFF  # collected with vm_page_dirty: VM_PAGE_BITS_ALL
     assert m.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180  # 0x80 | 0x100
-    assert m.pmap_view(ix(p))["mappings"] == [
+    assert pmap_view(m, ix(p))["mappings"] == [
         {"pmap": 7, "writable": False, "referenced": True, "modified": False}
     ]
     assert flags(m, p) & PG_MAPPEDMULTI == 0  # still a single mapping
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_enter_refuses_fictitious_free_and_cached_pages() -> None:
@@ -189,7 +202,7 @@ def test_remove_is_lazy_and_mapped_sync_recomputes() -> None:
     assert flags(m, p) & PMAP_BITS == PG_MAPPED | PG_MAPPEDMULTI  # still lazy
     m.call("pmap_mapped_sync", {"m": p})
     assert flags(m, p) & PMAP_BITS == 0  # no mapping: all three cleared
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_remove_collects_modified_and_referenced_bits() -> None:
@@ -203,9 +216,9 @@ def test_remove_collects_modified_and_referenced_bits() -> None:
     assert m.pg.dirty[ix(p)] == 0xFF
     assert flags(m, p) & PG_REFERENCED
     assert m.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180
-    assert not m.pmap_page_is_mapped(ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     refused(m, InvalidArgument, "pmap_remove", {"m": p, "pmap": 3}, "no mapping")
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_mapped_sync_and_page_protect_need_the_hard_busy() -> None:
@@ -240,7 +253,7 @@ def test_touch_sets_referenced_and_modified_and_faults_on_read_only() -> None:
     m.call("pmap_clear_modify", {"m": p})
     assert m.call("pmap_is_modified", {"m": p}).result is False
     assert m.pg.dirty[ix(p)] == 0  # forgotten, not collected
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_ts_referenced_counts_and_clears() -> None:
@@ -259,8 +272,8 @@ def test_ts_referenced_counts_and_clears() -> None:
     assert m.call("pmap_ts_referenced", {"m": p}).result == 0
     assert flags(m, p) & PG_REFERENCED == 0  # the software bit is not the pmap's business
     other = 1624  # colour 601's free head: no mapping at all
-    assert m.pmap_ts_referenced(ix(other)) == 0
-    m.check_invariants()
+    assert pmap_ts_referenced(m, ix(other)) == 0
+    check_invariants(m)
 
 
 # ======================================================================= page_protect
@@ -275,11 +288,11 @@ def test_page_protect_read_downgrades_and_collects() -> None:
     m.call("pmap_page_protect", {"m": p, "prot": "VM_PROT_READ"})
     assert m.pg.dirty[ix(p)] == 0xFF
     assert flags(m, p) & PMAP_BITS == PG_MAPPED | PG_MAPPEDMULTI  # WRITEABLE cleared
-    assert m.pmap_view(ix(p))["mappings"] == [
+    assert pmap_view(m, ix(p))["mappings"] == [
         {"pmap": 1, "writable": False, "referenced": True, "modified": False},
         {"pmap": 2, "writable": False, "referenced": False, "modified": False},
     ]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_protect_none_removes_everything() -> None:
@@ -289,22 +302,22 @@ def test_page_protect_none_removes_everything() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 2, "writeable": False})
     m.call("pmap_touch", {"m": p, "pmap": 2})
     m.call("pmap_page_protect", {"m": p, "prot": "VM_PROT_NONE"})
-    assert not m.pmap_page_is_mapped(ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     assert flags(m, p) & PMAP_BITS == 0
     assert flags(m, p) & PG_REFERENCED  # pmap 2's A bit
     assert m.pg.dirty[ix(p)] == 0  # nothing was modified
     assert m.pmap_mapping_count == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_page_protect_never_raises_protection() -> None:
     m = boot8()
     _, p = active_page(m)
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": False})
-    before = m.state_digest()
+    before = state_digest(m)
     m.call("pmap_page_protect", {"m": p, "prot": "VM_PROT_READ|VM_PROT_WRITE"})
     m.call("pmap_page_protect", {"m": p, "prot": VM_PROT_WRITE | VM_PROT_EXECUTE})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 # ======================================================================= vm_page_protect (§14)
@@ -319,10 +332,10 @@ def test_vm_page_protect_none_syncs_first() -> None:
     assert flags(m, p) & PMAP_BITS == 0
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("pmap_enter", {"m": p, "pmap": 2, "writeable": True})
-    m.vm_page_protect(ix(p), VM_PROT_NONE)
-    assert not m.pmap_page_is_mapped(ix(p))
+    vm_page_protect(m, ix(p), VM_PROT_NONE)
+    assert not pmap_page_is_mapped(m, ix(p))
     assert flags(m, p) & PMAP_BITS == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_page_protect_read_only_when_writeable() -> None:
@@ -334,22 +347,22 @@ def test_vm_page_protect_read_only_when_writeable() -> None:
     m.call("vm_page_protect", {"m": p, "prot": "VM_PROT_READ"})
     # sync found no writable mapping: WRITEABLE cleared, the read-only mapping stays
     assert flags(m, p) & PMAP_BITS == PG_MAPPED | PG_MAPPEDMULTI
-    assert m.pmap_page_is_mapped(ix(p))
+    assert pmap_page_is_mapped(m, ix(p))
     m.call("pmap_enter", {"m": p, "pmap": 3, "writeable": True})
     m.call("vm_page_protect", {"m": p, "prot": "VM_PROT_READ"})
-    assert [x["writable"] for x in m.pmap_view(ix(p))["mappings"]] == [False, False]
+    assert [x["writable"] for x in pmap_view(m, ix(p))["mappings"]] == [False, False]
     assert flags(m, p) & PG_WRITEABLE == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_page_protect_treats_only_exact_none_and_read() -> None:
     m = boot8()
     _, p = active_page(m)
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
-    before = m.state_digest()
-    m.vm_page_protect(ix(p), VM_PROT_READ | VM_PROT_EXECUTE)  # 5: neither NONE nor READ
-    m.vm_page_protect(ix(p), VM_PROT_READ | VM_PROT_WRITE)
-    assert m.state_digest() == before
+    before = state_digest(m)
+    vm_page_protect(m, ix(p), VM_PROT_READ | VM_PROT_EXECUTE)  # 5: neither NONE nor READ
+    vm_page_protect(m, ix(p), VM_PROT_READ | VM_PROT_WRITE)
+    assert state_digest(m) == before
 
 
 # ======================================================================= freeing
@@ -364,8 +377,8 @@ def test_freeing_a_mapped_page_panics_before_anything_changes() -> None:
     assert flags(m, p) & PG_MAPPED  # lazy flag: free_toq's pmap_mapped_sync clears it
     m.call("vm_page_free", {"m": p})
     assert flags(m, p) & PMAP_BITS == 0
-    assert m.queue_pages(PQ_FREE + 600)[0] == ix(p)  # back at the free head
-    m.check_invariants()
+    assert queue_pages(m, PQ_FREE + 600)[0] == ix(p)  # back at the free head
+    check_invariants(m)
 
 
 def test_freezwq_of_a_mapped_page_panics_before_the_unwire() -> None:
@@ -378,7 +391,7 @@ def test_freezwq_of_a_mapped_page_panics_before_the_unwire() -> None:
     m.call("pmap_remove", {"m": p, "pmap": 1})
     m.call("vm_page_freezwq", {"m": p})
     assert m.pg.queue[ix(p)] == 601  # PQ_FREE + 600
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_protect_none_placeholder_is_overridden() -> None:
@@ -388,9 +401,9 @@ def test_protect_none_placeholder_is_overridden() -> None:
     _, p = active_page(m)
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("pmap_enter", {"m": p, "pmap": 2, "writeable": False})
-    m.pmap_mapped_sync(ix(p))
+    pmap_mapped_sync(m, ix(p))
     assert flags(m, p) & PMAP_BITS == 0x70  # both mappings still there: nothing cleared
-    m.vm_page_protect_none(ix(p))
-    assert not m.pmap_page_is_mapped(ix(p))
+    vm_page_protect_none(m, ix(p))
+    assert not pmap_page_is_mapped(m, ix(p))
     assert flags(m, p) & PMAP_BITS == 0
-    m.check_invariants()
+    check_invariants(m)

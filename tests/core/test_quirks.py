@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from app.core.config import MachineConfig
 from app.core.constants import PBUSY_LOCKED, PQ_NONE
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
+from app.core.pmap import zeroed_chunks
 
 
 def test_vm_page_alloc_ignores_vm_alloc_zero() -> None:
@@ -17,10 +19,10 @@ def test_vm_page_alloc_ignores_vm_alloc_zero() -> None:
         pfn = m.call("vm_page_alloc", {"page_req": flags}).result
         i = pfn - m.first_page
         assert m.pg.valid[i] == 0
-        assert m.zeroed_chunks(i) == 0  # nothing known to be zero: the page was not zeroed
+        assert zeroed_chunks(m, i) == 0  # nothing known to be zero: the page was not zeroed
         assert m.pg.busy[i] == PBUSY_LOCKED and m.pg.queue[i] == PQ_NONE
     # the same flag through vm_page_alloczwq does zero the page
     pfn = m.call("vm_page_alloczwq", {"flags": "VM_ALLOC_NORMAL|VM_ALLOC_ZERO"}).result
     i = pfn - m.first_page
-    assert m.pg.valid[i] == 0xFF and m.zeroed_chunks(i) == 0xFF
-    m.check_invariants()
+    assert m.pg.valid[i] == 0xFF and zeroed_chunks(m, i) == 0xFF
+    check_invariants(m)

@@ -35,8 +35,11 @@ from app.core.constants import (
     VM_ALLOC_NORMAL,
     VM_ALLOC_ZERO,
 )
+from app.core.convert import parse_alloc_flags
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
-from app.core.machine import CallResult, Machine, parse_alloc_flags
+from app.core.invariants import check_invariants, state_digest
+from app.core.machine import CallResult, Machine
+from app.core.pmap import pmap_is_modified, pmap_view
 from app.core.registry import FUNCTIONS, REGISTRY, queue_name
 
 FIRST_PAGE = 512
@@ -138,12 +141,12 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         if name == "pmap_remove":
             return (
                 {"m": pfn, "pmap": 1},
-                lambda m, r: ok(m.pmap_view(ix(pfn))["mappings"] == [], "still mapped"),
+                lambda m, r: ok(pmap_view(m, ix(pfn))["mappings"] == [], "still mapped"),
                 {},
             )
         return (
             {"m": pfn, "pmap": 1, "write": True},
-            lambda m, r: ok(m.pmap_is_modified(ix(pfn)), "the write set no modified bit"),
+            lambda m, r: ok(pmap_is_modified(m, ix(pfn)), "the write set no modified bit"),
             {},
         )
     if name in ("vm_pageout_page", "vm_pageout_clean_helper"):
@@ -368,8 +371,8 @@ def _common_checks(m: Machine, name: str, r: CallResult, before: str) -> None:
     if r.blocked is not None:
         assert REGISTRY[name].sleeps and r.result is None
     if not REGISTRY[name].mutates:
-        assert m.state_digest() == before, f"{name} is marked read-only but changed the state"
-    m.check_invariants()
+        assert state_digest(m) == before, f"{name} is marked read-only but changed the state"
+    check_invariants(m)
 
 
 @pytest.mark.parametrize("name", [f.name for f in FUNCTIONS])
@@ -378,7 +381,7 @@ def test_every_registered_function_is_callable(name: str) -> None:
     setup = _setup(m, name)
     if setup is not None:
         args, check, kw = setup
-        before = m.state_digest()
+        before = state_digest(m)
         r = m.call(name, args, **kw)
         check(m, r)
         _common_checks(m, name, r, before)
@@ -386,11 +389,11 @@ def test_every_registered_function_is_callable(name: str) -> None:
     assert name not in KNOWN, f"{name} lost its setup"
     refusals = []
     for m, args in _generic_attempts(name):
-        before = m.state_digest()
+        before = state_digest(m)
         try:
             r = m.call(name, args)
         except (KernelPanic, SimulatorRefusal, InvalidArgument) as e:
-            assert m.state_digest() == before, f"{name}({args}) refused after changing state"
+            assert state_digest(m) == before, f"{name}({args}) refused after changing state"
             refusals.append(f"{args}: {e}")
             continue
         except WouldSleep as e:  # a reported hang may keep the work done before it
@@ -455,10 +458,10 @@ def test_read_only_and_sleeping_functions_are_marked() -> None:
 
 
 def refused(m: Machine, fn: str, args: Any = None, match: str = "", **kw: Any) -> None:
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(InvalidArgument, match=match):
         m.call(fn, args, **kw)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_unknown_function() -> None:

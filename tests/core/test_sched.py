@@ -42,9 +42,16 @@ from app.core.constants import (
     PQ_FREE,
     PQ_NONE,
 )
-from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
-from app.core.invariants import InvariantError
+from app.core.errors import (
+    InvalidArgument,
+    InvariantError,
+    KernelPanic,
+    SimulatorRefusal,
+    WouldSleep,
+)
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
+from app.core.vm_page.queues import _add_queue
 
 FIRST_PAGE = 512
 HZ = 100
@@ -103,14 +110,14 @@ def test_contention_on_a_busied_page() -> None:
     assert m.pg.busy[ix(pfn)] == 0xC0000000  # LOCKED | WANTED
     assert m.pg.flags[ix(pfn)] == PG_REFERENCED
     assert state(m, 2) == "sleeping"
-    m.check_invariants()
+    check_invariants(m)
 
     # a parked thread refuses every new call, sleeping or not; nothing changes
-    before = m.state_digest()
+    before = state_digest(m)
     for fn, args in (("vm_page_alloc", {}), ("vm_wait", {}), ("vm_page_wakeup", {"m": pfn})):
         with pytest.raises(InvalidArgument, match="thread 2 is sleeping"):
             m.call(fn, args, thread=2)
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     # other threads are free to run
     assert m.call("vm_page_busy_try", {"m": pfn}, thread=3).result is True  # still LOCKED
 
@@ -128,7 +135,7 @@ def test_contention_on_a_busied_page() -> None:
     # thread 2 may run calls again: it releases the page it now owns
     m.call("vm_page_wakeup", {"m": pfn}, thread=2)
     assert m.pg.busy[ix(pfn)] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_default_thread_is_the_cpu_number() -> None:
@@ -140,7 +147,7 @@ def test_default_thread_is_the_cpu_number() -> None:
     with pytest.raises(InvalidArgument):
         m.call("vm_test_nominal", {}, cpu=1)  # thread 1 is parked
     assert m.call("vm_test_nominal", {}, cpu=1, thread=5).result is False
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_resumed_call_runs_on_its_own_cpu() -> None:
@@ -160,7 +167,7 @@ def test_resumed_call_runs_on_its_own_cpu() -> None:
     assert m.cpus[1].adj.cnt[CNT_FREE] == adj1[CNT_FREE] + 1
     assert m.pg.queue[ix(pfn)] == PQ_FREE + 600  # pfn 1625, colour 600
     assert r.record["cpu"] == 0  # the waking call's record is CPU 0's
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== timeouts and ticks
@@ -190,7 +197,7 @@ def test_vm_wait_times_out_after_exactly_timo_ticks() -> None:
     ]
     assert state(m, 1) == "idle" and not m.sleepq
     assert m.vm_pages_waiting == 1  # only vm_page_free_wakeup resets it
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_wait_timeout_zero_means_hz() -> None:
@@ -217,11 +224,11 @@ def test_vm_wait_woken_early_completes_and_its_timeout_is_gone() -> None:
         {"tid": 1, "fn": "vm_wait", "result": None, "timed_out": False},
         {"tid": 2, "fn": "vm_wait", "result": None, "timed_out": False},
     ]
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("tick", {"n": 10})
     assert events(r, "resumed") == []  # no stale deadline fires
-    assert m.ticks == 10 and m.state_digest() != before  # only time (and rollups) moved
-    m.check_invariants()
+    assert m.ticks == 10 and state_digest(m) != before  # only time (and rollups) moved
+    check_invariants(m)
 
 
 def test_simultaneous_timeouts_resume_in_sleep_order() -> None:
@@ -250,7 +257,7 @@ def test_tick_rolls_up_the_cpu_adjustments() -> None:
         "cpu0.gd_vmstats_adj": {"v_free_count": 3},
     }
     assert m.vmstats.v_free_count == 1980  # 1983 - 3
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_tick_with_nothing_asleep_just_advances_time() -> None:
@@ -264,19 +271,19 @@ def test_tick_with_nothing_asleep_just_advances_time() -> None:
 @pytest.mark.parametrize("n", [-1, 1_000_001, True, "3"])
 def test_tick_out_of_range_is_refused(n: Any) -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(InvalidArgument):
         m.call("tick", {"n": n})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 @pytest.mark.parametrize("channel", ["page:x", "page:", "nowhere", 5, "v_free_count "])
 def test_wakeup_of_an_unknown_channel_is_refused(channel: Any) -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(InvalidArgument):
         m.call("wakeup", {"channel": channel})
-    assert m.state_digest() == before
+    assert state_digest(m) == before
 
 
 def test_wakeup_of_an_empty_channel_returns_zero() -> None:
@@ -311,7 +318,7 @@ def test_vm_wait_pfault_sleeps_in_11_tick_slices_while_severe() -> None:
         {"event": "resumed", "tid": 1, "fn": "vm_wait_pfault", "result": None, "timed_out": True}
     ]
     assert m.vm_pages_needed == 2  # 2 > 1: the third slice never happened
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_wait_pfault_breaks_at_once_for_an_oom_victim() -> None:
@@ -342,11 +349,11 @@ def test_vm_wait_pfault_breaks_at_once_for_an_oom_victim() -> None:
 def test_vm_wait_pfault_trip_point_follows_nice(nice: int, sleeps: bool) -> None:
     m = boot8()
     drain(m, 80)
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_wait_pfault", {}, thread=1, nice=nice)
     assert (r.blocked is not None) == sleeps
     if not sleeps:
-        assert r.result is None and m.state_digest() == before  # leaves no trace
+        assert r.result is None and state_digest(m) == before  # leaves no trace
         assert 1 not in m.threads
     else:
         # not severe (80 >= 36, 80 >= 43): one slice, then done
@@ -381,15 +388,15 @@ def test_vm_wait_nominal_loops_until_above_v_free_min() -> None:
     assert m.call("vm_test_nominal", {}).result is False
     r = m.call("tick", {"n": HZ})
     assert [(e["tid"], e["fn"]) for e in events(r, "resumed")] == [(1, "vm_wait_nominal")]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_vm_wait_nominal_above_the_minimum_returns_at_once() -> None:
     m = boot8()
     drain(m, 73)
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_wait_nominal", {}, thread=1)
-    assert r.blocked is None and m.state_digest() == before
+    assert r.blocked is None and state_digest(m) == before
 
 
 # =========================================================== vm_page_free_wakeup (§8.3)
@@ -414,7 +421,7 @@ def test_free_wakeup_releases_vm_wait_sleepers_at_v_free_min_plus_16() -> None:
     assert m.vm_pages_waiting == 0
     assert m.cpus[0].meter["v_ppwakeups"] == ppw + 1
     assert r.record["counters"]["cpu0.gd_cnt"] == {"v_tfree": 1, "v_ppwakeups": 1}
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_free_wakeup_also_needs_free_at_least_v_free_reserved() -> None:
@@ -425,7 +432,7 @@ def test_free_wakeup_also_needs_free_at_least_v_free_reserved() -> None:
     for pfn in pages[-60:]:
         i = ix(pfn)
         m.pg.busy[i] = 0
-        m._add_queue(i, PQ_CACHE + m.pg.pc[i], False)
+        _add_queue(m, i, PQ_CACHE + m.pg.pc[i], False)
     del pages[-60:]
     for _ in range(60):
         m.call("vm_page_alloc", {"page_req": "VM_ALLOC_INTERRUPT"}, record=False)
@@ -438,7 +445,7 @@ def test_free_wakeup_also_needs_free_at_least_v_free_reserved() -> None:
     assert "resumed" not in r.record
     (r,) = free(m, pages, 1)  # free 43
     assert r.record["resumed"] == [{"tid": 1, "fn": "vm_wait", "result": None, "timed_out": False}]
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== vm_page_grab (§7.3)
@@ -464,7 +471,7 @@ def test_grab_with_retry_sleeps_on_a_busy_page_and_completes_when_woken() -> Non
     ]
     assert m.pg.busy[ix(pfn)] == 0x80000000  # busied again, now for thread 2's grab
     assert m.objects[oid].pages[4] == ix(pfn)  # the same page, nothing allocated
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_grab_with_retry_on_a_soft_busied_page() -> None:
@@ -492,11 +499,11 @@ def test_grab_of_a_page_with_only_wanted_set_reports_the_spin() -> None:
     oid, pfn = _object_page(m)
     m.call("vm_page_wakeup", {"m": pfn}, thread=1)
     m.pg.busy[ix(pfn)] = PBUSY_WANTED
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(WouldSleep, match="spin"):
         m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "NORMAL|RETRY"}, thread=2)
-    assert m.state_digest() == before and 2 not in m.threads
-    m.check_invariants()
+    assert state_digest(m) == before and 2 not in m.threads
+    check_invariants(m)
 
 
 def test_grab_without_retry_failing_waits_once_then_returns_null() -> None:
@@ -539,7 +546,7 @@ def test_alloczwq_with_retry_sleeps_in_hz_slices_until_a_page_can_be_had() -> No
     assert m.pg.pindex[i] == 1
     assert m.cpus[0].vmstats.v_free_count == 42  # 43 - 1
     assert m.vm_pageout_deficit == deficit + 2
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloczwq_with_retry_completes_when_a_free_wakes_it() -> None:
@@ -552,7 +559,7 @@ def test_alloczwq_with_retry_completes_when_a_free_wakes_it() -> None:
     assert (done["tid"], done["fn"], done["timed_out"]) == (1, "vm_page_alloczwq", False)
     assert m.pg.wire[ix(done["result"])] == 1
     assert m.cpus[0].vmstats.v_free_count == 88  # 89 - 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_alloczwq_without_retry_returns_null_after_one_wait() -> None:
@@ -581,7 +588,7 @@ def test_freezwq_of_a_busied_page_sleeps_then_frees() -> None:
     i = ix(pfn)
     assert (m.pg.busy[i], m.pg.wire[i]) == (0, 0)
     assert m.q_head[PQ_FREE + 600] == i  # freed to the head of its free queue
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_freezwq_rechecks_after_the_sleep() -> None:
@@ -597,7 +604,7 @@ def test_freezwq_rechecks_after_the_sleep() -> None:
     assert done["tid"] == 2 and "invalid wire count" in done["error"]
     assert m.pg.wire[ix(pfn)] == 2 and m.pg.busy[ix(pfn)] == 0
     assert state(m, 2) == "idle" and m.threads[2].last_error is not None
-    m.check_invariants()
+    check_invariants(m)
 
 
 # =========================================================== invariants and determinism
@@ -609,7 +616,7 @@ def test_check_invariants_sees_the_sleep_queues() -> None:
     m.call("vm_page_busy_wait", {"m": pfn}, thread=2)
     drain(m, 80)
     m.call("vm_wait", {}, thread=3)
-    m.check_invariants()  # two parked threads on two channels
+    check_invariants(m)  # two parked threads on two channels
     assert {ch: [t.tid for t in lst] for ch, lst in m.sleepq.items()} == {
         "page:1625": [2],
         "v_free_count": [3],
@@ -617,14 +624,14 @@ def test_check_invariants_sees_the_sleep_queues() -> None:
     # a sleeping thread missing from its sleep queue is caught
     th = m.sleepq["v_free_count"].pop()
     with pytest.raises(InvariantError, match="thread 3"):
-        m.check_invariants()
+        check_invariants(m)
     m.sleepq["v_free_count"].append(th)
-    m.check_invariants()
+    check_invariants(m)
     # queued on the wrong channel
     m.sleepq["v_free_count"].remove(th)
     m.sleepq["page:1625"].append(th)
     with pytest.raises(InvariantError, match="thread 3"):
-        m.check_invariants()
+        check_invariants(m)
 
 
 def _script(m: Machine) -> list[Any]:
@@ -675,7 +682,7 @@ def test_refused_sleeping_calls_leave_the_digest_unchanged() -> None:
     m = boot8()
     pfn = m.call("vm_page_alloc", {"pindex": 600}, thread=1).result
     m.call("vm_page_busy_wait", {"m": pfn}, thread=2)
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(KernelPanic):  # no class flag: KASSERT before anything else
         m.call("vm_page_alloczwq", {"flags": "VM_ALLOC_ZERO"}, thread=3)
     with pytest.raises(KernelPanic):  # wire count 0: not an alloczwq page
@@ -686,20 +693,20 @@ def test_refused_sleeping_calls_leave_the_digest_unchanged() -> None:
         m.call("vm_page_busy_wait", {"m": pfn}, thread=4096)
     with pytest.raises(InvalidArgument):
         m.call("vm_page_busy_wait", {"m": pfn}, thread=2)  # parked
-    assert m.state_digest() == before
+    assert state_digest(m) == before
     assert sorted(m.threads) == [0, 2]
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_a_sleeping_call_that_never_slept_leaves_no_trace() -> None:
     m = boot8()
-    before = m.state_digest()
+    before = state_digest(m)
     r = m.call("vm_wait", {"timo": 3}, thread=9)  # 1983 free: no sleep
     assert r.blocked is None and r.result is None
-    assert 9 not in m.threads and m.state_digest() == before
+    assert 9 not in m.threads and state_digest(m) == before
     # the same on thread 0, which always exists: its history lists only calls that slept
     r = m.call("vm_wait", {"timo": 3}, thread=0)
-    assert r.blocked is None and m.state_digest() == before
+    assert r.blocked is None and state_digest(m) == before
     assert m.threads[0].view()["completed_calls"] == 0
     # a call that slept and completed is remembered
     pfn = m.call("vm_page_alloc", {"pindex": 600}, thread=1).result

@@ -13,8 +13,11 @@ import pytest
 
 from app.core.config import MachineConfig
 from app.core.constants import PQ_CACHE, PQ_FREE, PQ_NONE
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
 from app.core.state import Trace
+from app.core.vm_page.queues import _add_queue, _rem_queue
+from app.core.vm_page.search import _list_find, _list_find2, vm_get_pg_color, vm_page_list_find
 
 U64 = 1 << 64
 
@@ -48,7 +51,7 @@ def emptied(mask: int | None = None) -> tuple[Machine, dict[int, list[int]]]:
         q = PQ_FREE + c
         while m.q_head[q] >= 0:
             i = m.q_head[q]
-            m._rem_queue(i)
+            _rem_queue(m, i)
             pool.setdefault(c, []).append(i)
     assert len(pool) == 1024  # every colour has at least one page to play with
     if mask is not None:
@@ -58,7 +61,7 @@ def emptied(mask: int | None = None) -> tuple[Machine, dict[int, list[int]]]:
 
 def put(m: Machine, pool: dict[int, list[int]], base: int, colour: int) -> int:
     i = pool[colour].pop()
-    m._add_queue(i, base + colour, base == PQ_FREE)
+    _add_queue(m, i, base + colour, base == PQ_FREE)
     return i
 
 
@@ -66,7 +69,7 @@ def find(m: Machine, base: int, index: int) -> tuple[int, list[int]]:
     """m._list_find(base, index) with the probe trace on."""
     m.trace = Trace(probes=[])
     try:
-        found = m._list_find(base, index)
+        found = _list_find(m, base, index)
         probes = m.trace.probes
     finally:
         m.trace = None
@@ -77,7 +80,7 @@ def find(m: Machine, base: int, index: int) -> tuple[int, list[int]]:
 def find2(m: Machine, index: int) -> tuple[int, list[int]]:
     m.trace = Trace(probes=[])
     try:
-        found = m._list_find2(index)
+        found = _list_find2(m, index)
         probes = m.trace.probes
     finally:
         m.trace = None
@@ -98,8 +101,8 @@ def test_pg_color_one_cpu_unknown_topology() -> None:
     # ncpus 1: cpuscale = 1024/1 = 1024; c = 0*1024 + 1500 % 1024 = 476
     assert m.call("vm_get_pg_color", {"cpuid": 0, "pindex": 1500}).result == 476
     # pindex 1023 -> 1023; pindex 1024 -> 0
-    assert m.vm_get_pg_color(0, None, 1023) == 1023
-    assert m.vm_get_pg_color(0, None, 1024) == 0
+    assert vm_get_pg_color(m, 0, None, 1023) == 1023
+    assert vm_get_pg_color(m, 0, None, 1024) == 0
 
 
 def test_pg_color_three_cpus_uses_cpuscale_341() -> None:
@@ -108,12 +111,12 @@ def test_pg_color_three_cpus_uses_cpuscale_341() -> None:
     # cpu 2, pindex 400: 2*341 + 400 % 341 = 682 + 59 = 741
     assert m.call("vm_get_pg_color", {"cpuid": 2, "pindex": 400}).result == 741
     # cpu 0, pindex 340: 0 + 340 = 340; pindex 341: 0 + 0 = 0
-    assert m.vm_get_pg_color(0, None, 340) == 340
-    assert m.vm_get_pg_color(0, None, 341) == 0
+    assert vm_get_pg_color(m, 0, None, 340) == 340
+    assert vm_get_pg_color(m, 0, None, 341) == 0
     # cpu 1, pindex 1000: 341 + 1000 % 341 (= 1000 - 682 = 318) = 659
-    assert m.vm_get_pg_color(1, None, 1000) == 659
+    assert vm_get_pg_color(m, 1, None, 1000) == 659
     # cpu 2, pindex 340: 682 + 340 = 1022 (the top colour 1023 is never used with 3 CPUs)
-    assert m.vm_get_pg_color(2, None, 340) == 1022
+    assert vm_get_pg_color(m, 2, None, 340) == 1022
 
 
 def test_pg_color_adds_object_colour() -> None:
@@ -122,7 +125,7 @@ def test_pg_color_adds_object_colour() -> None:
     # cpuscale = 1024/4 = 256; cpu 3, pindex 100, oc 200: 3*256 + 300 % 256 = 768 + 44 = 812
     assert m.call("vm_get_pg_color", {"cpuid": 3, "object": oid, "pindex": 100}).result == 812
     # cpu 1, pindex 56, oc 200: 256 + 256 % 256 = 256
-    assert m.vm_get_pg_color(1, m.objects[oid], 56) == 256
+    assert vm_get_pg_color(m, 1, m.objects[oid], 56) == 256
 
 
 def test_pg_color_known_topology_socket_core_thread_layout() -> None:
@@ -134,20 +137,20 @@ def test_pg_color_known_topology_socket_core_thread_layout() -> None:
     assert m.call("vm_get_pg_color", {"cpuid": 11, "pindex": 100}).result == 952
     # (unknown topology with 12 CPUs would give 11*85 + 15 = 950: the layouts differ)
     # cpuid 5 -> socket 1, core 0, thread 1: 341 + 0 + 85 + 0 % 85 = 426
-    assert m.vm_get_pg_color(5, None, 0) == 426
+    assert vm_get_pg_color(m, 5, None, 0) == 426
     # cpuid 2 -> socket 0, core 1, thread 0: 0 + 170 + 0 + 84 % 85 = 254
-    assert m.vm_get_pg_color(2, None, 84) == 254
+    assert vm_get_pg_color(m, 2, None, 84) == 254
     # with an object colour 7, cpuid 6 (socket 1, core 1, thread 0), pindex 80:
     #   341 + 170 + 0 + 87 % 85 = 511 + 2 = 513
     oid = m.call("vm_object_allocate", {"pg_color": 7}).result
-    assert m.vm_get_pg_color(6, m.objects[oid], 80) == 513
+    assert vm_get_pg_color(m, 6, m.objects[oid], 80) == 513
 
 
 def test_pg_color_known_topology_power_of_two_matches_flat_layout() -> None:
     m = boot(sockets=2, cores=4, threads=2)
     # physcale 512, grpscale 128, cpuscale 64; cpuid 13 -> socket 1, core 2, thread 1
     #   512 + 256 + 64 + 100 % 64 (= 36) = 868
-    assert m.vm_get_pg_color(13, None, 100) == 868
+    assert vm_get_pg_color(m, 13, None, 100) == 868
 
 
 def test_pg_color_negative_object_colour_is_an_unsigned_64_bit_sum() -> None:
@@ -158,7 +161,7 @@ def test_pg_color_negative_object_colour_is_an_unsigned_64_bit_sum() -> None:
     # (0 + -1) as u64 = 2^64 - 1; 2^64 is a multiple of 1024, so % 1024 = 1023
     assert m.call("vm_get_pg_color", {"object": oid, "pindex": 0}).result == 1023
     # pindex 1: 2^64 wraps to 0 -> colour 0
-    assert m.vm_get_pg_color(0, obj, 1) == 0
+    assert vm_get_pg_color(m, 0, obj, 1) == 0
     # pindex 2^64 - 1 with pg_color 2: (2^64 + 1) mod 2^64 = 1
     obj.pg_color = 2
     assert m.call("vm_get_pg_color", {"object": oid, "pindex": U64 - 1}).result == 1
@@ -172,11 +175,11 @@ def test_pg_color_negative_object_colour_with_three_cpus() -> None:
     # (2^64 - 1) % 341: 2^10 = 1024 = 3*341 + 1, so 2^10 ≡ 1 and 2^64 = 2^60 * 2^4 ≡ 16;
     # hence (2^64 - 1) % 341 = 15.  cpu 2: 2*341 + 15 = 697.
     # (a signed remainder, -1 % 341 = 340, would give 1022 instead)
-    assert m.vm_get_pg_color(2, obj, 0) == 697
-    assert m.vm_get_pg_color(0, obj, 0) == 15
+    assert vm_get_pg_color(m, 2, obj, 0) == 697
+    assert vm_get_pg_color(m, 0, obj, 0) == 15
     # pg_color -3, pindex 5: sum 2 -> cpu 1: 341 + 2 = 343
     obj.pg_color = -3
-    assert m.vm_get_pg_color(1, obj, 5) == 343
+    assert vm_get_pg_color(m, 1, obj, 5) == 343
 
 
 def _int32(v: int) -> int:
@@ -360,7 +363,7 @@ def test_wide_search_returns_first_non_empty_queue_in_probe_order() -> None:
     # count when found = 14 (>= 8): lastq of the *starting* queue (colour 5) = 3
     assert m.q_lastq[PQ_FREE + 5] == 3
     assert m.q_lastq[PQ_FREE + 3] == -1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_lastq_set_only_from_count_8() -> None:
@@ -370,7 +373,7 @@ def test_lastq_set_only_from_count_8() -> None:
     # from 0 the wide probe of colour k has count k: colour 7 -> count 7 < 8
     assert found == at7
     assert m.q_lastq[PQ_FREE + 0] == -1
-    m._rem_queue(at7)
+    _rem_queue(m, at7)
     at8 = put(m, pool, PQ_FREE, 8)
     found, _ = find(m, PQ_FREE, 0)
     # colour 8 -> count 8 >= 8: lastq = 8
@@ -443,7 +446,7 @@ def test_lastq_learnt_then_used_then_moved() -> None:
     assert found == at20
     assert m.q_lastq[PQ_FREE + 0] == 20
     # vm_page_list_find removes the page it finds
-    assert m.vm_page_list_find(PQ_FREE, 0) == at20
+    assert vm_page_list_find(m, PQ_FREE, 0) == at20
     assert m.pg.queue[at20] == PQ_NONE
     at3 = put(m, pool, PQ_FREE, 3)
     found, probes = find(m, PQ_FREE, 0)
@@ -491,7 +494,7 @@ def test_single_type_search_on_the_cache_queues() -> None:
     assert probes == [PQ_CACHE + 0] + q(PQ_CACHE, range(10))
     assert m.q_lastq[PQ_CACHE + 0] == 9
     assert m.q_lastq[PQ_FREE + 0] == -1
-    m.check_invariants()
+    check_invariants(m)
 
 
 # --- §6.4 _vm_page_list_find2 ------------------------------------------------------------
@@ -658,9 +661,9 @@ def test_vm_page_list_find_removes_the_page_and_counts_it_out() -> None:
     m, pool = emptied()
     p = put(m, pool, PQ_FREE, 9)
     free_before = m.gd.v_free_count
-    assert m.vm_page_list_find(PQ_FREE, 9) == p
+    assert vm_page_list_find(m, PQ_FREE, 9) == p
     assert m.pg.queue[p] == PQ_NONE
     assert m.q_lcnt[PQ_FREE + 9] == 0
     assert m.gd.v_free_count == free_before - 1
-    assert m.vm_page_list_find(PQ_FREE, 9) == -1
-    m.check_invariants()
+    assert vm_page_list_find(m, PQ_FREE, 9) == -1
+    check_invariants(m)

@@ -13,9 +13,10 @@ import pytest
 
 from app.core import snapshot
 from app.core.config import MachineConfig, NumaRange, Topology
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
-from app.core.pageout import PAGEDAEMON_TID
 from app.core.snapshot import SnapshotError
+from app.core.vm_pageout import PAGEDAEMON_TID
 from app.lab.presets import PRESETS
 from tests.golden.corpus import HERE, machine_for, outcome, read
 
@@ -82,23 +83,23 @@ def test_a_loaded_snapshot_is_the_same_machine_with_the_same_future(name: str) -
     assert snapshot.read_header(data)["config"] == snapshot.config_to_json(config)
     loaded = snapshot.load(data)
     assert loaded.config == config
-    assert loaded.state_digest() == m.state_digest()
+    assert loaded.state_digest() == state_digest(m)
     loaded.check_invariants()
     assert loaded.console == m.console
     if config.boot_stage == "finished":
         # the random generator, the page hash, the daemon: the next calls agree too
         assert twin_calls(loaded) == twin_calls(m)
-        assert loaded.state_digest() == m.state_digest()
+        assert loaded.state_digest() == state_digest(m)
         loaded.check_invariants()
 
 
 def test_the_two_machines_share_nothing() -> None:
     m = busy_machine(CONFIGS["tiny-16m"])
     loaded = reload(m)
-    digest = m.state_digest()
+    digest = state_digest(m)
     loaded.call("vm_page_alloc", {"page_req": "NORMAL"})
     loaded.call("tick", {"n": 3})
-    assert m.state_digest() == digest != loaded.state_digest()
+    assert state_digest(m) == digest != loaded.state_digest()
 
 
 def test_state_added_for_issue_9_travels_in_a_snapshot() -> None:
@@ -113,7 +114,7 @@ def test_state_added_for_issue_9_travels_in_a_snapshot() -> None:
     assert loaded.objects[oid].addr == kaddr
     assert loaded.boot_console == m.boot_console and loaded.boot_console
     assert loaded.cpus[0].meter["v_swapout"] == 5
-    assert loaded.state_digest() == m.state_digest()
+    assert loaded.state_digest() == state_digest(m)
     # the hash lookup by (object, pindex) still finds the page under the kernel address
     assert (
         loaded.call("vm_page_lookup", {"object": oid, "pindex": 3}).result
@@ -129,16 +130,16 @@ def test_golden_streams_continue_exactly_from_snapshots_taken_mid_stream(path: P
     taken = 0
     for k, call in enumerate(calls, start=1):
         if k - 1 in quiet and snapshot.quiescent(m) and taken < 40:
-            before = m.state_digest()
+            before = state_digest(m)
             m = reload(m)  # from now on the stream runs on the loaded machine
-            assert m.state_digest() == before
+            assert state_digest(m) == before
             taken += 1
         got = outcome(m, call)
         assert got == call["outcome"], f"call {k} {call['fn']} after {taken} snapshots"
         if "digest" in call:
-            assert m.state_digest() == call["digest"], f"digest after call {k}"
+            assert state_digest(m) == call["digest"], f"digest after call {k}"
     assert taken > 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def pressured() -> Machine:
@@ -181,7 +182,7 @@ def test_the_pageout_daemon_resumes_at_each_of_its_sleeps() -> None:
         labels.add(twin.pd_parked_at)
         twin = reload(twin)
         assert twin.threads[PAGEDAEMON_TID].gen is not None
-        assert twin.state_digest() == m.state_digest(), f"step {step} ({twin.pd_parked_at})"
+        assert twin.state_digest() == state_digest(m), f"step {step} ({twin.pd_parked_at})"
     twin.check_invariants()
     assert {"psleep", "throttle", "paging", "target"} <= labels
 
@@ -196,7 +197,7 @@ def test_a_machine_with_a_sleeping_thread_is_refused() -> None:
         snapshot.dump(m)
     m.call("tick", {"n": 60})
     assert snapshot.quiescent(m)
-    assert reload(m).state_digest() == m.state_digest()
+    assert reload(m).state_digest() == state_digest(m)
 
 
 # ---------------------------------------------------------------- bad files

@@ -73,12 +73,14 @@ from app.core.constants import (
     PQ_L2_SIZE,
     PQ_NONE,
 )
+from app.core.convert import _convert_args, parse_alloc_flags
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
-from app.core.machine import Machine, parse_alloc_flags
+from app.core.invariants import check_invariants, state_digest
+from app.core.machine import Machine
 from app.core.objects import ObjType
-from app.core.pageout import PAGEDAEMON_TID
 from app.core.registry import REGISTRY
 from app.core.sysctl import SYSCTL_BY_NAME, SYSCTLS
+from app.core.vm_pageout import PAGEDAEMON_TID
 
 REFUSALS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep)
 CLASSES = ["VM_ALLOC_NORMAL", "VM_ALLOC_SYSTEM", "VM_ALLOC_INTERRUPT", "VM_ALLOC_QUICK"]
@@ -374,7 +376,7 @@ class PageLab(RuleBasedStateMachine):
         spec = REGISTRY.get(fn)
         th = m.threads.get(tid)
         parked = spec is not None and spec.on_thread and th is not None and th.state != "idle"
-        before = m.state_digest() if digest else None
+        before = state_digest(m) if digest else None
         self.log.append((fn, dict(args), cpu, tid, nice, systhread, lowmemkill))
         try:
             r = m.call(
@@ -396,7 +398,7 @@ class PageLab(RuleBasedStateMachine):
                 assert e.function in SPINS, f"{fn}({args}): undocumented hang {e!r}"
             known = (type(e).__name__, getattr(e, "function", "")) in STATE_CHANGING_REFUSALS
             if not known and before is not None:
-                assert m.state_digest() == before, f"{fn}({args}) raised {e!r} after changing state"
+                assert state_digest(m) == before, f"{fn}({args}) raised {e!r} after changing state"
             return e
         except BaseException:
             self.crashed = True
@@ -414,7 +416,7 @@ class PageLab(RuleBasedStateMachine):
                 # (unless a thread it woke — the daemon — woke it again at once)
                 assert th.state == "sleeping" and th.channel == r.blocked["channel"]
         if not spec.mutates and before is not None:
-            assert m.state_digest() == before, f"{fn}({args}) is registered read-only"
+            assert state_digest(m) == before, f"{fn}({args}) is registered read-only"
         for done in r.record.get("resumed", []):
             # a woken thread finished its call, failed in it, or went back to sleep
             how = (
@@ -683,7 +685,7 @@ class PageLab(RuleBasedStateMachine):
     def check(self) -> None:
         """The machine-wide checks, run after every step."""
         m = self.m
-        m.check_invariants()
+        check_invariants(m)
         assert not m.runq  # every woken thread ran before its waker's call returned
         for channel, sleepers in m.sleepq.items():
             assert sleepers
@@ -1407,7 +1409,7 @@ class PageLab(RuleBasedStateMachine):
             except REFUSALS as e:
                 got = type(e).__name__
             assert got == expected, f"replay of {fn}({args}) gave {got!r}, first run {expected!r}"
-        assert fresh.state_digest() == self.m.state_digest()
+        assert fresh.state_digest() == state_digest(self.m)
 
 
 PageLab.TestCase.settings = settings(
@@ -1502,14 +1504,14 @@ def test_every_param_kind_has_a_generator() -> None:
     lab.do("vm_page_alloc", {"object": 1, "pindex": 0})
     for kind in ARG_KINDS:
         probe = Param("x", kind, lo=0, hi=9, choices=(("A", 1), ("B", 2)))
-        spec = KernelFunction("probe", "probe", (probe,), "none", "", "_")
+        spec = KernelFunction("probe", "probe", (probe,), "none", "", lambda vm: None)
         for _ in range(5):
             lab.gen_value(spec, spec.params[0], d, None)
     for name, spec in sorted(REGISTRY.items()):
         converted = 0
         for _ in range(20):
             try:
-                lab.m._convert_args(spec, lab.gen_args(spec, d))
+                _convert_args(lab.m, spec, lab.gen_args(spec, d))
                 converted += 1
             except InvalidArgument:
                 pass
@@ -1663,7 +1665,7 @@ def _run(cfg: MachineConfig, calls: list[Call]) -> tuple[Machine, list[Any]]:
             out.append((r.result, r.blocked, r.record))
         except REFUSALS as e:
             out.append(str(e))
-    m.check_invariants()
+    check_invariants(m)
     return m, out
 
 
@@ -1689,11 +1691,11 @@ def test_replaying_a_recorded_sequence_is_deterministic() -> None:
 def _digest_kept_on_refusal(
     m: Machine, fn: str, args: dict[str, Any], exc: type[Exception] = KernelPanic
 ) -> None:
-    before = m.state_digest()
+    before = state_digest(m)
     with pytest.raises(exc):
         m.call(fn, args)
-    assert m.state_digest() == before, "refused, but the state changed"
-    m.check_invariants()
+    assert state_digest(m) == before, "refused, but the state changed"
+    check_invariants(m)
 
 
 def test_alloc_that_would_spin_reports_a_hang_and_stays_consistent() -> None:
@@ -1710,7 +1712,7 @@ def test_alloc_that_would_spin_reports_a_hang_and_stays_consistent() -> None:
             break
     else:
         pytest.fail("the allocation never ran dry")
-    m.check_invariants()
+    check_invariants(m)
     assert m.vmstats.v_free_count == 0
     assert all(cpu.adj.cnt[0] == 0 for cpu in m.cpus)
 
@@ -1737,7 +1739,7 @@ def test_retry_with_no_memory_blocks_until_memory_returns(fn: str) -> None:
     assert [e["tid"] for e in r.record["events"] if e["event"] == "sleep"] == [1]
     assert m.vm_pageout_deficit == deficit + 1
     assert m.vm_pages_waiting == 2
-    m.check_invariants()
+    check_invariants(m)
     # 39 pages back: NORMAL may allocate (39 >= 39); 39 < 64 + 16 = 80 wakes nobody
     for pfn in pages[:39]:
         assert "resumed" not in m.call("vm_page_free", {"m": pfn}).record
@@ -1751,7 +1753,7 @@ def test_retry_with_no_memory_blocks_until_memory_returns(fn: str) -> None:
     else:
         assert m.pg.wire[i] == 1 and m.pg.busy[i] == 0
     assert m.gd.v_free_count == 38  # 39 - 1
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_wiring_a_free_page_is_refused_before_anything_changes() -> None:
@@ -1764,7 +1766,7 @@ def test_wiring_a_free_page_is_refused_before_anything_changes() -> None:
     _digest_kept_on_refusal(m, "vm_page_wire", {"m": head}, SimulatorRefusal)
     m.call("vm_page_wakeup", {"m": head})
     m.call("vm_page_alloc", {"pindex": 600})
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_inserting_a_free_page_into_an_object_is_refused() -> None:

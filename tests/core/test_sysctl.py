@@ -27,8 +27,10 @@ from typing import Any
 
 import pytest
 
+from app.core.boot import vm_page_startup_finish, vm_pageout_init
 from app.core.config import MachineConfig
 from app.core.errors import InvalidArgument
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.sysctl import (
     SYSCTLS,
@@ -221,7 +223,7 @@ DEFAULTS_32M: dict[str, int] = {
 def snapshot(m: Machine) -> tuple[str, dict[str, int], list[dict[str, Any]]]:
     """Everything a refused write must leave alone (state_digest does not cover the
     sysctl-held tunables, so compare them too)."""
-    return m.state_digest(), dict(ensure_sysctl_state(m)), sysctl_list(m)
+    return state_digest(m), dict(ensure_sysctl_state(m)), sysctl_list(m)
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,8 +302,8 @@ def test_early_boot_leaves_daemon_start_values_at_zero() -> None:
     assert sysctl_get(m, "vm.stats.vm.v_free_count") == 5887  # 7934 - 2047
     assert sysctl_get(m, "vm.stats.vm.v_wire_count") == 2047
     # and the daemon start fills them in
-    m.vm_page_startup_finish()
-    m.vm_pageout_init()
+    vm_page_startup_finish(m)
+    vm_pageout_init(m)
     assert sysctl_get(m, "vm.max_launder") == 47
     assert sysctl_get(m, "vm.v_free_min") == 103
 
@@ -344,7 +346,7 @@ def test_stats_counters_read_the_global_vmstats_not_the_cpu_snapshot() -> None:
     m.call("vmstats_rollup")
     assert sysctl_get(m, "vm.stats.vm.v_free_count") == 7422
     assert sysctl_get(m, "vm.stats.vm.v_wire_count") == 512
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_event_counters_are_summed_over_cpus_as_u_int() -> None:
@@ -416,7 +418,7 @@ def test_v_free_min_write_goes_to_the_global_vmstats_only() -> None:
     m.call("vmstats_rollup", cpu=1)
     assert m.cpus[1].vmstats.v_free_min == 200
     assert m.cpus[0].vmstats.v_free_min == 103
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_the_new_threshold_changes_the_predicates_after_the_rollup() -> None:
@@ -625,8 +627,8 @@ def test_daemon_start_keeps_a_tunable_set_before_it() -> None:
     m = boot32(boot_stage="early")
     sysctl_set(m, "vm.max_launder", 5)
     sysctl_set(m, "vm.pageout_stats_ticks", 3)
-    m.vm_page_startup_finish()
-    m.vm_pageout_init()
+    vm_page_startup_finish(m)
+    vm_pageout_init(m)
     # §4.2: "only if the sysctl is still 0" -> the administrator's values survive
     assert sysctl_get(m, "vm.max_launder") == 5
     assert sysctl_get(m, "vm.pageout_stats_ticks") == 3

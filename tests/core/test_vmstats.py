@@ -12,6 +12,7 @@ import pytest
 
 from app.core.config import MachineConfig
 from app.core.constants import CNT_ACTIVE, CNT_CACHE, CNT_FREE, CNT_INACTIVE, CNT_WIRE
+from app.core.invariants import check_invariants
 from app.core.machine import Machine
 from app.core.vmstats import (
     VmStats,
@@ -299,7 +300,7 @@ def test_removal_folds_only_the_overdrawn_counter() -> None:
     r = m.call("vm_page_alloc", {})
     assert fold_events(r.record) == []
     assert cpu.adj.cnt[CNT_FREE] == -1
-    m.check_invariants()
+    check_invariants(m)
 
 
 # MachineConfig.from_size("16MiB", cpus=2), finished:
@@ -330,7 +331,7 @@ def test_no_fold_until_paging_start_with_the_ncpus_scaled_adjustment_holds() -> 
     ]
     assert m.vmstats.v_free_count == 3711 - 1415  # 2296
     assert cpu1.adj.cnt[CNT_FREE] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_fold_does_not_refresh_the_snapshot_and_rollup_refreshes_only_the_caller() -> None:
@@ -348,7 +349,7 @@ def test_fold_does_not_refresh_the_snapshot_and_rollup_refreshes_only_the_caller
     # the fold did not copy the global counter back: cpu0 still sees only its own removals
     assert cpu0.vmstats.cnt[CNT_FREE] == 3711 - 1415  # 2296, not 881
     assert cpu1.vmstats.cnt[CNT_FREE] == 2296
-    m.check_invariants()
+    check_invariants(m)
     # pending work on cpu1: three more removals and a wiring
     pages1 = alloc(m, 3, cpu=1)
     m.call("vm_page_wire", {"m": pages1[0]}, cpu=1)
@@ -369,7 +370,7 @@ def test_fold_does_not_refresh_the_snapshot_and_rollup_refreshes_only_the_caller
     assert cpu1.vmstats.cnt[CNT_FREE] == 2296 - 3
     assert cpu1.vmstats.cnt[CNT_WIRE] == 255
     assert cpu1.vmstats.cnt[CNT_ACTIVE] == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_early_machine_folds_because_zero_thresholds_let_paging_start_trip() -> None:
@@ -387,4 +388,4 @@ def test_early_machine_folds_because_zero_thresholds_let_paging_start_trip() -> 
     ]
     assert m.vmstats.v_free_count == 1471 - 1025  # 446
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0
-    m.check_invariants()
+    check_invariants(m)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
+from app.core.invariants import state_digest
 from app.core.machine import Machine
 from app.lab.store import config_from_json, config_to_json
 
@@ -85,7 +86,7 @@ def write(seed: int) -> Path:
         }
         call["outcome"] = outcome(m, call)
         if k % CHECK_EVERY == 0 or k == len(lab.log):
-            call["digest"] = m.state_digest()
+            call["digest"] = state_digest(m)
         lines.append(json.dumps(call, default=repr))
     path = HERE / f"stream-{seed}.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -115,7 +116,7 @@ def redigest(path: Path) -> int:
         if got != call["outcome"]:
             raise SystemExit(f"{path.name} call {k} {call['fn']}: {got} != {call['outcome']}")
         if "digest" in call:
-            digest = m.state_digest()
+            digest = state_digest(m)
             changed += digest != call["digest"]
             call["digest"] = digest
         lines.append(json.dumps(call, default=repr))

@@ -54,6 +54,7 @@ from app.core.constants import (
 )
 from app.core.errors import InvalidArgument
 from app.core.machine import Machine
+from app.core.vm_contig import dma_alist_view
 from app.lab import pagemap as pagemap_module
 from app.lab.pagemap import MAX_WIDTH, STATES, pagemap
 
@@ -165,7 +166,7 @@ def test_holes_32_buckets(holes: Machine) -> None:
 
 
 def test_reserve_matches_the_alist_and_v_dma_pages(holes: Machine) -> None:
-    view = holes.dma_alist_view()
+    view = dma_alist_view(holes)
     result = pagemap(holes, None, None, 8)
     assert result["totals"]["dma_reserve"] == view["bl_free"] == 64
     assert holes.vmstats.v_dma_pages == 64

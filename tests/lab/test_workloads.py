@@ -9,8 +9,11 @@ import pytest
 
 from app.core.config import MachineConfig
 from app.core.constants import PAGE_SIZE, PG_SWAPPED, PQ_CACHE, PQ_FREE, PQ_INACTIVE
+from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import ObjType
+from app.core.vm_meter import vmstats_rollup
+from app.core.vm_pageout import pageout_view
 from app.lab.workloads import (
     CORE_ERRORS,
     WORKLOADS,
@@ -145,7 +148,7 @@ def test_churn_keeps_its_working_set_bounded_and_runs_on_every_cpu() -> None:
     assert resident <= 64
     assert w.counters["freed"] > 0 and w.counters["allocated"] > 64
     assert w.errors == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ===================================================================== pressure
@@ -161,7 +164,7 @@ def test_pressure_goes_below_paging_start_and_the_daemon_recovers_to_target2() -
         fc = free_plus_cache(m)
         lowest = min(lowest, fc)
         if passes_at_dip is None and fc < vs.v_paging_start:
-            passes_at_dip = m.pageout_view()["passes"]
+            passes_at_dip = pageout_view(m)["passes"]
         if at_ramp_end is None and w.phase == "recover":
             at_ramp_end = fc
     assert w.errors == 0, w.last_error
@@ -171,7 +174,7 @@ def test_pressure_goes_below_paging_start_and_the_daemon_recovers_to_target2() -
     assert w.stats()["min_free_plus_cache"] < vs.v_paging_start
     # ... the daemon ran passes after that, and laundered dirty anonymous pages (the
     # first pageout turns an anonymous object into a swap object, its pages PG_SWAPPED)
-    assert passes_at_dip is not None and m.pageout_view()["passes"] > passes_at_dip
+    assert passes_at_dip is not None and pageout_view(m)["passes"] > passes_at_dip
     assert sum(m.cpus[c].meter["v_pdpages"] for c in range(m.ncpus)) > 0
     laundered = int((m.pg.arrays["flags"] & PG_SWAPPED != 0).sum())
     assert laundered > 0
@@ -181,7 +184,7 @@ def test_pressure_goes_below_paging_start_and_the_daemon_recovers_to_target2() -
     assert at_ramp_end is not None and at_ramp_end < vs.v_paging_target2
     assert free_plus_cache(m) >= vs.v_paging_target2
     assert m.vm_pages_needed == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_pressure_without_a_daemon_gives_up_after_its_tick_budget() -> None:
@@ -190,7 +193,7 @@ def test_pressure_without_a_daemon_gives_up_after_its_tick_budget() -> None:
     summary = run_sync(m, w, steps=200_000)
     assert summary["finished"] and summary["stats"]["phase"] == "gave-up"
     assert summary["stats"]["recover_ticks"] == 50
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ===================================================================== dontneed storm
@@ -206,9 +209,9 @@ def test_dontneed_storm_moves_pages_to_the_inactive_queue() -> None:
     obj = next(o for o in m.objects.values() if len(o.pages) == 200)
     inactive = [i for i in obj.pages.values() if m.pg.queue[i] - m.pg.pc[i] == PQ_INACTIVE]
     assert len(inactive) >= 100
-    m.vmstats_rollup()
+    vmstats_rollup(m)
     assert m.vmstats.v_inactive_count >= len(inactive)
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ===================================================================== DMA fragmentation
@@ -233,7 +236,7 @@ def test_dma_fragmentation_ends_with_a_contig_failure_a_fresh_machine_survives(
     fresh = boot(size)
     assert fresh.call("vm_page_alloc_contig", {"size": failed * PAGE_SIZE}).result is not None
     assert w.errors == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_dma_fragmentation_fallback_takes_normal_memory() -> None:
@@ -246,7 +249,7 @@ def test_dma_fragmentation_fallback_takes_normal_memory() -> None:
     assert stats["fallback_pfn"] * PAGE_SIZE >= m.vm_low_phys_reserved
     held = stats["held_single_pages"]
     assert m.call("vm_contig_avail_pages").result == m.vmstats.v_dma_pages - held
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ===================================================================== NUMA skew
@@ -265,7 +268,7 @@ def test_numa_skew_draws_down_only_its_sockets_colours(socket: int) -> None:
     assert [after[c] for c in other] == [before[c] for c in other]
     assert sum(after[c] for c in mine) < sum(before[c] for c in mine)
     assert all(after[c] <= before[c] for c in mine)
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_numa_skew_refuses_a_socket_the_machine_does_not_have() -> None:
@@ -306,7 +309,7 @@ def test_file_cache_caches_pages_hits_them_and_recycles_them() -> None:
     # ... and some were reused by later allocations for other file pages
     assert recycled > 0
     assert stats["recycled_cache_pages"] >= recycled
-    m.check_invariants()
+    check_invariants(m)
 
 
 def test_file_cache_without_pinning_keeps_memory_free() -> None:
@@ -315,7 +318,7 @@ def test_file_cache_without_pinning_keeps_memory_free() -> None:
     assert summary["errors"] == 0
     assert "pinned_pages" not in summary["stats"]
     assert summary["by_fn"].get("vm_contig_pg_alloc", 0) == 0
-    m.check_invariants()
+    check_invariants(m)
 
 
 # ===================================================================== validation
@@ -378,12 +381,12 @@ def test_a_core_error_is_counted_not_raised() -> None:
             self.finished = True
 
     m = boot()
-    digest = m.state_digest()
+    digest = state_digest(m)
     summary = run_sync(m, FreesAFreePage(MachineInfo.of(m), {}, 0), steps=10)
     assert summary["calls"] == 1 and summary["errors"] == 1 and summary["finished"]
     assert summary["errors_by_fn"] == {"vm_page_free": 1}
     assert "not busied" in summary["last_error"]
-    assert m.state_digest() == digest  # a refused call changes nothing
+    assert state_digest(m) == digest  # a refused call changes nothing
 
 
 def test_a_page_taken_behind_the_workloads_back_is_forgotten() -> None:
@@ -399,4 +402,4 @@ def test_a_page_taken_behind_the_workloads_back_is_forgotten() -> None:
     # ... the workload notices the page is no longer its own and carries on
     assert summary["errors"] == 0
     assert summary["stats"]["lost_pages"] >= 1
-    m.check_invariants()
+    check_invariants(m)

@@ -1,0 +1,125 @@
+"""Read-only views of a machine for people (moved out of the core: the kernel has no such
+thing): one page, the threads, the queues, vmstats
+and a summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.calls import page_index
+from app.core.constants import (
+    CNT_NAMES,
+    PAGE_SIZE,
+    PBUSY_LOCKED,
+    PBUSY_MASK,
+    PBUSY_SWAPINPROG,
+    PBUSY_WANTED,
+)
+from app.core.pmap import pmap_view
+from app.core.registry import flag_names, queue_name
+from app.core.state import MachineState
+from app.core.vmstats import ALL_FIELDS, predicate_table
+
+
+# ================================================================= views
+def page_info(vm: MachineState, pfn: int) -> dict[str, Any]:
+    """Every field of one page, decoded."""
+    i = page_index(vm, pfn, "pfn")
+    pg = vm.pg
+    busy = pg.busy[i]
+    q = pg.queue[i]
+    oid = pg.obj[i]
+    return {
+        "pfn": pfn,
+        "phys_addr": pfn * PAGE_SIZE,
+        "queue": queue_name(q),
+        "queue_index": q,
+        "pc": pg.pc[i],
+        "flags": pg.flags[i],
+        "flag_names": flag_names(pg.flags[i]),
+        "busy_count": busy,
+        "busy": {
+            "locked": bool(busy & PBUSY_LOCKED),
+            "wanted": bool(busy & PBUSY_WANTED),
+            "swapinprog": bool(busy & PBUSY_SWAPINPROG),
+            "soft_count": busy & PBUSY_MASK,
+        },
+        "wire_count": pg.wire[i],
+        "hold_count": pg.hold[i],
+        "object": oid or None,
+        "pindex": pg.pindex[i],
+        "act_count": pg.act[i],
+        "valid": pg.valid[i],
+        "dirty": pg.dirty[i],
+        "pat_mode": pg.pat[i],
+        "waiters": waiters(vm, f"page:{pfn}"),
+        "mappings": pmap_view(vm, i),
+    }
+
+
+def threads_view(vm: MachineState) -> list[dict[str, Any]]:
+    """Every known thread: what it runs, where it sleeps (channel, wmesg, deadline)."""
+    return [vm.threads[tid].view() for tid in sorted(vm.threads)]
+
+
+def waiters(vm: MachineState, channel: str) -> list[int]:
+    """Thread ids sleeping on ``channel``, in the order they went to sleep."""
+    return [th.tid for th in vm.sleepq.get(channel, [])]
+
+
+def queue_info(vm: MachineState, queue: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+    pages: list[int] = []
+    nxt = vm.pg.next
+    i = vm.q_head[queue]
+    pos = 0
+    while i >= 0 and len(pages) < limit:
+        if pos >= offset:
+            pages.append(vm.first_page + i)
+        pos += 1
+        i = nxt[i]
+    return {
+        "queue": queue_name(queue),
+        "lcnt": vm.q_lcnt[queue],
+        "adds": vm.q_adds[queue],
+        "lastq": vm.q_lastq[queue],
+        "pages": pages,
+    }
+
+
+def vmstats_view(vm: MachineState) -> dict[str, Any]:
+    return {
+        "global": vm.vmstats.as_dict(),
+        "cpus": [
+            {
+                "cpu": cpu.cpuid,
+                "gd_vmstats": {n: cpu.vmstats.get(n) for n in ALL_FIELDS},
+                "gd_vmstats_adj": {n: cpu.adj.cnt[k] for k, n in enumerate(CNT_NAMES)},
+                "gd_cnt": dict(cpu.meter),
+            }
+            for cpu in vm.cpus
+        ],
+        "predicates": predicate_table(vm.cpus[0].vmstats),
+    }
+
+
+def summary(vm: MachineState) -> dict[str, Any]:
+    vs = vm.vmstats
+    return {
+        "boot_stage": vm.boot_stage,
+        "ncpus": vm.ncpus,
+        "first_page": vm.first_page,
+        "vm_page_array_size": vm.page_range,
+        "v_page_count": vs.v_page_count,
+        "v_free_count": vs.v_free_count,
+        "v_cache_count": vs.v_cache_count,
+        "v_inactive_count": vs.v_inactive_count,
+        "v_active_count": vs.v_active_count,
+        "v_wire_count": vs.v_wire_count,
+        "v_dma_pages": vs.v_dma_pages,
+        "dma_free_pages": vm.vm_contig_alist.bl_free,
+        "vm_low_phys_reserved": vm.vm_low_phys_reserved,
+        "vm_dma_reserved": vm.vm_dma_reserved,
+        "set_assoc_mask": vm.set_assoc_mask,
+        "page_hash_size": vm.page_hash_size,
+        "ticks": vm.ticks,
+    }
