@@ -237,4 +237,4 @@ async def test_openapi_documents_the_problems(client: httpx.AsyncClient) -> None
 @pytest.mark.anyio
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json() == {"status": "alive"}
