@@ -28,7 +28,7 @@ from .errors import PROBLEM_RESPONSES, problem
 #: How long the database may take to answer the readiness query.
 DATABASE_TIMEOUT_S = 2.0
 
-router = APIRouter(tags=["meta"])
+router = APIRouter(tags=["meta"], responses=PROBLEM_RESPONSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,6 @@ async def health() -> dict[str, str]:
     "/readyz",
     operation_id="ready",
     response_model=Readiness,
-    responses={503: PROBLEM_RESPONSES[503]},
 )
 async def ready(lab: LabDep) -> Any:
     """Readiness: the database answers, the stored instances are restored and the compute
