@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import anyio
 import anyio.to_thread
@@ -42,9 +43,9 @@ class Check:
 
 ReadyCheck = Callable[[Lab], Awaitable[Check]]
 
-#: At most one readiness query in flight: a database that hangs ties up one worker
+#: At most one readiness query in flight per lab: a database that hangs ties up one worker
 #: thread, not one more per probe (the next probes time out waiting for it instead).
-_ping_slot = anyio.CapacityLimiter(1)
+_ping_slots: WeakKeyDictionary[Lab, anyio.CapacityLimiter] = WeakKeyDictionary()
 
 
 async def database(lab: Lab) -> Check:
@@ -55,7 +56,8 @@ async def database(lab: Lab) -> Check:
     backend = store.engine.dialect.name
     try:
         with anyio.fail_after(DATABASE_TIMEOUT_S):
-            await anyio.to_thread.run_sync(store.ping, abandon_on_cancel=True, limiter=_ping_slot)
+            slot = _ping_slots.setdefault(lab, anyio.CapacityLimiter(1))
+            await anyio.to_thread.run_sync(store.ping, abandon_on_cancel=True, limiter=slot)
     except TimeoutError:
         return Check("database", False, f"{backend} did not answer in {DATABASE_TIMEOUT_S:g} s")
     except Exception as e:  # any driver's error: the node cannot persist a call

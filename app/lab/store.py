@@ -305,11 +305,12 @@ class Store:
         return st.st_dev, st.st_ino
 
     def ping(self) -> None:
-        """Raise unless the database answers a trivial query (``GET /readyz``).  A SQLite
-        file must also still be the one opened at start: once it is deleted (or its volume
-        unmounted) the open handles keep answering, but nothing written survives a restart."""
+        """Raise unless the database answers a trivial query (``GET /readyz``): it reads the
+        schema's revision, so the tables are there too.  A SQLite file must also still be
+        the one opened at start: once it is deleted (or its volume unmounted) the open
+        handles keep answering, but nothing written survives a restart."""
         with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT version_num FROM alembic_version")).all()
         if self.sqlite_file is not None:
             try:
                 same = self._identity() == self._file_identity
