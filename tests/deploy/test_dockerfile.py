@@ -16,6 +16,7 @@ Dockerfile is read here and its runtime stage's exact commands run outside Docke
 from __future__ import annotations
 
 import fnmatch
+import http.server
 import os
 import queue
 import re
@@ -31,6 +32,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.healthcheck import main as healthcheck_main
+from app.healthcheck import probe
 from tools.requirements import requirements
 
 from .dockerfile import (
@@ -304,3 +307,38 @@ def test_the_healthcheck_fails_when_nothing_listens(runtime: Stage) -> None:
     )
     assert done.returncode == 1
     assert f"127.0.0.1:{port}/healthz" in done.stderr and "unhealthy" in done.stderr
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """A server that is up but not PageLab's alive: what the check must not accept."""
+
+    status = 503
+    body = b'{"status": "alive"}'
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "why"),
+    [
+        (503, b'{"status": "alive"}', "answered 503"),
+        (200, b'{"status": "ok"}', "not status alive"),
+        (200, b"<html>", "Expecting value"),
+    ],
+)
+def test_the_healthcheck_wants_alive(status: int, body: bytes, why: str) -> None:
+    handler = type("Handler", (_Answers,), {"status": status, "body": body})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert healthcheck_main(["--port", str(server.server_address[1])]) == 1
+            assert why in probe(server.server_address[1], 5.0)  # type: ignore[operator]
+        finally:
+            server.shutdown()
