@@ -63,6 +63,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests bench tools
 	$(VENV)/bin/mypy app
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint web web-test
 	@if $(CC_OK); then $(MAKE) --no-print-directory core-compiled; \

@@ -596,7 +596,7 @@ class PageLabClient:
 
     # ------------------------------------------------------------ meta
     def health(self) -> dict[str, str]:
-        """``GET /healthz``: ``{"status": "ok"}`` when the server is up."""
+        """``GET /healthz``: ``{"status": "alive"}`` when the server is up."""
         return cast(dict[str, str], self._run(self._ops.get("/healthz")))
 
     def functions(self) -> list[dict[str, Any]]:

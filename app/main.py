@@ -16,7 +16,17 @@ from fastapi import Depends, FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import courses, errors, quotas, session, stream, timeline, users, workloads
+from app.api import (
+    courses,
+    errors,
+    probes,
+    quotas,
+    session,
+    stream,
+    timeline,
+    users,
+    workloads,
+)
 from app.api.auth import instance_guard
 from app.api.cookies import SessionCodec
 from app.api.guesses import GuessLimiter
@@ -129,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(session.router)  # sign-in comes before any principal
     app.include_router(quotas.router)
     app.include_router(meta_router)
+    app.include_router(probes.router)  # /healthz and /readyz: no token, for orchestrators
     mount_web(app)
     _document_raw_bodies(app)
     return app

@@ -66,7 +66,7 @@ def fresh(client: PageLabClient) -> Iterator[int]:
 
 # ------------------------------------------------------------------ instances
 def test_health_and_the_default_instance(client: PageLabClient) -> None:
-    assert client.health() == {"status": "ok"}
+    assert client.health() == {"status": "alive"}
     default = client.instance(1)
     assert default["name"] == "default" and default["preset"] == "tiny-16m"
     assert default["summary"]["v_page_count"] == V_PAGE_COUNT

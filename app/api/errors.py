@@ -109,6 +109,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "The call ran but its journal entry could not be written, so it is not acknowledged; "
         "the server's database is unreachable or full.",
     ),
+    "not-ready": (
+        503,
+        "Not ready",
+        "This server cannot take requests yet, or no longer can: one of its readiness checks "
+        "(GET /readyz: the database, the instances restored at start-up, the compute engine) "
+        "fails. Other servers of the lab may answer; the detail names the failing check.",
+    ),
     "too-large": (413, "Request too large", "The request exceeds a size limit of this server."),
     "bad-request": (
         400,

@@ -715,9 +715,4 @@ async def model_doc() -> PlainTextResponse:
     return _markdown(MODEL_DOC, "model")
 
 
-@meta_router.get("/healthz", operation_id="health", tags=["meta"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 __all__ = ["REGISTRY", "meta_router", "router"]

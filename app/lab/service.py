@@ -425,6 +425,8 @@ class Lab:
         self.clock: Callable[[], float] = time.time
         #: journal entries replayed to rebuild machines (restart, revival, restore)
         self.replayed = 0
+        #: instances ``restore_all`` brought back at start; None until it has run
+        self.restored: int | None = None
         self.snapshots_saved = 0
         self.revivals = 0
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
@@ -504,6 +506,7 @@ class Lab:
         request brings each back).  Returns how many came back."""
         store = self.store
         if store is None:
+            self.restored = 0
             return 0
         stored = await anyio.to_thread.run_sync(store.load_instances)
         for row in stored:
@@ -518,6 +521,7 @@ class Lab:
                 parked=inst.parked is not None,
                 snapshot_seq=inst.snapshot_seq,
             )
+        self.restored = len(stored)
         return len(stored)
 
     def _restored(self, row: StoredInstance) -> Instance:

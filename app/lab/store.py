@@ -52,6 +52,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -275,11 +276,14 @@ class Store:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
+        #: a SQLite file: its path (``ping`` checks it is still the file opened here)
+        self.sqlite_file: Path | None = None
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False}
-            path = url.split("///", 1)[1] if "///" in url else ""
+            path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.sqlite_file = Path(path)
+                self.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_synchronous))
@@ -291,6 +295,29 @@ class Store:
         self.checkpointed_elsewhere = False
         self._insert_sql = f"INSERT INTO journal ({', '.join(JOURNAL_COLUMNS)}) VALUES ({holders})"
         self.upgrade()
+        self._file_identity = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The SQLite file's (device, inode), or None without a file."""
+        if self.sqlite_file is None:
+            return None
+        st = self.sqlite_file.stat()
+        return st.st_dev, st.st_ino
+
+    def ping(self) -> None:
+        """Raise unless the database answers a trivial query (``GET /readyz``): it reads the
+        schema's revision, so the tables are there too.  A SQLite file must also still be
+        the one opened at start: once it is deleted (or its volume unmounted) the open
+        handles keep answering, but nothing written survives a restart."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        if self.sqlite_file is not None:
+            try:
+                same = self._identity() == self._file_identity
+            except FileNotFoundError:
+                raise OSError(f"the database file {self.sqlite_file} is gone") from None
+            if not same:
+                raise OSError(f"the database file {self.sqlite_file} was replaced")
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (Alembic)."""

@@ -27,6 +27,7 @@ EXPECTED_STATUS = {
     "quota": 429,
     "too-large": 413,
     "unavailable": 503,
+    "not-ready": 503,
     "bad-request": 400,
     "method-not-allowed": 405,
     "unauthorized": 401,
@@ -98,10 +99,12 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
     # would-sleep is reached in test_api_calls (a vm_page_grab that would spin forever),
     # unavailable in tests/lab/test_durability.py (a journal that cannot be written)
     # unauthorized and forbidden exist in token mode only: tests/api/test_access.py;
-    # csrf and rate-limited too: tests/api/test_session.py and tests/api/test_quotas.py
+    # csrf and rate-limited too: tests/api/test_session.py and tests/api/test_quotas.py;
+    # not-ready in tests/api/test_probes.py (a database taken away)
     assert set(seen) == set(EXPECTED_STATUS) - {
         "would-sleep",
         "unavailable",
+        "not-ready",
         "unauthorized",
         "forbidden",
         "csrf",
@@ -221,6 +224,7 @@ async def test_openapi_documents_the_problems(client: httpx.AsyncClient) -> None
         "ddb",
         "problem_type",
         "health",
+        "ready",
     }
     for op_id, op in ops.items():
         for status in ("404", "409", "422"):
@@ -237,4 +241,4 @@ async def test_openapi_documents_the_problems(client: httpx.AsyncClient) -> None
 @pytest.mark.anyio
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/healthz")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json() == {"status": "alive"}
