@@ -406,9 +406,9 @@ class _Ops:
         )
 
     def queue(
-        self, instance_id: InstanceRef, name: str, colour: int, offset: int, limit: int
+        self, instance_id: InstanceRef, name: str, color: int, offset: int, limit: int
     ) -> _Op[dict[str, Any]]:
-        path = self.inst(instance_id, "queues", _queue_name(name), int(colour))
+        path = self.inst(instance_id, "queues", _queue_name(name), int(color))
         return self.get(path, {"offset": offset, "limit": limit})
 
     def sysctl_get(self, instance_id: InstanceRef, name: str) -> _Op[int]:
@@ -725,12 +725,12 @@ class PageLabClient:
         return cast(dict[str, list[int]], self._view(instance_id, "queues"))
 
     def queue(
-        self, instance_id: InstanceRef, name: str, colour: int, offset: int = 0, limit: int = 100
+        self, instance_id: InstanceRef, name: str, color: int, offset: int = 0, limit: int = 100
     ) -> dict[str, Any]:
         """One queue's header (lcnt, adds, lastq) and its pfns head -> tail (paged).
         ``name`` is ``PQ_FREE`` ... or just ``free``, ``inactive``, ``active``, ``cache``,
         ``hold``."""
-        return self._run(self._ops.queue(instance_id, name, colour, offset, limit))
+        return self._run(self._ops.queue(instance_id, name, color, offset, limit))
 
     def vmstats(self, instance_id: InstanceRef) -> dict[str, Any]:
         """Global vmstats, each CPU's gd_vmstats / gd_vmstats_adj / gd_cnt, predicates."""
@@ -1042,9 +1042,9 @@ class AsyncPageLabClient:
         return cast(dict[str, list[int]], await self._view(instance_id, "queues"))
 
     async def queue(
-        self, instance_id: InstanceRef, name: str, colour: int, offset: int = 0, limit: int = 100
+        self, instance_id: InstanceRef, name: str, color: int, offset: int = 0, limit: int = 100
     ) -> dict[str, Any]:
-        return await self._run(self._ops.queue(instance_id, name, colour, offset, limit))
+        return await self._run(self._ops.queue(instance_id, name, color, offset, limit))
 
     async def vmstats(self, instance_id: InstanceRef) -> dict[str, Any]:
         return cast(dict[str, Any], await self._view(instance_id, "vmstats"))

@@ -80,7 +80,7 @@ CPUS = 4
 SEED = 1
 OBJECTS = 64
 BATCH = 10_000
-SCARCE_PER_COLOUR = 20
+SCARCE_PER_COLOR = 20
 
 # stream op codes
 ALLOC, DEACTIVATE, FREE, ACTIVATE = 0, 1, 2, 3
@@ -333,20 +333,20 @@ def _batch(m: Machine) -> float:
     return elapsed * 1000.0
 
 
-def make_scarce(m: Machine, per_colour: float) -> None:
+def make_scarce(m: Machine, per_color: float) -> None:
     """Allocate (and keep) pages colour by colour until ``per_colour`` free pages are
     left on average per colour (spread exactly: some colours keep one more)."""
-    target_total = round(per_colour * PQ_L2_SIZE)
+    target_total = round(per_color * PQ_L2_SIZE)
     base, extra = divmod(target_total, PQ_L2_SIZE)
     alloc = vm_page_alloc
     lcnt = m.q_lcnt
     scale = PQ_L2_SIZE // CPUS
-    for colour in range(PQ_L2_SIZE):
-        keep = base + (1 if colour < extra else 0)
-        q = PQ_FREE + colour
+    for color in range(PQ_L2_SIZE):
+        keep = base + (1 if color < extra else 0)
+        q = PQ_FREE + color
         # with no object, vm_get_pg_color gives cpu * 256 + pindex % 256
-        m.select_cpu(colour // scale)
-        pindex = colour % scale
+        m.select_cpu(color // scale)
+        pindex = color % scale
         while lcnt[q] > keep:
             if alloc(m, None, pindex, VM_ALLOC_NORMAL) < 0:
                 raise RuntimeError("could not make the machine scarce")
@@ -360,7 +360,7 @@ def measure_batch(plan: Plan) -> dict[str, Any]:
         fresh.append(_batch(m))
         del m
     m = Machine.boot(machine_config(plan.batch_pages))
-    make_scarce(m, SCARCE_PER_COLOUR + BATCH / PQ_L2_SIZE)
+    make_scarce(m, SCARCE_PER_COLOR + BATCH / PQ_L2_SIZE)
     free_before = m.vmstats.v_free_count
     scarce = [_batch(m) for _ in range(plan.batch_runs)]
     check_invariants(m)

@@ -106,7 +106,7 @@ def test_create_from_memory_reset_and_delete(client: PageLabClient) -> None:
 
 
 # ------------------------------------------------------------------ calls and views
-def test_call_allocates_the_head_of_colour_0(client: PageLabClient, fresh: int) -> None:
+def test_call_allocates_the_head_of_color_0(client: PageLabClient, fresh: int) -> None:
     r = client.call(fresh, "vm_page_alloc", {"page_req": "VM_ALLOC_NORMAL"})
     assert r["fn"] == "vm_page_alloc"
     assert r["result"] == FIRST_PFN

@@ -494,14 +494,14 @@ async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, An
 async def get_queue(
     instance_id: InstanceId,
     queue: Annotated[str, Path(pattern="^PQ_(FREE|INACTIVE|ACTIVE|CACHE|HOLD)$")],
-    colour: Annotated[int, Path(ge=0, le=1023)],
+    color: Annotated[int, Path(ge=0, le=1023)],
     lab: LabDep,
     offset: Annotated[int, Query(ge=0, le=1 << 31)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> dict[str, Any]:
     """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged."""
     base = {v: k for k, v in PQ_NAMES.items()}[queue]
-    return await lab.read(instance_id, lambda m: queue_info(m, base + colour, offset, limit))
+    return await lab.read(instance_id, lambda m: queue_info(m, base + color, offset, limit))
 
 
 @router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])

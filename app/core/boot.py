@@ -59,14 +59,14 @@ def round_page(x: int) -> int:
     return (x + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
-def page_colour(pfn: NDArray) -> NDArray:
+def page_color(pfn: NDArray) -> NDArray:
     """The boot colour "twist": ``(pfn ^ pfn/1024 ^ pfn/1048576) & 1023`` (spec §2.3)."""
     twist = pfn >> 10
     twist ^= pfn
     twist ^= pfn >> 20
     twist &= PQ_L2_SIZE - 1
-    colour: NDArray = twist.astype(np.uint16)
-    return colour
+    color: NDArray = twist.astype(np.uint16)
+    return color
 
 
 # ------------------------------------------------------------------ helpers
@@ -224,7 +224,7 @@ def vm_page_startup(vm: MachineState) -> None:
     for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
         part = idx[lo : lo + step].astype(np.int64)
         part += first
-        pc[idx[lo : lo + step]] = page_colour(part)
+        pc[idx[lo : lo + step]] = page_color(part)
     arr["pat"][idx] = PAT_WRITE_BACK
     limit_pfn = -(-vm.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
     ndma = int(np.searchsorted(idx, limit_pfn - first))

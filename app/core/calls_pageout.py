@@ -21,7 +21,7 @@ from app.core.vm_pageout import (
 
 from .callspec import PAGE, KernelFunction, param
 
-_COLOUR = param("color", "int", 0, "the page color (0 .. 1023)", lo=0, hi=1023, aliases=("colour",))
+_COLOR = param("color", "int", 0, "the page color (0 .. 1023)", lo=0, hi=1023, aliases=("colour",))
 _PASS = param("pass_", "int", 0, "the daemon's pass / 10 (0 = first pass)", lo=0, hi=0x7FFFFFFF)
 _QUOTA = param("quota", "int", 16, "pages wanted from this colour", lo=-(1 << 31), hi=(1 << 31) - 1)
 _FLAGS = param(
@@ -95,7 +95,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
     KernelFunction(
         "vm_pageout_scan_inactive",
         "vm_pageout_scan_inactive",
-        (_PASS, _COLOUR, _QUOTA),
+        (_PASS, _COLOR, _QUOTA),
         "int",
         "One inactive-queue scan of one colour; returns pages freed/cached/laundered.",
         _call_scan_inactive,
@@ -105,7 +105,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "vm_pageout_scan_active",
         (
             _PASS,
-            _COLOUR,
+            _COLOR,
             param("avail_quota", "int", 0, "pages wanted freed", lo=-(1 << 31), hi=(1 << 31) - 1),
             param(
                 "inact_quota",
@@ -131,7 +131,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
     KernelFunction(
         "vm_pageout_page_stats",
         "vm_pageout_page_stats",
-        (_COLOUR,),
+        (_COLOR,),
         "none",
         "The background act_count scan of one active colour.",
         _call_page_stats,
@@ -139,7 +139,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
     KernelFunction(
         "vm_pageout_scan_hold",
         "vm_pageout_scan_hold",
-        (_COLOUR,),
+        (_COLOR,),
         "none",
         "The background repair scan of one PQ_HOLD colour.",
         _call_scan_hold,

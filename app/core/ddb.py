@@ -54,7 +54,7 @@ def ddb_show_pageq(m: MachineState) -> str:
     lcnt = m.q_lcnt
     lines = []
     for label, base in SHOW_PAGEQ_QUEUES:
-        counts = "".join(f" {lcnt[base + colour]}" for colour in range(PQ_L2_SIZE))
+        counts = "".join(f" {lcnt[base + color]}" for color in range(PQ_L2_SIZE))
         lines.append(f"{label}:{counts}\n")
     return "".join(lines)
 

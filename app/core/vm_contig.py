@@ -368,11 +368,11 @@ def vm_contig_pg_alloc(
             start = first + 1
         # best-effort flush of the inactive queues (every caller, even M_NOWAIT), and of
         # the active queues from the second pass on when the caller may wait
-        for colour in range(PQ_L2_SIZE):
-            vm_contig_pg_clean(vm, PQ_INACTIVE + colour, vm.vmstats.v_inactive_count)
+        for color in range(PQ_L2_SIZE):
+            vm_contig_pg_clean(vm, PQ_INACTIVE + color, vm.vmstats.v_inactive_count)
         if pass_no > 0 and mflags & M_WAITOK:
-            for colour in range(PQ_L2_SIZE):
-                vm_contig_pg_clean(vm, PQ_ACTIVE + colour, vm.vmstats.v_active_count)
+            for color in range(PQ_L2_SIZE):
+                vm_contig_pg_clean(vm, PQ_ACTIVE + color, vm.vmstats.v_active_count)
         start = 0
     return -1
 

@@ -191,8 +191,8 @@ def _tunable(vm: MachineState, name: str) -> int:
     return sysctl_value(vm, name) if value is None else value
 
 
-def _cursor_next(vm: MachineState, cursors: list[int], colour: int, queue: int) -> int:
-    c = cursors[colour]
+def _cursor_next(vm: MachineState, cursors: list[int], color: int, queue: int) -> int:
+    c = cursors[color]
     if c >= 0 and vm.pg.queue[c] == queue:
         nxt: int = vm.pg.next[c]
         return nxt
@@ -200,13 +200,13 @@ def _cursor_next(vm: MachineState, cursors: list[int], colour: int, queue: int) 
 
 
 def _cursor_set(
-    vm: MachineState, cursors: list[int], colour: int, queue: int, i: int, prv: int
+    vm: MachineState, cursors: list[int], color: int, queue: int, i: int, prv: int
 ) -> None:
     """Leave the persistent marker after the page ``i`` just visited ("move marker
     after m", spec §15.4/§15.6); if the scan took ``i`` off the queue the marker stays
     where ``i`` was, i.e. after ``prv``, ``i``'s predecessor when it was visited (-1 =
     the queue head)."""
-    cursors[colour] = i if vm.pg.queue[i] == queue else prv
+    cursors[color] = i if vm.pg.queue[i] == queue else prv
 
 
 def _on_queue_or_end(vm: MachineState, i: int, queue: int) -> int:
@@ -241,9 +241,9 @@ def _pageout_loop(vm: MachineState, resume_at: str = "") -> KernelGen:
         if at == "":
             if vm.pd_pass > 0x7FFF0000:
                 vm.pd_pass = 0x70000000
-            colour = vm.pd_q3 & PQ_L2_MASK
-            _scan_hold(vm, colour)
-            _page_stats(vm, colour)
+            color = vm.pd_q3 & PQ_L2_MASK
+            vm_pageout_scan_hold(vm, color)
+            vm_pageout_page_stats(vm, color)
             vm.pd_q3 += 1
             if vm.vm_pages_needed == 0:
                 ticks = vm.vm_pageout_stats_ticks or max(1, vm.hz // 10)
@@ -271,7 +271,7 @@ def _pageout_loop(vm: MachineState, resume_at: str = "") -> KernelGen:
         vm.pd_passes += 1
         avail = _phase_inactive(vm)
         avail = _phase_active(vm, avail)
-        _scan_cache(vm, avail)
+        vm_pageout_scan_cache(vm, avail)
         gd = vm.gd
         if avail > 0:
             vm.pd_pass += 1
@@ -324,21 +324,21 @@ def _phase_inactive(vm: MachineState) -> int:
             use = limit + 1
         quota = pqaverage(use)
         delta = 0
-        colour = vm.pd_q1
+        color = vm.pd_q1
         for _ in range(1024):
-            delta += _scan_inactive(vm, vm.pd_pass // 10, colour & PQ_L2_MASK, quota)
-            colour += 1
+            delta += vm_pageout_scan_inactive(vm, vm.pd_pass // 10, color & PQ_L2_MASK, quota)
+            color += 1
             if avail - delta <= 0:
                 break
             if not vm_paging_target2(gd) and not vm_paging_min_dnc(gd, vm.vm_page_free_hysteresis):
                 avail = 0
                 break
         avail -= delta
-        vm.pd_q1 = colour & PQ_L2_MASK
+        vm.pd_q1 = color & PQ_L2_MASK
     return avail
 
 
-def _scan_inactive(vm: MachineState, pass_: int, colour: int, quota: int) -> int:
+def vm_pageout_scan_inactive(vm: MachineState, pass_: int, color: int, quota: int) -> int:
     """``vm_pageout_scan_inactive(pass, q, avail, &vnodes_skipped)`` (spec §15.3)."""
     vm_max_launder = vm.vm_max_launder
     max_launder = vm_max_launder // 1024
@@ -350,7 +350,7 @@ def _scan_inactive(vm: MachineState, pass_: int, colour: int, quota: int) -> int
     if max_launder >= vm_max_launder // 16:
         max_launder = vm_max_launder // 16 + 1
     budget = [max_launder]
-    q = PQ_INACTIVE + colour
+    q = PQ_INACTIVE + color
     maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
     delta = 0
     memuse3 = _tunable(vm, "vm.pageout_memuse_mode") >= 3
@@ -367,7 +367,7 @@ def _scan_inactive(vm: MachineState, pass_: int, colour: int, quota: int) -> int
         if memuse3:
             pg.flags[i] |= PG_WINATCFLS
         flags = allow_active | (_TRY_TO_CACHE if pg.flags[i] & PG_WINATCFLS else 0)
-        delta += _vm_pageout_page(vm, i, budget, pass_, flags)
+        delta += vm_pageout_page(vm, i, budget, pass_, flags)
         if not vm_paging_target2(vm.gd):
             delta = max(delta, quota)
             break
@@ -375,7 +375,7 @@ def _scan_inactive(vm: MachineState, pass_: int, colour: int, quota: int) -> int
     return delta
 
 
-def _vm_pageout_page(vm: MachineState, i: int, budget: list[int], pass_: int, flags: int) -> int:
+def vm_pageout_page(vm: MachineState, i: int, budget: list[int], pass_: int, flags: int) -> int:
     """``vm_pageout_page(m, &max_launder, ..., pass, flags)``: the decision table of
     spec §15.3 for one busied inactive page; returns pages freed/cached/laundered."""
     pg = vm.pg
@@ -451,13 +451,13 @@ def _launder(vm: MachineState, i: int, obj: Any, budget: list[int], flags: int) 
             _move_within(vm, i, pg.queue[i], False)
         vm_page_wakeup(vm, i)
         return 0
-    cluster = _clean_cluster(vm, i, obj, flags)
-    count = _vm_pageout_flush(vm, cluster, flags)
+    cluster = vm_pageout_clean_helper(vm, i, obj, flags)
+    count = vm_pageout_flush(vm, cluster, flags)
     budget[0] -= count
     return count
 
 
-def _clean_cluster(vm: MachineState, i: int, obj: Any, flags: int) -> list[int]:
+def vm_pageout_clean_helper(vm: MachineState, i: int, obj: Any, flags: int) -> list[int]:
     """``vm_pageout_clean_helper``: the busied page plus its dirty, unwired, unheld,
     inactive (or, with ALLOW_ACTIVE, active) neighbours of the same object inside the
     aligned ``BLIST_MAX_ALLOC`` window, each busied; WINATCFLS and act_count copied."""
@@ -496,7 +496,7 @@ def _clean_cluster(vm: MachineState, i: int, obj: Any, flags: int) -> list[int]:
     return run
 
 
-def _vm_pageout_flush(vm: MachineState, pages: list[int], flags: int) -> int:
+def vm_pageout_flush(vm: MachineState, pages: list[int], flags: int) -> int:
     """``vm_pageout_flush``: soft-busy each page, write-protect it (or unmap it when
     TRY_TO_CACHE), drop the hard busy, write through the (synchronous) pager, then
     finish each page: TRY_TO_CACHE → try_to_cache, severe shortage → deactivate."""
@@ -557,12 +557,12 @@ def _phase_active(vm: MachineState, avail: int) -> int:
         inact += min(avail * 2, vs.v_inactive_target // 10)
     if inact > 0:
         delta = 0
-        colour = vm.pd_q2
+        color = vm.pd_q2
         for _ in range(1024):
-            delta += _scan_active(
-                vm, vm.pd_pass // 10, colour & PQ_L2_MASK, pqaverage(avail), pqaverage(inact)
+            delta += vm_pageout_scan_active(
+                vm, vm.pd_pass // 10, color & PQ_L2_MASK, pqaverage(avail), pqaverage(inact)
             )
-            colour += 1
+            color += 1
             if inact - delta <= 0 and avail - delta <= 0:
                 break
             if vm.vmstats.v_inactive_count > vs.v_inactive_target:
@@ -570,34 +570,34 @@ def _phase_active(vm: MachineState, avail: int) -> int:
                 break
         inact -= delta
         avail -= delta
-        vm.pd_q2 = colour & PQ_L2_MASK
+        vm.pd_q2 = color & PQ_L2_MASK
     return avail
 
 
-def _scan_active(
-    vm: MachineState, pass_: int, colour: int, avail_quota: int, inact_quota: int
+def vm_pageout_scan_active(
+    vm: MachineState, pass_: int, color: int, avail_quota: int, inact_quota: int
 ) -> int:
     """``vm_pageout_scan_active`` (spec §15.4) from the colour's persistent marker."""
-    q = PQ_ACTIVE + colour
+    q = PQ_ACTIVE + color
     pg = vm.pg
     maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
     delta = 0
     anon_decline = _tunable(vm, "vm.anonmem_decline")
     file_decline = _tunable(vm, "vm.filemem_decline")
     cursors = vm.pd_active_cursor
-    i = _cursor_next(vm, cursors, colour, q)
+    i = _cursor_next(vm, cursors, color, q)
     while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
         maxscan -= 1
         nxt = pg.next[i]
         prv = pg.prev[i]
-        cursors[colour] = i  # the marker now sits after this page
+        cursors[color] = i  # the marker now sits after this page
         if pg.flags[i] & PG_MARKER or vm_page_busy_try(vm, i, True):
             i = _on_queue_or_end(vm, nxt, q)
             continue
         if pg.wire[i]:
             vm_page_unqueue_nowakeup(vm, i)
             vm_page_wakeup(vm, i)
-            cursors[colour] = prv  # i left: the marker stays where i was
+            cursors[color] = prv  # i left: the marker stays where i was
             i = _on_queue_or_end(vm, nxt, q)
             continue
         vm.cpu.meter["v_pdpages"] += 1
@@ -636,15 +636,15 @@ def _scan_active(
             delta += 1
         else:
             vm_page_wakeup(vm, i)
-        _cursor_set(vm, cursors, colour, q, i, prv)
+        _cursor_set(vm, cursors, color, q, i, prv)
         i = _on_queue_or_end(vm, nxt, q)
     if i < 0:
-        cursors[colour] = -1  # end reached: the marker goes back to the head
+        cursors[color] = -1  # end reached: the marker goes back to the head
     return delta
 
 
 # ------------------------------------------------------------ phase 3
-def _scan_cache(vm: MachineState, avail: int) -> None:
+def vm_pageout_scan_cache(vm: MachineState, avail: int) -> None:
     """``vm_pageout_scan_cache`` (spec §15.5), primary rover.  The loop condition reads
     the daemon CPU's snapshot, which is exact here (the kernel reads the global
     vmstats, which every CPU's hardclock keeps refreshing meanwhile)."""
@@ -690,31 +690,31 @@ def _scan_cache(vm: MachineState, avail: int) -> None:
 
 
 # ------------------------------------------------------------ background scans
-def _scan_hold(vm: MachineState, colour: int) -> None:
+def vm_pageout_scan_hold(vm: MachineState, color: int) -> None:
     """The hold-queue repair scan (spec §15.6): stop at the first page that is really
     held; a page on PQ_HOLD with hold_count 0 (a lost race) gets hold+unhold."""
-    q = PQ_HOLD + colour
+    q = PQ_HOLD + color
     pg = vm.pg
     cursors = vm.pd_hold_cursor
-    i = _cursor_next(vm, cursors, colour, q)
+    i = _cursor_next(vm, cursors, color, q)
     n = vm.vm_pageout_stats_scan  # "up to vm.pageout_stats_scan pages": 0 is none
     while i >= 0 and n > 0:
         n -= 1
         nxt = pg.next[i]
         prv = pg.prev[i]
-        cursors[colour] = i
+        cursors[color] = i
         if pg.hold[i]:
             return
         vm.log(f"pageout: repairing held page {pfn_of(vm, i):#x} with hold_count 0")
         pg.hold[i] = 1
         vm_page_unhold(vm, i)
-        _cursor_set(vm, cursors, colour, q, i, prv)
+        _cursor_set(vm, cursors, color, q, i, prv)
         i = _on_queue_or_end(vm, nxt, q)
     if i < 0:
-        cursors[colour] = -1
+        cursors[color] = -1
 
 
-def _page_stats(vm: MachineState, colour: int) -> None:
+def vm_pageout_page_stats(vm: MachineState, color: int) -> None:
     """``vm_pageout_page_stats`` (spec §15.6): keeps act_count meaningful."""
     vs = vm.vmstats
     if vs.v_active_count < vs.v_free_count + vs.v_cache_count + vs.v_inactive_count:
@@ -726,17 +726,17 @@ def _page_stats(vm: MachineState, colour: int) -> None:
         and vm.ticks - vm.pd_uptime > rsecs * vm.hz
     ):
         return
-    q = PQ_ACTIVE + colour
+    q = PQ_ACTIVE + color
     pg = vm.pg
     cursors = vm.pd_stats_cursor
     actcmp = _tunable(vm, "vm.pageout_stats_actcmp")
     n = min(vm.q_lcnt[q], vm.vm_pageout_stats_scan)  # 0: scans nothing
-    i = _cursor_next(vm, cursors, colour, q)
+    i = _cursor_next(vm, cursors, color, q)
     while i >= 0 and n > 0:
         n -= 1
         nxt = pg.next[i]
         prv = pg.prev[i]
-        cursors[colour] = i
+        cursors[color] = i
         vm.pd_counter0 += 1
         if vm_page_busy_try(vm, i, True):
             i = _on_queue_or_end(vm, nxt, q)
@@ -744,7 +744,7 @@ def _page_stats(vm: MachineState, colour: int) -> None:
         if pg.wire[i]:
             vm_page_unqueue_nowakeup(vm, i)
             vm_page_wakeup(vm, i)
-            cursors[colour] = prv  # i left: the marker stays where i was
+            cursors[color] = prv  # i left: the marker stays where i was
             i = _on_queue_or_end(vm, nxt, q)
             continue
         if pg.hold[i]:
@@ -771,10 +771,10 @@ def _page_stats(vm: MachineState, colour: int) -> None:
                     vm_page_deactivate(vm, i)
                 vm.pd_counter1 += 1
         vm_page_wakeup(vm, i)
-        _cursor_set(vm, cursors, colour, q, i, prv)
+        _cursor_set(vm, cursors, color, q, i, prv)
         i = _on_queue_or_end(vm, nxt, q)
     if i < 0:
-        cursors[colour] = -1
+        cursors[color] = -1
     if vm.pd_counter0 > _tunable(vm, "vm.pageout_stats_inalim"):
         if vm.pd_counter1 < _tunable(vm, "vm.pageout_stats_inamin"):
             if actcmp < ACT_MAX * 3 // 4:  # a user value above 48 is kept, not lowered
@@ -813,28 +813,28 @@ def _check_pageout_page(vm: MachineState, m: int, fn: str) -> None:
 
 def _call_pageout_page(vm: MachineState, m: int, pass_: int, flags: int, max_launder: int) -> int:
     _check_pageout_page(vm, m, "vm_pageout_page")
-    return _vm_pageout_page(vm, m, [max_launder], pass_, flags)
+    return vm_pageout_page(vm, m, [max_launder], pass_, flags)
 
 
 def _call_clean_helper(vm: MachineState, m: int, flags: int) -> int:
     _check_pageout_page(vm, m, "vm_pageout_clean_helper")
     obj = vm.objects.get(vm.pg.obj[m]) if vm.pg.obj[m] else None
-    return _vm_pageout_flush(vm, _clean_cluster(vm, m, obj, flags), flags)
+    return vm_pageout_flush(vm, vm_pageout_clean_helper(vm, m, obj, flags), flags)
 
 
 def _call_scan_inactive(vm: MachineState, pass_: int, color: int, quota: int) -> int:
-    return _scan_inactive(vm, pass_, color, quota)
+    return vm_pageout_scan_inactive(vm, pass_, color, quota)
 
 
 def _call_scan_active(
     vm: MachineState, pass_: int, color: int, avail_quota: int, inact_quota: int
 ) -> int:
     _check_scan_active(vm, pass_, color, avail_quota, inact_quota)
-    return _scan_active(vm, pass_, color, avail_quota, inact_quota)
+    return vm_pageout_scan_active(vm, pass_, color, avail_quota, inact_quota)
 
 
 def _check_scan_active(
-    vm: MachineState, pass_: int, colour: int, avail_quota: int, inact_quota: int
+    vm: MachineState, pass_: int, color: int, avail_quota: int, inact_quota: int
 ) -> None:
     """``vm_pageout_scan_active``'s NULL dereference, found before the scan changes
     anything: a page with no object that the scan busies (not a marker, not busy, not
@@ -842,13 +842,13 @@ def _check_scan_active(
     scan's control flow without its side effects (the pages before it leave the queue
     or stay, ``delta`` and ``inact_quota`` count as in the scan) to see whether such
     a page is reached before the scan stops."""
-    q = PQ_ACTIVE + colour
+    q = PQ_ACTIVE + color
     pg = vm.pg
     maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
     delta = 0
     anon_decline = _tunable(vm, "vm.anonmem_decline")
     file_decline = _tunable(vm, "vm.filemem_decline")
-    i = _cursor_next(vm, vm.pd_active_cursor, colour, q)
+    i = _cursor_next(vm, vm.pd_active_cursor, color, q)
     while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
         maxscan -= 1
         nxt = _on_queue_or_end(vm, pg.next[i], q)
@@ -882,15 +882,15 @@ def _check_scan_active(
 
 
 def _call_scan_cache(vm: MachineState, avail: int) -> None:
-    _scan_cache(vm, avail)
+    vm_pageout_scan_cache(vm, avail)
 
 
 def _call_page_stats(vm: MachineState, color: int) -> None:
-    _page_stats(vm, color)
+    vm_pageout_page_stats(vm, color)
 
 
 def _call_scan_hold(vm: MachineState, color: int) -> None:
-    _scan_hold(vm, color)
+    vm_pageout_scan_hold(vm, color)
 
 
 def _call_pmap_collect(vm: MachineState) -> None:

@@ -154,7 +154,7 @@ class MachineInfo:
             dma_free_pages=machine.vm_contig_alist.bl_free,
         )
 
-    def socket_colours(self, socket: int) -> range:
+    def socket_colors(self, socket: int) -> range:
         """The page colours ``vm_get_pg_color`` gives the CPUs of ``socket``: the
         socket's ``PQ_L2_SIZE / sockets`` slice (all colours on a one-socket machine)."""
         per_socket = PQ_L2_SIZE // self.sockets
@@ -1005,7 +1005,7 @@ class NumaSkew(Workload):
                 f"{'s' if info.sockets > 1 else ''}); got {socket}"
             )
         self.cpus = info.socket_cpus(socket)
-        self.colours = info.socket_colours(socket)
+        self.colors = info.socket_colors(socket)
         self.objects: list[int] = []
         self.next_pindex: list[int] = []
         self.owned: list[tuple[int, int, int]] = []
@@ -1014,13 +1014,13 @@ class NumaSkew(Workload):
         self._unchecked: list[int] = []  # new pages whose colour is not checked yet
 
     def _socket_free(self, machine: Machine) -> int:
-        lo = PQ_FREE + self.colours.start
-        return sum(machine.q_lcnt[lo : lo + len(self.colours)])
+        lo = PQ_FREE + self.colors.start
+        return sum(machine.q_lcnt[lo : lo + len(self.colors)])
 
     def _plan(self, machine: Machine) -> None:
         for pfn in self._unchecked:
             # a page's colour (pc) is fixed at boot; off-socket means the search widened
-            if int(machine.pg.pc[pfn - machine.first_page]) not in self.colours:
+            if int(machine.pg.pc[pfn - machine.first_page]) not in self.colors:
                 self._count("allocated_off_socket")
         self._unchecked.clear()
         if len(self.objects) < self.params["objects"]:
@@ -1106,7 +1106,7 @@ class NumaSkew(Workload):
             **super().stats(),
             "socket": self.params["socket"],
             "cpus": list(self.cpus),
-            "colours": [self.colours.start, self.colours.stop - 1],
+            "colors": [self.colors.start, self.colors.stop - 1],
             "held": len(self.owned),
         }
 

@@ -151,7 +151,7 @@ async def test_record_is_present_unless_record_false(client: httpx.AsyncClient) 
 
 
 @pytest.mark.anyio
-async def test_ctx_cpu_picks_the_colour(client: httpx.AsyncClient) -> None:
+async def test_ctx_cpu_picks_the_color(client: httpx.AsyncClient) -> None:
     inst = await create(client, {"name": "two", "memory": "16MiB", "cpus": 2})
     iid = inst["id"]
     # §6.1, unknown topology, 2 CPUs: cpuscale = 512, colour = cpu*512 + pindex % 512

@@ -124,7 +124,7 @@ async def test_create_with_topology(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.anyio
-async def test_numa_placement_recolours_pages_by_socket(client: httpx.AsyncClient) -> None:
+async def test_numa_placement_recolors_pages_by_socket(client: httpx.AsyncClient) -> None:
     # Low 8 MiB on socket 1, high 8 MiB on socket 0 (the reverse of the even split).
     numa = [
         {"base": 0x1000, "size": 8 * 1024 * 1024 - 0x1000, "socket": 1},

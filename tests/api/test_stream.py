@@ -110,8 +110,8 @@ class Mirror:
                     self.state["queues"] = q["counts"]
                 else:
                     for qtype, cells in q["changed"].items():
-                        for colour, lcnt in cells:
-                            self.state["queues"][qtype][colour] = lcnt
+                        for color, lcnt in cells:
+                            self.state["queues"][qtype][color] = lcnt
             self.events.extend(msg.get("events", []))
             if "events_summary" in msg:
                 self.summaries.append(msg["events_summary"])
@@ -186,9 +186,9 @@ def test_deltas_applied_to_the_snapshot_equal_the_views(
         assert mirror.state == views(http, inst)
         # one cell by hand: colour 0 (pfns 1025, 2050, 3075 at boot) is short of the
         # colour-0 pages still held (the first ten); pc = (pfn ^ pfn>>10 ^ pfn>>20) & 1023
-        held_colour0 = sum(1 for p in pfns[:10] if (p ^ p >> 10 ^ p >> 20) & 1023 == 0)
-        assert held_colour0 >= 1  # 3075 at least
-        assert mirror.state["queues"]["PQ_FREE"][0] == 3 - held_colour0
+        held_color0 = sum(1 for p in pfns[:10] if (p ^ p >> 10 ^ p >> 20) & 1023 == 0)
+        assert held_color0 >= 1  # 3075 at least
+        assert mirror.state["queues"]["PQ_FREE"][0] == 3 - held_color0
 
 
 def test_a_late_viewer_and_a_second_tier_agree_with_the_first(

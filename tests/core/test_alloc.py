@@ -92,23 +92,23 @@ class Lab:
                 self.pool.setdefault(c, []).append(i)
         assert m.gd.v_free_count == 0
 
-    def free(self, colour: int) -> int:
-        i = self.pool[colour].pop()
-        _add_queue(self.m, i, PQ_FREE + colour, True)
+    def free(self, color: int) -> int:
+        i = self.pool[color].pop()
+        _add_queue(self.m, i, PQ_FREE + color, True)
         return i
 
     def free_run(self, first: int, n: int) -> list[int]:
         """One free page on each colour first .. first+n-1."""
         return [self.free(c) for c in range(first, first + n)]
 
-    def cache(self, colour: int, oid: int | None = None, pindex: int = 0) -> int:
+    def cache(self, color: int, oid: int | None = None, pindex: int = 0) -> int:
         """A recyclable cache page (unbusied, unwired, unheld, clean), optionally in an
         object, at the tail of its cache queue."""
         m = self.m
-        i = self.pool[colour].pop()
+        i = self.pool[color].pop()
         if oid is not None:
             assert vm_page_insert(m, i, m.objects[oid], pindex)
-        _add_queue(m, i, PQ_CACHE + colour, False)
+        _add_queue(m, i, PQ_CACHE + color, False)
         return i
 
     def pfn(self, i: int) -> int:
@@ -382,9 +382,9 @@ def test_normal_below_reserve_recycles_cache_pages_until_the_reserve_is_reached(
     # a: allocated, no object (NULL object, pindex 0)
     assert m.pg.queue[a] == PQ_NONE and m.pg.busy[a] == PBUSY_LOCKED and m.pg.obj[a] == 0
     # b and c: recycled to the heads of their free queues, out of the object, unbusied
-    for i, colour in ((b, 2), (c, 3)):
-        assert m.pg.queue[i] == PQ_FREE + colour
-        assert m.q_head[PQ_FREE + colour] == i
+    for i, color in ((b, 2), (c, 3)):
+        assert m.pg.queue[i] == PQ_FREE + color
+        assert m.q_head[PQ_FREE + color] == i
         assert m.pg.obj[i] == 0 and m.pg.busy[i] == 0
     # d and e untouched
     assert m.pg.queue[d] == PQ_CACHE + 10 and m.pg.queue[e] == PQ_CACHE + 11
@@ -414,8 +414,8 @@ def test_normal_far_below_reserve_recycles_every_cache_page_then_fails() -> None
     assert ex["why_null"]
     assert m.vm_pageout_deficit == deficit + 1
     assert m.gd.cnt[CNT_FREE] == 43 and m.gd.cnt[CNT_CACHE] == 0
-    for i, colour in ((a, 7), (b, 3), (c, 900)):
-        assert m.q_head[PQ_FREE + colour] == i
+    for i, color in ((a, 7), (b, 3), (c, 900)):
+        assert m.q_head[PQ_FREE + color] == i
         assert m.pg.obj[i] == 0
     assert len(m.objects[oid].pages) == 0
     check_invariants(m)
@@ -510,7 +510,7 @@ def test_soft_busied_free_page_is_skipped_too() -> None:
 # --- VM_ALLOC_CPU ------------------------------------------------------------------------
 
 
-def test_vm_alloc_cpu_picks_that_cpus_colour() -> None:
+def test_vm_alloc_cpu_picks_that_cpus_color() -> None:
     m = boot(cpus=4)
     # 4 CPUs: cpuscale 1024/4 = 256; CPU 2, pindex 5 -> 2*256 + 5 = 517
     req = VM_ALLOC_NORMAL | VM_ALLOC_CPU(2)

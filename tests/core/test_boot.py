@@ -229,7 +229,7 @@ def test_minidump_bitmap_rounds_the_bit_count_up_to_whole_bytes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pfn", "colour"),
+    ("pfn", "color"),
     [
         (0xFFC00, 1023),  # 0 ^ 0x3FF
         (0xFFFFF, 0),  # 0x3FF ^ 0x3FF
@@ -240,11 +240,11 @@ def test_minidump_bitmap_rounds_the_bit_count_up_to_whole_bytes() -> None:
         (0x100B5E, 861),  # 0x35E = 862; 862 ^ 2 ^ 1 = 861
     ],
 )
-def test_colour_twist_uses_all_three_terms(pfn: int, colour: int) -> None:
+def test_color_twist_uses_all_three_terms(pfn: int, color: int) -> None:
     m = boot(HIGH, boot_stage="early")
     i = pfn - m.first_page
-    assert m.pg.pc[i] == colour
-    assert m.pg.queue[i] == PQ_FREE + colour
+    assert m.pg.pc[i] == color
+    assert m.pg.queue[i] == PQ_FREE + color
 
 
 def test_pages_go_to_the_head_so_the_highest_address_leads_each_queue() -> None:
@@ -259,7 +259,7 @@ def test_pages_go_to_the_head_so_the_highest_address_leads_each_queue() -> None:
         assert q == sorted(q, reverse=True)
 
 
-def test_every_aligned_1024_frame_block_uses_1024_distinct_colours() -> None:
+def test_every_aligned_1024_frame_block_uses_1024_distinct_colors() -> None:
     m = boot(HIGH, boot_stage="early")
     pc = m.pg.arrays["pc"]
     for block in (0xFFC00, 0x100000, 0x100400):

@@ -525,10 +525,10 @@ def test_fallback_pages_go_back_through_free_contig() -> None:
     assert r.result is None and r.blocked is None
     # colours (pfn ^ 1) & 1023: 1024 -> 1, 1025 -> 0, 1026 -> 3, 1027 -> 2; each page went
     # through the inactive tail (unwire 1 -> 0: adds + 1) and then to its free head
-    for pfn, colour in ((1024, 1), (1025, 0), (1026, 3), (1027, 2)):
-        assert m.q_head[PQ_FREE + colour] == idx(m, pfn)
-        assert m.q_adds[PQ_INACTIVE + colour] == adds_before[PQ_INACTIVE + colour] + 1
-        assert page_state(m, pfn) == (PQ_FREE + colour, 0, 0, 0, 0, 0)  # valid cleared
+    for pfn, color in ((1024, 1), (1025, 0), (1026, 3), (1027, 2)):
+        assert m.q_head[PQ_FREE + color] == idx(m, pfn)
+        assert m.q_adds[PQ_INACTIVE + color] == adds_before[PQ_INACTIVE + color] + 1
+        assert page_state(m, pfn) == (PQ_FREE + color, 0, 0, 0, 0, 0)  # valid cleared
     assert m.cpus[0].meter["v_tfree"] == tfree + 4
     assert m.cpus[0].adj.cnt[CNT_WIRE] == 0  # +4 by the take, -4 by the unwires
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0  # -4, +4
@@ -681,7 +681,7 @@ def test_vectorised_find_matches_the_spec_loop(
 # Their colours, (pfn ^ 1) & 1023: 2000 -> 977, 2001 -> 976, 2002 -> 979, 2003 -> 978.
 
 WIN = (2000, 2001, 2002, 2003)
-WIN_COLOURS = {2000: 977, 2001: 976, 2002: 979, 2003: 978}
+WIN_COLORS = {2000: 977, 2001: 976, 2002: 979, 2003: 978}
 WIN_LOW = 2000 << 12
 WIN_HIGH = 2004 << 12
 
@@ -915,7 +915,7 @@ def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
     # a cache page that became dirty behind the VM's back (set directly: vm_page_dirty
     # refuses cache pages); the scan's state tests do not look at dirty
     m.pg.dirty[idx(m, 2002)] = 0xFF
-    adds = {pfn: m.q_adds[PQ_INACTIVE + c] for pfn, c in WIN_COLOURS.items()}
+    adds = {pfn: m.q_adds[PQ_INACTIVE + c] for pfn, c in WIN_COLORS.items()}
     tfree = m.cpus[0].meter["v_tfree"]
     # pass 0: run 2000..2003 passes; 2000 and 2001 are freed from the cache and taken;
     # 2002 is on PQ_CACHE but dirty -> unbusied, 2000..2001 released (unwire: inactive
@@ -924,8 +924,8 @@ def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
     assert win_alloc(m) is None
     for pfn in (2000, 2001):
         assert base_queue(m, pfn) == PQ_FREE
-        assert m.q_head[PQ_FREE + WIN_COLOURS[pfn]] == idx(m, pfn)
-        assert m.q_adds[PQ_INACTIVE + WIN_COLOURS[pfn]] == adds[pfn] + 3  # one per pass
+        assert m.q_head[PQ_FREE + WIN_COLORS[pfn]] == idx(m, pfn)
+        assert m.q_adds[PQ_INACTIVE + WIN_COLORS[pfn]] == adds[pfn] + 3  # one per pass
         assert m.pg.wire[idx(m, pfn)] == 0
     assert base_queue(m, 2002) == PQ_CACHE and base_queue(m, 2003) == PQ_CACHE
     # frees: pass 0 two cache pages + two releases, passes 1-2 two releases each = 8

@@ -38,12 +38,12 @@ SHOW_PAGE_32M = (
 )
 
 
-def colour_of(pfn: int) -> int:
+def color_of(pfn: int) -> int:
     """The boot colour twist of spec §2.3: (pfn ^ pfn/1024 ^ pfn/1048576) & 1023."""
     return (pfn ^ (pfn >> 10) ^ (pfn >> 20)) & (PQ_L2_SIZE - 1)
 
 
-def free_colours_32m() -> list[int]:
+def free_colors_32m() -> list[int]:
     """Free pages per colour on the finished 32 MiB machine: pfn 512..7934 are free.
     Block k = pfn 1024k..1024k+1023 gives colour low ^ k (pfn >> 20 = 0):
       block 0 (pfn 512..1023): colours 512..1023 once each;
@@ -146,7 +146,7 @@ def test_show_pageq_layout_and_free_counts() -> None:
     # "PQ_CACHE:" then " 0" 1024 times
     assert lines[1] == "PQ_CACHE:" + " 0" * 1024
     q = parse_pageq(text)
-    assert q["PQ_FREE"] == free_colours_32m()
+    assert q["PQ_FREE"] == free_colors_32m()
     assert q["PQ_FREE"][:3] == [7, 7, 7]
     assert q["PQ_FREE"][512] == 8 and q["PQ_FREE"][760] == 7 and q["PQ_FREE"][767] == 8
     assert sum(q["PQ_FREE"]) == 7423
@@ -167,18 +167,18 @@ def test_show_pageq_follows_page_moves_and_omits_pq_hold() -> None:
     hi = hld - m.first_page
     m.pg.hold[hi] = 1  # freed while held: to the PQ_HOLD tail (§8.2)
     m.call("vm_page_free", {"m": hld})
-    assert m.pg.queue[hi] == PQ_HOLD + colour_of(hld)
+    assert m.pg.queue[hi] == PQ_HOLD + color_of(hld)
     check_invariants(m)
 
     q = parse_pageq(ddb_show_pageq(m))
-    free = free_colours_32m()
+    free = free_colors_32m()
     for pfn in pfns:
-        free[colour_of(pfn)] -= 1  # each left its free colour queue
+        free[color_of(pfn)] -= 1  # each left its free colour queue
     assert q["PQ_FREE"] == free
     assert sum(q["PQ_FREE"]) == 7419  # 7423 - 4
-    assert q["PQ_ACTIVE"] == [int(c == colour_of(act)) for c in range(1024)]
-    assert q["PQ_INACTIVE"] == [int(c == colour_of(ina)) for c in range(1024)]
-    assert q["PQ_CACHE"] == [int(c == colour_of(cac)) for c in range(1024)]
+    assert q["PQ_ACTIVE"] == [int(c == color_of(act)) for c in range(1024)]
+    assert q["PQ_INACTIVE"] == [int(c == color_of(ina)) for c in range(1024)]
+    assert q["PQ_CACHE"] == [int(c == color_of(cac)) for c in range(1024)]
     # every printed number is the queue header's lcnt
     bases = {
         "PQ_FREE": PQ_FREE,

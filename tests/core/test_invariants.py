@@ -125,7 +125,7 @@ def corrupt_tail(m: Machine) -> None:
     m.q_tail[PQ_FREE + 600] = ix(1625)
 
 
-def corrupt_colour(m: Machine) -> None:
+def corrupt_color(m: Machine) -> None:
     m.pg.pc[ix(1625)] = 601  # sits on PQ_FREE + 600
 
 
@@ -253,7 +253,7 @@ CORRUPTIONS: list[Callable[[Machine], None]] = [
     corrupt_next_out_of_range,
     corrupt_head,
     corrupt_tail,
-    corrupt_colour,
+    corrupt_color,
     corrupt_queue_field,
     corrupt_links_of_an_unqueued_page,
     corrupt_fictitious_on_queue,

@@ -27,8 +27,8 @@ def queue_pfns(m: Machine, queue: int) -> list[int]:
 
 def twist(pfn: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """The boot colour of spec §2.3, written out again for whole-array checks."""
-    colour: np.ndarray[Any, Any] = (pfn ^ (pfn >> 10) ^ (pfn >> 20)) & 1023
-    return colour
+    color: np.ndarray[Any, Any] = (pfn ^ (pfn >> 10) ^ (pfn >> 20)) & 1023
+    return color
 
 
 # MachineConfig.from_size("16MiB", sockets=2, cores=2, threads=1): phys_avail [0x1000, 16 MiB)
@@ -57,13 +57,13 @@ def test_even_split_ranges() -> None:
     )
 
 
-def test_each_socket_gets_its_half_of_the_colours() -> None:
+def test_each_socket_gets_its_half_of_the_colors() -> None:
     m = split_machine()
     pc = m.pg.arrays["pc"].astype(np.int64)
     pfn = np.arange(1, 3967, dtype=np.int64)  # the managed pages
-    boot_colour = twist(pfn)
+    boot_color = twist(pfn)
     socket1 = pfn >= 2048
-    expect = np.where(socket1, boot_colour % 512 + 512, boot_colour % 512)
+    expect = np.where(socket1, boot_color % 512 + 512, boot_color % 512)
     assert (pc[pfn - 1] == expect).all()
     # specific pages: pfn 2056 = 2048 + 8, boot colour 8 ^ 2 = 10 -> socket 1 -> 522
     assert m.pg.pc[2056 - 1] == 522
@@ -78,7 +78,7 @@ def test_each_socket_gets_its_half_of_the_colours() -> None:
     check_invariants(m)
 
 
-def test_unqueued_pages_are_recoloured_but_stay_off_the_queues() -> None:
+def test_unqueued_pages_are_recolored_but_stay_off_the_queues() -> None:
     m = split_machine()
     pg = m.pg
     # DMA page pfn 700 (socket 0): colour 700 -> 700 % 512 = 188, still on no queue
@@ -171,7 +171,7 @@ def test_later_organize_calls_end_up_nearer_the_head() -> None:
     check_invariants(m)
 
 
-def test_returned_reserve_pages_keep_their_socket_colour() -> None:
+def test_returned_reserve_pages_keep_their_socket_color() -> None:
     m = split_machine("finished")
     # reserve pfn 1..1023, keep 16773120 / 16 / 4096 = 255 pages: (1023, 512, 512) ->
     # (512, 512); then leaves 480, 448, ..., 256 (511-255 = 256, 224, ..., 32 >= 32)
@@ -264,11 +264,11 @@ def test_finalize_round_robin_donors_and_fill_level() -> None:
     free_pages.sort()
     lists: dict[int, list[int]] = {}  # colour -> page indices, head first
     pos = 0
-    for colour, n in sorted(design_counts(15869).items()):
+    for color, n in sorted(design_counts(15869).items()):
         for i in free_pages[pos : pos + n]:
-            m.pg.pc[i] = colour
-            _push_head_raw(m, i, PQ_FREE + colour)
-        lists[colour] = free_pages[pos : pos + n][::-1]
+            m.pg.pc[i] = color
+            _push_head_raw(m, i, PQ_FREE + color)
+        lists[color] = free_pages[pos : pos + n][::-1]
         pos += n
     assert pos == 15869
     check_invariants(m)

@@ -87,7 +87,7 @@ def test_bad_object_type_is_refused(bad: Any) -> None:
     assert m.objects == {}
 
 
-def test_object_colour_comes_from_vm_quickcolor() -> None:
+def test_object_color_comes_from_vm_quickcolor() -> None:
     """spec §6.1: pg_color = (int)((curthread >> 10) + gd_quick_color), then
     gd_quick_color += PQ_PRIME2 (23)."""
     m = boot8(cpus=2)
@@ -102,7 +102,7 @@ def test_object_colour_comes_from_vm_quickcolor() -> None:
     assert m.cpus[0].quick_color == 46  # 0 + 23 + 23
 
 
-def test_explicit_object_colour_is_kept_and_does_not_advance_quickcolor() -> None:
+def test_explicit_object_color_is_kept_and_does_not_advance_quickcolor() -> None:
     m = boot8()
     o = m.objects[new_object(m, pg_color=77)]
     assert o.pg_color == 77

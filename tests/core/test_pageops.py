@@ -120,7 +120,7 @@ def test_layout_of_the_hand_built_machine() -> None:
 # =========================================================== §8.1 queue helpers
 
 
-def _two_unqueued_of_colour_600(m: Machine) -> tuple[int, int]:
+def _two_unqueued_of_color_600(m: Machine) -> tuple[int, int]:
     m.select_cpu(0)
     a, b = ix(C600_HEAD), ix(C600_TAIL)
     assert _rem_queue(m, a) == PQ_FREE
@@ -146,7 +146,7 @@ def test_rem_queue_unlinks_and_counts_one_page_out() -> None:
 
 def test_free_queue_insertion_is_always_at_the_head() -> None:
     m = boot8()
-    a, b = _two_unqueued_of_colour_600(m)
+    a, b = _two_unqueued_of_color_600(m)
     _add_queue(m, b, PQ_FREE + 600, False)
     _add_queue(m, a, PQ_FREE + 600, False)  # athead=False is ignored for PQ_FREE
     assert queue_pages(m, PQ_FREE + 600) == [a, b]
@@ -159,7 +159,7 @@ def test_free_queue_insertion_is_always_at_the_head() -> None:
 @pytest.mark.parametrize("base", [PQ_INACTIVE, PQ_ACTIVE, PQ_CACHE, PQ_HOLD])
 def test_other_queues_honour_athead(base: int) -> None:
     m = boot8()
-    a, b = _two_unqueued_of_colour_600(m)
+    a, b = _two_unqueued_of_color_600(m)
     c, d = ix(C601_HEAD), ix(C601_TAIL)
     _rem_queue(m, c)
     _rem_queue(m, d)
@@ -184,7 +184,7 @@ def test_other_queues_honour_athead(base: int) -> None:
 )
 def test_add_counts_into_both_per_cpu_structures(base: int, counter: int) -> None:
     m = boot8()
-    a, _ = _two_unqueued_of_colour_600(m)
+    a, _ = _two_unqueued_of_color_600(m)
     adj, gd = m.cpus[0].adj.cnt, m.cpus[0].vmstats.cnt
     before_adj, before_gd, before_glob = list(adj), list(gd), list(m.vmstats.cnt)
     _add_queue(m, a, base + 600, False)
@@ -202,7 +202,7 @@ def test_add_queue_refuses_queued_and_unqueueable_pages() -> None:
     m.select_cpu(0)
     with pytest.raises(KernelPanic):
         _add_queue(m, ix(C600_HEAD), PQ_ACTIVE + 600, False)  # still on PQ_FREE
-    a, _ = _two_unqueued_of_colour_600(m)
+    a, _ = _two_unqueued_of_color_600(m)
     m.pg.flags[a] |= PG_UNQUEUED
     with pytest.raises(KernelPanic):
         _add_queue(m, a, PQ_ACTIVE + 600, False)
@@ -291,7 +291,7 @@ def test_free_goes_to_the_free_head_and_resets_the_page() -> None:
     check_invariants(m)
 
 
-def test_free_lifo_order_within_a_colour() -> None:
+def test_free_lifo_order_within_a_color() -> None:
     m = boot8()
     a = alloc(m, 600)  # head of colour 600: 1625
     b = alloc(m, 600)  # then 600

@@ -96,18 +96,18 @@ from app.core.vm_pageout import (
     PAGEDAEMON_TID,
     TARGET1,
     TARGET2,
-    _page_stats,
     _pageout_loop,
     _phase_active,
     _phase_inactive,
-    _scan_active,
-    _scan_cache,
-    _scan_hold,
-    _scan_inactive,
     _tunable,
-    _vm_pageout_page,
     pageout_view,
     pqaverage,
+    vm_pageout_page,
+    vm_pageout_page_stats,
+    vm_pageout_scan_active,
+    vm_pageout_scan_cache,
+    vm_pageout_scan_hold,
+    vm_pageout_scan_inactive,
 )
 
 ALLOW_ACTIVE, TRY_TO_CACHE = 1, 2  # the vm_pageout_page flags (pageout.py)
@@ -210,15 +210,15 @@ def _launder_budget(m: Machine, vm_max_launder: int, pass_: int) -> int:
     obj = new_object(m)
     i = inactive(m, obj, 300)
     seen: list[int] = []
-    real = pageout_module._vm_pageout_page
+    real = pageout_module.vm_pageout_page
 
     def spy(m: Machine, i: int, budget: list[int], pass_: int, flags: int) -> int:
         seen.append(budget[0])
         return real(m, i, budget, pass_, flags)
 
     m.vm_max_launder = vm_max_launder
-    with patch.object(pageout_module, "_vm_pageout_page", spy):
-        _scan_inactive(m, pass_, int(m.pg.pc[i]), 1)
+    with patch.object(pageout_module, "vm_pageout_page", spy):
+        vm_pageout_scan_inactive(m, pass_, int(m.pg.pc[i]), 1)
     assert len(seen) == 1
     return seen[0]
 
@@ -253,17 +253,17 @@ def test_scan_inactive_maxscan_counts_skipped_busy_pages() -> None:
     q = PQ_INACTIVE + 40
     assert m.q_lcnt[q] == 11
     before = meter(m, "v_pdpages")
-    assert _scan_inactive(m, 0, 40, 100) == 0
+    assert vm_pageout_scan_inactive(m, 0, 40, 100) == 0
     assert meter(m, "v_pdpages") - before == 3  # (11 + 9) / 10 + 1 = 2 + 1
     assert queue_pages(m, q) == pages  # left in place
     # with one page fewer: (10 + 9) / 10 + 1 = 1 + 1 = 2
     vm_page_unqueue_nowakeup(m, pages[-1])
     before = meter(m, "v_pdpages")
-    _scan_inactive(m, 0, 40, 100)
+    vm_pageout_scan_inactive(m, 0, 40, 100)
     assert meter(m, "v_pdpages") - before == 2
     # a quota of 0 visits nothing (quota - delta > 0 fails at once)
     before = meter(m, "v_pdpages")
-    _scan_inactive(m, 0, 40, 0)
+    vm_pageout_scan_inactive(m, 0, 40, 0)
     assert meter(m, "v_pdpages") == before
     for i in pages:
         vm_page_wakeup(m, i)
@@ -276,7 +276,7 @@ def test_scan_inactive_stops_when_target2_is_met() -> None:
     m = boot()
     obj = new_object(m)
     pages = [inactive(m, obj, 41 + 1024 * k) for k in range(3)]
-    assert _scan_inactive(m, 0, 41, 3) == 3
+    assert vm_pageout_scan_inactive(m, 0, 41, 3) == 3
     assert base(m, pages[0]) == PQ_CACHE  # clean and valid -> cached (step 7)
     assert [base(m, i) for i in pages[1:]] == [PQ_INACTIVE, PQ_INACTIVE]
     check_invariants(m)
@@ -289,7 +289,7 @@ def test_scan_inactive_memuse_mode_3_sends_dirty_pages_straight_to_the_laundry()
     sysctl_set(m, "vm.pageout_memuse_mode", 3)
     obj = new_object(m)
     i = inactive(m, obj, 42, dirty=True)
-    assert _scan_inactive(m, 0, 42, 1) == 1  # one page laundered; quota 1 -> max(1, 1)
+    assert vm_pageout_scan_inactive(m, 0, 42, 1) == 1  # one page laundered; quota 1 -> max(1, 1)
     assert base(m, i) == PQ_CACHE
     assert m.pg.dirty[i] == 0
     check_invariants(m)
@@ -301,7 +301,7 @@ def test_wired_page_is_unqueued() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 5, busy=True)
     vm_page_wire(m, i)
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 0
+    assert vm_pageout_page(m, i, [1], 0, 0) == 0
     assert m.pg.queue[i] == PQ_NONE  # step 1: unqueue_nowakeup
     assert m.pg.busy[i] == 0
     assert m.pg.wire[i] == 1
@@ -316,7 +316,7 @@ def test_held_page_goes_to_the_inactive_tail() -> None:
     q = PQ_INACTIVE + 6
     assert queue_pages(m, q) == [a, b]
     vm_page_hold(m, a)
-    assert _vm_pageout_page(m, a, [1], 0, 0) == 0  # step 2
+    assert vm_pageout_page(m, a, [1], 0, 0) == 0  # step 2
     assert queue_pages(m, q) == [b, a]
     assert m.pg.busy[a] == 0 and m.pg.hold[a] == 1
     check_invariants(m)
@@ -332,7 +332,7 @@ def test_object_without_references_ignores_reference_history() -> None:
     touch(m, i, 1)
     m.pg.flags[i] |= PG_REFERENCED
     obj.ref_count = 0
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 1
+    assert vm_pageout_page(m, i, [1], 0, 0) == 1
     assert base(m, i) == PQ_CACHE
     assert not m.pg.flags[i] & (PG_REFERENCED | PG_MAPPED)
     assert not pmap_page_is_mapped(m, i)
@@ -346,7 +346,7 @@ def test_pmap_references_reactivate_with_a_plus_3_and_uint8_wrap() -> None:
     for pmap in (1, 2, 3, 4):
         touch(m, i, pmap)
     m.pg.act[i] = 250
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # step 3, a = 4
+    assert vm_pageout_page(m, i, [1], 0, 0) == 0  # step 3, a = 4
     assert base(m, i) == PQ_ACTIVE
     # activate keeps max(250, ACT_INIT 5) = 250; 250 + 4 + 3 = 257 -> u_char 257 - 256 = 1
     assert m.pg.act[i] == 1
@@ -355,7 +355,7 @@ def test_pmap_references_reactivate_with_a_plus_3_and_uint8_wrap() -> None:
     # from act_count 0 with one reference: activate raises it to ACT_INIT 5, then +1+3 = 9
     j = inactive(m, obj, 9, busy=True)
     touch(m, j, 1)
-    assert _vm_pageout_page(m, j, [1], 0, 0) == 0
+    assert vm_pageout_page(m, j, [1], 0, 0) == 0
     assert m.pg.act[j] == 9
     check_invariants(m)
 
@@ -365,7 +365,7 @@ def test_pg_referenced_reactivates_with_a_plus_4() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 10, busy=True)
     m.pg.flags[i] |= PG_REFERENCED
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # step 4, a = 0
+    assert vm_pageout_page(m, i, [1], 0, 0) == 0  # step 4, a = 0
     assert base(m, i) == PQ_ACTIVE
     assert m.pg.act[i] == 9  # max(0, 5) + 0 + 4
     assert not m.pg.flags[i] & PG_REFERENCED
@@ -374,7 +374,7 @@ def test_pg_referenced_reactivates_with_a_plus_4() -> None:
     m.pg.act[j] = 20
     touch(m, j, 1)
     touch(m, j, 2)
-    assert _vm_pageout_page(m, j, [1], 0, 0) == 0  # step 4, a = 2
+    assert vm_pageout_page(m, j, [1], 0, 0) == 0  # step 4, a = 2
     assert m.pg.act[j] == 26  # 20 + 2 + 4
     check_invariants(m)
 
@@ -383,11 +383,11 @@ def test_clean_valid_page_is_cached_at_the_tail() -> None:
     m = boot()
     obj = new_object(m)
     first = inactive(m, obj, 12 + 1024, busy=True)
-    assert _vm_pageout_page(m, first, [1], 0, 0) == 1
+    assert vm_pageout_page(m, first, [1], 0, 0) == 1
     i = inactive(m, obj, 12, busy=True)
     assert m.pg.pc[i] == m.pg.pc[first] == 12
     before = meter(m, "v_dfree")
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 1  # step 7
+    assert vm_pageout_page(m, i, [1], 0, 0) == 1  # step 7
     assert queue_pages(m, PQ_CACHE + 12) == [first, i]
     assert m.pg.obj[i] == obj.id and m.pg.valid[i] == 0xFF  # cache keeps the contents
     assert m.pg.busy[i] == 0
@@ -400,7 +400,7 @@ def test_invalid_page_is_freed() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 13, busy=True, valid=0)
     before = meter(m, "v_dfree")
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 1  # step 6
+    assert vm_pageout_page(m, i, [1], 0, 0) == 1  # step 6
     assert m.q_head[PQ_FREE + int(m.pg.pc[i])] == i
     assert 13 not in obj.pages and m.pg.obj[i] == 0
     assert meter(m, "v_dfree") == before + 1
@@ -413,7 +413,7 @@ def test_need_commit_page_is_neither_freed_nor_cached() -> None:
     obj = new_object(m)
     i = inactive(m, obj, 14, busy=True, valid=0)
     vm_page_need_commit(m, i)
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 0  # steps 6 and 7 skipped -> step 8
+    assert vm_pageout_page(m, i, [1], 0, 0) == 0  # steps 6 and 7 skipped -> step 8
     assert base(m, i) == PQ_INACTIVE
     assert m.pg.flags[i] & PG_WINATCFLS
     check_invariants(m)
@@ -428,7 +428,7 @@ def test_dirty_page_gets_a_second_chance_on_pass_0() -> None:
     q = PQ_INACTIVE + 15
     assert queue_pages(m, q) == [a, b]
     budget = [3]
-    assert _vm_pageout_page(m, a, budget, 0, 0) == 0  # step 8
+    assert vm_pageout_page(m, a, budget, 0, 0) == 0  # step 8
     assert m.pg.flags[a] & PG_WINATCFLS
     assert m.pg.dirty[a] == 0xFF
     assert queue_pages(m, q) == [b, a]
@@ -443,7 +443,7 @@ def test_pmap_modified_bit_makes_a_clean_page_dirty() -> None:
     i = inactive(m, obj, 16, busy=True)
     touch(m, i, 1, write=True)
     pmap_clear_reference(m, i)  # no A bit: not a reactivation
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 0
+    assert vm_pageout_page(m, i, [1], 0, 0) == 0
     assert m.pg.dirty[i] == 0xFF
     assert base(m, i) == PQ_INACTIVE and m.pg.flags[i] & PG_WINATCFLS
     check_invariants(m)
@@ -465,7 +465,7 @@ def test_launder_clusters_within_the_aligned_64_page_window() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     budget = [5]
-    assert _vm_pageout_page(m, pages[127], budget, 0, 0) == 2
+    assert vm_pageout_page(m, pages[127], budget, 0, 0) == 2
     assert budget == [3]  # 5 - 2
     for p in (126, 127):
         i = pages[p]
@@ -491,7 +491,7 @@ def test_launder_with_try_to_cache_caches_the_cluster() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     touch(m, pages[126], 1, write=True)  # a writable mapping: TRY_TO_CACHE unmaps it
-    assert _vm_pageout_page(m, pages[127], [5], 0, TRY_TO_CACHE) == 2
+    assert vm_pageout_page(m, pages[127], [5], 0, TRY_TO_CACHE) == 2
     assert base(m, pages[126]) == PQ_CACHE and base(m, pages[127]) == PQ_CACHE
     assert not pmap_page_is_mapped(m, pages[126])
     assert base(m, pages[128]) == PQ_INACTIVE
@@ -503,7 +503,7 @@ def test_launder_write_protects_mapped_cluster_pages() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     touch(m, pages[126], 1, write=True)
-    assert _vm_pageout_page(m, pages[127], [5], 0, 0) == 2
+    assert vm_pageout_page(m, pages[127], [5], 0, 0) == 2
     # VM_PROT_READ: the mapping stays, read-only, with its M bit collected and clear
     assert pmap_view(m, pages[126])["mappings"] == [
         {"pmap": 1, "writable": False, "referenced": True, "modified": False}
@@ -517,13 +517,13 @@ def test_cluster_takes_active_neighbours_only_with_allow_active() -> None:
     obj = new_object(m)
     pages = _cluster_setup(m, obj)
     vm_page_activate(m, pages[126])
-    assert _vm_pageout_page(m, pages[127], [5], 0, 0) == 1  # 126 is active: not taken
+    assert vm_pageout_page(m, pages[127], [5], 0, 0) == 1  # 126 is active: not taken
     assert m.pg.dirty[pages[126]] == 0xFF
     m2 = boot()
     obj2 = new_object(m2)
     pages2 = _cluster_setup(m2, obj2)
     vm_page_activate(m2, pages2[126])
-    assert _vm_pageout_page(m2, pages2[127], [5], 0, ALLOW_ACTIVE) == 2
+    assert vm_pageout_page(m2, pages2[127], [5], 0, ALLOW_ACTIVE) == 2
     assert m2.pg.dirty[pages2[126]] == 0
     assert base(m2, pages2[126]) == PQ_ACTIVE  # written, left where it was
     check_invariants(m)
@@ -550,7 +550,7 @@ def test_cluster_stops_at_an_unclusterable_neighbour(blocker: str) -> None:
     else:
         vm_page_busy_try(m, nb, True)
     # 66 % 64 = 2: window [64, 128); 65 blocks, so 64 (dirty) is never reached
-    assert _vm_pageout_page(m, target, [5], 0, 0) == 1
+    assert vm_pageout_page(m, target, [5], 0, 0) == 1
     assert m.pg.dirty[pages[64]] == 0xFF
 
 
@@ -559,7 +559,7 @@ def test_dirty_page_with_winatcfls_on_pass_0_and_vnode_object_is_laundered() -> 
     obj = new_object(m, ObjType.OBJT_VNODE)
     i = inactive(m, obj, 20, dirty=True, busy=True)
     m.pg.flags[i] |= PG_WINATCFLS
-    assert _vm_pageout_page(m, i, [1], 0, 0) == 1
+    assert vm_pageout_page(m, i, [1], 0, 0) == 1
     assert m.pg.dirty[i] == 0
     assert obj.type == ObjType.OBJT_VNODE and not m.pg.flags[i] & PG_SWAPPED
     # vnode_pager_putpages: one write of one page; the swap counters stay 0
@@ -572,7 +572,7 @@ def test_pass_above_0_launders_without_a_second_chance() -> None:
     m = boot()
     obj = new_object(m)
     i = inactive(m, obj, 21, dirty=True, busy=True)
-    assert _vm_pageout_page(m, i, [1], 1, 0) == 1  # step 8 needs pass == 0
+    assert vm_pageout_page(m, i, [1], 1, 0) == 1  # step 8 needs pass == 0
     assert m.pg.dirty[i] == 0 and m.pg.flags[i] & PG_WINATCFLS
     check_invariants(m)
 
@@ -583,7 +583,7 @@ def test_no_launder_budget_leaves_the_page_in_place() -> None:
     a = inactive(m, obj, 22, dirty=True, busy=True)
     b = inactive(m, obj, 22 + 1024)
     m.pg.flags[a] |= PG_WINATCFLS
-    assert _vm_pageout_page(m, a, [0], 0, 0) == 0  # step 10
+    assert vm_pageout_page(m, a, [0], 0, 0) == 0  # step 10
     assert queue_pages(m, PQ_INACTIVE + 22) == [a, b]  # not requeued
     assert m.pg.dirty[a] == 0xFF and m.pg.busy[a] == 0
     check_invariants(m)
@@ -598,7 +598,7 @@ def test_swapspace_pageouts_off_requeues_anonymous_pages(name: str) -> None:
     b = inactive(m, obj, 23 + 1024)
     m.pg.flags[a] |= PG_WINATCFLS
     budget = [2]
-    assert _vm_pageout_page(m, a, budget, 0, 0) == 0
+    assert vm_pageout_page(m, a, budget, 0, 0) == 0
     assert queue_pages(m, PQ_INACTIVE + 23) == [b, a]  # requeued at the tail
     assert budget == [2] and m.pg.dirty[a] == 0xFF and m.pg.busy[a] == 0
     assert obj.type == ObjType.OBJT_DEFAULT
@@ -606,7 +606,7 @@ def test_swapspace_pageouts_off_requeues_anonymous_pages(name: str) -> None:
     vobj = new_object(m, ObjType.OBJT_VNODE)
     v = inactive(m, vobj, 24, dirty=True, busy=True)
     m.pg.flags[v] |= PG_WINATCFLS
-    assert _vm_pageout_page(m, v, [1], 0, 0) == 1
+    assert vm_pageout_page(m, v, [1], 0, 0) == 1
     check_invariants(m)
 
 
@@ -621,7 +621,7 @@ def test_scan_active_referenced_pages_gain_act_and_stay() -> None:
     touch(m, b, 1)
     touch(m, b, 2)  # a = 0 + 2 = 2
     before = meter(m, "v_pdpages")
-    assert _scan_active(m, 0, 30, 0, 5) == 0
+    assert vm_pageout_scan_active(m, 0, 30, 0, 5) == 0
     assert m.pg.act[a] == 15  # min(10 + 3 + 2, 64)
     assert m.pg.act[b] == 64  # min(60 + 3 + 2 = 65, 64)
     assert queue_pages(m, PQ_ACTIVE + 30) == [a, b]  # no requeue
@@ -635,19 +635,19 @@ def test_scan_active_decline_anonymous_and_vnode() -> None:
     anon = new_object(m)
     a = active(m, anon, 31, act=3)
     b = active(m, anon, 31 + 1024, act=1)
-    assert _scan_active(m, 0, 31, 0, 5) == 1
+    assert vm_pageout_scan_active(m, 0, 31, 0, 5) == 1
     assert m.pg.act[a] == 2 and base(m, a) == PQ_ACTIVE  # 3 - 1 = 2 >= 0 + 1
     assert m.pg.act[b] == 0 and base(m, b) == PQ_INACTIVE  # 1 - 1 = 0 < 1
     assert m.q_tail[PQ_INACTIVE + 31] == b
     vn = new_object(m, ObjType.OBJT_VNODE)
     c = active(m, vn, 32, act=3)
     d = active(m, vn, 32 + 1024, act=2)
-    assert _scan_active(m, 0, 32, 0, 5) == 1
+    assert vm_pageout_scan_active(m, 0, 32, 0, 5) == 1
     assert m.pg.act[c] == 1 and base(m, c) == PQ_ACTIVE  # 3 - 2 = 1 >= 1
     assert m.pg.act[d] == 0 and base(m, d) == PQ_INACTIVE  # 2 - 2 = 0 < 1
     # pass 2 (pd_pass 20..29): deactivate once act < 3
     e = active(m, anon, 33, act=3)
-    assert _scan_active(m, 2, 33, 0, 5) == 1  # 3 - 1 = 2 < 2 + 1
+    assert vm_pageout_scan_active(m, 2, 33, 0, 5) == 1  # 3 - 1 = 2 < 2 + 1
     assert base(m, e) == PQ_INACTIVE
     check_invariants(m)
 
@@ -658,7 +658,7 @@ def test_scan_active_with_avail_quota_caches_clean_pages() -> None:
     clean = active(m, obj, 34, act=0)
     dirty = active(m, obj, 34 + 1024, act=0, dirty=True)
     rc = m.pd_recycle_count
-    assert _scan_active(m, 0, 34, 5, 0) == 2
+    assert vm_pageout_scan_active(m, 0, 34, 5, 0) == 2
     assert base(m, clean) == PQ_CACHE and m.q_tail[PQ_CACHE + 34] == clean
     assert base(m, dirty) == PQ_INACTIVE  # dirty: deactivated instead
     assert m.pd_recycle_count == rc + 2  # both counted while avail_quota - delta > 0
@@ -672,7 +672,7 @@ def test_scan_active_inact_quota_bounds_the_deactivations() -> None:
     pages = [active(m, obj, 35 + 1024 * k, act=0) for k in range(3)]
     # lcnt 3 -> maxscan (3 + 9) / 10 + 1 = 2; inact_quota 1: after the first
     # deactivation inact_quota = 0 and avail_quota - delta = 0 - 1 <= 0 -> stop
-    assert _scan_active(m, 0, 35, 0, 1) == 1
+    assert vm_pageout_scan_active(m, 0, 35, 0, 1) == 1
     assert [base(m, i) for i in pages] == [PQ_INACTIVE, PQ_ACTIVE, PQ_ACTIVE]
     check_invariants(m)
 
@@ -702,12 +702,12 @@ def test_scan_active_reaching_a_page_with_no_object_is_the_null_dereference(
     m = boot()
     obj = new_object(m)
     n = _objectless_active(m)
-    colour = int(m.pg.pc[n])
-    a = active(m, obj, colour, act=0)  # an object page of the same colour ...
+    color = int(m.pg.pc[n])
+    a = active(m, obj, color, act=0)  # an object page of the same colour ...
     _to_active_tail(m, n)  # ... ahead of it: the queue is [a, n]
-    assert queue_pages(m, PQ_ACTIVE + colour) == [a, n]
+    assert queue_pages(m, PQ_ACTIVE + color) == [a, n]
     before = state_digest(m)
-    args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": inact_quota}
+    args = {"pass_": 0, "color": color, "avail_quota": 0, "inact_quota": inact_quota}
     with pytest.raises(KernelPanic, match="NULL pointer dereference") as exc:
         m.call("vm_pageout_scan_active", args)
     assert f"page {pfn_of(m, n):#x}" in str(exc.value)
@@ -722,11 +722,11 @@ def test_scan_active_stopping_before_a_page_with_no_object_runs() -> None:
     m = boot()
     obj = new_object(m)
     n = _objectless_active(m)
-    colour = int(m.pg.pc[n])
-    a = active(m, obj, colour, act=0)
+    color = int(m.pg.pc[n])
+    a = active(m, obj, color, act=0)
     _to_active_tail(m, n)
-    assert queue_pages(m, PQ_ACTIVE + colour) == [a, n]
-    args = {"pass_": 0, "colour": colour, "avail_quota": 0, "inact_quota": 1}
+    assert queue_pages(m, PQ_ACTIVE + color) == [a, n]
+    args = {"pass_": 0, "color": color, "avail_quota": 0, "inact_quota": 1}
     assert m.call("vm_pageout_scan_active", args).result == 1
     assert base(m, a) == PQ_INACTIVE and base(m, n) == PQ_ACTIVE
     check_invariants(m)
@@ -736,7 +736,7 @@ def test_scan_active_skips_a_busy_page_with_no_object() -> None:
     m = boot()
     n = _objectless_active(m)
     vm_page_busy_try(m, n, True)  # busy_try(m, TRUE) fails on it: skipped, no dereference
-    args = {"pass_": 0, "colour": int(m.pg.pc[n]), "avail_quota": 0, "inact_quota": 5}
+    args = {"pass_": 0, "color": int(m.pg.pc[n]), "avail_quota": 0, "inact_quota": 5}
     assert m.call("vm_pageout_scan_active", args).result == 0
     assert base(m, n) == PQ_ACTIVE
     check_invariants(m)
@@ -750,7 +750,7 @@ def test_scan_active_unqueues_wired_pages_without_counting_them() -> None:
     vm_page_wire(m, i)
     vm_page_wakeup(m, i)
     before = meter(m, "v_pdpages")
-    assert _scan_active(m, 0, 36, 0, 5) == 0
+    assert vm_pageout_scan_active(m, 0, 36, 0, 5) == 0
     assert m.pg.queue[i] == PQ_NONE and m.pg.busy[i] == 0
     assert meter(m, "v_pdpages") == before
     check_invariants(m)
@@ -763,7 +763,7 @@ def test_scan_active_object_without_references_is_unmapped_and_deactivated() -> 
     pmap_enter(m, i, 1, True)
     m.pg.flags[i] |= PG_REFERENCED
     obj.ref_count = 0
-    assert _scan_active(m, 0, 37, 0, 5) == 1
+    assert vm_pageout_scan_active(m, 0, 37, 0, 5) == 1
     assert base(m, i) == PQ_INACTIVE  # avail_quota 0: deactivated, not cached
     assert m.pg.act[i] == 29  # no reference credit; 30 - 1
     assert not pmap_page_is_mapped(m, i)  # vm_page_protect(NONE) for ref_count 0
@@ -779,14 +779,14 @@ def test_scan_active_marker_resumes_after_the_last_page() -> None:
     obj = new_object(m)
     a, b, c, d = (active(m, obj, 38 + 1024 * k, act=act) for k, act in enumerate((10, 0, 10, 0)))
     assert queue_pages(m, PQ_ACTIVE + 38) == [a, b, c, d]
-    assert _scan_active(m, 0, 38, 0, 100) == 1
+    assert vm_pageout_scan_active(m, 0, 38, 0, 100) == 1
     assert (m.pg.act[a], base(m, b), m.pg.act[c]) == (9, PQ_INACTIVE, 10)
-    assert _scan_active(m, 0, 38, 0, 100) == 1
+    assert vm_pageout_scan_active(m, 0, 38, 0, 100) == 1
     assert m.pg.act[a] == 9  # not visited again
     assert m.pg.act[c] == 9
     assert base(m, d) == PQ_INACTIVE
     # 3rd call: queue [A, C]; the end was reached, the marker went back to the head
-    assert _scan_active(m, 0, 38, 0, 100) == 0
+    assert vm_pageout_scan_active(m, 0, 38, 0, 100) == 0
     assert (m.pg.act[a], m.pg.act[c]) == (8, 8)
     check_invariants(m)
 
@@ -807,7 +807,7 @@ def test_scan_cache_frees_cache_pages_down_to_16() -> None:
     vmstats_rollup(m)
     assert (gd.v_free_count, gd.v_cache_count) == (100, 40)
     before = meter(m, "v_dfree")
-    _scan_cache(m, 0)
+    vm_pageout_scan_cache(m, 0)
     assert (gd.v_free_count, gd.v_cache_count) == (124, 16)
     assert meter(m, "v_dfree") - before == 24
     assert m.pd_rover[0] == 24 * 23  # 552; never meets rover[1] = 511 on the way
@@ -830,7 +830,7 @@ def test_scan_cache_wakes_the_daemon_after_each_page_it_busies() -> None:
     vmstats_rollup(m)
     m.vm_pages_needed = 0  # as if the daemon had taken the allocations' wakeups
     assert not curthread_is_pagedaemon(m)
-    _scan_cache(m, 0)
+    vm_pageout_scan_cache(m, 0)
     assert m.vm_pages_needed == 1
     check_invariants(m)
 
@@ -844,7 +844,7 @@ def test_scan_cache_never_speeds_up_the_syncer() -> None:
         alloc(m, obj, p)
     vmstats_rollup(m)
     m.trace = Trace()
-    _scan_cache(m, 0)
+    vm_pageout_scan_cache(m, 0)
     assert not [e for e in m.trace.events if e["event"] == "pageout_syncer_speedup"]
     m.trace = None
 
@@ -866,9 +866,9 @@ def test_scan_hold_repairs_a_page_with_hold_count_0() -> None:
     b = _held_free_page(m, obj, 50 + 1024)
     assert queue_pages(m, PQ_HOLD + 50) == [a, b]
     m.pg.hold[b] = 0  # a lost race: on PQ_HOLD without a hold
-    _scan_hold(m, 50)
+    vm_pageout_scan_hold(m, 50)
     assert base(m, b) == PQ_HOLD  # the scan stopped at A, which is really held
-    _scan_hold(m, 50)  # resumes after A
+    vm_pageout_scan_hold(m, 50)  # resumes after A
     assert m.q_head[PQ_FREE + 50] == b  # hold + unhold moved it to the free head
     assert m.pg.hold[b] == 0
     assert any("hold_count 0" in line for line in m.console)
@@ -886,11 +886,11 @@ def test_scan_hold_marker_stays_where_a_repaired_page_was() -> None:
     a, b, c = (_held_free_page(m, obj, 51 + 1024 * k) for k in range(3))
     m.pg.hold[b] = 0
     m.pg.hold[c] = 0
-    _scan_hold(m, 51)
+    vm_pageout_scan_hold(m, 51)
     assert queue_pages(m, PQ_HOLD + 51) == [a, b, c]
-    _scan_hold(m, 51)
+    vm_pageout_scan_hold(m, 51)
     assert queue_pages(m, PQ_HOLD + 51) == [a, c]
-    _scan_hold(m, 51)
+    vm_pageout_scan_hold(m, 51)
     assert queue_pages(m, PQ_HOLD + 51) == [a]
     assert base(m, b) == base(m, c) == PQ_FREE
     check_invariants(m)
@@ -913,7 +913,7 @@ def test_page_stats_returns_early_while_few_pages_are_active() -> None:
     obj = new_object(m)
     i = active(m, obj, 60, act=7)
     vmstats_rollup(m)
-    _page_stats(m, 60)  # 1 active < 14846 free
+    vm_pageout_page_stats(m, 60)  # 1 active < 14846 free
     assert m.pd_counter0 == 0 and m.pg.act[i] == 7
 
 
@@ -927,8 +927,8 @@ def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
     b = active(m, obj, 301, act=0)
     c = active(m, obj, 302, act=5)
     _mostly_active(m, obj, 400)
-    for colour in (300, 301, 302):
-        _page_stats(m, colour)
+    for color in (300, 301, 302):
+        vm_pageout_page_stats(m, color)
     assert m.pg.act[a] == 14  # min(10 + 3 + 1, 64)
     assert not m.pg.flags[a] & PG_REFERENCED
     assert m.pg.act[b] == 0 and base(m, b) == PQ_ACTIVE  # not vm_paging_inactive
@@ -937,10 +937,10 @@ def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
     # vm.pageout_stats_rsecs 0: one tick after the last paging the scan stops running
     sysctl_set(m, "vm.pageout_stats_rsecs", 0)
     m.call("tick", {"n": 1})  # ticks 1 - uptime 0 = 1 > 0 * hz
-    _page_stats(m, 302)
+    vm_pageout_page_stats(m, 302)
     assert m.pg.act[c] == 4 and m.pd_counter0 == 3
     m.vm_pages_needed = 1  # ... unless the daemon is paging
-    _page_stats(m, 302)
+    vm_pageout_page_stats(m, 302)
     assert m.pg.act[c] == 3 and m.pd_counter0 == 4
     check_invariants(m)
 
@@ -955,8 +955,8 @@ def test_page_stats_deactivates_below_actcmp_when_inactive_is_short() -> None:
     sysctl_set(m, "vm.pageout_stats_actcmp", 10)
     sysctl_set(m, "vm.v_inactive_target", 100000)  # makes vm_paging_inactive() true
     vmstats_rollup(m)  # the predicate reads the CPU snapshot
-    _page_stats(m, 301)
-    _page_stats(m, 302)
+    vm_pageout_page_stats(m, 301)
+    vm_pageout_page_stats(m, 302)
     assert base(m, b) == PQ_INACTIVE  # act 0 -> deactivated
     assert base(m, c) == PQ_INACTIVE and m.pg.act[c] == 4  # 5 - 1 = 4 < 10
     assert not pmap_page_is_mapped(m, c)  # vm_page_protect(NONE) first
@@ -975,9 +975,9 @@ def test_page_stats_marker_resumes_after_the_last_page() -> None:
     sysctl_set(m, "vm.pageout_stats_scan", 2)
     sysctl_set(m, "vm.v_inactive_target", 100000)
     vmstats_rollup(m)
-    _page_stats(m, 52)
+    vm_pageout_page_stats(m, 52)
     assert (m.pg.act[a], base(m, b), m.pg.act[c]) == (9, PQ_INACTIVE, 10)
-    _page_stats(m, 52)
+    vm_pageout_page_stats(m, 52)
     assert (m.pg.act[a], m.pg.act[c], base(m, d)) == (9, 9, PQ_INACTIVE)
     check_invariants(m)
 
@@ -989,24 +989,24 @@ def test_page_stats_adapts_actcmp() -> None:
         active(m, obj, 310 + k, act=20)
     _mostly_active(m, obj, 400)
     sysctl_set(m, "vm.pageout_stats_inalim", 2)
-    _page_stats(m, 310)
-    _page_stats(m, 311)
+    vm_pageout_page_stats(m, 310)
+    vm_pageout_page_stats(m, 311)
     assert (m.pd_counter0, m.pd_counter1) == (2, 0)  # 2 > 2 is false: no adaptation yet
-    _page_stats(m, 312)
+    vm_pageout_page_stats(m, 312)
     # counter0 3 > 2 and counter1 0 < inamin 16 -> actcmp 0 + 1; counters reset
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 1
     assert (m.pd_counter0, m.pd_counter1) == (0, 0)
     # enough candidates (counter1 >= inamin 0) -> actcmp - 1
     sysctl_set(m, "vm.pageout_stats_inamin", 0)
     sysctl_set(m, "vm.pageout_stats_inalim", 0)
-    _page_stats(m, 310)
+    vm_pageout_page_stats(m, 310)
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
-    _page_stats(m, 311)  # actcmp 0 stays 0
+    vm_pageout_page_stats(m, 311)  # actcmp 0 stays 0
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
     # the upper bound is ACT_MAX * 3 / 4 = 48
     sysctl_set(m, "vm.pageout_stats_inamin", 16)
     sysctl_set(m, "vm.pageout_stats_actcmp", 48)
-    _page_stats(m, 312)
+    vm_pageout_page_stats(m, 312)
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
 
 
@@ -1020,16 +1020,16 @@ def test_phase_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
     vmstats_rollup(m)
     calls: list[tuple[int, ...]] = []
 
-    def scan_inactive(m: Machine, pass_: int, colour: int, quota: int) -> int:
-        calls.append((pass_, colour, quota))
+    def scan_inactive(m: Machine, pass_: int, color: int, quota: int) -> int:
+        calls.append((pass_, color, quota))
         return 0
 
-    def scan_active(m: Machine, pass_: int, colour: int, avail_quota: int, inact_quota: int) -> int:
-        calls.append((pass_, colour, avail_quota, inact_quota))
+    def scan_active(m: Machine, pass_: int, color: int, avail_quota: int, inact_quota: int) -> int:
+        calls.append((pass_, color, avail_quota, inact_quota))
         return 0
 
-    monkeypatch.setattr(pageout_module, "_scan_inactive", scan_inactive)
-    monkeypatch.setattr(pageout_module, "_scan_active", scan_active)
+    monkeypatch.setattr(pageout_module, "vm_pageout_scan_inactive", scan_inactive)
+    monkeypatch.setattr(pageout_module, "vm_pageout_scan_active", scan_active)
     m.pd_pass = 25  # scans get pass / 10 = 2
     m.pd_q1 = 1000
     m.pd_state = TARGET1
@@ -1287,10 +1287,10 @@ def test_busy_pages_are_left_alone_by_every_scan() -> None:
     obj = new_object(m)
     i = active(m, obj, 70, act=0)
     vm_page_busy_try(m, i, True)
-    assert _scan_active(m, 0, 70, 5, 5) == 0
+    assert vm_pageout_scan_active(m, 0, 70, 5, 5) == 0
     assert base(m, i) == PQ_ACTIVE and m.pg.busy[i] == PBUSY_LOCKED
     j = inactive(m, obj, 71, busy=True, valid=0)
-    assert _scan_inactive(m, 0, 71, 5) == 0
+    assert vm_pageout_scan_inactive(m, 0, 71, 5) == 0
     assert base(m, j) == PQ_INACTIVE
 
 
@@ -1324,9 +1324,9 @@ def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
     obj = new_object(m)
     i = inactive(m, obj, 42, dirty=True)
     # memuse_mode 3 as written: WINATCFLS first, so the dirty page is laundered at once
-    assert _scan_inactive(m, 0, 42, 1) == 1
+    assert vm_pageout_scan_inactive(m, 0, 42, 1) == 1
     assert base(m, i) == PQ_CACHE
-    _scan_active(m, 0, 42, 1, 1)
+    vm_pageout_scan_active(m, 0, 42, 1, 1)
     assert names == []  # the hot path never went through sysctl_value
     check_invariants(m)
 
@@ -1386,16 +1386,16 @@ def test_page_stats_keeps_a_user_actcmp_above_48_and_scan_0_scans_nothing() -> N
     _mostly_active(m, obj, 400)
     sysctl_set(m, "vm.pageout_stats_inalim", 0)  # adapt after every scan
     sysctl_set(m, "vm.pageout_stats_actcmp", 60)
-    _page_stats(m, 310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
+    vm_pageout_page_stats(m, 310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 60
     sysctl_set(m, "vm.pageout_stats_actcmp", 47)
-    _page_stats(m, 311)  # 47 < 48: 47 + 1
+    vm_pageout_page_stats(m, 311)  # 47 < 48: 47 + 1
     assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
     # vm.pageout_stats_scan 0: the stats scan visits no page of ACTIVE[312] ...
     sysctl_set(m, "vm.pageout_stats_scan", 0)
     i = queue_pages(m, PQ_ACTIVE + 312)[0]
     counter0 = m.pd_counter0
-    _page_stats(m, 312)
+    vm_pageout_page_stats(m, 312)
     assert m.pd_counter0 == counter0 and m.pg.act[i] == 20
     check_invariants(m)
 
@@ -1406,7 +1406,7 @@ def test_scan_hold_with_stats_scan_0_repairs_nothing() -> None:
     obj = new_object(m)
     a = _held_free_page(m, obj, 53)
     m.pg.hold[a] = 0  # a lost race that a scan of one page would repair
-    _scan_hold(m, 53)
+    vm_pageout_scan_hold(m, 53)
     assert queue_pages(m, PQ_HOLD + 53) == [a]
 
 
@@ -1418,11 +1418,11 @@ def test_a_dirty_page_with_no_object_is_never_laundered() -> None:
     m.pg.valid[a] = 0xFF
     vm_page_dirty(m, a)
     vm_page_deactivate(m, a)
-    colour = int(m.pg.pc[a])
+    color = int(m.pg.pc[a])
     budget = [4]
-    assert _vm_pageout_page(m, a, budget, 1, 0) == 0
+    assert vm_pageout_page(m, a, budget, 1, 0) == 0
     assert budget == [4] and m.pg.dirty[a] == 0xFF and not m.pg.flags[a] & PG_SWAPPED
-    assert base(m, a) == PQ_INACTIVE and queue_pages(m, PQ_INACTIVE + colour)[-1] == a
+    assert base(m, a) == PQ_INACTIVE and queue_pages(m, PQ_INACTIVE + color)[-1] == a
     assert m.pg.busy[a] == 0
     check_invariants(m)
 
@@ -1439,13 +1439,13 @@ def test_defer_swapspace_pageouts_yields_under_a_real_shortage() -> None:
         alloc(m, filler, p)
     vmstats_rollup(m)
     sysctl_set(m, "vm.defer_swapspace_pageouts", 1)
-    assert _vm_pageout_page(m, a, [1], 0, 0) == 1  # laundered despite defer
+    assert vm_pageout_page(m, a, [1], 0, 0) == 1  # laundered despite defer
     assert m.pg.dirty[a] == 0 and m.pg.flags[a] & PG_SWAPPED
     # disable never yields
     b = inactive(m, obj, 24 + 64, dirty=True, busy=True)
     m.pg.flags[b] |= PG_WINATCFLS
     sysctl_set(m, "vm.disable_swapspace_pageouts", 1)
-    assert _vm_pageout_page(m, b, [1], 0, 0) == 0 and m.pg.dirty[b] == 0xFF
+    assert vm_pageout_page(m, b, [1], 0, 0) == 0 and m.pg.dirty[b] == 0xFF
     check_invariants(m)
 
 
@@ -1465,7 +1465,7 @@ def test_cluster_judges_neighbours_after_test_dirty_and_stops_at_the_object_size
     inactive(m, obj, 9, dirty=True)
     inactive(m, obj, 10, dirty=True)
     beyond = inactive(m, obj, 11, dirty=True)  # pindex 11 >= size 11
-    assert _vm_pageout_page(m, target, [10], 1, 0) == 4  # 7, 8, 9, 10
+    assert vm_pageout_page(m, target, [10], 1, 0) == 4  # 7, 8, 9, 10
     assert m.pg.dirty[written] == 0 and m.pg.flags[written] & PG_SWAPPED
     assert m.pg.dirty[invalid] == 0xFF and not m.pg.flags[invalid] & PG_SWAPPED
     assert m.pg.dirty[beyond] == 0xFF

@@ -618,7 +618,7 @@ def test_zero_flag_reaches_alloczwq() -> None:
     assert m.pg.valid[ix(zeroed)] == 0xFF and m.pg.valid[ix(plain)] == 0
 
 
-def test_alloc_cpu_flag_picks_that_cpus_colours() -> None:
+def test_alloc_cpu_flag_picks_that_cpus_colors() -> None:
     """Two CPUs, no topology: cpuscale = 1024 / 2 = 512; CPU 1 starts at colour
     1 * 512 + (5 + 0) % 512 = 517 although the call runs on CPU 0."""
     m = boot8(cpus=2)
@@ -706,7 +706,7 @@ def test_record_false_returns_no_record() -> None:
     assert m.trace is None
 
 
-def test_color_is_the_argument_and_colour_its_older_spelling() -> None:
+def test_color_is_the_argument_and_color_its_older_spelling() -> None:
     """Issue 9 names: the kernel's ``color``; ``colour`` is accepted as an alias for one
     release (same call, same result), and giving both is refused before anything runs."""
     spec = REGISTRY["vm_pageout_page_stats"]

@@ -59,9 +59,9 @@ def emptied(mask: int | None = None) -> tuple[Machine, dict[int, list[int]]]:
     return m, pool
 
 
-def put(m: Machine, pool: dict[int, list[int]], base: int, colour: int) -> int:
-    i = pool[colour].pop()
-    _add_queue(m, i, base + colour, base == PQ_FREE)
+def put(m: Machine, pool: dict[int, list[int]], base: int, color: int) -> int:
+    i = pool[color].pop()
+    _add_queue(m, i, base + color, base == PQ_FREE)
     return i
 
 
@@ -88,9 +88,9 @@ def find2(m: Machine, index: int) -> tuple[int, list[int]]:
     return found, probes
 
 
-def q(base: int, *colour_ranges: Iterable[int]) -> list[int]:
+def q(base: int, *color_ranges: Iterable[int]) -> list[int]:
     """Absolute queue numbers of the colours in the ranges, in order."""
-    return [base + c for r in colour_ranges for c in r]
+    return [base + c for r in color_ranges for c in r]
 
 
 # --- §6.1 vm_get_pg_color ----------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_pg_color_three_cpus_uses_cpuscale_341() -> None:
     assert vm_get_pg_color(m, 2, None, 340) == 1022
 
 
-def test_pg_color_adds_object_colour() -> None:
+def test_pg_color_adds_object_color() -> None:
     m = boot(cpus=4)
     oid = m.call("vm_object_allocate", {"pg_color": 200}).result
     # cpuscale = 1024/4 = 256; cpu 3, pindex 100, oc 200: 3*256 + 300 % 256 = 768 + 44 = 812
@@ -153,7 +153,7 @@ def test_pg_color_known_topology_power_of_two_matches_flat_layout() -> None:
     assert vm_get_pg_color(m, 13, None, 100) == 868
 
 
-def test_pg_color_negative_object_colour_is_an_unsigned_64_bit_sum() -> None:
+def test_pg_color_negative_object_color_is_an_unsigned_64_bit_sum() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {}).result
     obj = m.objects[oid]
@@ -167,7 +167,7 @@ def test_pg_color_negative_object_colour_is_an_unsigned_64_bit_sum() -> None:
     assert m.call("vm_get_pg_color", {"object": oid, "pindex": U64 - 1}).result == 1
 
 
-def test_pg_color_negative_object_colour_with_three_cpus() -> None:
+def test_pg_color_negative_object_color_with_three_cpus() -> None:
     m = boot(cpus=3)
     oid = m.call("vm_object_allocate", {}).result
     obj = m.objects[oid]
@@ -245,7 +245,7 @@ def test_exact_queue_hit_returns_head_and_resets_lastq() -> None:
     assert find(m, PQ_FREE, 1029)[0] == second
 
 
-def test_failing_search_from_colour_0_probes_exact_then_every_colour_ascending() -> None:
+def test_failing_search_from_color_0_probes_exact_then_every_color_ascending() -> None:
     m, _ = emptied()
     found, probes = find(m, PQ_FREE, 0)
     assert found == -1
@@ -255,7 +255,7 @@ def test_failing_search_from_colour_0_probes_exact_then_every_colour_ascending()
     assert len(probes) == 1025
 
 
-def test_failing_search_from_colour_5_wraps_inside_the_first_block() -> None:
+def test_failing_search_from_color_5_wraps_inside_the_first_block() -> None:
     m, _ = emptied()
     found, probes = find(m, PQ_FREE, 5)
     assert found == -1
@@ -275,7 +275,7 @@ def test_failing_search_from_colour_5_wraps_inside_the_first_block() -> None:
     assert probes == expected
 
 
-def test_failing_search_from_colour_21_visits_the_lower_buddy() -> None:
+def test_failing_search_from_color_21_visits_the_lower_buddy() -> None:
     m, _ = emptied()
     _, probes = find(m, PQ_FREE, 21)
     # level 16: block 16..31 from 21: 21..31, 16..20
@@ -294,7 +294,7 @@ def test_failing_search_from_colour_21_visits_the_lower_buddy() -> None:
     assert probes == expected
 
 
-def test_failing_search_from_colour_1000_goes_downward() -> None:
+def test_failing_search_from_color_1000_goes_downward() -> None:
     m, _ = emptied()
     _, probes = find(m, PQ_FREE, 1000)
     # level 16: block 992..1007: 1000..1007, 992..999
@@ -316,7 +316,7 @@ def test_failing_search_from_colour_1000_goes_downward() -> None:
 
 @pytest.mark.parametrize("mask", [15, 63, 255, 1023])
 @pytest.mark.parametrize("start", [0, 5, 21, 511, 512, 1000, 1023])
-def test_failing_search_probes_each_colour_once_plus_the_exact_queue(mask: int, start: int) -> None:
+def test_failing_search_probes_each_color_once_plus_the_exact_queue(mask: int, start: int) -> None:
     m, _ = emptied(mask)
     found, probes = find(m, PQ_FREE, start)
     assert found == -1
@@ -328,14 +328,14 @@ def test_failing_search_probes_each_colour_once_plus_the_exact_queue(mask: int, 
     assert probes[1] == PQ_FREE + start
 
 
-def test_mask_1023_is_a_single_level_from_the_start_colour() -> None:
+def test_mask_1023_is_a_single_level_from_the_start_color() -> None:
     m, _ = emptied(1023)
     _, probes = find(m, PQ_FREE, 5)
     # pqmask = 511 -> (511 << 1) | 1 = 1023: one block of 1024 from 5 with wrap
     assert probes == [PQ_FREE + 5] + q(PQ_FREE, range(5, 1024), range(0, 5))
 
 
-def test_mask_63_first_level_is_64_colours() -> None:
+def test_mask_63_first_level_is_64_colors() -> None:
     m, _ = emptied(63)
     _, probes = find(m, PQ_FREE, 70)
     # level 64: block 64..127 from 70: 70..127, 64..69; level 128: 0..63; then 128..255 ...
@@ -406,7 +406,7 @@ def test_count_quirk_jump_iterations_count_at_the_8_boundary() -> None:
     assert m.q_lastq[PQ_FREE + 5] == 3
 
 
-def test_count_quirk_one_colour_earlier_stays_below_8() -> None:
+def test_count_quirk_one_color_earlier_stays_below_8() -> None:
     # Mask 1 from colour 5: colour 2 is the 7th wide probe with count 7 -> lastq unset
     m, pool = emptied(1)
     target = put(m, pool, PQ_FREE, 2)
@@ -415,7 +415,7 @@ def test_count_quirk_one_colour_earlier_stays_below_8() -> None:
     assert m.q_lastq[PQ_FREE + 5] == -1
 
 
-def test_lastq_replaces_the_start_colour_but_exact_queue_is_probed_first() -> None:
+def test_lastq_replaces_the_start_color_but_exact_queue_is_probed_first() -> None:
     m, _ = emptied()
     m.q_lastq[PQ_FREE + 5] = 40
     found, probes = find(m, PQ_FREE, 5)
@@ -500,7 +500,7 @@ def test_single_type_search_on_the_cache_queues() -> None:
 # --- §6.4 _vm_page_list_find2 ------------------------------------------------------------
 
 
-def test_find2_level_order_with_mask_15_from_colour_0() -> None:
+def test_find2_level_order_with_mask_15_from_color_0() -> None:
     m, _ = emptied()
     found, probes = find2(m, 0)
     assert found == -1
@@ -526,7 +526,7 @@ def test_find2_level_order_with_mask_15_from_colour_0() -> None:
     assert len(probes) == 1 + 1024 + 512
 
 
-def test_find2_level_order_from_colour_5() -> None:
+def test_find2_level_order_from_color_5() -> None:
     m, _ = emptied()
     _, probes = find2(m, 5)
     expected = (
@@ -587,7 +587,7 @@ def test_find2_cache_success_from_count_8_sets_cache_lastq() -> None:
     assert m.q_lastq[PQ_FREE + 0] == -1
 
 
-def test_find2_cache_never_searched_past_512_colours() -> None:
+def test_find2_cache_never_searched_past_512_colors() -> None:
     m, pool = emptied()
     put(m, pool, PQ_CACHE, 600)
     found, probes = find2(m, 0)

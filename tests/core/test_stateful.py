@@ -234,7 +234,7 @@ INT_HINTS: dict[str, list[int]] = {
     "n": [0, 1, 3, 11, 100],
 }
 #: Functions whose colour argument should name a queue of this type that holds pages.
-COLOUR_QUEUE = {
+COLOR_QUEUE = {
     "vm_pageout_scan_inactive": PQ_INACTIVE,
     "vm_pageout_scan_active": PQ_ACTIVE,
     "vm_pageout_page_stats": PQ_ACTIVE,
@@ -541,8 +541,8 @@ class PageLab(RuleBasedStateMachine):
         keys = list(obj.pages.keys())
         return obj.id, int(keys[d.int(0, len(keys) - 1)])
 
-    def page_colour(self, d: Draw, fn: str) -> int:
-        base = COLOUR_QUEUE.get(fn)
+    def page_color(self, d: Draw, fn: str) -> int:
+        base = COLOR_QUEUE.get(fn)
         if base is not None:
             pfn = self.queued_page(d, (base,))
         else:
@@ -615,7 +615,7 @@ class PageLab(RuleBasedStateMachine):
         if kind == "size_pages":
             return d.pick([0, 1, 1, 2, 3, 8, 16, 64, U64_MAX])
         if kind == "color":
-            return None if d.bool() else self.page_colour(d, spec.name)
+            return None if d.bool() else self.page_color(d, spec.name)
         if kind == "choice":
             name, value = d.pick(p.choices)
             return value if d.one_in(4) else name
@@ -648,7 +648,7 @@ class PageLab(RuleBasedStateMachine):
         lo = -(1 << 63) if p.lo is None else p.lo
         hi = (1 << 64) if p.hi is None else p.hi
         if p.name in ("color", "index"):
-            return self.page_colour(d, spec.name)
+            return self.page_color(d, spec.name)
         if spec.name == "tick":
             # bounded: a daemon in a shortage runs a pass per tick (~1 ms), so a tick of
             # 10^6 (allowed) would take many minutes; hi + 1 is refused at once

@@ -254,10 +254,10 @@ def test_dma_fragmentation_fallback_takes_normal_memory() -> None:
 
 # ===================================================================== NUMA skew
 @pytest.mark.parametrize("socket", [0, 1])
-def test_numa_skew_draws_down_only_its_sockets_colours(socket: int) -> None:
+def test_numa_skew_draws_down_only_its_sockets_colors(socket: int) -> None:
     m = boot_numa()
     info = MachineInfo.of(m)
-    mine, other = info.socket_colours(socket), info.socket_colours(1 - socket)
+    mine, other = info.socket_colors(socket), info.socket_colors(1 - socket)
     assert (mine.start, mine.stop) == ((0, 512) if socket == 0 else (512, 1024))
     before = list(m.q_lcnt[PQ_FREE : PQ_FREE + 1024])
     summary = run_sync(m, "numa-skew", {"socket": socket, "pages": 1500}, seed=2, steps=50_000)
