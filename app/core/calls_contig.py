@@ -9,9 +9,9 @@ from app.core.vm_contig import (
     MALLOC_FLAG_CHOICES,
     MEMATTR_CHOICES,
     _call_alloc_contig,
-    _call_contig_avail_pages,
     _call_contig_pg_alloc,
-    _call_free_contig,
+    vm_contig_avail_pages,
+    vm_page_free_contig,
 )
 
 from .callspec import PAGE, KernelFunction, param
@@ -66,7 +66,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Give back a contiguous block: reserve pages return to the alist; pages the "
         "fallback took from normal memory are busy-waited, unwired and freed one by one.",
-        _call_free_contig,
+        vm_page_free_contig,
         sleeps=True,
     ),
     KernelFunction(
@@ -106,7 +106,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "int",
         "Free pages left in the DMA reserve (the alist's bl_free).",
-        _call_contig_avail_pages,
+        vm_contig_avail_pages,
         mutates=False,
     ),
 )

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from app.core.vm_page.hash import _call_hash_enter
+from app.core.vm_page.hash import vm_page_hash_enter
 from app.core.vm_page.lookup import (
     _call_hash_get,
     _call_lookup_busy_try,
     _call_lookup_busy_wait,
     _call_lookup_sbusy_try,
     _call_page_next,
-    _call_rename,
+    vm_page_rename,
 )
 
 from .callspec import PAGE, KernelFunction, param
@@ -29,7 +29,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Cache a PG_MAPPEDMULTI page of an object in the page hash (choosing a victim slot).",
-        _call_hash_enter,
+        vm_page_hash_enter,
     ),
     KernelFunction(
         "vm_page_hash_get",
@@ -100,6 +100,6 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         "none",
         "Move a hard-busied page to another object/pindex (panics if the target exists); "
         "a cached page is deactivated; the page is always dirtied.",
-        _call_rename,
+        vm_page_rename,
     ),
 )

@@ -5,18 +5,18 @@ runs that single step on the caller's thread, for teaching and experiments."""
 
 from __future__ import annotations
 
+from app.core.vm_page.free import vm_page_free_wakeup
 from app.core.vm_pageout import (
     _call_clean_helper,
     _call_deactivate_locked,
-    _call_free_wakeup,
     _call_list_find,
-    _call_page_stats,
     _call_pageout_page,
     _call_pmap_collect,
     _call_scan_active,
-    _call_scan_cache,
-    _call_scan_hold,
-    _call_scan_inactive,
+    vm_pageout_page_stats,
+    vm_pageout_scan_cache,
+    vm_pageout_scan_hold,
+    vm_pageout_scan_inactive,
 )
 
 from .callspec import PAGE, KernelFunction, param
@@ -39,7 +39,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Wake vm_wait sleepers / the daemon if enough pages are free again.",
-        _call_free_wakeup,
+        vm_page_free_wakeup,
     ),
     KernelFunction(
         "vm_page_deactivate_locked",
@@ -98,7 +98,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PASS, _COLOR, _QUOTA),
         "int",
         "One inactive-queue scan of one colour; returns pages freed/cached/laundered.",
-        _call_scan_inactive,
+        vm_pageout_scan_inactive,
     ),
     KernelFunction(
         "vm_pageout_scan_active",
@@ -126,7 +126,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (param("avail", "int", 0, "the remaining shortage", lo=-(1 << 31), hi=(1 << 31) - 1),),
         "none",
         "Free cache pages while free is below target (the cache rover).",
-        _call_scan_cache,
+        vm_pageout_scan_cache,
     ),
     KernelFunction(
         "vm_pageout_page_stats",
@@ -134,7 +134,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_COLOR,),
         "none",
         "The background act_count scan of one active colour.",
-        _call_page_stats,
+        vm_pageout_page_stats,
     ),
     KernelFunction(
         "vm_pageout_scan_hold",
@@ -142,7 +142,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_COLOR,),
         "none",
         "The background repair scan of one PQ_HOLD colour.",
-        _call_scan_hold,
+        vm_pageout_scan_hold,
     ),
     KernelFunction(
         "pmap_collect",

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from app.core.calls import (
-    _call_busy_wait,
-    _call_flag_clear,
-    _call_flag_set,
-    _call_flash,
-    _call_io_finish,
-    _call_io_start,
-    _call_sbusy_drop,
-    _call_sbusy_hold,
-    _call_sbusy_try,
-    _call_sleep_busy,
-    _call_tick,
-    _call_vm_wait_nominal,
-    _call_vm_wait_pfault,
-    _call_wakeup_channel,
+from app.core.calls import _call_tick, _call_wakeup_channel
+from app.core.vm_page.alloc import vm_wait_nominal, vm_wait_pfault
+from app.core.vm_page.busy import (
+    vm_page_busy_wait,
+    vm_page_flag_clear,
+    vm_page_flag_set,
+    vm_page_flash,
+    vm_page_io_finish,
+    vm_page_io_start,
+    vm_page_sbusy_drop,
+    vm_page_sbusy_hold,
+    vm_page_sbusy_try,
+    vm_page_sleep_busy,
 )
 
 from .callspec import PAGE, KernelFunction, param
@@ -52,7 +50,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _ALSO, _MSG),
         "none",
         "Sleep until the page can be hard-busied, then busy it.",
-        _call_busy_wait,
+        vm_page_busy_wait,
         sleeps=True,
     ),
     KernelFunction(
@@ -61,7 +59,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, _ALSO, _MSG),
         "none",
         "If the page is busy, sleep once until it is released (acquires nothing).",
-        _call_sleep_busy,
+        vm_page_sleep_busy,
         sleeps=True,
     ),
     KernelFunction(
@@ -70,7 +68,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count + 1 (the page must be hard-busied).",
-        _call_io_start,
+        vm_page_io_start,
     ),
     KernelFunction(
         "vm_page_io_finish",
@@ -78,7 +76,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count − 1 (wakes nobody: that code is compiled out).",
-        _call_io_finish,
+        vm_page_io_finish,
     ),
     KernelFunction(
         "vm_page_sbusy_try",
@@ -86,7 +84,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "int",
         "Soft-busy the page unless hard-busied: 0 on success, 1 on failure.",
-        _call_sbusy_try,
+        vm_page_sbusy_try,
     ),
     KernelFunction(
         "vm_page_sbusy_hold",
@@ -94,7 +92,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count + 1 unconditionally.",
-        _call_sbusy_hold,
+        vm_page_sbusy_hold,
     ),
     KernelFunction(
         "vm_page_sbusy_drop",
@@ -102,7 +100,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "Soft-busy count − 1; wakes waiters when only WANTED is left.",
-        _call_sbusy_drop,
+        vm_page_sbusy_drop,
     ),
     KernelFunction(
         "vm_page_flash",
@@ -110,7 +108,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE,),
         "none",
         "If WANTED is set, clear it and wake the waiters.",
-        _call_flash,
+        vm_page_flash,
     ),
     KernelFunction(
         "vm_page_flag_set",
@@ -118,7 +116,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, param("bits", "flags", help="PG_* flags to set", choices=_PG_FLAGS)),
         "none",
         "Atomically OR PG_* flags into the page's flags.",
-        _call_flag_set,
+        vm_page_flag_set,
     ),
     KernelFunction(
         "vm_page_flag_clear",
@@ -126,7 +124,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (PAGE, param("bits", "flags", help="PG_* flags to clear", choices=_PG_FLAGS)),
         "none",
         "Atomically clear PG_* flags in the page's flags.",
-        _call_flag_clear,
+        vm_page_flag_clear,
     ),
     KernelFunction(
         "vm_wait_pfault",
@@ -134,7 +132,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Page-fault wait: sleep in hz/10+1 tick slices while memory is severe.",
-        _call_vm_wait_pfault,
+        vm_wait_pfault,
         sleeps=True,
     ),
     KernelFunction(
@@ -143,7 +141,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "vm_wait(0) until memory is above v_free_min.",
-        _call_vm_wait_nominal,
+        vm_wait_nominal,
         sleeps=True,
     ),
 )

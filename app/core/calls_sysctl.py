@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.core.calls import _call_ddb, _call_sysctl
+from app.core.calls import _call_sysctl
+from app.core.ddb import ddb_command
 
 from .callspec import KernelFunction, param
 from .ddb import DDB_COMMANDS
@@ -33,7 +34,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "text",
         "Run a DDB command and return its output text.",
-        _call_ddb,
+        ddb_command,
         on_thread=False,
         mutates=False,
     ),

@@ -564,32 +564,6 @@ def pmap_digest_parts(vm: MachineState) -> list[Any]:
 
 
 # ================================================================ registry wrappers
-def _call_pmap_enter(vm: MachineState, m: int, pmap: int, writeable: bool) -> None:
-    pmap_enter(vm, m, pmap, writeable)
-
-
-def _call_pmap_remove(vm: MachineState, m: int, pmap: int) -> None:
-    pmap_remove(vm, m, pmap)
-
-
-def _call_pmap_touch(vm: MachineState, m: int, pmap: int, write: bool) -> None:
-    pmap_touch(vm, m, pmap, write)
-
-
-def _call_pmap_ts_referenced(vm: MachineState, m: int) -> int:
-    return pmap_ts_referenced(vm, m)
-
-
-def _call_pmap_is_modified(vm: MachineState, m: int) -> bool:
-    return pmap_is_modified(vm, m)
-
-
-def _call_pmap_clear_reference(vm: MachineState, m: int) -> None:
-    pmap_clear_reference(vm, m)
-
-
-def _call_pmap_clear_modify(vm: MachineState, m: int) -> None:
-    pmap_clear_modify(vm, m)
 
 
 def _check_busied_for_flags(vm: MachineState, i: int, fn: str) -> None:
@@ -613,7 +587,3 @@ def _call_pmap_mapped_sync(vm: MachineState, m: int) -> int:
     _check_busied_for_flags(vm, m, "pmap_mapped_sync")
     pmap_mapped_sync(vm, m)
     return int(vm.pg.flags[m])
-
-
-def _call_vm_page_protect(vm: MachineState, m: int, prot: int) -> None:
-    vm_page_protect(vm, m, prot)

@@ -9,31 +9,22 @@ changed (queue moves, counter deltas, events such as wakeups).
 
 from __future__ import annotations
 
-from app.core.calls import (
-    _call_activate,
-    _call_alloc,
-    _call_alloczwq,
-    _call_busy_try,
-    _call_deactivate,
-    _call_free,
-    _call_freezwq,
-    _call_grab,
-    _call_insert,
-    _call_lookup,
-    _call_object_allocate,
-    _call_pagedaemon_wakeup,
-    _call_pg_color,
-    _call_remove,
-    _call_rollup,
-    _call_soft_activate,
-    _call_test_nominal,
-    _call_unqueue,
-    _call_unqueue_nowakeup,
-    _call_unwire,
-    _call_vm_wait,
-    _call_wakeup,
-    _call_wire,
+from app.core.calls import _call_alloc, _call_alloczwq, _call_grab, _call_lookup, _call_unwire
+from app.core.vm_meter import vmstats_rollup
+from app.core.vm_page.alloc import vm_page_freezwq, vm_test_nominal, vm_wait
+from app.core.vm_page.busy import vm_page_busy_try, vm_page_wakeup
+from app.core.vm_page.free import vm_page_free_toq
+from app.core.vm_page.object import vm_object_allocate, vm_page_insert, vm_page_remove
+from app.core.vm_page.queues import (
+    pagedaemon_wakeup,
+    vm_page_activate,
+    vm_page_deactivate,
+    vm_page_soft_activate,
+    vm_page_unqueue,
+    vm_page_unqueue_nowakeup,
+    vm_page_wire,
 )
+from app.core.vm_page.search import vm_get_pg_color
 
 from .callspec import ARG_KINDS, REQUIRED, KernelFunction, Param, param
 from .constants import PG_FLAG_NAMES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
@@ -62,7 +53,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "object",
         "Create a VM object (simulator verb: the kernel gets objects from elsewhere).",
-        _call_object_allocate,
+        vm_object_allocate,
     ),
     KernelFunction(
         "vm_page_alloc",
@@ -107,7 +98,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Free a page from vm_page_alloczwq.",
-        _call_freezwq,
+        vm_page_freezwq,
         sleeps=True,
     ),
     KernelFunction(
@@ -116,7 +107,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Free a hard-busied page (to the free head, or the PQ_HOLD tail if held).",
-        _call_free,
+        vm_page_free_toq,
         aliases=("vm_page_free_toq", "vm_page_free_zero"),
     ),
     KernelFunction(
@@ -125,7 +116,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Take a page off its queue; wakes the pagedaemon if it was free or cache.",
-        _call_unqueue,
+        vm_page_unqueue,
     ),
     KernelFunction(
         "vm_page_unqueue_nowakeup",
@@ -133,7 +124,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Take a page off its queue.",
-        _call_unqueue_nowakeup,
+        vm_page_unqueue_nowakeup,
     ),
     KernelFunction(
         "vm_page_activate",
@@ -141,7 +132,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Move a page to the tail of its active queue.",
-        _call_activate,
+        vm_page_activate,
     ),
     KernelFunction(
         "vm_page_soft_activate",
@@ -149,7 +140,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "As vm_page_activate.",
-        _call_soft_activate,
+        vm_page_soft_activate,
     ),
     KernelFunction(
         "vm_page_deactivate",
@@ -157,7 +148,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Move a page to the tail of its inactive queue.",
-        _call_deactivate,
+        vm_page_deactivate,
     ),
     KernelFunction(
         "vm_page_busy_try",
@@ -165,7 +156,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE, _p("also_m_busy", "bool", True, "also fail on soft-busy")),
         "bool",
         "Try to hard-busy a page; returns TRUE on failure.",
-        _call_busy_try,
+        vm_page_busy_try,
     ),
     KernelFunction(
         "vm_page_wakeup",
@@ -173,7 +164,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Release a page's hard busy (waking waiters if WANTED).",
-        _call_wakeup,
+        vm_page_wakeup,
     ),
     KernelFunction(
         "vm_page_wire",
@@ -181,7 +172,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Wire a hard-busied page.",
-        _call_wire,
+        vm_page_wire,
     ),
     KernelFunction(
         "vm_page_unwire",
@@ -201,7 +192,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "bool",
         "Insert a page into an object; FALSE if the pindex is taken.",
-        _call_insert,
+        vm_page_insert,
     ),
     KernelFunction(
         "vm_page_remove",
@@ -209,7 +200,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_PAGE,),
         "none",
         "Remove a hard-busied page from its object.",
-        _call_remove,
+        vm_page_remove,
     ),
     KernelFunction(
         "vm_page_lookup",
@@ -225,7 +216,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (_p("timo", "ticks", 0, "timeout in ticks (0 = hz)"),),
         "none",
         "Wait for free memory (one bounded sleep) when below the nice-shifted minimum.",
-        _call_vm_wait,
+        vm_wait,
         sleeps=True,
     ),
     KernelFunction(
@@ -234,7 +225,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "bool",
         "1 iff vm_paging_min().",
-        _call_test_nominal,
+        vm_test_nominal,
         mutates=False,
     ),
     KernelFunction(
@@ -243,7 +234,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Poke the pageout daemon if paging should start.",
-        _call_pagedaemon_wakeup,
+        pagedaemon_wakeup,
     ),
     KernelFunction(
         "vmstats_rollup",
@@ -251,7 +242,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (),
         "none",
         "Fold every CPU's pending vmstats adjustments into the global vmstats.",
-        _call_rollup,
+        vmstats_rollup,
     ),
     KernelFunction(
         "vm_get_pg_color",
@@ -263,7 +254,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         ),
         "int",
         "The page colour an allocation on this CPU for object/pindex starts from.",
-        _call_pg_color,
+        vm_get_pg_color,
         mutates=False,
     ),
 )

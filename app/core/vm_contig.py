@@ -578,19 +578,11 @@ def _call_alloc_contig(
     return None if i < 0 else pfn_of(vm, i)
 
 
-def _call_free_contig(vm: MachineState, m: int, size: int) -> KernelGen:
-    return vm_page_free_contig(vm, m, size)
-
-
 def _call_contig_pg_alloc(
     vm: MachineState, size: int, low: int, high: int, alignment: int, boundary: int, mflags: int
 ) -> int | None:
     i = vm_contig_pg_alloc(vm, size, low, high, alignment, boundary, mflags)
     return None if i < 0 else pfn_of(vm, i)
-
-
-def _call_contig_avail_pages(vm: MachineState) -> int:
-    return vm_contig_avail_pages(vm)
 
 
 # ================================================================ checks

@@ -74,7 +74,7 @@ from app.core.vm_page.busy import (
     vm_page_io_start,
     vm_page_wakeup,
 )
-from app.core.vm_page.free import vm_page_free_toq, vm_page_free_wakeup
+from app.core.vm_page.free import vm_page_free_toq
 from app.core.vm_page.pagestate import (
     vm_page_cache,
     vm_page_dirty,
@@ -785,8 +785,6 @@ def vm_pageout_page_stats(vm: MachineState, color: int) -> None:
 
 
 # ------------------------------------------------------------ registry wrappers
-def _call_free_wakeup(vm: MachineState) -> None:
-    vm_page_free_wakeup(vm)
 
 
 def _call_deactivate_locked(vm: MachineState, m: int) -> None:
@@ -820,10 +818,6 @@ def _call_clean_helper(vm: MachineState, m: int, flags: int) -> int:
     _check_pageout_page(vm, m, "vm_pageout_clean_helper")
     obj = vm.objects.get(vm.pg.obj[m]) if vm.pg.obj[m] else None
     return vm_pageout_flush(vm, vm_pageout_clean_helper(vm, m, obj, flags), flags)
-
-
-def _call_scan_inactive(vm: MachineState, pass_: int, color: int, quota: int) -> int:
-    return vm_pageout_scan_inactive(vm, pass_, color, quota)
 
 
 def _call_scan_active(
@@ -879,18 +873,6 @@ def _check_scan_active(
             inact_quota -= 1
             delta += 1
         i = nxt
-
-
-def _call_scan_cache(vm: MachineState, avail: int) -> None:
-    vm_pageout_scan_cache(vm, avail)
-
-
-def _call_page_stats(vm: MachineState, color: int) -> None:
-    vm_pageout_page_stats(vm, color)
-
-
-def _call_scan_hold(vm: MachineState, color: int) -> None:
-    vm_pageout_scan_hold(vm, color)
 
 
 def _call_pmap_collect(vm: MachineState) -> None:

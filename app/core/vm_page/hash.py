@@ -218,8 +218,6 @@ def page_hash_view(vm: MachineState, object_id: int | None = None) -> dict[str, 
 
 
 # ------------------------------------------------------------------ registry
-def _call_hash_enter(vm: MachineState, m: int) -> None:
-    vm_page_hash_enter(vm, m)
 
 
 # ------------------------------------------------------------------ checks

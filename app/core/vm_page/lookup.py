@@ -215,7 +215,3 @@ def _call_lookup_sbusy_try(
 def _call_page_next(vm: MachineState, m: int) -> int | None:
     i = vm_page_next(vm, m)
     return None if i < 0 else pfn_of(vm, i)
-
-
-def _call_rename(vm: MachineState, m: int, new_object: VmObject, new_pindex: int) -> None:
-    vm_page_rename(vm, m, new_object, new_pindex)

@@ -700,8 +700,6 @@ def pagestate_digest_parts(vm: MachineState) -> list[Any]:
 
 
 # ================================================================ registry wrappers
-def _call_cache(vm: MachineState, m: int) -> None:
-    vm_page_cache(vm, m)
 
 
 def _call_try_to_cache(vm: MachineState, m: int) -> bool:
@@ -710,99 +708,3 @@ def _call_try_to_cache(vm: MachineState, m: int) -> bool:
 
 def _call_try_to_free(vm: MachineState, m: int) -> bool:
     return bool(vm_page_try_to_free(vm, m))
-
-
-def _call_dontneed(vm: MachineState, m: int) -> None:
-    vm_page_dontneed(vm, m)
-
-
-def _call_wire_quick(vm: MachineState, m: int) -> None:
-    vm_page_wire_quick(vm, m)
-
-
-def _call_unwire_quick(vm: MachineState, m: int) -> bool:
-    return vm_page_unwire_quick(vm, m)
-
-
-def _call_hold(vm: MachineState, m: int) -> None:
-    vm_page_hold(vm, m)
-
-
-def _call_unhold(vm: MachineState, m: int) -> None:
-    vm_page_unhold(vm, m)
-
-
-def _call_page_bits(vm: MachineState, base: int, size: int) -> int:
-    return _bits(vm, base, size)
-
-
-def _call_set_valid(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_set_valid(vm, m, base, size)
-
-
-def _call_set_validclean(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_set_validclean(vm, m, base, size)
-
-
-def _call_set_validdirty(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_set_validdirty(vm, m, base, size)
-
-
-def _call_clear_dirty(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_clear_dirty(vm, m, base, size)
-
-
-def _call_clear_dirty_end_nonincl(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_clear_dirty_end_nonincl(vm, m, base, size)
-
-
-def _call_clear_dirty_beg_nonincl(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_clear_dirty_beg_nonincl(vm, m, base, size)
-
-
-def _call_dirty(vm: MachineState, m: int) -> None:
-    vm_page_dirty(vm, m)
-
-
-def _call_undirty(vm: MachineState, m: int) -> None:
-    vm_page_undirty(vm, m)
-
-
-def _call_test_dirty(vm: MachineState, m: int) -> None:
-    vm_page_test_dirty(vm, m)
-
-
-def _call_set_invalid(vm: MachineState, m: int, base: int, size: int) -> None:
-    vm_page_set_invalid(vm, m, base, size)
-
-
-def _call_zero_invalid(vm: MachineState, m: int, setvalid: bool) -> None:
-    vm_page_zero_invalid(vm, m, setvalid)
-
-
-def _call_is_valid(vm: MachineState, m: int, base: int, size: int) -> bool:
-    return vm_page_is_valid(vm, m, base, size)
-
-
-def _call_copy(vm: MachineState, src: int, dst: int) -> None:
-    vm_page_copy(vm, src, dst)
-
-
-def _call_zero_fill(vm: MachineState, m: int) -> bool:
-    return vm_page_zero_fill(vm, m)
-
-
-def _call_need_commit(vm: MachineState, m: int) -> None:
-    vm_page_need_commit(vm, m)
-
-
-def _call_clear_commit(vm: MachineState, m: int) -> None:
-    vm_page_clear_commit(vm, m)
-
-
-def _call_initfake(vm: MachineState, slot: int, paddr: int, memattr: int) -> int:
-    return vm_page_initfake(vm, slot, paddr, memattr)
-
-
-def _call_madvise(vm: MachineState, object: VmObject, pindex: int, count: int, advice: int) -> int:
-    return vm_object_madvise(vm, object, pindex, count, advice)
