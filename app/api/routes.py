@@ -489,7 +489,7 @@ async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, An
 
 
 @router.get(
-    "/instances/{instance_id}/queues/{queue}/{colour}", operation_id="get_queue", tags=["state"]
+    "/instances/{instance_id}/queues/{queue}/{color}", operation_id="get_queue", tags=["state"]
 )
 async def get_queue(
     instance_id: InstanceId,
