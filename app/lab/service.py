@@ -235,7 +235,9 @@ class Instance:
     calls: int = 0
     digest_cache: tuple[int, int, str] | None = None  # (generation, calls, digest)
     generation: int = 0
-    waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+    #: calls waiting for their sleeping thread, by thread (an outcome, or None: the wait
+    #: was ended while the thread still sleeps)
+    waiters: dict[int, list[asyncio.Future[dict[str, Any] | None]]] = field(default_factory=dict)
     #: the seq of the last kernel call made on this machine (0 after boot)
     seq: int = 0
     #: the latest call records, for the stream (bounded: a viewer never holds a call up)
@@ -473,8 +475,8 @@ class Lab:
         for inst in self.instances.values():
             for futures in inst.waiters.values():
                 for f in futures:
-                    if not f.done():
-                        f.set_exception(TimeoutError("the server is shutting down"))
+                    if not f.done():  # answered as a wait that timed out: still asleep
+                        f.set_result(None)
             inst.waiters.clear()
         closed = await self.stream.close_all()
         log.info("draining", streams_closed=closed, workloads_paused=paused)
@@ -1416,7 +1418,7 @@ class Lab:
         inst = self.get(instance_id)
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
-        waiter: asyncio.Future[dict[str, Any]] | None = None
+        waiter: asyncio.Future[dict[str, Any] | None] | None = None
         async with self.hold(inst) as m:
             parked = _parked(m, fn, ctx)
             if parked is not None:
