@@ -26,6 +26,15 @@ from structlog.typing import Processor
 THIRD_PARTY = ("uvicorn", "uvicorn.error", "uvicorn.asgi", "sqlalchemy", "alembic")
 
 
+def _drop_color_message(
+    logger: Any, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """uvicorn passes a copy of some messages with terminal colours as an extra: not a
+    field of the line."""
+    event.pop("color_message", None)
+    return event
+
+
 def wants_json(log_format: str, stream: TextIO) -> bool:
     """Whether ``log_format`` (auto, json, console) means JSON on ``stream``."""
     if log_format == "auto":
@@ -68,7 +77,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
     final.append(renderer)
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=final,
     )
     handler = logging.StreamHandler(out)
@@ -92,8 +101,3 @@ def reset_logging() -> None:
     structlog.reset_defaults()
     logging.getLogger().handlers = []
     logging.getLogger("uvicorn.access").disabled = False
-
-
-def bound_context() -> dict[str, Any]:
-    """The context variables bound now (tests and debugging)."""
-    return structlog.contextvars.get_contextvars()

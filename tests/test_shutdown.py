@@ -55,7 +55,8 @@ def test_sigterm_closes_streams_1001_finishes_calls_and_snapshots(tmp_path: Path
         call(http, 1, "vm_page_wakeup", args={"m": pfns[0]})
         refused = http.post(f"{API}/instances/1/calls/vm_page_free", json={"args": {"m": pfns[1]}})
         assert refused.status_code == 409  # a refused call takes a seq too
-        before = http.get(f"{API}/instances/1").json()
+        got = http.get(f"{API}/instances/1")
+        before = got.json()
         assert before["seq"] == 6 and before["calls"] == 6
 
         # a second machine whose thread 1 sleeps in a call that waits for its wakeup:
@@ -95,6 +96,24 @@ def test_sigterm_closes_streams_1001_finishes_calls_and_snapshots(tmp_path: Path
         assert len(answers) == 1 and answers[0].status_code == 200, answers
         assert answers[0].json()["blocked"]["thread"] == 1
         assert answers[0].json()["completed"] is None
+        # the logs: JSON lines only (stdout is a pipe), one access line per request and
+        # none of uvicorn's own; the answer's X-Request-ID names its access line
+        assert not [line for line in first.lines if line.get("not_json")], first.raw
+        assert not [line for line in first.lines if line.get("logger") == "uvicorn.access"]
+        access = [
+            line
+            for line in first.events("request")
+            if line["request_id"] == got.headers["x-request-id"]
+        ]
+        assert len(access) == 1
+        assert (access[0]["method"], access[0]["route"], access[0]["status"]) == (
+            "GET",
+            "/api/v1/instances/{instance_id}",
+            200,
+        )
+        # uvicorn's own lines go through the same renderer
+        assert any(line.get("logger") == "uvicorn.error" for line in first.lines)
+        assert not any("color_message" in line for line in first.lines)
         drained = first.events("draining")
         assert drained and drained[0]["streams_closed"] == 1
         # the sleepy machine cannot be snapshotted (a thread sleeps in a call); the
