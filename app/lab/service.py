@@ -487,7 +487,8 @@ class Lab:
         wait for every call still running (a workload's slice) by taking each instance's
         lock, hand the journal what it holds, finish the snapshots being written, then
         snapshot every machine changed since its last snapshot (so the next start loads
-        it instead of replaying its journal), and close the journal and the store."""
+        it instead of replaying its journal; ``PAGELAB_SNAPSHOT_ON_SHUTDOWN``, never with
+        ``PAGELAB_SNAPSHOT_EVERY=0``), and close the journal and the store."""
         await self.drain()
         for inst in list(self.instances.values()):
             async with inst.lock:
@@ -495,7 +496,8 @@ class Lab:
         self.workloads.stop_tasks()
         await self.settle()
         written = 0
-        if self.store is not None:
+        st = self.settings
+        if self.store is not None and st.snapshot_on_shutdown and st.snapshot_every:
             for inst in list(self.instances.values()):
                 if inst.live is None or inst.seq == inst.snapshot_seq:
                     continue

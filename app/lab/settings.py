@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         "this (at the first quiescent point after), so that a restart replays at most about "
         "that many calls; 0: never (a restart replays every journal from the start)",
     )
+    snapshot_on_shutdown: bool = Field(
+        default=True,
+        description="when the server stops (SIGTERM), snapshot every machine changed since "
+        "its last snapshot, so that the next start replays nothing; 0: the next start "
+        "replays the calls since the last periodic snapshot (never with "
+        "PAGELAB_SNAPSHOT_EVERY=0)",
+    )
     cull_idle_s: float = Field(
         default=1800.0,
         ge=0,
