@@ -19,6 +19,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
+import msgspec
 import structlog
 from structlog.typing import Processor
 
@@ -74,7 +75,12 @@ def configure_logging(
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if as_json:
         final.append(structlog.processors.format_exc_info)
-        renderer = structlog.processors.JSONRenderer(default=str)
+        # msgspec (a dependency already) encodes a line ~8x faster than json.dumps;
+        # values it does not know are written as their str()
+        encoder = msgspec.json.Encoder(enc_hook=str)
+        renderer = structlog.processors.JSONRenderer(
+            serializer=lambda event, **_: encoder.encode(event).decode()
+        )
     else:
         colors = bool(getattr(out, "isatty", lambda: False)())
         renderer = structlog.dev.ConsoleRenderer(colors=colors)

@@ -9,7 +9,9 @@
 * **Access log.**  One line per request when it ends (``logger: pagelab.access``):
   method, route template, status, duration in ms, request id and the principal's name
   when the request had one.  A WebSocket gets its line when it closes (status 101 if it
-  was accepted, else 403).  It replaces uvicorn's own access log.
+  was accepted, else 403).  It replaces uvicorn's own access log, and is written when the
+  standard library's ``pagelab.access`` logger is enabled at info (``app.logs`` sets that
+  up for ``python -m app.serve``).
 * **Metrics.**  ``pagelab_http_requests_total{method,route,status}`` and
   ``pagelab_http_request_duration_seconds{method,route}``, labelled by route *template*
   (``/api/v1/instances/{instance_id}/calls``), never the raw path, so that the series
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -40,6 +43,9 @@ UNMATCHED: Final = "unmatched"
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 access_log = structlog.get_logger("pagelab.access")
+#: the standard library's side of it: asked first, so that a request costs no log line
+#: at all when access lines are off (``--no-access-log``) or below the level
+access_enabled = logging.getLogger("pagelab.access").isEnabledFor
 
 
 class HttpMetrics:
@@ -129,14 +135,15 @@ class Observe:
             if kind == "http":
                 self.metrics.requests.labels(method, route, str(status)).inc()
                 self.metrics.duration.labels(method, route).observe(seconds)
-            fields: dict[str, Any] = {
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-            }
-            principal = principal_of(scope)
-            if principal is not None:
-                fields["principal"] = principal
-            access_log.info("request", **fields)
+            if access_enabled(logging.INFO):
+                fields: dict[str, Any] = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
+                principal = principal_of(scope)
+                if principal is not None:
+                    fields["principal"] = principal
+                access_log.info("request", **fields)
             structlog.contextvars.reset_contextvars(**bound)
