@@ -109,4 +109,5 @@ def reset_logging() -> None:
     """Back to structlog's defaults and no root handler (tests)."""
     structlog.reset_defaults()
     logging.getLogger().handlers = []
+    logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = False

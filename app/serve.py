@@ -1,7 +1,15 @@
 """``python -m app.serve [--host H] [--port P]``: serve PageLab as it is meant to be served
 (``make run``, ``pagelab serve`` and the container all start it this way).
 
-Two things differ from a bare ``uvicorn app.main:app``:
+What differs from a bare ``uvicorn app.main:app``:
+
+* Every setting is read first (``load_settings``): a bad one stops the start with one
+  line per bad setting and exit status 2, before anything listens.
+* One log format for every line, ours and uvicorn's (``app.logs``: JSON when stdout is
+  not a terminal), with our access line (``app.api.observe``) instead of uvicorn's.
+* SIGTERM drains the lab before uvicorn closes the connections (``Server``): streams
+  close with 1001, workloads pause; then the requests in flight are answered, the
+  journal flushed, the snapshots written, and the process exits 0.
 
 * The listening socket is made here with a bounded kernel send buffer
   (``PAGELAB_STREAM_SOCKET_BUFFER``, 256 KiB; connections inherit it).  Without the bound,
