@@ -23,6 +23,14 @@ import msgspec
 import structlog
 from structlog.typing import Processor
 
+#: the levels by name, as the standard library numbers them
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 #: loggers of the standard library whose own handlers give way to the root's
 THIRD_PARTY = ("uvicorn", "uvicorn.error", "uvicorn.asgi", "sqlalchemy", "alembic")
 
@@ -44,11 +52,36 @@ def wants_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json"
 
 
+class NamedWriter(structlog.WriteLogger):
+    """structlog's plain line writer, with the name it was asked for (the ``logger`` key
+    of a line, as the standard library's loggers have)."""
+
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class NamedWriterFactory:
+    """``structlog.get_logger(name)`` -> a ``NamedWriter`` on one stream."""
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+
+    def __call__(self, *args: Any) -> NamedWriter:
+        name = args[0] if args and isinstance(args[0], str) else ""
+        return NamedWriter(self.file, name)
+
+
 def configure_logging(
     log_format: str = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
     """Send every log line of the process, structlog's and the standard library's, to
-    ``stream`` (stdout) in one format, at ``level`` and above."""
+    ``stream`` (stdout) in one format, at ``level`` and above.
+
+    structlog's lines are rendered and written by structlog itself (a line below the
+    level costs one no-op method call; one above it no ``LogRecord``); the standard
+    library's go through a handler whose formatter runs the same processors and
+    renderer (``ProcessorFormatter``)."""
     out = stream if stream is not None else sys.stdout
     as_json = wants_json(log_format, out)
     shared: list[Processor] = [
@@ -57,38 +90,36 @@ def configure_logging(
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    structlog.configure(
-        processors=[
-            # first: a line below the level (or of a disabled logger, as the access
-            # log under --no-access-log) costs no more processing
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # loggers made at import time (module globals) follow a later configure_logging
-        cache_logger_on_first_use=False,
-    )
     renderer: Processor
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if as_json:
-        final.append(structlog.processors.format_exc_info)
         # msgspec (a dependency already) encodes a line ~8x faster than json.dumps;
         # values it does not know are written as their str()
         encoder = msgspec.json.Encoder(enc_hook=str)
         renderer = structlog.processors.JSONRenderer(
             serializer=lambda event, **_: encoder.encode(event).decode()
         )
+        rendering: list[Processor] = [structlog.processors.format_exc_info, renderer]
     else:
         colors = bool(getattr(out, "isatty", lambda: False)())
         renderer = structlog.dev.ConsoleRenderer(colors=colors)
-    final.append(renderer)
+        rendering = [renderer]
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *rendering],
+        logger_factory=NamedWriterFactory(out),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level.lower()]),
+        # loggers made at import time (module globals) follow a later configure_logging
+        cache_logger_on_first_use=False,
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
-        processors=final,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
     )
+    # the standard library looks up each line's caller (a walk up the stack) and names
+    # its thread and process: nothing our renderer writes (its "Optimization" notes)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit)
     # the outermost of ours: its request id is bound for everything below, its clock
     # covers the whole request
-    app.add_middleware(Observe, metrics=HttpMetrics(registry))
+    app.add_middleware(Observe, metrics=HttpMetrics(registry), access=settings.access_log)
     # every router with {instance_id} paths enforces access in one place: instance_guard
     guarded = [Depends(instance_guard)]
     app.include_router(router, dependencies=guarded)

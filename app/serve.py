@@ -34,10 +34,9 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
-import logging
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -148,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-access-log", action="store_true", help="no access line per request")
     ns = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
     if ns.log_level is not None:
+        overrides["log_level"] = ns.log_level
+    if ns.no_access_log:
+        overrides["access_log"] = False
+    if overrides:
         try:
-            settings = load_settings(log_level=ns.log_level)
+            settings = load_settings(**overrides)
         except SettingsError as e:
             print(f"pagelab: cannot start: --log-level: {e}", file=sys.stderr)
             return 2
@@ -159,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pagelab: {refusal}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    if ns.no_access_log:
-        logging.getLogger("pagelab.access").disabled = True
     # The event loop shares the interpreter with worker threads running batches, boots
     # and workload slices: a shorter switch interval hands it the GIL sooner, so small
     # requests are not held up behind another user's heavy work.

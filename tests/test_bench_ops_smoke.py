@@ -11,7 +11,7 @@ from tests.bench_run import positive, run_bench
 
 def test_ops_quick_json_has_every_figure() -> None:
     result = run_bench("ops", timeout=120)
-    for key in ("bare_us", "observed_us", "logged_us"):
+    for key in ("bare_us", "observed_us", "logged_us", "middleware_alone_observe_us"):
         assert positive(result[key]), (key, result[key])
     assert math.isclose(result["observe_overhead_us"], result["observed_us"] - result["bare_us"])
     assert math.isclose(result["log_overhead_us"], result["logged_us"] - result["bare_us"])

@@ -9,9 +9,8 @@
 * **Access log.**  One line per request when it ends (``logger: pagelab.access``):
   method, route template, status, duration in ms, request id and the principal's name
   when the request had one.  A WebSocket gets its line when it closes (status 101 if it
-  was accepted, else 403).  It replaces uvicorn's own access log, and is written when the
-  standard library's ``pagelab.access`` logger is enabled at info (``app.logs`` sets that
-  up for ``python -m app.serve``).
+  was accepted, else 403).  It replaces uvicorn's own access log; ``PAGELAB_ACCESS_LOG=0``
+  (or ``python -m app.serve --no-access-log``) switches it off.
 * **Metrics.**  ``pagelab_http_requests_total{method,route,status}`` and
   ``pagelab_http_request_duration_seconds{method,route}``, labelled by route *template*
   (``/api/v1/instances/{instance_id}/calls``), never the raw path, so that the series
@@ -20,7 +19,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -43,9 +41,6 @@ UNMATCHED: Final = "unmatched"
 BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 access_log = structlog.get_logger("pagelab.access")
-#: the standard library's side of it: asked first, so that a request costs no log line
-#: at all when access lines are off (``--no-access-log``) or below the level
-access_enabled = logging.getLogger("pagelab.access").isEnabledFor
 
 
 class HttpMetrics:
@@ -98,9 +93,14 @@ def principal_of(scope: Scope) -> str | None:
 class Observe:
     """Request id, access log and HTTP metrics for every HTTP request and WebSocket."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, access: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        #: whether to write access lines (``PAGELAB_ACCESS_LOG``, ``--no-access-log``)
+        self.access = access
+        # made when the app serves its first request (after logging was configured):
+        # the lazy module logger would be rebuilt at every line
+        self.access_log = access_log.bind()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -135,7 +135,7 @@ class Observe:
             if kind == "http":
                 self.metrics.requests.labels(method, route, str(status)).inc()
                 self.metrics.duration.labels(method, route).observe(seconds)
-            if access_enabled(logging.INFO):
+            if self.access:
                 fields: dict[str, Any] = {
                     "method": method,
                     "route": route,
@@ -145,5 +145,5 @@ class Observe:
                 principal = principal_of(scope)
                 if principal is not None:
                     fields["principal"] = principal
-                access_log.info("request", **fields)
+                self.access_log.info("request", **fields)
             structlog.contextvars.reset_contextvars(**bound)

@@ -217,6 +217,11 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         default="info", description="the least severe log lines written (any case)"
     )
+    access_log: bool = Field(
+        default=True,
+        description="one log line per request (method, route, status, duration, request id, "
+        "principal); python -m app.serve --no-access-log turns it off",
+    )
     metrics: Literal["on", "off", "token"] = Field(
         default="on",
         description="GET /metrics (Prometheus). on: served to anyone who can reach the "
