@@ -134,8 +134,10 @@ class LabCollector(Collector):
         ok: Counter[str] = Counter(lab.retired_calls)
         refused: Counter[str] = Counter(lab.retired_refusals)
         for inst in instances:
-            ok.update(inst.calls_by_fn)
-            refused.update(inst.refused_by_fn)
+            # a batch in a worker thread may add a function meanwhile: dict() copies in
+            # one step under the GIL, where iterating the Counter could see it change
+            ok.update(dict(inst.calls_by_fn))
+            refused.update(dict(inst.refused_by_fn))
         calls = CounterMetricFamily(
             "pagelab_kernel_calls",
             "Kernel calls run on the lab's machines (API, batches, workloads), by function; "
