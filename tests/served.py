@@ -27,6 +27,7 @@ class Served:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "PAGELAB_LOG_FORMAT": "json",
+            "PAGELAB_ACCESS_LOG": "1",
             "PAGELAB_DEFAULT_PRESET": "tiny-16m",
             **env,
         }

@@ -61,7 +61,7 @@ def with_logging_route(app: FastAPI) -> FastAPI:
 
 @pytest.mark.anyio
 async def test_the_request_id_is_on_every_line_and_in_the_answer(out: io.StringIO) -> None:
-    app = with_logging_route(create_app(tiny_settings()))
+    app = with_logging_route(create_app(tiny_settings(access_log=True)))
     async with app.router.lifespan_context(app):
         import httpx
 
@@ -96,7 +96,7 @@ async def test_the_request_id_is_on_every_line_and_in_the_answer(out: io.StringI
 @pytest.mark.anyio
 @pytest.mark.parametrize("given", ["has space", "x" * 129, 'quote"d', ""])
 async def test_an_insane_request_id_is_replaced(given: str, out: io.StringIO) -> None:
-    async with serve() as c:
+    async with serve(tiny_settings(access_log=True)) as c:
         r = await c.get(f"{API}/functions", headers={"X-Request-ID": given})
     made = r.headers["x-request-id"]
     assert made != given and len(made) == 32 and int(made, 16) >= 0
@@ -111,6 +111,7 @@ async def test_the_access_line_names_the_principal(out: io.StringIO, tmp_path: P
         admin_name="root",
         admin_token=ADMIN_TOKEN,
         boot_default=False,
+        access_log=True,
     )
     async with serve(settings) as c:
         r = await c.get(f"{API}/instances", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -149,3 +150,11 @@ def test_settings_choose_the_format_and_level(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("PAGELAB_LOG_LEVEL", "WARNING")
     s = Settings()
     assert (s.log_format, s.log_level) == ("console", "warning")
+
+
+@pytest.mark.anyio
+async def test_no_access_line_when_it_is_off(out: io.StringIO) -> None:
+    async with serve(tiny_settings(access_log=False)) as c:
+        r = await c.get(f"{API}/functions", headers={"X-Request-ID": "kept"})
+    assert r.headers["x-request-id"] == "kept"  # the id is still made and echoed
+    assert not [line for line in lines(out) if line["event"] == "request"]
