@@ -1,4 +1,5 @@
-"""The ASGI application: ``uvicorn app.main:app``.
+"""The ASGI application: ``uvicorn app.main:app`` (made when first asked for, from the
+environment's settings), or ``create_app(settings)``.
 
 Boots one default instance (``PAGELAB_DEFAULT_PRESET``, the 1 GiB teaching box) at
 start-up, unless ``PAGELAB_BOOT_DEFAULT=0``.
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api import (
     courses,
     errors,
+    metrics,
     probes,
     quotas,
     session,
@@ -30,8 +32,10 @@ from app.api import (
 from app.api.auth import instance_guard
 from app.api.cookies import SessionCodec
 from app.api.guesses import GuessLimiter
+from app.api.observe import HttpMetrics, Observe
 from app.api.routes import meta_router, router
 from app.api.web import mount_web
+from app.lab.metrics import Metrics
 from app.lab.service import Lab, LabError
 from app.lab.settings import Settings
 
@@ -75,10 +79,11 @@ class BodyLimit:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    registry = Metrics()  # this app's own (tests make many apps in one process)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lab = Lab(settings)
+        lab = Lab(settings, registry)
         app.state.lab = lab
         if lab.accounts is not None:
             accounts = lab.accounts
@@ -108,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "default instance not booted", reason=e.message
                 )
         yield
+        # after the requests in flight were answered (SIGTERM: app.serve drained the
+        # streams and workloads before uvicorn closed the connections)
         await lab.shutdown()
 
     app = FastAPI(
@@ -123,11 +130,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # /docs is served from the page's build by mount_web
         redoc_url=None,
     )
+    app.state.settings = settings
+    app.state.metrics = registry
     errors.install(app)
     # failed authentications per client address (app/api/guesses.py): one count per app
     app.state.guesses = GuessLimiter(settings.auth_failures_per_minute)
 
     app.add_middleware(BodyLimit)
+    # the outermost of ours: its request id is bound for everything below, its clock
+    # covers the whole request
+    app.add_middleware(Observe, metrics=HttpMetrics(registry), access=settings.access_log)
     # every router with {instance_id} paths enforces access in one place: instance_guard
     guarded = [Depends(instance_guard)]
     app.include_router(router, dependencies=guarded)
@@ -140,7 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quotas.router)
     app.include_router(meta_router)
     app.include_router(probes.router)  # /healthz and /readyz: no token, for orchestrators
-    mount_web(app)
+    if settings.metrics != "off":  # off: /metrics is a 404 like any unknown path
+        app.include_router(metrics.router)
+    mount_web(app, settings.web_dist)
     _document_raw_bodies(app)
     return app
 
@@ -173,4 +187,15 @@ def _document_raw_bodies(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-app = create_app()
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app.main.app``: the app of the environment's settings, made on first use (so
+    that importing this module neither reads the settings nor builds an app)."""
+    global _app
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_app()
+    return _app

@@ -1,7 +1,15 @@
 """``python -m app.serve [--host H] [--port P]``: serve PageLab as it is meant to be served
 (``make run``, ``pagelab serve`` and the container all start it this way).
 
-Two things differ from a bare ``uvicorn app.main:app``:
+What differs from a bare ``uvicorn app.main:app``:
+
+* Every setting is read first (``load_settings``): a bad one stops the start with one
+  line per bad setting and exit status 2, before anything listens.
+* One log format for every line, ours and uvicorn's (``app.logs``: JSON when stdout is
+  not a terminal), with our access line (``app.api.observe``) instead of uvicorn's.
+* SIGTERM drains the lab before uvicorn closes the connections (``Server``): streams
+  close with 1001, workloads pause; then the requests in flight are answered, the
+  journal flushed, the snapshots written, and the process exits 0.
 
 * The listening socket is made here with a bounded kernel send buffer
   (``PAGELAB_STREAM_SOCKET_BUFFER``, 256 KiB; connections inherit it).  Without the bound,
@@ -26,13 +34,21 @@ from __future__ import annotations
 import argparse
 import gc
 import ipaddress
-import os
 import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
+import structlog
 import uvicorn
+from fastapi import FastAPI
 
-from app.lab.settings import Settings
+from app.lab.settings import Settings, SettingsError, load_settings
+from app.logs import configure_logging
+
+if TYPE_CHECKING:  # app.core reads PAGELAB_CORE when imported: after the settings' check
+    from app.lab.service import Lab
+
+log = structlog.get_logger("pagelab.serve")
 
 
 def listening_socket(host: str, port: int, sndbuf: int) -> socket.socket:
@@ -87,18 +103,66 @@ def open_bind_refusal(host: str, settings: Settings) -> str | None:
     return None
 
 
+class Server(uvicorn.Server):
+    """uvicorn, with PageLab's drain first on SIGTERM (or Ctrl-C): uvicorn's own shutdown
+    stops listening, closes every WebSocket with 1012, waits for the requests in flight
+    and then runs the lifespan's shutdown.  Before that, ``Lab.drain`` closes the streams
+    itself with 1001 (going away: the server stops, it is not restarting in place) and
+    pauses the workloads; the lifespan's shutdown then flushes the journal and writes
+    the snapshots (``Lab.shutdown``).  The process then exits 0."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # no new connections while the lab drains
+            server.close()
+        lab: Lab | None = getattr(self.app.state, "lab", None)
+        if lab is not None:
+            try:
+                await lab.drain()
+            except Exception:  # the rest of the shutdown must still happen
+                log.exception("draining the lab failed")
+        await super().shutdown(sockets)
+        # uvicorn raises the signal again once it has stopped, so the process dies of
+        # it (exit 143); a shutdown that went through in order is a success: exit 0
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        for line in str(e).splitlines():  # one bad setting a line
+            print(f"pagelab: cannot start: {line}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--log-level", default=os.environ.get("PAGELAB_LOG_LEVEL", "info"))
-    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument(
+        "--log-level", default=None, help="overrides PAGELAB_LOG_LEVEL (debug ... critical)"
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="no access line per request")
     ns = parser.parse_args(argv)
-    settings = Settings()
+    overrides: dict[str, Any] = {}
+    if ns.log_level is not None:
+        overrides["log_level"] = ns.log_level
+    if ns.no_access_log:
+        overrides["access_log"] = False
+    if overrides:
+        try:
+            settings = load_settings(**overrides)
+        except SettingsError as e:
+            print(f"pagelab: cannot start: --log-level: {e}", file=sys.stderr)
+            return 2
     refusal = open_bind_refusal(ns.host, settings)
     if refusal is not None:
         print(f"pagelab: {refusal}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_format, settings.log_level)
     # The event loop shares the interpreter with worker threads running batches, boots
     # and workload slices: a shorter switch interval hands it the GIL sooner, so small
     # requests are not held up behind another user's heavy work.
@@ -113,16 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pagelab: cannot listen on {ns.host}:{ns.port}: {e.strerror}", file=sys.stderr)
         return 2
     loop, http = server_stack(settings)
+    from app.main import create_app  # after the settings were found good
+
+    application = create_app(settings)
     config = uvicorn.Config(
-        "app.main:app",
+        application,
         loop=loop,
         http=http,
-        log_level=ns.log_level,
-        access_log=not ns.no_access_log,
+        log_config=None,  # configure_logging did it: one renderer for every logger
+        log_level=settings.log_level,
+        access_log=False,  # app.api.observe writes one access line per request
         ws_per_message_deflate=False,
     )
-    print(f"PageLab on http://{ns.host}:{ns.port}/ (API under /api/v1, docs at /docs)")
-    uvicorn.Server(config).run(sockets=[sock])
+    host, port = sock.getsockname()[:2]
+    log.info(
+        "PageLab serving",
+        url=f"http://{ns.host}:{port}/",
+        api="/api/v1",
+        docs="/docs",
+        metrics="/metrics" if settings.metrics != "off" else None,
+        address=host,
+    )
+    Server(config, application).run(sockets=[sock])
     return 0
 
 

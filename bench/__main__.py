@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students|ops] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -54,6 +54,12 @@ def _students(argv: list[str]) -> int:
     return students.main(argv)
 
 
+def _ops(argv: list[str]) -> int:
+    from bench import ops
+
+    return ops.main(argv)
+
+
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "engine": _engine,
     "lifecycle": _lifecycle,
@@ -62,6 +68,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "stream": _stream,
     "durability": _durability,
     "students": _students,
+    "ops": _ops,
 }
 
 

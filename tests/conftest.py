@@ -5,6 +5,9 @@ import pytest
 # Tests run without a database unless they ask for one (tests/lab/test_durability.py):
 # the default (sqlite:///var/pagelab.db) is for `make run`.
 os.environ.setdefault("PAGELAB_DATABASE_URL", "")
+# No access line per request either (the CLI tests read what a live server in the same
+# process leaves on stdout); the tests of the access line turn it on.
+os.environ.setdefault("PAGELAB_ACCESS_LOG", "0")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,15 @@ from app.cli import main as pagelab
 from app.lab.accounts import Accounts
 from app.lab.settings import Settings
 from app.lab.store import Store
+from app.logs import reset_logging
 from app.serve import is_loopback, main, open_bind_refusal, server_stack
+
+
+@pytest.fixture(autouse=True)
+def _logging_back_to_defaults() -> Iterator[None]:
+    """``main`` configures the process's logging (onto pytest's captured stdout): undo it."""
+    yield
+    reset_logging()
 
 
 @pytest.mark.parametrize(
@@ -106,5 +115,7 @@ def test_serve_hands_uvicorn_its_settings(
     config = seen["config"]
     assert isinstance(config, uvicorn.Config)
     assert (config.loop, config.http, config.ws_per_message_deflate) == (loop, http, False)
+    # our logging and access lines, not uvicorn's
+    assert config.log_config is None and config.access_log is False
     assert seen["sndbuf"] == 2 * 65536  # Linux doubles what it is asked for
     assert seen["switch"] == pytest.approx(0.002)

@@ -23,6 +23,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import anyio.to_thread
+import structlog
 from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
@@ -60,7 +61,23 @@ async def authenticate(lab: Lab, token: str | None) -> Principal | None:
 
 async def get_principal(request: Request) -> Principal:
     """The Bearer token's principal, else the session cookie's (``app.api.cookies``),
-    whose changes also need their CSRF token; 401 without either."""
+    whose changes also need their CSRF token; 401 without either.  Its name goes into
+    the request's log context and access line (``app.api.observe``)."""
+    principal = await _principal(request)
+    noted(request, principal)
+    return principal
+
+
+def noted(conn: HTTPConnection, principal: Principal | None) -> None:
+    """Remember who the request is (its state, for the access line) and bind ``user`` in
+    the log context of the lines logged while it is served (not in the open lab, where
+    everyone is the same nobody)."""
+    if principal is not None and principal.name:
+        conn.state.principal = principal.name
+        structlog.contextvars.bind_contextvars(user=principal.name)
+
+
+async def _principal(request: Request) -> Principal:
     lab: Lab = request.app.state.lab
     if lab.accounts is None:
         return ANONYMOUS

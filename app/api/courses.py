@@ -310,12 +310,13 @@ async def _source_of(
     return config, body.preset, entries, None
 
 
-def _check_size(config: MachineConfig, calls: int, quotas: Quotas | None) -> None:
+def _check_size(lab: Lab, config: MachineConfig, calls: int, quotas: Quotas | None) -> None:
     """A scenario is replayed like one batch on a machine of its size: the maker's
     ``batch_size`` and ``pages_per_instance`` quotas bound it."""
     how = "ask an admin to raise it"
     if quotas is not None and calls > quotas.batch_size:
-        raise LabError(
+        raise lab.refuse(
+            "batch_size",
             "too-large",
             f"this scenario has {calls} calls; your quota 'batch_size' allows "
             f"{quotas.batch_size} in one replay: shorten it, or {how}",
@@ -324,7 +325,8 @@ def _check_size(config: MachineConfig, calls: int, quotas: Quotas | None) -> Non
         raise LabError("too-large", f"a scenario holds at most {MAX_TRACE_CALLS} calls")
     pages = config_pages(config)
     if quotas is not None and pages > quotas.pages_per_instance:
-        raise LabError(
+        raise lab.refuse(
+            "pages_per_instance",
             "too-large",
             f"this scenario's machine has {pages} pages; your quota 'pages_per_instance' is "
             f"{quotas.pages_per_instance}: choose less memory, or {how}",
@@ -373,7 +375,7 @@ async def create_scenario(
         config = lab.check_config(config)
     except ValueError as e:  # ConfigError: the machine this server cannot host
         raise LabError("validation", f"the scenario's machine: {e}") from None
-    _check_size(config, len(entries), await quotas_of(lab, principal))
+    _check_size(lab, config, len(entries), await quotas_of(lab, principal))
     try:
         digest = await anyio.to_thread.run_sync(check_replay, config, entries)
     except ReplayRefused as e:

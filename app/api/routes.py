@@ -370,7 +370,8 @@ async def _admit_batch(lab: Lab, principal: Principal, n: int) -> None:
     if quotas is not None:
         if n > quotas.batch_size:
             held = lab.call_rate.bucket(quotas).capacity if quotas.calls_per_s > 0 else 0
-            raise LabError(
+            raise lab.refuse(
+                "batch_size",
                 "too-large",
                 f"your quota 'batch_size' allows {quotas.batch_size} calls in one batch, not "
                 f"{n} (and your call bucket, filled at your quota "

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketState
 from app.lab.service import Lab, LabError
 from app.lab.stream import CLOSE_POLICY, StreamError
 
-from .auth import may_read, origin_allowed, quotas_of, websocket_principal
+from .auth import may_read, noted, origin_allowed, quotas_of, websocket_principal
 from .refs import resolve
 
 router = APIRouter(prefix="/api/v1")
@@ -52,6 +52,7 @@ async def stream(websocket: WebSocket, instance_id: str) -> None:
         await websocket.accept()
         await websocket.close(code=CLOSE_RATE_LIMITED, reason=e.message[:120])
         return
+    noted(websocket, principal)
     await websocket.accept()
     if principal is None:
         await websocket.close(

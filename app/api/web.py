@@ -9,7 +9,6 @@ looked up on every request, so building while the server runs needs no restart.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -37,19 +36,21 @@ then <code>make run</code> builds it and serves it here (or run
 """
 
 
-def web_dist() -> Path:
-    return Path(os.environ.get("PAGELAB_WEB_DIST") or DEFAULT_DIST)
+def web_dist(configured: str | None = None) -> Path:
+    """The build's folder: ``configured`` (``PAGELAB_WEB_DIST``), else ``web/dist``."""
+    return Path(configured or DEFAULT_DIST)
 
 
 class _BuildFiles(StaticFiles):
     """Static files of one folder of the build; a plain 404 while it is not built."""
 
-    def __init__(self, subdir: str) -> None:
-        super().__init__(directory=web_dist() / subdir, check_dir=False)
+    def __init__(self, dist: Path, subdir: str) -> None:
+        super().__init__(directory=dist / subdir, check_dir=False)
+        self.dist = dist
         self.subdir = subdir
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        folder = web_dist() / self.subdir
+        folder = self.dist / self.subdir
         if not folder.is_dir():
             raise HTTPException(404, f"the page is not built: there is no {self.subdir}/ yet")
         self.directory = folder
@@ -57,20 +58,22 @@ class _BuildFiles(StaticFiles):
         await super().__call__(scope, receive, send)
 
 
-def mount_web(app: FastAPI) -> None:
+def mount_web(app: FastAPI, configured: str | None = None) -> None:
     """Serve the page at ``/`` (with ``/assets``) and Swagger UI at ``/docs``, both from the
-    build; ``app`` must be created with ``docs_url=None`` and ``redoc_url=None``."""
+    build (in ``configured``, ``PAGELAB_WEB_DIST``, else ``web/dist``); ``app`` must be created
+    with ``docs_url=None`` and ``redoc_url=None``."""
+    dist = web_dist(configured)
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
-        page = web_dist() / "index.html"
+        page = dist / "index.html"
         if not page.is_file():
             return HTMLResponse(NOT_BUILT.format(what="The browser page"))
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
-        if not (web_dist() / "swagger" / "swagger-ui-bundle.js").is_file():
+        if not (dist / "swagger" / "swagger-ui-bundle.js").is_file():
             return HTMLResponse(NOT_BUILT.format(what="The interactive API page (Swagger UI)"))
         return get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
@@ -82,5 +85,5 @@ def mount_web(app: FastAPI) -> None:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    app.mount("/assets", _BuildFiles("assets"), name="assets")
-    app.mount("/swagger", _BuildFiles("swagger"), name="swagger")
+    app.mount("/assets", _BuildFiles(dist, "assets"), name="assets")
+    app.mount("/swagger", _BuildFiles(dist, "swagger"), name="swagger")

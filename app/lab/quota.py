@@ -97,9 +97,12 @@ class Bucket:
 
 
 class CallRate:
-    """Per-user call-rate buckets (``calls_per_s``), in this process's memory."""
+    """Per-user call-rate buckets (``calls_per_s``), in this process's memory.
+    ``refused(quota)`` is told of every refusal (``Metrics.refused``: by ``calls_per_s``,
+    or ``batch_size`` for a request larger than the bucket ever holds)."""
 
-    def __init__(self) -> None:
+    def __init__(self, refused: Callable[[str], None] = lambda quota: None) -> None:
+        self.refused = refused
         self.storage = MemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self._buckets: dict[tuple[float, int], Bucket] = {}
@@ -124,12 +127,14 @@ class CallRate:
         nothing)."""
         rate = quotas.calls_per_s
         if rate <= 0:
+            self.refused("calls_per_s")
             raise RateLimited(
                 "forbidden",
                 "your quota 'calls_per_s' is 0: you may not make kernel calls; " + HOW_TO_GET_MORE,
             )
         b = self.bucket(quotas)
         if cost > b.capacity:
+            self.refused("batch_size")
             raise RateLimited(
                 "too-large",
                 f"a request of {cost} calls is more than your call bucket ever holds "
@@ -139,6 +144,7 @@ class CallRate:
         if self.limiter.hit(b.item, user, cost=cost):
             return
         seconds = int(self._wait(b, user, cost)) + 1  # strictly after: then it passes
+        self.refused("calls_per_s")
         raise RateLimited(
             "rate-limited",
             f"you may make {_figure(rate)} calls per second (quota 'calls_per_s') and "

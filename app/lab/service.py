@@ -37,6 +37,7 @@ from app.lab.machine_views import summary
 
 from .access import Access
 from .accounts import Accounts, Quotas
+from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
 from .records import full_record_path, summarise
@@ -236,13 +237,19 @@ class Instance:
     calls: int = 0
     digest_cache: tuple[int, int, str] | None = None  # (generation, calls, digest)
     generation: int = 0
-    waiters: dict[int, list[asyncio.Future[dict[str, Any]]]] = field(default_factory=dict)
+    #: calls waiting for their sleeping thread, by thread (an outcome, or None: the wait
+    #: was ended while the thread still sleeps)
+    waiters: dict[int, list[asyncio.Future[dict[str, Any] | None]]] = field(default_factory=dict)
     #: the seq of the last kernel call made on this machine (0 after boot)
     seq: int = 0
     #: the latest call records, for the stream (bounded: a viewer never holds a call up)
     ring: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
     #: cumulative calls per function and page moves per queue-type pair (stream summaries)
     fn_counts: Counter[str] = field(default_factory=Counter)
+    #: every call run, accepted and refused, by function (``pagelab_kernel_calls``; kept
+    #: whether anyone watches, unlike ``fn_counts``)
+    calls_by_fn: Counter[str] = field(default_factory=Counter)
+    refused_by_fn: Counter[str] = field(default_factory=Counter)
     move_counts: Counter[str] = field(default_factory=Counter)
     error_count: int = 0
     workloads: dict[int, WorkloadRun] = field(default_factory=dict)
@@ -297,6 +304,10 @@ class Instance:
         record joins the ring for the stream.  Runs under the instance's lock (possibly
         in a worker thread): cheap appends, never a wait."""
         self.seq += 1
+        if error is None:
+            self.calls_by_fn[fn] += 1
+        else:
+            self.refused_by_fn[fn] += 1
         if not watched:  # nobody can see this call's record: keep what the journal needs
             if error is None and result is not None:
                 self.pending.append(
@@ -388,8 +399,15 @@ def _parked(m: Machine, fn: str, ctx: Ctx) -> str | None:
 
 
 class Lab:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings or Settings()
+        #: the app's metrics registry (``GET /metrics``); the lab is read at each scrape
+        self.metrics = metrics or Metrics()
+        #: calls by function of deleted instances (the counters never go down)
+        self.retired_calls: Counter[str] = Counter()
+        self.retired_refusals: Counter[str] = Counter()
+        #: set once the server stops taking work (``drain``)
+        self.draining = False
         self.instances: dict[int, Instance] = {}
         self._next_id = 1
         self._create_lock = asyncio.Lock()
@@ -408,13 +426,13 @@ class Lab:
         #: page structures of machines booting now (a create, or a reset's second copy)
         self._booking_pages = 0
         #: per-user call-rate buckets (token mode: ``calls_per_s``)
-        self.call_rate = CallRate()
+        self.call_rate = CallRate(self.metrics.refused)
         self.quota_cache: QuotaCache | None = None
         if self.settings.database_url:
             self.store = Store(
                 self.settings.database_url, sqlite_synchronous=self.settings.sqlite_synchronous
             )
-            self.journal = JournalWriter(self.store)
+            self.journal = JournalWriter(self.store, observe=self.metrics.journal_commit.observe)
             self._next_id = self.store.next_instance_id()
             if self.settings.auth == "token":
                 self.accounts = Accounts(self.store)
@@ -442,25 +460,77 @@ class Lab:
                 lag_s=st.stream_lag_s,
             ),
         )
+        self.metrics.attach(self)
 
-    async def shutdown(self) -> None:
-        """Stop the culler and workloads, close every stream (code 1001, going away),
-        finish the snapshots being written, write what the journal still holds and close
-        the store."""
+    async def drain(self) -> int:
+        """Stop taking work, first thing on SIGTERM (``python -m app.serve`` calls it before
+        the server closes its connections; ``shutdown`` calls it too, a no-op then): the
+        idle culler stops, running workloads pause (a slice running now finishes), calls
+        waiting for a sleeping thread answer at once as if their wait had timed out, and
+        every stream is closed with 1001 (going away), its close frame sent.  Returns the
+        streams closed."""
+        if self.draining:
+            return 0
+        self.draining = True
         if self._culler is not None:
             self._culler.cancel()
             self._culler = None
+        paused = self.workloads.pause_all("paused: the server is shutting down")
         for inst in self.instances.values():
-            for run in list(inst.workloads.values()):
-                run.cancel()
-        await self.stream.close_all()
-        for inst in self.instances.values():
-            self.flush(inst, wait=False)
+            for futures in inst.waiters.values():
+                for f in futures:
+                    if not f.done():  # answered as a wait that timed out: still asleep
+                        f.set_result(None)
+            inst.waiters.clear()
+        closed = await self.stream.close_all()
+        log.info("draining", streams_closed=closed, workloads_paused=paused)
+        return closed
+
+    async def shutdown(self) -> None:
+        """The lifespan's end, after the server answered the requests in flight: ``drain``,
+        wait for every call still running (a workload's slice) by taking each instance's
+        lock, hand the journal what it holds, finish the snapshots being written, then
+        snapshot every machine changed since its last snapshot (so the next start loads
+        it instead of replaying its journal; ``PAGELAB_SNAPSHOT_ON_SHUTDOWN``, never with
+        ``PAGELAB_SNAPSHOT_EVERY=0``), and close the journal and the store."""
+        await self.drain()
+        for inst in list(self.instances.values()):
+            async with inst.lock:
+                self.flush(inst, wait=False)
+        self.workloads.stop_tasks()
         await self.settle()
+        written = 0
+        st = self.settings
+        if self.store is not None and st.snapshot_on_shutdown and st.snapshot_every:
+            for inst in list(self.instances.values()):
+                if inst.live is None or inst.seq == inst.snapshot_seq:
+                    continue
+                try:
+                    saved = await self.save_snapshot(inst)
+                except Exception as e:  # the journal has every call: a restart replays it
+                    saved = False
+                    log.warning("snapshot at shutdown failed", instance=inst.id, reason=str(e))
+                if saved:
+                    written += 1
+                else:
+                    log.warning(
+                        "no snapshot at shutdown (a thread sleeps in a call): the next start "
+                        "replays this instance's journal since its last one",
+                        instance=inst.id,
+                        seq=inst.seq,
+                    )
         if self.journal is not None:
             await anyio.to_thread.run_sync(self.journal.close)
         if self.store is not None:
             self.store.close()
+        self.metrics.detach()
+        log.info("lab shut down", instances=len(self.instances), snapshots_written=written)
+
+    def refuse(self, quota: str, kind: str, message: str, **extra: Any) -> LabError:
+        """A refusal by ``quota`` (a user's quota or a server cap; counted in
+        ``pagelab_quota_refusals_total``), to raise."""
+        self.metrics.refused(quota)
+        return LabError(kind, message, **extra)
 
     # ------------------------------------------------------------ the journal
     def flush(self, inst: Instance, wait: bool = True) -> asyncio.Future[None] | None:
@@ -1026,7 +1096,8 @@ class Lab:
         config = self.check_config(config)
         async with self._create_lock:
             if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
-                raise LabError(
+                raise self.refuse(
+                    "max_instances",
                     "quota",
                     f"this server hosts at most {self.settings.max_instances} instances; "
                     "delete one first",
@@ -1093,7 +1164,8 @@ class Lab:
         if budget:
             held = self.pages_held()
             if held + pages > budget:
-                raise LabError(
+                raise self.refuse(
+                    "page_budget",
                     "server-full",
                     f"this server is full: its machines hold {held} of the {budget} page "
                     f"structures it has memory for (PAGELAB_PAGE_BUDGET) and {what} needs "
@@ -1119,21 +1191,24 @@ class Lab:
         mine = [i for i in self.instances.values() if i.owner == owner]
         booked = sum(1 for o, _ in self._booting_names if o == owner)
         if len(mine) + booked >= quotas.instances:
-            raise LabError(
+            raise self.refuse(
+                "instances",
                 "forbidden",
                 f"your quota 'instances' allows {quotas.instances} instances and you have "
                 f"{len(mine) + booked}: delete one, or {how}",
             )
         pages = config_pages(config)
         if pages > quotas.pages_per_instance:
-            raise LabError(
+            raise self.refuse(
+                "pages_per_instance",
                 "too-large",
                 f"this machine has {pages} pages; your quota 'pages_per_instance' is "
                 f"{quotas.pages_per_instance}: choose less memory, or {how}",
             )
         held = sum(config_pages(i.config) for i in mine)
         if held + pages > quotas.pages_total:
-            raise LabError(
+            raise self.refuse(
+                "pages_total",
                 "forbidden",
                 f"your instances hold {held} pages and this one would add {pages}; your quota "
                 f"'pages_total' is {quotas.pages_total}: delete one, or {how}",
@@ -1174,6 +1249,8 @@ class Lab:
                 # whole group commit, other instances' calls with it
                 await self.sync(inst)
             del self.instances[instance_id]
+            self.retired_calls.update(inst.calls_by_fn)
+            self.retired_refusals.update(inst.refused_by_fn)
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
@@ -1349,7 +1426,7 @@ class Lab:
         inst = self.get(instance_id)
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
-        waiter: asyncio.Future[dict[str, Any]] | None = None
+        waiter: asyncio.Future[dict[str, Any] | None] | None = None
         async with self.hold(inst) as m:
             parked = _parked(m, fn, ctx)
             if parked is not None:

@@ -1,17 +1,36 @@
-"""Service limits and defaults, from the environment (``PAGELAB_*``) via pydantic-settings."""
+"""Every setting of the server, from the environment (``PAGELAB_*``) via pydantic-settings:
+one class, documented in ``docs/settings.md`` (``python -m tools.settings_table`` makes
+that table from the fields below).  ``load_settings`` is how the server reads them: a bad
+value stops it at start with a message naming the variable, the value and what is
+accepted (``SettingsError``), never a traceback."""
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import re
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+ENV_PREFIX = "PAGELAB_"
 
 
 class Settings(BaseSettings):
-    """Caps that keep one user from starving the others; all configurable."""
+    """Caps that keep one user from starving the others, where the server keeps its data,
+    how it logs and is observed; all configurable."""
 
-    model_config = SettingsConfigDict(env_prefix="PAGELAB_")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, populate_by_name=True)
 
     max_pages: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="page structs per instance"
@@ -56,6 +75,13 @@ class Settings(BaseSettings):
         description="save a snapshot of an instance each time its seq passes a multiple of "
         "this (at the first quiescent point after), so that a restart replays at most about "
         "that many calls; 0: never (a restart replays every journal from the start)",
+    )
+    snapshot_on_shutdown: bool = Field(
+        default=True,
+        description="when the server stops (SIGTERM), snapshot every machine changed since "
+        "its last snapshot, so that the next start replays nothing; 0: the next start "
+        "replays the calls since the last periodic snapshot (never with "
+        "PAGELAB_SNAPSHOT_EVERY=0)",
     )
     cull_idle_s: float = Field(
         default=1800.0,
@@ -168,6 +194,86 @@ class Settings(BaseSettings):
         "client address may make in a minute; beyond, token attempts answer 429",
     )
 
+    # ---- serving, logs and metrics (python -m app.serve; docs/operations.md)
+    host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("PAGELAB_HOST", "HOST"),
+        description="the address python -m app.serve listens on (--host overrides; HOST is "
+        "read too)",
+    )
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("PAGELAB_PORT", "PORT"),
+        description="the TCP port python -m app.serve listens on (--port overrides; PORT is "
+        "read too; 0: any free port)",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="how log lines are written to stdout. json: one JSON object a line; "
+        "console: aligned, readable text; auto: console when stdout is a terminal, else json",
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="the least severe log lines written (any case)"
+    )
+    access_log: bool = Field(
+        default=True,
+        description="one log line per request (method, route, status, duration, request id, "
+        "principal); python -m app.serve --no-access-log turns it off",
+    )
+    metrics: Literal["on", "off", "token"] = Field(
+        default="on",
+        description="GET /metrics (Prometheus). on: served to anyone who can reach the "
+        "server (as scrapers expect on a private network), with PAGELAB_METRICS_TOKEN set "
+        "only to that bearer token; token: only with PAGELAB_METRICS_TOKEN; off: 404",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="the bearer token GET /metrics needs (Authorization: Bearer ...; at "
+        "least 16 characters); unset: none (PAGELAB_METRICS=token needs one)",
+    )
+    web_dist: str | None = Field(
+        default=None,
+        description="the folder of the browser page's build; unset: web/dist of the source tree",
+    )
+    core: Literal["source", "compiled"] = Field(
+        default="source",
+        description="which build of the simulated kernel runs: the Python source or the "
+        "mypyc-compiled one (docs/compiled-core.md; read by app.core itself when it is "
+        "imported, checked here with the rest)",
+    )
+    core_build: str | None = Field(
+        default=None,
+        description="where the compiled core was built (read by app.core itself); unset: "
+        "build/mypyc at the repository's root",
+    )
+
+    @field_validator("log_level", "core", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("core", mode="before")
+    @classmethod
+    def _empty_core_is_source(cls, value: Any) -> Any:
+        return value or "source"
+
+    @model_validator(mode="after")
+    def _metrics_token(self) -> Settings:
+        token = self.metrics_token
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError(
+                "PAGELAB_METRICS_TOKEN: at least 16 characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if self.metrics == "token" and token is None:
+            raise ValueError(
+                "PAGELAB_METRICS=token needs PAGELAB_METRICS_TOKEN (the bearer token "
+                "scrapers send); or use PAGELAB_METRICS=on on a private network"
+            )
+        return self
+
     @model_validator(mode="after")
     def _token_needs_database(self) -> Settings:
         if self.auth == "token" and not self.database_url:
@@ -186,3 +292,123 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return self
+
+
+# ---------------------------------------------------------------- reading and describing
+class SettingsError(Exception):
+    """A setting the server cannot start with; the message says which, why and what is
+    accepted."""
+
+
+#: settings whose values are never repeated in a message
+SECRET_FIELDS = frozenset({"admin_token", "session_secret", "metrics_token"})
+
+
+def env_names(name: str) -> tuple[str, ...]:
+    """The environment variables of field ``name``, the preferred one first."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (ENV_PREFIX + name.upper(),)
+
+
+def env_name_set(name: str) -> str:
+    """The variable that set field ``name`` (the preferred one if none is set)."""
+    names = env_names(name)
+    return next((n for n in names if n in os.environ), names[0])
+
+
+def field_of(key: str) -> str | None:
+    """The field a name in an error's location means (its own name or one of its
+    environment variables), if any."""
+    if key in Settings.model_fields:
+        return key
+    for name in Settings.model_fields:
+        if key.upper() in env_names(name):
+            return name
+    return None
+
+
+def _bounds(info: FieldInfo) -> str:
+    """`` from 1 to 64``, `` above 0``, `` of at least 1024`` ... (the field's range)."""
+    parts: dict[str, Any] = {}
+    for m in info.metadata:  # annotated-types' Ge, Gt, Le, Lt: one attribute each
+        for bound in ("ge", "gt", "le", "lt"):
+            value = getattr(m, bound, None)
+            if value is not None and type(m).__name__ == bound.capitalize():
+                parts[bound] = value
+    if "ge" in parts and "le" in parts:
+        return f" from {parts['ge']} to {parts['le']}"
+    words = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+    said = [f"{words[b]} {v}" for b, v in parts.items()]
+    return (", " + " and ".join(said)) if said else ""
+
+
+def accepted(name: str) -> str:
+    """What field ``name`` accepts, in words (for messages and the settings table)."""
+    info = Settings.model_fields[name]
+    kind: Any = info.annotation
+    optional = False
+    if get_origin(kind) in (Union, types.UnionType):
+        args = [a for a in get_args(kind) if a is not type(None)]
+        optional = len(args) < len(get_args(kind))
+        kind = args[0] if len(args) == 1 else kind
+    if get_origin(kind) is Literal:
+        choices = [repr(str(v)) for v in get_args(kind)]
+        words = ", ".join(choices[:-1]) + " or " + choices[-1]
+    elif kind is bool:
+        words = "a boolean (1, true, yes, on or 0, false, no, off)"
+    elif kind is int:
+        words = "an integer" + _bounds(info)
+    elif kind is float:
+        words = "a number" + _bounds(info)
+    elif get_origin(kind) is list:
+        words = 'a JSON list of strings (e.g. ["https://lab.example.org"])'
+    elif kind is SecretStr:
+        words = "a secret string"
+    else:
+        words = "a string"
+    return words + (" (or unset)" if optional else "")
+
+
+def _shown(name: str, value: Any) -> str:
+    if name in SECRET_FIELDS:
+        return "(hidden)"
+    return repr(value)
+
+
+def describe(error: ValidationError) -> str:
+    """One line per bad setting: the variable, the value, what is wrong, what is accepted."""
+    lines = []
+    for e in error.errors(include_url=False):
+        loc = e.get("loc") or ()
+        name = next((field_of(str(part)) for part in loc if field_of(str(part))), None)
+        if name is None:  # a rule between settings: its message names them
+            message = str(e.get("msg", "")).removeprefix("Value error, ")
+            lines.append(message)
+            continue
+        lines.append(
+            f"{env_name_set(name)}={_shown(name, e.get('input'))}: "
+            f"{str(e.get('msg', 'not accepted')).removeprefix('Value error, ')}; "
+            f"accepted: {accepted(name)}"
+        )
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment (and ``overrides``), or ``SettingsError`` with a
+    message a person can act on."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise SettingsError(describe(e)) from None
+    except SourceError as e:  # a value the environment source could not even parse (JSON)
+        found = re.search(r'field "(\w+)"', str(e))
+        name = found.group(1) if found else None
+        if name is None or name not in Settings.model_fields:
+            raise SettingsError(str(e)) from None
+        raw = os.environ.get(env_names(name)[0], "")
+        raise SettingsError(
+            f"{env_names(name)[0]}={_shown(name, raw)}: cannot be parsed; accepted: "
+            f"{accepted(name)}"
+        ) from None

@@ -23,7 +23,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -607,8 +607,10 @@ class JournalWriter:
     the WAL itself: a second thread does it (``Checkpointer``), so that a commit is only
     the append to the WAL and never waits for a checkpoint's copy and sync."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, observe: Callable[[float], None] | None = None) -> None:
         self.store = store
+        #: told each commit's duration in seconds, from the writer's thread (a histogram)
+        self.observe = observe
         self._queue: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._open: _Group | None = None  # the newest group not yet taken by the thread
@@ -669,7 +671,10 @@ class JournalWriter:
         except Exception as e:  # the waiters are told; the server keeps running
             log.error("journal commit failed", error=str(e))
             error = e
-        self.commit_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.commit_seconds += took
+        if self.observe is not None and error is None:
+            self.observe(took)
         if self.checkpointer is not None and error is None:
             self.checkpointer.committed()
         # one wake-up per event loop, not one per call

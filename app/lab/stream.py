@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import time
 from collections import Counter, deque
@@ -269,6 +270,12 @@ class StreamHub:
         self._next_id = 1
         self.frames_built = 0
         self.closed_slow = 0
+        #: since start, over every viewer (``GET /metrics``): frames sent, frames dropped
+        #: or skipped for slow viewers, gap notices, and the events those gaps lost
+        self.frames_sent = 0
+        self.frames_dropped = 0
+        self.gaps = 0
+        self.events_dropped = 0
         self._event_viewers: dict[int, int] = {}
 
     def records_wanted(self, instance_id: int) -> bool:
@@ -321,6 +328,7 @@ class StreamHub:
         chosen = self.parse_topics(DEFAULT_TOPICS if topics is None else topics)
         rate = DEFAULT_RATE if rate is None else self.check_rate(rate)
         if max_streams is not None and self.streams_of(owner) >= max_streams:
+            self.lab.metrics.refused("streams")
             raise StreamQuotaError(
                 f"quota 'streams' allows you {max_streams} open at once: close one, or "
                 "ask an instructor or admin"
@@ -347,7 +355,11 @@ class StreamHub:
         if tier is None:
             tier = Tier(viewer.instance_id, viewer.rate)
             self.tiers[key] = tier
-            tier.task = asyncio.get_running_loop().create_task(self._tier_loop(tier))
+            # serves every viewer of the tier: not the log context (request id) of the
+            # connection that happened to start it
+            tier.task = asyncio.get_running_loop().create_task(
+                self._tier_loop(tier), context=contextvars.Context()
+            )
         tier.viewers.add(viewer)
         self._recount(viewer.instance_id)
 
@@ -529,12 +541,16 @@ class StreamHub:
         viewer is back (not one message per skipped frame, which would only add to what
         it has to wade through); its state comes in full then."""
         viewer.needs_full |= viewer.topics & STATE_TOPICS
+        self.frames_dropped += 1
         if frame.events_from is None or frame.events_to is None:
             return
-        viewer.dropped_events += frame.events_to - frame.events_from + 1
+        lost = frame.events_to - frame.events_from + 1
+        viewer.dropped_events += lost
+        self.events_dropped += lost
         if viewer.lag_gap is None:
             viewer.lag_gap = Gap(frame.events_from, frame.events_to)
             viewer.gaps += 1
+            self.gaps += 1
         else:
             viewer.lag_gap.to_seq = frame.events_to
 
@@ -547,14 +563,18 @@ class StreamHub:
         frame = box[k]
         assert isinstance(frame, Frame)
         del box[k]
+        self.frames_dropped += 1
         if frame.events_from is not None and frame.events_to is not None:
-            viewer.dropped_events += frame.events_to - frame.events_from + 1
+            lost = frame.events_to - frame.events_from + 1
+            viewer.dropped_events += lost
+            self.events_dropped += lost
             before = box[k - 1] if k > 0 else None
             if isinstance(before, Gap):
                 before.to_seq = frame.events_to
             else:
                 box.insert(k, Gap(frame.events_from, frame.events_to))
                 viewer.gaps += 1
+                self.gaps += 1
         for it in box:
             if isinstance(it, Frame) and not it.behind:
                 it.sections = {n: t for n, t in it.sections.items() if n not in STATE_TOPICS}
@@ -581,6 +601,7 @@ class StreamHub:
                 viewer.bytes_sent += len(text)
                 if isinstance(item, Frame):
                     viewer.frames_sent += 1
+                    self.frames_sent += 1
                     viewer.sent_time = item.time
         except asyncio.CancelledError:
             raise
@@ -588,10 +609,11 @@ class StreamHub:
             # the connection broke under us; the receive side will notice and disconnect
             viewer.closed = True
 
-    def _close(self, viewer: Viewer, code: int, reason: str) -> None:
-        """Close a viewer's connection from our side (slow, deleted, shutting down)."""
+    def _close(self, viewer: Viewer, code: int, reason: str) -> asyncio.Task[None] | None:
+        """Close a viewer's connection from our side (slow, deleted, shutting down);
+        returns the task sending the close (None if it was closed already)."""
         if viewer.closed:
-            return
+            return None
         viewer.closed = True
         viewer.close_code = code
         if viewer.sender is not None:
@@ -603,7 +625,7 @@ class StreamHub:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(viewer.sink.close(code, reason), timeout=5)
 
-        asyncio.get_running_loop().create_task(close())
+        return asyncio.get_running_loop().create_task(close())
 
     def _check_stuck(self, tier: Tier) -> None:
         limit = self.settings.stuck_after_s
@@ -636,13 +658,20 @@ class StreamHub:
         for viewer in leaving:
             await self._flush_then_close(viewer, CLOSE_NORMAL, "instance deleted")
 
-    async def close_all(self, code: int = CLOSE_GOING_AWAY) -> None:
-        for viewer in list(self.viewers.values()):
+    async def close_all(self, code: int = CLOSE_GOING_AWAY) -> int:
+        """Close every viewer with ``code`` (the server is stopping) and return once each
+        close frame is sent (or 5 s passed for one that takes nothing); returns how many."""
+        closing = [
             self._close(viewer, code, "the server is shutting down")
+            for viewer in list(self.viewers.values())
+        ]
         for tier in list(self.tiers.values()):
             if tier.task is not None:
                 tier.task.cancel()
         self.tiers.clear()
+        sent = [task for task in closing if task is not None]
+        await asyncio.gather(*sent, return_exceptions=True)
+        return len(sent)
 
     async def _flush_then_close(self, viewer: Viewer, code: int, reason: str) -> None:
         # give the sender up to a second to deliver the bye; a stuck viewer is closed anyway

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -160,12 +161,14 @@ class WorkloadRunner:
             )
         running = sum(1 for r in inst.workloads.values() if r.state in RUNNING_STATES)
         if running >= self.max_per_instance:
+            self.lab.metrics.refused("max_workloads")
             raise WorkloadError(
                 "quota",
                 f"an instance runs at most {self.max_per_instance} workloads at once; stop one "
                 "first (POST …/workloads/{id}/stop)",
             )
         if max_for_owner is not None and self.running_of(owner) >= max_for_owner:
+            self.lab.metrics.refused("workloads")
             raise WorkloadError(
                 "forbidden",
                 f"your quota 'workloads' allows {max_for_owner} running (or paused) at once "
@@ -195,7 +198,10 @@ class WorkloadRunner:
         for old in ended[: max(0, len(ended) - KEEP_ENDED + 1)]:
             del inst.workloads[old.id]
         inst.workloads[run.id] = run
-        run.task = asyncio.get_running_loop().create_task(self._drive(run))
+        # it outlives the request that started it: a context of its own (no request id)
+        run.task = asyncio.get_running_loop().create_task(
+            self._drive(run), context=contextvars.Context()
+        )
         return run
 
     def running_of(self, owner: str) -> int:
@@ -251,6 +257,26 @@ class WorkloadRunner:
             async with inst.lock:
                 pass
 
+    def pause_all(self, reason: str) -> int:
+        """Pause every running workload (the server is stopping: ``Lab.drain``); a slice
+        running now finishes first.  Returns how many were paused."""
+        paused = 0
+        for inst in self.lab.instances.values():
+            for run in inst.workloads.values():
+                if run.state == "running":
+                    run.state = "paused"
+                    run.reason = reason
+                    paused += 1
+        return paused
+
+    def stop_tasks(self) -> None:
+        """End every workload's task, leaving its state as it is (``Lab.shutdown``, once
+        no slice runs: paused workloads stay paused in their status)."""
+        for inst in self.lab.instances.values():
+            for run in inst.workloads.values():
+                if run.task is not None:
+                    run.task.cancel()
+
     @staticmethod
     def set_rate(run: WorkloadRun, rate: float | None) -> None:
         run.rate = rate
@@ -300,7 +326,7 @@ class WorkloadRunner:
                 # let the publisher and other requests take the lock between slices
                 await asyncio.sleep(0)
         except asyncio.CancelledError:
-            if run.state in RUNNING_STATES:
+            if run.state == "running":  # a paused one stays paused (the server stopped)
                 run.state = "stopped"
                 run.reason = run.reason or "cancelled"
             raise

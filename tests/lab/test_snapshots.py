@@ -32,6 +32,9 @@ def lab_on(url: str, **overrides: Any) -> Lab:
         "boot_default": False,
         "snapshot_every": EVERY,
         "cull_idle_s": 0,
+        # these tests restart from the periodic snapshots (tests/lab/test_shutdown.py:
+        # the one written at shutdown)
+        "snapshot_on_shutdown": False,
     }
     settings.update(overrides)
     return Lab(Settings(**settings))
