@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 
 from app.core.constants import PQ_HOLD, PQ_NAMES
 
-from . import views
+from . import machine_views, views
 
 if TYPE_CHECKING:
     from .service import Lab
@@ -170,7 +170,7 @@ class LabCollector(Collector):
             m = inst.live
             summary = inst.parked.summary if inst.parked is not None else None
             if m is not None:
-                summary = m.summary()
+                summary = machine_views.summary(m)
                 totals["hold"] += sum(views.queues_view(m)[hold_queue])
             if summary is None:
                 continue
