@@ -12,11 +12,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 REQUIRED: Any = object()
 
-ARG_KINDS = {
+
+class ArgKind(StrEnum):
+    """The kinds of argument a callable takes; ``convert.CONVERTERS`` has one converter
+    for each, ``ARG_KINDS`` one sentence for users."""
+
+    PAGE = "page"
+    OBJECT = "object"
+    OBJECT_OR_NULL = "object_or_null"
+    PINDEX = "pindex"
+    ALLOC_FLAGS = "alloc_flags"
+    BOOL = "bool"
+    INT = "int"
+    TICKS = "ticks"
+    CPU = "cpu"
+    OBJTYPE = "objtype"
+    SIZE_PAGES = "size_pages"
+    COLOR = "color"
+    CHOICE = "choice"
+    FLAGS = "flags"
+    CHANNEL = "channel"
+    WMESG = "wmesg"
+    SYSCTL_NAME = "sysctl_name"
+    INT_OR_NULL = "int_or_null"
+    CHOICE_STR = "choice_str"
+
+
+ARG_KINDS: dict[str, str] = {
     "page": "a physical page number (pfn) of a page the VM manages",
     "object": "an object id returned by vm_object_allocate",
     "object_or_null": "an object id, or null for NULL",
@@ -42,7 +69,7 @@ ARG_KINDS = {
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: str
+    kind: ArgKind
     default: Any = REQUIRED
     help: str = ""
     lo: int | None = None
@@ -67,7 +94,7 @@ def param(
     choices: tuple[tuple[str, int], ...] = (),
     aliases: tuple[str, ...] = (),
 ) -> Param:
-    return Param(name, kind, default, help, lo, hi, choices, aliases)
+    return Param(name, ArgKind(kind), default, help, lo, hi, choices, aliases)
 
 
 @dataclass(frozen=True)

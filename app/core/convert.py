@@ -5,9 +5,11 @@ to object, flag names to bits.  Everything is checked before the function runs."
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from app.core.calls import object_by_id, page_index
+from app.core.callspec import REQUIRED, ArgKind
 from app.core.constants import (
     PQ_L2_MASK,
     VM_ALLOC_FLAG_NAMES,
@@ -87,45 +89,54 @@ def parse_named_flags(value: Any, names: dict[str, int], what: str) -> int:
     return out
 
 
-def _convert_args(vm: MachineState, spec: KernelFunction, args: dict[str, Any]) -> dict[str, Any]:
+#: Per function, its parameters as (name, kind, default or REQUIRED, the Param) in order:
+#: the loop below reads these instead of the Param objects' attributes.
+_PLANS: dict[str, tuple[tuple[str, ArgKind, Any, Param], ...]] = {
+    name: tuple((p.name, p.kind, p.default, p) for p in spec.params)
+    for name, spec in REGISTRY.items()
+}
+_PAGE = ArgKind.PAGE
+_PINDEX = ArgKind.PINDEX
+_ALLOC_FLAGS = ArgKind.ALLOC_FLAGS
+
+
+def _convert_args(vm: MachineState, spec: KernelFunction, args: dict[str, Any]) -> list[Any]:
+    """The arguments ``args`` (name: value, as a user gives them) converted for
+    ``spec.impl``, in its parameters' order; every check runs before the function does."""
     if type(args) is not dict and not isinstance(args, dict):
         raise InvalidArgument("arguments must be an object of name: value pairs")
-    known = _KNOWN[spec.name]
-    aliases = _ALIASES.get(spec.name)
+    name = spec.name
+    aliases = _ALIASES.get(name)
     if aliases is not None and not aliases.keys().isdisjoint(args):
         args = _unalias(spec, args, aliases)
+    known = _KNOWN[name]
     if not args.keys() <= known:
         unknown = set(args) - known
         want = ", ".join(sorted(known)) or "none"
         raise InvalidArgument(
-            f"{spec.name} has no argument {', '.join(sorted(unknown))}; its arguments: {want}"
+            f"{name} has no argument {', '.join(sorted(unknown))}; its arguments: {want}"
         )
-    out: dict[str, Any] = {}
-    for p in spec.params:
-        name = p.name
-        if name in args:
-            value = args[name]
-        elif p.required:
-            raise InvalidArgument(f"{spec.name} needs the argument {name!r} ({p.help})")
-        else:
-            value = p.default
-        kind = p.kind
-        if kind == "page" and type(value) is int:
-            i = value - vm.first_page
-            if len(vm.managed) == 1 and vm.managed[0][0] <= i < vm.managed[0][1]:
-                out[name] = i
+    out: list[Any] = []
+    append = out.append
+    managed = vm.managed
+    for pname, kind, default, p in _PLANS[name]:
+        value = args.get(pname, default)
+        if value is REQUIRED:
+            raise InvalidArgument(f"{name} needs the argument {pname!r} ({p.help})")
+        if type(value) is int:
+            # the common cases, checked inline: a managed page of a one-run machine, a
+            # pindex, numeric allocation flags
+            if kind is _PAGE:
+                i = value - vm.first_page
+                if len(managed) == 1 and managed[0][0] <= i < managed[0][1]:
+                    append(i)
+                    continue
+            elif (kind is _PINDEX and 0 <= value <= _U64_MAX) or (
+                kind is _ALLOC_FLAGS and 0 <= value < 1 << 32
+            ):
+                append(value)
                 continue
-        elif (
-            kind == "pindex"
-            and type(value) is int
-            and 0 <= value <= _U64_MAX
-            or kind == "alloc_flags"
-            and type(value) is int
-            and 0 <= value < 1 << 32
-        ):
-            out[name] = value
-            continue
-        out[name] = _convert(vm, p, value)
+        append(CONVERTERS[kind](vm, p, value))
     return out
 
 
@@ -143,82 +154,148 @@ def _unalias(spec: KernelFunction, args: dict[str, Any], aliases: dict[str, str]
     return out
 
 
+def _int_arg(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_page(vm: MachineState, p: Param, value: Any) -> Any:
+    return page_index(vm, value, p.name)
+
+
+def _to_object(vm: MachineState, p: Param, value: Any) -> Any:
+    return object_by_id(vm, value, p.name)
+
+
+def _to_object_or_null(vm: MachineState, p: Param, value: Any) -> Any:
+    return None if value is None else object_by_id(vm, value, p.name)
+
+
+def _to_u64(vm: MachineState, p: Param, value: Any) -> Any:
+    if not _int_arg(value) or not 0 <= value <= _U64_MAX:
+        raise InvalidArgument(f"{p.name} must be an integer from 0 to 2^64-1, got {value!r}")
+    return value
+
+
+def _to_alloc_flags(vm: MachineState, p: Param, value: Any) -> Any:
+    return parse_alloc_flags(value)
+
+
+def _to_bool(vm: MachineState, p: Param, value: Any) -> Any:
+    if not isinstance(value, bool) and value not in (0, 1):
+        raise InvalidArgument(f"{p.name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _to_ticks(vm: MachineState, p: Param, value: Any) -> Any:
+    if not _int_arg(value) or not 0 <= value < 1 << 31:
+        raise InvalidArgument(f"{p.name} must be a tick count from 0 to 2^31-1")
+    return value
+
+
+def _to_cpu(vm: MachineState, p: Param, value: Any) -> Any:
+    if not _int_arg(value) or not 0 <= value < vm.ncpus:
+        raise InvalidArgument(f"{p.name} must be a CPU id from 0 to {vm.ncpus - 1}")
+    return value
+
+
+def _to_objtype(vm: MachineState, p: Param, value: Any) -> Any:
+    if isinstance(value, str) and value.upper() in ObjType.__members__:
+        return ObjType[value.upper()]
+    names = ", ".join(ObjType.__members__)
+    raise InvalidArgument(f"{p.name} must be one of {names}, got {value!r}")
+
+
+def _to_color(vm: MachineState, p: Param, value: Any) -> Any:
+    if value is None:
+        return None
+    if not _int_arg(value) or not 0 <= value <= PQ_L2_MASK:
+        raise InvalidArgument(f"{p.name} must be a colour from 0 to 1023 or null")
+    return value
+
+
+def _to_int(vm: MachineState, p: Param, value: Any) -> Any:
+    if not _int_arg(value):
+        raise InvalidArgument(f"{p.name} must be an integer")
+    if (p.lo is not None and value < p.lo) or (p.hi is not None and value > p.hi):
+        raise InvalidArgument(f"{p.name} must be from {p.lo} to {p.hi}, got {value}")
+    return value
+
+
+def _to_choice(vm: MachineState, p: Param, value: Any) -> Any:
+    choice_map = dict(p.choices)
+    if isinstance(value, str) and value.upper() in choice_map:
+        return choice_map[value.upper()]
+    if type(value) is int and value in choice_map.values():
+        return value
+    raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}")
+
+
+def _to_flags(vm: MachineState, p: Param, value: Any) -> Any:
+    return parse_named_flags(value, dict(p.choices), p.name)
+
+
+def _to_sysctl_name(vm: MachineState, p: Param, value: Any) -> Any:
+    if not isinstance(value, str) or not 0 < len(value) <= 128:
+        raise InvalidArgument(f"{p.name} must be a sysctl name such as 'vm.v_free_min'")
+    return value
+
+
+def _to_int_or_null(vm: MachineState, p: Param, value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise InvalidArgument(f"{p.name} must be an integer or null")
+    return value
+
+
+def _to_choice_str(vm: MachineState, p: Param, value: Any) -> Any:
+    options = [n for n, _ in p.choices]
+    if not isinstance(value, str) or value.strip().lower() not in options:
+        raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
+    return value.strip().lower()
+
+
+def _to_channel(vm: MachineState, p: Param, value: Any) -> Any:
+    if not isinstance(value, str) or not _CHANNEL_RE.match(value):
+        raise InvalidArgument(
+            f"{p.name} must be a wait channel such as 'page:<pfn>', 'vm_pages_needed', "
+            f"'v_free_count', 'vm_pageout_pages_needed' or 'vm_pagedaemon_uptime'; got {value!r}"
+        )
+    return value
+
+
+def _to_wmesg(vm: MachineState, p: Param, value: Any) -> Any:
+    if not isinstance(value, str) or not 0 < len(value) <= 16 or not value.isprintable():
+        raise InvalidArgument(f"{p.name} must be a short printable string (1-16 characters)")
+    return value
+
+
+#: One converter per argument kind: what ``Machine.call`` does with a value a user gave.
+#: A page's pfn becomes its page-array index here (and a result of kind page goes back to
+#: a pfn in ``calls``).
+CONVERTERS: dict[ArgKind, Callable[[MachineState, Param, Any], Any]] = {
+    ArgKind.PAGE: _to_page,
+    ArgKind.OBJECT: _to_object,
+    ArgKind.OBJECT_OR_NULL: _to_object_or_null,
+    ArgKind.PINDEX: _to_u64,
+    ArgKind.SIZE_PAGES: _to_u64,
+    ArgKind.ALLOC_FLAGS: _to_alloc_flags,
+    ArgKind.BOOL: _to_bool,
+    ArgKind.TICKS: _to_ticks,
+    ArgKind.CPU: _to_cpu,
+    ArgKind.OBJTYPE: _to_objtype,
+    ArgKind.COLOR: _to_color,
+    ArgKind.INT: _to_int,
+    ArgKind.CHOICE: _to_choice,
+    ArgKind.FLAGS: _to_flags,
+    ArgKind.SYSCTL_NAME: _to_sysctl_name,
+    ArgKind.INT_OR_NULL: _to_int_or_null,
+    ArgKind.CHOICE_STR: _to_choice_str,
+    ArgKind.CHANNEL: _to_channel,
+    ArgKind.WMESG: _to_wmesg,
+}
+assert set(CONVERTERS) == set(ArgKind), "every argument kind needs a converter"
+
+
 def _convert(vm: MachineState, p: Param, value: Any) -> Any:
-    kind = p.kind
-    if kind == "page":
-        return page_index(vm, value, p.name)
-    if kind in ("object", "object_or_null"):
-        if value is None and kind == "object_or_null":
-            return None
-        return object_by_id(vm, value, p.name)
-    if kind in ("pindex", "size_pages"):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _U64_MAX:
-            raise InvalidArgument(f"{p.name} must be an integer from 0 to 2^64-1, got {value!r}")
-        return value
-    if kind == "alloc_flags":
-        return parse_alloc_flags(value)
-    if kind == "bool":
-        if not isinstance(value, bool) and value not in (0, 1):
-            raise InvalidArgument(f"{p.name} must be true or false, got {value!r}")
-        return bool(value)
-    if kind == "ticks":
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 31:
-            raise InvalidArgument(f"{p.name} must be a tick count from 0 to 2^31-1")
-        return value
-    if kind == "cpu":
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < vm.ncpus:
-            raise InvalidArgument(f"{p.name} must be a CPU id from 0 to {vm.ncpus - 1}")
-        return value
-    if kind == "objtype":
-        if isinstance(value, str) and value.upper() in ObjType.__members__:
-            return ObjType[value.upper()]
-        names = ", ".join(ObjType.__members__)
-        raise InvalidArgument(f"{p.name} must be one of {names}, got {value!r}")
-    if kind == "color":
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= PQ_L2_MASK:
-            raise InvalidArgument(f"{p.name} must be a colour from 0 to 1023 or null")
-        return value
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidArgument(f"{p.name} must be an integer")
-        if (p.lo is not None and value < p.lo) or (p.hi is not None and value > p.hi):
-            raise InvalidArgument(f"{p.name} must be from {p.lo} to {p.hi}, got {value}")
-        return value
-    if kind == "choice":
-        choice_map = dict(p.choices)
-        if isinstance(value, str) and value.upper() in choice_map:
-            return choice_map[value.upper()]
-        if type(value) is int and value in choice_map.values():
-            return value
-        raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}")
-    if kind == "flags":
-        return parse_named_flags(value, dict(p.choices), p.name)
-    if kind == "sysctl_name":
-        if not isinstance(value, str) or not 0 < len(value) <= 128:
-            raise InvalidArgument(f"{p.name} must be a sysctl name such as 'vm.v_free_min'")
-        return value
-    if kind == "int_or_null":
-        if value is None:
-            return None
-        if type(value) is not int:
-            raise InvalidArgument(f"{p.name} must be an integer or null")
-        return value
-    if kind == "choice_str":
-        options = [n for n, _ in p.choices]
-        if not isinstance(value, str) or value.strip().lower() not in options:
-            raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
-        return value.strip().lower()
-    if kind == "channel":
-        if not isinstance(value, str) or not _CHANNEL_RE.match(value):
-            raise InvalidArgument(
-                f"{p.name} must be a wait channel such as 'page:<pfn>', 'vm_pages_needed', "
-                f"'v_free_count', 'vm_pageout_pages_needed' or 'vm_pagedaemon_uptime'; got {value!r}"
-            )
-        return value
-    if kind == "wmesg":
-        if not isinstance(value, str) or not 0 < len(value) <= 16 or not value.isprintable():
-            raise InvalidArgument(f"{p.name} must be a short printable string (1-16 characters)")
-        return value
-    raise InvalidArgument(f"argument kind {kind} is not supported")
+    return CONVERTERS[p.kind](vm, p, value)

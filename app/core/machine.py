@@ -129,7 +129,7 @@ class Machine(MachineState):
                 th.p_flags &= ~P_LOWMEMKILL
             _enter(self, th)
             self.trace = None
-            value = spec.impl(self, *conv.values())
+            value = spec.impl(self, *conv)
             if self.runq:
                 run_runnable(self)
             return CallResult(spec.name, value)
@@ -173,7 +173,7 @@ class Machine(MachineState):
                     created = False
                 try:
                     done, value = start_call(
-                        self, th, spec.name, dict(args or {}), impl(self, *conv.values())
+                        self, th, spec.name, dict(args or {}), impl(self, *conv)
                     )
                 except BaseException:
                     if created:
@@ -191,7 +191,7 @@ class Machine(MachineState):
                         "timo": value.timo,
                     }
             else:
-                result = impl(self, *conv.values())
+                result = impl(self, *conv)
             resumed = run_runnable(self) if self.runq else []
             if self._tick_resumed:
                 resumed = self._tick_resumed + resumed
