@@ -116,7 +116,15 @@ class Machine(MachineState):
             conv = _convert_args(self, spec, args or {})
             th = self.threads.get(cpu)
             if th is None:
-                th = Thread(cpu, cpu)
+                # the CPU's own thread, transient (never in ``threads``): one object per CPU
+                # serves every such call, as a fresh one would (the core writes no field of
+                # curthread; the four below are set on every call)
+                idle = self._idle_threads
+                if idle is None:
+                    idle = self._idle_threads = {}
+                th = idle.get(cpu)
+                if th is None:
+                    th = idle[cpu] = Thread(cpu, cpu)
             elif th.state != "idle":
                 raise InvalidArgument(
                     f"thread {cpu} is {th.state} in {th.fn} (on {th.channel}); wake it, let it "
@@ -125,8 +133,7 @@ class Machine(MachineState):
             th.cpu = cpu
             th.nice = 0
             th.systhread = False
-            if th.p_flags & P_LOWMEMKILL:
-                th.p_flags &= ~P_LOWMEMKILL
+            th.p_flags &= ~P_LOWMEMKILL
             _enter(self, th)
             self.trace = None
             value = spec.impl(self, *conv)

@@ -81,7 +81,11 @@ _CLASSES: dict[str, Any] = {
 }
 _ENUMS: dict[str, type[ObjType]] = {"ObjType": ObjType}
 #: Attributes rebuilt from others on load (views onto arrays, the CPU the context names).
-_DERIVED = frozenset({"cpu", "gd", "adj", "_hash_m", "_hash_obj", "_hash_pindex", "_hash_ticks"})
+#: Attributes a snapshot does not keep: views of other state, rebuilt on load, and
+#: Machine.call's cache of transient CPU threads (recreated on the next call)
+_DERIVED = frozenset(
+    {"cpu", "gd", "adj", "_hash_m", "_hash_obj", "_hash_pindex", "_hash_ticks", "_idle_threads"}
+)
 _HASH_VIEWS = {
     "_hash_m": "m",
     "_hash_obj": "object",

@@ -152,7 +152,10 @@ class MachineState:
     runq: deque[Thread]
     sleep_seq: int
     curthread: Thread
-    _tick_resumed: list[dict[str, Any]] = []  # threads the tick verb resumed, for its record
+    _tick_resumed: list[dict[str, Any]] = []
+    _idle_threads: dict[int, Thread] | None = (
+        None  # Machine.call's transient CPU threads  # threads the tick verb resumed, for its record
+    )
     # vm_page_alloc
     _selected_queue: int = 0
     # pmap: mappings and zeroed ranges
