@@ -86,7 +86,10 @@ class Trace:
 
 
 class MachineState:
-    """All state of one machine.  Attributes use the kernel's names where it has them."""
+    """All state of one machine, every global of the layer in one typed place, grouped by
+    the area (kernel file) that owns it.  Attributes use the kernel's names where it has
+    them.  The areas' functions take this state as their first argument (``vm``); only
+    the area named in a group's comment writes that group."""
 
     config: MachineConfig
     ncpus: int
@@ -152,10 +155,8 @@ class MachineState:
     runq: deque[Thread]
     sleep_seq: int
     curthread: Thread
-    _tick_resumed: list[dict[str, Any]] = []
-    _idle_threads: dict[int, Thread] | None = (
-        None  # Machine.call's transient CPU threads  # threads the tick verb resumed, for its record
-    )
+    _tick_resumed: list[dict[str, Any]] = []  # threads the tick verb resumed, for its record
+    _idle_threads: dict[int, Thread] | None = None  # Machine.call's transient CPU threads
     # vm_page_alloc
     _selected_queue: int = 0
     # pmap: mappings and zeroed ranges
