@@ -22,12 +22,11 @@ from app.core.machine import Machine
 from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
 from app.core.sysctl import sysctl_get, sysctl_list
-from app.core.vm_contig import dma_alist_view
 from app.core.vm_page2 import pfn_of
 from app.lab import views
 from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
-from app.lab.machine_views import queue_info, summary
+from app.lab.machine_views import dma_alist_view, queue_info, summary
 from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.records import full_record_path, summarise

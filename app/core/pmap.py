@@ -445,23 +445,6 @@ def zeroed_chunks(vm: MachineState, i: int) -> int:
     return zeroed_chunk_mask(vm.page_zeroed.get(i, ()))
 
 
-def pmap_view(vm: MachineState, i: int) -> dict[str, Any]:
-    """The page's mappings and known-zero contents, for display."""
-    return {
-        "mappings": [
-            {
-                "pmap": pmap,
-                "writable": bits[PTE_W],
-                "referenced": bits[PTE_A],
-                "modified": bits[PTE_M],
-            }
-            for pmap, bits in sorted(vm.pmap_mappings.get(i, {}).items())
-        ],
-        "zeroed_ranges": [list(r) for r in zeroed_ranges(vm, i)],
-        "zeroed_chunks": zeroed_chunks(vm, i),
-    }
-
-
 # ================================================================ guards on lower layers
 def pmap_check_free_toq(vm: MachineState, i: int) -> None:
     """``vm_page_free_toq``: after ``pmap_mapped_sync`` the kernel asserts the page is

@@ -558,19 +558,6 @@ def _pager_put_sync(vm: MachineState, i: int) -> None:
     vm_page_io_finish(vm, i)
 
 
-# ================================================================ views and calls
-def dma_alist_view(vm: MachineState) -> dict[str, Any]:
-    """The DMA reserve at a glance: free pages (``bl_free``), the free runs as
-    ``[start pfn, count]``, ``vm_low_phys_reserved`` and ``vm_dma_reserved``."""
-    alist = vm.vm_contig_alist
-    return {
-        "bl_free": alist.bl_free,
-        "free_runs": [[blk, count] for blk, count in alist.free_runs()],
-        "vm_low_phys_reserved": vm.vm_low_phys_reserved,
-        "vm_dma_reserved": vm.vm_dma_reserved,
-    }
-
-
 def _call_alloc_contig(
     vm: MachineState, low: int, high: int, alignment: int, boundary: int, size: int, memattr: int
 ) -> int | None:

@@ -53,7 +53,7 @@ from app.core.constants import (
     PQ_INACTIVE,
     PQ_L2_MASK,
 )
-from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal
+from app.core.errors import InvalidArgument, InvariantError, KernelPanic, SimulatorRefusal
 from app.core.kern_synch import MAX_THREADS, KernelGen, Sleep, Thread, _enter, start_call, wakeup
 from app.core.objects import OBJ_DEAD, ObjType
 from app.core.pmap import (
@@ -879,30 +879,11 @@ def _call_pmap_collect(vm: MachineState) -> None:
     """``pmap_collect()``: the simulated pmap keeps no reclaimable memory."""
 
 
-# ------------------------------------------------------------ views / checks
-def pageout_view(vm: MachineState) -> dict[str, Any]:
-    th = vm.threads.get(PAGEDAEMON_TID)
-    return {
-        "enabled": vm.pd_enabled,
-        "state": STATE_NAMES[vm.pd_state],
-        "pass": vm.pd_pass,
-        "passes": vm.pd_passes,
-        "vm_pages_needed": vm.vm_pages_needed,
-        "vm_pageout_deficit": vm.vm_pageout_deficit,
-        "vm_pages_waiting": vm.vm_pages_waiting,
-        "q1": vm.pd_q1,
-        "q2": vm.pd_q2,
-        "q3": vm.pd_q3 & PQ_L2_MASK,
-        "cache_rover": vm.pd_rover[0] & PQ_L2_MASK,
-        "thread": th.view() if th is not None else None,
-    }
-
-
 def check_pageout_invariants(vm: MachineState) -> None:
     if vm.pd_enabled and vm.boot_stage == "finished":
         th = vm.threads.get(PAGEDAEMON_TID)
         if th is None or th.state == "idle":
-            raise AssertionError("the pageout daemon thread is not running")
+            raise InvariantError("the pageout daemon thread is not running")
 
 
 def pageout_digest_parts(vm: MachineState) -> list[Any]:

@@ -14,10 +14,12 @@ from app.core.constants import (
     PBUSY_MASK,
     PBUSY_SWAPINPROG,
     PBUSY_WANTED,
+    PQ_L2_MASK,
 )
-from app.core.pmap import pmap_view
+from app.core.pmap import PTE_A, PTE_M, PTE_W, zeroed_chunks, zeroed_ranges
 from app.core.registry import flag_names, queue_name
 from app.core.state import MachineState
+from app.core.vm_pageout import PAGEDAEMON_TID, STATE_NAMES
 from app.core.vmstats import ALL_FIELDS, predicate_table
 
 
@@ -122,4 +124,69 @@ def summary(vm: MachineState) -> dict[str, Any]:
         "set_assoc_mask": vm.set_assoc_mask,
         "page_hash_size": vm.page_hash_size,
         "ticks": vm.ticks,
+    }
+
+
+# ---- the areas' own views (the pageout daemon, the DMA reserve, the page hash, the pmap)
+# ------------------------------------------------------------ views / checks
+def pageout_view(vm: MachineState) -> dict[str, Any]:
+    th = vm.threads.get(PAGEDAEMON_TID)
+    return {
+        "enabled": vm.pd_enabled,
+        "state": STATE_NAMES[vm.pd_state],
+        "pass": vm.pd_pass,
+        "passes": vm.pd_passes,
+        "vm_pages_needed": vm.vm_pages_needed,
+        "vm_pageout_deficit": vm.vm_pageout_deficit,
+        "vm_pages_waiting": vm.vm_pages_waiting,
+        "q1": vm.pd_q1,
+        "q2": vm.pd_q2,
+        "q3": vm.pd_q3 & PQ_L2_MASK,
+        "cache_rover": vm.pd_rover[0] & PQ_L2_MASK,
+        "thread": th.view() if th is not None else None,
+    }
+
+
+# ================================================================ views and calls
+def dma_alist_view(vm: MachineState) -> dict[str, Any]:
+    """The DMA reserve at a glance: free pages (``bl_free``), the free runs as
+    ``[start pfn, count]``, ``vm_low_phys_reserved`` and ``vm_dma_reserved``."""
+    alist = vm.vm_contig_alist
+    return {
+        "bl_free": alist.bl_free,
+        "free_runs": [[blk, count] for blk, count in alist.free_runs()],
+        "vm_low_phys_reserved": vm.vm_low_phys_reserved,
+        "vm_dma_reserved": vm.vm_dma_reserved,
+    }
+
+
+def pmap_view(vm: MachineState, i: int) -> dict[str, Any]:
+    """The page's mappings and known-zero contents, for display."""
+    return {
+        "mappings": [
+            {
+                "pmap": pmap,
+                "writable": bits[PTE_W],
+                "referenced": bits[PTE_A],
+                "modified": bits[PTE_M],
+            }
+            for pmap, bits in sorted(vm.pmap_mappings.get(i, {}).items())
+        ],
+        "zeroed_ranges": [list(r) for r in zeroed_ranges(vm, i)],
+        "zeroed_chunks": zeroed_chunks(vm, i),
+    }
+
+
+def fake_page_info(vm: MachineState, slot: int) -> dict[str, Any] | None:
+    fake = vm.fake_pages.get(slot)
+    if fake is None:
+        return None
+    return {
+        "slot": slot,
+        "phys_addr": fake.phys_addr,
+        "pat_mode": fake.pat_mode,
+        "flags": fake.flags,
+        "busy_count": fake.busy,
+        "wire_count": fake.wire,
+        "queue": fake.queue,
     }

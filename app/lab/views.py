@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core import vm_pageout
 from app.core.constants import PQ_BASES, PQ_L2_SIZE, PQ_NAMES
 from app.core.machine import Machine
 
@@ -39,7 +38,7 @@ def threads_view(m: Machine) -> dict[str, Any]:
 
 def pageout_view(m: Machine) -> dict[str, Any]:
     """The pageout daemon's state."""
-    return vm_pageout.pageout_view(m)
+    return mv.pageout_view(m)
 
 
 def page_view(m: Machine, pfn: int) -> dict[str, Any]:

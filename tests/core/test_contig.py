@@ -59,12 +59,12 @@ from app.core.machine import Machine
 from app.core.vm_contig import (
     VM_MEMATTR_UNCACHEABLE,
     _contig_find,
-    dma_alist_view,
     vm_contig_pg_clean,
     vm_page_alloc_contig,
 )
 from app.core.vm_page.busy import vm_page_busy_try
 from app.core.vm_page.queues import queue_pages
+from app.lab.machine_views import dma_alist_view
 
 MiB = 1 << 20
 PAGE = 4096

@@ -69,7 +69,6 @@ from app.core.pmap import (
     pmap_page_is_mapped,
     pmap_touch,
     pmap_ts_referenced,
-    pmap_view,
 )
 from app.core.state import Trace
 from app.core.sysctl import sysctl_get, sysctl_set
@@ -100,7 +99,6 @@ from app.core.vm_pageout import (
     _phase_active,
     _phase_inactive,
     _tunable,
-    pageout_view,
     pqaverage,
     vm_pageout_page,
     vm_pageout_page_stats,
@@ -109,6 +107,7 @@ from app.core.vm_pageout import (
     vm_pageout_scan_hold,
     vm_pageout_scan_inactive,
 )
+from app.lab.machine_views import pageout_view, pmap_view
 
 ALLOW_ACTIVE, TRY_TO_CACHE = 1, 2  # the vm_pageout_page flags (pageout.py)
 

@@ -46,9 +46,9 @@ from app.core.machine import Machine
 from app.core.objects import OBJ_MIGHTBEDIRTY, OBJ_WRITEABLE
 from app.core.pmap import pmap_page_is_mapped, zeroed_chunks, zeroed_ranges
 from app.core.registry import REGISTRY
-from app.core.vm_page.pagestate import fake_page_info, vm_page_dontneed
+from app.core.vm_page.pagestate import vm_page_dontneed
 from app.core.vm_page.queues import queue_pages, vm_page_activate, vm_page_deactivate
-from app.lab.machine_views import vmstats_view
+from app.lab.machine_views import fake_page_info, vmstats_view
 
 FIRST_PAGE = 512
 P600, P600B, P601, P602, P603 = 1625, 600, 1624, 1627, 1626

@@ -38,12 +38,12 @@ from app.core.pmap import (
     pmap_mapped_sync,
     pmap_page_is_mapped,
     pmap_ts_referenced,
-    pmap_view,
     vm_page_protect,
     vm_page_protect_none,
 )
 from app.core.registry import REGISTRY
 from app.core.vm_page.queues import queue_pages
+from app.lab.machine_views import pmap_view
 
 FIRST_PAGE = 512  # 0x200000 / 4096
 PFN_600 = 1625  # head of colour 600 (module docstring)

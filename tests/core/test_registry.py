@@ -39,8 +39,9 @@ from app.core.convert import parse_alloc_flags
 from app.core.errors import InvalidArgument, KernelPanic, SimulatorRefusal, WouldSleep
 from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
-from app.core.pmap import pmap_is_modified, pmap_view
+from app.core.pmap import pmap_is_modified
 from app.core.registry import FUNCTIONS, REGISTRY, queue_name
+from app.lab.machine_views import pmap_view
 
 FIRST_PAGE = 512
 

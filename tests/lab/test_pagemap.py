@@ -54,8 +54,8 @@ from app.core.constants import (
 )
 from app.core.errors import InvalidArgument
 from app.core.machine import Machine
-from app.core.vm_contig import dma_alist_view
 from app.lab import pagemap as pagemap_module
+from app.lab.machine_views import dma_alist_view
 from app.lab.pagemap import MAX_WIDTH, STATES, pagemap
 
 PAGE = 4096

@@ -13,7 +13,7 @@ from app.core.invariants import check_invariants, state_digest
 from app.core.machine import Machine
 from app.core.objects import ObjType
 from app.core.vm_meter import vmstats_rollup
-from app.core.vm_pageout import pageout_view
+from app.lab.machine_views import pageout_view
 from app.lab.workloads import (
     CORE_ERRORS,
     WORKLOADS,

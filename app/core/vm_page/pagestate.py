@@ -607,21 +607,6 @@ def vm_page_initfake(vm: MachineState, slot: int, paddr: int, memattr: int) -> i
     return slot
 
 
-def fake_page_info(vm: MachineState, slot: int) -> dict[str, Any] | None:
-    fake = vm.fake_pages.get(slot)
-    if fake is None:
-        return None
-    return {
-        "slot": slot,
-        "phys_addr": fake.phys_addr,
-        "pat_mode": fake.pat_mode,
-        "flags": fake.flags,
-        "busy_count": fake.busy,
-        "wire_count": fake.wire,
-        "queue": fake.queue,
-    }
-
-
 # ================================================================ madvise
 def vm_object_madvise(vm: MachineState, obj: VmObject, pindex: int, count: int, advice: int) -> int:
     """``vm_object_madvise(object, pindex, count, advice)`` for the pages resident in
