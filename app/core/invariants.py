@@ -38,7 +38,7 @@ from app.core.vm_page.pagestate import check_pagestate_invariants, pagestate_dig
 from app.core.vm_pageout import check_pageout_invariants, pageout_digest_parts
 
 #: The areas above the allocator, in the order their invariants are checked and their
-#: state enters the digest (the order the old mixin chain's ``super()`` calls ran).
+#: state enters the digest (fixed: the digests of recorded journals depend on it).
 AREA_CHECKS: tuple[Callable[[MachineState], None], ...] = (
     check_pmap_invariants,
     check_pagestate_invariants,

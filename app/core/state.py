@@ -1,6 +1,7 @@
 """The state one simulated machine holds: everything the kernel keeps in globals for the
-page layer.  ``Machine`` (``machine.py``) combines this with the behaviour mixins, one per
-kernel seam.  No module-level mutable state: two machines never share anything.
+page layer, in one typed class (``MachineState``).  The areas' modules are functions over
+it; ``Machine`` (``machine.py``) adds boot, dispatch and records.  No module-level mutable
+state: two machines never share anything.
 """
 
 from __future__ import annotations

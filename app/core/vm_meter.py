@@ -1,4 +1,6 @@
-"""TODO docstring for vm_meter"""
+"""``sys/vm/vm_meter.c``'s folding of the per-CPU counts (spec §1.5): ``vmstats_rollup``,
+``vmstats_rollup_cpu`` and the rollup ``hardclock`` runs on every CPU each tick.  Until a
+rollup, the global ``vmstats`` lags the CPUs' pending adjustments."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring for vm_page2"""
+"""``sys/vm/vm_page2.h`` and ``vm_page.h``'s small helpers the layers below ``vm_page``
+need too: ``VM_PAGE_TO_PHYS`` (``pfn_of``, ``phys_addr``) and the page lock assertion
+(``_check_locked``).  Functions take page-array indices; a pfn is ``first_page + i``."""
 
 from __future__ import annotations
 

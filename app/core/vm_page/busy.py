@@ -2,10 +2,10 @@
 ``vm_page_io_start`` / ``vm_page_io_finish``, ``vm_page_sbusy_try`` / ``_hold`` /
 ``_drop``, ``vm_page_flash`` and ``vm_page_flag_set`` / ``_clear``.
 
-(``vm_page_busy_try`` and ``vm_page_wakeup`` live in ``pageops.py``.)  Sleeping always
-sets PBUSY_WANTED and PG_REFERENCED first; whoever clears the hard busy, or drops the
-last soft busy, wakes the sleepers.  The functions that sleep are generators (see
-``sched.py``).
+``vm_page_busy_try``, ``vm_page_wakeup`` and ``vm_page_lookup_busy_try`` live here too.
+Sleeping always sets PBUSY_WANTED and PG_REFERENCED first; whoever clears the hard busy,
+or drops the last soft busy, wakes the sleepers.  The functions that sleep are generators
+(see ``kern_synch.py``).
 """
 
 from __future__ import annotations

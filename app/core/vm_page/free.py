@@ -1,4 +1,7 @@
-"""TODO docstring for vm_page.free"""
+"""Freeing (spec §8.2, §8.3): ``vm_page_free_toq`` with every KASSERT and panic evaluated
+before anything changes (the pmap's check first: a page that still has mappings), and
+``vm_page_free_wakeup``, which wakes the daemon's and ``vm_wait``'s sleepers once enough
+pages are free."""
 
 from __future__ import annotations
 

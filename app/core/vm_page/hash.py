@@ -1,7 +1,6 @@
-"""The page hash and the lookup variants (spec §11.2–11.4): ``vm_page_hash_enter``,
-``vm_page_hash_get``, ``vm_page_lookup_busy_wait``, ``vm_page_lookup_sbusy_try``,
-``vm_page_next`` and ``vm_page_rename`` (``vm_page_lookup`` lives in ``objects_ops.py``,
-``vm_page_lookup_busy_try`` in ``alloc.py``; both call ``vm_page_hash_enter`` here).
+"""The page hash table (spec §11.3): its allocation at ``vm_page_startup_finish``,
+``vm_page_hash_enter`` (which ``vm_page_insert`` calls) and the table's own listing.  The
+lookups through it live in ``lookup.py``.
 
 The page hash is a lockless lookup heuristic: ``size + 4`` elements ``{m, object, pindex,
 ticks}``; an (object, pindex) pair maps to a *set* of 4 consecutive elements starting at

@@ -1,4 +1,7 @@
-"""TODO docstring for vm_page.lookup"""
+"""The lookups through the page hash (spec §11.3, §11.4): ``vm_page_hash_get``,
+``vm_page_lookup_busy_wait``, ``vm_page_lookup_sbusy_try``, ``vm_page_next`` and
+``vm_page_rename``.  They sit at the top of ``vm_page``: a hit is busied (``busy``), a miss
+falls back to the locked lookup (``object``), a rename dirties the page (``pagestate``)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""Queue insertion and removal (``_vm_page_add_queue_spinlocked``,
-``_vm_page_rem_queue_spinlocked``) with the per-CPU vmstats accounting and its folding
-rule, and ``vmstats_rollup`` (spec §1.5, §5, §8.1).
-
-Page state transitions used by allocation and freeing (spec §8, §9, §10): the busy
-primitives, wiring, activation/deactivation, ``vm_page_unqueue``, ``vm_page_free_toq``,
-``vm_page_free_wakeup`` and ``pagedaemon_wakeup``.
+"""The page queues, the lowest part of ``vm_page.c`` (spec §5, §8, §10): insertion and
+removal (``_vm_page_add_queue_spinlocked``, ``_vm_page_rem_queue_spinlocked``) with the
+per-CPU vmstats accounting and its folding rule, and the moves between queues built on
+them: activation and deactivation, ``vm_page_unqueue``, wiring and unwiring, and
+``pagedaemon_wakeup`` (``vm_pageout.c``'s, here because these moves call it).
 
 Every public operation checks the kernel's KASSERTs first and raises ``KernelPanic``
 before it changes anything.  Page arguments are page-array indices here; the call registry
