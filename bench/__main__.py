@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students|ops] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students|ops|capacity] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -54,6 +54,12 @@ def _students(argv: list[str]) -> int:
     return students.main(argv)
 
 
+def _capacity(argv: list[str]) -> int:
+    from bench import capacity
+
+    return capacity.main(argv)
+
+
 def _ops(argv: list[str]) -> int:
     from bench import ops
 
@@ -69,6 +75,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "durability": _durability,
     "students": _students,
     "ops": _ops,
+    "capacity": _capacity,
 }
 
 
