@@ -90,7 +90,7 @@ async def test_create_call_batch_views_and_digest(placement: str) -> None:
         pfns = [it["result"] for it in body["results"][:40]]
         assert len(set(pfns)) == 40
         rows = [[pfn] for pfn in pfns[:10]]
-        form = {"fn": "vm_page_activate", "args": ["pfn"]}
+        form = {"fn": "vm_page_activate", "args": ["m"]}
         raw = json.dumps({"forms": [form], "fn": [0] * 10, "args": rows})
         r = await c.post(
             f"{API}/instances/{iid}/calls",
@@ -98,13 +98,14 @@ async def test_create_call_batch_views_and_digest(placement: str) -> None:
             headers={"content-type": compact.MEDIA_TYPE},
         )
         assert r.status_code == 200, r.text
+        assert r.json()["completed"] == 10 and r.json()["failed"] == 0
         # a kernel panic is a problem document, as in-process
         r = await c.post(f"{API}/instances/{iid}/calls/vm_page_free_toq", json={"args": {"m": 1}})
         problem(r, 409, "kernel-panic")
         # the digest is the one the same calls make on a machine here
         calls = [("vm_object_allocate", {"type": "OBJT_DEFAULT", "size": 64})]
         calls += [(b["fn"], b["args"]) for b in batch]
-        calls += [("vm_page_activate", {"pfn": pfn}) for pfn in pfns[:10]]
+        calls += [("vm_page_activate", {"m": pfn}) for pfn in pfns[:10]]
         ref = reference(calls)
         got = (await c.get(f"{API}/instances/{iid}")).json()
         assert got["state_digest"] == ref.state_digest()
