@@ -3,8 +3,8 @@ scenarios run against each (``docs/placements.md``).
 
 Ray starts once per session (``ray.init(num_cpus=2)``); each app makes its own two host
 actors and kills them when it stops.  Without Ray installed the Ray cases skip — except
-in CI (``CI=true``, which ``.ci/run`` sets), where they fail: ``make test`` installs the
-``ray`` extra, so a missing Ray there is a broken environment, not a choice.
+in CI (``CI=true``, which ``.ci/run`` sets), where they fail (``tests.conftest.missing``):
+``make test`` installs the ``ray`` extra, so a missing Ray there is a broken environment.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from app.lab.settings import Settings
+from tests.conftest import missing
 
 PLACEMENTS = ("inprocess", "workers", "ray")
 
@@ -24,10 +25,7 @@ PLACEMENTS = ("inprocess", "workers", "ray")
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     if importlib.util.find_spec("ray") is None:
-        message = "Ray is not installed: pip install -e '.[dev,ray]' (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("Ray is not installed: pip install -e '.[dev,ray]' (make test does)")
     import ray
 
     if not ray.is_initialized():
