@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import structlog
@@ -43,6 +43,7 @@ from .hosts import make_host
 from .hosts.base import (
     Call,
     Ctx,
+    FormCalls,
     HostLost,
     InstanceHost,
     Key,
@@ -274,13 +275,35 @@ class Instance:
         error: dict[str, Any] | None = None,
         watched: bool = True,
     ) -> int:
-        """Give one kernel call its seq: an accepted call joins the journal's pending
-        entries and, while someone watches the instance's events (``watched``), its
-        record joins the ring for the stream.  Runs under the instance's lock (possibly
-        in a worker thread): cheap appends, never a wait."""
+        """``note`` for a call's ``CallResult`` (None: refused, ``error`` says why)."""
+        if result is None:
+            return self.note(fn, args, ctx, source, None, None, None, error, watched)
+        return self.note(
+            fn, args, ctx, source, result.result, result.blocked, result.record, error, watched
+        )
+
+    def note(
+        self,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        source: str,
+        value: Any,
+        blocked: dict[str, Any] | None,
+        rec: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        watched: bool,
+        compact: dict[str, Any] | None = None,
+    ) -> int:
+        """Give one kernel call its seq: an accepted call (``error`` None; its result
+        ``value``, ``blocked`` when it slept, its record ``rec``) joins the journal's
+        pending entries and, while someone watches the instance's events (``watched``),
+        its record joins the ring for the stream.  ``compact`` is ``ctx.compact()`` when
+        the caller has it (a batch's calls share a few contexts).  Runs under the
+        instance's lock: cheap appends, never a wait."""
         self.seq += 1
         if not watched:  # nobody can see this call's record: keep what the journal needs
-            if error is None and result is not None:
+            if error is None:
                 self.pending.append(
                     Entry(
                         self.id,
@@ -288,9 +311,9 @@ class Instance:
                         self.seq,
                         fn,
                         args,
-                        ctx.compact(),
+                        compact if compact is not None else ctx.compact(),
                         source,
-                        result.result,
+                        value,
                     )
                 )
             return self.seq
@@ -305,7 +328,7 @@ class Instance:
         if error is not None:
             event["error"] = error
             self.error_count += 1
-        elif result is not None:
+        else:
             self.pending.append(
                 Entry(
                     self.id,
@@ -315,13 +338,12 @@ class Instance:
                     args,
                     event["ctx"],
                     source,
-                    result.result,
+                    value,
                 )
             )
-            event["result"] = result.result
-            if result.blocked is not None:
-                event["blocked"] = result.blocked
-            rec = result.record
+            event["result"] = value
+            if blocked is not None:
+                event["blocked"] = blocked
             if rec:
                 moves = rec.get("moves", ())
                 shown = summarise(rec, self.record_bound, full_record_path(self.id, self.seq))
@@ -1457,17 +1479,36 @@ class Lab:
             raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
         inst = self.get(instance_id)
         out: list[dict[str, Any]] = []
-        apply = self.apply
 
-        def take(start: int, outcomes: list[Exception | CallResult], watched: bool) -> None:
-            for j, o in enumerate(outcomes):
+        def take(start: int, reply: SliceReply, watched: bool) -> None:
+            results, blocked, errors, records = (
+                reply.results,
+                reply.blocked,
+                reply.errors,
+                reply.records,
+            )
+            note = inst.note
+            for j in range(reply.ran):
                 k = start + j
                 fn, args, ctx = calls[k]
-                seq, r = apply(inst, fn, args, ctx, "batch", o, watched)
-                item = _item(fn, seq, r)
+                error = errors.get(j) if errors else None
+                if error is None:
+                    b = blocked.get(j) if blocked else None
+                    rec = records[j] if records is not None else None
+                    seq = note(fn, args, ctx, "batch", results[j], b, rec, None, watched)
+                    item: dict[str, Any] = {"fn": REGISTRY[fn].name, "seq": seq}
+                    item["result"] = results[j]
+                    if b is not None:
+                        item["blocked"] = b
+                    if record:
+                        item["record"] = rec
+                elif isinstance(error, Refusal):
+                    item = {"fn": fn, "error": {"type": error.kind, "detail": error.message}}
+                else:
+                    problem = problem_of(error)
+                    seq = note(fn, args, ctx, "batch", None, None, None, problem, watched)
+                    item = {"fn": fn, "seq": seq, "error": problem}
                 item["index"] = k
-                if record and isinstance(r, CallResult):
-                    item["record"] = r.record
                 out.append(item)
 
         await self._sliced(inst, calls, record, stop_on_error, take)
@@ -1496,25 +1537,39 @@ class Lab:
         results, seqs, errors, blocked = cols.results, cols.seqs, cols.errors, cols.blocked
         records = cols.records if record else None
         calls = FormCalls(forms, fn, args)
-        apply = self.apply
 
-        def take(start: int, outcomes: list[Exception | CallResult], watched: bool) -> None:
-            for j, o in enumerate(outcomes):
+        def take(start: int, reply: SliceReply, watched: bool) -> None:
+            got, blocks, errs, recs = reply.results, reply.blocked, reply.errors, reply.records
+            note = inst.note
+            forms_, fn_, args_ = calls.forms, calls.fn, calls.args
+            compacts = [ctx.compact() for _, _, ctx in forms_]
+            for j in range(reply.ran):
                 k = start + j
-                name, a, ctx = calls[k]
-                seq, r = apply(inst, name, a, ctx, "batch", o, watched)
-                seqs.append(seq)
-                if isinstance(r, CallResult):
-                    results.append(r.result)
-                    if r.blocked is not None:
-                        blocked.append((k, r.blocked))
+                f = fn_[k]
+                name, names, ctx = forms_[f]
+                a = dict(zip(names, args_[k], strict=True))
+                error = errs.get(j) if errs else None
+                if error is None:
+                    b = blocks.get(j) if blocks else None
+                    rec = recs[j] if recs is not None else None
+                    seq = note(name, a, ctx, "batch", got[j], b, rec, None, watched, compacts[f])
+                    seqs.append(seq)
+                    results.append(got[j])
+                    if b is not None:
+                        blocked.append((k, b))
                     if records is not None:
-                        records.append(r.record)
+                        records.append(rec)
+                    continue
+                if isinstance(error, Refusal):
+                    seqs.append(None)
+                    errors.append((k, {"type": error.kind, "detail": error.message}))
                 else:
-                    results.append(None)
-                    errors.append((k, _problem_item(r)))
-                    if records is not None:
-                        records.append(None)
+                    problem = problem_of(error)
+                    seqs.append(note(name, a, ctx, "batch", None, None, None, problem, watched))
+                    errors.append((k, problem))
+                results.append(None)
+                if records is not None:
+                    records.append(None)
 
         await self._sliced(inst, calls, record, stop_on_error, take)
         return cols
@@ -1525,7 +1580,7 @@ class Lab:
         calls: Sequence[Call],
         record: bool,
         stop_on_error: bool,
-        take: Callable[[int, list[Exception | CallResult], bool], None],
+        take: Callable[[int, SliceReply, bool], None],
     ) -> None:
         """Drive a batch through the host one slice (``BATCH_SLICE_S`` of kernel work)
         per hold of the instance's lock, ``take`` each slice's outcomes (seqs, ring,
@@ -1558,8 +1613,8 @@ class Lab:
                     return host.slice(k, calls, start, full, stop_on_error, waiting)
 
                 reply = await self.ask(inst, ask_slice)
-                take(start, reply.outcomes, watched)
-                done = start + len(reply.outcomes)
+                take(start, reply, watched)
+                done = start + reply.ran
                 stopped = reply.stopped
                 inst.calls += done - start
                 last = done >= n or stopped
@@ -1665,33 +1720,6 @@ def _item(fn: str, seq: int | None, r: CallResult | Exception) -> dict[str, Any]
     if seq is None:
         return {"fn": fn, "error": _problem_item(r)}
     return {"fn": fn, "seq": seq, "error": _problem_item(r)}
-
-
-class FormCalls(Sequence[Call]):
-    """The calls of a compact batch, each built when it is read (a 200 000-call batch
-    never holds 200 000 argument dicts before its slices run)."""
-
-    def __init__(
-        self, forms: list[tuple[str, tuple[str, ...], Ctx]], fn: list[int], args: list[list[Any]]
-    ) -> None:
-        self.forms = forms
-        self.fn = fn
-        self.args = args
-
-    def __len__(self) -> int:
-        return len(self.fn)
-
-    @overload
-    def __getitem__(self, k: int) -> Call: ...
-
-    @overload
-    def __getitem__(self, k: slice) -> list[Call]: ...
-
-    def __getitem__(self, k: int | slice) -> Call | list[Call]:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self.fn)))]
-        name, names, ctx = self.forms[self.fn[k]]
-        return name, dict(zip(names, self.args[k], strict=True)), ctx
 
 
 CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from app.core.config import MachineConfig
 from app.core.errors import (
@@ -72,6 +72,34 @@ class Ctx:
 Call = tuple[str, dict[str, Any], Ctx]
 
 
+class FormCalls(Sequence[Call]):
+    """The calls of a compact batch, each built when it is read (a 200 000-call batch
+    never holds 200 000 argument dicts before its slices run): call ``k`` is form
+    ``forms[fn[k]]`` (function, argument names, context) with the values ``args[k]``."""
+
+    def __init__(
+        self, forms: list[tuple[str, tuple[str, ...], Ctx]], fn: list[int], args: list[list[Any]]
+    ) -> None:
+        self.forms = forms
+        self.fn = fn
+        self.args = args
+
+    def __len__(self) -> int:
+        return len(self.fn)
+
+    @overload
+    def __getitem__(self, k: int) -> Call: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> FormCalls: ...
+
+    def __getitem__(self, k: int | slice) -> Call | FormCalls:
+        if isinstance(k, slice):  # the same forms, a part of the columns
+            return FormCalls(self.forms, self.fn[k], self.args[k])
+        name, names, ctx = self.forms[self.fn[k]]
+        return name, dict(zip(names, self.args[k], strict=True)), ctx
+
+
 class Refusal(Exception):
     """A call the host refused before it reached the machine (so it gets no seq): an
     unknown function (``unknown-function``) or a thread asleep in an earlier call
@@ -113,10 +141,17 @@ class CallReply:
 
 @dataclass(slots=True)
 class SliceReply:
-    """A slice of a batch: the outcomes of calls ``start`` to ``start + len(outcomes)``;
+    """A slice of a batch: calls ``start`` to ``start + ran``, in columns (cheap to send
+    between processes): each call's result (None when refused), and by position in the
+    slice the calls that blocked (``blocked``) and the errors that refused the others
+    (``errors``); with records asked for, each call's record (None when refused).
     ``stopped`` when ``stop_on_error`` stopped the batch."""
 
-    outcomes: list[Outcome]
+    ran: int
+    results: list[Any]
+    blocked: dict[int, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[int, Exception] = field(default_factory=dict)
+    records: list[dict[str, Any] | None] | None = None
     stopped: bool = False
     resolved: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -304,6 +339,7 @@ def revive_error(p: PortableError) -> Exception:
 
 __all__ = [
     "Call",
+    "FormCalls",
     "CallReply",
     "Ctx",
     "HostLost",

@@ -21,6 +21,7 @@ from .base import (
     Call,
     CallReply,
     Ctx,
+    FormCalls,
     Key,
     PortableError,
     SliceReply,
@@ -29,7 +30,7 @@ from .base import (
     portable,
     revive_error,
 )
-from .shard import Shard, revive_outcomes
+from .shard import Shard, revive_errors, revive_outcomes
 
 #: The ``Shard`` methods a message may name.
 OPS = frozenset(
@@ -85,7 +86,9 @@ def unwrap(ok: bool, value: Any) -> Any:
         raise revive_error(value) if isinstance(value, PortableError) else value
     if isinstance(value, CallReply):
         value.outcome = revive_outcomes([value.outcome])[0]
-    elif isinstance(value, SliceReply | WorkloadReply):
+    elif isinstance(value, SliceReply):
+        revive_errors(value.errors)
+    elif isinstance(value, WorkloadReply):
         revive_outcomes(value.outcomes)
     return value
 
@@ -159,9 +162,12 @@ class RemoteHost:
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
         chunk = self._chunk.get(key, 256)
-        part = list(calls[start : start + chunk])
+        # a compact batch goes as its columns; others as a list of calls
+        part = calls[start : start + chunk]
+        if not isinstance(part, FormCalls):
+            part = list(part)
         reply: SliceReply = await self._on(key, "slice", part, 0, record, stop_on_error, waiting)
-        ran = len(reply.outcomes)
+        ran = reply.ran
         if ran >= len(part) and not reply.stopped:
             self._chunk[key] = min(chunk * 2, 1 << 16)
         elif not reply.stopped:  # the slice's time ran out: send about what fits

@@ -356,7 +356,10 @@ class Shard:
     ) -> SliceReply:
         m = self.machine(key)
         deadline = time.perf_counter() + BATCH_SLICE_S
-        outcomes: list[Outcome] = []
+        results: list[Any] = []
+        blocked: dict[int, dict[str, Any]] = {}
+        errors: dict[int, Exception] = {}
+        records: list[dict[str, Any] | None] | None = [] if record else None
         one = self.one
         carry = self.portable
         stopped = False
@@ -365,17 +368,33 @@ class Shard:
         while k < n:
             fn, args, ctx = calls[k]
             out = one(m, fn, args, ctx, record)
+            j = k - start
             k += 1
-            if not isinstance(out, CallResult):
-                outcomes.append(self._err(out) if carry else out)
+            if isinstance(out, CallResult):
+                results.append(out.result)
+                if out.blocked is not None:
+                    blocked[j] = out.blocked
+                if records is not None:
+                    records.append(out.record)
+            else:
+                results.append(None)
+                errors[j] = self._err(out) if carry else out
+                if records is not None:
+                    records.append(None)
                 if stop_on_error:
                     stopped = True
                     break
-            else:
-                outcomes.append(out)
             if k % 16 == 0 and time.perf_counter() >= deadline:
                 break
-        return SliceReply(outcomes, stopped, self._resolved(m, waiting) if waiting else {})
+        return SliceReply(
+            k - start,
+            results,
+            blocked,
+            errors,
+            records,
+            stopped,
+            self._resolved(m, waiting) if waiting else {},
+        )
 
     # ------------------------------------------------------------ workloads
     def workload_start(
@@ -471,6 +490,15 @@ def revive_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
     return outcomes
 
 
+def revive_errors(errors: dict[int, Exception]) -> None:
+    """``revive_outcomes`` for a slice's errors (by position)."""
+    from .base import revive_error
+
+    for k, e in errors.items():
+        if isinstance(e, _Carried):
+            errors[k] = revive_error(e.error)
+
+
 __all__ = [
     "BATCH_SLICE_S",
     "CORE_ERRORS",
@@ -478,6 +506,7 @@ __all__ = [
     "Shard",
     "frame_material",
     "replay_onto",
+    "revive_errors",
     "revive_outcomes",
     "run_entry",
     "thread_outcome",

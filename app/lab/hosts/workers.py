@@ -3,10 +3,10 @@ processes, each with its own interpreter (its own GIL: one server uses every cor
 holding the machines of the instances whose id falls on it (``iid % workers``).
 
 Each worker is a spawned process running ``serve``: it reads questions from its end of
-a pipe, answers them one at a time on its ``Shard``, and writes the answers back.  In the
-lab's process two threads per worker move the pickled messages (a writer fed by a queue,
-a reader that hands each answer to the event loop with ``call_soon_threadsafe``), so the
-event loop never waits on a pipe.
+a pipe, answers them one at a time on its ``Shard``, and writes the answers back.  The
+lab's event loop reads the answers when the pipe is readable and writes small questions
+itself; large ones go through a writer thread (``Worker``), so the loop never waits on a
+pipe.
 
 When a worker dies (killed, out of memory), its reader sees the pipe close: every
 question still waiting for it fails with ``HostLost``, a new process is spawned in its
@@ -24,6 +24,7 @@ import multiprocessing.connection
 import queue
 import signal
 import threading
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import structlog
@@ -55,7 +56,16 @@ def serve(conn: multiprocessing.connection.Connection) -> None:
 
 
 class Worker:
-    """One worker process, the pipe to it, and the questions it has not answered yet."""
+    """One worker process, the pipe to it, and the questions it has not answered yet.
+
+    Answers are read on the event loop when the pipe is readable (``add_reader``): each
+    is a whole message the worker wrote at once.  Questions are written on the event loop
+    too while nothing else is being written (a small write to a pipe with room never
+    blocks); a large one, or one behind another, goes through a writer thread, so the
+    loop never waits for a busy worker to drain its pipe."""
+
+    #: questions up to this size are written on the event loop
+    INLINE_BYTES = 16 * 1024
 
     def __init__(self, index: int, host: WorkerHost) -> None:
         self.index = index
@@ -64,6 +74,7 @@ class Worker:
         self.pending: dict[int, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
         self.closing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._spawn()
 
     def _spawn(self) -> None:
@@ -75,48 +86,51 @@ class Worker:
         self.process.start()
         theirs.close()
         self.conn = ours
+        self.sending = threading.Lock()  # one writer at a time on the pipe
         self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        epoch = self.epoch
         threading.Thread(
-            target=self._write, args=(ours, self.outbox), daemon=True, name="pagelab-host-w"
+            target=self._write, args=(ours, self.outbox, self.sending), daemon=True
         ).start()
-        threading.Thread(
-            target=self._read, args=(ours, epoch), daemon=True, name="pagelab-host-r"
-        ).start()
+        self.loop = None  # the reader is attached on the next question
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
+    @staticmethod
     def _write(
-        self, conn: multiprocessing.connection.Connection, outbox: queue.SimpleQueue[Any]
+        conn: multiprocessing.connection.Connection,
+        outbox: queue.SimpleQueue[Any],
+        sending: threading.Lock,
     ) -> None:
         while True:
-            message = outbox.get()
+            data = outbox.get()  # a pickled question, or None: stop
             try:
-                conn.send(message)  # pickled here, off the event loop
+                with sending:
+                    if data is None:
+                        conn.send(None)  # the process stops after reading it
+                        return
+                    conn.send_bytes(data)
             except (OSError, ValueError):
                 return  # the reader sees the process gone
-            if message is None:  # the process stops after reading it
-                return
 
-    def _read(self, conn: multiprocessing.connection.Connection, epoch: int) -> None:
-        loop = self.host.loop
-        while True:
-            try:
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.loop is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.conn.fileno())
+        self.loop = loop
+        loop.add_reader(self.conn.fileno(), self._readable, self.epoch)
+
+    def _readable(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            return
+        conn = self.conn
+        try:
+            while conn.poll():
                 rid, ok, value = conn.recv()
-            except (EOFError, OSError) as e:
-                reason = f"its process exited ({type(e).__name__})"
-                loop = self.host.loop
-                if loop is not None and not loop.is_closed():
-                    with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(self._lost, epoch, reason)
-                return
-            loop = self.host.loop
-            if loop is None or loop.is_closed():
-                continue
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._answered, rid, ok, value)
+                self._answered(rid, ok, value)
+        except (EOFError, OSError) as e:
+            self._lost(epoch, f"its process exited ({type(e).__name__})")
 
     def _answered(self, rid: int, ok: bool, value: Any) -> None:
         fut = self.pending.pop(rid, None)
@@ -131,6 +145,9 @@ class Worker:
         """The process died: fail what it owed, start another (once per death)."""
         if epoch != self.epoch or self.closing:
             return
+        if self.loop is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.conn.fileno())
         self.process.join(timeout=0)
         code = self.process.exitcode
         why = f"{reason}, exit code {code}" if code is not None else reason
@@ -149,15 +166,28 @@ class Worker:
 
     async def ask(self, op: str, args: tuple[Any, ...]) -> Any:
         loop = asyncio.get_running_loop()
-        if self.host.loop is not loop:
-            self.host.loop = loop
+        if self.loop is not loop:
+            self._attach(loop)
         if not self.process.is_alive() and not self.closing:
-            # it died while nobody was waiting (its reader had no loop to tell)
+            # it died while nobody was waiting
             self._lost(self.epoch, "its process exited")
+            self._attach(loop)
         rid = next(self.ids)
         fut: asyncio.Future[Any] = loop.create_future()
         self.pending[rid] = fut
-        self.outbox.put((rid, op, args))
+        data = ForkingPickler.dumps((rid, op, args))
+        queued = True
+        if len(data) <= self.INLINE_BYTES and self.sending.acquire(blocking=False):
+            try:
+                if self.outbox.empty():  # nothing queued before it: in order
+                    queued = False
+                    self.conn.send_bytes(data)
+            except OSError:
+                pass  # the reader sees the process gone
+            finally:
+                self.sending.release()
+        if queued:
+            self.outbox.put(data)
         try:
             return await fut
         finally:
@@ -166,6 +196,9 @@ class Worker:
     def stop(self) -> None:
         """Ask the process to exit (``close`` waits for it)."""
         self.closing = True
+        if self.loop is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.conn.fileno())
         self.outbox.put(None)
 
     def close(self) -> None:
@@ -185,9 +218,6 @@ class WorkerHost(RemoteHost):
 
     def __init__(self, workers: int) -> None:
         super().__init__(workers)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        with contextlib.suppress(RuntimeError):
-            self.loop = asyncio.get_running_loop()
         self.workers = [Worker(i, self) for i in range(workers)]
 
     async def _ask(self, shard: int, op: str, args: tuple[Any, ...]) -> Any:
