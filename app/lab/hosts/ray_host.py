@@ -13,8 +13,10 @@ Ray is an optional extra (``pip install 'pagelab[ray]'``): it is imported only h
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 #: How often Ray restarts a host actor that died (-1: without limit).
 MAX_RESTARTS = -1
+#: Longest the lab waits for Ray to restart a host actor before answering 503.
+RESTART_WAIT_S = 60.0
 
 
 class HostActor:
@@ -81,17 +85,39 @@ class RayHost(RemoteHost):
             remote.options(name=f"pagelab-{self.group}-host-{i}", namespace=namespace).remote()
             for i in range(actors)
         ]
+        #: each actor's process (a new one after a restart: a new epoch)
+        self._pids: list[int] = ray.get([a.pid.remote() for a in self.actors])
+        self._lost_errors = (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)
 
     async def _ask(self, shard: int, op: str, args: tuple[Any, ...]) -> Any:
-        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.ActorUnavailableError)
         try:
             ok, value = await self.actors[shard].ask.remote(op, args)
-        except errors as e:
-            self._epochs[shard] += 1
+        except self._lost_errors as e:
             self.lost += 1
             log.warning("instance host actor lost", shard=shard, reason=str(e)[:200])
+            await self._recovered(shard)
             raise HostLost(shard, f"its actor died ({type(e).__name__})") from None
         return unwrap(ok, value)
+
+    async def _recovered(self, shard: int) -> None:
+        """Wait (bounded) until Ray has restarted the shard's actor, so that the lab's
+        rebuild and retry reach a live one; a new process is a new epoch."""
+        deadline = time.monotonic() + RESTART_WAIT_S
+        delay = 0.05
+        while True:
+            try:
+                pid = await self.actors[shard].pid.remote()
+            except self._lost_errors:
+                if time.monotonic() > deadline:
+                    self._epochs[shard] += 1
+                    return
+                await asyncio.sleep(delay)  # Ray is restarting it
+                delay = min(delay * 2, 1.0)
+                continue
+            if pid != self._pids[shard]:
+                self._pids[shard] = pid
+                self._epochs[shard] += 1
+            return
 
     async def pid(self, shard: int) -> int:
         """The process of a host actor (tests kill one)."""
