@@ -1543,11 +1543,12 @@ class Lab:
             note = inst.note
             forms_, fn_, args_ = calls.forms, calls.fn, calls.args
             compacts = [ctx.compact() for _, _, ctx in forms_]
+            built = reply.args
             for j in range(reply.ran):
                 k = start + j
                 f = fn_[k]
                 name, names, ctx = forms_[f]
-                a = dict(zip(names, args_[k], strict=True))
+                a = built[j] if built is not None else dict(zip(names, args_[k], strict=True))
                 error = errs.get(j) if errs else None
                 if error is None:
                     b = blocks.get(j) if blocks else None

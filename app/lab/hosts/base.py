@@ -154,6 +154,9 @@ class SliceReply:
     records: list[dict[str, Any] | None] | None = None
     stopped: bool = False
     resolved: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: in the lab's own process, each call's arguments as the shard built them from a
+    #: compact batch's columns (the lab's journal entries reuse them)
+    args: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from .base import (
     Call,
     CallReply,
     Ctx,
+    FormCalls,
     Key,
     Outcome,
     PortableError,
@@ -362,11 +363,16 @@ class Shard:
         records: list[dict[str, Any] | None] | None = [] if record else None
         one = self.one
         carry = self.portable
+        built: list[dict[str, Any]] | None = (
+            [] if not carry and isinstance(calls, FormCalls) else None
+        )
         stopped = False
         k = start
         n = len(calls)
         while k < n:
             fn, args, ctx = calls[k]
+            if built is not None:
+                built.append(args)
             out = one(m, fn, args, ctx, record)
             j = k - start
             k += 1
@@ -394,6 +400,7 @@ class Shard:
             records,
             stopped,
             self._resolved(m, waiting) if waiting else {},
+            built,
         )
 
     # ------------------------------------------------------------ workloads

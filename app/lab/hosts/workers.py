@@ -38,7 +38,11 @@ log = structlog.get_logger(__name__)
 
 def serve(conn: multiprocessing.connection.Connection) -> None:
     """A worker process: answer questions until the pipe closes (the lab stopped)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is for the server
+    # Ctrl-C or a SIGTERM sent to the server's process group is for the server: it
+    # stops its workers itself once its own shutdown is done (and a worker whose server
+    # died sees its pipe close and exits)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     shard = Shard(portable=True)
     while True:
         try:
