@@ -51,7 +51,6 @@ from .hosts.base import (
     SliceReply,
     UnknownKey,
 )
-from .hosts.inprocess import INLINE_MAX_PAGES, SLOW_FUNCTIONS
 from .hosts.shard import BATCH_SLICE_S
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
@@ -72,7 +71,8 @@ from .stream import StreamHub, StreamSettings
 from .workload_runner import RUNNING_STATES, WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
-__all__ = ["BATCH_SLICE_S", "INLINE_MAX_PAGES", "SLOW_FUNCTIONS", "Call", "Ctx"]
+#: re-exported: the API layer builds calls with the lab's names
+__all__ = ["BATCH_SLICE_S", "Call", "Ctx", "Lab", "LabError"]
 log = structlog.get_logger(__name__)
 
 
@@ -483,7 +483,7 @@ class Lab:
 
     async def restore_all(self) -> int:
         """Bring back every instance in the store: load its newest usable snapshot (or
-        boot its configuration) and replay the journal after it, in a worker thread.
+        boot its configuration) into the host and replay the journal after it.
         Instances parked when the server stopped stay parked (a faster start; the first
         request brings each back).  Returns how many came back."""
         store = self.store
