@@ -14,6 +14,7 @@ call that failed is retried once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -680,6 +681,11 @@ class Lab:
             self._hosted(inst, key, page_range)
         return Rebuilt(page_range, used, entries)
 
+    async def _drop(self, key: Key) -> None:
+        """Forget a machine in the host; a host that died has forgotten it already."""
+        with contextlib.suppress(HostLost, UnknownKey):
+            await self.host.drop(key)
+
     def _hosted(self, inst: Instance, key: Key, page_range: int) -> None:
         """Note that ``inst``'s machine is now in the host under ``key``."""
         inst.hosted = True
@@ -952,7 +958,7 @@ class Lab:
                 summary = pending.capture.header["extra"]["summary"]
             inst.parked = ParkedView(summary, digest, inst.size)
             inst.hosted = False
-            await self.host.drop(inst.key)
+            await self._drop(inst.key)
             inst.digest_cache = (inst.generation, inst.calls, digest)
             last_used = inst.last_used
             await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, True, last_used))
@@ -1094,7 +1100,14 @@ class Lab:
                 page_range = await self._start(inst, inst.key, entries or [], near)
             except HostLost:  # its host died while it booted: once more, on the restarted one
                 self.hosts_lost += 1
-                page_range = await self._start(inst, inst.key, entries or [], near)
+                try:
+                    page_range = await self._start(inst, inst.key, entries or [], near)
+                except HostLost as e:
+                    raise LabError(
+                        "unavailable",
+                        f"the process booting this machine stopped twice ({e}); try again",
+                        retry_after=2,
+                    ) from None
             self._hosted(inst, inst.key, page_range)
             kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]
             if kept:
@@ -1122,7 +1135,7 @@ class Lab:
             else:
                 inst.history = kept
         except BaseException:
-            await self.host.drop(inst.key)
+            await self._drop(inst.key)
             raise
         finally:
             self._booting_names.discard(booking)
@@ -1226,7 +1239,7 @@ class Lab:
                 await self.sync(inst)
             del self.instances[instance_id]
             inst.hosted = False
-            await self.host.drop(inst.key)
+            await self._drop(inst.key)
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
@@ -1277,12 +1290,22 @@ class Lab:
             base: StoredSnapshot | None = None
             generation = inst.generation + 1
             new_key = (inst.id, generation)  # booted next to the old one
-            if self.store is not None and (to > 0 or inst.base is not None):
-                # from the newest snapshot <= to
-                rebuilt = await self._rebuild(inst, to, new_key)
-                page_range, base = rebuilt.page_range, rebuilt.snapshot
-            else:
-                page_range = await self._start(inst, new_key, keep)
+            try:
+                if self.store is not None and (to > 0 or inst.base is not None):
+                    # from the newest snapshot <= to
+                    rebuilt = await self._rebuild(inst, to, new_key)
+                    page_range, base = rebuilt.page_range, rebuilt.snapshot
+                else:
+                    page_range = await self._start(inst, new_key, keep)
+            except (HostLost, UnknownKey) as e:
+                self.hosts_lost += 1
+                inst.hosted = False  # its host restarted: the old machine went with it
+                raise LabError(
+                    "unavailable",
+                    f"the process holding instance {inst.id} stopped while it was being "
+                    f"{'reset' if to == 0 else 'restored'} ({e}); nothing changed: try again",
+                    retry_after=2,
+                ) from None
             kept = [replace(e, generation=generation) for e in keep]
             if self.store is not None:
                 store = self.store
@@ -1313,7 +1336,7 @@ class Lab:
             old_key = inst.key
             inst.generation = generation
             self._hosted(inst, new_key, page_range)
-            await self.host.drop(old_key)
+            await self._drop(old_key)
             inst.calls = len(kept)
             inst.seq = to
             inst.ring.clear()
