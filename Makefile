@@ -23,7 +23,7 @@ NODE_OK   := command -v $(NPM) >/dev/null 2>&1 && node -e 'process.exit(+process
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

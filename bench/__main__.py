@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students|ops|capacity] [--json] [--quick]"
+USAGE = "usage: python -m bench [engine|lifecycle|http|pagemap|stream|durability|students|ops|capacity|placements] [--json] [--quick]"
 
 
 def _engine(argv: list[str]) -> int:
@@ -48,6 +48,12 @@ def _stream(argv: list[str]) -> int:
     return stream.main(argv)
 
 
+def _placements(argv: list[str]) -> int:
+    from bench import placements
+
+    return placements.main(argv)
+
+
 def _students(argv: list[str]) -> int:
     from bench import students
 
@@ -76,6 +82,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "students": _students,
     "ops": _ops,
     "capacity": _capacity,
+    "placements": _placements,
 }
 
 

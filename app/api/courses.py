@@ -37,7 +37,7 @@ from .auth import PrincipalDep, may_read, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
 from .refs import MAX_REF, find, ref_of, unknown
-from .routes import OFF_LOOP_BYTES, instance_view
+from .routes import OFF_LOOP_BYTES, describe
 from .schemas import MAX_BATCH_CALLS, BatchCall
 from .timeline import MAX_TRACE_CALLS, parse_trace, render_trace
 from .users import accounts_of, run
@@ -467,7 +467,7 @@ async def _copy(
     lab: Lab, replay: _Replay, name: str, owner: str, quotas: Quotas | None
 ) -> dict[str, Any]:
     inst = await lab.create(name, replay.config, replay.preset, replay.entries, owner, quotas)
-    view = instance_view(inst, await lab.digest(inst))
+    view = await describe(lab, inst)
     view["scenario"] = replay.scenario.id
     return view
 

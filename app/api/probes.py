@@ -74,15 +74,25 @@ async def restored(lab: Lab) -> Check:
     return Check("restored", True, f"{lab.restored} instance(s) restored at start-up")
 
 
-#: The placement this server runs its machines in (``engine`` in the answer).
-PLACEMENT = "in-process"
+def placement(lab: Lab) -> str:
+    """Where this server runs its machines (``engine`` in the answer):
+    ``PAGELAB_PLACEMENT``, as ``in-process``, ``workers`` or ``ray``."""
+    p = lab.settings.placement
+    return "in-process" if p == "inprocess" else p
 
 
 async def engine(lab: Lab) -> Check:
     """The compute engine that runs the machines is connected.  In-process it is this
-    very process, so it always is; a placement that runs machines elsewhere (worker
-    processes, a Ray cluster) replaces this check with one that asks its hosts."""
-    return Check("engine", True, f"{PLACEMENT}: the machines run in this process")
+    very process, so it always is; worker processes and Ray actors answer for their
+    shards (``InstanceHost.load``): an engine that cannot is not ready."""
+    where = placement(lab)
+    if where == "in-process":
+        return Check("engine", True, "in-process: the machines run in this process")
+    try:
+        shards = await anyio.to_thread.run_sync(lab.host.load)
+    except Exception as e:  # a host that cannot say how it is, is not there
+        return Check("engine", False, f"{where}: its hosts do not answer ({e})")
+    return Check("engine", True, f"{where}: {len(shards)} host(s) answering")
 
 
 #: What ``/readyz`` asks, in order.  Another placement extends or replaces entries here.
@@ -125,6 +135,6 @@ async def ready(lab: LabDep) -> Any:
             f"this server is not ready ({reasons}); it answers 200 once every check passes",
             "/readyz",
             checks={name: r.model_dump() for name, r in checks.items()},
-            engine=PLACEMENT,
+            engine=placement(lab),
         )
-    return Readiness(engine=PLACEMENT, checks=checks)
+    return Readiness(engine=placement(lab), checks=checks)

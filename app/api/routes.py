@@ -13,24 +13,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
-from app.core.calls import object_by_id
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
 from app.core.constants import PAGE_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
-from app.core.ddb import DDB_COMMANDS, ddb_command
+from app.core.ddb import DDB_COMMANDS
 from app.core.errors import InvalidArgument
-from app.core.machine import Machine
 from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY
-from app.core.sysctl import sysctl_get, sysctl_list
-from app.core.vm_page2 import pfn_of
-from app.lab import views
 from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
-from app.lab.machine_views import dma_alist_view, queue_info, summary
-from app.lab.pagemap import pagemap
 from app.lab.presets import PRESETS
 from app.lab.records import full_record_path, summarise
-from app.lab.service import INLINE_MAX_PAGES, Ctx, Instance, Lab, LabError
+from app.lab.service import Ctx, Instance, Lab, LabError
 
 from . import compact
 from .auth import PrincipalDep, charge, quotas_of
@@ -59,7 +52,12 @@ def _not_found() -> Iterator[None]:
         raise LabError("not-found", str(e)) from e
 
 
-def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
+async def describe(lab: Lab, inst: Instance) -> dict[str, Any]:
+    """``instance_view`` with the machine's summary and digest asked of the lab."""
+    return instance_view(inst, await lab.digest(inst), await lab.summary(inst))
+
+
+def instance_view(inst: Instance, digest: str, summary: dict[str, Any]) -> dict[str, Any]:
     cfg = inst.config
     return {
         "id": inst.id,
@@ -85,7 +83,7 @@ def instance_view(inst: Instance, digest: str) -> dict[str, Any]:
             "pagedaemon": cfg.pagedaemon,
             "dma_reserved": cfg.dma_reserved,
         },
-        "summary": inst.parked.summary if inst.parked is not None else summary(inst.machine),
+        "summary": summary,
         "parked": inst.parked is not None,
         "calls": inst.calls,
         "seq": inst.seq,
@@ -160,7 +158,7 @@ async def list_instances(lab: LabDep, principal: PrincipalDep) -> list[dict[str,
         relation = await relation_of(lab, principal, inst)
         if relation is None:
             continue
-        view = instance_view(inst, await lab.digest(inst))
+        view = await describe(lab, inst)
         view["ref"] = ref_of(inst, principal, owner_shown=relation in ("admin", "course"))
         view["access"] = relation
         out.append(view)
@@ -180,13 +178,13 @@ async def create_instance(
         )
     else:
         inst = await lab.create(body.name, _config_of(body), owner=owner, quotas=quotas)
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 @router.get("/instances/{instance_id}", operation_id="get_instance", tags=["instances"])
 async def get_instance(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     inst = lab.get(instance_id)
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 @router.delete(
@@ -203,7 +201,7 @@ async def reset_instance(
     """Re-boot with the same configuration and seed."""
     await charge(lab, principal, 1)
     inst = await lab.reset(instance_id)
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 # ------------------------------------------------------------------ calls
@@ -474,18 +472,17 @@ async def get_page(
 ) -> dict[str, Any]:
     """Every field of a page, decoded, and why it can or cannot be freed or reused now."""
 
-    def view(m: Machine) -> dict[str, Any]:
-        with _not_found():  # a pfn outside the machine or in a hole: no such page
-            return views.page_view(m, pfn)
-
-    return await lab.read(instance_id, view)
+    with _not_found():  # a pfn outside the machine or in a hole: no such page
+        page: dict[str, Any] = await lab.view(instance_id, "page", pfn=pfn)
+    return page
 
 
 @router.get("/instances/{instance_id}/queues", operation_id="get_queue_counts", tags=["state"])
 async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """lcnt of all 5 × 1024 queues as compact arrays (for the visualiser)."""
 
-    return await lab.read(instance_id, views.queues_view)
+    queues: dict[str, Any] = await lab.view(instance_id, "queues")
+    return queues
 
 
 @router.get(
@@ -501,13 +498,16 @@ async def get_queue(
 ) -> dict[str, Any]:
     """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged."""
     base = {v: k for k, v in PQ_NAMES.items()}[queue]
-    return await lab.read(instance_id, lambda m: queue_info(m, base + color, offset, limit))
+    info: dict[str, Any] = await lab.view(
+        instance_id, "queue", queue=base + color, offset=offset, limit=limit
+    )
+    return info
 
 
 @router.get("/instances/{instance_id}/vmstats", operation_id="get_vmstats", tags=["state"])
 async def get_vmstats(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Global and per-CPU vmstats, and which paging predicates hold now."""
-    view = await lab.read(instance_id, views.vmstats_view)
+    view: dict[str, Any] = await lab.view(instance_id, "vmstats")
     view["fields"] = {
         name: {"unit": unit, "help": text} for name, (unit, text) in VMSTATS_HELP.items()
     }
@@ -516,23 +516,8 @@ async def get_vmstats(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
 
 @router.get("/instances/{instance_id}/objects", operation_id="list_objects", tags=["state"])
 async def list_objects(instance_id: InstanceId, lab: LabDep) -> list[dict[str, Any]]:
-    def view(m: Machine) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": o.id,
-                "addr": o.addr,
-                "type": o.type.name,
-                "size": o.size,
-                "pg_color": o.pg_color,
-                "ref_count": o.ref_count,
-                "generation": o.generation,
-                "resident_page_count": o.resident_page_count,
-                "flags": o.flags,
-            }
-            for o in m.objects.values()
-        ]
-
-    return await lab.read(instance_id, view)
+    objects: list[dict[str, Any]] = await lab.view(instance_id, "objects")
+    return objects
 
 
 @router.get(
@@ -541,27 +526,17 @@ async def list_objects(instance_id: InstanceId, lab: LabDep) -> list[dict[str, A
 async def get_object(
     instance_id: InstanceId, object_id: Annotated[int, Path(ge=1, le=1 << 31)], lab: LabDep
 ) -> dict[str, Any]:
-    def view(m: Machine) -> dict[str, Any]:
-        with _not_found():
-            o = object_by_id(m, object_id)
-        return {
-            "id": o.id,
-            "addr": o.addr,
-            "type": o.type.name,
-            "size": o.size,
-            "pg_color": o.pg_color,
-            "resident_page_count": o.resident_page_count,
-            "pages": [{"pindex": p, "pfn": pfn_of(m, i)} for p, i in sorted(o.pages.items())],
-        }
-
-    return await lab.read(instance_id, view)
+    with _not_found():
+        obj: dict[str, Any] = await lab.view(instance_id, "object", object_id=object_id)
+    return obj
 
 
 @router.get("/instances/{instance_id}/threads", operation_id="list_threads", tags=["state"])
 async def list_threads(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """Threads and the wait channels they sleep on."""
 
-    return await lab.read(instance_id, views.threads_view)
+    threads: dict[str, Any] = await lab.view(instance_id, "threads")
+    return threads
 
 
 @router.get("/instances/{instance_id}/pagemap", operation_id="get_pagemap", tags=["state"])
@@ -575,55 +550,53 @@ async def get_pagemap(
     """Every page's state (free, cache, inactive, active, hold, wired, busy, DMA reserve,
     none, unmanaged) counted in at most ``width`` buckets over pfns ``[lo, hi)``."""
 
-    def view(m: Machine) -> dict[str, Any]:
-        with _not_found():
-            return pagemap(m, lo, hi, width)
-
-    inst = lab.get(instance_id)
-    if inst.page_range > INLINE_MAX_PAGES:
-        return await lab.read_in_thread(instance_id, view)
-    return await lab.read(instance_id, view)
+    with _not_found():
+        counts: dict[str, Any] = await lab.view(instance_id, "pagemap", lo=lo, hi=hi, width=width)
+    return counts
 
 
 @router.get("/instances/{instance_id}/dma", operation_id="get_dma", tags=["state"])
 async def get_dma(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """The DMA reserve's alist: free runs and bounds."""
-    return await lab.read(instance_id, lambda m: dma_alist_view(m))
+    dma: dict[str, Any] = await lab.view(instance_id, "dma")
+    return dma
 
 
 @router.get("/instances/{instance_id}/pageout", operation_id="get_pageout", tags=["state"])
 async def get_pageout(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
-    return await lab.read(instance_id, views.pageout_view)
+    pageout: dict[str, Any] = await lab.view(instance_id, "pageout")
+    return pageout
 
 
 @router.get("/instances/{instance_id}/topology", operation_id="get_topology", tags=["state"])
 async def get_topology(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """CPUs by socket, core and thread; NUMA ranges with the socket and colours the
     kernel gives them (physid % sockets)."""
-    return await lab.read(instance_id, views.topology_view)
+    topology: dict[str, Any] = await lab.view(instance_id, "topology")
+    return topology
 
 
 @router.get("/instances/{instance_id}/console", operation_id="get_console", tags=["state"])
 async def get_console(instance_id: InstanceId, lab: LabDep) -> dict[str, Any]:
     """The kernel console: the boot messages ("DMA space used: …") and the last lines."""
-    return await lab.read(instance_id, views.console_view)
+    console: dict[str, Any] = await lab.view(instance_id, "console")
+    return console
 
 
 @router.get("/instances/{instance_id}/sysctls", operation_id="list_sysctls", tags=["sysctl"])
 async def list_sysctls(instance_id: InstanceId, lab: LabDep) -> list[dict[str, Any]]:
     """Every sysctl with type, unit, description, writability and value."""
-    return await lab.read(instance_id, lambda m: sysctl_list(m))
+    sysctls: list[dict[str, Any]] = await lab.view(instance_id, "sysctls")
+    return sysctls
 
 
 @router.get("/instances/{instance_id}/sysctls/{name}", operation_id="get_sysctl", tags=["sysctl"])
 async def get_sysctl(
     instance_id: InstanceId, name: Annotated[str, Path(max_length=128)], lab: LabDep
 ) -> dict[str, Any]:
-    def view(m: Machine) -> dict[str, Any]:
-        with _not_found():
-            return {"name": name, "value": sysctl_get(m, name)}
-
-    return await lab.read(instance_id, view)
+    with _not_found():
+        value = await lab.view(instance_id, "sysctl", name=name)
+    return {"name": name, "value": value}
 
 
 @router.put("/instances/{instance_id}/sysctls/{name}", operation_id="set_sysctl", tags=["sysctl"])
@@ -639,7 +612,7 @@ async def set_sysctl(
     result, _, _seq = await lab.call(
         instance_id, "sysctl", {"name": name, "value": body.value}, Ctx(), record=False
     )
-    new = await lab.read(instance_id, lambda m: sysctl_get(m, name))
+    new = await lab.view(instance_id, "sysctl", name=name)
     return {"name": name, "old": result.result, "new": new}
 
 
@@ -657,7 +630,7 @@ async def ddb(
     """DDB ``show page`` / ``show pageq`` in the kernel's text format."""
     if command not in DDB_COMMANDS:  # pragma: no cover - the pattern guards it
         raise ValueError(command)
-    text: str = await lab.read(instance_id, lambda m: ddb_command(m, command))
+    text: str = await lab.view(instance_id, "ddb", command=command)
     return text
 
 

@@ -104,7 +104,7 @@ async def stream(websocket: WebSocket, instance_id: str) -> None:
             elif len(text) > MAX_MESSAGE:
                 lab.stream.reject(viewer, f"messages are at most {MAX_MESSAGE} characters")
             else:
-                lab.stream.handle(viewer, text)
+                await lab.stream.handle(viewer, text)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

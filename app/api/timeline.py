@@ -20,7 +20,7 @@ from . import compact
 from .auth import PrincipalDep, charge, quotas_of
 from .deps import InstanceId, LabDep
 from .errors import PROBLEM_RESPONSES
-from .routes import instance_view
+from .routes import describe
 
 router = APIRouter(prefix="/api/v1", responses=PROBLEM_RESPONSES, tags=["timeline"])
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -109,7 +109,7 @@ async def restore_instance(
     """Step back: the machine as it was right after call ``to`` (a new generation)."""
     await charge(lab, principal, 1)
     inst = await lab.restore(instance_id, body.to)
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 @router.post("/instances/{instance_id}/fork", status_code=201, operation_id="fork_instance")
@@ -121,7 +121,7 @@ async def fork_instance(
     inst = await lab.fork(
         instance_id, body.at, body.name, principal.name, await quotas_of(lab, principal)
     )
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 @router.get(
@@ -269,7 +269,7 @@ async def import_trace(
         owner=principal.name,
         quotas=await quotas_of(lab, principal),
     )
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)
 
 
 @router.get(
@@ -319,4 +319,4 @@ async def import_snapshot(
     inst = await lab.import_snapshot(
         name, body, owner=principal.name, quotas=await quotas_of(lab, principal)
     )
-    return instance_view(inst, await lab.digest(inst))
+    return await describe(lab, inst)

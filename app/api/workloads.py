@@ -119,7 +119,7 @@ async def start_workload(
     await lab.use(inst)  # a parked machine comes back first
     quotas = await quotas_of(lab, principal)
     try:
-        run = lab.workloads.start(
+        run = await lab.workloads.start(
             inst,
             body.kind,
             body.params,

@@ -1,18 +1,23 @@
 """The lab: the instances this server hosts and the rules for driving them.
 
-Each instance is one ``Machine`` with an ``asyncio.Lock``: calls on one instance are
-serialised, calls on different instances run concurrently.  Kernel work runs in a worker
-thread (``anyio.to_thread``) so a long boot or a large batch never blocks the event loop.
-A call whose simulated thread sleeps can wait (bounded) for another request's call to
-wake it: after every call the lab resolves the waiters whose threads finished.
+Each instance is one machine, held by the lab's instance host (``app.lab.hosts``: in
+this process, in worker processes or in Ray actors), and an ``asyncio.Lock``: calls on
+one instance are serialised, calls on different instances run concurrently.  The lab
+keeps everything else here — seqs, the journal, quotas, the stream's ring, waiters,
+snapshots — and reaches a machine only through the host, by its key.  A call whose
+simulated thread sleeps can wait (bounded) for another request's call to wake it: after
+every call the lab resolves the waiters whose threads finished.  When a host process
+dies, its instances are rebuilt from the journal and snapshots on their next use and the
+call that failed is retried once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -30,13 +35,24 @@ from app.core.errors import (
     SimulatorRefusal,
     WouldSleep,
 )
-from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
-from app.lab.machine_views import summary
 
 from .access import Access
 from .accounts import Accounts, Quotas
+from .hosts import make_host
+from .hosts.base import (
+    Call,
+    Ctx,
+    FormCalls,
+    HostLost,
+    InstanceHost,
+    Key,
+    Refusal,
+    SliceReply,
+    UnknownKey,
+)
+from .hosts.shard import BATCH_SLICE_S
 from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
@@ -57,6 +73,8 @@ from .stream import StreamHub, StreamSettings
 from .workload_runner import RUNNING_STATES, WorkloadRun, WorkloadRunner
 
 T = TypeVar("T")
+#: re-exported: the API layer builds calls with the lab's names
+__all__ = ["BATCH_SLICE_S", "Call", "Ctx", "Lab", "LabError"]
 log = structlog.get_logger(__name__)
 
 
@@ -97,25 +115,6 @@ def replay_onto(m: Machine, entries: list[Entry]) -> Machine:
     return m
 
 
-#: Calls whose cost grows with the machine's size or an argument (ticks, scans, madvise
-#: ranges): run in a worker thread.
-SLOW_FUNCTIONS = frozenset(
-    {
-        "tick",
-        "vm_contig_pg_alloc",
-        "madvise",
-        "vm_pageout_scan_inactive",
-        "vm_pageout_scan_active",
-        "vm_pageout_scan_cache",
-    }
-)
-
-
-#: Above this many pages a single call (which may wake the pageout daemon for a pass over
-#: every colour) runs in a worker thread too.
-INLINE_MAX_PAGES = 1 << 20
-
-
 def _newest_first(
     store: Store, iid: int, generation: int, upto: int | None
 ) -> Iterator[StoredSnapshot]:
@@ -143,32 +142,6 @@ class LabError(Exception):
 
 
 @dataclass
-class Ctx:
-    """Where a call runs: CPU, simulated thread, nice, P_LOWMEMKILL, TDF_SYSTHREAD."""
-
-    cpu: int = 0
-    thread: int | None = None
-    nice: int = 0
-    lowmemkill: bool = False
-    systhread: bool = False
-
-    def compact(self) -> dict[str, Any]:
-        """The fields that differ from the defaults (the CPU always)."""
-        if self.thread is None and not self.nice and not self.lowmemkill and not self.systhread:
-            return {"cpu": self.cpu}
-        out: dict[str, Any] = {"cpu": self.cpu}
-        if self.thread is not None:
-            out["thread"] = self.thread
-        if self.nice:
-            out["nice"] = self.nice
-        if self.lowmemkill:
-            out["lowmemkill"] = True
-        if self.systhread:
-            out["systhread"] = True
-        return out
-
-
-@dataclass
 class BatchColumns:
     """A compact batch's outcome, one column per field: ``results[k]`` and ``seqs[k]`` of
     call ``k`` (None for a refused call, and a seq of None for one refused before it got
@@ -182,9 +155,6 @@ class BatchColumns:
     blocked: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     records: list[dict[str, Any] | None] = field(default_factory=list)
 
-
-#: Longest a slice of a batch holds the instance's lock.
-BATCH_SLICE_S = 0.010
 
 #: Call records each instance keeps for its viewers.
 RING_SIZE = 4096
@@ -212,10 +182,10 @@ class PendingSnapshot:
 
 @dataclass
 class Rebuilt:
-    """A machine rebuilt from the store: the snapshot it started from (None: booted) and
-    the journal entries replayed on it."""
+    """A machine rebuilt from the store (installed in the host): the snapshot it started
+    from (None: booted) and the journal entries replayed on it."""
 
-    machine: Machine
+    page_range: int
     snapshot: StoredSnapshot | None
     replayed: list[Entry]
 
@@ -230,8 +200,9 @@ class Instance:
     name: str
     config: MachineConfig
     preset: str | None
-    #: the machine; None while the instance is parked (``Lab.hold`` brings it back)
-    live: Machine | None
+    #: its machine is in the host (False while the instance is parked, or after its host
+    #: was lost: ``Lab.hold`` brings it back)
+    hosted: bool = False
     created: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     calls: int = 0
@@ -240,16 +211,16 @@ class Instance:
     #: calls waiting for their sleeping thread, by thread (an outcome, or None: the wait
     #: was ended while the thread still sleeps)
     waiters: dict[int, list[asyncio.Future[dict[str, Any] | None]]] = field(default_factory=dict)
+    #: every call run, accepted and refused, by function (``pagelab_kernel_calls``; kept
+    #: whether anyone watches, unlike ``fn_counts``)
+    calls_by_fn: Counter[str] = field(default_factory=Counter)
+    refused_by_fn: Counter[str] = field(default_factory=Counter)
     #: the seq of the last kernel call made on this machine (0 after boot)
     seq: int = 0
     #: the latest call records, for the stream (bounded: a viewer never holds a call up)
     ring: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RING_SIZE))
     #: cumulative calls per function and page moves per queue-type pair (stream summaries)
     fn_counts: Counter[str] = field(default_factory=Counter)
-    #: every call run, accepted and refused, by function (``pagelab_kernel_calls``; kept
-    #: whether anyone watches, unlike ``fn_counts``)
-    calls_by_fn: Counter[str] = field(default_factory=Counter)
-    refused_by_fn: Counter[str] = field(default_factory=Counter)
     move_counts: Counter[str] = field(default_factory=Counter)
     error_count: int = 0
     workloads: dict[int, WorkloadRun] = field(default_factory=dict)
@@ -272,22 +243,35 @@ class Instance:
     #: a record with more moves or events than this goes into the stream's ring
     #: summarised (``PAGELAB_RECORD_MAX_MOVES``; the full one: ``…/journal/{seq}/record``)
     record_bound: int = 10_000
+    #: pages its machine manages (known from its boot or load)
+    size: int = 0
+    #: the host holding it, and that host's shard epoch when the machine was installed
+    host: InstanceHost | None = None
+    epoch: int = 0
+
+    @property
+    def key(self) -> Key:
+        """The machine's name in the host."""
+        return (self.id, self.generation)
+
+    @property
+    def live(self) -> Machine | None:
+        """The machine itself when it is hosted in this process (tests, benchmarks of
+        the in-process placement); None when it is parked or hosted elsewhere."""
+        local = getattr(self.host, "local", None)
+        return local(self.key) if self.hosted and local is not None else None
 
     @property
     def machine(self) -> Machine:
-        """The live machine; only under ``Lab.hold`` is it sure to be there."""
+        """``live``, which must be there (in-process placement, under ``Lab.hold``)."""
         m = self.live
         if m is None:
-            raise RuntimeError(f"instance {self.id} is parked: use it under Lab.hold")
+            raise RuntimeError(f"instance {self.id} is not hosted in this process")
         return m
-
-    @machine.setter
-    def machine(self, m: Machine) -> None:
-        self.live = m
 
     @property
     def page_range(self) -> int:
-        return self.parked.page_range if self.parked is not None else self.machine.page_range
+        return self.parked.page_range if self.parked is not None else self.size
 
     def record(
         self,
@@ -299,17 +283,39 @@ class Instance:
         error: dict[str, Any] | None = None,
         watched: bool = True,
     ) -> int:
-        """Give one kernel call its seq: an accepted call joins the journal's pending
-        entries and, while someone watches the instance's events (``watched``), its
-        record joins the ring for the stream.  Runs under the instance's lock (possibly
-        in a worker thread): cheap appends, never a wait."""
+        """``note`` for a call's ``CallResult`` (None: refused, ``error`` says why)."""
+        if result is None:
+            return self.note(fn, args, ctx, source, None, None, None, error, watched)
+        return self.note(
+            fn, args, ctx, source, result.result, result.blocked, result.record, error, watched
+        )
+
+    def note(
+        self,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        source: str,
+        value: Any,
+        blocked: dict[str, Any] | None,
+        rec: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        watched: bool,
+        compact: dict[str, Any] | None = None,
+    ) -> int:
+        """Give one kernel call its seq: an accepted call (``error`` None; its result
+        ``value``, ``blocked`` when it slept, its record ``rec``) joins the journal's
+        pending entries and, while someone watches the instance's events (``watched``),
+        its record joins the ring for the stream.  ``compact`` is ``ctx.compact()`` when
+        the caller has it (a batch's calls share a few contexts).  Runs under the
+        instance's lock: cheap appends, never a wait."""
         self.seq += 1
         if error is None:
             self.calls_by_fn[fn] += 1
         else:
             self.refused_by_fn[fn] += 1
         if not watched:  # nobody can see this call's record: keep what the journal needs
-            if error is None and result is not None:
+            if error is None:
                 self.pending.append(
                     Entry(
                         self.id,
@@ -317,9 +323,9 @@ class Instance:
                         self.seq,
                         fn,
                         args,
-                        ctx.compact(),
+                        compact if compact is not None else ctx.compact(),
                         source,
-                        result.result,
+                        value,
                     )
                 )
             return self.seq
@@ -334,7 +340,7 @@ class Instance:
         if error is not None:
             event["error"] = error
             self.error_count += 1
-        elif result is not None:
+        else:
             self.pending.append(
                 Entry(
                     self.id,
@@ -344,13 +350,12 @@ class Instance:
                     args,
                     event["ctx"],
                     source,
-                    result.result,
+                    value,
                 )
             )
-            event["result"] = result.result
-            if result.blocked is not None:
-                event["blocked"] = result.blocked
-            rec = result.record
+            event["result"] = value
+            if blocked is not None:
+                event["blocked"] = blocked
             if rec:
                 moves = rec.get("moves", ())
                 shown = summarise(rec, self.record_bound, full_record_path(self.id, self.seq))
@@ -371,31 +376,6 @@ class Instance:
                     counts[f"{src}->{dst}"] += 1
         self.ring.append(event)
         return self.seq
-
-
-def _thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
-    th = m.threads.get(tid)
-    if th is None or th.state != "idle":
-        return None
-    if th.last_error is not None:
-        return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
-    return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
-
-
-def _parked(m: Machine, fn: str, ctx: Ctx) -> str | None:
-    """Why the call cannot run now if its thread is parked (asleep in an earlier call):
-    a conflict with the machine's state (409), not a malformed request.  Simulator verbs
-    (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and are never parked."""
-    if not REGISTRY[fn].on_thread:
-        return None
-    tid = ctx.cpu if ctx.thread is None else ctx.thread
-    th = m.threads.get(tid)
-    if th is None or th.state == "idle":
-        return None
-    return (
-        f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it time "
-        "out (tick), or run the call on another thread"
-    )
 
 
 class Lab:
@@ -439,6 +419,10 @@ class Lab:
                 self.access = Access(self.accounts)
                 self.quota_cache = QuotaCache(self.accounts)
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
+        #: where the machines live (``PAGELAB_PLACEMENT``)
+        self.host: InstanceHost = make_host(self.settings)
+        #: host processes or actors found dead, and the calls retried after rebuilding
+        self.hosts_lost = 0
         #: the clock of ``last_used`` and the idle culler (tests replace it)
         self.clock: Callable[[], float] = time.time
         #: journal entries replayed to rebuild machines (restart, revival, restore)
@@ -503,7 +487,7 @@ class Lab:
         st = self.settings
         if self.store is not None and st.snapshot_on_shutdown and st.snapshot_every:
             for inst in list(self.instances.values()):
-                if inst.live is None or inst.seq == inst.snapshot_seq:
+                if not inst.hosted or inst.seq == inst.snapshot_seq:
                     continue
                 try:
                     saved = await self.save_snapshot(inst)
@@ -523,6 +507,7 @@ class Lab:
             await anyio.to_thread.run_sync(self.journal.close)
         if self.store is not None:
             self.store.close()
+        await self.host.close()
         self.metrics.detach()
         log.info("lab shut down", instances=len(self.instances), snapshots_written=written)
 
@@ -571,7 +556,7 @@ class Lab:
 
     async def restore_all(self) -> int:
         """Bring back every instance in the store: load its newest usable snapshot (or
-        boot its configuration) and replay the journal after it, in a worker thread.
+        boot its configuration) into the host and replay the journal after it.
         Instances parked when the server stopped stay parked (a faster start; the first
         request brings each back).  Returns how many came back."""
         store = self.store
@@ -580,7 +565,7 @@ class Lab:
             return 0
         stored = await anyio.to_thread.run_sync(store.load_instances)
         for row in stored:
-            inst = await anyio.to_thread.run_sync(self._restored, row)
+            inst = await self._restored(row)
             self.instances[inst.id] = inst
             self._next_id = max(self._next_id, inst.id + 1)
             log.info(
@@ -594,12 +579,15 @@ class Lab:
         self.restored = len(stored)
         return len(stored)
 
-    def _restored(self, row: StoredInstance) -> Instance:
-        """One stored instance as it comes back at start (in a worker thread)."""
+    async def _restored(self, row: StoredInstance) -> Instance:
+        """One stored instance as it comes back at start."""
         store = self.store
         assert store is not None
-        calls, last_seq = journal_stats(store, row.id, row.generation)
-        inst = Instance(row.id, row.name, row.config, row.preset, None, row.created)
+        calls, last_seq = await anyio.to_thread.run_sync(
+            journal_stats, store, row.id, row.generation
+        )
+        inst = Instance(row.id, row.name, row.config, row.preset, False, row.created)
+        inst.host = self.host
         inst.record_bound = self.settings.record_max_moves
         inst.generation = row.generation
         inst.owner = row.owner
@@ -607,21 +595,21 @@ class Lab:
         inst.history = None
         inst.journal_seq = last_seq
         inst.last_used = self.clock()
+        inst.base = await anyio.to_thread.run_sync(self._base_of, row.id, row.generation)
         if row.parked:
-            view = self._parked_view(row.id, row.generation, last_seq)
+            view = await anyio.to_thread.run_sync(
+                self._parked_view, row.id, row.generation, last_seq
+            )
             if view is not None:
                 inst.parked, seq = view
                 inst.seq = inst.snapshot_seq = seq
                 inst.digest_cache = (inst.generation, inst.calls, inst.parked.digest)
-                inst.base = self._base_of(row.id, row.generation)
                 return inst
-        rebuilt = self._rebuild(row.id, row.generation, row.config)
-        inst.machine = rebuilt.machine
-        inst.base = self._base_of(row.id, row.generation)
+        rebuilt = await self._rebuild(inst)
         inst.snapshot_seq = rebuilt.base_seq
         inst.seq = max(rebuilt.base_seq, last_seq)
         if row.parked:
-            set_parked(store, row.id, False, row.last_used)
+            await anyio.to_thread.run_sync(set_parked, store, row.id, False, row.last_used)
         return inst
 
     def _base_of(self, iid: int, generation: int) -> bytes | None:
@@ -653,80 +641,94 @@ class Lab:
             return ParkedView(extra["summary"], snap.digest, extra["page_range"]), snap.seq
         return None
 
-    def _start(
+    async def _start(
         self,
-        config: MachineConfig,
-        base: bytes | None,
+        inst: Instance,
+        key: Key,
         entries: list[Entry],
         near: StoredSnapshot | None = None,
-    ) -> Machine:
-        """Boot ``config`` (or load the ``base`` snapshot) and replay ``entries``; with
-        ``near`` (a snapshot taken after entry ``near.seq`` of these), load it and replay
-        only the entries after it."""
+    ) -> int:
+        """Install ``inst``'s machine under ``key``: a boot of its configuration (or its
+        ``base`` snapshot) with ``entries`` replayed; with ``near`` (a snapshot taken
+        after entry ``near.seq`` of these), that snapshot with only the entries after it.
+        Returns its page range."""
+        host = self.host
         if near is not None:
-            try:
-                m = snapshot.load(near.data)
-            except snapshot.SnapshotError as e:
-                log.warning(
-                    "snapshot unusable, replaying the whole journal",
-                    instance=near.instance_id,
-                    seq=near.seq,
-                    reason=str(e),
-                )
-            else:
+            started = await host.start(key, inst.config, near.data)
+            if started.reason is None:
                 after = [e for e in entries if e.seq > near.seq]
-                self.replayed += len(after)
-                return replay_onto(m, after)
-        start = Machine.boot(config) if base is None else snapshot.load(base)
-        self.replayed += len(entries)
-        return replay_onto(start, entries)
+                await self._replay(inst, key, after)
+                return started.page_range
+            log.warning(
+                "snapshot unusable, replaying the whole journal",
+                instance=near.instance_id,
+                seq=near.seq,
+                reason=started.reason,
+            )
+        started = await host.start(key, inst.config, inst.base)
+        if started.reason is not None:
+            raise LabError("validation", f"the snapshot file is not usable: {started.reason}")
+        await self._replay(inst, key, entries)
+        return started.page_range
 
-    def _rebuild(
-        self,
-        iid: int,
-        generation: int,
-        config: MachineConfig,
-        upto: int | None = None,
-        base: bytes | None = None,
+    async def _replay(self, inst: Instance, key: Key, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        refused = await self.host.replay(key, entries)
+        self.replayed += len(entries)
+        if refused:
+            log.warning(
+                "replay refused journalled calls: the journal and the core disagree",
+                instance=inst.id,
+                refused=refused,
+            )
+
+    async def _rebuild(
+        self, inst: Instance, upto: int | None = None, key: Key | None = None
     ) -> Rebuilt:
-        """The machine of an instance generation after its journal (up to seq ``upto``):
-        its newest snapshot (at or before ``upto``) that loads, has the instance's
-        configuration and the digest recorded with it, plus the journal after it; any
-        failure is logged as a warning and the next older snapshot tried, then a full
-        replay.  In a worker thread."""
+        """Install the machine of the instance's generation after its journal (up to seq
+        ``upto``) under ``key`` (its own key by default): its newest snapshot (at or
+        before ``upto``) that loads, has the instance's configuration and the digest
+        recorded with it, plus the journal after it; any failure is logged as a warning
+        and the next older snapshot tried, then a full replay.  Without a store, a
+        replay of the journal kept in memory."""
         store = self.store
-        start: Machine | None = None
+        iid, generation, config = inst.id, inst.generation, inst.config
+        key = key or inst.key
         used: StoredSnapshot | None = None
-        candidates: list[StoredSnapshot] = []
-        if store is not None:
-            for snap in _newest_first(store, iid, generation, upto):
-                candidates.append(snap)
-                reason = None
-                try:
-                    m = snapshot.load(snap.data, verify=False)
-                    digest = state_digest(m)
-                    if m.config != config:
-                        reason = "its configuration is not the instance's"
-                    elif digest != snap.digest:
-                        reason = f"its machine's digest {digest} is not the stored {snap.digest}"
-                    elif digest != snapshot.read_header(snap.data)["digest"]:
-                        reason = "its machine's digest is not the one its header records"
-                except snapshot.SnapshotError as e:
-                    reason = str(e)
-                if reason is not None:
-                    log.warning(
-                        "snapshot unusable, trying an older one or a full replay",
-                        instance=iid,
-                        generation=generation,
-                        seq=snap.seq,
-                        reason=reason,
-                    )
-                    continue
-                start, used = m, snap
+        page_range = 0
+        candidates = 0
+        had_base_row = False
+        if store is None:
+            entries = [e for e in inst.history or () if upto is None or e.seq <= upto]
+            page_range = await self._start(inst, key, entries)
+            self._hosted(inst, key, page_range)
+            return Rebuilt(page_range, None, entries)
+        newest = _newest_first(store, iid, generation, upto)
+        while True:
+            snap = await anyio.to_thread.run_sync(lambda: next(newest, None))
+            if snap is None:
                 break
+            candidates += 1
+            had_base_row = had_base_row or snap.seq == 0
+            started = await self.host.start(
+                key, config, snap.data, verify=False, digest=snap.digest
+            )
+            if started.reason is not None:
+                log.warning(
+                    "snapshot unusable, trying an older one or a full replay",
+                    instance=iid,
+                    generation=generation,
+                    seq=snap.seq,
+                    reason=started.reason,
+                )
+                continue
+            used, page_range = snap, started.page_range
+            break
         after = 0 if used is None else used.seq
-        assert store is not None
-        entries = list(store.entries(iid, generation, after))
+        entries = await anyio.to_thread.run_sync(
+            lambda: list(store.entries(iid, generation, after))
+        )
         if upto is not None:
             entries = [e for e in entries if e.seq <= upto]
         every = self.settings.snapshot_every
@@ -737,29 +739,75 @@ class Lab:
                 generation=generation,
                 calls=len(entries),
             )
-        if start is None and base is not None:
-            start = snapshot.load(base)
-        elif start is None and any(snap.seq == 0 for snap in candidates):
-            log.error(
-                "the snapshot this instance was imported from is unusable: it comes back "
-                "from a boot of its configuration",
-                instance=iid,
-            )
-        machine = replay_onto(start if start is not None else Machine.boot(config), entries)
-        self.replayed += len(entries)
-        return Rebuilt(machine, used, entries)
+        if used is None:
+            if had_base_row and inst.base is None:
+                log.error(
+                    "the snapshot this instance was imported from is unusable: it comes back "
+                    "from a boot of its configuration",
+                    instance=iid,
+                )
+            started = await self.host.start(key, config, inst.base)
+            if started.reason is not None:  # its imported snapshot no longer loads
+                started = await self.host.start(key, config)
+            page_range = started.page_range
+        await self._replay(inst, key, entries)
+        if key == inst.key:
+            self._hosted(inst, key, page_range)
+        return Rebuilt(page_range, used, entries)
+
+    async def _drop(self, key: Key) -> None:
+        """Forget a machine in the host; a host that died has forgotten it already."""
+        with contextlib.suppress(HostLost, UnknownKey):
+            await self.host.drop(key)
+
+    def _hosted(self, inst: Instance, key: Key, page_range: int) -> None:
+        """Note that ``inst``'s machine is now in the host under ``key``."""
+        inst.hosted = True
+        inst.host = self.host
+        inst.size = page_range
+        inst.epoch = self.host.epoch(self.host.shard_of(key[0]))
 
     # ------------------------------------------------------------ parking and snapshots
     @asynccontextmanager
-    async def hold(self, inst: Instance) -> AsyncIterator[Machine]:
-        """The instance's lock, with its machine there: a parked instance is revived
-        first (its snapshot and the journal after it), once even when several requests
-        arrive together (the first reloads it under the lock, the others find it back)."""
+    async def hold(self, inst: Instance) -> AsyncIterator[Key]:
+        """The instance's lock, with its machine in the host (its key given): a parked
+        instance, or one whose host was lost, is rebuilt first (its snapshot and the
+        journal after it), once even when several requests arrive together (the first
+        reloads it under the lock, the others find it back)."""
         async with inst.lock:
-            if inst.live is None:
+            if not self._in_host(inst):
                 await self._revive(inst)
             inst.last_used = self.clock()
-            yield inst.machine
+            yield inst.key
+
+    def _in_host(self, inst: Instance) -> bool:
+        """Its machine is in the host, and the host has not restarted since."""
+        return inst.hosted and inst.epoch == self.host.epoch(self.host.shard_of(inst.id))
+
+    async def ask(self, inst: Instance, question: Callable[[Key], Awaitable[T]]) -> T:
+        """Ask the host about the instance's machine (under its lock, from ``hold``).
+        When the host process or actor died meanwhile (or restarted and no longer has
+        it), the machine is rebuilt from the journal and snapshots — the acknowledged
+        state: calls of the question that ran there were never answered, journalled or
+        given seqs — and the question asked once more; a second loss answers
+        ``unavailable`` (503, retry)."""
+        try:
+            return await question(inst.key)
+        except (HostLost, UnknownKey) as e:
+            self.hosts_lost += 1
+            log.warning("instance host lost: rebuilding", instance=inst.id, reason=str(e))
+            inst.hosted = False
+        try:
+            await self._revive(inst)
+            return await question(inst.key)
+        except (HostLost, UnknownKey) as e:
+            inst.hosted = False
+            raise LabError(
+                "unavailable",
+                f"the process holding instance {inst.id} stopped twice while answering "
+                f"({e}); the instance comes back from its journal: try again in a moment",
+                retry_after=2,
+            ) from None
 
     async def use(self, inst: Instance) -> None:
         """Make sure the instance's machine is in memory (revive it if parked)."""
@@ -767,19 +815,21 @@ class Lab:
             pass
 
     async def _revive(self, inst: Instance) -> None:
-        """Reload a parked machine (under its lock)."""
+        """Reload a parked machine, or one whose host was lost (under its lock): from
+        its snapshot and the journal after it (everything handed to the journal is
+        committed first, so the rebuilt machine has every acknowledged call)."""
         store = self.store
-        assert store is not None and inst.parked is not None
-        rebuilt = await anyio.to_thread.run_sync(
-            self._rebuild, inst.id, inst.generation, inst.config, None, inst.base
-        )
-        inst.machine = rebuilt.machine
+        if inst.parked is None:
+            await self.sync(inst)
+        rebuilt = await self._rebuild(inst)
         inst.seq = max(inst.seq, rebuilt.base_seq)
-        inst.parked = None
-        self.revivals += 1
         inst.digest_cache = None
-        last_used = inst.last_used
-        await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, False, last_used))
+        if inst.parked is not None:
+            assert store is not None
+            inst.parked = None
+            self.revivals += 1
+            last_used = inst.last_used
+            await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, False, last_used))
         log.info(
             "instance revived",
             instance=inst.id,
@@ -789,15 +839,13 @@ class Lab:
 
     async def export_snapshot(self, inst: Instance) -> bytes:
         """The instance as a snapshot file (``conflict`` when a thread sleeps in a call)."""
-        async with self.hold(inst) as m:
-            reason = snapshot.busy_reason(m)
-            if reason is not None:
-                raise LabError(
-                    "conflict",
-                    f"instance {inst.id} cannot be saved as a snapshot now: {reason}",
-                )
-            extra = {"summary": summary(m), "page_range": m.page_range}
-            cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
+        async with self.hold(inst):
+            cap = await self.ask(inst, self.host.capture)
+        if isinstance(cap, str):
+            raise LabError(
+                "conflict",
+                f"instance {inst.id} cannot be saved as a snapshot now: {cap}",
+            )
         return await anyio.to_thread.run_sync(snapshot.pack, cap)
 
     async def import_snapshot(
@@ -824,7 +872,7 @@ class Lab:
         def checked() -> None:
             m = snapshot.load(data)
             try:
-                check_invariants(m)
+                m.check_invariants()
             except AssertionError as e:
                 raise snapshot.SnapshotError(f"its machine is inconsistent: {e}") from None
 
@@ -876,7 +924,7 @@ class Lab:
             while (
                 inst.seq // every > inst.snapshot_seq // every
                 and self.instances.get(inst.id) is inst
-                and inst.live is not None
+                and inst.hosted
                 and await self.save_snapshot(inst)
             ):
                 pass
@@ -897,15 +945,10 @@ class Lab:
     async def _capture(self, inst: Instance) -> PendingSnapshot | None:
         """Copy the machine's state out (the caller holds its lock, so the copy is the
         state after call ``inst.seq``); None if it is not quiescent."""
-        m = inst.machine
-        if not snapshot.quiescent(m):
+        cap = await self.ask(inst, self.host.capture)
+        if isinstance(cap, str):  # a thread sleeps in a call
             return None
         self.flush(inst, wait=False)
-        extra = {"summary": summary(m), "page_range": m.page_range}
-        if m.page_range > INLINE_MAX_PAGES >> 4:
-            cap = await anyio.to_thread.run_sync(lambda: snapshot.capture(m, extra=extra))
-        else:
-            cap = snapshot.capture(m, extra=extra)
         pending = PendingSnapshot(
             cap, inst.seq, inst.generation, inst.journal_seq, inst.snapshot_seq
         )
@@ -944,7 +987,7 @@ class Lab:
         idle = self.settings.cull_idle_s
         return (
             idle > 0
-            and inst.live is not None
+            and inst.hosted
             and now - inst.last_used >= idle
             and not any(r.state in RUNNING_STATES for r in inst.workloads.values())
             and not any(
@@ -958,13 +1001,12 @@ class Lab:
         machine from memory and mark it parked in the store.  False (left as it is) when
         it is not quiescent, is in use, or the snapshot could not be written."""
         store = self.store
-        if store is None or inst.live is None:
+        if store is None or not inst.hosted:
             return False
         async with inst.lock:
-            m = inst.live
-            if m is None or self.instances.get(inst.id) is not inst:
+            if not self._in_host(inst) or self.instances.get(inst.id) is not inst:
                 return False
-            if not self.parkable(inst, self.clock()) or not snapshot.quiescent(m):
+            if not self.parkable(inst, self.clock()):
                 return False
             self.flush(inst, wait=False)
             if self.journal is not None:
@@ -973,14 +1015,24 @@ class Lab:
                 lambda: load_snapshots(store, inst.id, inst.generation, limit=1)
             )
             if have and have[0].seq == inst.seq and not inst.snapshotting:
+                header = snapshot.read_header(have[0].data)
                 digest = have[0].digest
+                extra = header.get("extra") or {}
+                kept = extra.get("summary")
+                summary: dict[str, Any] = (
+                    kept
+                    if isinstance(kept, dict)
+                    else await self.ask(inst, lambda k: self.host.view(k, "summary", {}))
+                )
             else:
-                pending = await self._capture(inst)
+                pending = await self._capture(inst)  # None: a thread sleeps in a call
                 if pending is None or not await self._write(inst, pending):
                     return False
                 digest = pending.capture.digest
-            inst.parked = ParkedView(summary(m), digest, m.page_range)
-            inst.live = None
+                summary = pending.capture.header["extra"]["summary"]
+            inst.parked = ParkedView(summary, digest, inst.size)
+            inst.hosted = False
+            await self._drop(inst.key)
             inst.digest_cache = (inst.generation, inst.calls, digest)
             last_used = inst.last_used
             await anyio.to_thread.run_sync(lambda: set_parked(store, inst.id, True, last_used))
@@ -1113,12 +1165,25 @@ class Lab:
             self._booting_names.add(booking)
             iid = self._next_id
             self._next_id += 1
+        inst = Instance(iid, name, config, preset)
+        inst.host = self.host
         try:
-            machine = await anyio.to_thread.run_sync(self._start, config, base, entries or [], near)
-            inst = Instance(iid, name, config, preset, machine)
             inst.record_bound = self.settings.record_max_moves
             inst.owner = owner
             inst.base = base
+            try:
+                page_range = await self._start(inst, inst.key, entries or [], near)
+            except HostLost:  # its host died while it booted: once more, on the restarted one
+                self.hosts_lost += 1
+                try:
+                    page_range = await self._start(inst, inst.key, entries or [], near)
+                except HostLost as e:
+                    raise LabError(
+                        "unavailable",
+                        f"the process booting this machine stopped twice ({e}); try again",
+                        retry_after=2,
+                    ) from None
+            self._hosted(inst, inst.key, page_range)
             kept = [replace(e, instance_id=iid, generation=0) for e in entries or []]
             if kept:
                 inst.seq = kept[-1].seq
@@ -1144,6 +1209,9 @@ class Lab:
                     inst.snapshot_seq = near.seq
             else:
                 inst.history = kept
+        except BaseException:
+            await self._drop(inst.key)
+            raise
         finally:
             self._booting_names.discard(booking)
             self._booking_pages -= need
@@ -1251,6 +1319,8 @@ class Lab:
             del self.instances[instance_id]
             self.retired_calls.update(inst.calls_by_fn)
             self.retired_refusals.update(inst.refused_by_fn)
+            inst.hosted = False
+            await self._drop(inst.key)
             for futures in inst.waiters.values():
                 for f in futures:
                     if not f.done():
@@ -1299,15 +1369,24 @@ class Lab:
                 )
             )
             base: StoredSnapshot | None = None
-            if self.store is not None and (to > 0 or inst.base is not None):
-                # from the newest snapshot <= to
-                rebuilt = await anyio.to_thread.run_sync(
-                    lambda: self._rebuild(inst.id, inst.generation, inst.config, to, inst.base)
-                )
-                machine, base = rebuilt.machine, rebuilt.snapshot
-            else:
-                machine = await anyio.to_thread.run_sync(self._start, inst.config, inst.base, keep)
             generation = inst.generation + 1
+            new_key = (inst.id, generation)  # booted next to the old one
+            try:
+                if self.store is not None and (to > 0 or inst.base is not None):
+                    # from the newest snapshot <= to
+                    rebuilt = await self._rebuild(inst, to, new_key)
+                    page_range, base = rebuilt.page_range, rebuilt.snapshot
+                else:
+                    page_range = await self._start(inst, new_key, keep)
+            except (HostLost, UnknownKey) as e:
+                self.hosts_lost += 1
+                inst.hosted = False  # its host restarted: the old machine went with it
+                raise LabError(
+                    "unavailable",
+                    f"the process holding instance {inst.id} stopped while it was being "
+                    f"{'reset' if to == 0 else 'restored'} ({e}); nothing changed: try again",
+                    retry_after=2,
+                ) from None
             kept = [replace(e, generation=generation) for e in keep]
             if self.store is not None:
                 store = self.store
@@ -1335,8 +1414,10 @@ class Lab:
             inst.snapshot_seq = 0 if base is None else base.seq
             inst.journal_seq = kept[-1].seq if kept else 0
             inst.last_used = self.clock()
-            inst.machine = machine
+            old_key = inst.key
             inst.generation = generation
+            self._hosted(inst, new_key, page_range)
+            await self._drop(old_key)
             inst.calls = len(kept)
             inst.seq = to
             inst.ring.clear()
@@ -1394,12 +1475,11 @@ class Lab:
         return None
 
     # ------------------------------------------------------------ calls
-    def resolve_waiters(self, inst: Instance) -> None:
-        for tid in list(inst.waiters):
-            outcome = _thread_outcome(inst.machine, tid)
-            if outcome is None:
-                continue
-            for f in inst.waiters.pop(tid):
+    def resolve_waiters(self, inst: Instance, resolved: dict[int, dict[str, Any]]) -> None:
+        """Answer the requests waiting for threads the host saw finish (``resolved``:
+        the outcomes of the ``inst.waiters`` threads that are idle again)."""
+        for tid, outcome in resolved.items():
+            for f in inst.waiters.pop(tid, ()):
                 if not f.done():
                     f.set_result(outcome)
 
@@ -1427,51 +1507,28 @@ class Lab:
         if fn not in REGISTRY:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
         waiter: asyncio.Future[dict[str, Any] | None] | None = None
-        async with self.hold(inst) as m:
-            parked = _parked(m, fn, ctx)
-            if parked is not None:
-                raise LabError("conflict", parked)
-
+        host = self.host
+        async with self.hold(inst):
             watched = self.stream.records_wanted(inst.id)
             full = record or watched
-
-            def run_call() -> CallResult:
-                return m.call(
-                    fn,
-                    args,
-                    cpu=ctx.cpu,
-                    thread=ctx.thread,
-                    nice=ctx.nice,
-                    systhread=ctx.systhread,
-                    lowmemkill=ctx.lowmemkill,
-                    record=full,
-                )
-
-            # Most calls take microseconds: a worker-thread handoff would cost more than
-            # the call.  Calls whose work grows with the machine or an argument run in a
-            # worker thread so the event loop keeps serving other instances.
-            try:
-                if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
-                    result = await anyio.to_thread.run_sync(run_call)
-                else:
-                    result = run_call()
-            except CORE_ERRORS as e:
-                inst.record(fn, args, ctx, source, None, problem_of(e), watched)
+            waiting = tuple(inst.waiters)
+            reply = await self.ask(inst, lambda k: host.call(k, fn, args, ctx, full, waiting))
+            result = reply.outcome
+            if isinstance(result, Refusal):
+                raise LabError(result.kind, result.message)
+            if not isinstance(result, CallResult):
+                inst.record(fn, args, ctx, source, None, problem_of(result), watched)
                 inst.calls += 1
-                raise
+                raise result
             seq = inst.record(fn, args, ctx, source, result, None, watched)
             inst.calls += 1
             saved = self.flush(inst)
-            self.resolve_waiters(inst)
+            self.resolve_waiters(inst, reply.resolved)
             await self.snapshot_due(inst)
-            done: dict[str, Any] | None = None
-            if result.blocked is not None:
-                # The call may already have been resumed before it returned (e.g. it woke
-                # the pageout daemon, which woke it back): then it is complete, wait or not.
-                done = _thread_outcome(m, result.blocked["thread"])
-                if done is None and wait:
-                    waiter = asyncio.get_running_loop().create_future()
-                    inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
+            done = reply.done
+            if result.blocked is not None and done is None and wait:
+                waiter = asyncio.get_running_loop().create_future()
+                inst.waiters.setdefault(result.blocked["thread"], []).append(waiter)
         await self.durable(saved)  # acknowledged only once its journal entry is on disk
         if waiter is None:
             return result, done, seq
@@ -1485,58 +1542,25 @@ class Lab:
             return result, None, seq
         return result, outcome, seq
 
-    def run_one(
+    def apply(
         self,
         inst: Instance,
         fn: str,
         args: dict[str, Any],
         ctx: Ctx,
         source: str,
-        record: bool = False,
-    ) -> tuple[dict[str, Any], CallResult | Exception]:
-        """One call of a batch or a workload, under the instance's lock (in a worker
-        thread): the same refusals as a single call, recorded in the ring like one.
-        Returns a batch item (``result`` or ``error``) and the call's result or the
-        error that refused it.  The full record is made when ``record`` or when someone
-        watches the instance's events."""
-        seq, outcome = self._run_call(inst, fn, args, ctx, source, record)
-        if isinstance(outcome, CallResult):
-            item: dict[str, Any] = {"fn": outcome.fn, "seq": seq, "result": outcome.result}
-            if outcome.blocked is not None:
-                item["blocked"] = outcome.blocked
-            return item, outcome
-        problem = _problem_item(outcome)
-        if seq is None:
-            return {"fn": fn, "error": problem}, outcome
-        return {"fn": fn, "seq": seq, "error": problem}, outcome
-
-    def _run_call(
-        self, inst: Instance, fn: str, args: dict[str, Any], ctx: Ctx, source: str, record: bool
+        outcome: Exception | CallResult,
+        watched: bool,
     ) -> tuple[int | None, CallResult | Exception]:
-        """``run_one`` without the batch item: the call's seq (None when it was refused
-        before it got one: an unknown function, a parked thread) and its result or the
-        error that refused it."""
-        if fn not in REGISTRY:
-            return None, LabError("unknown-function", f"there is no kernel function named {fn!r}")
-        m = inst.machine
-        parked = _parked(m, fn, ctx)
-        if parked is not None:
-            return None, LabError("conflict", parked)
-        watched = self.stream.records_wanted(inst.id)
-        try:
-            r = m.call(
-                fn,
-                args,
-                cpu=ctx.cpu,
-                thread=ctx.thread,
-                nice=ctx.nice,
-                systhread=ctx.systhread,
-                lowmemkill=ctx.lowmemkill,
-                record=record or watched,
-            )
-        except CORE_ERRORS as e:
-            return inst.record(fn, args, ctx, source, None, problem_of(e), watched), e
-        return inst.record(fn, args, ctx, source, r, None, watched), r
+        """Give a call the host ran (in a batch or a workload) its seq, ring entry and
+        journal entry (under the instance's lock).  Returns its seq (None when it was
+        refused before it reached the machine: an unknown function, a parked thread) and
+        its result or the error that refused it."""
+        if isinstance(outcome, CallResult):
+            return inst.record(fn, args, ctx, source, outcome, None, watched), outcome
+        if isinstance(outcome, Refusal):
+            return None, LabError(outcome.kind, outcome.message)
+        return inst.record(fn, args, ctx, source, None, problem_of(outcome), watched), outcome
 
     async def batch(
         self,
@@ -1549,35 +1573,49 @@ class Lab:
         """Run calls one after the other; each gets its own result or error and its seq.
         Blocked calls return at once.
 
-        A big batch runs in slices: each holds the instance's lock (in a worker thread)
-        for at most ``BATCH_SLICE_S``, then lets other requests on the instance and the
-        stream's publisher in, so one user's 200 000 calls never hold up anyone's small
-        call for long.  Calls of other requests may therefore fall between two slices
-        of a batch (each call's seq says where).  The answer comes once every call of
-        the batch is in the journal."""
+        A big batch runs in slices: each holds the instance's lock for at most
+        ``BATCH_SLICE_S`` of kernel work, then lets other requests on the instance and
+        the stream's publisher in, so one user's 200 000 calls never hold up anyone's
+        small call for long.  Calls of other requests may therefore fall between two
+        slices of a batch (each call's seq says where).  The answer comes once every
+        call of the batch is in the journal."""
         if len(calls) > self.settings.max_batch:
             raise LabError("too-large", f"a batch holds at most {self.settings.max_batch} calls")
         inst = self.get(instance_id)
         out: list[dict[str, Any]] = []
 
-        def run_slice(start: int) -> tuple[int, bool]:
-            deadline = time.perf_counter() + BATCH_SLICE_S
-            k = start
-            while k < len(calls):
+        def take(start: int, reply: SliceReply, watched: bool) -> None:
+            results, blocked, errors, records = (
+                reply.results,
+                reply.blocked,
+                reply.errors,
+                reply.records,
+            )
+            note = inst.note
+            for j in range(reply.ran):
+                k = start + j
                 fn, args, ctx = calls[k]
-                item, r = self.run_one(inst, fn, args, ctx, "batch", record)
+                error = errors.get(j) if errors else None
+                if error is None:
+                    b = blocked.get(j) if blocked else None
+                    rec = records[j] if records is not None else None
+                    seq = note(fn, args, ctx, "batch", results[j], b, rec, None, watched)
+                    item: dict[str, Any] = {"fn": REGISTRY[fn].name, "seq": seq}
+                    item["result"] = results[j]
+                    if b is not None:
+                        item["blocked"] = b
+                    if record:
+                        item["record"] = rec
+                elif isinstance(error, Refusal):
+                    item = {"fn": fn, "error": {"type": error.kind, "detail": error.message}}
+                else:
+                    problem = problem_of(error)
+                    seq = note(fn, args, ctx, "batch", None, None, None, problem, watched)
+                    item = {"fn": fn, "seq": seq, "error": problem}
                 item["index"] = k
-                if record and isinstance(r, CallResult):
-                    item["record"] = r.record
                 out.append(item)
-                k += 1
-                if stop_on_error and "error" in item:
-                    return k, True
-                if k % 16 == 0 and time.perf_counter() >= deadline:
-                    break
-            return k, False
 
-        await self._sliced(inst, len(calls), run_slice)
+        await self._sliced(inst, calls, record, stop_on_error, take)
         return out
 
     async def batch_columns(
@@ -1602,50 +1640,62 @@ class Lab:
         cols = BatchColumns()
         results, seqs, errors, blocked = cols.results, cols.seqs, cols.errors, cols.blocked
         records = cols.records if record else None
-        run_call = self._run_call
+        calls = FormCalls(forms, fn, args)
 
-        def run_slice(start: int) -> tuple[int, bool]:
-            deadline = time.perf_counter() + BATCH_SLICE_S
-            k = start
-            n = len(fn)
-            while k < n:
-                name, names, ctx = forms[fn[k]]
-                seq, r = run_call(
-                    inst, name, dict(zip(names, args[k], strict=True)), ctx, "batch", record
-                )
-                seqs.append(seq)
-                if isinstance(r, CallResult):
-                    results.append(r.result)
-                    if r.blocked is not None:
-                        blocked.append((k, r.blocked))
+        def take(start: int, reply: SliceReply, watched: bool) -> None:
+            got, blocks, errs, recs = reply.results, reply.blocked, reply.errors, reply.records
+            note = inst.note
+            forms_, fn_, args_ = calls.forms, calls.fn, calls.args
+            compacts = [ctx.compact() for _, _, ctx in forms_]
+            built = reply.args
+            for j in range(reply.ran):
+                k = start + j
+                f = fn_[k]
+                name, names, ctx = forms_[f]
+                a = built[j] if built is not None else dict(zip(names, args_[k], strict=True))
+                error = errs.get(j) if errs else None
+                if error is None:
+                    b = blocks.get(j) if blocks else None
+                    rec = recs[j] if recs is not None else None
+                    seq = note(name, a, ctx, "batch", got[j], b, rec, None, watched, compacts[f])
+                    seqs.append(seq)
+                    results.append(got[j])
+                    if b is not None:
+                        blocked.append((k, b))
                     if records is not None:
-                        records.append(r.record)
+                        records.append(rec)
+                    continue
+                if isinstance(error, Refusal):
+                    seqs.append(None)
+                    errors.append((k, {"type": error.kind, "detail": error.message}))
                 else:
-                    results.append(None)
-                    errors.append((k, _problem_item(r)))
-                    if records is not None:
-                        records.append(None)
-                    if stop_on_error:
-                        return k + 1, True
-                k += 1
-                if k % 16 == 0 and time.perf_counter() >= deadline:
-                    break
-            return k, False
+                    problem = problem_of(error)
+                    seqs.append(note(name, a, ctx, "batch", None, None, None, problem, watched))
+                    errors.append((k, problem))
+                results.append(None)
+                if records is not None:
+                    records.append(None)
 
-        await self._sliced(inst, len(fn), run_slice)
+        await self._sliced(inst, calls, record, stop_on_error, take)
         return cols
 
     async def _sliced(
-        self, inst: Instance, n: int, run_slice: Callable[[int], tuple[int, bool]]
+        self,
+        inst: Instance,
+        calls: Sequence[Call],
+        record: bool,
+        stop_on_error: bool,
+        take: Callable[[int, SliceReply, bool], None],
     ) -> None:
-        """Drive a batch of ``n`` calls through ``run_slice(start)`` (which runs calls from
-        ``start`` for at most ``BATCH_SLICE_S`` and returns where it stopped and whether
-        the batch must stop), one slice per hold of the instance's lock; hand
-        each slice's calls to the journal and return once all are durable."""
+        """Drive a batch through the host one slice (``BATCH_SLICE_S`` of kernel work)
+        per hold of the instance's lock, ``take`` each slice's outcomes (seqs, ring,
+        journal) and return once all are durable."""
+        n = len(calls)
         done = 0
         stopped = False
         saved: asyncio.Future[None] | None = None
         generation = inst.generation
+        host = self.host
         while done < n and not stopped:
             async with self.hold(inst):
                 if inst.generation != generation or self.instances.get(inst.id) is not inst:
@@ -1654,15 +1704,27 @@ class Lab:
                         f"instance {inst.id} was reset, restored or deleted while this batch "
                         f"ran; its first {done} calls ran before that",
                     )
-                before = done
-                if n - done <= 64 and inst.machine.page_range <= INLINE_MAX_PAGES:
-                    done, stopped = run_slice(done)
-                else:
-                    done, stopped = await anyio.to_thread.run_sync(run_slice, done)
-                inst.calls += done - before
+                start = done
+                watched = self.stream.records_wanted(inst.id)
+                full = record or watched
+                waiting = tuple(inst.waiters)
+
+                def ask_slice(
+                    k: Key,
+                    start: int = start,
+                    full: bool = full,
+                    waiting: tuple[int, ...] = waiting,
+                ) -> Awaitable[SliceReply]:
+                    return host.slice(k, calls, start, full, stop_on_error, waiting)
+
+                reply = await self.ask(inst, ask_slice)
+                take(start, reply, watched)
+                done = start + reply.ran
+                stopped = reply.stopped
+                inst.calls += done - start
                 last = done >= n or stopped
                 saved = self.flush(inst, wait=last)
-                self.resolve_waiters(inst)
+                self.resolve_waiters(inst, reply.resolved)
                 await self.snapshot_due(inst)
             if not last:
                 await asyncio.sleep(0)  # the lock's other waiters go first
@@ -1695,17 +1757,25 @@ class Lab:
             page_structs(inst.config),
             "rebuilding a call's full record (the machine boots again next to this one)",
         )
-        config, base = inst.config, inst.base
-
-        def rebuild() -> dict[str, Any]:
+        try:
             # the machine just before the call: from the newest snapshot before it (or the
             # imported snapshot the instance started from, or a boot) and the journal after
-            m = self._start(config, base, entries[:-1], near)
-            r = run_entry(m, entries[-1], record=True)
-            return r.record
-
-        try:
-            record = await anyio.to_thread.run_sync(rebuild)
+            record, replayed = await self.host.full_record(
+                inst.config,
+                inst.base,
+                None if near is None else near.data,
+                0 if near is None else near.seq,
+                entries,
+                self.host.shard_of(inst.id),
+            )
+            self.replayed += replayed
+        except HostLost as e:
+            self.hosts_lost += 1
+            raise LabError(
+                "unavailable",
+                f"the process rebuilding call {seq}'s record stopped ({e}); try again",
+                retry_after=2,
+            ) from None
         finally:
             self._booking_pages -= need
         if inst.generation != generation:
@@ -1718,27 +1788,43 @@ class Lab:
 
     async def digest(self, inst: Instance) -> str:
         """The instance's state digest, cached until its next call (hashing a 64 GiB
-        machine takes about a second: it runs in a worker thread)."""
+        machine takes about a second: the in-process host does it in a worker thread)."""
         cached = inst.digest_cache
         if cached is not None and cached[0] == inst.generation and cached[1] == inst.calls:
             return cached[2]
-        async with self.hold(inst) as m:
+        async with self.hold(inst):
             key = (inst.generation, inst.calls)
-            digest = await anyio.to_thread.run_sync(m.state_digest)
+            digest = await self.ask(inst, self.host.digest)
             inst.digest_cache = (key[0], key[1], digest)
         return digest
 
-    async def read(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
-        """Run a read-only view function under the instance's lock."""
-        inst = self.get(instance_id)
-        async with self.hold(inst) as m:
-            return fn(m)
+    async def summary(self, inst: Instance) -> dict[str, Any]:
+        """The instance's vmstats summary (a parked one's from its snapshot)."""
+        parked = inst.parked
+        if parked is not None:
+            return parked.summary
+        summary: dict[str, Any] = await self.view(inst.id, "summary")
+        return summary
 
-    async def read_in_thread(self, instance_id: int, fn: Callable[[Machine], T]) -> T:
-        """``read`` for views whose cost grows with the machine: in a worker thread."""
+    async def view(self, instance_id: int, name: str, /, **kwargs: Any) -> Any:
+        """A named view of the instance's machine (``app.lab.hosts.shard.VIEWS``), read
+        under its lock."""
         inst = self.get(instance_id)
-        async with self.hold(inst) as m:
-            return await anyio.to_thread.run_sync(fn, m)
+        host = self.host
+        async with self.hold(inst):
+            return await self.ask(inst, lambda k: host.view(k, name, kwargs))
+
+
+def _item(fn: str, seq: int | None, r: CallResult | Exception) -> dict[str, Any]:
+    """A batch item: ``result`` (and ``blocked``) or ``error``, with the call's seq."""
+    if isinstance(r, CallResult):
+        item: dict[str, Any] = {"fn": r.fn, "seq": seq, "result": r.result}
+        if r.blocked is not None:
+            item["blocked"] = r.blocked
+        return item
+    if seq is None:
+        return {"fn": fn, "error": _problem_item(r)}
+    return {"fn": fn, "seq": seq, "error": _problem_item(r)}
 
 
 CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)

@@ -274,6 +274,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    # ---- where the machines live (app/lab/hosts, docs/placements.md)
+    placement: Literal["inprocess", "workers", "ray"] = Field(
+        default="inprocess",
+        description="where instances' machines run: inprocess (in the server's process), "
+        "workers (PAGELAB_WORKERS local processes, instances sharded by id: every core) or "
+        "ray (host actors on a Ray cluster; pip install 'pagelab[ray]')",
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="placement workers: worker processes; placement ray: host actors",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="placement ray: the cluster to join (e.g. ray://head:10001, or auto); "
+        "unset: a local Ray with two CPUs is started in the server's process",
+    )
+    ray_namespace: str = Field(
+        default="pagelab",
+        min_length=1,
+        max_length=64,
+        description="placement ray: the namespace of the named host actors",
+    )
+
     @model_validator(mode="after")
     def _token_needs_database(self) -> Settings:
         if self.auth == "token" and not self.database_url:

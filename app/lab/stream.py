@@ -30,12 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import structlog
 
-from app.core.calls import page_index
 from app.core.constants import PQ_BASES, PQ_L2_SIZE, PQ_NAMES
 from app.core.errors import InvalidArgument
-from app.lab.machine_views import summary
 
-from . import views
 from .fields import VMSTATS_HELP
 
 if TYPE_CHECKING:
@@ -376,11 +373,11 @@ class StreamHub:
                 tier.task.cancel()
 
     # ------------------------------------------------------------------ client messages
-    def handle(self, viewer: Viewer, text: str) -> None:
+    async def handle(self, viewer: Viewer, text: str) -> None:
         """A message from the viewer; answered with ``ack``, ``pong`` or ``error`` (a
         viewer's own ack needs no answer).  A bad message never closes the connection."""
         try:
-            reply = self._handle(viewer, text)
+            reply = await self._handle(viewer, text)
         except StreamError as e:
             reply = {"type": "error", "code": "bad-message", "detail": str(e)}
         if reply is not None:
@@ -402,7 +399,7 @@ class StreamHub:
         """Answer a message the API layer could not even read."""
         self._control(viewer, {"type": "error", "code": "bad-message", "detail": detail})
 
-    def _handle(self, viewer: Viewer, text: str) -> dict[str, Any] | None:
+    async def _handle(self, viewer: Viewer, text: str) -> dict[str, Any] | None:
         try:
             msg = json.loads(text)
         except ValueError:
@@ -471,13 +468,11 @@ class StreamHub:
                 raise StreamError("pfns must be a list of page frame numbers (integers)")
             if len(pfns) > limit:
                 raise StreamError(f"watch at most {limit} pages at once, not {len(pfns)}")
-            inst = self.lab.instances.get(viewer.instance_id)
-            if inst is not None:
-                for pfn in pfns:
-                    try:
-                        page_index(inst.machine, pfn, "pfn")
-                    except InvalidArgument as e:
-                        raise StreamError(str(e)) from None
+            if viewer.instance_id in self.lab.instances:
+                try:
+                    await self.lab.view(viewer.instance_id, "pfns_valid", pfns=pfns)
+                except InvalidArgument as e:
+                    raise StreamError(str(e)) from None
             viewer.watch = tuple(dict.fromkeys(pfns))
             viewer.needs_full.add("pages")
             return {"type": "ack", "op": "watch", "pfns": list(viewer.watch)}
@@ -488,12 +483,9 @@ class StreamHub:
                 raise StreamError(f"{name} must be a page frame number (an integer) or null")
         if type(width) is not int or not 1 <= width <= 4096:
             raise StreamError(f"width must be an integer from 1 to 4096, got {width!r}")
-        inst = self.lab.instances.get(viewer.instance_id)
-        if inst is not None:
-            from .pagemap import pagemap
-
+        if viewer.instance_id in self.lab.instances:
             try:  # validate now, so the error reaches the viewer instead of a silent frame
-                pagemap(inst.machine, lo, hi, 1)
+                await self.lab.view(viewer.instance_id, "pagemap", lo=lo, hi=hi, width=1)
             except InvalidArgument as e:
                 raise StreamError(str(e)) from None
         viewer.pagemap_params = (lo, hi, width)
@@ -711,15 +703,27 @@ class StreamHub:
         if inst is None:
             await self.instance_deleted(tier.instance_id)
             return
-        async with self.lab.hold(inst):
+        lab = self.lab
+        async with lab.hold(inst):
             snap = self._read(tier, inst, viewers)
+            if snap is not None:
+                request = snap.pop("request")
+                material = await lab.ask(inst, lambda k: lab.host.frame(k, request))
+                if "summary" in material:
+                    material["summary"] = {
+                        "id": inst.id,
+                        "name": inst.name,
+                        "preset": inst.preset,
+                        "summary": material["summary"],
+                    }
+                snap.update(material)
         if snap is not None:
             self._deliver(tier, inst, viewers, snap)
 
     def _read(self, tier: Tier, inst: Instance, viewers: list[Viewer]) -> dict[str, Any] | None:
-        """Everything this tick needs from the machine, read under its lock (plain
-        Python objects: encoding happens after the lock is released)."""
-        m = inst.machine
+        """Everything this tick needs from the lab's side of the instance, read under its
+        lock, and in ``request`` what it needs from the machine (``Shard.frame``: plain
+        Python objects; encoding happens after the lock is released)."""
         if inst.generation != tier.generation:  # a new tier, or the machine was reset
             reset = tier.generation >= 0
             tier.generation = inst.generation
@@ -749,26 +753,11 @@ class StreamHub:
         snap: dict[str, Any] = {
             "seq": inst.seq,
             "previous_seq": tier.seq if tier.primed else -1,
-            "tick": m.ticks,
             "time": round(time.time(), 6),  # as frames render it: acks compare equal
             "hellos": hellos,
             "fulls": fulls,
         }
-        if "vmstats" in wanted:
-            snap["vmstats"] = views.vmstats_view(m)
-        if "queues" in wanted:
-            snap["queues"] = _queue_counts(m)
-        if "threads" in wanted:
-            snap["threads"] = views.threads_view(m)
-        if "pageout" in wanted:
-            snap["pageout"] = views.pageout_view(m)
-        if hellos:
-            snap["summary"] = {
-                "id": inst.id,
-                "name": inst.name,
-                "preset": inst.preset,
-                "summary": summary(m),
-            }
+        request: dict[str, Any] = {"wanted": sorted(wanted), "summary": bool(hellos)}
         snap["fn_counts"] = inst.fn_counts.copy()
         snap["move_counts"] = inst.move_counts.copy()
         snap["error_count"] = inst.error_count
@@ -786,25 +775,12 @@ class StreamHub:
             for v in viewers:
                 if "pages" in v.topics:
                     pfns.update(v.watch)
-            pages: dict[int, dict[str, Any] | None] = {}
-            for pfn in pfns:
-                try:
-                    pages[pfn] = views.page_view(m, pfn)
-                except InvalidArgument:
-                    pages[pfn] = None
-            snap["pages"] = pages
+            request["pfns"] = sorted(pfns)
         if "pagemap" in wanted:
-            from .pagemap import pagemap
-
-            maps: dict[tuple[int | None, int | None, int], Any] = {}
-            for v in viewers:
-                if "pagemap" in v.topics and v.pagemap_params not in maps:
-                    lo, hi, width = v.pagemap_params
-                    try:
-                        maps[v.pagemap_params] = pagemap(m, lo, hi, width)
-                    except InvalidArgument as e:
-                        maps[v.pagemap_params] = {"error": str(e)}
-            snap["pagemaps"] = maps
+            request["pagemaps"] = list(
+                dict.fromkeys(v.pagemap_params for v in viewers if "pagemap" in v.topics)
+            )
+        snap["request"] = request
         return snap
 
     def _events_section(

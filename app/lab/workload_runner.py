@@ -1,8 +1,10 @@
 """Running built-in workloads on instances: in slices that hold the instance's lock for
 at most ``SLICE_S``, at a chosen rate or flat out, with pause, resume, step and stop.
 
-A workload's calls take the same path as API calls (``Lab.run_one``): each is refused
-or recorded exactly like one, gets a seq, and shows in the events stream with source
+A workload lives next to its instance's machine, in the instance host (it reads the
+machine to choose its next call); the runner here schedules its slices.  Its calls take
+the same path as API calls (``Shard.one``, then ``Lab.apply``): each is refused or
+recorded exactly like one, gets a seq, and shows in the events stream with source
 ``workload:<id>``.  The calls a workload makes depend only on its kind, parameters, seed
 and the machine's state, never on how its calls were sliced, so the same seed and
 parameters with no other calls in between give the same digest.
@@ -18,17 +20,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
+import structlog
 
-from .workloads import WORKLOADS, Workload, outcome_of
+from .hosts.base import Ctx, HostLost, UnknownKey
+from .workloads import WORKLOADS
+
+log = structlog.get_logger(__name__)
 
 if TYPE_CHECKING:
     from .service import Instance, Lab
 
-#: Longest a slice holds the instance's lock.
-SLICE_S = 0.010
-#: Slices at most this many calls long run on the event loop (cheaper than a thread hop).
-INLINE_CALLS = 32
 #: Finished or stopped workloads kept per instance for their status.
 KEEP_ENDED = 16
 RUNNING_STATES = frozenset({"running", "paused"})
@@ -47,7 +48,6 @@ class WorkloadRun:
     rate: float | None  # calls per second; None: as fast as it goes
     steps: int | None
     duration_s: float | None
-    workload: Workload
     state: str = "running"
     #: who started it (counted against their ``workloads`` quota while it runs or waits)
     owner: str = ""
@@ -63,6 +63,10 @@ class WorkloadRun:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
+    #: the workload's own figures (phase, counters) and calls by function, as of its
+    #: last slice (the workload itself lives in the instance host)
+    stats: dict[str, Any] = field(default_factory=dict)
+    by_fn: dict[str, int] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -110,8 +114,8 @@ class WorkloadRun:
             "last_seq": self.last_seq,
             "created": self.created,
             "active_s": round(self.active_s, 3),
-            "workload": self.workload.stats(),
-            "by_fn": dict(self.workload.by_fn),
+            "workload": dict(self.stats),
+            "by_fn": dict(self.by_fn),
         }
 
     def cancel(self, reason: str = "the server is shutting down") -> None:
@@ -139,7 +143,7 @@ class WorkloadRunner:
         self.max_per_instance = max_per_instance
         self._next_id = 1
 
-    def start(
+    async def start(
         self,
         inst: Instance,
         kind: str,
@@ -175,25 +179,31 @@ class WorkloadRunner:
                 f"and you have {self.running_of(owner)}: stop one "
                 "(POST …/workloads/{id}/stop), or ask an instructor or an admin to raise it",
             )
-        try:
-            workload = spec.create(inst.machine, params, seed)
-        except ValueError as e:
-            raise WorkloadError("validation", str(e)) from None
+        wid = self._next_id
+        self._next_id += 1
+        lab = self.lab
+        async with lab.hold(inst):
+            try:
+                made = await lab.ask(
+                    inst, lambda k: lab.host.workload_start(k, wid, kind, params, seed)
+                )
+            except ValueError as e:
+                raise WorkloadError("validation", str(e)) from None
+            generation = inst.generation
         run = WorkloadRun(
-            self._next_id,
+            wid,
             inst.id,
-            inst.generation,
+            generation,
             kind,
-            dict(workload.params),
+            made,
             seed,
             rate,
             steps,
             duration_s,
-            workload,
             state="paused" if paused else "running",
             owner=owner,
         )
-        self._next_id += 1
+        run.stats = {"phase": "start", "finished": False}
         ended = [r for r in inst.workloads.values() if r.state not in RUNNING_STATES]
         for old in ended[: max(0, len(ended) - KEEP_ENDED + 1)]:
             del inst.workloads[old.id]
@@ -333,71 +343,65 @@ class WorkloadRunner:
         except Exception as e:  # a workload bug: say so in its status, keep the server up
             run.state = "failed"
             run.reason = f"{type(e).__name__}: {e}"
+        finally:
+            inst = self.lab.instances.get(run.instance_id)
+            if inst is not None and inst.generation == run.generation:
+                with contextlib.suppress(Exception):  # gone with its host: nothing to drop
+                    await self.lab.host.workload_drop(inst.key, run.id)
 
     async def _slice(self, run: WorkloadRun, limit: int) -> tuple[int, bool]:
-        """Run up to ``limit`` calls (and at most ``SLICE_S`` seconds) under the lock.
-        Returns (calls made, whether the workload finished)."""
-        inst = self.lab.instances.get(run.instance_id)
+        """Run up to ``limit`` calls (and at most ``WORKLOAD_SLICE_S`` seconds) under the
+        lock.  Returns (calls made, whether the workload finished)."""
+        lab = self.lab
+        inst = lab.instances.get(run.instance_id)
         if inst is None:
             run.state = "stopped"
             run.reason = "the instance was deleted"
             return 0, False
-        async with self.lab.hold(inst):
+        host = lab.host
+        async with lab.hold(inst):
             if run.state not in RUNNING_STATES:  # stopped while this slice waited its turn
                 return 0, False
             if inst.generation != run.generation:
                 run.state = "stopped"
                 run.reason = "the instance was reset"
                 return 0, False
-            started = time.perf_counter()
-            if limit <= INLINE_CALLS and inst.machine.page_range <= 1 << 20:
-                ran, done = self._run_calls(inst, run, limit)
-            else:
-                ran, done = await anyio.to_thread.run_sync(self._run_calls, inst, run, limit)
-            run.active_s += time.perf_counter() - started
+            watched = lab.stream.records_wanted(inst.id)
+            waiting = tuple(inst.waiters)
+            try:
+                reply = await lab.ask(
+                    inst,
+                    lambda k: host.workload_slice(k, run.id, limit, watched, waiting),
+                )
+            except (HostLost, UnknownKey) as e:
+                # its machine came back from the journal, but the workload's own state
+                # (what it holds, its phase) was in the host that died
+                run.state = "stopped"
+                run.reason = "its instance host restarted; start the workload again"
+                log.warning("workload lost with its host", workload=run.id, reason=str(e))
+                return 0, False
+            run.active_s += reply.active_s
+            run.stats = reply.stats
+            run.by_fn = reply.by_fn
+            source = run.source
+            for (fn, args, ctx_in), outcome in zip(reply.calls, reply.outcomes, strict=True):
+                seq, r = lab.apply(inst, fn, args, Ctx.of(ctx_in), source, outcome, watched)
+                run.calls += 1
+                if seq is not None:
+                    if run.first_seq is None:
+                        run.first_seq = seq
+                    run.last_seq = seq
+                if isinstance(r, Exception):
+                    run.errors += 1
+                    detail = getattr(r, "message", None) or str(r)
+                    run.last_error = f"{fn}: {detail}"
+            ran = len(reply.calls)
             inst.calls += ran
-            self.lab.flush(inst, wait=False)  # nobody waits: group-committed in order
-            self.lab.resolve_waiters(inst)
-            await self.lab.snapshot_due(inst)
+            lab.flush(inst, wait=False)  # nobody waits: group-committed in order
+            lab.resolve_waiters(inst, reply.resolved)
+            await lab.snapshot_due(inst)
         run.samples.append((time.monotonic(), run.calls))
-        return ran, done
-
-    def _run_calls(self, inst: Instance, run: WorkloadRun, limit: int) -> tuple[int, bool]:
-        from .service import Ctx
-
-        m = inst.machine
-        w = run.workload
-        deadline = time.perf_counter() + SLICE_S
-        ran = 0
-        while ran < limit:
-            call = w.next_call(m)
-            if call is None:
-                return ran, True
-            fn, args, ctx_in = call
-            ctx = Ctx(
-                cpu=ctx_in.get("cpu", 0),
-                thread=ctx_in.get("thread"),
-                nice=ctx_in.get("nice", 0),
-                lowmemkill=bool(ctx_in.get("lowmemkill", False)),
-                systhread=bool(ctx_in.get("systhread", False)),
-            )
-            item, outcome = self.lab.run_one(inst, fn, args, ctx, run.source)
-            w.observe(
-                fn, args, ctx_in, outcome if isinstance(outcome, Exception) else outcome_of(outcome)
-            )
-            ran += 1
-            run.calls += 1
-            seq = item.get("seq")
-            if seq is not None:
-                if run.first_seq is None:
-                    run.first_seq = seq
-                run.last_seq = seq
-            if "error" in item:
-                run.errors += 1
-                run.last_error = f"{fn}: {item['error']['detail']}"
-            if time.perf_counter() >= deadline:
-                break
-        return ran, False
+        return ran, reply.done
 
 
 __all__ = ["RUNNING_STATES", "WorkloadError", "WorkloadRun", "WorkloadRunner"]

@@ -36,7 +36,7 @@ def principal(accounts: Accounts, name: str) -> Principal:
 
 
 def instance(iid: int, name: str, owner: str) -> Instance:
-    inst = Instance(iid, name, TINY, "tiny-16m", Machine.boot(TINY))
+    inst = Instance(iid, name, TINY, "tiny-16m")
     inst.owner = owner
     return inst
 

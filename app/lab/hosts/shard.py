@@ -1,0 +1,523 @@
+"""A shard: the machines one host process (or actor) holds, and everything done to them.
+
+``Shard`` is synchronous and knows nothing of asyncio or the journal: each placement
+runs the same ``Shard`` — in the lab's process (``InProcessHost``), in a worker process
+(``WorkerHost``) or in a Ray actor (``RayHost``) — and only the way a question reaches it
+differs.  With ``portable`` (another process) the core's errors in its answers are
+turned into ``PortableError``s, which survive pickling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from app.core import snapshot
+from app.core.calls import object_by_id, page_index
+from app.core.ddb import ddb_command
+from app.core.errors import (
+    ConfigError,
+    InvalidArgument,
+    KernelPanic,
+    SimulatorRefusal,
+    WouldSleep,
+)
+from app.core.machine import CallResult, Machine
+from app.core.registry import REGISTRY
+from app.core.sysctl import sysctl_get, sysctl_list
+from app.core.vm_page2 import pfn_of
+
+from .. import machine_views as mv
+from .. import views
+from ..pagemap import pagemap
+from ..workloads import WORKLOADS, Workload, outcome_of
+from .base import (
+    Call,
+    CallReply,
+    Ctx,
+    FormCalls,
+    Key,
+    Outcome,
+    PortableError,
+    Refusal,
+    SliceReply,
+    Started,
+    UnknownKey,
+    WorkloadReply,
+)
+from .base import (
+    portable as to_portable,
+)
+
+CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)
+
+#: Longest a slice of a batch runs before the lab lets other requests in.
+BATCH_SLICE_S = 0.010
+#: Longest a workload's slice runs.
+WORKLOAD_SLICE_S = 0.010
+
+
+def run_entry(m: Machine, e: Any, record: bool = False) -> CallResult:
+    """Run one journalled call on ``m`` in the context it ran in (CPU, thread, nice)."""
+    ctx = e.ctx
+    return m.call(
+        e.fn,
+        e.args,
+        cpu=ctx.get("cpu", 0),
+        thread=ctx.get("thread"),
+        nice=ctx.get("nice", 0),
+        lowmemkill=bool(ctx.get("lowmemkill", False)),
+        systhread=bool(ctx.get("systhread", False)),
+        record=record,
+    )
+
+
+def replay_onto(m: Machine, entries: Sequence[Any]) -> int:
+    """Run ``entries`` in order on ``m``; how many were refused.  Only accepted calls are
+    journalled, so none should be: one that is means the journal and the core disagree
+    (the lab logs the count)."""
+    refused = 0
+    for e in entries:
+        try:
+            run_entry(m, e)
+        except CORE_ERRORS:
+            refused += 1
+    return refused
+
+
+def thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
+    """The outcome of the call thread ``tid`` slept in, once it has finished (None while
+    it still sleeps)."""
+    th = m.threads.get(tid)
+    if th is None or th.state != "idle":
+        return None
+    if th.last_error is not None:
+        return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
+    return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
+
+
+def parked_reason(m: Machine, fn: str, ctx: Ctx) -> str | None:
+    """Why the call cannot run now if its thread is parked (asleep in an earlier call):
+    a conflict with the machine's state (409), not a malformed request.  Simulator verbs
+    (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and are never parked."""
+    if not REGISTRY[fn].on_thread:
+        return None
+    tid = ctx.cpu if ctx.thread is None else ctx.thread
+    th = m.threads.get(tid)
+    if th is None or th.state == "idle":
+        return None
+    return (
+        f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it time "
+        "out (tick), or run the call on another thread"
+    )
+
+
+# ---------------------------------------------------------------- views by name
+def _objects(m: Machine) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": o.id,
+            "addr": o.addr,
+            "type": o.type.name,
+            "size": o.size,
+            "pg_color": o.pg_color,
+            "ref_count": o.ref_count,
+            "generation": o.generation,
+            "resident_page_count": o.resident_page_count,
+            "flags": o.flags,
+        }
+        for o in m.objects.values()
+    ]
+
+
+def _object(m: Machine, object_id: int) -> dict[str, Any]:
+    o = object_by_id(m, object_id)
+    return {
+        "id": o.id,
+        "addr": o.addr,
+        "type": o.type.name,
+        "size": o.size,
+        "pg_color": o.pg_color,
+        "resident_page_count": o.resident_page_count,
+        "pages": [{"pindex": p, "pfn": pfn_of(m, i)} for p, i in sorted(o.pages.items())],
+    }
+
+
+def _pfns_valid(m: Machine, pfns: list[int]) -> bool:
+    for pfn in pfns:
+        page_index(m, pfn, "pfn")  # InvalidArgument for a pfn the machine does not manage
+    return True
+
+
+#: The views the API and the stream read, by name: each takes the machine and keyword
+#: arguments and returns plain data (``InvalidArgument`` for a thing it does not have).
+VIEWS: dict[str, Callable[..., Any]] = {
+    "summary": mv.summary,
+    "page": views.page_view,
+    "pfns_valid": _pfns_valid,
+    "queues": views.queues_view,
+    "queue": lambda m, queue, offset, limit: mv.queue_info(m, queue, offset, limit),
+    "vmstats": views.vmstats_view,
+    "objects": _objects,
+    "object": _object,
+    "threads": views.threads_view,
+    "pagemap": pagemap,
+    "dma": mv.dma_alist_view,
+    "pageout": views.pageout_view,
+    "topology": views.topology_view,
+    "console": views.console_view,
+    "sysctls": sysctl_list,
+    "sysctl": sysctl_get,
+    "ddb": ddb_command,
+    "invariants": lambda m: m.check_invariants(),
+}
+
+
+def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
+    """Everything one stream tick reads from a machine (plain data; encoding happens
+    in the lab): ``request`` names the topics wanted, whether a hello needs the
+    summary, the pfns watched and the pagemap parameters."""
+    wanted: set[str] = set(request["wanted"])
+    out: dict[str, Any] = {"tick": m.ticks}
+    if "vmstats" in wanted:
+        out["vmstats"] = views.vmstats_view(m)
+    if "queues" in wanted:
+        out["queues"] = np.asarray(m.q_lcnt, dtype=np.int64)
+    if "threads" in wanted:
+        out["threads"] = views.threads_view(m)
+    if "pageout" in wanted:
+        out["pageout"] = views.pageout_view(m)
+    if request.get("summary"):
+        out["summary"] = mv.summary(m)
+    if "pages" in wanted:
+        pages: dict[int, dict[str, Any] | None] = {}
+        for pfn in request.get("pfns", ()):
+            try:
+                pages[pfn] = views.page_view(m, pfn)
+            except InvalidArgument:
+                pages[pfn] = None
+        out["pages"] = pages
+    if "pagemap" in wanted:
+        maps: dict[tuple[int | None, int | None, int], Any] = {}
+        for params in request.get("pagemaps", ()):
+            lo, hi, width = params
+            try:
+                maps[params] = pagemap(m, lo, hi, width)
+            except InvalidArgument as e:
+                maps[params] = {"error": str(e)}
+        out["pagemaps"] = maps
+    return out
+
+
+class Shard:
+    """The machines of one host, by key, and the workloads that run on them."""
+
+    def __init__(self, portable: bool = False) -> None:
+        self.machines: dict[Key, Machine] = {}
+        self.workloads: dict[int, tuple[Key, Workload]] = {}
+        self.portable = portable
+        #: calls served (per-host load, for operators)
+        self.calls = 0
+
+    def machine(self, key: Key) -> Machine:
+        m = self.machines.get(key)
+        if m is None:
+            raise UnknownKey(f"this host holds no machine {key[0]}.{key[1]}")
+        return m
+
+    def _err(self, e: Exception) -> Exception:
+        """``e`` as it may travel (a ``_Carried`` core error in a portable shard)."""
+        if self.portable and not isinstance(e, Refusal):
+            p = to_portable(e)
+            return _Carried(p) if isinstance(p, PortableError) else p
+        return e
+
+    # ------------------------------------------------------------ lifecycle
+    def start(
+        self,
+        key: Key,
+        config: Any,
+        data: bytes | None = None,
+        verify: bool = True,
+        digest: str | None = None,
+    ) -> Started:
+        if data is None:
+            m = Machine.boot(config)
+        else:
+            try:
+                m = snapshot.load(data, verify=verify)
+                if digest is not None:
+                    got = m.state_digest()
+                    if m.config != config:
+                        return Started("its configuration is not the instance's")
+                    if got != digest:
+                        return Started(f"its machine's digest {got} is not the stored {digest}")
+                    if got != snapshot.read_header(data)["digest"]:
+                        return Started("its machine's digest is not the one its header records")
+            except snapshot.SnapshotError as e:
+                return Started(str(e))
+        self.machines[key] = m
+        return Started(None, m.page_range, mv.summary(m))
+
+    def replay(self, key: Key, entries: Sequence[Any]) -> int:
+        refused = replay_onto(self.machine(key), entries)
+        self.calls += len(entries)
+        return refused
+
+    def drop(self, key: Key) -> None:
+        self.machines.pop(key, None)
+        for wid in [w for w, (k, _) in self.workloads.items() if k == key]:
+            del self.workloads[wid]
+
+    def full_record(
+        self,
+        config: Any,
+        base: bytes | None,
+        near: bytes | None,
+        near_seq: int,
+        entries: Sequence[Any],
+    ) -> tuple[dict[str, Any], int]:
+        """The full record of ``entries[-1]`` on a second machine: from ``near`` (a
+        snapshot after entry ``near_seq``) when it loads, else ``base`` or a boot, with the
+        entries before the call replayed.  Also how many were replayed."""
+        before, last = entries[:-1], entries[-1]
+        m: Machine | None = None
+        if near is not None:
+            try:
+                m = snapshot.load(near)
+            except snapshot.SnapshotError:
+                m = None
+            else:
+                before = [e for e in before if e.seq > near_seq]
+        if m is None:
+            m = Machine.boot(config) if base is None else snapshot.load(base)
+        replay_onto(m, before)
+        return run_entry(m, last, record=True).record, len(before)
+
+    # ------------------------------------------------------------ calls
+    def _resolved(self, m: Machine, waiting: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+        out = {}
+        for tid in waiting:
+            done = thread_outcome(m, tid)
+            if done is not None:
+                out[tid] = done
+        return out
+
+    def one(self, m: Machine, fn: str, args: dict[str, Any], ctx: Ctx, record: bool) -> Outcome:
+        """One call, refused (``Refusal``) before it reaches the machine when the
+        function is unknown or its thread is asleep."""
+        if fn not in REGISTRY:
+            return Refusal("unknown-function", f"there is no kernel function named {fn!r}")
+        parked = parked_reason(m, fn, ctx)
+        if parked is not None:
+            return Refusal("conflict", parked)
+        self.calls += 1
+        try:
+            return m.call(
+                fn,
+                args,
+                cpu=ctx.cpu,
+                thread=ctx.thread,
+                nice=ctx.nice,
+                systhread=ctx.systhread,
+                lowmemkill=ctx.lowmemkill,
+                record=record,
+            )
+        except CORE_ERRORS as e:
+            return e
+
+    def call(
+        self,
+        key: Key,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        record: bool,
+        waiting: tuple[int, ...] = (),
+    ) -> CallReply:
+        m = self.machine(key)
+        out = self.one(m, fn, args, ctx, record)
+        if self.portable and not isinstance(out, CallResult):
+            out = self._err(out)
+        done = None
+        if isinstance(out, CallResult) and out.blocked is not None:
+            # it may have been resumed before it returned (it woke the pageout daemon,
+            # which woke it back): then it is complete
+            done = thread_outcome(m, out.blocked["thread"])
+        return CallReply(out, done, self._resolved(m, waiting) if waiting else {})
+
+    def slice(
+        self,
+        key: Key,
+        calls: Sequence[Call],
+        start: int,
+        record: bool,
+        stop_on_error: bool,
+        waiting: tuple[int, ...] = (),
+    ) -> SliceReply:
+        m = self.machine(key)
+        deadline = time.perf_counter() + BATCH_SLICE_S
+        results: list[Any] = []
+        blocked: dict[int, dict[str, Any]] = {}
+        errors: dict[int, Exception] = {}
+        records: list[dict[str, Any] | None] | None = [] if record else None
+        one = self.one
+        carry = self.portable
+        built: list[dict[str, Any]] | None = (
+            [] if not carry and isinstance(calls, FormCalls) else None
+        )
+        stopped = False
+        k = start
+        n = len(calls)
+        while k < n:
+            fn, args, ctx = calls[k]
+            if built is not None:
+                built.append(args)
+            out = one(m, fn, args, ctx, record)
+            j = k - start
+            k += 1
+            if isinstance(out, CallResult):
+                results.append(out.result)
+                if out.blocked is not None:
+                    blocked[j] = out.blocked
+                if records is not None:
+                    records.append(out.record)
+            else:
+                results.append(None)
+                errors[j] = self._err(out) if carry else out
+                if records is not None:
+                    records.append(None)
+                if stop_on_error:
+                    stopped = True
+                    break
+            if k % 16 == 0 and time.perf_counter() >= deadline:
+                break
+        return SliceReply(
+            k - start,
+            results,
+            blocked,
+            errors,
+            records,
+            stopped,
+            self._resolved(m, waiting) if waiting else {},
+            built,
+        )
+
+    # ------------------------------------------------------------ workloads
+    def workload_start(
+        self, key: Key, wid: int, kind: str, params: dict[str, Any] | None, seed: int
+    ) -> dict[str, Any]:
+        spec = WORKLOADS[kind]
+        w = spec.create(self.machine(key), params, seed)
+        self.workloads[wid] = (key, w)
+        return dict(w.params)
+
+    def workload_drop(self, key: Key, wid: int) -> None:
+        self.workloads.pop(wid, None)
+
+    def workload_slice(
+        self, key: Key, wid: int, limit: int, record: bool, waiting: tuple[int, ...] = ()
+    ) -> WorkloadReply:
+        m = self.machine(key)
+        held = self.workloads.get(wid)
+        if held is None or held[0] != key:
+            raise UnknownKey(f"this host holds no workload {wid} (it restarted)")
+        w = held[1]
+        started = time.perf_counter()
+        deadline = started + WORKLOAD_SLICE_S
+        calls: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        outcomes: list[Outcome] = []
+        done = False
+        while len(calls) < limit:
+            call = w.next_call(m)
+            if call is None:
+                done = True
+                break
+            fn, args, ctx_in = call
+            out = self.one(m, fn, args, Ctx.of(ctx_in), record)
+            if isinstance(out, CallResult):
+                w.observe(fn, args, ctx_in, outcome_of(out))
+            else:
+                w.observe(fn, args, ctx_in, out)
+                out = self._err(out)
+            calls.append((fn, args, ctx_in))
+            outcomes.append(out)
+            if time.perf_counter() >= deadline:
+                break
+        return WorkloadReply(
+            calls,
+            outcomes,
+            done,
+            w.stats(),
+            dict(w.by_fn),
+            time.perf_counter() - started,
+            self._resolved(m, waiting) if waiting else {},
+        )
+
+    # ------------------------------------------------------------ reading
+    def view(self, key: Key, name: str, kwargs: dict[str, Any]) -> Any:
+        return VIEWS[name](self.machine(key), **kwargs)
+
+    def frame(self, key: Key, request: dict[str, Any]) -> dict[str, Any]:
+        return frame_material(self.machine(key), request)
+
+    def digest(self, key: Key) -> str:
+        return self.machine(key).state_digest()
+
+    def page_range(self, key: Key) -> int:
+        return self.machine(key).page_range
+
+    def capture(self, key: Key, busy_ok: bool = True) -> snapshot.Capture | str:
+        """The state copied out with a summary and page range riding in the header; why
+        not when a thread sleeps in a call."""
+        m = self.machine(key)
+        reason = snapshot.busy_reason(m)
+        if reason is not None:
+            return reason
+        extra = {"summary": mv.summary(m), "page_range": m.page_range}
+        return snapshot.capture(m, extra=extra)
+
+
+class _Carried(Exception):
+    """A core error carried as plain data inside an answer (``Shard.portable``); the
+    host's client raises the real one again (``app.lab.hosts.base.revive_error``)."""
+
+    def __init__(self, error: PortableError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def revive_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
+    """Outcomes from another process with their core errors made real again."""
+    from .base import revive_error
+
+    for k, out in enumerate(outcomes):
+        if isinstance(out, _Carried):
+            outcomes[k] = revive_error(out.error)
+    return outcomes
+
+
+def revive_errors(errors: dict[int, Exception]) -> None:
+    """``revive_outcomes`` for a slice's errors (by position)."""
+    from .base import revive_error
+
+    for k, e in errors.items():
+        if isinstance(e, _Carried):
+            errors[k] = revive_error(e.error)
+
+
+__all__ = [
+    "BATCH_SLICE_S",
+    "CORE_ERRORS",
+    "VIEWS",
+    "Shard",
+    "frame_material",
+    "replay_onto",
+    "revive_errors",
+    "revive_outcomes",
+    "run_entry",
+    "thread_outcome",
+]

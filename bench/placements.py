@@ -1,0 +1,244 @@
+"""``python -m bench placements [--json] [--quick]``: the instance host's placements side by
+side — in-process, one worker process, two worker processes and Ray (two local actors).
+
+Each placement gets a lab of its own (no database: the journal is kept in memory, so the
+figures are the hosts', not the disk's) with ``INSTANCES`` instances of ``tiny-16m``,
+each with ``PAGES`` pages allocated.  Two figures per placement:
+
+* ``calls_per_s``: aggregate kernel calls a second of all instances at once, each driven
+  by its own coroutine sending ``batches`` compact batches of ``BATCH`` calls one after
+  the other (the lab's ``batch_columns``, as ``POST …/calls`` in the compact format does)
+  that take its pages through a turn of their life (``TURN``: busy, wire, unwire, wake,
+  map, touch, unmap, deactivate; about 10 µs a call on this machine);
+* ``call_us``: the latency of one small call (``vm_page_deactivate``, no record) made
+  alone, one after the other on one instance: median, p99 and the mean, in microseconds
+  — what the placement adds to every request.
+
+``speedup_2_vs_1`` is two workers' calls/s over one worker's (the issue's target on a
+2-core machine: 1.7).  ``cpu_us_per_call`` is the CPU time per call of the lab's process
+and of the host processes; ``speedup_2_vs_1_from_cpu`` is the speedup those give on two
+cores nobody else uses (a shared machine's other work moves the wall-clock rates far
+more than the CPU times), with ``load_average`` said next to it.  ``same_digests`` says whether every instance ended with the same
+state digest on every placement (it must: the same calls make the same machines).  Ray is
+skipped (said so in the figures) when it is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.lab.hosts.base import Ctx
+from app.lab.hosts.ray_host import RayHost
+from app.lab.hosts.workers import WorkerHost
+from app.lab.service import Lab
+from app.lab.settings import Settings
+
+INSTANCES = 8
+PAGES = 64
+BATCH = 2000
+
+#: (name, placement, workers)
+CONFIGS: tuple[tuple[str, str, int], ...] = (
+    ("inprocess", "inprocess", 1),
+    ("workers_1", "workers", 1),
+    ("workers_2", "workers", 2),
+    ("ray_2", "ray", 2),
+)
+
+
+#: One turn of a page's life, as compact forms (function, argument names) and the values
+#: after the page: hard-busy it, wire and unwire it, wake it, map it writeable, touch and
+#: unmap it, deactivate it.  Each turn leaves the page as it found it (unbusied, on a
+#: queue), so any number of turns over any pages are all valid calls.
+TURN: tuple[tuple[str, tuple[str, ...], tuple[Any, ...]], ...] = (
+    ("vm_page_busy_try", ("m", "also_m_busy"), (False,)),
+    ("vm_page_wire", ("m",), ()),
+    ("vm_page_unwire", ("m", "activate"), (True,)),
+    ("vm_page_wakeup", ("m",), ()),
+    ("pmap_enter", ("m", "pmap", "writeable"), (1, True)),
+    ("pmap_touch", ("m", "pmap", "write"), (1, True)),
+    ("pmap_remove", ("m", "pmap"), (1,)),
+    ("vm_page_deactivate", ("m",), ()),
+)
+
+
+def _forms() -> list[tuple[str, tuple[str, ...], Ctx]]:
+    ctx = Ctx()
+    return [(fn, names, ctx) for fn, names, _ in TURN]
+
+
+async def _setup(lab: Lab) -> list[tuple[int, list[int]]]:
+    """The instances and the pages each holds."""
+    out = []
+    for k in range(INSTANCES):
+        inst = await lab.create_preset(f"bench-{k}", "tiny-16m", {"seed": k})
+        r, _, _ = await lab.call(
+            inst.id, "vm_object_allocate", {"type": "OBJT_DEFAULT", "size": PAGES}, Ctx()
+        )
+        items = await lab.batch(
+            inst.id,
+            [("vm_page_alloc", {"object": r.result, "pindex": i}, Ctx()) for i in range(PAGES)],
+        )
+        pfns = [it["result"] for it in items]
+        await lab.batch(inst.id, [("vm_page_wakeup", {"m": p}, Ctx()) for p in pfns])
+        out.append((inst.id, pfns))
+    return out
+
+
+async def _drive(lab: Lab, iid: int, pfns: list[int], batches: int) -> int:
+    """``batches`` batches on one instance, one after the other; the calls made."""
+    forms = _forms()
+    fn = [k % len(TURN) for k in range(BATCH)]
+    args = [[pfns[(k // len(TURN)) % len(pfns)], *TURN[k % len(TURN)][2]] for k in range(BATCH)]
+    calls = 0
+    for _ in range(batches):
+        cols = await lab.batch_columns(iid, forms, fn, args)
+        assert not cols.errors, cols.errors[:1]
+        calls += len(cols.results)
+    return calls
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _host_pids(lab: Lab) -> list[int]:
+    """The processes of the lab's hosts (none in-process: the lab's own is counted)."""
+    host = lab.host
+    if isinstance(host, WorkerHost):
+        return [p for p in host.pids() if p is not None]
+    if isinstance(host, RayHost):
+        return [await host.pid(k) for k in range(host.shards)]
+    return []
+
+
+async def _measure(placement: str, workers: int, batches: int, singles: int) -> dict[str, Any]:
+    settings = Settings(
+        placement=placement,  # type: ignore[arg-type]
+        workers=workers,
+        database_url="",
+        boot_default=False,
+        page_budget=0,
+    )
+    lab = Lab(settings)
+    try:
+        held = await _setup(lab)
+        # warm up every host (imports, first slices) before timing
+        await asyncio.gather(*(_drive(lab, i, p, 1) for i, p in held))
+        pids = await _host_pids(lab)
+        hosts_cpu = sum(_cpu_s(p) for p in pids)
+        lab_cpu = time.process_time()
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(_drive(lab, i, p, batches) for i, p in held))
+        wall = time.perf_counter() - start
+        lab_cpu = time.process_time() - lab_cpu
+        hosts_cpu = sum(_cpu_s(p) for p in pids) - hosts_cpu
+        calls = sum(counts)
+        iid, pfns = held[0]
+        lat = []
+        for k in range(singles):
+            t0 = time.perf_counter()
+            await lab.call(iid, "vm_page_deactivate", {"m": pfns[k % PAGES]}, Ctx(), record=False)
+            lat.append((time.perf_counter() - t0) * 1e6)
+        lat.sort()
+        digests = [await lab.digest(lab.get(i)) for i, _ in held]
+        return {
+            "calls_per_s": round(calls / wall, 1),
+            "calls": calls,
+            "wall_s": round(wall, 3),
+            # CPU per call: the lab's process (all its threads) and the host processes
+            "cpu_us_per_call": {
+                "lab": round(lab_cpu / calls * 1e6, 2),
+                "hosts": round(hosts_cpu / calls * 1e6, 2),
+            },
+            "call_us": {
+                "p50": round(statistics.median(lat), 1),
+                "p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+                "mean": round(statistics.fmean(lat), 1),
+                "n": len(lat),
+            },
+            "digests": digests,
+        }
+    finally:
+        await lab.shutdown()
+
+
+def run(quick: bool) -> dict[str, Any]:
+    batches = 4 if quick else 20
+    singles = 300 if quick else 3000
+    out: dict[str, Any] = {
+        "instances": INSTANCES,
+        "batch": BATCH,
+        "batches": batches,
+        "quick": quick,
+    }
+    for name, placement, workers in CONFIGS:
+        if placement == "ray" and importlib.util.find_spec("ray") is None:
+            out[name] = {"skipped": "Ray is not installed (pip install 'pagelab[ray]')"}
+            continue
+        out[name] = asyncio.run(_measure(placement, workers, batches, singles))
+    if "calls" in out["ray_2"]:
+        import ray
+
+        ray.shutdown()
+    one, two = out["workers_1"], out["workers_2"]
+    out["speedup_2_vs_1"] = round(two["calls_per_s"] / one["calls_per_s"], 2)
+    # what two free cores would give, from CPU per call (other work on the machine moves
+    # wall-clock rates far more than CPU times): one worker is held by the busier of
+    # the lab and the worker; two share both cores between the lab and two workers
+    cpu1, cpu2 = one["cpu_us_per_call"], two["cpu_us_per_call"]
+    rate1 = 1e6 / max(cpu1["lab"], cpu1["hosts"])
+    rate2 = min(2e6 / (cpu2["lab"] + cpu2["hosts"]), 1e6 / cpu2["lab"], 2e6 / cpu2["hosts"])
+    out["speedup_2_vs_1_from_cpu"] = round(rate2 / rate1, 2)
+    out["load_average"] = round(os.getloadavg()[0], 2)
+    ran = [out[name] for name, _, _ in CONFIGS if "digests" in out[name]]
+    out["same_digests"] = all(r["digests"] == ran[0]["digests"] for r in ran)
+    for r in ran:
+        del r["digests"]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    result = run("--quick" in argv)
+    if "--json" in argv:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"{result['instances']} instances, each {result['batches']} compact batches of "
+        f"{result['batch']} calls (after one to warm up), one coroutine per instance"
+    )
+    print(f"{'placement':<12}{'calls/s':>12}{'call p50 µs':>14}{'call p99 µs':>14}")
+    for name, _, _ in CONFIGS:
+        r = result[name]
+        if "skipped" in r:
+            print(f"{name:<12}  skipped: {r['skipped']}")
+            continue
+        lat = r["call_us"]
+        print(f"{name:<12}{r['calls_per_s']:>12.0f}{lat['p50']:>14.1f}{lat['p99']:>14.1f}")
+    print(f"{'placement':<12}{'lab CPU µs/call':>18}{'hosts CPU µs/call':>20}")
+    for name, _, _ in CONFIGS:
+        r = result[name]
+        if "skipped" not in r:
+            cpu = r["cpu_us_per_call"]
+            print(f"{name:<12}{cpu['lab']:>18.2f}{cpu['hosts']:>20.2f}")
+    print(f"2 workers / 1 worker: {result['speedup_2_vs_1']}x measured (target 1.7x on 2 cores)")
+    print(
+        f"2 workers / 1 worker from CPU per call on 2 free cores: "
+        f"{result['speedup_2_vs_1_from_cpu']}x (load average {result['load_average']})"
+    )
+    print(f"same digests on every placement: {result['same_digests']}")
+    return 0 if result["same_digests"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
