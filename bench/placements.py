@@ -209,6 +209,13 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    # the lab logs each shutdown; keep stdout for the figures (warnings go to stderr)
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     result = run("--quick" in argv)
     if "--json" in argv:
         print(json.dumps(result))

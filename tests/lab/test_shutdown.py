@@ -8,7 +8,9 @@ import asyncio
 
 import pytest
 
+from app.core import snapshot
 from app.lab.service import Lab
+from app.lab.store import load_snapshots
 from tests.api.conftest import API, serve, tiny_settings
 
 pytestmark = pytest.mark.anyio
@@ -34,9 +36,14 @@ async def test_a_running_workload_pauses_and_its_calls_survive(database_url: str
     assert run.state == "paused" and run.reason == "paused: the server is shutting down"
     assert run.task is not None and run.task.done()
     assert inst.snapshot_seq == inst.seq  # written at shutdown
-    digest = inst.machine.state_digest()
     async with serve(settings) as c:
         after = (await c.get(f"{API}/instances/{iid}")).json()
         lab = c.app.state.lab  # type: ignore[attr-defined]
+        assert lab.store is not None
+        (snap,) = load_snapshots(lab.store, iid, inst.generation, limit=1)
+        # the machine at shutdown (taken out of the snapshot, its digest computed anew) is
+        # the one that came back, at the same seq, with nothing replayed
+        digest = snapshot.load(snap.data).state_digest()
+        assert snap.seq == inst.seq and snap.digest == digest
         assert (after["seq"], after["state_digest"]) == (inst.seq, digest)
         assert lab.replayed == 0
