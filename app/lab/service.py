@@ -29,6 +29,7 @@ from app.core.errors import (
     KernelPanic,
     SimulatorRefusal,
     WouldSleep,
+    did_you_mean,
 )
 from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
@@ -40,7 +41,7 @@ from .accounts import Accounts, Quotas
 from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
-from .records import full_record_path, summarise
+from .records import full_record_path, name_queues, summarise
 from .settings import Settings
 from .store import (
     Entry,
@@ -1425,7 +1426,7 @@ class Lab:
         (``record``) or someone watches the instance's events."""
         inst = self.get(instance_id)
         if fn not in REGISTRY:
-            raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
+            raise LabError("unknown-function", unknown_function(fn))
         waiter: asyncio.Future[dict[str, Any] | None] | None = None
         async with self.hold(inst) as m:
             parked = _parked(m, fn, ctx)
@@ -1517,7 +1518,7 @@ class Lab:
         before it got one: an unknown function, a parked thread) and its result or the
         error that refused it."""
         if fn not in REGISTRY:
-            return None, LabError("unknown-function", f"there is no kernel function named {fn!r}")
+            return None, LabError("unknown-function", unknown_function(fn))
         m = inst.machine
         parked = _parked(m, fn, ctx)
         if parked is not None:
@@ -1702,6 +1703,7 @@ class Lab:
             # imported snapshot the instance started from, or a boot) and the journal after
             m = self._start(config, base, entries[:-1], near)
             r = run_entry(m, entries[-1], record=True)
+            name_queues(r.record.get("events", []))
             return r.record
 
         try:
@@ -1765,4 +1767,14 @@ def problem_of(e: Exception) -> dict[str, Any]:
             "channel": e.channel,
             "detail": e.message,
         }
+    if isinstance(e, InvalidArgument):
+        return {"type": e.kind, "detail": str(e)}
     return {"type": "validation", "detail": str(e)}
+
+
+def unknown_function(fn: str) -> str:
+    """The detail of an ``unknown-function`` problem, with the closest names."""
+    return (
+        f"there is no kernel function named {fn!r}{did_you_mean(fn, REGISTRY)} "
+        "(GET /api/v1/functions lists them)"
+    )
