@@ -487,7 +487,9 @@ async def list_presets() -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ state views
 @router.get("/instances/{instance_id}/pages/{pfn}", operation_id="get_page", tags=["state"])
 async def get_page(
-    instance_id: InstanceId, pfn: Annotated[int, Path(ge=0, le=(1 << 63) - 1)], lab: LabDep
+    instance_id: InstanceId,
+    pfn: Annotated[int, Path(ge=-(1 << 63), le=(1 << 63) - 1)],
+    lab: LabDep,
 ) -> dict[str, Any]:
     """Every field of a page, decoded, and why it can or cannot be freed or reused now.
     A pfn the machine does not have is a ``no-such-page`` problem (404), as it is in a
