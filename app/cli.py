@@ -1100,7 +1100,7 @@ def cmd_run(client: PageLabClient, ns: argparse.Namespace) -> int:
     digest = client.instance(ns.instance)["state_digest"]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=_stderr_console(), disable=ns.quiet, transient=False) as bar:
-        task = bar.add_task(f"replaying {ns.file}", total=len(calls))
+        task = bar.add_task(f"replaying {os.path.basename(ns.file)}", total=len(calls))
         for start in range(0, len(calls), ns.chunk):
             part = calls[start : start + ns.chunk]
             answer = client.batch(ns.instance, part, stop_on_error=stop)
