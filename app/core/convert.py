@@ -230,7 +230,8 @@ def _to_choice(vm: MachineState, p: Param, value: Any) -> Any:
         return choice_map[value.upper()]
     if type(value) is int and value in choice_map.values():
         return value
-    raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}")
+    hint = did_you_mean(value.upper(), choice_map) if isinstance(value, str) else ""
+    raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}{hint}")
 
 
 def _to_flags(vm: MachineState, p: Param, value: Any) -> Any:
@@ -254,7 +255,8 @@ def _to_int_or_null(vm: MachineState, p: Param, value: Any) -> Any:
 def _to_choice_str(vm: MachineState, p: Param, value: Any) -> Any:
     options = [n for n, _ in p.choices]
     if not isinstance(value, str) or value.strip().lower() not in options:
-        raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
+        hint = did_you_mean(value.strip().lower(), options) if isinstance(value, str) else ""
+        raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}{hint}")
     return value.strip().lower()
 
 
