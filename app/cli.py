@@ -2,7 +2,8 @@
 
     pagelab serve [--host 127.0.0.1] [--port 8000]
     pagelab instances
-    pagelab create NAME (--preset P | --memory 4GiB) [--cpus N] [--seed S]
+    pagelab create NAME (--preset P | --memory 4GiB) [--cpus N | --topology 2x4[x2]]
+                   [--numa BASE:SIZE:SOCKET ...] [--dma-reserved BYTES] [--seed S]
     pagelab delete ID
     pagelab reset ID
     pagelab call FN [key=value ...] [--cpu C] [--thread T] [--nice N] [--wait] [--timeout S]
@@ -10,6 +11,8 @@
     pagelab vmstat [-p] [-w SECONDS] [-c COUNT]
     pagelab systat [-vm] [-w SECONDS] [-c COUNT]
     pagelab ddb show page|pageq
+    pagelab page PFN | queue [TYPE [COLOUR]] | threads | objects [ID] | pageout | dma
+    pagelab run FILE [--chunk N] [--stop-on-error] [-q]
     pagelab functions
     pagelab users create NAME --role ROLE [--course C] [--expires 7d]
     pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
@@ -79,7 +82,22 @@ Output formats
     interrupted); on a terminal each screen replaces the last, otherwise screens are
     separated by a blank line.  Plain text, no curses.
 ``ddb``
-    The text the kernel debugger prints, as is.
+    The text the kernel debugger prints, as is.  Any other command (``show page 3075``:
+    DragonFly's ``show page`` takes no page) prints the server's answer on stderr: the
+    commands DDB has and the page view to use instead (``pagelab page 3075``); status 1.
+``page``, ``queue``, ``threads``, ``objects``, ``pageout``, ``dma``
+    The server's views, one ``key: value`` a line (nested fields as ``a.b``) or a table
+    (``threads``, ``objects``); ``page`` ends with where the page is and what keeps it
+    from being freed; ``queue TYPE COLOUR`` prints the queue's header and its pfns head
+    to tail, ``queue [TYPE]`` the pages per colour.  A queue type is spelled as in a
+    call, and the server reads it: ``PQ_FREE``, ``free`` or its index ``1``.  ``--json``
+    prints the server's JSON.
+``run``
+    Replays a scenario file (``{"calls": [...]}`` as ``POST …/calls`` takes it, the
+    compact form, or a JSON list of calls) in requests of ``--chunk`` calls, with a
+    progress bar on stderr (rich), then prints ``N of M calls run, K refused`` and
+    ``digest D`` (the instance's state digest).  The first ten refusals go to stderr;
+    status 1 if any call was refused.
 ``scenarios``
     ``list``: ``ID NAME CALLS DIGEST DESCRIPTION`` (the digest's first 16 hex digits) of
     a course's scenarios (default: your course).  ``create`` prints ``scenario ID NAME
@@ -119,7 +137,6 @@ _sleep: Callable[[float], None] = time.sleep
 #: vmstat reprints its column header after this many lines.
 HEADER_EVERY = 20
 _U_INT = (1 << 32) - 1
-_DDB_COMMANDS = ("show page", "show pageq")
 
 #: vmstat's memory columns: (column, vmstats field).
 MEMORY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -509,6 +526,51 @@ def cmd_instances(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+_TOPOLOGY = re.compile(r"([1-9][0-9]*)[xX]([1-9][0-9]*)(?:[xX]([1-9][0-9]*))?")
+_BYTES = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)([KMGTkmgt](?:i?[Bb])?)?")
+_BINARY = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_topology(text: str) -> dict[str, int]:
+    """``--topology``: ``SOCKETSxCORES[xTHREADS]`` (``2x4``, ``2x4x2``)."""
+    match = _TOPOLOGY.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(
+            f"--topology: cannot read {text!r}; write SOCKETSxCORES or SOCKETSxCORESxTHREADS "
+            "(e.g. 2x4 or 2x4x2)"
+        )
+    sockets, cores, threads = match.groups()
+    return {"sockets": int(sockets), "cores": int(cores), "threads": int(threads or 1)}
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """A byte count of an option: decimal or ``0x`` hexadecimal, with an optional binary
+    unit (``K``/``KiB`` ... ``T``/``TiB``).  ``MB`` and friends are refused here as the
+    server refuses them: which reading was meant cannot be guessed."""
+    match = _BYTES.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{option}: cannot read {text!r} as bytes (e.g. 16MiB or 0x1000000)")
+    digits, unit = match.groups()
+    unit = (unit or "").upper()
+    if unit.endswith("B") and not unit.endswith("IB"):
+        raise UsageError(
+            f"{option}: {text!r} is ambiguous (SI or binary?); write {digits}{unit[0]}iB "
+            f"for binary units or the byte count"
+        )
+    return int(digits, 0) * _BINARY[unit[:1]]
+
+
+def parse_numa(text: str) -> dict[str, int]:
+    """``--numa BASE:SIZE:SOCKET`` (bytes as ``parse_bytes`` reads them)."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise UsageError(f"--numa: write BASE:SIZE:SOCKET (e.g. 0:8GiB:0), not {text!r}")
+    base, size = (parse_bytes(p, "--numa") for p in parts[:2])
+    if not parts[2].strip().isdigit():
+        raise UsageError(f"--numa: the socket of {text!r} is not a number")
+    return {"base": base, "size": size, "socket": int(parts[2])}
+
+
 def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
     if ns.preset is not None and (ns.cpus is not None or ns.seed is not None):
         raise UsageError("--cpus and --seed go with --memory (a preset brings its own)")
@@ -517,9 +579,12 @@ def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
         preset=ns.preset,
         memory=ns.memory,
         cpus=ns.cpus,
+        topology=parse_topology(ns.topology) if ns.topology else None,
         seed=ns.seed or 0,
         boot_stage=ns.boot_stage,
         pagedaemon=not ns.no_pagedaemon,
+        numa=[parse_numa(n) for n in ns.numa or ()] or None,
+        dma_reserved=parse_bytes(ns.dma_reserved, "--dma-reserved") if ns.dma_reserved else 0,
     )
     if ns.json:
         _json_out(inst)
@@ -804,14 +869,265 @@ def cmd_systat(client: PageLabClient, ns: argparse.Namespace) -> int:
 
 
 def cmd_ddb(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """DDB as the kernel has it; the server answers any other command with what DDB has
+    and where to look instead (``show page 3075``: the page view)."""
     command = " ".join(" ".join(ns.words).split())
-    if command not in _DDB_COMMANDS:
-        raise UsageError(
-            f"unknown DDB command {command!r}; this layer has "
-            + " and ".join(repr(c) for c in _DDB_COMMANDS)
-        )
-    _out(client.ddb(ns.instance, command))
+    try:
+        _out(client.ddb(ns.instance, command))
+    except PageLabError as e:
+        if e.kind != "not-found" or "commands" not in e.body:
+            raise
+        _err(f"pagelab ddb: {e.detail}")
+        return 1
     return 0
+
+
+# ------------------------------------------------------------------ state views
+def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A view as ``(dotted.key, value)`` pairs: nested objects flattened, lists kept."""
+    if isinstance(value, dict) and (value or not prefix):
+        out: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            out.extend(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return [(prefix, value)]
+
+
+def format_fields(view: dict[str, Any], skip: Sequence[str] = ()) -> str:
+    """``key: value`` lines, keys aligned, nested objects as ``a.b`` (``skip``: left out)."""
+    pairs = [(k, v) for k, v in flatten(view) if k.split(".")[0] not in skip]
+    width = max((len(k) for k, _ in pairs), default=0)
+    return "".join(f"{k + ':':<{width + 1}} {_compact(v)}\n" for k, v in pairs)
+
+
+def format_page(page: dict[str, Any]) -> str:
+    """``pagelab page``: every field, then why it can or cannot be freed now."""
+    text = format_fields(page, skip=("explain",))
+    explain = page.get("explain") or {}
+    if explain:
+        text += f"\nwhere: {explain.get('where')}\n"
+        if explain.get("can_free_now"):
+            text += "can be freed now: yes\n"
+        else:
+            text += "can be freed now: no\n"
+            text += "".join(f"  - {b}\n" for b in explain.get("blockers", []))
+    return text
+
+
+def format_threads(threads: Sequence[dict[str, Any]]) -> str:
+    """``TID NAME CPU STATE CALL CHANNEL WMESG DEADLINE`` (``-``: not sleeping)."""
+    rows = [
+        (
+            t.get("tid"),
+            t.get("name") or "-",
+            t.get("cpu"),
+            t.get("state"),
+            t.get("call") or "-",
+            t.get("channel") or "-",
+            t.get("wmesg") or "-",
+            "-" if t.get("deadline") is None else t.get("deadline"),
+        )
+        for t in threads
+    ]
+    heads = ("TID", "NAME", "CPU", "STATE", "CALL", "CHANNEL", "WMESG", "DEADLINE")
+    return table(heads, rows, {0, 2, 7})
+
+
+def format_objects(objects: Sequence[dict[str, Any]]) -> str:
+    rows = [
+        (o["id"], o["type"], o["size"], o["resident_page_count"], o["ref_count"], o["pg_color"])
+        for o in objects
+    ]
+    return table(("ID", "TYPE", "SIZE", "RESIDENT", "REFS", "PG_COLOR"), rows, {0, 2, 3, 4, 5})
+
+
+def format_object(obj: dict[str, Any]) -> str:
+    text = format_fields(obj, skip=("pages",))
+    pages = obj.get("pages", [])
+    rows = [(p["pindex"], p["pfn"]) for p in pages]
+    return text + ("\n" + table(("PINDEX", "PFN"), rows, {0, 1}) if rows else "pages: none\n")
+
+
+def format_queue(view: dict[str, Any]) -> str:
+    """``pagelab queue TYPE COLOUR``: the header, then its pfns head -> tail."""
+    pages = view.get("pages", [])
+    head = f"{view['queue']}  lcnt {view['lcnt']}  adds {view['adds']}  lastq {view['lastq']}\n"
+    body = " ".join(str(p) for p in pages) if pages else "(empty)"
+    return head + f"pages (head -> tail): {body}\n"
+
+
+def format_queue_counts(counts: dict[str, Any], only: str | None) -> str:
+    """Every queue type's total and its non-empty colours (``COLOUR:COUNT``)."""
+    lines = []
+    for name, per_colour in counts.items():
+        if only is not None and name != only or not isinstance(per_colour, list):
+            continue
+        busy = [f"{c}:{n}" for c, n in enumerate(per_colour) if n]
+        shown = " ".join(busy[:32]) + (f" ... ({len(busy)} colours)" if len(busy) > 32 else "")
+        lines.append(f"{name}: {sum(per_colour)} pages" + (f"  {shown}" if busy else ""))
+    return "\n".join(lines) + "\n"
+
+
+def format_dma(dma: dict[str, Any]) -> str:
+    text = format_fields(dma, skip=("free_runs",))
+    runs = dma.get("free_runs", [])
+    return (
+        text
+        + "free runs (first pfn, pages): "
+        + (" ".join(f"{a}+{n}" for a, n in runs) if runs else "none")
+        + "\n"
+    )
+
+
+def _show(ns: argparse.Namespace, value: Any, text: Callable[[], str]) -> int:
+    if ns.json:
+        _json_out(value)
+    else:
+        _out(text())
+    return 0
+
+
+def cmd_page(client: PageLabClient, ns: argparse.Namespace) -> int:
+    page = client.page(ns.instance, ns.pfn)
+    return _show(ns, page, lambda: format_page(page))
+
+
+def cmd_queue(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """``queue TYPE COLOUR``: one queue; ``queue [TYPE]``: the counts per colour."""
+    if ns.color is None:
+        counts = client.queues(ns.instance)
+        if ns.type is None:
+            return _show(ns, counts, lambda: format_queue_counts(counts, None))
+        # the server names the type (whatever the spelling): ask colour 0 for its name
+        name = client.queue(ns.instance, ns.type, 0, limit=1)["queue"].partition(":")[0]
+        return _show(ns, counts.get(name), lambda: format_queue_counts(counts, name))
+    if ns.type is None:
+        raise UsageError("give the queue type before the colour (e.g. pagelab queue free 0)")
+    view = client.queue(ns.instance, ns.type, ns.color, ns.offset, ns.limit)
+    return _show(ns, view, lambda: format_queue(view))
+
+
+def cmd_threads(client: PageLabClient, ns: argparse.Namespace) -> int:
+    threads = client.threads(ns.instance)
+    listed = threads if isinstance(threads, list) else threads.get("threads", [])
+    return _show(ns, threads, lambda: format_threads(listed))
+
+
+def cmd_objects(client: PageLabClient, ns: argparse.Namespace) -> int:
+    if ns.id is not None:
+        obj = client.object(ns.instance, ns.id)
+        return _show(ns, obj, lambda: format_object(obj))
+    objects = client.objects(ns.instance)
+    return _show(ns, objects, lambda: format_objects(objects))
+
+
+def cmd_pageout(client: PageLabClient, ns: argparse.Namespace) -> int:
+    view = client.pageout(ns.instance)
+    return _show(ns, view, lambda: format_fields(view))
+
+
+def cmd_dma(client: PageLabClient, ns: argparse.Namespace) -> int:
+    view = client.dma(ns.instance)
+    return _show(ns, view, lambda: format_dma(view))
+
+
+# ------------------------------------------------------------------ scenario files
+def read_scenario(path: str) -> tuple[list[dict[str, Any]], bool]:
+    """The calls of a scenario file and its ``stop_on_error``: a batch body as the API
+    takes it (``{"calls": [...], "stop_on_error": ...}``, docs/batch-format.md), its
+    compact form (``{"forms", "fn", "args"}``), or a bare JSON list of calls."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not JSON: {e}") from None
+    stop = False
+    if isinstance(value, dict):
+        stop = bool(value.get("stop_on_error", False))
+        if "forms" in value and "fn" in value:
+            value = _expand_compact(path, value)
+        elif "calls" in value:
+            value = value["calls"]
+    if not isinstance(value, list):
+        raise UsageError(
+            f'{path}: expected a batch ({{"calls": [...]}}), a compact batch or a list of calls'
+        )
+    calls = []
+    for k, item in enumerate(value):
+        if isinstance(item, str):
+            item = {"fn": item}
+        if not isinstance(item, dict) or not isinstance(item.get("fn"), str):
+            raise UsageError(f'{path}: call {k} is not {{"fn": NAME, "args": {{...}}}}')
+        calls.append(item)
+    return calls, stop
+
+
+def _expand_compact(path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The readable calls of a compact batch (docs/batch-format.md)."""
+    forms, fns = body.get("forms"), body.get("fn")
+    values = body.get("args")
+    if not isinstance(forms, list) or not isinstance(fns, list):
+        raise UsageError(f"{path}: a compact batch needs the lists 'forms' and 'fn'")
+    calls = []
+    for k, index in enumerate(fns):
+        if not isinstance(index, int) or not 0 <= index < len(forms):
+            raise UsageError(f"{path}: fn[{k}] is not the index of a form")
+        form = forms[index]
+        names = form.get("args", [])
+        given = values[k] if isinstance(values, list) and k < len(values) else []
+        if len(given) != len(names):
+            raise UsageError(f"{path}: args[{k}] has {len(given)} values for {len(names)} names")
+        call: dict[str, Any] = {"fn": form["fn"], "args": dict(zip(names, given, strict=True))}
+        if form.get("ctx"):
+            call["ctx"] = form["ctx"]
+        calls.append(call)
+    return calls
+
+
+def cmd_run(client: PageLabClient, ns: argparse.Namespace) -> int:
+    """``run FILE``: replay a scenario file's calls in batches of ``--chunk``, with a
+    progress bar (on stderr), then print what ran, what was refused and the digest."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    calls, stop = read_scenario(ns.file)
+    stop = stop or ns.stop_on_error
+    if ns.chunk < 1:
+        raise UsageError("--chunk takes a positive number of calls")
+    done = errors = 0
+    refused: list[str] = []
+    digest = client.instance(ns.instance)["state_digest"]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=_stderr_console(), disable=ns.quiet, transient=False) as bar:
+        task = bar.add_task(f"replaying {os.path.basename(ns.file)}", total=len(calls))
+        for start in range(0, len(calls), ns.chunk):
+            part = calls[start : start + ns.chunk]
+            answer = client.batch(ns.instance, part, stop_on_error=stop)
+            for item in answer["results"]:
+                if "error" in item:
+                    errors += 1
+                    if len(refused) < 10:
+                        error = item["error"]
+                        detail = error.get("detail") if isinstance(error, dict) else error
+                        refused.append(f"call {start + item['index']} {item['fn']}: {detail}")
+            done += len(answer["results"])
+            digest = answer["state_digest"]
+            bar.update(task, completed=done)
+            if stop and answer["errors"]:
+                break
+    for line in refused:
+        _err(f"refused: {line}")
+    if errors > len(refused):
+        _err(f"refused: ... and {errors - len(refused)} more")
+    _out(f"{done} of {len(calls)} calls run, {errors} refused\ndigest {digest}\n")
+    return 0 if errors == 0 else 1
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
@@ -1109,7 +1425,19 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a named preset (teaching-1g, tiny-16m, ...)")
     src.add_argument("--memory", help="RAM size, e.g. 4GiB")
-    p.add_argument("--cpus", type=int)
+    p.add_argument("--cpus", type=int, help="CPU count (or --topology)")
+    p.add_argument(
+        "--topology", metavar="SxC[xT]", help="sockets x cores [x threads], e.g. 2x4 or 2x4x2"
+    )
+    p.add_argument(
+        "--numa",
+        action="append",
+        metavar="BASE:SIZE:SOCKET",
+        help="a memory affinity range (repeat), e.g. 0x1000:8GiB:0",
+    )
+    p.add_argument(
+        "--dma-reserved", metavar="BYTES", help="the vm.dma_reserved tunable, e.g. 16MiB"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--boot-stage", choices=("early", "finished"), default="finished")
     p.add_argument("--no-pagedaemon", action="store_true")
@@ -1168,6 +1496,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", dest="wait", type=float, metavar="SECONDS", help="refresh every SECONDS")
     p.add_argument("-c", dest="count", type=int, metavar="COUNT", help="stop after COUNT screens")
     p.set_defaults(func=cmd_systat)
+
+    p = sub.add_parser("page", help="one page: every field, and why it can or cannot be freed")
+    p.add_argument("pfn", type=_pfn, metavar="PFN", help="decimal or 0x hexadecimal")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_page)
+
+    p = sub.add_parser(
+        "queue",
+        help="a page queue (TYPE COLOUR), or the counts per colour",
+        description="TYPE is PQ_FREE, free (any case) or its index (1, 1025, 2049, 3073, "
+        "4097), read by the server as in a call. Without COLOUR: the counts per colour.",
+    )
+    p.add_argument("type", nargs="?", metavar="TYPE")
+    p.add_argument("color", nargs="?", type=int, metavar="COLOUR")
+    p.add_argument("--offset", type=int, default=0, help="skip this many pages from the head")
+    p.add_argument("--limit", type=int, default=100, help="at most this many pages")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_queue)
+
+    p = sub.add_parser("threads", help="the simulated threads and where they sleep")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_threads)
+
+    p = sub.add_parser("objects", help="the VM objects, or one with its pages")
+    p.add_argument("id", nargs="?", type=int, metavar="ID")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_objects)
+
+    p = sub.add_parser("pageout", help="the pageout daemon's state")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_pageout)
+
+    p = sub.add_parser("dma", help="the DMA reserve's free runs")
+    p.add_argument("--json", action="store_true", help="print the server's JSON")
+    p.set_defaults(func=cmd_dma)
+
+    p = sub.add_parser(
+        "run",
+        help="replay a scenario file (a batch of calls) with a progress bar",
+        description="Replay FILE's calls on the instance: a batch body as the API takes it "
+        '({"calls": [...]}), its compact form, or a JSON list of calls (docs/batch-format.md). '
+        "Prints what ran, the refusals and the state digest.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--chunk", type=int, default=1000, help="calls sent per request")
+    p.add_argument("--stop-on-error", action="store_true", help="stop at the first refusal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ddb", help="DDB show page | show pageq")
     p.add_argument("words", nargs="+", metavar="show page|pageq")
@@ -1234,6 +1610,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--user", required=True)
     p.set_defaults(func=cmd_quotas)
     return parser
+
+
+def _pfn(text: str) -> int:
+    value = parse_call_value(text)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise argparse.ArgumentTypeError(f"a pfn is a number (3075 or 0xc03), not {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

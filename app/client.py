@@ -230,12 +230,6 @@ def _root(base_url: str) -> str:
     return url
 
 
-def _queue_name(name: str) -> str:
-    """``"free"``, ``"PQ_FREE"`` or ``"pq_free"`` -> ``"PQ_FREE"``."""
-    upper = name.strip().upper()
-    return upper if upper.startswith("PQ_") else "PQ_" + upper
-
-
 def _batch_item(call: BatchCall) -> dict[str, Any]:
     if isinstance(call, str):
         return {"fn": call}
@@ -406,9 +400,11 @@ class _Ops:
         )
 
     def queue(
-        self, instance_id: InstanceRef, name: str, color: int, offset: int, limit: int
+        self, instance_id: InstanceRef, name: str | int, color: int, offset: int, limit: int
     ) -> _Op[dict[str, Any]]:
-        path = self.inst(instance_id, "queues", _queue_name(name), int(color))
+        # the spelling goes to the server as typed: the server reads queue types in one
+        # place, for calls and views alike, and names the queue in its answer
+        path = self.inst(instance_id, "queues", name, int(color))
         return self.get(path, {"offset": offset, "limit": limit})
 
     def sysctl_get(self, instance_id: InstanceRef, name: str) -> _Op[int]:
@@ -725,11 +721,17 @@ class PageLabClient:
         return cast(dict[str, list[int]], self._view(instance_id, "queues"))
 
     def queue(
-        self, instance_id: InstanceRef, name: str, color: int, offset: int = 0, limit: int = 100
+        self,
+        instance_id: InstanceRef,
+        name: str | int,
+        color: int,
+        offset: int = 0,
+        limit: int = 100,
     ) -> dict[str, Any]:
-        """One queue's header (lcnt, adds, lastq) and its pfns head -> tail (paged).
-        ``name`` is ``PQ_FREE`` ... or just ``free``, ``inactive``, ``active``, ``cache``,
-        ``hold``."""
+        """One queue's header (lcnt, adds, lastq) and its pfns head -> tail (paged), its
+        name in ``queue`` (``"PQ_FREE:5"``).  ``name`` is a queue type as the server reads
+        it everywhere: ``PQ_FREE``, ``free`` (any case) or its kernel index (``1``,
+        ``1025``, ``2049``, ``3073``, ``4097``)."""
         return self._run(self._ops.queue(instance_id, name, color, offset, limit))
 
     def vmstats(self, instance_id: InstanceRef) -> dict[str, Any]:
@@ -1042,7 +1044,12 @@ class AsyncPageLabClient:
         return cast(dict[str, list[int]], await self._view(instance_id, "queues"))
 
     async def queue(
-        self, instance_id: InstanceRef, name: str, color: int, offset: int = 0, limit: int = 100
+        self,
+        instance_id: InstanceRef,
+        name: str | int,
+        color: int,
+        offset: int = 0,
+        limit: int = 100,
     ) -> dict[str, Any]:
         return await self._run(self._ops.queue(instance_id, name, color, offset, limit))
 

@@ -273,7 +273,7 @@ def test_ddb_prints_the_text_as_is(run: Runner, client: PageLabClient, fresh: in
         "PQ_INACTIVE",
     ]
     code, _, err = run("ddb", "show", "pages", instance=fresh)
-    assert code == 2 and "show pageq" in err
+    assert code == 1 and "DDB has no command 'show pages'" in err and "'show pageq'" in err
 
 
 # ------------------------------------------------------------------ vmstat, systat

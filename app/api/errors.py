@@ -60,6 +60,13 @@ PROBLEM_TYPES: dict[str, tuple[int, str, str]] = {
         "or sign in again.",
     ),
     "not-found": (404, "Not found", "The resource does not exist."),
+    "no-such-page": (
+        404,
+        "No such page",
+        "The pfn names no page of this machine: it is outside its memory, or in a hole the "
+        "VM does not manage (GET /api/v1/instances/{id} shows phys_avail and the first "
+        "page). A page view and a call's argument answer it alike.",
+    ),
     "kernel-panic": (
         409,
         "Kernel panic refused",
@@ -174,13 +181,64 @@ def problem(kind: str, detail: str, instance: str | None = None, **extra: Any) -
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+#: Media types whose bodies are JSON (``application/json``, ``…+json``).
+def _is_json(content_type: str) -> bool:
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _body_problem(request: Request, errors: list[dict[str, Any]]) -> str | None:
+    """A message naming the fix when the body as a whole is wrong: missing, sent with a
+    content type that is not JSON, or not JSON at all (pydantic would say ``Field
+    required`` or ``JSON decode error`` about a field with no name)."""
+    whole = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+    if not whole:
+        return None
+    content_type = request.headers.get("content-type", "")
+    length = request.headers.get("content-length")
+    empty = length == "0" or (length is None and "transfer-encoding" not in request.headers)
+    missing = any(e.get("type") == "missing" and tuple(e["loc"]) == ("body",) for e in whole)
+    invalid = [e for e in whole if e.get("type") in ("json_invalid", "model_attributes_type")]
+    if (missing or invalid) and empty:
+        return (
+            f"this request needs a JSON body and has none: send a JSON object with "
+            f"Content-Type: application/json (see the example for {request.method} "
+            f"{request.url.path} in /docs)"
+        )
+    if content_type and not _is_json(content_type) and (missing or invalid):
+        return (
+            f"the body must be JSON sent with Content-Type: application/json; this request "
+            f"said Content-Type: {content_type.partition(';')[0].strip()}"
+        )
+    if not content_type and (missing or invalid):
+        return "the body must be a JSON object sent with Content-Type: application/json"
+    for e in invalid:
+        if e.get("type") == "json_invalid":
+            loc = tuple(e["loc"])
+            where = f" at character {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+            reason = str(e.get("ctx", {}).get("error", "")) or e.get("msg", "")
+            return (
+                f"the body is not valid JSON{where} ({reason}): check its quotes, commas and "
+                "brackets (and that it was sent whole)"
+            )
+    if invalid:
+        return "the body must be a JSON object ({...}), not a list, a string or a number"
+    return None
+
+
+def _validation_detail(
+    exc: RequestValidationError, request: Request
+) -> tuple[str, list[dict[str, Any]]]:
+    raw = list(exc.errors())
+    whole = _body_problem(request, raw)
+    if whole is not None:
+        return whole, [{"field": "body", "message": whole}]
     errors = []
     parts = []
-    for err in exc.errors():
+    for err in raw:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
         msg = err.get("msg", "invalid value")
-        errors.append({"field": loc, "message": msg})
+        errors.append({"field": loc or "body", "message": msg})
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts) or "the request is not valid", errors
 
@@ -188,12 +246,13 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail, errors = _validation_detail(exc)
+        detail, errors = _validation_detail(exc, request)
         return problem("validation", detail, str(request.url.path), errors=errors)
 
     @app.exception_handler(InvalidArgument)
     async def on_invalid(request: Request, exc: InvalidArgument) -> JSONResponse:
-        return problem("validation", str(exc), str(request.url.path))
+        kind = exc.kind if exc.kind in PROBLEM_TYPES else "validation"
+        return problem(kind, str(exc), str(request.url.path))
 
     @app.exception_handler(ConfigError)
     async def on_config(request: Request, exc: ConfigError) -> JSONResponse:

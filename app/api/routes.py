@@ -14,11 +14,11 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
-from app.core.constants import PAGE_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
-from app.core.ddb import DDB_COMMANDS
+from app.core.constants import PAGE_SIZE, VM_ALLOC_FLAG_NAMES
+from app.core.ddb import DDB_COMMANDS, DDB_HELP, ddb_unknown
 from app.core.errors import InvalidArgument
 from app.core.objects import ObjType
-from app.core.registry import FUNCTIONS, REGISTRY
+from app.core.registry import FUNCTIONS, REGISTRY, parse_queue_type
 from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
 from app.lab.presets import PRESETS
@@ -49,7 +49,9 @@ def _not_found() -> Iterator[None]:
     try:
         yield
     except InvalidArgument as e:
-        raise LabError("not-found", str(e)) from e
+        # a pfn the machine does not have is answered alike here and in a call
+        kind = e.kind if e.kind != "validation" else "not-found"
+        raise LabError(kind, str(e)) from e
 
 
 async def describe(lab: Lab, inst: Instance) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def _config_of(body: InstanceCreate) -> MachineConfig:
         if body.topology
         else None
     )
+    _check_cpus(body.cpus, topo)
     cpus = topo.ncpus if topo else (body.cpus or 1)
     if body.phys_avail is not None:
         ranges = tuple((int(b), int(e)) for b, e in body.phys_avail)
@@ -117,6 +120,18 @@ def _config_of(body: InstanceCreate) -> MachineConfig:
     )
 
 
+def _check_cpus(cpus: int | None, topo: Topology | None) -> None:
+    """Refuse a CPU count that disagrees with the topology given next to it (the
+    topology would silently win)."""
+    if cpus is not None and topo is not None and cpus != topo.ncpus:
+        raise LabError(
+            "validation",
+            f"cpus {cpus} conflicts with the topology: {topo.sockets} socket(s) × "
+            f"{topo.cores} core(s) × {topo.threads} thread(s) = {topo.ncpus} CPUs; give "
+            "only the topology (it sets the count), or make them agree",
+        )
+
+
 def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
     """Fields given next to a preset replace the preset's (seed, CPUs, boot stage, ...)."""
     given = body.model_fields_set
@@ -126,6 +141,7 @@ def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
             out[name] = getattr(body, name)
     if "topology" in given and body.topology is not None:
         topo = Topology(body.topology.sockets, body.topology.cores, body.topology.threads)
+        _check_cpus(body.cpus, topo)
         out["topology"] = topo
         out["cpus"] = topo.ncpus
     elif "cpus" in given and body.cpus is not None:
@@ -468,9 +484,13 @@ async def list_presets() -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ state views
 @router.get("/instances/{instance_id}/pages/{pfn}", operation_id="get_page", tags=["state"])
 async def get_page(
-    instance_id: InstanceId, pfn: Annotated[int, Path(ge=0, le=1 << 40)], lab: LabDep
+    instance_id: InstanceId,
+    pfn: Annotated[int, Path(ge=-(1 << 63), le=(1 << 63) - 1)],
+    lab: LabDep,
 ) -> dict[str, Any]:
-    """Every field of a page, decoded, and why it can or cannot be freed or reused now."""
+    """Every field of a page, decoded, and why it can or cannot be freed or reused now.
+    A pfn the machine does not have is a ``no-such-page`` problem (404), as it is in a
+    call's argument."""
 
     with _not_found():  # a pfn outside the machine or in a hole: no such page
         page: dict[str, Any] = await lab.view(instance_id, "page", pfn=pfn)
@@ -490,14 +510,23 @@ async def get_queue_counts(instance_id: InstanceId, lab: LabDep) -> dict[str, An
 )
 async def get_queue(
     instance_id: InstanceId,
-    queue: Annotated[str, Path(pattern="^PQ_(FREE|INACTIVE|ACTIVE|CACHE|HOLD)$")],
+    queue: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=32,
+            description="a queue type: PQ_FREE, free (any case) or its index (1, 1025, ...)",
+        ),
+    ],
     color: Annotated[int, Path(ge=0, le=1023)],
     lab: LabDep,
     offset: Annotated[int, Query(ge=0, le=1 << 31)] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> dict[str, Any]:
-    """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged."""
-    base = {v: k for k, v in PQ_NAMES.items()}[queue]
+    """A queue's header (lcnt, adds, lastq) and its pages head → tail, paged.  The queue
+    type is read as a call's queue argument is (``PQ_FREE``, ``free``, ``1``); the answer
+    names it ``PQ_FREE:<colour>``."""
+    base = parse_queue_type(queue)  # InvalidArgument: a validation problem, as in a call
     info: dict[str, Any] = await lab.view(
         instance_id, "queue", queue=base + color, offset=offset, limit=limit
     )
@@ -624,13 +653,21 @@ async def set_sysctl(
 )
 async def ddb(
     instance_id: InstanceId,
-    command: Annotated[str, Path(pattern="^show (page|pageq)$")],
+    command: Annotated[str, Path(min_length=1, max_length=128)],
     lab: LabDep,
 ) -> str:
-    """DDB ``show page`` / ``show pageq`` in the kernel's text format."""
-    if command not in DDB_COMMANDS:  # pragma: no cover - the pattern guards it
-        raise ValueError(command)
-    text: str = await lab.view(instance_id, "ddb", command=command)
+    """DDB ``show page`` / ``show pageq`` in the kernel's text format.  Any other command
+    (``show page 3075``: DragonFly's ``show page`` takes no page) is a ``not-found``
+    problem that lists the commands DDB has and points to the page view."""
+    words = " ".join(command.split())
+    if words not in DDB_COMMANDS:
+        inst = lab.get(instance_id)
+        raise LabError(
+            "not-found",
+            ddb_unknown(command).replace("/instances/ID/", f"/instances/{inst.id}/"),
+            commands=list(DDB_HELP),
+        )
+    text: str = await lab.view(instance_id, "ddb", command=words)
     return text
 
 

@@ -38,14 +38,16 @@ def page_index(vm: MachineState, pfn: Any, what: str = "m") -> int:
     if not 0 <= i < vm.page_range:
         raise InvalidArgument(
             f"pfn {pfn} ({pfn:#x}) is outside this machine's pages "
-            f"({vm.first_page:#x} .. {vm.first_page + vm.page_range - 1:#x})"
+            f"({vm.first_page:#x} .. {vm.first_page + vm.page_range - 1:#x})",
+            kind="no-such-page",
         )
     for a, z in vm.managed:
         if a <= i < z:
             return i
     raise InvalidArgument(
-        f"pfn {pfn:#x} is not a page the VM manages (a hole in phys_avail, the page "
-        "array, the minidump bitmap, or beyond npages)"
+        f"pfn {pfn} ({pfn:#x}) is not a page the VM manages (a hole in phys_avail, the page "
+        "array, the minidump bitmap, or beyond npages)",
+        kind="no-such-page",
     )
 
 

@@ -55,8 +55,8 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (
             param(
                 "basequeue",
-                "choice",
-                help="the queue type",
+                "queue",
+                help="the queue type (PQ_FREE, free or its index 1, ...)",
                 choices=(
                     ("PQ_FREE", 1),
                     ("PQ_INACTIVE", 1025),

@@ -20,18 +20,17 @@ _UNITS = {
     "": 1,
     "B": 1,
     "K": 1 << 10,
-    "KB": 1 << 10,
     "KIB": 1 << 10,
     "M": 1 << 20,
-    "MB": 1 << 20,
     "MIB": 1 << 20,
     "G": 1 << 30,
-    "GB": 1 << 30,
     "GIB": 1 << 30,
     "T": 1 << 40,
-    "TB": 1 << 40,
     "TIB": 1 << 40,
 }
+#: SI units, refused: ``256MB`` is 256 000 000 bytes to a disk maker and 256 MiB to many a
+#: sysadmin, and a silent guess either way boots a machine the user did not ask for.
+_SI_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$", re.ASCII)
 #: More digits than any size below ``MAX_PHYS_ADDR`` needs; longer strings are refused before
 #: they are converted (CPython refuses int() of > 4300 digits with a bare ValueError).
@@ -50,8 +49,11 @@ def _is_int(value: object) -> bool:
 def parse_size(text: str | int) -> int:
     """Parse a byte size such as ``"4GiB"``, ``"512 MiB"``, ``"1.5G"`` or ``4096``.
 
-    Units are binary (KiB = 1024 bytes); ``GB`` is read as GiB, as sysadmins mean it.
-    Sizes beyond the 52-bit physical address space are refused, whatever their spelling.
+    Units are binary: ``KiB``/``K`` = 1024 bytes, ``MiB``/``M``, ``GiB``/``G``,
+    ``TiB``/``T`` (the loader's ``hw.physmem="4G"`` is binary too).  The SI spellings
+    ``KB``, ``MB``, ``GB`` and ``TB`` are refused with both readings spelled out: which one
+    was meant cannot be guessed.  Sizes beyond the 52-bit physical address space are
+    refused, whatever their spelling.
     """
     if isinstance(text, bool):
         raise ConfigError("a size must be a number of bytes or a string like '4GiB'")
@@ -68,12 +70,26 @@ def parse_size(text: str | int) -> int:
     if not match:
         raise ConfigError(f"cannot read {shown!r} as a size; write it like '4GiB' or '512MiB'")
     number, unit = match.group(1), match.group(2).upper()
-    if unit not in _UNITS:
+    if unit not in _UNITS and unit not in _SI_UNITS:
         raise ConfigError(
             f"unknown size unit {match.group(2)!r} in {shown!r}; use KiB, MiB, GiB or TiB"
         )
     if len(number.partition(".")[0].lstrip("0")) > _MAX_SIZE_DIGITS:
         raise ConfigError(f"size {shown!r} is larger than the 4 PiB physical address space")
+    if unit in _SI_UNITS:
+        binary = unit[0] + "iB"
+        scale = _SI_UNITS[unit]
+        si_bytes = int(float(number) * scale if "." in number else int(number) * scale)
+        bin_bytes = int(
+            float(number) * _UNITS[binary.upper()]
+            if "." in number
+            else int(number) * _UNITS[binary.upper()]
+        )
+        raise ConfigError(
+            f"{shown!r} is ambiguous: {match.group(2)} means {si_bytes} bytes in SI units but "
+            f"{bin_bytes} to many (binary); write {number}{binary} (or {number}{unit[0]}, as "
+            f"the kernel's loader reads it) for {bin_bytes} bytes, or {si_bytes} for the SI size"
+        )
     value = float(number) * _UNITS[unit] if "." in number else int(number) * _UNITS[unit]
     if value > MAX_PHYS_ADDR:
         raise ConfigError(f"size {shown!r} is larger than the 4 PiB physical address space")

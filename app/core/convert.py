@@ -14,9 +14,9 @@ from app.core.constants import (
     PQ_L2_MASK,
     VM_ALLOC_FLAG_NAMES,
 )
-from app.core.errors import InvalidArgument
+from app.core.errors import InvalidArgument, did_you_mean
 from app.core.objects import ObjType
-from app.core.registry import REGISTRY, KernelFunction, Param
+from app.core.registry import REGISTRY, KernelFunction, Param, parse_queue_type
 from app.core.state import MachineState
 
 _U64_MAX = (1 << 64) - 1
@@ -111,11 +111,14 @@ def _convert_args(vm: MachineState, spec: KernelFunction, args: dict[str, Any]) 
         args = _unalias(spec, args, aliases)
     known = _KNOWN[name]
     if not args.keys() <= known:
-        unknown = set(args) - known
+        unknown = sorted(map(str, set(args) - known))
         want = ", ".join(sorted(known)) or "none"
-        raise InvalidArgument(
-            f"{name} has no argument {', '.join(sorted(unknown))}; its arguments: {want}"
-        )
+        parts = []
+        for u in unknown:
+            hint = did_you_mean(u, known, n=1)  # "; did you mean 'x'?"
+            parts.append(f"{u} ({hint.removeprefix('; ')})" if hint else u)
+        named = ", ".join(parts)
+        raise InvalidArgument(f"{name} has no argument {named}; its arguments: {want}")
     out: list[Any] = []
     append = out.append
     managed = vm.managed
@@ -227,7 +230,8 @@ def _to_choice(vm: MachineState, p: Param, value: Any) -> Any:
         return choice_map[value.upper()]
     if type(value) is int and value in choice_map.values():
         return value
-    raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}")
+    hint = did_you_mean(value.upper(), choice_map) if isinstance(value, str) else ""
+    raise InvalidArgument(f"{p.name} must be one of {', '.join(choice_map)}, got {value!r}{hint}")
 
 
 def _to_flags(vm: MachineState, p: Param, value: Any) -> Any:
@@ -251,7 +255,8 @@ def _to_int_or_null(vm: MachineState, p: Param, value: Any) -> Any:
 def _to_choice_str(vm: MachineState, p: Param, value: Any) -> Any:
     options = [n for n, _ in p.choices]
     if not isinstance(value, str) or value.strip().lower() not in options:
-        raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}")
+        hint = did_you_mean(value.strip().lower(), options) if isinstance(value, str) else ""
+        raise InvalidArgument(f"{p.name} must be one of {', '.join(options)}; got {value!r}{hint}")
     return value.strip().lower()
 
 
@@ -268,6 +273,10 @@ def _to_wmesg(vm: MachineState, p: Param, value: Any) -> Any:
     if not isinstance(value, str) or not 0 < len(value) <= 16 or not value.isprintable():
         raise InvalidArgument(f"{p.name} must be a short printable string (1-16 characters)")
     return value
+
+
+def _to_queue(vm: MachineState, p: Param, value: Any) -> Any:
+    return parse_queue_type(value)
 
 
 #: One converter per argument kind: what ``Machine.call`` does with a value a user gave.
@@ -293,6 +302,7 @@ CONVERTERS: dict[ArgKind, Callable[[MachineState, Param, Any], Any]] = {
     ArgKind.CHOICE_STR: _to_choice_str,
     ArgKind.CHANNEL: _to_channel,
     ArgKind.WMESG: _to_wmesg,
+    ArgKind.QUEUE: _to_queue,
 }
 assert set(CONVERTERS) == set(ArgKind), "every argument kind needs a converter"
 

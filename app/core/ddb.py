@@ -66,21 +66,52 @@ DDB_COMMANDS: dict[str, Callable[[MachineState], str]] = {
 }
 
 
+#: What each DDB command prints, for the answer to a command DDB does not have.
+DDB_HELP: dict[str, str] = {
+    "show page": "the 13 global vmstats counters and thresholds (it takes no page)",
+    "show pageq": "the length of every colour of PQ_FREE, PQ_CACHE, PQ_ACTIVE and PQ_INACTIVE",
+}
+
+
+def ddb_unknown(command: object) -> str:
+    """Why DDB does not run ``command``: what it has, and where a page is shown.
+
+    DragonFly's ``show page`` takes no address (``DB_SHOW_COMMAND(page, ...)`` ignores its
+    argument and prints the counters); a student typing ``show page 3075`` wants the one
+    page, which the lab shows in its page view, not DDB."""
+    words = " ".join(command.split()) if isinstance(command, str) else repr(command)
+    has = "; ".join(f"'{name}': {text}" for name, text in DDB_HELP.items())
+    parts = words.split()
+    pfn = next((w for w in parts[2:] if w.isdigit() or w.lower().startswith("0x")), None)
+    if parts[:2] == ["show", "page"] and pfn is not None:
+        see = (
+            f"DragonFly's 'show page' takes no page. To look at page {pfn}, use the page "
+            f"view: pagelab page {pfn} (GET /api/v1/instances/ID/pages/{pfn})"
+        )
+    else:
+        see = (
+            "To look at one page, use the page view: pagelab page PFN "
+            "(GET /api/v1/instances/ID/pages/PFN)"
+        )
+    return f"DDB has no command {words!r}. It has {has}. {see}."
+
+
 def ddb_command(m: MachineState, command: str) -> str:
     """Run one of ``DDB_COMMANDS`` as typed at the ``db>`` prompt (spaces normalised)."""
     words = " ".join(command.split()) if isinstance(command, str) else None
     fn = DDB_COMMANDS.get(words) if words is not None else None
     if fn is None:
-        known = ", ".join(repr(c) for c in DDB_COMMANDS)
-        raise InvalidArgument(f"unknown DDB command {command!r}; this layer has {known}")
+        raise InvalidArgument(ddb_unknown(command))
     return fn(m)
 
 
 __all__ = [
     "DDB_COMMANDS",
+    "DDB_HELP",
     "SHOW_PAGEQ_QUEUES",
     "SHOW_PAGE_FIELDS",
     "ddb_command",
     "ddb_show_page",
     "ddb_show_pageq",
+    "ddb_unknown",
 ]

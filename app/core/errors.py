@@ -8,6 +8,9 @@ up-front refusal where the kernel has no assertion: the simulator's own guard, l
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from mypy_extensions import mypyc_attr
 
 
@@ -41,7 +44,24 @@ class SimulatorRefusal(Exception):
 
 class InvalidArgument(ValueError):
     """A request the simulator cannot model (a pfn outside the machine, an unknown object,
-    an argument of the wrong range). Raised before any state changes."""
+    an argument of the wrong range). Raised before any state changes.
+
+    ``kind`` is the problem kind the API answers with: ``validation`` for a value of the
+    wrong shape or range, ``no-such-page`` for a pfn the machine does not have (the same
+    in a call's argument and in a view's path)."""
+
+    def __init__(self, message: str, kind: str = "validation") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def did_you_mean(word: str, known: Iterable[str], n: int = 3) -> str:
+    """``"; did you mean 'vm_page_alloc'?"`` for the names of ``known`` closest to
+    ``word`` (difflib's ratio, at least 0.6), or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(known), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 class ConfigError(ValueError):

@@ -21,7 +21,7 @@ from app.core.constants import (
     PQ_COUNT,
 )
 from app.core.convert import _convert_args
-from app.core.errors import InvalidArgument
+from app.core.errors import InvalidArgument, did_you_mean
 from app.core.kern_synch import MAX_THREADS, P_LOWMEMKILL, Thread, _enter, run_runnable, start_call
 from app.core.registry import REGISTRY, queue_name
 from app.core.state import MachineState, Trace
@@ -99,7 +99,9 @@ class Machine(MachineState):
         call woke run afterwards (``record["resumed"]``)."""
         spec = REGISTRY.get(fn)
         if spec is None:
-            raise InvalidArgument(f"there is no kernel function named {fn!r} here")
+            raise InvalidArgument(
+                f"there is no kernel function named {fn!r} here{did_you_mean(str(fn), REGISTRY)}"
+            )
         if (
             not record
             and thread is None

@@ -9,6 +9,8 @@ changed (queue moves, counter deltas, events such as wakeups).
 
 from __future__ import annotations
 
+import difflib
+
 from app.core.calls import _call_alloc, _call_alloczwq, _call_grab, _call_lookup, _call_unwire
 from app.core.vm_meter import vmstats_rollup
 from app.core.vm_page.alloc import vm_page_freezwq, vm_test_nominal, vm_wait
@@ -27,7 +29,8 @@ from app.core.vm_page.queues import (
 from app.core.vm_page.search import vm_get_pg_color
 
 from .callspec import ARG_KINDS, REQUIRED, KernelFunction, Param, param
-from .constants import PG_FLAG_NAMES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
+from .constants import PG_FLAG_NAMES, PQ_BASES, PQ_L2_SIZE, PQ_NAMES, VM_ALLOC_FLAG_NAMES
+from .errors import InvalidArgument
 
 _p = param
 __all__ = ["ARG_KINDS", "FUNCTIONS", "REGISTRY", "REQUIRED", "KernelFunction", "Param"]
@@ -283,6 +286,66 @@ def queue_name(queue: int) -> str:
         return "PQ_NONE"
     base = (queue - 1) // PQ_L2_SIZE * PQ_L2_SIZE + 1
     return f"{PQ_NAMES[base]}:{queue - base}"
+
+
+#: Every spelling of a queue type, lower-cased: ``pq_free``, ``free`` -> its base index.
+QUEUE_SPELLINGS: dict[str, int] = {
+    spelling: base
+    for base in PQ_BASES
+    for spelling in (PQ_NAMES[base].lower(), PQ_NAMES[base].removeprefix("PQ_").lower())
+}
+
+
+def parse_queue_type(value: object) -> int:
+    """The base index of a queue type, as every part of PageLab reads one (a call's
+    argument, the queue view's path, the client and the CLI): its kernel name
+    (``PQ_FREE``), the name without ``PQ_`` (``free``), in any case, or its kernel index
+    (``1``, ``1025``, ``2049``, ``3073``, ``4097``; also as a decimal string, as in a
+    path).  Anything else is refused with the spellings it could have been."""
+    index: int | None = None
+    if type(value) is int:
+        index = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) <= 6:
+            index = int(text)
+        else:
+            base = QUEUE_SPELLINGS.get(text.lower())
+            if base is not None:
+                return base
+            close = difflib.get_close_matches(text.lower(), list(QUEUE_SPELLINGS), cutoff=0.6)
+            names = dict.fromkeys(PQ_NAMES[QUEUE_SPELLINGS[c]] for c in close)
+            hint = f"; did you mean {' or '.join(map(repr, names))}?" if names else "."
+            known = ", ".join(PQ_NAMES[b] for b in PQ_BASES)
+            raise InvalidArgument(
+                f"there is no queue type {value!r}{hint} A queue type is one of {known}, "
+                "also without PQ_ and in any case (free), or its index "
+                f"({', '.join(str(b) for b in PQ_BASES)})"
+            )
+    else:
+        raise InvalidArgument(
+            f"a queue type is a name such as 'PQ_FREE' or 'free', or its index, not {value!r}"
+        )
+    if index in PQ_BASES:
+        return index
+    bases = ", ".join(f"{PQ_NAMES[b]} {b}" for b in PQ_BASES)
+    if 0 < index < PQ_L2_SIZE * len(PQ_BASES) + 1:
+        base = (index - 1) // PQ_L2_SIZE * PQ_L2_SIZE + 1
+        raise InvalidArgument(
+            f"queue index {index} is {PQ_NAMES[base]} colour {index - base} (index = base + "
+            f"colour); give the queue type's base ({base}, or {PQ_NAMES[base]}) and the "
+            "colour on its own"
+        )
+    raise InvalidArgument(f"there is no queue type with index {index}; the types are {bases}")
+
+
+def queue_ref(queue: int) -> dict[str, str | int | None]:
+    """An absolute queue index as events show it: ``{"queue": "PQ_FREE", "color": 5}``
+    (``{"queue": "PQ_NONE", "color": None}`` for 0)."""
+    if queue <= 0:
+        return {"queue": "PQ_NONE", "color": None}
+    base = (queue - 1) // PQ_L2_SIZE * PQ_L2_SIZE + 1
+    return {"queue": PQ_NAMES.get(base, "?"), "color": queue - base}
 
 
 def flag_names(flags: int) -> list[str]:

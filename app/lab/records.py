@@ -15,8 +15,31 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from app.core.registry import queue_ref
+
 #: Moves (and events) kept from each end of a summarised record.
 SUMMARY_ENDS = 50
+
+#: Kernel event fields that hold absolute queue indices: one (``found_queue``) or a list
+#: (``probes``).  Records leave the lab with each as ``{"queue": "PQ_FREE", "color": 5}``.
+QUEUE_FIELDS: tuple[str, ...] = ("found_queue", "probes")
+
+
+def name_queues(events: list[Any]) -> list[Any]:
+    """``events`` with their queue fields (``QUEUE_FIELDS``) named in place: the core
+    counts queues as the kernel does (``1 + 1024 * type + colour``); a reader wants
+    ``PQ_FREE`` colour 5.  Idempotent (a field already named is left alone), so a record
+    shown twice (the stream's ring and the call's answer) is named once."""
+    for ev in events:
+        if type(ev) is not dict:
+            continue
+        for key in QUEUE_FIELDS:
+            value = ev.get(key)
+            if type(value) is int:
+                ev[key] = queue_ref(value)
+            elif type(value) is list and value and type(value[0]) is int:
+                ev[key] = [queue_ref(q) for q in value]
+    return events
 
 
 def queue_pair(move: dict[str, Any]) -> str:
@@ -28,8 +51,8 @@ def queue_pair(move: dict[str, Any]) -> str:
 
 
 def summarise(record: dict[str, Any], bound: int, full: str) -> dict[str, Any]:
-    """``record`` itself if it has at most ``bound`` moves and at most ``bound`` events;
-    else a summary: the same ``cpu``, ``counters`` (and ``resumed``), ``summarised:
+    """``record`` itself (its events' queues named) if it has at most ``bound`` moves and
+    at most ``bound`` events; else a summary: the same ``cpu``, ``counters`` (and ``resumed``), ``summarised:
     true``, ``moves_total`` and ``move_counts`` (moves per queue pair, most first),
     ``events_total`` and ``event_counts`` (events per kind), the first
     ``SUMMARY_ENDS`` moves and events (``moves``, ``events``) and the last ones
@@ -37,6 +60,7 @@ def summarise(record: dict[str, Any], bound: int, full: str) -> dict[str, Any]:
     moves: list[dict[str, Any]] = record.get("moves", [])
     events: list[Any] = record.get("events", [])
     if len(moves) <= bound and len(events) <= bound:
+        name_queues(events)
         return record
     out = {k: v for k, v in record.items() if k not in ("moves", "events")}
     n = SUMMARY_ENDS
@@ -48,8 +72,8 @@ def summarise(record: dict[str, Any], bound: int, full: str) -> dict[str, Any]:
     out["events_total"] = len(events)
     kinds = Counter(e.get("event", "?") if isinstance(e, dict) else "?" for e in events)
     out["event_counts"] = dict(kinds.most_common())
-    out["events"] = events[:n]
-    out["events_tail"] = events[max(n, len(events) - n) :]
+    out["events"] = name_queues(events[:n])
+    out["events_tail"] = name_queues(events[max(n, len(events) - n) :])
     out["full_record"] = full
     return out
 

@@ -52,11 +52,11 @@ from .hosts.base import (
     SliceReply,
     UnknownKey,
 )
-from .hosts.shard import BATCH_SLICE_S
+from .hosts.shard import BATCH_SLICE_S, unknown_function
 from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
-from .records import full_record_path, summarise
+from .records import full_record_path, name_queues, summarise
 from .settings import Settings
 from .store import (
     Entry,
@@ -1505,7 +1505,7 @@ class Lab:
         (``record``) or someone watches the instance's events."""
         inst = self.get(instance_id)
         if fn not in REGISTRY:
-            raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
+            raise LabError("unknown-function", unknown_function(fn))
         waiter: asyncio.Future[dict[str, Any] | None] | None = None
         host = self.host
         async with self.hold(inst):
@@ -1769,6 +1769,7 @@ class Lab:
                 self.host.shard_of(inst.id),
             )
             self.replayed += replayed
+            name_queues(record.get("events", []))
         except HostLost as e:
             self.hosts_lost += 1
             raise LabError(
@@ -1851,4 +1852,6 @@ def problem_of(e: Exception) -> dict[str, Any]:
             "channel": e.channel,
             "detail": e.message,
         }
+    if isinstance(e, InvalidArgument):
+        return {"type": e.kind, "detail": str(e)}
     return {"type": "validation", "detail": str(e)}

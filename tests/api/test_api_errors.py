@@ -20,6 +20,7 @@ EXPECTED_STATUS = {
     "unknown-instance": 404,
     "unknown-function": 404,
     "not-found": 404,
+    "no-such-page": 404,
     "kernel-panic": 409,
     "simulator-refusal": 409,
     "would-sleep": 409,
@@ -74,6 +75,7 @@ async def test_one_of_each_kind(client: httpx.AsyncClient, served: Any) -> None:
     note(await client.get(f"{API}/instances/9"), "unknown-instance")
     note(await client.post(f"{INST}/calls/vm_page_grabb", json={}), "unknown-function")
     note(await client.get(f"{INST}/objects/3"), "not-found")
+    note(await client.get(f"{INST}/pages/99999"), "no-such-page")
     note(await client.get("/no/such/path"), "not-found")
     note(await call(client, "vm_page_wakeup", {"m": 1025}, ok=False), "kernel-panic")
     note(await call(client, "vm_page_sbusy_drop", {"m": 1025}, ok=False), "simulator-refusal")

@@ -82,7 +82,7 @@ async def test_create_from_phys_avail_with_a_hole(client: httpx.AsyncClient) -> 
     # Range 0 gives pfn 1..158 (0x9F000/4096 = 159), range 1 pfn 256..3966: 158 + 3711
     assert s["v_page_count"] == 158 + 3711
     # pfn 200 (0xC8000) is in the hole: no such page
-    problem(await client.get(f"{API}/instances/{iid}/pages/200"), 404, "not-found")
+    problem(await client.get(f"{API}/instances/{iid}/pages/200"), 404, "no-such-page")
     # pfn 100 is RAM below vm_low_phys_reserved: a DMA-reserve page (§2.3).  It stays
     # there: startup_finish gives back 902 - 249 = 653 pages from the highest free chunks
     # (§2.4), all inside pfn 256..999 (744 pages), so pfn 1..158 are never returned.
@@ -303,10 +303,11 @@ async def test_absurd_inputs_are_refused_without_booting(
 
 @pytest.mark.anyio
 async def test_negative_pfn_is_refused(client: httpx.AsyncClient) -> None:
-    problem(await client.get(f"{API}/instances/{DEFAULT}/pages/-1"), 422, "validation")
+    """No page has a negative pfn: the view and the call say so alike (issue 11)."""
+    view = problem(await client.get(f"{API}/instances/{DEFAULT}/pages/-1"), 404, "no-such-page")
     r = await call(client, "vm_page_free", {"m": -1}, ok=False)
-    p = problem(r, 422, "validation")
-    assert "-1" in p["detail"]
+    p = problem(r, 404, "no-such-page")
+    assert "-1" in p["detail"] and p["detail"] == view["detail"]
 
 
 @pytest.mark.anyio

@@ -72,12 +72,13 @@ async def test_page_view_has_every_field(client: httpx.AsyncClient) -> None:
 @pytest.mark.anyio
 async def test_page_outside_the_machine_is_404(client: httpx.AsyncClient) -> None:
     # pfn 0 is below first_page (1); 4096 is beyond page_range (pfn 1..4095)
-    for pfn in (0, 4096, 1 << 40):
-        body = problem(await client.get(f"{INST}/pages/{pfn}"), 404, "not-found")
+    for pfn in (0, 4096, 1 << 40, (1 << 40) + 1):
+        body = problem(await client.get(f"{INST}/pages/{pfn}"), 404, "no-such-page")
         assert "outside" in body["detail"]
     # pfn 4000 has a page structure but is not managed (it holds the page array itself)
-    problem(await client.get(f"{INST}/pages/4000"), 404, "not-found")
-    problem(await client.get(f"{INST}/pages/{(1 << 40) + 1}"), 422, "validation")
+    body = problem(await client.get(f"{INST}/pages/4000"), 404, "no-such-page")
+    assert "not a page the VM manages" in body["detail"]
+    problem(await client.get(f"{INST}/pages/{1 << 63}"), 422, "validation")  # not an int64
 
 
 @pytest.mark.anyio
@@ -204,7 +205,8 @@ async def test_deactivate_bumps_adds_and_lists_the_tail(client: httpx.AsyncClien
     "path",
     [
         "/queues/PQ_NONE/0",
-        "/queues/pq_free/0",
+        "/queues/pq_fre/0",
+        "/queues/1042/0",
         "/queues/PQ_FREE/1024",
         "/queues/PQ_FREE/-1",
         "/queues/PQ_FREE/0?limit=0",
@@ -463,7 +465,9 @@ async def test_ddb_show_pageq(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.anyio
 async def test_ddb_unknown_command(client: httpx.AsyncClient) -> None:
-    problem(await client.get(f"{INST}/ddb/show map"), 422, "validation")
+    body = problem(await client.get(f"{INST}/ddb/show map"), 404, "not-found")
+    assert body["commands"] == ["show page", "show pageq"]
+    assert "DDB has no command 'show map'" in body["detail"]
     problem(await client.get(f"{API}/instances/42/ddb/show page"), 404, "unknown-instance")
 
 

@@ -164,9 +164,9 @@ async def test_a_form_without_args_and_many_forms_of_one_function() -> None:
         ({"forms": [{"fn": "x"}], "fn": [-1]}, "fn.0", "Expected `int` >= 0"),
         ({"forms": [{"fn": "x", "ctx": {"cpu": 300}}], "fn": [0]}, "forms.0.ctx.cpu", "<= 255"),
         ({"forms": [], "fn": []}, "forms", "length >= 1"),
-        ({"forms": [{"fn": "x"}], "fn": [], "calls": []}, "", "unknown field `calls`"),
-        ({"fn": [0]}, "", "missing required field `forms`"),
-        (b'{"forms": [', "", "not a JSON document"),
+        ({"forms": [{"fn": "x"}], "fn": [], "calls": []}, "body", "unknown field `calls`"),
+        ({"fn": [0]}, "body", "missing required field `forms`"),
+        (b'{"forms": [', "body", "not a JSON document"),
     ],
 )
 async def test_a_malformed_compact_batch_is_one_problem_and_runs_nothing(

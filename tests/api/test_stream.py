@@ -230,6 +230,10 @@ def test_events_arrive_in_seq_order_with_their_records(
     assert alloc["seq"] == 1 and alloc["fn"] == "vm_page_alloc" and alloc["source"] == "api"
     assert alloc["result"] == 3075
     assert alloc["moves"] == [{"pfn": 3075, "from": "PQ_FREE:0", "to": "PQ_NONE"}]
+    # the kernel's alloc explanation names the queues it probed and found (issue 11)
+    (explained,) = [e for e in alloc["events"] if e["event"] == "alloc"]
+    assert explained["found_queue"] == {"queue": "PQ_FREE", "color": 0}
+    assert explained["probes"] == [{"queue": "PQ_FREE", "color": 0}]
     assert alloc["ctx"] == {"cpu": 0}
     # a refused call is an event too, with its error and no record
     refused = [e for e in mirror.events if e["fn"] == "vm_page_free"]

@@ -39,7 +39,7 @@ def no_page_array(monkeypatch: pytest.MonkeyPatch) -> None:
         ("512mib", 512 * MiB),
         ("  8 M ", 8 * MiB),
         ("64k", 64 * KiB),
-        ("2TB", 2 * TiB),  # GB/TB read as binary units
+        ("2T", 2 * TiB),  # single letters are binary, as the loader reads hw.physmem
         ("1.5G", 1536 * MiB),
         ("0.5KiB", 512),
         ("4096", 4096),
@@ -75,6 +75,29 @@ def test_parse_size(text: str | int, nbytes: int) -> None:
 def test_parse_size_refusals(text: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "si", "binary", "fix"),
+    [
+        ("256MB", 256_000_000, 256 * MiB, "256MiB"),
+        ("2TB", 2 * 10**12, 2 * TiB, "2TiB"),
+        ("1.5gb", 1_500_000_000, 1536 * MiB, "1.5GiB"),
+        ("64KB", 64_000, 64 * KiB, "64KiB"),
+    ],
+)
+def test_parse_size_refuses_si_units_with_both_readings(
+    text: str, si: int, binary: int, fix: str
+) -> None:
+    """ "256MB" is never silently read as MiB (issue 11): refused, naming both byte counts
+    and how to write each."""
+    with pytest.raises(ConfigError) as info:
+        parse_size(text)
+    message = str(info.value)
+    assert "ambiguous" in message
+    assert f"{si} bytes in SI units" in message
+    assert f"{binary} to many (binary)" in message
+    assert f"write {fix}" in message and f"or {si} for the SI size" in message
 
 
 def test_parse_size_messages_do_not_echo_huge_input() -> None:

@@ -338,6 +338,8 @@ def _generic_value(p: Any, page: int, oid: int | None, pindex: int, big: bool) -
         return 0
     if kind in ("choice", "choice_str", "flags"):
         return p.choices[0][0]
+    if kind == "queue":
+        return "PQ_FREE"
     if kind == "channel":
         return "v_free_count"
     if kind == "wmesg":

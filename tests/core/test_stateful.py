@@ -616,7 +616,7 @@ class PageLab(RuleBasedStateMachine):
             return d.pick([0, 1, 1, 2, 3, 8, 16, 64, U64_MAX])
         if kind == "color":
             return None if d.bool() else self.page_color(d, spec.name)
-        if kind == "choice":
+        if kind in ("choice", "queue"):  # a queue type: its name or its index, as a choice
             name, value = d.pick(p.choices)
             return value if d.one_in(4) else name
         if kind == "flags":

@@ -41,6 +41,9 @@ describe('describeFunction', () => {
     assert.equal(describeParam({ name: 'type', kind: 'objtype', default: 'OBJT_DEFAULT' }).control, 'select');
     assert.equal(describeParam({ name: 'msg', kind: 'wmesg', default: 'pgwait' }).maxLength, 16);
     assert.ok(describeParam({ name: 'channel', kind: 'channel', required: true }).suggestions.includes('vm_pages_needed'));
+    const q = describeParam({ name: 'basequeue', kind: 'queue', required: true, choices: ['PQ_FREE', 'PQ_INACTIVE'] });
+    assert.equal(q.control, 'select');
+    assert.deepEqual(q.choices, ['PQ_FREE', 'PQ_INACTIVE']);
     assert.deepEqual(describeParam({ name: 'name', kind: 'sysctl_name', required: true }, { sysctlNames: ['vm.v_free_min'] }).suggestions, ['vm.v_free_min']);
     assert.equal(describeParam({ name: 'x', kind: 'brand_new_kind' }).control, 'text');
   });

@@ -44,6 +44,19 @@ describe('allocProbes', () => {
     assert.equal(r.found.type, 'PQ_FREE');
   });
 
+  it('reads the named form the server sends ({queue, color})', () => {
+    const r = allocProbes([
+      {
+        event: 'alloc',
+        color: 5,
+        found_queue: { queue: 'PQ_CACHE', color: 6 },
+        probes: [{ queue: 'PQ_FREE', color: 5 }, { queue: 'PQ_CACHE', color: 6 }],
+      },
+    ]);
+    assert.deepEqual(r.probes.map((q) => [q.type, q.colour]), [['PQ_FREE', 5], ['PQ_CACHE', 6]]);
+    assert.deepEqual([r.found.type, r.found.typeIndex, r.found.colour], ['PQ_CACHE', 3, 6]);
+  });
+
   it('is null when the call explained no allocation', () => {
     assert.equal(allocProbes([{ event: 'wakeup' }]), null);
     assert.equal(allocProbes(undefined), null);

@@ -24,6 +24,7 @@ from app.core.errors import (
     KernelPanic,
     SimulatorRefusal,
     WouldSleep,
+    did_you_mean,
 )
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
@@ -86,6 +87,14 @@ def replay_onto(m: Machine, entries: Sequence[Any]) -> int:
         except CORE_ERRORS:
             refused += 1
     return refused
+
+
+def unknown_function(fn: str) -> str:
+    """The detail of an ``unknown-function`` problem, with the closest names."""
+    return (
+        f"there is no kernel function named {fn!r}{did_you_mean(fn, REGISTRY)} "
+        "(GET /api/v1/functions lists them)"
+    )
 
 
 def thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
@@ -310,7 +319,7 @@ class Shard:
         """One call, refused (``Refusal``) before it reaches the machine when the
         function is unknown or its thread is asleep."""
         if fn not in REGISTRY:
-            return Refusal("unknown-function", f"there is no kernel function named {fn!r}")
+            return Refusal("unknown-function", unknown_function(fn))
         parked = parked_reason(m, fn, ctx)
         if parked is not None:
             return Refusal("conflict", parked)

@@ -155,6 +155,7 @@ export function describeParam(p, context = {}) {
       break;
     case 'choice':
     case 'choice_str':
+    case 'queue': // a queue type: PQ_FREE … (the server also reads free and 1)
       f.control = 'select';
       f.choices = [...(p.choices ?? [])];
       break;

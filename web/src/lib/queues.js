@@ -63,8 +63,26 @@ export function socketBands(config) {
 }
 
 /**
+ * A queue as an event names it, `{queue: "PQ_FREE", color: 5}` (or a bare kernel index, as
+ * older records held), or null for PQ_NONE / anything else.
+ * @param {unknown} ref
+ * @returns {{type: string, typeIndex: number, colour: number} | null}
+ */
+export function queueOfRef(ref) {
+  if (typeof ref === 'number') return queueOfIndex(ref);
+  if (ref && typeof ref === 'object') {
+    const { queue, color } = /** @type {{queue?: unknown, color?: unknown}} */ (ref);
+    const typeIndex = QUEUE_TYPES.indexOf(String(queue));
+    if (typeIndex < 0 || !Number.isInteger(color)) return null;
+    return { type: QUEUE_TYPES[typeIndex], typeIndex, colour: /** @type {number} */ (color) };
+  }
+  return null;
+}
+
+/**
  * The cells an allocation examined, from a call record's kernel events (the "alloc"
- * explanation carries `probes`, the queue indices tried in order, and `found_queue`).
+ * explanation carries `probes`, the queues tried in order, and `found_queue`, each as
+ * `{queue, color}`).
  * @param {Array<Record<string, any>> | undefined} kernelEvents
  * @returns {{probes: Array<{type: string, typeIndex: number, colour: number}>, found: {type: string, typeIndex: number, colour: number} | null} | null}
  */
@@ -74,8 +92,8 @@ export function allocProbes(kernelEvents) {
     const ev = kernelEvents[i];
     const kind = ev?.event ?? ev?.kind;
     if (kind === 'alloc' && Array.isArray(ev.probes)) {
-      const probes = ev.probes.map(queueOfIndex).filter((q) => q !== null);
-      const found = typeof ev.found_queue === 'number' ? queueOfIndex(ev.found_queue) : null;
+      const probes = ev.probes.map(queueOfRef).filter((q) => q !== null);
+      const found = ev.found_queue == null ? null : queueOfRef(ev.found_queue);
       return { probes, found };
     }
   }
