@@ -116,7 +116,7 @@ async def test_create_call_batch_views_and_digest(placement: str) -> None:
         assert vm == plain(views.vmstats_view(ref))
         page = (await c.get(f"{API}/instances/{iid}/pages/{pfns[0]}")).json()
         assert page == plain(views.page_view(ref, pfns[0]))
-        problem(await c.get(f"{API}/instances/{iid}/pages/999999"), 404, "not-found")
+        problem(await c.get(f"{API}/instances/{iid}/pages/999999"), 404, "no-such-page")
         objects = (await c.get(f"{API}/instances/{iid}/objects")).json()
         assert [o["resident_page_count"] for o in objects if o["id"] == obj] == [40]
         pm = (await c.get(f"{API}/instances/{iid}/pagemap?width=8")).json()

@@ -328,6 +328,8 @@ def portable(e: Exception) -> PortableError | Exception:
         return PortableError(type(e).__name__, (e.function, e.message))
     if isinstance(e, WouldSleep):
         return PortableError("WouldSleep", (e.function, e.channel, e.message))
+    if type(e) is InvalidArgument:  # its problem kind travels too (no-such-page, ...)
+        return PortableError("InvalidArgument", (str(e), e.kind))
     name = type(e).__name__
     if name in _ERRORS:
         return PortableError(name, (str(e),))
