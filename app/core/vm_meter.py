@@ -1,7 +1,12 @@
-"""TODO docstring for vm_meter"""
+"""``vm_meter.c``'s part of the per-CPU statistics: the rollups that fold each CPU's pending
+adjustments (``gd_vmstats_adj``) into the global ``vmstats`` and refresh the snapshots
+(``gd_vmstats``), and ``count_lag``, which says how far a count read now lags them."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.core.constants import CNT_NAMES
 from app.core.state import MachineState
 
 
@@ -32,3 +37,27 @@ def hardclock_rollup(vm: MachineState) -> None:
         vmstats_rollup_cpu(vm, cpu.cpuid)
     for cpu in vm.cpus:
         cpu.vmstats.copy_from(vm.vmstats)
+
+
+def count_lag(vm: MachineState, k: int, read: int, where: str) -> dict[str, Any]:
+    """How the count ``CNT_NAMES[k]`` that a decision just read (``read``, from
+    ``where``: the global ``vmstats`` or a CPU's ``gd_vmstats`` snapshot) compares with
+    the value a rollup would give now: the global count plus every CPU's pending
+    adjustment.  For explanations only: reads, changes nothing."""
+    folded = vm.vmstats.cnt[k] + sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+    name = CNT_NAMES[k]
+    note: dict[str, Any] = {
+        "count": name,
+        "read_from": where,
+        "read": read,
+        "folded": folded,
+        "stale": read != folded,
+        "folded_by": "vmstats_rollup (hardclock does it every tick)",
+    }
+    if read != folded:
+        note["why"] = (
+            f"{where}.{name} read {read}, but the per-CPU adjustments not yet folded in "
+            f"make it {folded}: the count lags until vmstats_rollup (or the next tick's "
+            "hardclock) folds them"
+        )
+    return note
