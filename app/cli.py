@@ -351,7 +351,8 @@ def format_call(
             lines.append(f"{head} failed after sleeping: {_compact(completed['error'])}")
         else:
             text = format_result(completed.get("result"), returns)
-            lines.append(f"{head}{'' if text is None else ' = ' + text}   (after sleeping)")
+            how = "its sleep timed out" if completed.get("timed_out") else "after sleeping"
+            lines.append(f"{head}{'' if text is None else ' = ' + text}   ({how})")
     elif blocked is not None:
         lines.append(
             f"{head} blocked: thread {blocked.get('thread')} sleeps on "
@@ -359,7 +360,9 @@ def format_call(
             f"timo {blocked.get('timo')})"
         )
         if waited:
-            lines.append("  (still asleep when the wait ended)")
+            lines.append("  (timed out: still asleep when the wait ended)")
+        if blocked.get("why"):
+            lines.append(f"  why: {blocked['why']}")
     else:
         text = format_result(response.get("result"), returns)
         if text is None:

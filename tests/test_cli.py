@@ -216,17 +216,28 @@ def test_call_blocked_and_errors(run: Runner, client: PageLabClient, fresh: int)
         "call", "vm_page_busy_wait", f"m={pfn}", "--thread", "2", "--no-record", instance=fresh
     )
     assert code == 0
-    assert out == (
+    first, why = out.splitlines()
+    assert first == (
         f'vm_page_busy_wait(m={pfn}) blocked: thread 2 sleeps on page:{pfn} (wmesg "pgwait", '
-        "timo 0)\n"
+        "timo 0)"
     )
+    # who holds the page (thread 0's vm_page_alloc, this instance's call #1), and no
+    # timeout to offer: busy_wait sleeps with timo 0
+    assert why.startswith(
+        f"  why: thread 2 is sleeping in vm_page_busy_wait (on page:{pfn}): it waits for "
+        f"page {pfn} (hard-busied (PBUSY_LOCKED), PBUSY_WANTED (a thread sleeps on it); "
+        "held by thread 0 (call #1, vm_page_alloc)) to be released"
+    )
+    assert why.endswith("it has no timeout (timo 0), so ticks alone never end it")
+    assert "let it time out" not in why
     # With --wait and nobody to wake it: the same line, and the wait's end.
     code, out, _ = run(
         "call", "vm_page_busy_wait", f"m={pfn}", "--thread", "3", "--wait", "--timeout", "0.05",
         "--no-record", instance=fresh,
     )  # fmt: skip
     assert code == 0
-    assert out.splitlines()[1:] == ["  (still asleep when the wait ended)"]
+    assert out.splitlines()[1] == "  (timed out: still asleep when the wait ended)"
+    assert out.splitlines()[2].startswith("  why: thread 3 is sleeping in vm_page_busy_wait")
     assert out.startswith(f"vm_page_busy_wait(m={pfn}) blocked: thread 3 sleeps on page:{pfn}")
     code, out, err = run("call", "vm_nope", instance=fresh)
     assert code == 1 and out == ""

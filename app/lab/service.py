@@ -33,6 +33,7 @@ from app.core.errors import (
 from app.core.invariants import check_invariants, state_digest
 from app.core.machine import CallResult, Machine
 from app.core.registry import REGISTRY
+from app.lab.explain import BusyHolders, explain_call, sleep_why
 from app.lab.machine_views import summary
 
 from .access import Access
@@ -272,6 +273,8 @@ class Instance:
     #: a record with more moves or events than this goes into the stream's ring
     #: summarised (``PAGELAB_RECORD_MAX_MOVES``; the full one: ``…/journal/{seq}/record``)
     record_bound: int = 10_000
+    #: which thread took each page's hard busy, for explanations (``explain.BusyHolders``)
+    busy_holders: BusyHolders = field(default_factory=BusyHolders)
 
     @property
     def machine(self) -> Machine:
@@ -374,28 +377,35 @@ class Instance:
 
 
 def _thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
+    """How the call thread ``tid`` slept in ended, once it has: its result or error,
+    and ``timed_out``: whether its last sleep ended by its own timeout (ticks passed)
+    rather than a wakeup.  None while it still sleeps."""
     th = m.threads.get(tid)
     if th is None or th.state != "idle":
         return None
     if th.last_error is not None:
-        return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
-    return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
+        return {
+            "thread": tid,
+            "fn": th.last_fn,
+            "error": th.last_error,
+            "timed_out": th.timed_out,
+        }
+    return {"thread": tid, "fn": th.last_fn, "result": th.last_result, "timed_out": th.timed_out}
 
 
-def _parked(m: Machine, fn: str, ctx: Ctx) -> str | None:
+def _parked(m: Machine, fn: str, ctx: Ctx, holders: BusyHolders) -> str | None:
     """Why the call cannot run now if its thread is parked (asleep in an earlier call):
-    a conflict with the machine's state (409), not a malformed request.  Simulator verbs
-    (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and are never parked."""
+    a conflict with the machine's state (409), not a malformed request, explained by
+    ``explain.sleep_why`` (a self-deadlock said plainly, a timeout only if there is one).
+    Simulator verbs (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and
+    are never parked."""
     if not REGISTRY[fn].on_thread:
         return None
     tid = ctx.cpu if ctx.thread is None else ctx.thread
     th = m.threads.get(tid)
     if th is None or th.state == "idle":
         return None
-    return (
-        f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it time "
-        "out (tick), or run the call on another thread"
-    )
+    return sleep_why(m, holders, tid)
 
 
 class Lab:
@@ -1340,6 +1350,7 @@ class Lab:
             inst.calls = len(kept)
             inst.seq = to
             inst.ring.clear()
+            inst.busy_holders = BusyHolders()  # the rewound calls' holders are not known
             inst.pending = []
             inst.digest_cache = None
             for futures in inst.waiters.values():
@@ -1428,9 +1439,10 @@ class Lab:
             raise LabError("unknown-function", f"there is no kernel function named {fn!r}")
         waiter: asyncio.Future[dict[str, Any] | None] | None = None
         async with self.hold(inst) as m:
-            parked = _parked(m, fn, ctx)
+            parked = _parked(m, fn, ctx, inst.busy_holders)
             if parked is not None:
                 raise LabError("conflict", parked)
+            pages = inst.busy_holders.before(m, fn, args)
 
             watched = self.stream.records_wanted(inst.id)
             full = record or watched
@@ -1459,6 +1471,7 @@ class Lab:
                 inst.record(fn, args, ctx, source, None, problem_of(e), watched)
                 inst.calls += 1
                 raise
+            explain_call(m, inst.busy_holders, fn, pages, result, inst.seq + 1)
             seq = inst.record(fn, args, ctx, source, result, None, watched)
             inst.calls += 1
             saved = self.flush(inst)
@@ -1519,9 +1532,10 @@ class Lab:
         if fn not in REGISTRY:
             return None, LabError("unknown-function", f"there is no kernel function named {fn!r}")
         m = inst.machine
-        parked = _parked(m, fn, ctx)
+        parked = _parked(m, fn, ctx, inst.busy_holders)
         if parked is not None:
             return None, LabError("conflict", parked)
+        pages = inst.busy_holders.before(m, fn, args)
         watched = self.stream.records_wanted(inst.id)
         try:
             r = m.call(
@@ -1536,6 +1550,7 @@ class Lab:
             )
         except CORE_ERRORS as e:
             return inst.record(fn, args, ctx, source, None, problem_of(e), watched), e
+        explain_call(m, inst.busy_holders, fn, pages, r, inst.seq + 1)
         return inst.record(fn, args, ctx, source, r, None, watched), r
 
     async def batch(
