@@ -205,7 +205,13 @@ def test_alloc_contig_null_when_the_block_ends_above_high() -> None:
 
 
 def pg_alloc_event(m: Machine, npg: int, **kw: Any) -> dict[str, Any]:
-    args = {"size": npg * 4096, "low": 0, "high": 1 << 40, "alignment": 4096, "boundary": 0}
+    args: dict[str, Any] = {
+        "size": npg * 4096,
+        "low": 0,
+        "high": 1 << 40,
+        "alignment": 4096,
+        "boundary": 0,
+    }
     args.update(kw)
     args.setdefault("mflags", "M_NOWAIT")
     e = one(m, "vm_contig_pg_alloc", "contig_pg_alloc", **args)
