@@ -105,10 +105,33 @@ def test_instances_table(run: Runner, client: PageLabClient) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "NAME", "PRESET", "PAGES", "FREE", "CPUS"]
     default = [ln.split() for ln in lines[1:] if ln.split()[0] == "1"]
-    free = client.instance(1)["summary"]["v_free_count"]
+    summary = client.instance(1)["summary"]
+    free = f"{summary['v_free_count']}{'*' if 'v_free_count' in summary['counts_lag'] else ''}"
     assert default == [["1", "default", "tiny-16m", str(V_PAGE_COUNT), str(free), "1"]]
     # Columns line up: every row is as wide as the header's column positions.
     assert lines[0].index("PAGES") + len("PAGES") == lines[1].index(str(V_PAGE_COUNT)) + 4
+
+
+def test_instances_flags_a_free_count_that_lags_the_cpus(
+    run: Runner, client: PageLabClient, fresh: int
+) -> None:
+    """tiny-16m boots with 3711 free pages; one vm_page_alloc takes a page through CPU 0's
+    adjustment (gd_vmstats_adj), so the global v_free_count says 3711 until a rollup
+    folds the -1 in: FREE shows ``3711*`` and the note gives the folded 3710."""
+    client.call(fresh, "vm_page_alloc")
+    code, out, _ = run("instances")
+    assert code == 0
+    lines = out.splitlines()
+    row = next(ln.split() for ln in lines[1:] if ln.split()[:1] == [str(fresh)])
+    assert row[4] == "3711*"
+    assert (
+        f"* instance {fresh}: FREE is the global v_free_count; its CPUs hold -1 not yet "
+        "rolled up, so folded it is 3710 (vmstats_rollup or the next tick folds it)"
+    ) in lines
+    client.call(fresh, "vmstats_rollup")
+    _, out, _ = run("instances")
+    row = next(ln.split() for ln in out.splitlines()[1:] if ln.split()[:1] == [str(fresh)])
+    assert row[4] == "3710" and f"* instance {fresh}:" not in out
 
 
 def test_create_reset_delete(run: Runner, client: PageLabClient) -> None:
