@@ -90,6 +90,14 @@ _BUSIES_RESULT = frozenset(
 )
 
 
+#: Each function's page parameters (the ones ``BusyHolders`` watches).
+_PAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    name: names
+    for name, spec in REGISTRY.items()
+    if (names := tuple(p.name for p in spec.params if p.kind == "page"))
+}
+
+
 class BusyHolders:
     """Which thread's call took each page's hard busy.  The kernel keeps no owner in the
     busy word; the lab infers one from the calls it runs, to tell a thread that sleeps on
@@ -106,15 +114,13 @@ class BusyHolders:
 
     def before(self, m: Machine, fn: str, args: dict[str, Any]) -> list[tuple[int, bool]]:
         """The page arguments of the call and whether each is hard-busied now."""
-        spec = REGISTRY.get(fn)
-        if spec is None:
-            return []
         out = []
-        for p in spec.params:
-            if p.kind == "page":
-                pfn = args.get(p.name)
-                if type(pfn) is int and _locked(m, pfn) is not None:
-                    out.append((pfn, bool(_locked(m, pfn))))
+        for name in _PAGE_PARAMS.get(fn, ()):
+            pfn = args.get(name)
+            if type(pfn) is int:
+                locked = _locked(m, pfn)
+                if locked is not None:
+                    out.append((pfn, locked))
         return out
 
     def after(
@@ -202,6 +208,8 @@ def explain_call(
     asleep, add ``why`` to its ``blocked`` answer (``sleep_why``: a self-deadlock said
     plainly; the timeout only when there is one)."""
     blocked = result.blocked
+    if blocked is None and not pages and fn not in _BUSIES_RESULT:
+        return  # the common case: nothing to note
     tid = blocked["thread"] if blocked is not None else m.curthread.tid
     holders.after(m, fn, pages, result, tid, seq)
     if blocked is not None:
