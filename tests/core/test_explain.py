@@ -277,6 +277,30 @@ def test_contig_fallback_cleaning_budget_lags_until_a_rollup() -> None:
     assert (clean["visited"], clean["cached"], clean["written"]) == (2, 2, 0)
 
 
+def test_alloc_null_says_the_cpu_snapshot_lags_a_free_on_another_cpu() -> None:
+    """§5, §7.1: the gate reads the calling CPU's snapshot (gd_vmstats).  boot8 with two
+    CPUs: 1983 free, v_free_reserved = 73 * 4 // 8 + 7 = 43.  CPU 0 allocates 1941 pages:
+    its snapshot says 1983 - 1941 = 42 < 43.  CPU 1 frees one: its adjustment +1, which
+    CPU 0's snapshot does not see until a rollup: folded, free is 1983 - 1941 + 1 = 43."""
+    m = Machine.boot(MachineConfig(phys_avail=((0x200000, 0xA00000),), cpus=2))
+    assert (m.vmstats.v_free_count, m.gd.v_free_reserved) == (1983, 43)
+    held = [m.call("vm_page_alloc", {}, record=False).result for _ in range(1941)]
+    assert None not in held
+    m.call("vm_page_free", {"m": held[0]}, cpu=1, record=False)
+    e = one(m, "vm_page_alloc", "alloc", page_req="VM_ALLOC_QUICK")
+    assert e["result"] is None
+    assert "free count 42 is below v_free_reserved (43)" in e["why_null"]
+    lag = e["count_lag"]
+    assert (lag["read_from"], lag["read"], lag["folded"], lag["stale"]) == (
+        "cpu0.gd_vmstats",
+        42,
+        43,
+        True,
+    )
+    m.call("vmstats_rollup")  # folds CPU 1's +1 into the global count and CPU 0's snapshot
+    assert m.call("vm_page_alloc", {"page_req": "VM_ALLOC_QUICK"}).result is not None
+
+
 def test_count_lag_reads_only() -> None:
     m = boot8()
     _, p = active_page(m)  # PQ_ACTIVE +1 through CPU 0's adjustment
