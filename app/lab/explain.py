@@ -105,9 +105,10 @@ class BusyHolders:
 
     A page argument that a call found unbusied and left hard-busied, and a page returned
     hard-busied by an allocating or busying lookup, is held by the calling thread; a page
-    found unbusied afterwards is held by nobody.  Lab-side bookkeeping for explanations:
-    not part of the machine's state or digest (after a restart it starts empty, and an
-    explanation then says it does not know the holder)."""
+    found unbusied afterwards is held by nobody.  Bookkeeping for explanations, kept next
+    to the machine by its host (``hosts.shard.Shard.holders``): not part of the machine's
+    state or digest (it starts empty whenever the machine is booted, loaded or rebuilt,
+    and an explanation then says it does not know the holder)."""
 
     def __init__(self) -> None:
         self.by_pfn: dict[int, tuple[int, int, str]] = {}
