@@ -268,19 +268,34 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int]
 
 def format_instances(instances: Sequence[dict[str, Any]]) -> str:
     """``ID NAME PRESET PAGES FREE CPUS``: PAGES is ``v_page_count`` (managed pages),
-    FREE ``v_free_count`` (both global vmstats), a machine without preset shows ``-``."""
-    rows = [
-        (
-            inst["id"],
-            inst["name"],
-            inst.get("preset") or "-",
-            inst["summary"]["v_page_count"],
-            inst["summary"]["v_free_count"],
-            inst["config"]["cpus"],
+    FREE ``v_free_count`` (both global vmstats), a machine without preset shows ``-``.
+    A FREE that lags its CPUs' pending adjustments is flagged ``*`` and a note under
+    the table gives the folded value (what ``vmstats_rollup`` or a tick would make it)."""
+    rows = []
+    notes = []
+    for inst in instances:
+        s = inst["summary"]
+        free = str(s["v_free_count"])
+        lag = (s.get("counts_lag") or {}).get("v_free_count")
+        if lag:
+            free += "*"
+            notes.append(
+                f"* instance {inst['id']}: FREE is the global v_free_count; its CPUs hold "
+                f"{lag['pending']:+d} not yet rolled up, so folded it is {lag['folded']} "
+                "(vmstats_rollup or the next tick folds it)"
+            )
+        rows.append(
+            (
+                inst["id"],
+                inst["name"],
+                inst.get("preset") or "-",
+                s["v_page_count"],
+                free,
+                inst["config"]["cpus"],
+            )
         )
-        for inst in instances
-    ]
-    return table(("ID", "NAME", "PRESET", "PAGES", "FREE", "CPUS"), rows, {0, 3, 4, 5})
+    out = table(("ID", "NAME", "PRESET", "PAGES", "FREE", "CPUS"), rows, {0, 3, 4, 5})
+    return out + "".join(line + "\n" for line in notes)
 
 
 def format_record(record: dict[str, Any]) -> list[str]:
@@ -353,7 +368,8 @@ def format_call(
             lines.append(f"{head} failed after sleeping: {_compact(completed['error'])}")
         else:
             text = format_result(completed.get("result"), returns)
-            lines.append(f"{head}{'' if text is None else ' = ' + text}   (after sleeping)")
+            how = "its sleep timed out" if completed.get("timed_out") else "after sleeping"
+            lines.append(f"{head}{'' if text is None else ' = ' + text}   ({how})")
     elif blocked is not None:
         lines.append(
             f"{head} blocked: thread {blocked.get('thread')} sleeps on "
@@ -361,7 +377,9 @@ def format_call(
             f"timo {blocked.get('timo')})"
         )
         if waited:
-            lines.append("  (still asleep when the wait ended)")
+            lines.append("  (timed out: still asleep when the wait ended)")
+        if blocked.get("why"):
+            lines.append(f"  why: {blocked['why']}")
     else:
         text = format_result(response.get("result"), returns)
         if text is None:

@@ -65,8 +65,12 @@ class CallResponse(TypedDict):
     result: Any
     #: set when the call put its thread to sleep: thread, channel, wmesg, timo
     blocked: dict[str, Any] | None
-    #: with ``wait=True``: the outcome once another call woke the thread
+    #: with ``wait=True``: the outcome once the thread finished (``timed_out`` in it: its
+    #: sleep ended by its own timeout rather than a wakeup)
     completed: dict[str, Any] | None
+    #: with ``wait=True`` and a call that slept: True when the wait ended with the thread
+    #: still asleep (``wait_note`` says more), False when it saw the thread finish
+    timed_out: bool | None
     #: what the call changed (moves, counters, events), unless ``record=False``
     record: dict[str, Any] | None
 

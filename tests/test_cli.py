@@ -105,10 +105,33 @@ def test_instances_table(run: Runner, client: PageLabClient) -> None:
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "NAME", "PRESET", "PAGES", "FREE", "CPUS"]
     default = [ln.split() for ln in lines[1:] if ln.split()[0] == "1"]
-    free = client.instance(1)["summary"]["v_free_count"]
+    summary = client.instance(1)["summary"]
+    free = f"{summary['v_free_count']}{'*' if 'v_free_count' in summary['counts_lag'] else ''}"
     assert default == [["1", "default", "tiny-16m", str(V_PAGE_COUNT), str(free), "1"]]
     # Columns line up: every row is as wide as the header's column positions.
     assert lines[0].index("PAGES") + len("PAGES") == lines[1].index(str(V_PAGE_COUNT)) + 4
+
+
+def test_instances_flags_a_free_count_that_lags_the_cpus(
+    run: Runner, client: PageLabClient, fresh: int
+) -> None:
+    """tiny-16m boots with 3711 free pages; one vm_page_alloc takes a page through CPU 0's
+    adjustment (gd_vmstats_adj), so the global v_free_count says 3711 until a rollup
+    folds the -1 in: FREE shows ``3711*`` and the note gives the folded 3710."""
+    client.call(fresh, "vm_page_alloc")
+    code, out, _ = run("instances")
+    assert code == 0
+    lines = out.splitlines()
+    row = next(ln.split() for ln in lines[1:] if ln.split()[:1] == [str(fresh)])
+    assert row[4] == "3711*"
+    assert (
+        f"* instance {fresh}: FREE is the global v_free_count; its CPUs hold -1 not yet "
+        "rolled up, so folded it is 3710 (vmstats_rollup or the next tick folds it)"
+    ) in lines
+    client.call(fresh, "vmstats_rollup")
+    _, out, _ = run("instances")
+    row = next(ln.split() for ln in out.splitlines()[1:] if ln.split()[:1] == [str(fresh)])
+    assert row[4] == "3710" and f"* instance {fresh}:" not in out
 
 
 def test_create_reset_delete(run: Runner, client: PageLabClient) -> None:
@@ -216,17 +239,28 @@ def test_call_blocked_and_errors(run: Runner, client: PageLabClient, fresh: int)
         "call", "vm_page_busy_wait", f"m={pfn}", "--thread", "2", "--no-record", instance=fresh
     )
     assert code == 0
-    assert out == (
+    first, why = out.splitlines()
+    assert first == (
         f'vm_page_busy_wait(m={pfn}) blocked: thread 2 sleeps on page:{pfn} (wmesg "pgwait", '
-        "timo 0)\n"
+        "timo 0)"
     )
+    # who holds the page (thread 0's vm_page_alloc, this instance's call #1), and no
+    # timeout to offer: busy_wait sleeps with timo 0
+    assert why.startswith(
+        f"  why: thread 2 is sleeping in vm_page_busy_wait (on page:{pfn}): it waits for "
+        f"page {pfn} (hard-busied (PBUSY_LOCKED), PBUSY_WANTED (a thread sleeps on it); "
+        "held by thread 0 (call #1, vm_page_alloc)) to be released"
+    )
+    assert why.endswith("it has no timeout (timo 0), so ticks alone never end it")
+    assert "let it time out" not in why
     # With --wait and nobody to wake it: the same line, and the wait's end.
     code, out, _ = run(
         "call", "vm_page_busy_wait", f"m={pfn}", "--thread", "3", "--wait", "--timeout", "0.05",
         "--no-record", instance=fresh,
     )  # fmt: skip
     assert code == 0
-    assert out.splitlines()[1:] == ["  (still asleep when the wait ended)"]
+    assert out.splitlines()[1] == "  (timed out: still asleep when the wait ended)"
+    assert out.splitlines()[2].startswith("  why: thread 3 is sleeping in vm_page_busy_wait")
     assert out.startswith(f"vm_page_busy_wait(m={pfn}) blocked: thread 3 sleeps on page:{pfn}")
     code, out, err = run("call", "vm_nope", instance=fresh)
     assert code == 1 and out == ""

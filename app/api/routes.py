@@ -262,8 +262,20 @@ async def call_function(
         "result": result.result,
         "blocked": result.blocked,
         "completed": outcome,
+        "timed_out": None,
         "record": record,
     }
+    if body.wait and result.blocked is not None:
+        # the wait either saw the thread finish or ended (timeout_s, the server's cap, a
+        # shutdown) while it still sleeps: say which, not just "completed": null
+        answer["timed_out"] = outcome is None
+        if outcome is None:
+            limit = min(body.timeout_s or lab.settings.max_wait_s, lab.settings.max_wait_s)
+            answer["wait_note"] = (
+                f"the wait ended after at most {limit:g} s without the thread being woken: "
+                f"thread {result.blocked['thread']} still sleeps on "
+                f"{result.blocked['channel']} (blocked.why says what ends it)"
+            )
     return Response(compact.encode(answer), media_type="application/json")
 
 

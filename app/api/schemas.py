@@ -116,8 +116,25 @@ class CallResponse(BaseModel):
     fn: str
     seq: int = Field(description="the call's sequence number on its instance (see the stream)")
     result: Any = None
-    blocked: dict[str, Any] | None = None
-    completed: dict[str, Any] | None = Field(default=None, description="the outcome after waiting")
+    blocked: dict[str, Any] | None = Field(
+        default=None,
+        description="set when the call put its thread to sleep: thread, channel, wmesg, timo "
+        "and why (what it waits for, a self-deadlock said plainly, and what ends the sleep)",
+    )
+    completed: dict[str, Any] | None = Field(
+        default=None,
+        description="the outcome after waiting: thread, fn, result or error, and timed_out "
+        "(the sleep ended by its own timeout, not a wakeup)",
+    )
+    timed_out: bool | None = Field(
+        default=None,
+        description="with wait: true and a call that slept: true when the wait ended with the "
+        "thread still asleep (completed is then null), false when it saw the thread finish; "
+        "null when there was nothing to wait for",
+    )
+    wait_note: str | None = Field(
+        default=None, description="when timed_out: how long the wait lasted and what still sleeps"
+    )
     record: dict[str, Any] | None = None
 
 

@@ -281,7 +281,8 @@ async def import_trace(
 async def export_snapshot(instance_id: InstanceId, lab: LabDep) -> Response:
     """The instance's full state as a snapshot file (versioned, compressed, no pickle):
     for scenarios too big to replay.  Refused (409) while a simulated thread sleeps in a
-    call: wake it or let it time out first."""
+    call: the answer says what ends its sleep (a wakeup or a release; a tick only when the
+    sleep has a timeout)."""
     inst = lab.get(instance_id)
     data = await lab.export_snapshot(inst)
     return Response(

@@ -19,6 +19,7 @@ from app.core.vm_page.alloc import (
     vm_page_alloczwq,
     vm_page_grab,
 )
+from app.core.vm_page.busy import describe_busy as describe_busy  # for the lab's explanations
 from app.core.vm_page.object import (
     vm_page_lookup,
 )

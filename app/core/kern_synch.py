@@ -183,6 +183,38 @@ def curthread_lowmemkill(vm: MachineState) -> bool:
     return bool(vm.curthread.p_flags & P_LOWMEMKILL)
 
 
+# ------------------------------------------------------------ why a thread is asleep
+def sleep_remedy(vm: MachineState, th: Thread, other_thread: bool = True) -> str:
+    """What ends ``th``'s sleep, in words for an error message: a wakeup on its
+    channel, its timeout only when it has one (``tick``, with the tick it expires at),
+    and (``other_thread``) running the call on another thread meanwhile.  Reads only."""
+    if th.state == "runnable":
+        return "it runs when the current call ends" + (
+            "; or run the call on another thread" if other_thread else ""
+        )
+    if th.channel.startswith("page:"):
+        # a bare wakeup only makes a busy waiter look again and sleep again
+        pfn = th.channel.partition(":")[2]
+        ways = [
+            f"release page {pfn} from another thread (vm_page_wakeup m={pfn} for a hard "
+            "busy, vm_page_io_finish for a soft busy), which wakes it"
+        ]
+    else:
+        ways = [f"wake it (wakeup on {th.channel})"]
+    if th.deadline is not None:
+        left = th.deadline - vm.ticks
+        ways.append(
+            f"let it time out (tick: its sleep ends at tick {th.deadline}, "
+            f"{max(left, 0)} tick(s) from now)"
+        )
+    if other_thread:
+        ways.append("run the call on another thread")
+    text = "; ".join(ways[:-1]) + "; or " + ways[-1] if len(ways) > 1 else ways[0]
+    if th.deadline is None:
+        text += "; it has no timeout (timo 0), so ticks alone never end it"
+    return text
+
+
 # ------------------------------------------------------------ running calls
 def start_call(
     vm: MachineState, th: Thread, fn: str, args: dict[str, Any], gen: KernelGen
@@ -191,8 +223,7 @@ def start_call(
     sleeps (``(False, Sleep)``: the thread is parked)."""
     if th.state != "idle":
         raise InvalidArgument(
-            f"thread {th.tid} is {th.state} in {th.fn} on {th.channel}; wake it, let it "
-            "time out, or use another thread"
+            f"thread {th.tid} is {th.state} in {th.fn} on {th.channel}; {sleep_remedy(vm, th)}"
         )
     th.fn = fn
     th.args = args

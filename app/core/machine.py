@@ -22,7 +22,15 @@ from app.core.constants import (
 )
 from app.core.convert import _convert_args
 from app.core.errors import InvalidArgument, did_you_mean
-from app.core.kern_synch import MAX_THREADS, P_LOWMEMKILL, Thread, _enter, run_runnable, start_call
+from app.core.kern_synch import (
+    MAX_THREADS,
+    P_LOWMEMKILL,
+    Thread,
+    _enter,
+    run_runnable,
+    sleep_remedy,
+    start_call,
+)
 from app.core.registry import REGISTRY, queue_name
 from app.core.state import MachineState, Trace
 from app.core.vmstats import METER_FIELDS
@@ -77,6 +85,11 @@ class Machine(MachineState):
         boot_machine(m, config)
         return m
 
+    def sleep_remedy(self, th: Thread, other_thread: bool = True) -> str:
+        """What ends thread ``th``'s sleep, in words (``kern_synch.sleep_remedy``): a
+        wakeup, its timeout only if it has one, another thread meanwhile."""
+        return sleep_remedy(self, th, other_thread)
+
     # ================================================================= calls
     def call(
         self,
@@ -129,8 +142,8 @@ class Machine(MachineState):
                     th = idle[cpu] = Thread(cpu, cpu)
             elif th.state != "idle":
                 raise InvalidArgument(
-                    f"thread {cpu} is {th.state} in {th.fn} (on {th.channel}); wake it, let it "
-                    "time out (tick), or run the call on another thread"
+                    f"thread {cpu} is {th.state} in {th.fn} (on {th.channel}); "
+                    + sleep_remedy(self, th)
                 )
             th.cpu = cpu
             th.nice = 0
@@ -159,8 +172,8 @@ class Machine(MachineState):
             th = Thread(tid, cpu)  # transient until it sleeps
         elif th.state != "idle":
             raise InvalidArgument(
-                f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it "
-                "time out (tick), or run the call on another thread"
+                f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); "
+                + sleep_remedy(self, th)
             )
         th.cpu = cpu
         th.nice = nice

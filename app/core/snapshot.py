@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from app.core.invariants import state_digest
-from app.core.kern_synch import Thread
+from app.core.kern_synch import Thread, sleep_remedy
 from app.core.vm_page.pagestate import FakePage
 from app.core.vm_pageout import resume_pagedaemon
 
@@ -116,7 +116,7 @@ def busy_reason(m: Machine) -> str | None:
             continue
         return (
             f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); a snapshot is taken "
-            "only when no thread sleeps in a call: wake it or let it time out (tick)"
+            f"only when no thread sleeps in a call: {sleep_remedy(m, th, other_thread=False)}"
         )
     return None
 

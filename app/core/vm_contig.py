@@ -18,6 +18,7 @@ import numpy as np
 
 from app.core.constants import (
     ALIST_BLOCK_NONE,
+    CNT_INACTIVE,
     PAGE_SHIFT,
     PAGE_SIZE,
     PBUSY_LOCKED,
@@ -36,6 +37,7 @@ from app.core.kern_synch import KernelGen
 from app.core.objects import ObjType
 from app.core.pmap import VM_PROT_READ, pmap_page_is_mapped, vm_page_protect, vm_page_protect_none
 from app.core.state import MachineState
+from app.core.vm_meter import count_lag
 from app.core.vm_page.busy import (
     vm_page_busy_try,
     vm_page_busy_wait,
@@ -185,11 +187,22 @@ def vm_page_alloc_contig(
     boundary_pages = max(1, boundary >> PAGE_SHIFT)
     npg = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
     alist = vm.vm_contig_alist
+    why = _reserve_why(vm, npg) if vm.trace is not None else None
     blk = alist.alloc(0, npg)
     if blk == ALIST_BLOCK_NONE:
+        if why is not None:
+            vm.event("alloc_contig", result=None, **why)
         return -1
     if high != 0 and ((blk + npg) << PAGE_SHIFT) > high:
         alist.free(blk, npg)
+        if why is not None:
+            why["why_null"] = (
+                f"the reserve's block at pfn {blk:#x} ends at byte {(blk + npg) << PAGE_SHIFT:#x}, "
+                f"above high {high:#x}: freed back. alist always hands out its lowest fitting "
+                "block and high is only checked afterwards (low, alignment and boundary are "
+                "ignored)"
+            )
+            vm.event("alloc_contig", result=None, **why)
         return -1
     i = blk - vm.first_page
     if vm.vm_contig_verbose:
@@ -203,7 +216,74 @@ def vm_page_alloc_contig(
             alist.free(blk, npg)  # nothing may stay changed by a panicking call
             raise KernelPanic(function, 'assertion "m->flags & PG_FICTITIOUS" failed')
         vm.pg.arrays["pat"][i : i + npg] = memattr
+    if why is not None:
+        del why["why_null"]
+        vm.event("alloc_contig", result=blk, **why)
     return i
+
+
+def _alist_round(npg: int) -> int:
+    """The block size ``alist_alloc`` really looks for: ``npg`` rounded up to a power of
+    two (the tail beyond ``npg`` is freed at once)."""
+    rounded = 1
+    while rounded < npg:
+        rounded <<= 1
+    return rounded
+
+
+def _reserve_why(vm: MachineState, npg: int) -> dict[str, Any]:
+    """What ``vm_page_alloc_contig`` would find in the DMA reserve for ``npg`` pages, in
+    numbers, and the reason if nothing fits (``why_null``, the alist's own condition: a
+    free, naturally aligned block of ``npg`` rounded up to a power of two).  Reads only;
+    called before the allocation."""
+    alist = vm.vm_contig_alist
+    rounded = _alist_round(npg)
+    runs = alist.free_runs()
+    largest_run = max(runs, key=lambda r: r[1], default=None)
+    aligned = 0
+    aligned_at = None
+    for start, count in runs:
+        size = 1
+        while size * 2 <= count:
+            size *= 2
+        while size > aligned:
+            first = -(-start // size) * size  # the first multiple of size in the run
+            if first + size <= start + count:
+                aligned, aligned_at = size, first
+                break
+            size //= 2
+    out: dict[str, Any] = {
+        "npg": npg,
+        "block": rounded,
+        "bl_free": alist.bl_free,
+        "largest_free_run": list(largest_run) if largest_run else None,
+        "largest_aligned_block": [aligned_at, aligned] if aligned else None,
+        "ignored": "low, alignment and boundary (only high is checked, after the fact)",
+    }
+    if alist.bl_free == 0:
+        out["why_null"] = "the DMA reserve has no free page" + (
+            " (this machine reserved none: dma_reserved 0)" if not vm.vm_dma_reserved else ""
+        )
+    elif rounded >= alist.radix:
+        out["why_null"] = (
+            f"{npg} pages round up to a block of {rounded}, not below the alist's radix "
+            f"({alist.radix}): alist_alloc refuses it"
+        )
+    elif aligned < rounded:
+        run = (
+            f"the largest free run is {largest_run[1]} pages at pfn {largest_run[0]:#x}"
+            if largest_run
+            else "there is no free run"
+        )
+        out["why_null"] = (
+            f"{npg} pages need a free block of {rounded} pages (npg rounded up to a power of "
+            f"two) starting at a multiple of {rounded}; the reserve has {alist.bl_free} free "
+            f"pages, {run}, and its largest naturally aligned free block is {aligned} pages"
+            + (f" at pfn {aligned_at:#x}" if aligned_at is not None else "")
+        )
+    else:
+        out["why_null"] = None
+    return out
 
 
 def vm_contig_avail_pages(vm: MachineState) -> int:
@@ -354,7 +434,10 @@ def vm_contig_pg_alloc(
         return i
     npg = size >> PAGE_SHIFT
     start = 0
+    explain = vm.trace is not None
+    passes: list[dict[str, Any]] = []
     for pass_no in range(3):
+        took_failed: list[int] = []
         while True:
             first = _contig_find(vm, start, npg, size, low, high, alignment, boundary)
             if first < 0:
@@ -364,17 +447,148 @@ def vm_contig_pg_alloc(
                     vm.log(
                         f"vm_contig_pg_alloc: pass {pass_no}: pfn {pfn_of(vm, first):#x} npg={npg}"
                     )
+                if explain:
+                    passes.append({"pass": pass_no, "found": pfn_of(vm, first)})
+                    vm.event("contig_pg_alloc", result=pfn_of(vm, first), npg=npg, passes=passes)
                 return first
+            if explain:
+                took_failed.append(pfn_of(vm, first))
             start = first + 1
+        diagnosis = _scan_why(vm, npg, size, low, high, alignment, boundary) if explain else None
         # best-effort flush of the inactive queues (every caller, even M_NOWAIT), and of
         # the active queues from the second pass on when the caller may wait
+        tally: dict[str, int] | None = (
+            {"visited": 0, "cached": 0, "written": 0} if explain else None
+        )
+        budget = vm.vmstats.v_inactive_count  # global: it lags the per-CPU adjustments
+        lag = count_lag(vm, CNT_INACTIVE, budget, "vmstats") if explain else None
         for color in range(PQ_L2_SIZE):
-            vm_contig_pg_clean(vm, PQ_INACTIVE + color, vm.vmstats.v_inactive_count)
-        if pass_no > 0 and mflags & M_WAITOK:
+            vm_contig_pg_clean(vm, PQ_INACTIVE + color, vm.vmstats.v_inactive_count, tally)
+        cleaned_active = pass_no > 0 and bool(mflags & M_WAITOK)
+        if cleaned_active:
             for color in range(PQ_L2_SIZE):
-                vm_contig_pg_clean(vm, PQ_ACTIVE + color, vm.vmstats.v_active_count)
+                vm_contig_pg_clean(vm, PQ_ACTIVE + color, vm.vmstats.v_active_count, tally)
+        if explain:
+            passes.append(
+                {
+                    "pass": pass_no,
+                    "found": None,
+                    "take_failed": took_failed,
+                    "scan": diagnosis,
+                    "cleaned": {
+                        "queues": "PQ_INACTIVE and PQ_ACTIVE" if cleaned_active else "PQ_INACTIVE",
+                        "budget_per_colour": budget,
+                        "budget_lag": lag,
+                        **(tally or {}),
+                    },
+                }
+            )
         start = 0
+    if explain:
+        last = passes[-1]
+        scan = last["scan"]
+        assert scan is not None
+        vm.event(
+            "contig_pg_alloc",
+            result=None,
+            npg=npg,
+            passes=passes,
+            why_null=(
+                f"the DMA reserve could not serve it (see alloc_contig), and three scans of "
+                f"normal memory found no run: {scan['why']}. Between the passes the fallback "
+                f"cleaned the inactive queues"
+                + (" and, with M_WAITOK, the active ones" if mflags & M_WAITOK else "")
+                + f": {sum(p['cleaned']['cached'] for p in passes)} page(s) cached, "
+                f"{sum(p['cleaned']['written'] for p in passes)} written back"
+            ),
+        )
     return -1
+
+
+def _longest_run(ok: NDArray) -> tuple[int, int]:
+    """The longest run of True in ``ok``: (start index, length); (0, 0) if none."""
+    if not ok.size or not ok.any():
+        return 0, 0
+    padded = np.concatenate(([False], ok, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[::2], edges[1::2]
+    k = int(np.argmax(ends - starts))
+    return int(starts[k]), int(ends[k] - starts[k])
+
+
+def _scan_why(
+    vm: MachineState,
+    npg: int,
+    size: int,
+    low: int,
+    high: int,
+    alignment: int,
+    boundary: int,
+) -> dict[str, Any]:
+    """Why a pass of ``vm_contig_pg_alloc``'s scan found no run, in numbers: the longest
+    run of takeable pages (free or cache, not wired, held, busied or NEED_COMMIT), and
+    how many run starts survive each of the scan's address tests in turn (``low <= phys
+    < high`` with ``phys + size <= high``, the alignment, the boundary).  The first test
+    that leaves none is the one that cut the runs.  Reads only."""
+    limit = min(vm.vmstats.v_page_count, vm.page_range)
+    state = _contig_state_ok(vm, 0, vm.page_range)
+    at, longest = _longest_run(state[:limit])
+    out: dict[str, Any] = {
+        "scanned_pages": limit,
+        "longest_run": [pfn_of(vm, at), longest] if longest else None,
+    }
+    starts = limit - npg + 1 if npg <= vm.page_range else 0
+    if starts <= 0 or longest < npg:
+        out["runs"] = 0
+        out["cut_by"] = "state"
+        out["why"] = (
+            f"no {npg} takeable pages in a row (free or cache, not wired, held, busied or "
+            "NEED_COMMIT): the longest such run is "
+            + (f"{longest} pages at pfn {pfn_of(vm, at):#x}" if longest else "empty")
+        )
+        return out
+    bad = np.zeros(state.size + 1, dtype=np.int64)
+    np.cumsum(~state, out=bad[1:])
+    n = min(starts, state.size - npg + 1)
+    ok = (bad[npg : npg + n] - bad[:n]) == 0
+    phys = np.arange(vm.first_page, vm.first_page + n, dtype=np.uint64) << np.uint64(PAGE_SHIFT)
+    counts = {"runs": int(ok.sum())}
+    ok &= (phys >= np.uint64(low)) & (phys < np.uint64(high))
+    ok &= (phys + np.uint64(size & _U64_MAX)) <= np.uint64(high)
+    counts["in_low_high"] = int(ok.sum())
+    ok &= (phys & np.uint64((alignment - 1) & _U64_MAX)) == 0
+    counts["aligned"] = int(ok.sum())
+    span = np.uint64((size - 1) & _U64_MAX)
+    ok &= ((phys ^ (phys + span)) & np.uint64(~(boundary - 1) & _U64_MAX)) == 0
+    counts["within_boundary"] = int(ok.sum())
+    out.update(counts)
+    runs = counts["runs"]
+    if counts["in_low_high"] == 0:
+        out["cut_by"] = "low/high"
+        out["why"] = (
+            f"{runs} run start(s) of {npg} takeable pages exist, none with low {low:#x} <= "
+            f"phys and phys + size <= high {high:#x}"
+        )
+    elif counts["aligned"] == 0:
+        out["cut_by"] = "alignment"
+        out["why"] = (
+            f"{counts['in_low_high']} run start(s) of {npg} takeable pages lie in "
+            f"[low, high), none at a multiple of the alignment {alignment:#x}"
+            + (" (alignment 0 accepts only physical address 0)" if alignment == 0 else "")
+        )
+    elif counts["within_boundary"] == 0:
+        out["cut_by"] = "boundary"
+        out["why"] = (
+            f"{counts['aligned']} aligned run start(s) of {npg} takeable pages lie in "
+            f"[low, high), but each run crosses a {boundary:#x}-byte boundary"
+        )
+    else:
+        out["cut_by"] = "take"
+        out["why"] = (
+            f"{counts['within_boundary']} run start(s) pass every test now, but taking them "
+            "failed page by page (see take_failed)"
+        )
+    return out
 
 
 def _contig_state_ok(vm: MachineState, lo: int, hi: int) -> NDArray:
@@ -504,7 +718,9 @@ def _contig_release(vm: MachineState, start: int, count: int) -> None:
         vm_page_free_toq(vm, j)
 
 
-def vm_contig_pg_clean(vm: MachineState, queue: int, count: int) -> None:
+def vm_contig_pg_clean(
+    vm: MachineState, queue: int, count: int, tally: dict[str, int] | None = None
+) -> None:
     """``vm_contig_pg_clean(queue, count)`` (spec §7.7): walk ``queue`` from the head
     for at most ``count`` pages.  Each page is busied (``vm_page_busy_try(m, TRUE)``;
     skipped when that fails); wired, held and object-less pages are unbusied and
@@ -519,7 +735,8 @@ def vm_contig_pg_clean(vm: MachineState, queue: int, count: int) -> None:
     nothing the walk does puts a page back on the walked queue (caching moves it to
     PQ_CACHE, cleaning leaves it in place, and no other thread runs during the walk);
     a page that left the queue is passed over without using up ``count``, as the
-    marker would never meet it."""
+    marker would never meet it.  ``tally`` (explanations only) counts the pages visited,
+    written back and cached."""
     pg = vm.pg
     for i in queue_pages(vm, queue):
         if pg.queue[i] != queue:
@@ -527,6 +744,8 @@ def vm_contig_pg_clean(vm: MachineState, queue: int, count: int) -> None:
         if count <= 0:
             break
         count -= 1
+        if tally is not None:
+            tally["visited"] += 1
         if vm_page_busy_try(vm, i, True):
             continue
         if pg.wire[i] or pg.hold[i] or pg.obj[i] == 0:
@@ -536,9 +755,13 @@ def vm_contig_pg_clean(vm: MachineState, queue: int, count: int) -> None:
         if pg.dirty[i] or pg.flags[i] & PG_NEED_COMMIT:
             if vm.objects[pg.obj[i]].type in _CLEANABLE_TYPES:
                 _pager_put_sync(vm, i)
+                if tally is not None:
+                    tally["written"] += 1
             vm_page_wakeup(vm, i)
         else:
             vm_page_cache(vm, i)
+            if tally is not None and pg.queue[i] - pg.pc[i] == PQ_CACHE:
+                tally["cached"] += 1
 
 
 def _pager_put_sync(vm: MachineState, i: int) -> None:

@@ -1,9 +1,13 @@
 """``sys/vm/vm_meter.c``'s folding of the per-CPU counts (spec §1.5): ``vmstats_rollup``,
 ``vmstats_rollup_cpu`` and the rollup ``hardclock`` runs on every CPU each tick.  Until a
-rollup, the global ``vmstats`` lags the CPUs' pending adjustments."""
+rollup, the global ``vmstats`` lags the CPUs' pending adjustments (``gd_vmstats_adj``);
+``count_lag`` says how far a count a decision just read lags them."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.core.constants import CNT_NAMES
 from app.core.state import MachineState
 
 
@@ -34,3 +38,27 @@ def hardclock_rollup(vm: MachineState) -> None:
         vmstats_rollup_cpu(vm, cpu.cpuid)
     for cpu in vm.cpus:
         cpu.vmstats.copy_from(vm.vmstats)
+
+
+def count_lag(vm: MachineState, k: int, read: int, where: str) -> dict[str, Any]:
+    """How the count ``CNT_NAMES[k]`` that a decision just read (``read``, from
+    ``where``: the global ``vmstats`` or a CPU's ``gd_vmstats`` snapshot) compares with
+    the value a rollup would give now: the global count plus every CPU's pending
+    adjustment.  For explanations only: reads, changes nothing."""
+    folded = vm.vmstats.cnt[k] + sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+    name = CNT_NAMES[k]
+    note: dict[str, Any] = {
+        "count": name,
+        "read_from": where,
+        "read": read,
+        "folded": folded,
+        "stale": read != folded,
+        "folded_by": "vmstats_rollup (hardclock does it every tick)",
+    }
+    if read != folded:
+        note["why"] = (
+            f"{where}.{name} read {read}, but the per-CPU adjustments not yet folded in "
+            f"make it {folded}: the count lags until vmstats_rollup (or the next tick's "
+            "hardclock) folds them"
+        )
+    return note

@@ -104,8 +104,35 @@ def vmstats_view(vm: MachineState) -> dict[str, Any]:
     }
 
 
+def counts_lag(vm: MachineState) -> dict[str, dict[str, int]]:
+    """The global counts that lag their CPUs' pending adjustments (``gd_vmstats_adj``,
+    not yet folded in by ``vmstats_rollup`` or a tick's hardclock): per count, the
+    global value, the adjustments pending and the folded value a rollup would give."""
+    out: dict[str, dict[str, int]] = {}
+    for k, name in enumerate(CNT_NAMES):
+        pending = sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+        if pending:
+            value = vm.vmstats.cnt[k]
+            out[name] = {"global": value, "pending": pending, "folded": value + pending}
+    return out
+
+
+def lag_note(lag: dict[str, dict[str, int]]) -> str | None:
+    """One sentence for ``counts_lag``: which global counts lag, and what folds them."""
+    if not lag:
+        return None
+    parts = ", ".join(f"{name} {v['global']} (folded: {v['folded']})" for name, v in lag.items())
+    return (
+        f"the global counts lag the per-CPU adjustments not yet rolled up: {parts}; "
+        "vmstats_rollup or the next tick (hardclock) folds them"
+    )
+
+
 def summary(vm: MachineState) -> dict[str, Any]:
+    """The machine at a glance: its size and the global vmstats counts, with
+    ``counts_lag`` / ``lag_note`` saying which of them lag the per-CPU adjustments."""
     vs = vm.vmstats
+    lag = counts_lag(vm)
     return {
         "boot_stage": vm.boot_stage,
         "ncpus": vm.ncpus,
@@ -124,6 +151,8 @@ def summary(vm: MachineState) -> dict[str, Any]:
         "set_assoc_mask": vm.set_assoc_mask,
         "page_hash_size": vm.page_hash_size,
         "ticks": vm.ticks,
+        "counts_lag": lag,
+        "lag_note": lag_note(lag),
     }
 
 

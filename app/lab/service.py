@@ -1512,7 +1512,9 @@ class Lab:
             watched = self.stream.records_wanted(inst.id)
             full = record or watched
             waiting = tuple(inst.waiters)
-            reply = await self.ask(inst, lambda k: host.call(k, fn, args, ctx, full, waiting))
+            reply = await self.ask(
+                inst, lambda k: host.call(k, fn, args, ctx, full, inst.seq, waiting)
+            )
             result = reply.outcome
             if isinstance(result, Refusal):
                 raise LabError(result.kind, result.message)
@@ -1715,7 +1717,7 @@ class Lab:
                     full: bool = full,
                     waiting: tuple[int, ...] = waiting,
                 ) -> Awaitable[SliceReply]:
-                    return host.slice(k, calls, start, full, stop_on_error, waiting)
+                    return host.slice(k, calls, start, full, stop_on_error, inst.seq, waiting)
 
                 reply = await self.ask(inst, ask_slice)
                 take(start, reply, watched)

@@ -371,7 +371,7 @@ class WorkloadRunner:
             try:
                 reply = await lab.ask(
                     inst,
-                    lambda k: host.workload_slice(k, run.id, limit, watched, waiting),
+                    lambda k: host.workload_slice(k, run.id, limit, watched, inst.seq, waiting),
                 )
             except (HostLost, UnknownKey) as e:
                 # its machine came back from the journal, but the workload's own state

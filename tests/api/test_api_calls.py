@@ -189,7 +189,12 @@ async def test_ctx_nice_shifts_the_vm_wait_trip_point(client: httpx.AsyncClient)
     # (§15.2 phase 4) within the same request: the response says where it slept and that
     # the call completed.
     assert tense["blocked"]["channel"] == "v_free_count"
-    assert tense["completed"] == {"thread": 11, "fn": "vm_wait", "result": None}
+    assert tense["completed"] == {
+        "thread": 11,
+        "fn": "vm_wait",
+        "result": None,
+        "timed_out": False,
+    }
     th = await thread_state(client, 11)
     assert th["nice"] == 20 and th["state"] == "idle"
 
@@ -205,7 +210,12 @@ async def test_a_call_resumed_within_its_own_request_does_not_wait(served: Any) 
         await call(c, "vmstats_rollup")
         body = {"args": {}, "ctx": {"thread": 11, "nice": 20}, "wait": True, "timeout_s": 3600}
         r = await asyncio.wait_for(c.post(f"{CALLS}/vm_wait", json=body), timeout=60)
-        assert r.json()["completed"] == {"thread": 11, "fn": "vm_wait", "result": None}
+        assert r.json()["completed"] == {
+            "thread": 11,
+            "fn": "vm_wait",
+            "result": None,
+            "timed_out": False,
+        }
 
 
 # ------------------------------------------------------------------ errors
@@ -439,7 +449,13 @@ async def test_two_clients_contend_for_a_page(client: httpx.AsyncClient) -> None
         a = await asyncio.wait_for(a_task, timeout=30)
     assert a.status_code == 200, a.text
     out = a.json()
-    assert out["completed"] == {"thread": 7, "fn": "vm_page_busy_wait", "result": None}
+    assert out["completed"] == {
+        "thread": 7,
+        "fn": "vm_page_busy_wait",
+        "result": None,
+        "timed_out": False,  # a wakeup released it
+    }
+    assert out["timed_out"] is False  # the wait saw it finish
     assert out["blocked"]["thread"] == 7 and out["blocked"]["channel"] == f"page:{pfn}"
     # thread 7 now owns the hard busy; nobody waits and WANTED is clear
     p = await page(client, pfn)

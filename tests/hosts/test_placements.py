@@ -248,3 +248,75 @@ async def test_workloads_make_the_calls_they_make_here(placement: str) -> None:
         assert got["state_digest"] == m.state_digest()
         journal = lab.entries(lab.get(iid))
         assert replay(seeded(7), journal).state_digest() == (got["state_digest"])
+
+
+async def test_sleeps_explain_themselves_with_the_labs_seqs(placement: str) -> None:
+    """The busy holders live next to the machine, in its host: a thread sleeping on a
+    page it took busy itself is a self-deadlock in ``blocked.why`` and the 409, naming
+    the call by the seq the lab gave it — counted the lab's way through single calls,
+    batch slices (a kernel panic takes a seq, a refused call none) and workload steps —
+    and a reset starts them over."""
+    async with serve(placed(placement, boot_default=False, database_url="")) as c:
+        lab: Lab = c.app.state.lab  # type: ignore[attr-defined]
+        iid = (await create(c, "why"))["id"]
+        calls = f"{API}/instances/{iid}/calls"
+
+        async def one(fn: str, args: dict[str, Any], thread: int) -> httpx.Response:
+            return await c.post(f"{calls}/{fn}", json={"args": args, "ctx": {"thread": thread}})
+
+        r = await c.post(f"{calls}/vm_object_allocate", json={"args": {"type": "OBJT_DEFAULT"}})
+        obj = r.json()["result"]  # seq 1
+        problem(await one("vm_page_free_toq", {"m": 1}, 0), 409, "kernel-panic")  # seq 2
+        batch = [
+            {"fn": "vm_page_free_toq", "args": {"m": 1}},  # seq 3, a panic
+            {"fn": "vm_page_alloc", "args": {"object": obj, "pindex": 0}, "ctx": {"thread": 4}},
+        ]
+        body = (await c.post(calls, json={"calls": batch})).json()
+        assert [it["seq"] for it in body["results"]] == [3, 4]
+        p4 = body["results"][1]["result"]
+        answer = (await one("vm_page_busy_wait", {"m": p4}, 4)).json()  # seq 5
+        assert answer["seq"] == 5
+        why = answer["blocked"]["why"]
+        assert "a self-deadlock" in why
+        assert "held busy by thread 4 itself (it took the busy in call #4, vm_page_alloc)" in why
+        assert "no timeout (timo 0)" in why
+        # a batch: thread 4's call refused (no seq), thread 5 takes a page, thread 6 waits
+        # for thread 4's
+        batch = [
+            {"fn": "vm_page_alloc", "args": {}, "ctx": {"thread": 4}},
+            {"fn": "vm_page_alloc", "args": {"object": obj, "pindex": 1}, "ctx": {"thread": 5}},
+            {"fn": "vm_page_busy_wait", "args": {"m": p4}, "ctx": {"thread": 6}},
+        ]
+        items = (await c.post(calls, json={"calls": batch})).json()["results"]
+        assert items[0]["error"]["type"] == "conflict" and "seq" not in items[0]
+        assert "a self-deadlock" in items[0]["error"]["detail"]
+        assert [it["seq"] for it in items[1:]] == [6, 7]
+        why = items[2]["blocked"]["why"]
+        assert "self-deadlock" not in why and "held by thread 4 (call #4, vm_page_alloc)" in why
+        p5 = items[1]["result"]
+        answer = (await one("vm_page_busy_wait", {"m": p5}, 5)).json()  # seq 8
+        assert (
+            "thread 5 itself (it took the busy in call #6, vm_page_alloc)"
+            in answer["blocked"]["why"]
+        )
+        body = problem(await one("vm_page_alloc", {}, 5), 409, "conflict")
+        assert "a self-deadlock" in body["detail"] and "call #6" in body["detail"]
+        # a workload's steps: its last call takes a page busy (churn: the objects first)
+        r = await c.post(
+            f"{API}/instances/{iid}/workloads",
+            json={"kind": "churn", "params": {"objects": 2}, "seed": 3, "steps": 3},
+        )
+        assert r.status_code == 201, r.text
+        run = lab.get(iid).workloads[r.json()["id"]]
+        assert run.task is not None
+        await run.task
+        last = lab.entries(lab.get(iid))[-1]
+        assert (last.seq, last.fn) == (11, "vm_page_alloc")
+        answer = (await one("vm_page_busy_wait", {"m": last.result}, 9)).json()
+        held = f"held by thread {last.ctx['cpu']} (call #11, vm_page_alloc)"
+        assert held in answer["blocked"]["why"]
+        # a reset boots the machine again with no holders: seqs start over
+        assert (await c.post(f"{API}/instances/{iid}/reset")).status_code == 200
+        p = (await one("vm_page_alloc", {}, 4)).json()["result"]  # seq 1
+        why = (await one("vm_page_busy_wait", {"m": p}, 4)).json()["blocked"]["why"]
+        assert "held busy by thread 4 itself (it took the busy in call #1, vm_page_alloc)" in why

@@ -45,7 +45,7 @@ from app.core.kern_synch import (
 from app.core.objects import VmObject
 from app.core.pmap import pmap_check_freezwq, pmap_zero_page, vm_page_protect_none
 from app.core.state import MachineState
-from app.core.vm_meter import vmstats_rollup
+from app.core.vm_meter import count_lag, vmstats_rollup
 from app.core.vm_page.busy import (
     _clear_busy,
     vm_page_busy_try,
@@ -266,8 +266,16 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
                 _recycle_cache_page(vm, i, explain)
                 i = -1
                 continue
+            if explain is not None:
+                explain["count_lag"] = count_lag(
+                    vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats"
+                )
             return _alloc_failed(vm, explain, "below v_free_reserved and no recyclable cache page")
         else:
+            if explain is not None:
+                explain["count_lag"] = count_lag(
+                    vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats"
+                )
             return _alloc_failed(
                 vm,
                 explain,

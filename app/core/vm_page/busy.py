@@ -13,6 +13,7 @@ from __future__ import annotations
 from app.core.constants import (
     PBUSY_LOCKED,
     PBUSY_MASK,
+    PBUSY_SWAPINPROG,
     PBUSY_WANTED,
     PG_FICTITIOUS,
     PG_NEED_COMMIT,
@@ -34,6 +35,21 @@ _SOFT_OVERFLOW = (
 
 
 # ------------------------------------------------------------ busy (spec §9)
+def describe_busy(word: int) -> str:
+    """The busy word in words, for explanations: hard busy (PBUSY_LOCKED), the soft-busy
+    count (I/O in progress), WANTED (a sleeper waits) and SWAPINPROG."""
+    parts = []
+    if word & PBUSY_LOCKED:
+        parts.append("hard-busied (PBUSY_LOCKED)")
+    if word & PBUSY_MASK:
+        parts.append(f"soft-busied {word & PBUSY_MASK} time(s) (I/O in progress)")
+    if word & PBUSY_WANTED:
+        parts.append("PBUSY_WANTED (a thread sleeps on it)")
+    if word & PBUSY_SWAPINPROG:
+        parts.append("PBUSY_SWAPINPROG (swap I/O)")
+    return ", ".join(parts) or "not busy"
+
+
 def vm_page_busy_try(vm: MachineState, i: int, also_m_busy: bool) -> bool:
     """``vm_page_busy_try(m, also_m_busy)``: TRUE on *failure*.  Fails if hard-busy,
     or (with ``also_m_busy``) if the soft-busy count is non-zero; WANTED or

@@ -66,7 +66,12 @@ from app.core.pmap import (
     vm_page_protect,
 )
 from app.core.state import MachineState
-from app.core.vm_page.busy import vm_page_busy_try, vm_page_lookup_busy_try, vm_page_wakeup
+from app.core.vm_page.busy import (
+    describe_busy,
+    vm_page_busy_try,
+    vm_page_lookup_busy_try,
+    vm_page_wakeup,
+)
 from app.core.vm_page.free import vm_page_free_toq, vm_page_free_wakeup
 from app.core.vm_page.queues import (
     _add_queue,
@@ -292,16 +297,72 @@ def vm_page_dontneed(vm: MachineState, i: int) -> None:
     if dnw > 0x7FFFFFFF:  # C int wrap
         dnw -= 1 << 32
     vm.dnweight = dnw
-    if (dnw & 0x1F0) == 0 or _base(vm, i) in (PQ_INACTIVE, PQ_CACHE):
-        if pg.act[i] >= ACT_INIT:
-            pg.act[i] -= 1
+    base = _base(vm, i)
+    if (dnw & 0x1F0) == 0 or base in (PQ_INACTIVE, PQ_CACHE):
+        act = pg.act[i]
+        if act >= ACT_INIT:
+            pg.act[i] = act - 1
+        if vm.trace is not None:
+            vm.event("dontneed", **_dontneed_why(vm, i, dnw, base, "left alone", act))
         return
     pg.flags[i] &= ~PG_REFERENCED
     pmap_clear_reference(vm, i)
     if pg.dirty[i] == 0:
         vm_page_test_dirty(vm, i)
     athead = not (pg.dirty[i] or (dnw & 0x070) == 0)
+    if vm.trace is not None:
+        branch = (
+            "deactivated to the inactive head" if athead else "deactivated to the inactive tail"
+        )
+        vm.event("dontneed", **_dontneed_why(vm, i, dnw, base, branch, pg.act[i]))
     _deactivate_locked(vm, i, athead)
+
+
+def _dontneed_why(
+    vm: MachineState, i: int, dnw: int, base: int, branch: str, act: int
+) -> dict[str, Any]:
+    """The ``dontneed`` event's fields: the dice value ``dnw`` (its place in the cycle of 512),
+    the branch taken and the rule that chose it, in numbers.  Reads only."""
+    pg = vm.pg
+    phase = dnw & 0x1FF
+    mod128 = dnw & 0x7F
+    where = f"dnw {dnw} is {phase} of 512"
+    if branch == "left alone":
+        if base in (PQ_INACTIVE, PQ_CACHE):
+            rule = f"the page is already on {PQ_NAMES[base]}: always left alone"
+        else:
+            rule = f"{where}: dnw mod 512 = {phase} < 16, the 1 in 32 calls that leave it alone"
+        if act >= ACT_INIT:
+            rule += f"; act_count {act} -> {act - 1} (it was >= ACT_INIT {ACT_INIT})"
+        else:
+            rule += f"; act_count {act} stays (below ACT_INIT {ACT_INIT})"
+    elif pg.dirty[i]:
+        rule = (
+            f"{where} (mod 512 = {phase} >= 16): deactivated; the page is dirty "
+            f"(dirty {pg.dirty[i]:#04x}), and a dirty page always goes to the tail"
+        )
+    elif mod128 < 16:
+        rule = (
+            f"{where}: mod 512 = {phase} >= 16 and dnw mod 128 = {mod128} < 16, the 3 in 32 "
+            "calls that deactivate a clean page to the inactive tail"
+        )
+    else:
+        rule = (
+            f"{where}: mod 512 = {phase} >= 16 and dnw mod 128 = {mod128} >= 16, the 28 in 32 "
+            "calls that deactivate a clean page to the inactive head (reclaimed first, as if "
+            "cached)"
+        )
+    return {
+        "pfn": pfn_of(vm, i),
+        "dnw": dnw,
+        "phase": phase,
+        "of": 512,
+        "dnw_mod_128": mod128,
+        "queue": PQ_NAMES[base] if pg.queue[i] else "PQ_NONE",
+        "dirty": int(pg.dirty[i]),
+        "branch": branch,
+        "why": f"{branch}: {rule}",
+    }
 
 
 # ================================================================ §10.1 quick wiring
@@ -632,18 +693,50 @@ def vm_object_madvise(vm: MachineState, obj: VmObject, pindex: int, count: int, 
     Shadow-object chains are not modelled: only ``object``'s own pages are visited."""
     if advice not in (MADV_WILLNEED, MADV_DONTNEED, MADV_FREE):
         raise InvalidArgument("madvise: advice must be MADV_WILLNEED, MADV_DONTNEED or MADV_FREE")
+    explain = vm.trace is not None
     if advice == MADV_FREE and obj.type not in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
+        if explain:
+            vm.event(
+                "madvise",
+                advice="MADV_FREE",
+                applied=0,
+                why=(
+                    f"nothing done: object {obj.id} is {obj.type.name}; MADV_FREE applies only "
+                    "to OBJT_DEFAULT and OBJT_SWAP objects (anonymous memory)"
+                ),
+            )
         return 0
     end = min(pindex + count, 1 << 64)
     if end <= pindex:
+        if explain:
+            vm.event(
+                "madvise",
+                advice=_ADVICE_NAMES[advice],
+                applied=0,
+                why=f"nothing done: the range [{pindex:#x}, +{count}) is empty",
+            )
         return 0
     pg = vm.pg
     done = 0
+    skipped: list[dict[str, Any]] = []
     for pi in list(obj.pages.irange(pindex, end - 1)):
         i, busy = vm_page_lookup_busy_try(vm, obj, pi, True)
         if busy or i < 0:
+            if explain and i >= 0:
+                skipped.append(
+                    {
+                        "pfn": pfn_of(vm, i),
+                        "pindex": pi,
+                        "why": f"busy: {describe_busy(int(pg.busy[i]))}; the kernel sleeps on "
+                        "it (madvpo) and retries, the simulator skips it",
+                    }
+                )
             continue
         if pg.wire[i] or pg.flags[i] & _NO_CACHE or pg.valid[i] != VM_PAGE_BITS_ALL:
+            if explain:
+                skipped.append(
+                    {"pfn": pfn_of(vm, i), "pindex": pi, "why": _madvise_left_alone(vm, i)}
+                )
             vm_page_wakeup(vm, i)
             continue
         if advice == MADV_WILLNEED:
@@ -657,7 +750,49 @@ def vm_object_madvise(vm: MachineState, obj: VmObject, pindex: int, count: int, 
             vm_page_dontneed(vm, i)
         vm_page_wakeup(vm, i)
         done += 1
+    if explain:
+        resident = done + len(skipped)
+        vm.event(
+            "madvise",
+            advice=_ADVICE_NAMES[advice],
+            applied=done,
+            resident=resident,
+            skipped=skipped,
+            why=(
+                f"applied to {done} of the {resident} resident page(s) in [{pindex:#x}, "
+                f"{end:#x}); {len(skipped)} skipped (each says why)"
+                if resident
+                else f"nothing done: object {obj.id} has no resident page in "
+                f"[{pindex:#x}, {end:#x})"
+            ),
+        )
     return done
+
+
+_ADVICE_NAMES: Final = {value: name for name, value in MADV_NAMES}
+
+
+def _madvise_left_alone(vm: MachineState, i: int) -> str:
+    """Why ``vm_object_madvise`` unbusied a page it had busied without advising it."""
+    pg = vm.pg
+    if pg.wire[i]:
+        return f"wired (wire_count {pg.wire[i]}): madvise leaves wired pages alone"
+    flags = pg.flags[i]
+    if flags & _NO_CACHE:
+        names = [
+            name
+            for name, bit in (
+                ("FICTITIOUS", PG_FICTITIOUS),
+                ("UNQUEUED", PG_UNQUEUED),
+                ("NEED_COMMIT", PG_NEED_COMMIT),
+            )
+            if flags & bit
+        ]
+        return f"{'|'.join(names)}: madvise leaves such pages alone"
+    return (
+        f"not fully valid (valid {pg.valid[i]:#04x}, not {VM_PAGE_BITS_ALL:#04x}): madvise "
+        "advises only fully valid pages"
+    )
 
 
 # ================================================================ invariants, digest

@@ -227,8 +227,13 @@ class InstanceHost(Protocol):
         args: dict[str, Any],
         ctx: Ctx,
         record: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
-    ) -> CallReply: ...
+    ) -> CallReply:
+        """Run one call.  ``seq`` is the lab's seq of the instance's last call: the call
+        gets the next one if it reaches the machine (the busy holders behind its
+        explanations note it: ``explain.BusyHolders``)."""
+        ...
 
     async def slice(
         self,
@@ -237,9 +242,11 @@ class InstanceHost(Protocol):
         start: int,
         record: bool,
         stop_on_error: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
-        """Run ``calls[start:]`` for at most ``BATCH_SLICE_S`` (a batch's slice)."""
+        """Run ``calls[start:]`` for at most ``BATCH_SLICE_S`` (a batch's slice); ``seq``
+        as for ``call``: each call that reaches the machine takes the next one."""
         ...
 
     async def workload_start(
@@ -250,8 +257,10 @@ class InstanceHost(Protocol):
         ...
 
     async def workload_slice(
-        self, key: Key, wid: int, limit: int, record: bool, waiting: tuple[int, ...] = ()
-    ) -> WorkloadReply: ...
+        self, key: Key, wid: int, limit: int, record: bool, seq: int, waiting: tuple[int, ...] = ()
+    ) -> WorkloadReply:
+        """Up to ``limit`` steps of workload ``wid``; ``seq`` as for ``slice``."""
+        ...
 
     async def workload_drop(self, key: Key, wid: int) -> None: ...
 

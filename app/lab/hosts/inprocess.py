@@ -92,15 +92,16 @@ class InProcessHost:
         args: dict[str, Any],
         ctx: Ctx,
         record: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> CallReply:
         shard = self.shard
         m = shard.machine(key)
         if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
             return await anyio.to_thread.run_sync(
-                lambda: shard.call(key, fn, args, ctx, record, waiting)
+                lambda: shard.call(key, fn, args, ctx, record, seq, waiting)
             )
-        return shard.call(key, fn, args, ctx, record, waiting)
+        return shard.call(key, fn, args, ctx, record, seq, waiting)
 
     async def slice(
         self,
@@ -109,13 +110,14 @@ class InProcessHost:
         start: int,
         record: bool,
         stop_on_error: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
         shard = self.shard
         if len(calls) - start <= INLINE_BATCH and not self._big(key):
-            return shard.slice(key, calls, start, record, stop_on_error, waiting)
+            return shard.slice(key, calls, start, record, stop_on_error, seq, waiting)
         return await anyio.to_thread.run_sync(
-            lambda: shard.slice(key, calls, start, record, stop_on_error, waiting)
+            lambda: shard.slice(key, calls, start, record, stop_on_error, seq, waiting)
         )
 
     async def workload_start(
@@ -124,13 +126,13 @@ class InProcessHost:
         return self.shard.workload_start(key, wid, kind, params, seed)
 
     async def workload_slice(
-        self, key: Key, wid: int, limit: int, record: bool, waiting: tuple[int, ...] = ()
+        self, key: Key, wid: int, limit: int, record: bool, seq: int, waiting: tuple[int, ...] = ()
     ) -> WorkloadReply:
         shard = self.shard
         if limit <= INLINE_WORKLOAD and not self._big(key):
-            return shard.workload_slice(key, wid, limit, record, waiting)
+            return shard.workload_slice(key, wid, limit, record, seq, waiting)
         return await anyio.to_thread.run_sync(
-            lambda: shard.workload_slice(key, wid, limit, record, waiting)
+            lambda: shard.workload_slice(key, wid, limit, record, seq, waiting)
         )
 
     async def workload_drop(self, key: Key, wid: int) -> None:

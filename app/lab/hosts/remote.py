@@ -147,9 +147,10 @@ class RemoteHost:
         args: dict[str, Any],
         ctx: Ctx,
         record: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> CallReply:
-        reply: CallReply = await self._on(key, "call", fn, args, ctx, record, waiting)
+        reply: CallReply = await self._on(key, "call", fn, args, ctx, record, seq, waiting)
         return reply
 
     async def slice(
@@ -159,6 +160,7 @@ class RemoteHost:
         start: int,
         record: bool,
         stop_on_error: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
         chunk = self._chunk.get(key, 256)
@@ -166,7 +168,9 @@ class RemoteHost:
         part = calls[start : start + chunk]
         if not isinstance(part, FormCalls):
             part = list(part)
-        reply: SliceReply = await self._on(key, "slice", part, 0, record, stop_on_error, waiting)
+        reply: SliceReply = await self._on(
+            key, "slice", part, 0, record, stop_on_error, seq, waiting
+        )
         ran = reply.ran
         if ran >= len(part) and not reply.stopped:
             self._chunk[key] = min(chunk * 2, 1 << 16)
@@ -181,9 +185,11 @@ class RemoteHost:
         return made
 
     async def workload_slice(
-        self, key: Key, wid: int, limit: int, record: bool, waiting: tuple[int, ...] = ()
+        self, key: Key, wid: int, limit: int, record: bool, seq: int, waiting: tuple[int, ...] = ()
     ) -> WorkloadReply:
-        reply: WorkloadReply = await self._on(key, "workload_slice", wid, limit, record, waiting)
+        reply: WorkloadReply = await self._on(
+            key, "workload_slice", wid, limit, record, seq, waiting
+        )
         return reply
 
     async def workload_drop(self, key: Key, wid: int) -> None:

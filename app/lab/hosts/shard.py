@@ -33,6 +33,7 @@ from app.core.vm_page2 import pfn_of
 
 from .. import machine_views as mv
 from .. import views
+from ..explain import BusyHolders, explain_call, sleep_why
 from ..pagemap import pagemap
 from ..workloads import WORKLOADS, Workload, outcome_of
 from .base import (
@@ -98,30 +99,35 @@ def unknown_function(fn: str) -> str:
 
 
 def thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
-    """The outcome of the call thread ``tid`` slept in, once it has finished (None while
-    it still sleeps)."""
+    """How the call thread ``tid`` slept in ended, once it has: its result or error,
+    and ``timed_out``: whether its last sleep ended by its own timeout (ticks passed)
+    rather than a wakeup.  None while it still sleeps."""
     th = m.threads.get(tid)
     if th is None or th.state != "idle":
         return None
     if th.last_error is not None:
-        return {"thread": tid, "fn": th.last_fn, "error": th.last_error}
-    return {"thread": tid, "fn": th.last_fn, "result": th.last_result}
+        return {
+            "thread": tid,
+            "fn": th.last_fn,
+            "error": th.last_error,
+            "timed_out": th.timed_out,
+        }
+    return {"thread": tid, "fn": th.last_fn, "result": th.last_result, "timed_out": th.timed_out}
 
 
-def parked_reason(m: Machine, fn: str, ctx: Ctx) -> str | None:
+def parked_reason(m: Machine, fn: str, ctx: Ctx, holders: BusyHolders) -> str | None:
     """Why the call cannot run now if its thread is parked (asleep in an earlier call):
-    a conflict with the machine's state (409), not a malformed request.  Simulator verbs
-    (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and are never parked."""
+    a conflict with the machine's state (409), not a malformed request, explained by
+    ``explain.sleep_why`` (a self-deadlock said plainly, a timeout only if there is one).
+    Simulator verbs (``tick``, ``wakeup``, ``sysctl``, ``ddb``) run outside threads and
+    are never parked."""
     if not REGISTRY[fn].on_thread:
         return None
     tid = ctx.cpu if ctx.thread is None else ctx.thread
     th = m.threads.get(tid)
     if th is None or th.state == "idle":
         return None
-    return (
-        f"thread {tid} is {th.state} in {th.fn} (on {th.channel}); wake it, let it time "
-        "out (tick), or run the call on another thread"
-    )
+    return sleep_why(m, holders, tid)
 
 
 # ---------------------------------------------------------------- views by name
@@ -226,6 +232,9 @@ class Shard:
 
     def __init__(self, portable: bool = False) -> None:
         self.machines: dict[Key, Machine] = {}
+        #: per machine, which thread took each page's hard busy (``explain.BusyHolders``):
+        #: kept next to the machine, started empty with it (a boot, a load, a rebuild)
+        self.holders: dict[Key, BusyHolders] = {}
         self.workloads: dict[int, tuple[Key, Workload]] = {}
         self.portable = portable
         #: calls served (per-host load, for operators)
@@ -269,6 +278,7 @@ class Shard:
             except snapshot.SnapshotError as e:
                 return Started(str(e))
         self.machines[key] = m
+        self.holders[key] = BusyHolders()
         return Started(None, m.page_range, mv.summary(m))
 
     def replay(self, key: Key, entries: Sequence[Any]) -> int:
@@ -278,6 +288,7 @@ class Shard:
 
     def drop(self, key: Key) -> None:
         self.machines.pop(key, None)
+        self.holders.pop(key, None)
         for wid in [w for w, (k, _) in self.workloads.items() if k == key]:
             del self.workloads[wid]
 
@@ -315,17 +326,29 @@ class Shard:
                 out[tid] = done
         return out
 
-    def one(self, m: Machine, fn: str, args: dict[str, Any], ctx: Ctx, record: bool) -> Outcome:
+    def one(
+        self,
+        m: Machine,
+        holders: BusyHolders,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        record: bool,
+        seq: int,
+    ) -> Outcome:
         """One call, refused (``Refusal``) before it reaches the machine when the
-        function is unknown or its thread is asleep."""
+        function is unknown or its thread is asleep (the 409 says why: ``sleep_why``).
+        ``seq`` is the seq the lab gives the call if it reaches the machine: the busy
+        holders note it, and a call that parks its thread gets ``blocked.why``."""
         if fn not in REGISTRY:
             return Refusal("unknown-function", unknown_function(fn))
-        parked = parked_reason(m, fn, ctx)
+        parked = parked_reason(m, fn, ctx, holders)
         if parked is not None:
             return Refusal("conflict", parked)
+        pages = holders.before(m, fn, args)
         self.calls += 1
         try:
-            return m.call(
+            result = m.call(
                 fn,
                 args,
                 cpu=ctx.cpu,
@@ -337,6 +360,8 @@ class Shard:
             )
         except CORE_ERRORS as e:
             return e
+        explain_call(m, holders, fn, pages, result, seq)
+        return result
 
     def call(
         self,
@@ -345,10 +370,13 @@ class Shard:
         args: dict[str, Any],
         ctx: Ctx,
         record: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> CallReply:
+        """One call; ``seq`` is the lab's seq of the last call before it (the call gets
+        the next one if it reaches the machine)."""
         m = self.machine(key)
-        out = self.one(m, fn, args, ctx, record)
+        out = self.one(m, self.holders[key], fn, args, ctx, record, seq + 1)
         if self.portable and not isinstance(out, CallResult):
             out = self._err(out)
         done = None
@@ -365,9 +393,14 @@ class Shard:
         start: int,
         record: bool,
         stop_on_error: bool,
+        seq: int,
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
+        """``calls[start:]`` for at most ``BATCH_SLICE_S``; ``seq`` is the lab's seq of
+        the last call before the slice (each call that reaches the machine takes the
+        next one, as the lab numbers them)."""
         m = self.machine(key)
+        holders = self.holders[key]
         deadline = time.perf_counter() + BATCH_SLICE_S
         results: list[Any] = []
         blocked: dict[int, dict[str, Any]] = {}
@@ -385,16 +418,19 @@ class Shard:
             fn, args, ctx = calls[k]
             if built is not None:
                 built.append(args)
-            out = one(m, fn, args, ctx, record)
+            out = one(m, holders, fn, args, ctx, record, seq + 1)
             j = k - start
             k += 1
             if isinstance(out, CallResult):
+                seq += 1
                 results.append(out.result)
                 if out.blocked is not None:
                     blocked[j] = out.blocked
                 if records is not None:
                     records.append(out.record)
             else:
+                if not isinstance(out, Refusal):
+                    seq += 1
                 results.append(None)
                 errors[j] = self._err(out) if carry else out
                 if records is not None:
@@ -428,9 +464,18 @@ class Shard:
         self.workloads.pop(wid, None)
 
     def workload_slice(
-        self, key: Key, wid: int, limit: int, record: bool, waiting: tuple[int, ...] = ()
+        self,
+        key: Key,
+        wid: int,
+        limit: int,
+        record: bool,
+        seq: int,
+        waiting: tuple[int, ...] = (),
     ) -> WorkloadReply:
+        """Up to ``limit`` steps of workload ``wid`` (``WORKLOAD_SLICE_S`` at most);
+        ``seq`` as for ``slice``."""
         m = self.machine(key)
+        holders = self.holders[key]
         held = self.workloads.get(wid)
         if held is None or held[0] != key:
             raise UnknownKey(f"this host holds no workload {wid} (it restarted)")
@@ -446,7 +491,9 @@ class Shard:
                 done = True
                 break
             fn, args, ctx_in = call
-            out = self.one(m, fn, args, Ctx.of(ctx_in), record)
+            out = self.one(m, holders, fn, args, Ctx.of(ctx_in), record, seq + 1)
+            if not isinstance(out, Refusal):
+                seq += 1
             if isinstance(out, CallResult):
                 w.observe(fn, args, ctx_in, outcome_of(out))
             else:
