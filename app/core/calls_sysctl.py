@@ -27,7 +27,7 @@ FUNCTIONS: tuple[KernelFunction, ...] = (
         (
             param(
                 "command",
-                "choice_str",
+                "ddb_command",
                 help="'show page' or 'show pageq'",
                 choices=tuple((name, k) for k, name in enumerate(DDB_COMMANDS)),
             ),

@@ -42,6 +42,7 @@ class ArgKind(StrEnum):
     INT_OR_NULL = "int_or_null"
     CHOICE_STR = "choice_str"
     QUEUE = "queue"
+    DDB_COMMAND = "ddb_command"
 
 
 ARG_KINDS: dict[str, str] = {
@@ -64,6 +65,7 @@ ARG_KINDS: dict[str, str] = {
     "sysctl_name": "a sysctl name such as 'vm.v_free_min'",
     "int_or_null": "an integer, or null",
     "choice_str": "one of the argument's named values (a string)",
+    "ddb_command": "a DDB command DragonFly has here: 'show page' or 'show pageq'",
     "queue": "a queue type: PQ_FREE, PQ_INACTIVE, PQ_ACTIVE, PQ_CACHE or PQ_HOLD, also without PQ_ and in any case (free), or its index (1, 1025, 2049, 3073, 4097)",
 }
 

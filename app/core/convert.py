@@ -14,6 +14,7 @@ from app.core.constants import (
     PQ_L2_MASK,
     VM_ALLOC_FLAG_NAMES,
 )
+from app.core.ddb import DDB_COMMANDS, ddb_unknown
 from app.core.errors import InvalidArgument, did_you_mean
 from app.core.objects import ObjType
 from app.core.registry import REGISTRY, KernelFunction, Param, parse_queue_type
@@ -275,6 +276,15 @@ def _to_wmesg(vm: MachineState, p: Param, value: Any) -> Any:
     return value
 
 
+def _to_ddb_command(vm: MachineState, p: Param, value: Any) -> Any:
+    """A DDB command, as ``choice_str`` reads one (trimmed, any case); anything else is
+    answered as the DDB route answers it: what DDB has, and for ``show page 3075`` the
+    per-page view to use instead (``ddb.ddb_unknown``)."""
+    if isinstance(value, str) and value.strip().lower() in DDB_COMMANDS:
+        return value.strip().lower()
+    raise InvalidArgument(f"{p.name}: {ddb_unknown(value)}")
+
+
 def _to_queue(vm: MachineState, p: Param, value: Any) -> Any:
     return parse_queue_type(value)
 
@@ -303,6 +313,7 @@ CONVERTERS: dict[ArgKind, Callable[[MachineState, Param, Any], Any]] = {
     ArgKind.CHANNEL: _to_channel,
     ArgKind.WMESG: _to_wmesg,
     ArgKind.QUEUE: _to_queue,
+    ArgKind.DDB_COMMAND: _to_ddb_command,
 }
 assert set(CONVERTERS) == set(ArgKind), "every argument kind needs a converter"
 

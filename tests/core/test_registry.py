@@ -726,3 +726,19 @@ def test_color_is_the_argument_and_color_its_older_spelling() -> None:
     with pytest.raises(InvalidArgument, match="give 'color' once"):
         a.call("vm_pageout_page_stats", {"color": 1, "colour": 2})
     assert a.state_digest() == before
+
+
+def test_ddb_through_a_call_points_an_unknown_command_to_the_page_view() -> None:
+    """``ddb`` as a call reads its command as the DDB route does: trimmed and in any case;
+    ``show page 3075`` (DragonFly's ``show page`` takes no page) is refused with what DDB
+    has and the per-page view to use, before anything runs."""
+    m = Machine.boot(MachineConfig.from_size("16MiB", seed=1))
+    before = m.state_digest()
+    assert m.call("ddb", {"command": "  SHOW pageq "}).result.startswith("PQ_FREE:")
+    with pytest.raises(InvalidArgument) as e:
+        m.call("ddb", {"command": "show page 3075"})
+    text = str(e.value)
+    assert "DDB has no command 'show page 3075'" in text
+    assert "'show page':" in text and "'show pageq':" in text
+    assert "pagelab page 3075" in text
+    assert m.state_digest() == before

@@ -640,7 +640,7 @@ class PageLab(RuleBasedStateMachine):
             return d.pick(SYSCTL_NAMES + ["vm.nonexistent", "vm.stats", "vm.contig_verbose"])
         if kind == "int_or_null":
             return None if d.bool() else d.int(-2, 100)
-        if kind == "choice_str":
+        if kind in ("choice_str", "ddb_command"):
             return d.pick([n for n, _ in p.choices] + ["show  page", "show nothing"])
         raise AssertionError(f"no argument generator for kind {kind!r} ({spec.name}.{p.name})")
 
