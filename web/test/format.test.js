@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { formatBytes, formatCount, formatDuration, formatHex, formatPages, formatValue, parseMemory, physBytes } from '../src/lib/format.js';
+import { formatBytes, formatCount, formatDuration, formatHex, formatPages, formatValue, freePagesCell, parseMemory, physBytes } from '../src/lib/format.js';
 
 const S = '\u202f';
 
@@ -87,5 +87,22 @@ describe('parseBytes and parseNumaRanges', () => {
     assert.deepEqual(parseNumaRanges(''), { ranges: [] });
     assert.match(parseNumaRanges('0-1G@0').error, /base\+size@socket/);
     assert.match(parseNumaRanges('0+zero@0').error, /size "zero"/);
+  });
+});
+
+describe('freePagesCell', () => {
+  it('shows the global count alone when nothing lags', () => {
+    assert.deepEqual(freePagesCell({ v_free_count: 3711, counts_lag: {} }), { text: `3${S}711`, title: null });
+    assert.deepEqual(freePagesCell(null), { text: '—', title: null });
+  });
+  it('marks a lagging count and explains it with the server\'s sentence', () => {
+    const note = 'the global counts lag the per-CPU adjustments not yet rolled up: v_free_count 3711 (folded: 3710); vmstats_rollup or the next tick (hardclock) folds them';
+    const cell = freePagesCell({ v_free_count: 3711, counts_lag: { v_free_count: { global: 3711, pending: -1, folded: 3710 } }, lag_note: note });
+    assert.deepEqual(cell, { text: `3${S}711*`, title: note });
+  });
+  it('says what a rollup would give when the sentence is missing', () => {
+    const cell = freePagesCell({ v_free_count: 10, counts_lag: { v_free_count: { global: 10, pending: -2, folded: 8 } } });
+    assert.equal(cell.text, '10*');
+    assert.equal(cell.title, 'lags: 8 once vmstats_rollup or the next tick folds −2 pending');
   });
 });

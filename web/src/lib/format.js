@@ -169,3 +169,20 @@ export function parseNumaRanges(text) {
   }
   return { ranges };
 }
+
+/**
+ * The instances table's free-pages cell: the global v_free_count, marked with `*` when
+ * it lags the per-CPU adjustments a rollup has not folded yet (`summary.counts_lag`),
+ * with the server's sentence (`summary.lag_note`) and the folded value as its title.
+ * @param {{v_free_count?: number, counts_lag?: Record<string, {global: number, pending: number, folded: number}>, lag_note?: string | null} | null | undefined} summary
+ * @returns {{text: string, title: string | null}}
+ */
+export function freePagesCell(summary) {
+  const s = summary ?? {};
+  const lag = s.counts_lag?.v_free_count;
+  if (!lag) return { text: formatCount(s.v_free_count), title: null };
+  return {
+    text: `${formatCount(s.v_free_count)}*`,
+    title: s.lag_note ?? `lags: ${formatCount(lag.folded)} once vmstats_rollup or the next tick folds ${formatCount(lag.pending)} pending`,
+  };
+}

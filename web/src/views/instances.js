@@ -2,7 +2,7 @@
 
 import { cached, del, get, post } from '../api.js';
 import { h, replace } from '../dom.js';
-import { formatBytes, formatCount, parseBytes, parseMemory, parseNumaRanges, physBytes } from '../lib/format.js';
+import { formatBytes, formatCount, freePagesCell, parseBytes, parseMemory, parseNumaRanges, physBytes } from '../lib/format.js';
 import { collect, describeParam } from '../lib/forms.js';
 import { hooks } from '../hooks.js';
 import { ACCESS_LABELS, handOutSummary, mayChange, mayHandOut, scenarioCourse } from '../lib/session.js';
@@ -41,6 +41,7 @@ export function mountInstances(root) {
       const sockets = cfg.topology?.sockets ?? 1;
       const writable = mayChange(inst.access);
       const label = /** @type {Record<string, string>} */ (ACCESS_LABELS)[inst.access ?? ''];
+      const free = freePagesCell(inst.summary);
       return h('tr', { dataset: { instance: String(inst.id), name: inst.name, access: inst.access ?? 'open' } },
         h('td', { class: 'num' }, inst.id),
         h('td', null, h('a', { href: `#/instances/${inst.id}`, 'aria-label': `Open ${inst.name}` }, inst.name),
@@ -48,7 +49,7 @@ export function mountInstances(root) {
         h('td', null, inst.preset ?? h('span', { class: 'muted' }, 'custom')),
         h('td', { class: 'num' }, formatBytes(physBytes(cfg.phys_avail))),
         h('td', { class: 'num' }, `${cfg.cpus}${sockets > 1 ? ` (${sockets} sockets)` : ''}`),
-        h('td', { class: 'num' }, formatCount(s.v_free_count)),
+        h('td', free.title ? { class: 'num', title: free.title } : { class: 'num' }, free.text),
         h('td', { class: 'num' }, formatCount(inst.calls)),
         h('td', null, h('div', { class: 'row' },
           h('a', { href: `#/instances/${inst.id}`, class: 'small' }, 'Open'),
