@@ -40,12 +40,18 @@ def hardclock_rollup(vm: MachineState) -> None:
         cpu.vmstats.copy_from(vm.vmstats)
 
 
+def pending_adjustment(vm: MachineState, k: int) -> int:
+    """What a rollup would add now to the global count ``CNT_NAMES[k]``: the sum of every
+    CPU's pending adjustment (``gd_vmstats_adj``)."""
+    return sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+
+
 def count_lag(vm: MachineState, k: int, read: int, where: str) -> dict[str, Any]:
     """How the count ``CNT_NAMES[k]`` that a decision just read (``read``, from
     ``where``: the global ``vmstats`` or a CPU's ``gd_vmstats`` snapshot) compares with
     the value a rollup would give now: the global count plus every CPU's pending
     adjustment.  For explanations only: reads, changes nothing."""
-    folded = vm.vmstats.cnt[k] + sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+    folded = vm.vmstats.cnt[k] + pending_adjustment(vm, k)
     name = CNT_NAMES[k]
     note: dict[str, Any] = {
         "count": name,

@@ -19,6 +19,7 @@ from app.core.constants import (
 from app.core.pmap import PTE_A, PTE_M, PTE_W, zeroed_chunks, zeroed_ranges
 from app.core.registry import flag_names, queue_name
 from app.core.state import MachineState
+from app.core.vm_meter import pending_adjustment
 from app.core.vm_pageout import PAGEDAEMON_TID, STATE_NAMES
 from app.core.vmstats import ALL_FIELDS, predicate_table
 
@@ -110,7 +111,7 @@ def counts_lag(vm: MachineState) -> dict[str, dict[str, int]]:
     global value, the adjustments pending and the folded value a rollup would give."""
     out: dict[str, dict[str, int]] = {}
     for k, name in enumerate(CNT_NAMES):
-        pending = sum(cpu.adj.cnt[k] for cpu in vm.cpus)
+        pending = pending_adjustment(vm, k)
         if pending:
             value = vm.vmstats.cnt[k]
             out[name] = {"global": value, "pending": pending, "folded": value + pending}
