@@ -23,6 +23,8 @@ TARGETS = (
     "batch_10k_ms",
     "compiled_speedup",
     "compiled_batch_10k_ms",
+    "ratio_call",
+    "ratio_recorded",
 )
 
 
@@ -36,6 +38,10 @@ def test_engine_quick_json_has_every_figure() -> None:
         assert all(positive(v) for v in result[key].values()), (key, result[key])
     for key in SCALARS:
         assert positive(result[key]), (key, result[key])
+    # one run per path (quick): each ratio is that run's rate over the direct run's
+    ratios = result["ratio_to_direct"]
+    assert ratios["call"] == result["mixed_calls_per_s"] / result["mixed_calls_per_s_direct"]
+    assert set(ratios) == {"call", "recorded"}
     assert set(result["batch_10k_ms"]) == {"fresh", "scarce"}
     assert all(positive(v) for v in result["batch_10k_ms"].values())
     assert set(result["targets"]) == set(TARGETS)
@@ -57,6 +63,7 @@ def test_engine_quick_json_has_every_figure() -> None:
             assert positive(compiled[key]), (key, compiled[key])
             assert compiled["speedup"][key] == compiled[key] / result[key]
         assert set(compiled["batch_10k_ms"]) == {"fresh", "scarce"}
+        assert set(compiled["ratio_to_direct"]) == {"call", "recorded"}
         assert all(positive(v) for v in compiled["speedup"].values())
 
 

@@ -320,3 +320,111 @@ assert set(CONVERTERS) == set(ArgKind), "every argument kind needs a converter"
 
 def _convert(vm: MachineState, p: Param, value: Any) -> Any:
     return CONVERTERS[p.kind](vm, p, value)
+
+
+# ---------------------------------------------------------------- the quick path
+#: A converter of one value for the common case: ``(vm, value) -> converted``.  The value
+#: types users send most (an int pfn of a one-run machine, an existing object id, an int
+#: pindex or flag word) are checked inline; anything else goes to the kind's converter,
+#: which checks it fully and explains a refusal.
+Quick = Callable[[MachineState, Any], Any]
+
+#: The arguments of one function converted from a dict that names every parameter exactly
+#: once (no alias, no default used): ``(vm, args) -> the converted values in order``.  A
+#: missing name raises ``KeyError``; ``Machine.call`` then takes ``_convert_args``, which
+#: finds and explains what is missing or misspelt.
+QuickPlan = Callable[[MachineState, dict[str, Any]], tuple[Any, ...]]
+
+
+def _quick(p: Param) -> Quick:
+    slow = CONVERTERS[p.kind]
+    kind = p.kind
+    if kind is ArgKind.PAGE:
+
+        def page(vm: MachineState, value: Any) -> Any:
+            if type(value) is int:
+                managed = vm.managed
+                if len(managed) == 1:
+                    i = value - vm.first_page
+                    if managed[0][0] <= i < managed[0][1]:
+                        return i
+            return slow(vm, p, value)
+
+        return page
+    if kind is ArgKind.OBJECT or kind is ArgKind.OBJECT_OR_NULL:
+
+        def obj(vm: MachineState, value: Any) -> Any:
+            if type(value) is int:
+                found = vm.objects.get(value)
+                if found is not None:
+                    return found
+            return slow(vm, p, value)
+
+        return obj
+    if kind is ArgKind.PINDEX or kind is ArgKind.SIZE_PAGES:
+
+        def u64(vm: MachineState, value: Any) -> Any:
+            if type(value) is int and 0 <= value <= _U64_MAX:
+                return value
+            return slow(vm, p, value)
+
+        return u64
+    if kind is ArgKind.ALLOC_FLAGS:
+
+        def flags(vm: MachineState, value: Any) -> Any:
+            if type(value) is int and 0 <= value < 1 << 32:
+                return value
+            return slow(vm, p, value)
+
+        return flags
+
+    def other(vm: MachineState, value: Any) -> Any:
+        return slow(vm, p, value)
+
+    return other
+
+
+def _quick_plan(spec: KernelFunction) -> QuickPlan:
+    """``spec``'s arguments converted by one closure per arity (no loop, no list)."""
+    names = tuple(p.name for p in spec.params)
+    convs = tuple(_quick(p) for p in spec.params)
+    if len(names) == 0:
+
+        def none(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
+            return ()
+
+        return none
+    if len(names) == 1:
+        (n0,), (c0,) = names, convs
+
+        def one(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
+            return (c0(vm, args[n0]),)
+
+        return one
+    if len(names) == 2:
+        (n0, n1), (c0, c1) = names, convs
+
+        def two(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
+            return (c0(vm, args[n0]), c1(vm, args[n1]))
+
+        return two
+    if len(names) == 3:
+        (n0, n1, n2), (c0, c1, c2) = names, convs
+
+        def three(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
+            return (c0(vm, args[n0]), c1(vm, args[n1]), c2(vm, args[n2]))
+
+        return three
+    pairs = tuple(zip(names, convs, strict=True))
+
+    def many(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple([c(vm, args[n]) for n, c in pairs])
+
+    return many
+
+
+#: Per registry name (aliases included): the function, its quick plan and how many
+#: arguments the plan wants.
+CALL_PLANS: dict[str, tuple[KernelFunction, QuickPlan, int]] = {
+    name: (spec, _quick_plan(spec), len(spec.params)) for name, spec in REGISTRY.items()
+}

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from app.core import invariants
@@ -20,7 +19,7 @@ from app.core.constants import (
     CNT_NAMES,
     PQ_COUNT,
 )
-from app.core.convert import _convert_args
+from app.core.convert import CALL_PLANS, _convert_args
 from app.core.errors import InvalidArgument, did_you_mean
 from app.core.kern_synch import (
     MAX_THREADS,
@@ -31,27 +30,61 @@ from app.core.kern_synch import (
     sleep_remedy,
     start_call,
 )
-from app.core.registry import REGISTRY, queue_name
+from app.core.registry import REGISTRY, KernelFunction, queue_name
 from app.core.state import MachineState, Trace
 from app.core.vmstats import METER_FIELDS
 
 _QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
 
 
+_C0, _C1, _C2, _C3, _C4 = CNT_NAMES[:5]
+
+
 def _delta(old: list[int], new: list[int]) -> dict[str, int]:
-    return {CNT_NAMES[k]: new[k] - old[k] for k in range(5) if new[k] != old[k]}
+    """The five page counts that differ, by name (unrolled: this runs for every record)."""
+    out: dict[str, int] = {}
+    if new[0] != old[0]:
+        out[_C0] = new[0] - old[0]
+    if new[1] != old[1]:
+        out[_C1] = new[1] - old[1]
+    if new[2] != old[2]:
+        out[_C2] = new[2] - old[2]
+    if new[3] != old[3]:
+        out[_C3] = new[3] - old[3]
+    if new[4] != old[4]:
+        out[_C4] = new[4] - old[4]
+    return out
 
 
-@dataclass
 class CallResult:
     """What one call returned and what it changed.  ``blocked`` is set when the call
     put its thread to sleep (thread, channel, wmesg, timo); ``result`` is then None and
-    the call completes later, when a wakeup or timeout resumes the thread."""
+    the call completes later, when a wakeup or timeout resumes the thread.  ``record`` is
+    empty for a call made with ``record=False``."""
 
-    fn: str
-    result: Any
-    record: dict[str, Any] = field(default_factory=dict)
-    blocked: dict[str, Any] | None = None
+    __slots__ = ("fn", "result", "record", "blocked")
+
+    def __init__(
+        self,
+        fn: str,
+        result: Any,
+        record: dict[str, Any] | None = None,
+        blocked: dict[str, Any] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.result = result
+        self.record: dict[str, Any] = {} if record is None else record
+        self.blocked = blocked
+
+    def __repr__(self) -> str:
+        return f"CallResult(fn={self.fn!r}, result={self.result!r}, blocked={self.blocked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CallResult):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -109,31 +142,44 @@ class Machine(MachineState):
         KASSERT is raised as ``KernelPanic`` before any state changes (a guard of the
         simulator's own, where the kernel would not panic, as ``SimulatorRefusal``).  A call that
         sleeps parks its thread and returns ``blocked`` (the channel); threads that this
-        call woke run afterwards (``record["resumed"]``)."""
-        spec = REGISTRY.get(fn)
-        if spec is None:
+        call woke run afterwards (``record["resumed"]``).
+
+        The common case (every argument named once, plain values, the CPU's own thread,
+        a function that cannot sleep) takes the quick plan (``convert.CALL_PLANS``) and one
+        reusable thread object per CPU; the rest takes the full path.  Both run the same
+        checks and the same kernel code."""
+        plan = CALL_PLANS.get(fn)
+        if plan is None:
             raise InvalidArgument(
                 f"there is no kernel function named {fn!r} here{did_you_mean(str(fn), REGISTRY)}"
             )
+        spec, quick, nargs = plan
+        if args is None:
+            args = {}
+        conv: Any = None
+        if type(args) is dict and len(args) == nargs:
+            try:
+                conv = quick(self, args)
+            except KeyError:
+                conv = None  # a name missing or misspelt: the full conversion explains it
         if (
-            not record
-            and thread is None
+            thread is None
+            and type(cpu) is int
+            and 0 <= cpu < self.ncpus
             and not nice
             and not systhread
             and not lowmemkill
             and spec.on_thread
             and not spec.sleeps
-            and type(cpu) is int
-            and 0 <= cpu < self.ncpus
         ):
-            # The common case (a plain call on the CPU's own thread, no record): the same
-            # steps as below with the checks that cannot fail here left out.
-            conv = _convert_args(self, spec, args or {})
+            if conv is None:
+                conv = _convert_args(self, spec, args)
             th = self.threads.get(cpu)
             if th is None:
                 # the CPU's own thread, transient (never in ``threads``): one object per CPU
                 # serves every such call, as a fresh one would (the core writes no field of
-                # curthread; the four below are set on every call)
+                # curthread, and this path runs it with nice 0, no systhread, no
+                # P_LOWMEMKILL)
                 idle = self._idle_threads
                 if idle is None:
                     idle = self._idle_threads = {}
@@ -145,16 +191,52 @@ class Machine(MachineState):
                     f"thread {cpu} is {th.state} in {th.fn} (on {th.channel}); "
                     + sleep_remedy(self, th)
                 )
-            th.cpu = cpu
-            th.nice = 0
-            th.systhread = False
-            th.p_flags &= ~P_LOWMEMKILL
-            _enter(self, th)
-            self.trace = None
-            value = spec.impl(self, *conv)
-            if self.runq:
-                run_runnable(self)
-            return CallResult(spec.name, value)
+            else:
+                th.cpu = cpu
+                th.nice = 0
+                th.systhread = False
+                th.p_flags &= ~P_LOWMEMKILL
+            # _enter, inline
+            self.curthread = th
+            c = self.cpus[cpu]
+            self.cpu = c
+            self.gd = c.vmstats
+            self.adj = c.adj
+            self.curthread_nice = 0
+            self.curthread_systhread = False
+            if not record:
+                value = spec.impl(self, *conv)
+                if self.runq:
+                    run_runnable(self)
+                return CallResult(spec.name, value)
+            trace = Trace()
+            self.trace = trace
+            before = self._counter_snapshot()
+            try:
+                value = spec.impl(self, *conv)
+                resumed = run_runnable(self) if self.runq else None
+            finally:
+                self.trace = None
+            rec = self._make_record(trace, before)
+            if resumed:
+                rec["resumed"] = resumed
+            return CallResult(spec.name, value, rec)
+        return self._call_full(spec, args, conv, cpu, thread, nice, systhread, lowmemkill, record)
+
+    def _call_full(
+        self,
+        spec: KernelFunction,
+        args: dict[str, Any],
+        conv: Any,
+        cpu: Any,
+        thread: Any,
+        nice: Any,
+        systhread: bool,
+        lowmemkill: bool,
+        record: bool,
+    ) -> CallResult:
+        """``call`` for the rest: another thread, nice, a systhread, P_LOWMEMKILL, a
+        simulator verb (``tick``), or a function that may sleep."""
         if type(cpu) is not int or not 0 <= cpu < self.ncpus:
             raise InvalidArgument(
                 f"cpu {cpu!r} does not exist: this machine has CPUs 0..{self.ncpus - 1}"
@@ -164,7 +246,8 @@ class Machine(MachineState):
         tid = cpu if thread is None else thread
         if type(tid) is not int or not 0 <= tid < MAX_THREADS:
             raise InvalidArgument(f"thread must be an integer from 0 to {MAX_THREADS - 1}")
-        conv = _convert_args(self, spec, args or {})
+        if conv is None:
+            conv = _convert_args(self, spec, args)
         th = self.threads.get(tid)
         if not spec.on_thread:
             th = Thread(tid, cpu)  # a simulator verb: runs outside any parked thread
@@ -194,9 +277,7 @@ class Machine(MachineState):
                 else:
                     created = False
                 try:
-                    done, value = start_call(
-                        self, th, spec.name, dict(args or {}), impl(self, *conv)
-                    )
+                    done, value = start_call(self, th, spec.name, dict(args), impl(self, *conv))
                 except BaseException:
                     if created:
                         del self.threads[th.tid]
@@ -233,6 +314,9 @@ class Machine(MachineState):
 
     # ---- records ---------------------------------------------------------------------
     def _counter_snapshot(self) -> tuple[list[int], list[int], list[int], dict[str, int]]:
+        """The counters a record reports, before the call: the global and the current
+        CPU's five page counts (vmstats, gd_vmstats_adj, gd_vmstats) and the CPU's event
+        counters (gd_cnt)."""
         cpu = self.cpu
         return (self.vmstats.cnt[:], cpu.adj.cnt[:], cpu.vmstats.cnt[:], cpu.meter.copy())
 
@@ -241,10 +325,10 @@ class Machine(MachineState):
     ) -> dict[str, Any]:
         queue = self.pg.queue
         first = self.first_page
-        moves = [
-            {"pfn": first + i, "from": _QUEUE_NAMES[q0], "to": _QUEUE_NAMES[queue[i]]}
-            for i, q0 in trace.first_queue.items()
-        ]
+        names = _QUEUE_NAMES
+        moves = []
+        for i, q0 in trace.first_queue.items():
+            moves.append({"pfn": first + i, "from": names[q0], "to": names[queue[i]]})
         g0, a0, s0, m0 = before
         cpu = self.cpu
         counters: dict[str, dict[str, int]] = {}

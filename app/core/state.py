@@ -7,7 +7,6 @@ state: two machines never share anything.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .alist import Alist
@@ -76,14 +75,22 @@ class Cpu:
         )
 
 
-@dataclass
 class Trace:
     """What one call changed: page queue moves (page index -> queue before its first move
-    in the call) and notable events (wakeups, rollups, console lines)."""
+    in the call) and notable events (wakeups, rollups, console lines).  A plain slotted
+    class: one is made for every recorded call."""
 
-    first_queue: dict[int, int] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    probes: list[int] | None = None
+    __slots__ = ("first_queue", "events", "probes")
+
+    def __init__(
+        self,
+        first_queue: dict[int, int] | None = None,
+        events: list[dict[str, Any]] | None = None,
+        probes: list[int] | None = None,
+    ) -> None:
+        self.first_queue: dict[int, int] = {} if first_queue is None else first_queue
+        self.events: list[dict[str, Any]] = [] if events is None else events
+        self.probes = probes
 
 
 class MachineState:

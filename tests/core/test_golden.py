@@ -31,12 +31,16 @@ def test_the_corpus_is_there_and_reaches_every_registered_function() -> None:
     assert set(REGISTRY) - completed <= {"vm_page_set_invalid"}
 
 
+@pytest.mark.parametrize("quick", [False, True], ids=["full-path", "quick-path"])
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_a_golden_stream_replays_exactly(path: Path) -> None:
+def test_a_golden_stream_replays_exactly(path: Path, quick: bool) -> None:
+    """Replayed as written (every call names its thread: ``Machine.call``'s full path),
+    and with the CPU's own thread left unnamed, so that the calls that can take the
+    quick path do."""
     header, calls = read(path)
     m = machine_for(header)
     for k, call in enumerate(calls, start=1):
-        got = outcome(m, call)
+        got = outcome(m, call, quick)
         assert got == call["outcome"], (
             f"call {k} {call['fn']}({call['args']}): {got} != {call['outcome']}"
         )

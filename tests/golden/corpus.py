@@ -36,14 +36,19 @@ CHECK_EVERY = 25
 REFUSALS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep)
 
 
-def outcome(m: Machine, call: dict[str, Any]) -> dict[str, Any]:
-    """Run one corpus call on ``m``: its outcome as the corpus writes it."""
+def outcome(m: Machine, call: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+    """Run one corpus call on ``m``: its outcome as the corpus writes it.  ``quick``: a
+    call made as its CPU's own thread names no thread (``thread`` defaults to ``cpu``),
+    so that ``Machine.call`` may take its quick path."""
+    thread = call["thread"]
+    if quick and thread == call["cpu"]:
+        thread = None
     try:
         r = m.call(
             call["fn"],
             call["args"],
             cpu=call["cpu"],
-            thread=call["thread"],
+            thread=thread,
             nice=call["nice"],
             systhread=call["systhread"],
             lowmemkill=call["lowmemkill"],

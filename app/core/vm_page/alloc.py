@@ -231,8 +231,11 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
     rolled_up = False
     i = -1
     gd = vm.gd
-    if trace is None and page_req & VM_ALLOC_NORMAL and gd.cnt[CNT_FREE] >= gd.v_free_reserved:
-        # fast path: the exact free colour queue has an idle, selectable head
+    if page_req & VM_ALLOC_NORMAL and gd.cnt[CNT_FREE] >= gd.v_free_reserved:
+        # fast path: the exact free colour queue has an idle, selectable head.  The loop
+        # below would take it the same way (the gate is open for every class,
+        # _vm_page_list_find2's first probe is this queue, the busy_try succeeds, the page
+        # is free and selectable), so a record says the same: one probe, found there.
         q = PQ_FREE + color
         head = vm.q_head[q]
         if (
@@ -245,6 +248,9 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
             i = head
             vm.q_lastq[q] = -1
             vm.q_lastq[PQ_CACHE + color] = -1
+            if trace is not None and trace.probes is not None:
+                trace.probes.append(q)
+            vm._selected_queue = q
             pg.busy[i] = PBUSY_LOCKED
             _rem_queue(vm, i)
             pagedaemon_wakeup(vm)
