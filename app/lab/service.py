@@ -52,7 +52,7 @@ from .hosts.base import (
     SliceReply,
     UnknownKey,
 )
-from .hosts.shard import BATCH_SLICE_S, unknown_function
+from .hosts.shard import BATCH_SLICE_S, expects_refusal, refused_result, unknown_function
 from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
@@ -105,13 +105,15 @@ def run_entry(m: Machine, e: Entry, record: bool = False) -> CallResult:
 
 def replay_onto(m: Machine, entries: list[Entry]) -> Machine:
     """Run ``entries`` in order on ``m`` (booted, or loaded from a snapshot).  Only
-    accepted calls are journalled, so none is refused here; one that is means the journal
-    and the core disagree, which is logged and skipped."""
+    accepted calls and calls refused with ``WouldSleep`` (marked so: ``refused_result``)
+    are journalled; any other refusal here means the journal and the core disagree,
+    which is logged and skipped."""
     for e in entries:
         try:
             run_entry(m, e)
         except CORE_ERRORS as err:
-            log.warning("replay refused a journalled call", seq=e.seq, fn=e.fn, error=str(err))
+            if not expects_refusal(e, err):
+                log.warning("replay refused a journalled call", seq=e.seq, fn=e.fn, error=str(err))
     return m
 
 
@@ -290,6 +292,33 @@ class Instance:
             fn, args, ctx, source, result.result, result.blocked, result.record, error, watched
         )
 
+    def _journal_refused(
+        self,
+        fn: str,
+        args: dict[str, Any],
+        ctx: Ctx,
+        source: str,
+        error: dict[str, Any],
+        compact: dict[str, Any] | None,
+    ) -> None:
+        """Journal a call the core refused with ``WouldSleep``: the kernel would have hung,
+        but only after what it did first (a vmstats rollup, the vm_wait bookkeeping,
+        pages deactivated), which stays done (``errors.WouldSleep``).  Its journalled
+        result is the refusal (``refused_result``), so that a replay makes the same
+        changes and expects the same refusal."""
+        self.pending.append(
+            Entry(
+                self.id,
+                self.generation,
+                self.seq,
+                fn,
+                args,
+                compact if compact is not None else ctx.compact(),
+                source,
+                refused_result(error),
+            )
+        )
+
     def note(
         self,
         fn: str,
@@ -314,6 +343,8 @@ class Instance:
             self.calls_by_fn[fn] += 1
         else:
             self.refused_by_fn[fn] += 1
+            if error.get("type") == "would-sleep":
+                self._journal_refused(fn, args, ctx, source, error, compact)
         if not watched:  # nobody can see this call's record: keep what the journal needs
             if error is None:
                 self.pending.append(

@@ -338,3 +338,33 @@ def test_sigkill_under_load_loses_no_acknowledged_call(database_url: str) -> Non
     assert len(seqs) - len(acked) <= 3
     entries = [Entry(1, 0, e["seq"], e["fn"], e["args"], e["ctx"]) for e in journal]
     assert replay(PRESETS["tiny-16m"].config, entries).state_digest() == inst["state_digest"]
+
+
+async def test_a_call_refused_with_would_sleep_keeps_what_it_changed_across_a_restart(
+    database_url: str,
+) -> None:
+    """``WouldSleep`` is not a panic: what the kernel did before it would hang stays done
+    (here vm_page_alloc's vmstats_rollup, with vm.v_free_reserved at 0 and every free
+    queue empty).  The journal keeps the refused call, so a restart's replay (no
+    snapshot: everything comes from the journal) makes the same change and lands on the
+    same digest."""
+    url = database_url
+    async with serve(url, snapshot_on_shutdown=False, snapshot_every=0) as c:
+        r = await c.post(f"{API}/instances", json={"name": "spin", "preset": "tiny-16m"})
+        iid = r.json()["id"]
+        r = await c.put(f"{API}/instances/{iid}/sysctls/vm.v_free_reserved", json={"value": 0})
+        assert r.status_code == 200
+        alloc = {"fn": "vm_page_alloc", "args": {"page_req": "VM_ALLOC_INTERRUPT"}}
+        calls = [alloc for _ in range(5000)]
+        r = await c.post(f"{API}/instances/{iid}/calls", json={"calls": calls})
+        items = r.json()["results"] if "results" in r.json() else r.json()
+        refused = [i for i in items if "error" in i]
+        assert refused, "the machine ran out of pages before the batch ended"
+        first = refused[0]
+        assert first["error"]["type"] == "would-sleep", first
+        assert "spin in this loop forever" in first["error"]["detail"]
+        before = (await c.get(f"{API}/instances/{iid}")).json()
+    async with serve(url, snapshot_on_shutdown=False, snapshot_every=0) as c:
+        after = (await c.get(f"{API}/instances/{iid}")).json()
+        assert after["seq"] == before["seq"]
+        assert after["state_digest"] == before["state_digest"]
