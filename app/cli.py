@@ -4,6 +4,7 @@
     pagelab instances
     pagelab create NAME (--preset P | --memory 4GiB) [--cpus N | --topology 2x4[x2]]
                    [--numa BASE:SIZE:SOCKET ...] [--dma-reserved BYTES] [--seed S]
+                   [--policy SEAM=CHOICE ...]
     pagelab delete ID
     pagelab reset ID
     pagelab call FN [key=value ...] [--cpu C] [--thread T] [--nice N] [--wait] [--timeout S]
@@ -14,6 +15,7 @@
     pagelab page PFN | queue [TYPE [COLOUR]] | threads | objects [ID] | pageout | dma
     pagelab run FILE [--chunk N] [--stop-on-error] [-q]
     pagelab functions
+    pagelab seams
     pagelab users create NAME --role ROLE [--course C] [--expires 7d]
     pagelab tokens issue NAME [--expires 12h] | pagelab tokens revoke ID
     pagelab roster import FILE.csv -o TOKENS.csv [--expires 120d]
@@ -589,6 +591,18 @@ def parse_numa(text: str) -> dict[str, int]:
     return {"base": base, "size": size, "socket": int(parts[2])}
 
 
+def parse_policy(items: Sequence[str]) -> dict[str, str]:
+    """``--policy SEAM=CHOICE`` (repeatable), e.g. ``--policy page_color=object``; the
+    server checks the names (``pagelab seams`` lists them)."""
+    out: dict[str, str] = {}
+    for text in items:
+        seam, eq, choice = text.partition("=")
+        if not eq or not seam.strip() or not choice.strip():
+            raise UsageError(f"--policy: write SEAM=CHOICE (e.g. page_color=object), not {text!r}")
+        out[seam.strip()] = choice.strip()
+    return out
+
+
 def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
     if ns.preset is not None and (ns.cpus is not None or ns.seed is not None):
         raise UsageError("--cpus and --seed go with --memory (a preset brings its own)")
@@ -603,6 +617,7 @@ def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
         pagedaemon=not ns.no_pagedaemon,
         numa=[parse_numa(n) for n in ns.numa or ()] or None,
         dma_reserved=parse_bytes(ns.dma_reserved, "--dma-reserved") if ns.dma_reserved else 0,
+        policy=parse_policy(ns.policy or ()),
     )
     if ns.json:
         _json_out(inst)
@@ -1164,6 +1179,22 @@ def cmd_functions(client: PageLabClient, ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seams(client: PageLabClient, ns: argparse.Namespace) -> int:
+    seams = client.seams()
+    if ns.json:
+        _json_out(seams)
+        return 0
+    lines = []
+    for s in seams:
+        lines.append(f"{s['name']} (in {s['function']}): {s['decides']}")
+        for c in s["choices"]:
+            mark = "*" if c["name"] == s["default"] else " "
+            lines.append(f"  {mark} {c['name']:<8} {c['means']}")
+    lines.append("(* the kernel's, the default; choose others with create --policy SEAM=CHOICE)")
+    _out("\n".join(lines) + "\n")
+    return 0
+
+
 # ------------------------------------------------------------------ quotas (issue 8 §2)
 def parse_quota_changes(items: Sequence[str]) -> dict[str, float | None]:
     """``key=value`` quota changes: a number, or ``default`` (also ``null``) for None."""
@@ -1459,6 +1490,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--boot-stage", choices=("early", "finished"), default="finished")
     p.add_argument("--no-pagedaemon", action="store_true")
+    p.add_argument(
+        "--policy",
+        action="append",
+        metavar="SEAM=CHOICE",
+        help="choose a named seam (repeat), e.g. page_color=object; `pagelab seams` lists them",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_create)
 
@@ -1608,6 +1645,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("functions", help="list the callable kernel functions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_functions)
+
+    p = sub.add_parser("seams", help="list the named seams a new instance may choose")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_seams)
 
     _add_people_commands(sub)
     # quotas (issue 8 §2)

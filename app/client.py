@@ -309,6 +309,7 @@ class _Ops:
         boot_stage: Literal["early", "finished"],
         pagedaemon: bool,
         dma_reserved: int,
+        policy: Mapping[str, str] | None = None,
     ) -> _Op[dict[str, Any]]:
         body: dict[str, Any] = {
             "name": name,
@@ -334,6 +335,8 @@ class _Ops:
             body["numa"] = [dict(n) for n in numa]
         if dma_reserved:
             body["dma_reserved"] = dma_reserved
+        if policy:
+            body["policy"] = dict(policy)
         return _Op("POST", f"{API}/instances", _json, json=body)
 
     # calls
@@ -607,6 +610,10 @@ class PageLabClient:
         """The named machine presets."""
         return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/presets")))
 
+    def seams(self) -> list[dict[str, Any]]:
+        """The named seams a new instance's ``policy`` may choose, with their choices."""
+        return cast(list[dict[str, Any]], self._run(self._ops.get(f"{API}/seams")))
+
     # ------------------------------------------------------------ instances
     def instances(self) -> list[dict[str, Any]]:
         """Every instance: id, name, preset, config, summary, calls, state_digest."""
@@ -630,10 +637,13 @@ class PageLabClient:
         *,
         numa: Sequence[Mapping[str, int]] | None = None,
         dma_reserved: int = 0,
+        policy: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Boot a new machine from exactly one of ``preset``, ``memory`` ("4GiB" or bytes)
         or ``phys_avail`` ranges; ``topology`` is ``{"sockets", "cores", "threads"}`` or a
-        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed.)"""
+        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed.)
+        ``policy`` chooses named seams, e.g. ``{"page_color": "object"}`` (``seams()``
+        lists them)."""
         op = self._ops.create_instance(
             name,
             preset,
@@ -646,6 +656,7 @@ class PageLabClient:
             boot_stage,
             pagedaemon,
             dma_reserved,
+            policy,
         )
         return self._run(op)
 
@@ -951,6 +962,9 @@ class AsyncPageLabClient:
     async def presets(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/presets")))
 
+    async def seams(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/seams")))
+
     async def instances(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], await self._run(self._ops.get(f"{API}/instances")))
 
@@ -971,6 +985,7 @@ class AsyncPageLabClient:
         *,
         numa: Sequence[Mapping[str, int]] | None = None,
         dma_reserved: int = 0,
+        policy: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         op = self._ops.create_instance(
             name,
@@ -984,6 +999,7 @@ class AsyncPageLabClient:
             boot_stage,
             pagedaemon,
             dma_reserved,
+            policy,
         )
         return await self._run(op)
 

@@ -202,6 +202,35 @@ def test_create_takes_topology_numa_and_dma_reserved(
     assert status == 1 and "cpus 3 conflicts with the topology" in err
 
 
+def test_create_takes_a_policy_and_seams_lists_the_choices(
+    url: str, client: PageLabClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = pagelab(capsys, url, 1, "seams")
+    assert status == 0, err
+    assert "page_color (in vm_get_pg_color)" in out
+    assert "* kernel" in out and "  object" in out
+    name = f"bsd-{next(_names)}"
+    status, out, err = pagelab(
+        capsys, url, 1, "create", name, "--memory", "16MiB",
+        "--policy", "page_color=object", "--policy", "dontneed=tail", "--json",
+    )  # fmt: skip
+    assert status == 0, err
+    made = json.loads(out)
+    try:
+        assert made["config"]["policy"] == {"dontneed": "tail", "page_color": "object"}
+        assert client.seams()[0]["name"] == "page_color"
+    finally:
+        client.delete_instance(made["id"])
+    status, _, err = pagelab(
+        capsys, url, 1, "create", "x", "--memory", "16MiB", "--policy", "page_color"
+    )
+    assert status == 2 and "write SEAM=CHOICE" in err
+    status, _, err = pagelab(
+        capsys, url, 1, "create", "x", "--memory", "16MiB", "--policy", "page_colour=none"
+    )
+    assert status == 1 and "did you mean 'page_color'" in err
+
+
 # ------------------------------------------------------------------ run FILE
 def test_run_replays_a_scenario_file_and_ends_in_the_digest(
     url: str,

@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from app.core.config import MachineConfig, NumaRange, Topology, parse_size
 from app.core.constants import PAGE_SIZE, VM_ALLOC_FLAG_NAMES
 from app.core.ddb import DDB_COMMANDS, DDB_HELP, ddb_unknown
-from app.core.errors import InvalidArgument
+from app.core.errors import ConfigError, InvalidArgument
 from app.core.objects import ObjType
 from app.core.registry import FUNCTIONS, REGISTRY, parse_queue_type
+from app.core.seams import check_policy, seams_catalogue
 from app.lab.access import Principal, Relation
 from app.lab.fields import VMSTATS_HELP
 from app.lab.presets import PRESETS
@@ -84,6 +85,7 @@ def instance_view(inst: Instance, digest: str, summary: dict[str, Any]) -> dict[
             "seed": cfg.seed,
             "pagedaemon": cfg.pagedaemon,
             "dma_reserved": cfg.dma_reserved,
+            "policy": dict(cfg.policy),
         },
         "summary": summary,
         "parked": inst.parked is not None,
@@ -117,7 +119,17 @@ def _config_of(body: InstanceCreate) -> MachineConfig:
         boot_stage=body.boot_stage,
         dma_reserved=body.dma_reserved,
         pagedaemon=body.pagedaemon,
+        policy=_policy_of(body),
     )
+
+
+def _policy_of(body: InstanceCreate) -> tuple[tuple[str, str], ...]:
+    """The body's seam choices, checked (``seams.check_policy``: unknown names are a
+    ``validation`` problem with the names that exist)."""
+    try:
+        return check_policy(body.policy.items())
+    except ConfigError as e:
+        raise LabError("validation", str(e)) from None
 
 
 def _check_cpus(cpus: int | None, topo: Topology | None) -> None:
@@ -149,6 +161,8 @@ def _preset_overrides(body: InstanceCreate) -> dict[str, Any]:
         out["topology"] = None
     if "numa" in given:
         out["numa"] = tuple(NumaRange(n.base, n.size, n.socket) for n in body.numa)
+    if "policy" in given:
+        out["policy"] = _policy_of(body)
     return out
 
 
@@ -478,6 +492,14 @@ async def list_functions(response: Response) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+@router.get("/seams", operation_id="list_seams", tags=["meta"])
+async def list_seams() -> list[dict[str, Any]]:
+    """The named seams: the policy decisions a machine may take differently from the
+    kernel (``policy`` when creating an instance), each with the kernel function it sits
+    in, what it decides and its choices (``kernel``, the default, first)."""
+    return seams_catalogue()
 
 
 @router.get("/presets", operation_id="list_presets", tags=["meta"])

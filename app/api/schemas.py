@@ -71,6 +71,12 @@ class InstanceCreate(BaseModel):
     seed: StrictInt = Field(default=0, ge=0, le=(1 << 63) - 1)
     pagedaemon: StrictBool = True
     dma_reserved: StrictInt = Field(default=0, ge=0, le=MAX_ADDR)
+    policy: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description='choices for the named seams, e.g. {"page_color": "object"} '
+        "(GET /api/v1/seams lists them; default: the kernel's everywhere)",
+    )
 
     @model_validator(mode="after")
     def one_memory_source(self) -> InstanceCreate:

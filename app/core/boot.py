@@ -38,6 +38,7 @@ from app.core.errors import ConfigError
 from app.core.kern_synch import _init_sched
 from app.core.pages import PageArray
 from app.core.pmap import _init_pmap
+from app.core.seams import Policy
 from app.core.state import Cpu, MachineState
 from app.core.sysctl import ensure_sysctl_state
 from app.core.vm_contig import _init_contig
@@ -80,6 +81,7 @@ def _boot_log(vm: MachineState, line: str) -> None:
 
 def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
     vm.config = config
+    vm.policy = Policy(dict(config.policy))
     vm.ncpus = config.cpus
     vm.rng = random.Random(config.seed)
     vm.hz = config.hz

@@ -13,6 +13,7 @@ from typing import Literal
 
 from .constants import MAXCPU, PAGE_SIZE, PQ_L2_SIZE, SIZEOF_VM_PAGE
 from .errors import ConfigError
+from .seams import check_policy
 
 BootStage = Literal["early", "finished"]
 
@@ -161,6 +162,8 @@ class MachineConfig:
     pagedaemon: bool = False
     name: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    #: the named seams' choices, (seam, choice) pairs (``seams.SEAMS``; none: the kernel's)
+    policy: tuple[tuple[str, str], ...] = ()
 
     # ---- constructors ----------------------------------------------------------------
     @classmethod
@@ -177,6 +180,7 @@ class MachineConfig:
         dma_reserved: int = 0,
         max_pages: int = DEFAULT_MAX_PAGES,
         pagedaemon: bool = False,
+        policy: dict[str, str] | None = None,
     ) -> MachineConfig:
         """A machine with ``size`` bytes of RAM in one range starting at 4 KiB (page 0 is
         kept by the BIOS, as on a PC)."""
@@ -204,6 +208,7 @@ class MachineConfig:
             dma_reserved=dma_reserved,
             max_pages=max_pages,
             pagedaemon=pagedaemon,
+            policy=check_policy((policy or {}).items()),
         )
         cfg.validate()
         return cfg
@@ -290,6 +295,9 @@ class MachineConfig:
             raise ConfigError("dma_reserved must be a byte count >= 0")
         if self.boot_stage not in ("early", "finished"):
             raise ConfigError("boot_stage must be 'early' or 'finished'")
+        if not isinstance(self.policy, tuple | list):
+            raise ConfigError("policy must be a list of (seam, choice) pairs")
+        check_policy(self.policy)
         sockets = self.topology.sockets if self.topology else 1
         prev = -1
         for r in sorted(self.numa, key=lambda r: r.base):

@@ -53,6 +53,7 @@ from .errors import ConfigError
 from .machine import Machine
 from .objects import ObjType, PageTree, VmObject
 from .pages import PAGE_FIELDS, PageArray
+from .seams import Policy
 from .state import Cpu
 from .vmstats import VmStats
 
@@ -84,7 +85,17 @@ _ENUMS: dict[str, type[ObjType]] = {"ObjType": ObjType}
 #: Attributes a snapshot does not keep: views of other state, rebuilt on load, and
 #: Machine.call's cache of transient CPU threads (recreated on the next call)
 _DERIVED = frozenset(
-    {"cpu", "gd", "adj", "_hash_m", "_hash_obj", "_hash_pindex", "_hash_ticks", "_idle_threads"}
+    {
+        "cpu",
+        "gd",
+        "adj",
+        "_hash_m",
+        "_hash_obj",
+        "_hash_pindex",
+        "_hash_ticks",
+        "_idle_threads",
+        "policy",
+    }
 )
 _HASH_VIEWS = {
     "_hash_m": "m",
@@ -143,6 +154,7 @@ def config_to_json(config: MachineConfig) -> dict[str, Any]:
         "pagedaemon": config.pagedaemon,
         "name": config.name,
         "extra": dict(config.extra),
+        "policy": [list(pair) for pair in config.policy],
     }
 
 
@@ -163,6 +175,7 @@ def config_from_json(data: Any) -> MachineConfig:
             pagedaemon=bool(data["pagedaemon"]),
             name=str(data["name"]),
             extra={str(k): str(v) for k, v in data.get("extra", {}).items()},
+            policy=tuple((str(s), str(c)) for s, c in data.get("policy", [])),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ConfigError(f"the configuration is not readable ({e!r})") from None
@@ -508,6 +521,7 @@ def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
     dec = _Decoder(arrays)
     m = Machine.__new__(Machine)
     m.config = config
+    m.policy = Policy(dict(config.policy))
     threads = {}
     for tid, record in state.pop("threads"):
         th = dec.value(record)

@@ -21,6 +21,7 @@ from .constants import (
 )
 from .objects import VmObject
 from .pages import PageArray
+from .seams import Policy
 from .vmstats import CORE_METER_FIELDS, METER_FIELDS, PAGER_METER_FIELDS, VmStats
 
 if TYPE_CHECKING:  # types of the areas' state, declared here, defined by the areas
@@ -101,6 +102,8 @@ class MachineState:
 
     config: MachineConfig
     ncpus: int
+    # the named seams' choices (seams.Policy, from config.policy)
+    policy: Policy
     # vm_page_array
     pg: PageArray
     first_page: int

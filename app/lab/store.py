@@ -135,6 +135,7 @@ def config_to_json(config: MachineConfig) -> dict[str, Any]:
         "max_pages": config.max_pages,
         "pagedaemon": config.pagedaemon,
         "name": config.name,
+        "policy": [list(pair) for pair in config.policy],
     }
 
 
@@ -154,6 +155,7 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
         max_pages=int(data["max_pages"]) if "max_pages" in data else MachineConfig.max_pages,
         pagedaemon=bool(data.get("pagedaemon", False)),
         name=str(data.get("name", "")),
+        policy=tuple((str(s), str(c)) for s, c in data.get("policy", [])),
     )
 
 

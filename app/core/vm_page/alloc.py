@@ -225,7 +225,13 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
     trace = vm.trace
     explain: dict[str, Any] | None = None
     if trace is not None:
-        explain = {"event": "alloc", "color": color, "recycled_cache": [], "rollups": 0}
+        explain = {
+            "event": "alloc",
+            "color": color,
+            "color_policy": vm.policy.page_color,
+            "recycled_cache": [],
+            "rollups": 0,
+        }
         trace.probes = []
     pg = vm.pg
     rolled_up = False

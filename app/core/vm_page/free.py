@@ -77,7 +77,8 @@ def vm_page_free_toq(vm: MachineState, i: int) -> None:
     """``vm_page_free_toq(m)`` (also ``vm_page_free``, ``vm_page_free_zero``): detach
     from the object, clear valid/dirty, NEED_COMMIT and UNQUEUED, and put the page at
     the head of PQ_FREE, or at the tail of PQ_HOLD when it is held; then unbusy and
-    ``vm_page_free_wakeup()``.  Other flags and ``act_count`` are left as they are."""
+    ``vm_page_free_wakeup()``.  Other flags and ``act_count`` are left as they are.  (Which
+    end of PQ_FREE is the seam ``free_queue_end``'s, in ``_add_queue``.)"""
     _check_free_toq(vm, i)
     pg = vm.pg
     vm.cpu.meter["v_tfree"] += 1

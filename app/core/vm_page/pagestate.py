@@ -291,14 +291,20 @@ def vm_page_dontneed(vm: MachineState, i: int) -> None:
       ``(dnw & 0x070) == 0`` (dnw mod 128 < 16), otherwise to the *head*.
 
     Per 512 consecutive ``dnw`` values a clean page is left alone 16 times, goes to the
-    tail 48 times and to the head 448 times."""
+    tail 48 times and to the head 448 times.
+
+    The seam ``dontneed`` (``seams.SEAMS``) sits at the dice: its choices ``tail`` and
+    ``head`` deactivate every page not already on PQ_INACTIVE or PQ_CACHE to that end
+    (``dnweight`` still counts the call)."""
     pg = vm.pg
     dnw = vm.dnweight + 1
     if dnw > 0x7FFFFFFF:  # C int wrap
         dnw -= 1 << 32
     vm.dnweight = dnw
     base = _base(vm, i)
-    if (dnw & 0x1F0) == 0 or base in (PQ_INACTIVE, PQ_CACHE):
+    choice = vm.policy.dontneed
+    dice = choice == "kernel"
+    if (dice and (dnw & 0x1F0) == 0) or base in (PQ_INACTIVE, PQ_CACHE):
         act = pg.act[i]
         if act >= ACT_INIT:
             pg.act[i] = act - 1
@@ -309,7 +315,7 @@ def vm_page_dontneed(vm: MachineState, i: int) -> None:
     pmap_clear_reference(vm, i)
     if pg.dirty[i] == 0:
         vm_page_test_dirty(vm, i)
-    athead = not (pg.dirty[i] or (dnw & 0x070) == 0)
+    athead = not (pg.dirty[i] or (dnw & 0x070) == 0) if dice else choice == "head"
     if vm.trace is not None:
         branch = (
             "deactivated to the inactive head" if athead else "deactivated to the inactive tail"
@@ -336,6 +342,12 @@ def _dontneed_why(
             rule += f"; act_count {act} -> {act - 1} (it was >= ACT_INIT {ACT_INIT})"
         else:
             rule += f"; act_count {act} stays (below ACT_INIT {ACT_INIT})"
+    elif vm.policy.dontneed != "kernel":
+        rule = (
+            f"this machine's policy sets the seam dontneed to {vm.policy.dontneed!r} instead "
+            "of the kernel's dice: every page not on PQ_INACTIVE or PQ_CACHE goes to the "
+            f"inactive {vm.policy.dontneed}"
+        )
     elif pg.dirty[i]:
         rule = (
             f"{where} (mod 512 = {phase} >= 16): deactivated; the page is dirty "
@@ -361,6 +373,7 @@ def _dontneed_why(
         "queue": PQ_NAMES[base] if pg.queue[i] else "PQ_NONE",
         "dirty": int(pg.dirty[i]),
         "branch": branch,
+        "policy": vm.policy.dontneed,
         "why": f"{branch}: {rule}",
     }
 

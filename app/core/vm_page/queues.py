@@ -80,7 +80,10 @@ def _rem_queue(vm: MachineState, i: int) -> int:
 def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     """``_vm_page_add_queue_spinlocked``: put page ``i`` (on PQ_NONE) on ``queue``;
     PQ_FREE always at the head (LIFO, cache-hot), others at the head iff
-    ``athead``.  Callers check the KASSERTs first; reaching one here is a bug."""
+    ``athead``.  Callers check the KASSERTs first; reaching one here is a bug.
+
+    The seam ``free_queue_end`` (``seams.SEAMS``) sits at "PQ_FREE always at the head":
+    its choice ``tail`` puts every page added to a PQ_FREE queue at the tail."""
     pg = vm.pg
     if pg.queue[i] != PQ_NONE or pg.flags[i] & (PG_FICTITIOUS | PG_UNQUEUED):
         raise KernelPanic(
@@ -90,7 +93,9 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = PQ_NONE
     pg.queue[i] = queue
-    if athead or queue <= PQ_L2_SIZE:  # queues 1..1024 are PQ_FREE
+    if queue <= PQ_L2_SIZE:  # queues 1..1024 are PQ_FREE: the head, unless the seam says
+        athead = vm.policy.free_to_head
+    if athead:
         old = vm.q_head[queue]
         pg.prev[i] = -1
         pg.next[i] = old

@@ -33,7 +33,11 @@ def vm_quickcolor(vm: MachineState) -> int:
 
 
 def vm_get_pg_color(vm: MachineState, cpuid: int, obj: VmObject | None, pindex: int) -> int:
-    """``vm_get_pg_color(cpuid, object, pindex)`` (spec §6.1)."""
+    """``vm_get_pg_color(cpuid, object, pindex)`` (spec §6.1).  The seam ``page_color``
+    (``seams.SEAMS``) sits here: a machine whose policy names another choice takes it
+    instead (``_pg_color_by_policy``)."""
+    if vm.policy.page_color != "kernel":
+        return _pg_color_by_policy(vm, cpuid, obj, pindex)
     oc = obj.pg_color if obj is not None else 0
     key = (pindex + oc) & _U64  # the sum is evaluated as an unsigned 64-bit value
     topo = vm.config.topology
@@ -47,6 +51,30 @@ def vm_get_pg_color(vm: MachineState, cpuid: int, obj: VmObject | None, pindex: 
         cpuscale = PQ_L2_SIZE // vm.ncpus
         c = cpuid * cpuscale + key % cpuscale
     return c & PQ_L2_MASK
+
+
+def _pg_color_by_policy(vm: MachineState, cpuid: int, obj: VmObject | None, pindex: int) -> int:
+    """The seam ``page_color``'s alternatives to ``vm_get_pg_color`` (not the kernel's):
+    ``object``: ``(pg_color + pindex) mod 1024`` on any CPU (classic BSD colouring);
+    ``cpu``: the kernel's slice of the CPU with ``pindex`` alone as the offset;
+    ``none``: colour 0."""
+    choice = vm.policy.page_color
+    if choice == "object":
+        oc = obj.pg_color if obj is not None else 0
+        return (oc + pindex) & PQ_L2_MASK
+    if choice == "cpu":
+        topo = vm.config.topology
+        if topo is not None:
+            phys_id, core_id, ht_id = topo.ids_of(cpuid)
+            physcale = PQ_L2_SIZE // topo.sockets
+            grpscale = physcale // topo.cores
+            cpuscale = grpscale // topo.threads
+            base = phys_id * physcale + core_id * grpscale + ht_id * cpuscale
+        else:
+            cpuscale = PQ_L2_SIZE // vm.ncpus
+            base = cpuid * cpuscale
+        return (base + pindex % cpuscale) & PQ_L2_MASK
+    return 0  # "none"
 
 
 # --- single queue type -------------------------------------------------------------
