@@ -49,4 +49,7 @@ async def metrics(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     _check_token(request, settings)
     registry: Metrics = request.app.state.metrics
+    lab = getattr(request.app.state, "lab", None)
+    if lab is not None:
+        await lab.refresh_summaries()  # machines in worker processes or on Ray
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -150,7 +150,7 @@ class LabCollector(Collector):
             calls.add_metric([fn, "refused"], n)
         yield calls
 
-        live = [i for i in instances if i.live is not None]
+        live = [i for i in instances if i.parked is None]  # in a host, this process or not
         by_state = GaugeMetricFamily(
             "pagelab_instances", "Instances hosted, in memory (live) or parked", labels=["state"]
         )
@@ -160,15 +160,16 @@ class LabCollector(Collector):
 
         pages = GaugeMetricFamily(
             "pagelab_pages",
-            "Simulated pages of every hosted machine by queue state (hold: of the machines in "
-            "memory only)",
+            "Simulated pages of every hosted machine by queue state (machines in worker "
+            "processes or on Ray as of this scrape; hold: of the machines in this process "
+            "only)",
             labels=["state"],
         )
         totals = dict.fromkeys([s for s, _ in PAGE_STATES] + ["hold"], 0)
         hold_queue = PQ_NAMES[PQ_HOLD]
         for inst in instances:
             m = inst.live
-            summary = inst.parked.summary if inst.parked is not None else None
+            summary = inst.parked.summary if inst.parked is not None else inst.remote_summary
             if m is not None:
                 summary = machine_views.summary(m)
                 totals["hold"] += sum(views.queues_view(m)[hold_queue])

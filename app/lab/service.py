@@ -250,6 +250,9 @@ class Instance:
     #: the host holding it, and that host's shard epoch when the machine was installed
     host: InstanceHost | None = None
     epoch: int = 0
+    #: the summary of a machine hosted in another process, as last asked for the metrics
+    #: (``Lab.refresh_summaries``; None: never asked, or the machine is in this process)
+    remote_summary: dict[str, Any] | None = None
 
     @property
     def key(self) -> Key:
@@ -1839,6 +1842,24 @@ class Lab:
             return parked.summary
         summary: dict[str, Any] = await self.view(inst.id, "summary")
         return summary
+
+    async def refresh_summaries(self) -> None:
+        """Ask the host for the summary of every hosted machine that is not in this
+        process (worker processes, Ray), all at once, so that a metrics scrape counts
+        their pages too (``Instance.remote_summary``).  An instance that went away or
+        whose host fails meanwhile keeps its previous summary."""
+
+        async def one(inst: Instance) -> None:
+            try:
+                inst.remote_summary = await self.view(inst.id, "summary")
+            except Exception:  # noqa: BLE001 - a scrape never fails for one instance
+                return
+
+        remote = [
+            i for i in self.instances.values() if i.hosted and i.parked is None and i.live is None
+        ]
+        if remote:
+            await asyncio.gather(*(one(i) for i in remote))
 
     async def view(self, instance_id: int, name: str, /, **kwargs: Any) -> Any:
         """A named view of the instance's machine (``app.lab.hosts.shard.VIEWS``), read

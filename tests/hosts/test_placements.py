@@ -320,3 +320,27 @@ async def test_sleeps_explain_themselves_with_the_labs_seqs(placement: str) -> N
         p = (await one("vm_page_alloc", {}, 4)).json()["result"]  # seq 1
         why = (await one("vm_page_busy_wait", {"m": p}, 4)).json()["blocked"]["why"]
         assert "held busy by thread 4 itself (it took the busy in call #1, vm_page_alloc)" in why
+
+
+async def test_metrics_count_the_pages_of_machines_wherever_they_run(placement: str) -> None:
+    """``pagelab_pages`` sums every hosted machine's pages, in this process or not: on
+    the workers and Ray placements the scrape asks the host for their summaries."""
+    from tests.api.test_metrics import value
+
+    async with serve(placed(placement, boot_default=False, database_url="")) as c:
+        for k in range(2):
+            await create(c, f"m{k}", seed=k)
+        iid = (await create(c, "busy"))["id"]
+        for _ in range(5):
+            await c.post(f"{API}/instances/{iid}/calls/vm_page_alloc", json={"args": {}})
+        text = (await c.get("/metrics")).text
+        listed = (await c.get(f"{API}/instances")).json()
+        assert len(listed) == 3
+        summaries = [i["summary"] for i in listed]
+        assert value(text, "pagelab_instances", state="live") == 3
+        assert value(text, "pagelab_instances", state="parked") == 0
+        # three tiny-16m machines (3711 free and 255 wired each after boot; 5 taken on one)
+        free = sum(s["v_free_count"] for s in summaries)
+        assert 3 * 3711 - 5 <= free <= 3 * 3711
+        assert value(text, "pagelab_pages", state="free") == free
+        assert value(text, "pagelab_pages", state="wired") == 3 * 255
