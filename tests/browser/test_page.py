@@ -61,11 +61,17 @@ def test_create_instances_from_the_page(page: Any, server: Server) -> None:
     page.locator("#custom-memory").fill("32MiB")
     page.locator("#custom-sockets").fill("2")
     page.locator("#custom-cores").fill("1")
+    # a named seam, chosen in the (folded) policy section: classic BSD page colouring
+    page.locator("#seams summary").click()
+    expect(page.locator("#seam-page_color")).to_have_value("kernel")
+    page.locator("#seam-page_color").select_option("object")
     page.locator("#create-custom").click()
     expect(page.get_by_role("heading", name="two-sockets")).to_be_visible()
     page.wait_for_function("window.__pagelab.heatmap && window.__pagelab.heatmap.sockets === 2")
-    listed = {i["name"] for i in server.api("GET", "/instances")}
-    assert {"from-preset", "two-sockets"} <= listed
+    listed = {i["name"]: i for i in server.api("GET", "/instances")}
+    assert {"from-preset", "two-sockets"} <= set(listed)
+    assert listed["two-sockets"]["config"]["policy"] == {"page_color": "object"}
+    assert listed["from-preset"]["config"]["policy"] == {}
 
 
 def test_allocation_moves_heatmap_and_chart_and_opens_in_the_inspector(

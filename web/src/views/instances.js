@@ -4,6 +4,7 @@ import { cached, del, get, post } from '../api.js';
 import { h, replace } from '../dom.js';
 import { formatBytes, formatCount, freePagesCell, parseBytes, parseMemory, parseNumaRanges, physBytes } from '../lib/format.js';
 import { collect, describeParam } from '../lib/forms.js';
+import { policyOf, seamFields } from '../lib/seams.js';
 import { hooks } from '../hooks.js';
 import { ACCESS_LABELS, handOutSummary, mayChange, mayHandOut, scenarioCourse } from '../lib/session.js';
 import { fieldsForm, formErrorsBox, problemBox, statusLine } from '../ui.js';
@@ -167,9 +168,22 @@ export function mountInstances(root) {
   custom.element.addEventListener('input', showCpus);
   showCpus();
   const customProblem = h('div');
+  // the named seams (policy experiments): one select each, the kernel's choice preselected
+  const seamBox = h('div', { id: 'seams' });
+  /** @type {any[]} */ let seams = [];
+  /** @type {{read: () => Record<string, any>} | null} */ let seamControls = null;
+  cached('/seams').then((list) => {
+    seams = list;
+    const form = fieldsForm(seamFields(list), {}, 'seam');
+    seamControls = form;
+    replace(seamBox, h('details', null,
+      h('summary', null, 'Policy: named seams (optional)'),
+      h('p', { class: 'muted small' }, 'Swap one of the kernel’s policy decisions for an alternative, to compare them. “kernel” is DragonFly’s code.'),
+      form.element));
+  }).catch(() => replace(seamBox));
   const customForm = h('form', { 'aria-labelledby': 'custom-legend', novalidate: true },
     h('fieldset', null, h('legend', { id: 'custom-legend' }, 'New custom instance'),
-      custom.element, cpusLine,
+      custom.element, cpusLine, seamBox,
       h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'create-custom' }, 'Create')),
       customProblem));
   customForm.addEventListener('submit', async (ev) => {
@@ -184,6 +198,8 @@ export function mountInstances(root) {
       seed: args.seed ?? 0,
       pagedaemon: args.pagedaemon,
     };
+    const policy = seamControls ? policyOf(seamControls.read(), seams) : {};
+    if (Object.keys(policy).length) body.policy = policy;
     if (args.numa) {
       const numa = parseNumaRanges(String(args.numa));
       if ('error' in numa) errors.push({ name: 'numa', message: `numa: ${numa.error}` });
