@@ -14,11 +14,8 @@ from typing import Any
 
 from app.core import invariants
 from app.core.boot import boot_machine
+from app.core.callrecord import counter_snapshot, make_record
 from app.core.config import MachineConfig
-from app.core.constants import (
-    CNT_NAMES,
-    PQ_COUNT,
-)
 from app.core.convert import CALL_PLANS, _convert_args
 from app.core.errors import InvalidArgument, did_you_mean
 from app.core.kern_synch import (
@@ -30,30 +27,8 @@ from app.core.kern_synch import (
     sleep_remedy,
     start_call,
 )
-from app.core.registry import REGISTRY, KernelFunction, queue_name
+from app.core.registry import REGISTRY, KernelFunction
 from app.core.state import MachineState, Trace
-from app.core.vmstats import METER_FIELDS
-
-_QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
-
-
-_C0, _C1, _C2, _C3, _C4 = CNT_NAMES[:5]
-
-
-def _delta(old: list[int], new: list[int]) -> dict[str, int]:
-    """The five page counts that differ, by name (unrolled: this runs for every record)."""
-    out: dict[str, int] = {}
-    if new[0] != old[0]:
-        out[_C0] = new[0] - old[0]
-    if new[1] != old[1]:
-        out[_C1] = new[1] - old[1]
-    if new[2] != old[2]:
-        out[_C2] = new[2] - old[2]
-    if new[3] != old[3]:
-        out[_C3] = new[3] - old[3]
-    if new[4] != old[4]:
-        out[_C4] = new[4] - old[4]
-    return out
 
 
 class CallResult:
@@ -211,13 +186,13 @@ class Machine(MachineState):
                 return CallResult(spec.name, value)
             trace = Trace()
             self.trace = trace
-            before = self._counter_snapshot()
+            before = counter_snapshot(self)
             try:
                 value = spec.impl(self, *conv)
                 resumed = run_runnable(self) if self.runq else None
             finally:
                 self.trace = None
-            rec = self._make_record(trace, before)
+            rec = make_record(self, trace, before)
             if resumed:
                 rec["resumed"] = resumed
             return CallResult(spec.name, value, rec)
@@ -265,7 +240,7 @@ class Machine(MachineState):
         _enter(self, th)
         impl = spec.impl
         trace = Trace() if record else None
-        before = self._counter_snapshot() if record else None
+        before = counter_snapshot(self) if record else None
         self.trace = trace
         blocked: dict[str, Any] | None = None
         result: Any = None
@@ -303,7 +278,7 @@ class Machine(MachineState):
             self.trace = None
         if trace is None or before is None:
             return CallResult(spec.name, result, blocked=blocked)
-        rec = self._make_record(trace, before)
+        rec = make_record(self, trace, before)
         if resumed:
             rec["resumed"] = resumed
         return CallResult(spec.name, result, rec, blocked=blocked)
@@ -311,39 +286,3 @@ class Machine(MachineState):
     def tick_call(self, n: int) -> CallResult:
         """The ``tick`` verb with a record."""
         return self.call("tick", {"n": n})
-
-    # ---- records ---------------------------------------------------------------------
-    def _counter_snapshot(self) -> tuple[list[int], list[int], list[int], dict[str, int]]:
-        """The counters a record reports, before the call: the global and the current
-        CPU's five page counts (vmstats, gd_vmstats_adj, gd_vmstats) and the CPU's event
-        counters (gd_cnt)."""
-        cpu = self.cpu
-        return (self.vmstats.cnt[:], cpu.adj.cnt[:], cpu.vmstats.cnt[:], cpu.meter.copy())
-
-    def _make_record(
-        self, trace: Trace, before: tuple[list[int], list[int], list[int], dict[str, int]]
-    ) -> dict[str, Any]:
-        queue = self.pg.queue
-        first = self.first_page
-        names = _QUEUE_NAMES
-        moves = []
-        for i, q0 in trace.first_queue.items():
-            moves.append({"pfn": first + i, "from": names[q0], "to": names[queue[i]]})
-        g0, a0, s0, m0 = before
-        cpu = self.cpu
-        counters: dict[str, dict[str, int]] = {}
-        new = self.vmstats.cnt
-        if new != g0:
-            counters["vmstats"] = _delta(g0, new)
-        new = cpu.adj.cnt
-        if new != a0:
-            counters[f"cpu{cpu.cpuid}.gd_vmstats_adj"] = _delta(a0, new)
-        new = cpu.vmstats.cnt
-        if new != s0:
-            counters[f"cpu{cpu.cpuid}.gd_vmstats"] = _delta(s0, new)
-        meter = cpu.meter
-        if meter != m0:
-            counters[f"cpu{cpu.cpuid}.gd_cnt"] = {
-                k: meter[k] - m0[k] for k in METER_FIELDS if meter[k] != m0[k]
-            }
-        return {"cpu": cpu.cpuid, "moves": moves, "counters": counters, "events": trace.events}
