@@ -31,6 +31,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,13 @@ async def _host_pids(lab: Lab) -> list[int]:
     return []
 
 
-async def _measure(placement: str, workers: int, batches: int, singles: int) -> dict[str, Any]:
+async def _measure(
+    placement: str, workers: int, batches: int, singles: int, store: str = ""
+) -> dict[str, Any]:
     settings = Settings(
         placement=placement,  # type: ignore[arg-type]
         workers=workers,
-        database_url="",
+        database_url=store,
         boot_default=False,
         page_budget=0,
     )
@@ -238,9 +241,10 @@ def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool, runs: int = 1, ray: bool = True) -> dict[str, Any]:
+def run(quick: bool, runs: int = 1, ray: bool = True, store: bool = False) -> dict[str, Any]:
     """Every placement ``runs`` times, round by round (one run of each placement per
-    round, so a round's runs see about the same load from the machine's other work)."""
+    round, so a round's runs see about the same load from the machine's other work);
+    with ``store`` the journal goes to a SQLite file (a new one per run)."""
     batches = 4 if quick else 20
     singles = 300 if quick else 3000
     out: dict[str, Any] = {
@@ -249,6 +253,7 @@ def run(quick: bool, runs: int = 1, ray: bool = True) -> dict[str, Any]:
         "batches": batches,
         "quick": quick,
         "runs": runs,
+        "store": "sqlite" if store else None,
     }
     measured: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in CONFIGS}
     for name, placement, _ in CONFIGS:
@@ -259,7 +264,11 @@ def run(quick: bool, runs: int = 1, ray: bool = True) -> dict[str, Any]:
     for _ in range(runs):
         for name, placement, workers in CONFIGS:
             if name not in out:
-                measured[name].append(asyncio.run(_measure(placement, workers, batches, singles)))
+                with tempfile.TemporaryDirectory() as tmp:
+                    url = f"sqlite:///{tmp}/bench.db" if store else ""
+                    measured[name].append(
+                        asyncio.run(_measure(placement, workers, batches, singles, url))
+                    )
     if measured["ray_2"]:
         import ray as ray_module
 
@@ -299,7 +308,7 @@ def main(argv: list[str]) -> int:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
     runs = int(argv[argv.index("--runs") + 1]) if "--runs" in argv else 1
-    result = run("--quick" in argv, runs, ray="--no-ray" not in argv)
+    result = run("--quick" in argv, runs, ray="--no-ray" not in argv, store="--store" in argv)
     if "--json" in argv:
         print(json.dumps(result))
         return 0

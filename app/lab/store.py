@@ -158,22 +158,30 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
 
 
 def _json(value: Any) -> str:
-    """``value`` as compact JSON; the journal's common small values (an int, an empty
-    dict, a dict of ints such as ``{"m": 4711}``) without a trip through ``json.dumps``."""
+    """``value`` as compact JSON; the journal's common small values (an int, a bool, an
+    empty dict, a dict of ints and bools such as ``{"m": 4711, "activate": true}``)
+    without a trip through ``json.dumps`` (the same text)."""
     if value is None:
         return "null"
     kind = type(value)
     if kind is int:
         return str(value)
+    if kind is bool:
+        return "true" if value else "false"
     if kind is dict:
         if not value:
             return "{}"
         parts = []
         for k, v in value.items():
             # an identifier needs no escaping; bool is not int here (type, not isinstance)
-            if type(v) is not int or type(k) is not str or not k.isidentifier():
+            if type(k) is not str or not k.isidentifier() or not k.isascii():
                 break
-            parts.append(f'"{k}":{v}')
+            if type(v) is int:
+                parts.append(f'"{k}":{v}')
+            elif type(v) is bool:
+                parts.append(f'"{k}":true' if v else f'"{k}":false')
+            else:
+                break
         else:
             return "{" + ",".join(parts) + "}"
     return json.dumps(value, separators=(",", ":"), default=str)
