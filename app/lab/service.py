@@ -60,10 +60,14 @@ from .records import full_record_path, name_queues, summarise
 from .settings import Settings
 from .store import (
     Entry,
+    EntryRun,
+    History,
+    JournalItem,
     JournalWriter,
     Store,
     StoredInstance,
     StoredSnapshot,
+    item_last_seq,
     journal_stats,
     load_snapshots,
     save_snapshot,
@@ -228,9 +232,9 @@ class Instance:
     workloads: dict[int, WorkloadRun] = field(default_factory=dict)
     owner: str = ""
     #: accepted calls not yet handed to the journal (flushed under the lock)
-    pending: list[Entry] = field(default_factory=list)
+    pending: list[JournalItem] = field(default_factory=list)
     #: the journal itself when the lab has no store (None: grown past what memory keeps)
-    history: list[Entry] | None = field(default_factory=list)
+    history: History | None = field(default_factory=History)
     #: seq of the newest snapshot of this generation (saved, or being saved)
     snapshot_seq: int = 0
     snapshotting: bool = False
@@ -560,7 +564,7 @@ class Lab:
         if not entries:
             return None
         inst.pending = []
-        inst.journal_seq = entries[-1].seq
+        inst.journal_seq = item_last_seq(entries[-1])
         if self.journal is None:
             if inst.history is not None:
                 inst.history.extend(entries)
@@ -1107,7 +1111,7 @@ class Lab:
                 f"instance {inst.id}'s journal grew past {self.settings.history_max} calls, "
                 "more than this server keeps without a database (PAGELAB_DATABASE_URL)",
             )
-        out = [e for e in inst.history if e.seq > after]
+        out = inst.history.after(after)
         return out if limit is None else out[:limit]
 
     async def density(self, inst: Instance, bins: int) -> dict[str, Any]:
@@ -1242,7 +1246,7 @@ class Lab:
                     await anyio.to_thread.run_sync(save_snapshot, store, copy, 0)
                     inst.snapshot_seq = near.seq
             else:
-                inst.history = kept
+                inst.history = History(kept)
         except BaseException:
             await self._drop(inst.key)
             raise
@@ -1444,7 +1448,7 @@ class Lab:
                         lambda: set_parked(store, inst.id, False, last_used)
                     )
             else:
-                inst.history = kept
+                inst.history = History(kept)
             inst.snapshot_seq = 0 if base is None else base.seq
             inst.journal_seq = kept[-1].seq if kept else 0
             inst.last_used = self.clock()
@@ -1677,12 +1681,40 @@ class Lab:
         results, seqs, errors, blocked = cols.results, cols.seqs, cols.errors, cols.blocked
         records = cols.records if record else None
         calls = FormCalls(forms, fn, args)
+        compacts = [ctx.compact() for _, _, ctx in forms]
+        run_forms = [(name, names, compacts[f]) for f, (name, names, _) in enumerate(forms)]
 
         def take(start: int, reply: SliceReply, watched: bool) -> None:
             got, blocks, errs, recs = reply.results, reply.blocked, reply.errors, reply.records
-            note = inst.note
             forms_, fn_, args_ = calls.forms, calls.fn, calls.args
-            compacts = [ctx.compact() for _, _, ctx in forms_]
+            if not errs and not watched and recs is None:
+                # every call of the slice ran and nobody sees their records: the slice
+                # takes its seqs, counts and journal entries in one step (no per-call
+                # work here; the entries are built when the journal is read or written)
+                ran = reply.ran
+                first = inst.seq + 1
+                inst.seq += ran
+                part = fn_[start : start + ran]
+                by_fn = inst.calls_by_fn
+                for f, count in Counter(part).items():
+                    by_fn[forms_[f][0]] += count
+                inst.pending.append(
+                    EntryRun(
+                        inst.id,
+                        inst.generation,
+                        first,
+                        run_forms,
+                        part,
+                        args_[start : start + ran],
+                        got,
+                    )
+                )
+                seqs.extend(range(first, first + ran))
+                results.extend(got)
+                if blocks:
+                    blocked.extend((start + j, b) for j, b in sorted(blocks.items()))
+                return
+            note = inst.note
             built = reply.args
             for j in range(reply.ran):
                 k = start + j

@@ -160,22 +160,30 @@ def config_from_json(data: dict[str, Any]) -> MachineConfig:
 
 
 def _json(value: Any) -> str:
-    """``value`` as compact JSON; the journal's common small values (an int, an empty
-    dict, a dict of ints such as ``{"m": 4711}``) without a trip through ``json.dumps``."""
+    """``value`` as compact JSON; the journal's common small values (an int, a bool, an
+    empty dict, a dict of ints and bools such as ``{"m": 4711, "activate": true}``)
+    without a trip through ``json.dumps`` (the same text)."""
     if value is None:
         return "null"
     kind = type(value)
     if kind is int:
         return str(value)
+    if kind is bool:
+        return "true" if value else "false"
     if kind is dict:
         if not value:
             return "{}"
         parts = []
         for k, v in value.items():
             # an identifier needs no escaping; bool is not int here (type, not isinstance)
-            if type(v) is not int or type(k) is not str or not k.isidentifier():
+            if type(k) is not str or not k.isidentifier() or not k.isascii():
                 break
-            parts.append(f'"{k}":{v}')
+            if type(v) is int:
+                parts.append(f'"{k}":{v}')
+            elif type(v) is bool:
+                parts.append(f'"{k}":true' if v else f'"{k}":false')
+            else:
+                break
         else:
             return "{" + ",".join(parts) + "}"
     return json.dumps(value, separators=(",", ":"), default=str)
@@ -221,6 +229,137 @@ class Entry:
             "source": self.source,
             "result": self.result,
         }
+
+
+class EntryRun:
+    """Consecutive journal entries of one slice of a compact batch, kept as the batch's
+    own columns: entry ``j`` is call ``j`` of the slice, form ``forms[fn[j]]`` (function,
+    argument names, compact context) with the values ``args[j]``, seq ``first_seq + j``
+    and the result ``results[j]``.  A slice whose calls all ran is noted in one step
+    (``Lab.batch_columns``): its entries are built only when someone reads them
+    (``__iter__``, ``rows``), so the lab's process does no per-call work for a journal
+    entry that is written and never read again."""
+
+    __slots__ = (
+        "args",
+        "first_seq",
+        "fn",
+        "forms",
+        "generation",
+        "instance_id",
+        "results",
+        "source",
+    )
+
+    def __init__(
+        self,
+        instance_id: int,
+        generation: int,
+        first_seq: int,
+        forms: Sequence[tuple[str, tuple[str, ...], dict[str, Any]]],
+        fn: list[int],
+        args: list[list[Any]],
+        results: list[Any],
+        source: str = "batch",
+    ) -> None:
+        self.instance_id = instance_id
+        self.generation = generation
+        self.first_seq = first_seq
+        self.forms = forms
+        self.fn = fn
+        self.args = args
+        self.results = results
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.fn)
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.fn) - 1
+
+    def __iter__(self) -> Iterator[Entry]:
+        iid, generation, seq, source, forms = (
+            self.instance_id,
+            self.generation,
+            self.first_seq,
+            self.source,
+            self.forms,
+        )
+        for f, row, result in zip(self.fn, self.args, self.results, strict=True):
+            name, names, ctx = forms[f]
+            yield Entry(
+                iid, generation, seq, name, dict(zip(names, row, strict=True)), ctx, source, result
+            )
+            seq += 1
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The entries' rows in ``JOURNAL_COLUMNS`` order (each form's context written
+        once)."""
+        ctx_json = [_json(ctx) for _, _, ctx in self.forms]
+        iid, generation, seq, source, forms = (
+            self.instance_id,
+            self.generation,
+            self.first_seq,
+            self.source,
+            self.forms,
+        )
+        out = []
+        for f, row, result in zip(self.fn, self.args, self.results, strict=True):
+            name, names, _ = forms[f]
+            args = _json(dict(zip(names, row, strict=True)))
+            out.append((iid, generation, seq, name, args, ctx_json[f], source, _json(result)))
+            seq += 1
+        return out
+
+
+#: What the journal is handed: single entries, and runs of a compact batch's entries.
+JournalItem = Entry | EntryRun
+
+
+def item_last_seq(item: JournalItem) -> int:
+    """The seq of the last entry of ``item``."""
+    return item.seq if isinstance(item, Entry) else item.last_seq
+
+
+class History:
+    """An instance's journal kept in memory when the lab has no database: entries and
+    runs (``EntryRun``) in seq order, read as entries."""
+
+    __slots__ = ("count", "items")
+
+    def __init__(self, items: Iterable[JournalItem] = ()) -> None:
+        self.items: list[JournalItem] = []
+        self.count = 0
+        self.extend(items)
+
+    def extend(self, items: Iterable[JournalItem]) -> None:
+        for item in items:
+            self.items.append(item)
+            self.count += 1 if isinstance(item, Entry) else len(item)
+
+    def __len__(self) -> int:
+        """Entries held."""
+        return self.count
+
+    def __iter__(self) -> Iterator[Entry]:
+        for item in self.items:
+            if isinstance(item, Entry):
+                yield item
+            else:
+                yield from item
+
+    def after(self, seq: int) -> list[Entry]:
+        """The entries after seq ``seq`` (runs wholly before it are skipped unread)."""
+        out: list[Entry] = []
+        for item in self.items:
+            if item_last_seq(item) <= seq:
+                continue
+            if isinstance(item, Entry):
+                out.append(item)
+            else:
+                out.extend(e for e in item if e.seq > seq)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,11 +547,16 @@ class Store:
         return int(top or 0) + 1
 
     # ------------------------------------------------------------------ journal
-    def append(self, entries: Iterable[Entry]) -> int:
+    def append(self, entries: Iterable[JournalItem]) -> int:
         """Write entries in one transaction.  The journal writer's hot path: one
         ``executemany`` in the driver's own parameter style, without building SQLAlchemy
         statements per commit."""
-        rows = [e.values() for e in entries]
+        rows: list[tuple[Any, ...]] = []
+        for e in entries:
+            if isinstance(e, Entry):
+                rows.append(e.values())
+            else:
+                rows += e.rows()
         if not rows:
             return 0
         # one DBAPI connection kept for the journal: a pool check-out and SQLAlchemy's
@@ -500,7 +644,7 @@ class _Group:
     __slots__ = ("entries", "futures")
 
     def __init__(self) -> None:
-        self.entries: list[Entry] = []
+        self.entries: list[JournalItem] = []
         self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
 
@@ -623,7 +767,7 @@ class JournalWriter:
         self.entries_written = 0
         self.commit_seconds = 0.0
 
-    def submit(self, entries: list[Entry], wait: bool = True) -> asyncio.Future[None] | None:
+    def submit(self, entries: list[JournalItem], wait: bool = True) -> asyncio.Future[None] | None:
         """Queue entries (in seq order); with ``wait``, a future done once they are
         durable.  Call from the event loop thread (or with ``wait=False`` from any)."""
         loop = asyncio.get_running_loop() if wait else None

@@ -139,11 +139,16 @@ def test_small_values_are_encoded_as_json_would() -> None:
         {"m": True},  # a bool is not an int here
         {"object": None, "page_req": "VM_ALLOC_NORMAL"},
         {'a"b': 1},  # a key that needs escaping
+        {"é": True, "m": 1},  # a key json.dumps writes escaped
+        {"m": 7, "activate": True, "also_m_busy": False},
+        False,
         [1, 2],
         "text",
     ):
         text = _json(value)
         assert json.loads(text) == value, (value, text)
+        # the very text json.dumps writes (the journal's rows do not depend on the path)
+        assert text == json.dumps(value, separators=(",", ":")), (value, text)
     assert _json({"m": True}) == '{"m":true}'
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
 
+import msgspec
+
 from app.core.config import MachineConfig
 from app.core.errors import (
     ConfigError,
@@ -98,6 +100,39 @@ class FormCalls(Sequence[Call]):
             return FormCalls(self.forms, self.fn[k], self.args[k])
         name, names, ctx = self.forms[self.fn[k]]
         return name, dict(zip(names, self.args[k], strict=True)), ctx
+
+
+_pack = msgspec.msgpack.Encoder()
+_unpack = msgspec.msgpack.Decoder(tuple[list[int], list[list[Any]]])
+
+
+class PackedCalls:
+    """A compact batch's slice on its way to another process: its forms as they are and
+    its two columns as one msgpack message, which costs the lab's process a small
+    fraction of pickling them row by row (the host unpacks it: ``unpack``).  Values come
+    out as JSON would give them (a tuple as a list)."""
+
+    __slots__ = ("data", "forms")
+
+    def __init__(self, forms: list[tuple[str, tuple[str, ...], Ctx]], data: bytes) -> None:
+        self.forms = forms
+        self.data = data
+
+    @classmethod
+    def of(cls, calls: FormCalls) -> PackedCalls | FormCalls:
+        """``calls`` packed; as they are when a value has no msgpack form (an integer
+        past 64 bits, an object): then they are pickled."""
+        try:
+            return cls(calls.forms, _pack.encode((calls.fn, calls.args)))
+        except (TypeError, OverflowError, msgspec.EncodeError):
+            return calls
+
+    def unpack(self) -> FormCalls:
+        fn, args = _unpack.decode(self.data)
+        return FormCalls(self.forms, fn, args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PackedCalls, (self.forms, self.data))
 
 
 class Refusal(Exception):
@@ -360,6 +395,7 @@ __all__ = [
     "InstanceHost",
     "Key",
     "Outcome",
+    "PackedCalls",
     "PortableError",
     "Refusal",
     "SliceReply",

@@ -23,6 +23,7 @@ from .base import (
     Ctx,
     FormCalls,
     Key,
+    PackedCalls,
     PortableError,
     SliceReply,
     Started,
@@ -164,15 +165,14 @@ class RemoteHost:
         waiting: tuple[int, ...] = (),
     ) -> SliceReply:
         chunk = self._chunk.get(key, 256)
-        # a compact batch goes as its columns; others as a list of calls
+        # a compact batch goes as its columns packed (``PackedCalls``); others as a list
         part = calls[start : start + chunk]
-        if not isinstance(part, FormCalls):
-            part = list(part)
+        sent = PackedCalls.of(part) if isinstance(part, FormCalls) else list(part)
         reply: SliceReply = await self._on(
-            key, "slice", part, 0, record, stop_on_error, seq, waiting
+            key, "slice", sent, 0, record, stop_on_error, seq, waiting
         )
         ran = reply.ran
-        if ran >= len(part) and not reply.stopped:
+        if ran >= min(chunk, len(calls) - start) and not reply.stopped:
             self._chunk[key] = min(chunk * 2, 1 << 16)
         elif not reply.stopped:  # the slice's time ran out: send about what fits
             self._chunk[key] = max(64, ran + ran // 2)

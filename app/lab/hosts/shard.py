@@ -43,6 +43,7 @@ from .base import (
     FormCalls,
     Key,
     Outcome,
+    PackedCalls,
     PortableError,
     Refusal,
     SliceReply,
@@ -415,7 +416,7 @@ class Shard:
     def slice(
         self,
         key: Key,
-        calls: Sequence[Call],
+        calls: Sequence[Call] | PackedCalls,
         start: int,
         record: bool,
         stop_on_error: bool,
@@ -427,6 +428,8 @@ class Shard:
         next one, as the lab numbers them)."""
         m = self.machine(key)
         holders = self.holders[key]
+        if isinstance(calls, PackedCalls):
+            calls = calls.unpack()
         deadline = time.perf_counter() + BATCH_SLICE_S
         results: list[Any] = []
         blocked: dict[int, dict[str, Any]] = {}

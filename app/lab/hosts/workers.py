@@ -22,6 +22,7 @@ import itertools
 import multiprocessing
 import multiprocessing.connection
 import queue
+import select
 import signal
 import threading
 from multiprocessing.reduction import ForkingPickler
@@ -90,6 +91,10 @@ class Worker:
         self.process.start()
         theirs.close()
         self.conn = ours
+        # whether another answer waits, asked without blocking: ``Connection.poll``
+        # builds a selector per question, which costs more than reading a small answer
+        self.more = select.poll()
+        self.more.register(ours.fileno(), select.POLLIN)
         self.sending = threading.Lock()  # one writer at a time on the pipe
         self.outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         threading.Thread(
@@ -128,11 +133,13 @@ class Worker:
     def _readable(self, epoch: int) -> None:
         if epoch != self.epoch:
             return
-        conn = self.conn
+        conn, more = self.conn, self.more
         try:
-            while conn.poll():
+            while True:  # called when the pipe is readable: at least one answer waits
                 rid, ok, value = conn.recv()
                 self._answered(rid, ok, value)
+                if not more.poll(0):
+                    break
         except (EOFError, OSError) as e:
             self._lost(epoch, f"its process exited ({type(e).__name__})")
 
