@@ -30,6 +30,7 @@ import pytest
 from websockets.sync.client import connect
 
 from app.core import snapshot
+from app.lab.settings import SettingsError, load_settings
 from tests.conftest import missing
 from tests.lab.conftest import postgres  # noqa: F401 (the session's Postgres server)
 from tests.lab.postgres import PostgresServer
@@ -296,3 +297,27 @@ def test_two_nodes_serve_one_lab(nodes: tuple[Served, Served]) -> None:
     assert ok(b.get(f"/instances/{iid}"))["state_digest"] == reference(replayed).state_digest()
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"placement": "workers"}, "PAGELAB_PLACEMENT=ray"),
+        ({"placement": "inprocess"}, "PAGELAB_PLACEMENT=ray"),
+        ({"placement": "ray"}, "PAGELAB_RAY_ADDRESS"),
+        ({"placement": "ray", "ray_address": "head:6379"}, "Postgres"),
+    ],
+)
+def test_cluster_needs_ray_and_postgres(overrides: dict[str, Any], named: str) -> None:
+    """The single-node placements, or a node with a Ray or a database of its own, refuse
+    to start as a cluster node, saying what is missing."""
+    with pytest.raises(SettingsError) as e:
+        load_settings(cluster=True, database_url="sqlite:///x.db", **overrides)
+    assert named in str(e.value)
+    settings = load_settings(
+        cluster=True,
+        placement="ray",
+        ray_address="head:6379",
+        database_url="postgresql+psycopg://lab@db/lab",
+    )
+    assert settings.cluster
