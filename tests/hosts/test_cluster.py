@@ -30,6 +30,9 @@ import pytest
 from websockets.sync.client import connect
 
 from app.core import snapshot
+from app.lab.hosts.base import Ctx, Refusal, UnknownKey, revive_error
+from app.lab.hosts.ray_host import HostActor
+from app.lab.presets import PRESETS
 from app.lab.settings import SettingsError, load_settings
 from tests.conftest import missing
 from tests.lab.conftest import postgres  # noqa: F401 (the session's Postgres server)
@@ -321,3 +324,26 @@ def test_cluster_needs_ray_and_postgres(overrides: dict[str, Any], named: str) -
         database_url="postgresql+psycopg://lab@db/lab",
     )
     assert settings.cluster
+
+
+def test_a_shared_host_actor_refuses_calls_past_an_unacknowledged_one() -> None:
+    """The actor's body, without Ray: a machine's head follows the calls that reach it
+    (refusals before the machine take no seq), and a call sent by a node that believes
+    an older seq — another node's call ran there and was never journalled — is refused
+    as ``UnknownKey``, which makes the lab rebuild the machine and ask again."""
+    actor = HostActor(shared=True)
+    key = (1, 0)
+    ok_, started = actor.ask("start", (key, PRESETS["tiny-16m"].config, None, True, None))
+    assert ok_ and started.reason is None
+    assert actor.head(key) == (None, started.page_range)  # installed, not yet marked
+    assert actor.mark(key, 5)
+    ok_, reply = actor.ask("call", (key, "vm_page_alloc", {}, Ctx(), False, 5, ()))
+    assert ok_ and reply.outcome.result == 3075
+    ok_, reply = actor.ask("call", (key, "no_such_fn", {}, Ctx(), False, 6, ()))
+    assert ok_ and isinstance(reply.outcome, Refusal)  # no seq taken
+    assert actor.head(key) == (6, started.page_range)
+    ok_, error = actor.ask("call", (key, "vm_page_alloc", {}, Ctx(), False, 5, ()))
+    assert not ok_ and isinstance(revive_error(error), UnknownKey)
+    assert actor.head(key) == (6, started.page_range)  # the refused question ran nothing
+    ok_, _ = actor.ask("drop", (key,))
+    assert ok_ and actor.head(key) is None
