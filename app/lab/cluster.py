@@ -381,8 +381,10 @@ class Cluster:
                         f.set_result({"error": "the instance was reset or restored"})
             inst.waiters.clear()
         elif head.seq > inst.seq and self.lab.stream.records_wanted(inst.id):
+            # no more than the ring keeps (a viewer further behind gets a summary)
+            after = max(inst.seq, head.seq - (inst.ring.maxlen or 0))
             entries = await anyio.to_thread.run_sync(
-                lambda: list(self.store.entries(inst.id, head.generation, inst.seq))
+                lambda: list(self.store.entries(inst.id, head.generation, after))
             )
             self.caught_up += 1
             for e in entries:
