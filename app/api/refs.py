@@ -66,9 +66,13 @@ def find(lab: Lab, principal: Principal, ref: str) -> Instance | None:
     owner, name = parsed
     if owner is None:
         owner = principal.name
-    for inst in list(lab.instances.values()):
-        if inst.name == name and inst.owner == owner:
-            return inst
+    for attempt in range(2):
+        for inst in list(lab.instances.values()):
+            if inst.name == name and inst.owner == owner:
+                return inst
+        if lab.cluster is None or attempt:
+            break
+        lab.cluster.refresh()  # made through another API node, perhaps
     return None
 
 

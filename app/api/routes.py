@@ -184,6 +184,7 @@ async def list_instances(lab: LabDep, principal: PrincipalDep) -> list[dict[str,
     ``ref`` is what to type for it in a path (its name if it is yours, ``owner:name``
     where you may know the owner, else its id)."""
     out = []
+    await lab.refresh_instances()  # cluster mode: other API nodes' instances too
     for inst in list(lab.instances.values()):
         relation = await relation_of(lab, principal, inst)
         if relation is None:

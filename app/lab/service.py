@@ -40,6 +40,7 @@ from app.core.registry import REGISTRY
 
 from .access import Access
 from .accounts import Accounts, Quotas
+from .cluster import Cluster
 from .hosts import make_host
 from .hosts.base import (
     Call,
@@ -459,6 +460,13 @@ class Lab:
         self.workloads = WorkloadRunner(self, self.settings.max_workloads)
         #: where the machines live (``PAGELAB_PLACEMENT``)
         self.host: InstanceHost = make_host(self.settings)
+        #: one of several API nodes (``PAGELAB_CLUSTER``): instances read through to the
+        #: database, held one node at a time (``app.lab.cluster``)
+        self.cluster: Cluster | None = None
+        if self.settings.cluster:
+            self.cluster = Cluster(self)
+            self.instances = self.cluster.instances
+            self.workloads._next_id = Cluster.workload_ids()
         #: host processes or actors found dead, and the calls retried after rebuilding
         self.hosts_lost = 0
         #: the clock of ``last_used`` and the idle culler (tests replace it)
@@ -523,7 +531,12 @@ class Lab:
         await self.settle()
         written = 0
         st = self.settings
-        if self.store is not None and st.snapshot_on_shutdown and st.snapshot_every:
+        if (
+            self.store is not None
+            and st.snapshot_on_shutdown
+            and st.snapshot_every
+            and self.cluster is None  # the machines outlive this node
+        ):
             for inst in list(self.instances.values()):
                 if not inst.hosted or inst.seq == inst.snapshot_seq:
                     continue
@@ -545,6 +558,8 @@ class Lab:
             await anyio.to_thread.run_sync(self.journal.close)
         if self.store is not None:
             self.store.close()
+        if self.cluster is not None:
+            self.cluster.close()
         await self.host.close()
         self.metrics.detach()
         log.info("lab shut down", instances=len(self.instances), snapshots_written=written)
@@ -601,6 +616,9 @@ class Lab:
         if store is None:
             self.restored = 0
             return 0
+        if self.cluster is not None:  # the machines live on; each is checked when held
+            self.restored = await self.cluster.refreshed()
+            return self.restored
         stored = await anyio.to_thread.run_sync(store.load_instances)
         for row in stored:
             inst = await self._restored(row)
@@ -1089,7 +1107,12 @@ class Lab:
 
     def start_culler(self) -> None:
         """Start the idle culler (with a store and ``cull_idle_s`` > 0)."""
-        if self.store is None or not self.settings.cull_idle_s or self._culler is not None:
+        if (
+            self.store is None
+            or not self.settings.cull_idle_s
+            or self._culler is not None
+            or self.cluster is not None  # the machines are the cluster's, not this node's
+        ):
             return
         self._culler = asyncio.get_running_loop().create_task(self._cull_loop())
 
@@ -1182,7 +1205,26 @@ class Lab:
         it, and host it.  Names are unique per ``owner`` ("" in the open lab); with
         ``quotas`` (token mode), the owner's instance and page quotas are checked first.
         With ``base`` (a snapshot, checked by the caller) the machine starts from it
-        instead of a boot: an imported snapshot, or a fork of an instance that was one."""
+        instead of a boot: an imported snapshot, or a fork of an instance that was one.
+        In cluster mode one creation at a time in the whole cluster."""
+        if self.cluster is None:
+            return await self._create(name, config, preset, entries, owner, quotas, base, near)
+        async with self.cluster.creating():
+            inst = await self._create(name, config, preset, entries, owner, quotas, base, near)
+            await self.cluster.created(inst)
+        return inst
+
+    async def _create(
+        self,
+        name: str,
+        config: MachineConfig,
+        preset: str | None,
+        entries: list[Entry] | None,
+        owner: str,
+        quotas: Quotas | None,
+        base: bytes | None,
+        near: StoredSnapshot | None,
+    ) -> Instance:
         config = self.check_config(config)
         async with self._create_lock:
             if len(self.instances) + len(self._booting_names) >= self.settings.max_instances:
@@ -1281,8 +1323,17 @@ class Lab:
         self._booking_pages += pages
         return pages
 
+    async def refresh_instances(self) -> None:
+        """In cluster mode, read the instance rows again: other nodes' creations and
+        deletions (before a listing)."""
+        if self.cluster is not None:
+            await self.cluster.refreshed()
+
     def usage(self, owner: str) -> dict[str, int]:
-        """What ``owner`` holds now, in the units of their quotas (``GET /me``)."""
+        """What ``owner`` holds now, in the units of their quotas (``GET /me``; in cluster
+        mode the instance rows are read again first)."""
+        if self.cluster is not None:
+            self.cluster.refresh()
         mine = [i for i in self.instances.values() if i.owner == owner]
         return {
             "instances": len(mine),
@@ -1859,9 +1910,17 @@ class Lab:
         """The instance's state digest, cached until its next call (hashing a 64 GiB
         machine takes about a second: the in-process host does it in a worker thread)."""
         cached = inst.digest_cache
-        if cached is not None and cached[0] == inst.generation and cached[1] == inst.calls:
+        if (
+            cached is not None
+            and cached[0] == inst.generation
+            and cached[1] == inst.calls
+            and self.cluster is None  # other nodes' calls are seen under the lock
+        ):
             return cached[2]
         async with self.hold(inst):
+            cached = inst.digest_cache
+            if cached is not None and cached[:2] == (inst.generation, inst.calls):
+                return cached[2]
             key = (inst.generation, inst.calls)
             digest = await self.ask(inst, self.host.digest)
             inst.digest_cache = (key[0], key[1], digest)

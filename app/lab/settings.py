@@ -299,6 +299,36 @@ class Settings(BaseSettings):
         description="placement ray: the namespace of the named host actors",
     )
 
+    cluster: bool = Field(
+        default=False,
+        description="this server is one of several API nodes sharing one Postgres "
+        "(PAGELAB_DATABASE_URL) and one Ray cluster (PAGELAB_RAY_ADDRESS), behind any load "
+        "balancer (docs/placements.md); needs PAGELAB_PLACEMENT=ray, a Ray address and "
+        "Postgres, and the same PAGELAB_WORKERS and PAGELAB_RAY_NAMESPACE on every node",
+    )
+
+    @model_validator(mode="after")
+    def _cluster_is_ray_and_postgres(self) -> Settings:
+        if not self.cluster:
+            return self
+        if self.placement != "ray":
+            raise ValueError(
+                f"PAGELAB_CLUSTER=1 needs PAGELAB_PLACEMENT=ray, not {self.placement!r}: "
+                "the inprocess and workers placements keep machines inside one server, "
+                "which other API nodes cannot reach (run one server, or use ray)"
+            )
+        if not self.ray_address:
+            raise ValueError(
+                "PAGELAB_CLUSTER=1 needs PAGELAB_RAY_ADDRESS (the cluster every API node "
+                "joins, e.g. ray://head:10001): without it each server starts a Ray of its own"
+            )
+        if not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "PAGELAB_CLUSTER=1 needs a Postgres PAGELAB_DATABASE_URL (postgresql+psycopg://"
+                "...) that every API node shares: SQLite is one server's file"
+            )
+        return self
+
     @model_validator(mode="after")
     def _token_needs_database(self) -> Settings:
         if self.auth == "token" and not self.database_url:

@@ -113,6 +113,18 @@ snapshots = Table(
     Index("snapshots_by_seq", "instance_id", "generation", "seq", unique=True),
 )
 
+#: an instance's head as the API nodes of a cluster share it (migration 0005,
+#: ``app.lab.cluster``)
+instance_heads = Table(
+    "instance_heads",
+    metadata,
+    Column("instance_id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("calls", BigInteger, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 JOURNAL_COLUMNS = ("instance_id", "generation", "seq", "fn", "args", "ctx", "source", "result")
 

@@ -72,6 +72,7 @@ def test_the_cluster_profile(services: dict[str, dict[str, Any]]) -> None:
     assert "@postgres:5432/" in env["PAGELAB_DATABASE_URL"]  # the service postgres
     assert env["PAGELAB_PLACEMENT"] == "ray"
     assert env["PAGELAB_RAY_ADDRESS"].split(":")[0] == "ray-head"
+    assert env["PAGELAB_CLUSTER"] == "1"  # several nodes: the instances held through Postgres
     assert api["deploy"]["replicas"] >= 2
     assert "ports" not in api  # reached through the load balancer only
     assert not _volume_names(api)  # stateless: everything is in Postgres

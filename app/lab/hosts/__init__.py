@@ -25,7 +25,9 @@ def make_host(settings: Settings) -> InstanceHost:
     if settings.placement == "ray":
         from .ray_host import RayHost
 
-        return RayHost(settings.workers, settings.ray_address, settings.ray_namespace)
+        return RayHost(
+            settings.workers, settings.ray_address, settings.ray_namespace, settings.cluster
+        )
     return InProcessHost()
 
 
