@@ -129,14 +129,14 @@ class Machine(MachineState):
             # The common case (a plain call on the CPU's own thread, no record): the same
             # steps as below with the checks that cannot fail here left out.
             conv = _convert_args(self, spec, args or {})
-            th = self.threads.get(cpu)
+            th = self.sched.threads.get(cpu)
             if th is None:
                 # the CPU's own thread, transient (never in ``threads``): one object per CPU
                 # serves every such call, as a fresh one would (the core writes no field of
                 # curthread; the four below are set on every call)
-                idle = self._idle_threads
+                idle = self.sched.idle_threads
                 if idle is None:
-                    idle = self._idle_threads = {}
+                    idle = self.sched.idle_threads = {}
                 th = idle.get(cpu)
                 if th is None:
                     th = idle[cpu] = Thread(cpu, cpu)
@@ -152,7 +152,7 @@ class Machine(MachineState):
             _enter(self, th)
             self.trace = None
             value = spec.impl(self, *conv)
-            if self.runq:
+            if self.sched.runq:
                 run_runnable(self)
             return CallResult(spec.name, value)
         if type(cpu) is not int or not 0 <= cpu < self.ncpus:
@@ -165,7 +165,7 @@ class Machine(MachineState):
         if type(tid) is not int or not 0 <= tid < MAX_THREADS:
             raise InvalidArgument(f"thread must be an integer from 0 to {MAX_THREADS - 1}")
         conv = _convert_args(self, spec, args or {})
-        th = self.threads.get(tid)
+        th = self.sched.threads.get(tid)
         if not spec.on_thread:
             th = Thread(tid, cpu)  # a simulator verb: runs outside any parked thread
         elif th is None:
@@ -188,8 +188,8 @@ class Machine(MachineState):
         result: Any = None
         try:
             if spec.sleeps:
-                if th.tid not in self.threads:
-                    self.threads[th.tid] = th
+                if th.tid not in self.sched.threads:
+                    self.sched.threads[th.tid] = th
                     created = True
                 else:
                     created = False
@@ -199,12 +199,12 @@ class Machine(MachineState):
                     )
                 except BaseException:
                     if created:
-                        del self.threads[th.tid]
+                        del self.sched.threads[th.tid]
                     raise
                 if done:
                     result = value
                     if created:
-                        del self.threads[th.tid]  # never slept: leaves no trace
+                        del self.sched.threads[th.tid]  # never slept: leaves no trace
                 else:
                     blocked = {
                         "thread": th.tid,
@@ -214,10 +214,10 @@ class Machine(MachineState):
                     }
             else:
                 result = impl(self, *conv)
-            resumed = run_runnable(self) if self.runq else []
-            if self._tick_resumed:
-                resumed = self._tick_resumed + resumed
-                self._tick_resumed = []
+            resumed = run_runnable(self) if self.sched.runq else []
+            if self.sched.tick_resumed:
+                resumed = self.sched.tick_resumed + resumed
+                self.sched.tick_resumed = []
         finally:
             self.trace = None
         if trace is None or before is None:

@@ -54,17 +54,17 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.q_head[q] = nxt
+        vm.pq.head[q] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.q_tail[q] = prv
+        vm.pq.tail[q] = prv
     else:
         pg.prev[nxt] = prv
     pg.next[i] = -1
     pg.prev[i] = -1
     pg.queue[i] = PQ_NONE
-    vm.q_lcnt[q] -= 1
+    vm.pq.lcnt[q] -= 1
     k = QUEUE_COUNTER[q]
     adj = vm.adj.cnt
     adj[k] -= 1
@@ -91,24 +91,24 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
         trace.first_queue[i] = PQ_NONE
     pg.queue[i] = queue
     if athead or queue <= PQ_L2_SIZE:  # queues 1..1024 are PQ_FREE
-        old = vm.q_head[queue]
+        old = vm.pq.head[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.q_tail[queue] = i
+            vm.pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.q_head[queue] = i
+        vm.pq.head[queue] = i
     else:
-        old = vm.q_tail[queue]
+        old = vm.pq.tail[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.q_head[queue] = i
+            vm.pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.q_tail[queue] = i
-    vm.q_lcnt[queue] += 1
+        vm.pq.tail[queue] = i
+    vm.pq.lcnt[queue] += 1
     k = QUEUE_COUNTER[queue]
     vm.adj.cnt[k] += 1
     vm.gd.cnt[k] += 1
@@ -120,11 +120,11 @@ def _unlink(vm: MachineState, i: int, queue: int) -> None:
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.q_head[queue] = nxt
+        vm.pq.head[queue] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.q_tail[queue] = prv
+        vm.pq.tail[queue] = prv
     else:
         pg.prev[nxt] = prv
 
@@ -133,23 +133,23 @@ def _link(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     """Put page ``i`` at the head or tail of ``queue``'s list (links only)."""
     pg = vm.pg
     if athead:
-        old = vm.q_head[queue]
+        old = vm.pq.head[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.q_tail[queue] = i
+            vm.pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.q_head[queue] = i
+        vm.pq.head[queue] = i
     else:
-        old = vm.q_tail[queue]
+        old = vm.pq.tail[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.q_head[queue] = i
+            vm.pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.q_tail[queue] = i
+        vm.pq.tail[queue] = i
 
 
 def _move_within(vm: MachineState, i: int, queue: int, athead: bool) -> None:
@@ -164,7 +164,7 @@ def queue_pages(vm: MachineState, queue: int) -> list[int]:
     """Page indices on ``queue`` from head to tail."""
     out = []
     nxt = vm.pg.next
-    i = vm.q_head[queue]
+    i = vm.pq.head[queue]
     while i >= 0:
         out.append(i)
         i = nxt[i]
@@ -176,11 +176,11 @@ def pagedaemon_wakeup(vm: MachineState) -> None:
     """``pagedaemon_wakeup()`` (``vm_pageout.c``, spec §13.4)."""
     gd = vm.gd
     if vm_paging_start(gd, 0) and not curthread_is_pagedaemon(vm):
-        if vm.vm_pages_needed <= 1:
-            vm.vm_pages_needed = 1
+        if vm.pd.vm_pages_needed <= 1:
+            vm.pd.vm_pages_needed = 1
             wakeup(vm, "vm_pages_needed")
         elif vm_paging_min(gd):
-            vm.vm_pages_needed += 1
+            vm.pd.vm_pages_needed += 1
 
 
 # ------------------------------------------------------------ wiring (spec §10.1)
@@ -267,7 +267,7 @@ def _deactivate_locked(vm: MachineState, i: int, athead: bool) -> None:
     q = PQ_INACTIVE + pg.pc[i]
     _add_queue(vm, i, q, athead)
     if not athead:
-        vm.q_adds[q] += 1
+        vm.pq.adds[q] += 1
 
 
 def vm_page_deactivate(vm: MachineState, i: int) -> None:

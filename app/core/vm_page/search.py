@@ -59,9 +59,9 @@ def _list_find(vm: MachineState, basequeue: int, index: int) -> int:
     trace = vm.trace
     if trace is not None and trace.probes is not None:
         trace.probes.append(q)
-    head = vm.q_head[q]
+    head = vm.pq.head[q]
     if head >= 0:
-        vm.q_lastq[q] = -1
+        vm.pq.lastq[q] = -1
         return head
     return _list_find_wide(vm, basequeue, index, q)
 
@@ -72,7 +72,7 @@ def _scan_level(vm: MachineState, basequeue: int, st: list[int], owner: int) -> 
     success with ``count >= 8`` the owner queue's ``lastq`` is set."""
     index, pqmask, count, skip_start, skip_next = st
     pqmask = (pqmask << 1) | 1
-    heads = vm.q_head
+    heads = vm.pq.head
     trace = vm.trace
     probes = trace.probes if trace is not None else None
     pqi = index
@@ -87,7 +87,7 @@ def _scan_level(vm: MachineState, basequeue: int, st: list[int], owner: int) -> 
             head = heads[basequeue + pqi]
             if head >= 0:
                 if count >= 8:
-                    vm.q_lastq[owner] = pqi & PQ_L2_MASK
+                    vm.pq.lastq[owner] = pqi & PQ_L2_MASK
                 st[1] = pqmask
                 st[2] = count
                 return head
@@ -105,10 +105,10 @@ def _list_find_wide(vm: MachineState, basequeue: int, index: int, owner: int) ->
     """``_vm_page_list_find_wide(basequeue, index, &lastq)``: search the aligned block
     of ``set_assoc_mask + 1`` colours around ``index`` (from ``lastq`` if set), then
     double the block until all 1024 colours were probed (spec §6.3)."""
-    last = vm.q_lastq[owner]
+    last = vm.pq.lastq[owner]
     if last >= 0:
         index = last
-    st = [index & PQ_L2_MASK, vm.set_assoc_mask >> 1, 0, -1, -1]
+    st = [index & PQ_L2_MASK, vm.pq.set_assoc_mask >> 1, 0, -1, -1]
     while True:
         found = _scan_level(vm, basequeue, st, owner)
         if found >= 0:
@@ -127,10 +127,10 @@ def _list_find2(vm: MachineState, index: int) -> int:
     trace = vm.trace
     if trace is not None and trace.probes is not None:
         trace.probes.append(q1)
-    head = vm.q_head[q1]
+    head = vm.pq.head[q1]
     if head >= 0:
-        vm.q_lastq[q1] = -1
-        vm.q_lastq[PQ_CACHE + index] = -1
+        vm.pq.lastq[q1] = -1
+        vm.pq.lastq[PQ_CACHE + index] = -1
         return head
     return _list_find2_wide(vm, index)
 
@@ -141,12 +141,12 @@ def _list_find2_wide(vm: MachineState, index: int) -> int:
     never searched when ``set_assoc_mask == 1023``)."""
     owner1 = PQ_FREE + index
     owner2 = PQ_CACHE + index
-    last = vm.q_lastq[owner1]
+    last = vm.pq.lastq[owner1]
     start = (last if last >= 0 else index) & PQ_L2_MASK
-    half = vm.set_assoc_mask >> 1
+    half = vm.pq.set_assoc_mask >> 1
     st1 = [start, half, 0, -1, -1]
     st2 = [start, half, 0, -1, -1]
-    cache_from = (vm.set_assoc_mask << 1) | 1
+    cache_from = (vm.pq.set_assoc_mask << 1) | 1
     while True:
         if st1[1] != PQ_L2_MASK:
             found = _scan_level(vm, PQ_FREE, st1, owner1)
