@@ -234,7 +234,8 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
     if trace is None and page_req & VM_ALLOC_NORMAL and gd.cnt[CNT_FREE] >= gd.v_free_reserved:
         # fast path: the exact free colour queue has an idle, selectable head
         q = PQ_FREE + color
-        head = vm.pq.head[q]
+        pq = vm.pq
+        head = pq.head[q]
         if (
             head >= 0
             and not pg.busy[head]
@@ -243,8 +244,9 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
             and not pg.wire[head]
         ):
             i = head
-            vm.pq.lastq[q] = -1
-            vm.pq.lastq[PQ_CACHE + color] = -1
+            lastq = pq.lastq
+            lastq[q] = -1
+            lastq[PQ_CACHE + color] = -1
             pg.busy[i] = PBUSY_LOCKED
             _rem_queue(vm, i)
             pagedaemon_wakeup(vm)
@@ -338,8 +340,9 @@ def _alloc_would_get_page(vm: MachineState, page_req: int) -> bool:
         return False
     recyclable = 0
     pg = vm.pg
+    heads = vm.pq.head
     for q in range(PQ_CACHE, PQ_CACHE + PQ_L2_SIZE):
-        i = vm.pq.head[q]
+        i = heads[q]
         while i >= 0:
             if not pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK) and _recyclable(vm, i):
                 recyclable += 1
@@ -386,10 +389,11 @@ def vm_wait(vm: MachineState, timo: int) -> KernelGen:
             yield Sleep("vm_pageout_pages_needed", timo, "VMWait")
         return None
     if vm_paging_min_nice(vm.gd, vm.vmstats, vm.curthread_nice + 1):
-        if vm.pd.vm_pages_needed <= 1:
-            vm.pd.vm_pages_needed += 1
+        pd = vm.pd
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed += 1
             wakeup(vm, "vm_pages_needed")
-        vm.pd.vm_pages_waiting += 1
+        pd.vm_pages_waiting += 1
         yield Sleep("v_free_count", timo, "vmwait")
     return None
 
@@ -400,11 +404,12 @@ def vm_wait_pfault(vm: MachineState) -> KernelGen:
     memory is severe — unless the process is being OOM-killed (P_LOWMEMKILL)."""
     if not vm_paging_min_nice(vm.gd, vm.vmstats, vm.curthread_nice):
         return None
+    pd = vm.pd
     while True:
-        if vm.pd.vm_pages_needed <= 1:
-            vm.pd.vm_pages_needed += 1
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed += 1
             wakeup(vm, "vm_pages_needed")
-        vm.pd.vm_pages_waiting += 1
+        pd.vm_pages_waiting += 1
         yield Sleep("v_free_count", vm.sched.hz // 10 + 1, "pfault")
         if curthread_lowmemkill(vm):
             break

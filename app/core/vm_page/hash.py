@@ -111,7 +111,8 @@ def _page_hash_alloc(vm: MachineState) -> bool:
 def _hash_ready(vm: MachineState) -> bool:
     """The hash is allocated and matches ``hash.size`` (nothing was ever entered
     otherwise, so a probe can only miss)."""
-    return vm.hash.arrays is not None and vm.hash.size != 0 and vm.hash.alloc_size == vm.hash.size
+    table = vm.hash
+    return table.arrays is not None and table.size != 0 and table.alloc_size == table.size
 
 
 # ------------------------------------------------------------------ §11.3
@@ -144,14 +145,15 @@ def vm_page_hash_enter(vm: MachineState, i: int) -> None:
     ):
         return
     _page_hash_alloc(vm)
-    hm = vm.hash.m
-    hobj = vm.hash.obj
-    hpindex = vm.hash.pindex
-    hticks = vm.hash.ticks
+    table = vm.hash
+    hm = table.m
+    hobj = table.obj
+    hpindex = table.pindex
+    hticks = table.ticks
     assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
     pindex = pg.pindex[i]
     now = _c_int(vm.sched.ticks)
-    base = page_hash_index(vm.vmobj.objects[oid].addr, pindex, vm.hash.size)
+    base = page_hash_index(vm.vmobj.objects[oid].addr, pindex, table.size)
     best = base
     best_age = _c_int(now - hticks[base])
     for s in range(base, base + VM_PAGE_HASH_SET):

@@ -53,14 +53,15 @@ def vm_page_hash_get(vm: MachineState, obj: VmObject, pindex: int) -> int:
     simply miss."""
     if not _hash_ready(vm):
         return -1
-    hm = vm.hash.m
-    hobj = vm.hash.obj
-    hpindex = vm.hash.pindex
-    hticks = vm.hash.ticks
+    table = vm.hash
+    hm = table.m
+    hobj = table.obj
+    hpindex = table.pindex
+    hticks = table.ticks
     assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
     pg = vm.pg
     oid = obj.id
-    base = page_hash_index(obj.addr, pindex, vm.hash.size)
+    base = page_hash_index(obj.addr, pindex, table.size)
     for s in range(base, base + VM_PAGE_HASH_SET):
         if hobj[s] != oid or hpindex[s] != pindex:
             continue

@@ -51,20 +51,21 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     trace = vm.trace
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = q
+    pq = vm.pq
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.pq.head[q] = nxt
+        pq.head[q] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.pq.tail[q] = prv
+        pq.tail[q] = prv
     else:
         pg.prev[nxt] = prv
     pg.next[i] = -1
     pg.prev[i] = -1
     pg.queue[i] = PQ_NONE
-    vm.pq.lcnt[q] -= 1
+    pq.lcnt[q] -= 1
     k = QUEUE_COUNTER[q]
     adj = vm.adj.cnt
     adj[k] -= 1
@@ -90,25 +91,28 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = PQ_NONE
     pg.queue[i] = queue
+    pq = vm.pq
     if athead or queue <= PQ_L2_SIZE:  # queues 1..1024 are PQ_FREE
-        old = vm.pq.head[queue]
+        heads = pq.head
+        old = heads[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.pq.tail[queue] = i
+            pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.pq.head[queue] = i
+        heads[queue] = i
     else:
-        old = vm.pq.tail[queue]
+        tails = pq.tail
+        old = tails[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.pq.head[queue] = i
+            pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.pq.tail[queue] = i
-    vm.pq.lcnt[queue] += 1
+        tails[queue] = i
+    pq.lcnt[queue] += 1
     k = QUEUE_COUNTER[queue]
     vm.adj.cnt[k] += 1
     vm.gd.cnt[k] += 1
@@ -117,14 +121,15 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
 def _unlink(vm: MachineState, i: int, queue: int) -> None:
     """Take page ``i`` out of ``queue``'s list (links and head/tail only)."""
     pg = vm.pg
+    pq = vm.pq
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.pq.head[queue] = nxt
+        pq.head[queue] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.pq.tail[queue] = prv
+        pq.tail[queue] = prv
     else:
         pg.prev[nxt] = prv
 
@@ -132,24 +137,25 @@ def _unlink(vm: MachineState, i: int, queue: int) -> None:
 def _link(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     """Put page ``i`` at the head or tail of ``queue``'s list (links only)."""
     pg = vm.pg
+    pq = vm.pq
     if athead:
-        old = vm.pq.head[queue]
+        old = pq.head[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.pq.tail[queue] = i
+            pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.pq.head[queue] = i
+        pq.head[queue] = i
     else:
-        old = vm.pq.tail[queue]
+        old = pq.tail[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.pq.head[queue] = i
+            pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.pq.tail[queue] = i
+        pq.tail[queue] = i
 
 
 def _move_within(vm: MachineState, i: int, queue: int, athead: bool) -> None:
@@ -176,11 +182,12 @@ def pagedaemon_wakeup(vm: MachineState) -> None:
     """``pagedaemon_wakeup()`` (``vm_pageout.c``, spec §13.4)."""
     gd = vm.gd
     if vm_paging_start(gd, 0) and not curthread_is_pagedaemon(vm):
-        if vm.pd.vm_pages_needed <= 1:
-            vm.pd.vm_pages_needed = 1
+        pd = vm.pd
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed = 1
             wakeup(vm, "vm_pages_needed")
         elif vm_paging_min(gd):
-            vm.pd.vm_pages_needed += 1
+            pd.vm_pages_needed += 1
 
 
 # ------------------------------------------------------------ wiring (spec §10.1)
