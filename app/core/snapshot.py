@@ -498,7 +498,8 @@ def capture(m: Machine, digest: str | None = None, extra: dict[str, Any] | None 
 def _walk(m: MachineState) -> list[tuple[str, Any]]:
     """Every field a snapshot keeps, as (``field`` or ``record.field``, value), in the
     records' field order; refuses (``SnapshotError``) a field boot never set."""
-    out: list[tuple[str, Any]] = []
+    # curthread is declared on MachineState's base, not among its dataclass fields
+    out: list[tuple[str, Any]] = [("curthread", getattr(m, "curthread", _UNSET))]
     for f in dataclasses.fields(MachineState):
         value = getattr(m, f.name, _UNSET)
         if f.name in _AREAS:

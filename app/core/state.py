@@ -7,6 +7,7 @@ records.  No module-level mutable state: two machines never share anything.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,6 @@ from .pages import PageArray
 from .vmstats import CORE_METER_FIELDS, METER_FIELDS, PAGER_METER_FIELDS, VmStats
 
 if TYPE_CHECKING:  # types of the areas' state, declared here, defined by the areas
-    from collections import deque
-
     import numpy as np
 
     from app.core.pmap import Ranges
@@ -243,8 +242,27 @@ class SysctlValues:
     values: dict[str, int] = field(default_factory=dict)
 
 
+#: The slot of ``CallingThread``, named by a constant so that mypy treats the base's slots
+#: as unknown: its dataclass plugin would otherwise give ``MachineState`` the slots of its
+#: own fields only and reject ``vm.curthread = th`` (the base's slot is real at runtime).
+_CURTHREAD = "curthread"
+
+
+class CallingThread:
+    """``curthread``: the thread the current call runs as (``kern_synch._enter`` sets it).
+
+    It is declared on this plain slotted base instead of among ``MachineState``'s
+    dataclass fields because mypyc builds a dataclass's field annotations from the
+    types' runtime objects, and ``Thread`` is defined by ``kern_synch``, which imports
+    this module: it cannot be a runtime object here (the compiled core would crash on
+    import).  A plain class's attribute types need no runtime object."""
+
+    __slots__ = (_CURTHREAD,)
+    curthread: Thread
+
+
 @dataclass(slots=True, eq=False, repr=False)
-class MachineState:
+class MachineState(CallingThread):
     """All state of one machine: every global of the layer in one typed place.  The
     areas' functions take it as their first argument (``vm``).
 
@@ -253,8 +271,9 @@ class MachineState:
     is what every call touches: the machine (``config``, ``ncpus``, ``rng``, the
     ``console``), the page array (``pg``, ``first_page``, ``page_range``, ``managed``: a
     pfn argument is checked against them), the counters (``vmstats``, ``cpus``) and the
-    calling context: the CPU (``cpu``, its ``gd`` and ``adj``), ``curthread`` with its
-    ``curthread_nice`` and ``curthread_systhread``, and the call's ``trace``.
+    calling context: the CPU (``cpu``, its ``gd`` and ``adj``), ``curthread`` (declared on
+    the base ``CallingThread``) with its ``curthread_nice`` and ``curthread_systhread``,
+    and the call's ``trace``.
 
     ``MachineState()`` makes the records empty; boot fills them."""
 
@@ -274,7 +293,6 @@ class MachineState:
     cpu: Cpu = field(init=False)
     gd: VmStats = field(init=False)  # cpu.vmstats (gd_vmstats)
     adj: VmStats = field(init=False)  # cpu.adj (gd_vmstats_adj)
-    curthread: Thread = field(init=False)
     curthread_systhread: bool = field(init=False)
     curthread_nice: int = field(init=False)
     trace: Trace | None = field(init=False)

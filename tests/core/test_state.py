@@ -44,6 +44,7 @@ def busy() -> Machine:
 def test_every_global_is_a_declared_field_and_all_are_set() -> None:
     m = busy()
     assert m.pd.passes > 0 and m.hash.arrays is not None and m.pmap.mapping_count > 0
+    assert m.curthread is not None  # declared on the base CallingThread
     for f in dataclasses.fields(MachineState):
         value = getattr(m, f.name)  # AttributeError: a field boot never set
         if dataclasses.is_dataclass(value):
