@@ -222,7 +222,7 @@ def _fresh_mixed_machine(pages: int) -> tuple[Machine, list[int]]:
 def resolve_stream(pages: int, ops: list[Op]) -> tuple[list[int], str]:
     """Untimed pass: the page index each allocation gets, and the final state digest."""
     m, oids = _fresh_mixed_machine(pages)
-    objs = [m.objects[o] for o in oids]
+    objs = [m.vmobj.objects[o] for o in oids]
     got: list[int] = []
     for code, cpu, a, b in ops:
         m.select_cpu(cpu)
@@ -243,7 +243,7 @@ def resolve_stream(pages: int, ops: list[Op]) -> tuple[list[int], str]:
 
 def _direct_run(pages: int, ops: list[Op], got: list[int]) -> tuple[float, Machine]:
     m, oids = _fresh_mixed_machine(pages)
-    objs = [m.objects[o] for o in oids]
+    objs = [m.vmobj.objects[o] for o in oids]
     methods = {
         DEACTIVATE: vm_page_deactivate,
         FREE: vm_page_free_toq,
@@ -325,7 +325,7 @@ def measure_mixed(plan: Plan) -> dict[str, Any]:
 # ---------------------------------------------------------------- batch
 def _batch(m: Machine) -> float:
     """10 000 allocations then 10 000 frees; returns milliseconds."""
-    obj = m.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 0)]
+    obj = m.vmobj.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 0)]
     alloc = vm_page_alloc
     free = vm_page_free_toq
     select = m.select_cpu
@@ -345,7 +345,7 @@ def _batch(m: Machine) -> float:
     elapsed = time.perf_counter() - t0
     if min(pages) < 0:
         raise RuntimeError("an allocation of the batch failed")
-    del m.objects[obj.id]
+    del m.vmobj.objects[obj.id]
     return elapsed * 1000.0
 
 
@@ -355,7 +355,7 @@ def make_scarce(m: Machine, per_color: float) -> None:
     target_total = round(per_color * PQ_L2_SIZE)
     base, extra = divmod(target_total, PQ_L2_SIZE)
     alloc = vm_page_alloc
-    lcnt = m.q_lcnt
+    lcnt = m.pq.lcnt
     scale = PQ_L2_SIZE // CPUS
     for color in range(PQ_L2_SIZE):
         keep = base + (1 if color < extra else 0)

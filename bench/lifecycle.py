@@ -115,7 +115,7 @@ def _machine(pages: int, pagedaemon: bool = False) -> tuple[Machine, list[int]]:
 
 def _direct(pages: int, ops: list[tuple[int, int, int, int]]) -> tuple[float, str]:
     m, oids = _machine(pages)
-    objs = [m.objects[o] for o in oids]
+    objs = [m.vmobj.objects[o] for o in oids]
     got: list[int] = []
     select = m.select_cpu
     gc.collect()
@@ -225,7 +225,7 @@ def measure_recovery(pages: int) -> dict[str, Any]:
     m, oids = _machine(pages, pagedaemon=True)
     vs = m.vmstats
     target_free = pages // 100
-    obj = m.objects[oids[0]]
+    obj = m.vmobj.objects[oids[0]]
     pindex = 0
     t0 = time.perf_counter()
     while True:
@@ -248,17 +248,17 @@ def measure_recovery(pages: int) -> dict[str, Any]:
         "inactive": vs.v_inactive_count,
         "active": vs.v_active_count,
     }
-    ticks0 = m.ticks
-    passes0 = m.pd_passes
+    ticks0 = m.sched.ticks
+    passes0 = m.pd.passes
     pagedaemon_wakeup(m)
     run_runnable(m)
     t0 = time.perf_counter()
     while True:
         tick(m, 10)
         vmstats_rollup(m)
-        if vs.v_free_count + vs.v_cache_count >= vs.v_paging_target2 and m.vm_pages_needed == 0:
+        if vs.v_free_count + vs.v_cache_count >= vs.v_paging_target2 and m.pd.vm_pages_needed == 0:
             break
-        if m.ticks - ticks0 > 1_000_000:
+        if m.sched.ticks - ticks0 > 1_000_000:
             raise RuntimeError("the pageout daemon did not recover the machine")
     wall = time.perf_counter() - t0
     check_invariants(m)
@@ -271,8 +271,8 @@ def measure_recovery(pages: int) -> dict[str, Any]:
     return {
         "pages": pages,
         "wall_s": wall,
-        "ticks": m.ticks - ticks0,
-        "passes": m.pd_passes - passes0,
+        "ticks": m.sched.ticks - ticks0,
+        "passes": m.pd.passes - passes0,
         "fill_s": fill_s,
         "target2": vs.v_paging_target2,
         "before": before,

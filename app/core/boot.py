@@ -75,7 +75,7 @@ def _boot_log(vm: MachineState, line: str) -> None:
     """A kprintf of the boot-time code (``vm_page_startup_finish``,
     ``vm_numa_organize_finalize``): it goes to the console and is kept in
     ``boot_console`` (what ``dmesg.boot`` keeps of a real boot)."""
-    vm.boot_console.append(line)
+    vm.startup.boot_console.append(line)
     vm.log(line)
 
 
@@ -84,38 +84,38 @@ def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
     vm.policy = Policy(dict(config.policy))
     vm.ncpus = config.cpus
     vm.rng = random.Random(config.seed)
-    vm.hz = config.hz
-    vm.ticks = 0
+    vm.sched.hz = config.hz
+    vm.sched.ticks = 0
     vm.console = []
-    vm.boot_console = []
+    vm.startup.boot_console = []
     vm.trace = None
-    vm.q_head = [-1] * PQ_COUNT
-    vm.q_tail = [-1] * PQ_COUNT
-    vm.q_lcnt = [0] * PQ_COUNT
-    vm.q_adds = [0] * PQ_COUNT
-    vm.q_lastq = [-1] * PQ_COUNT
+    vm.pq.head = [-1] * PQ_COUNT
+    vm.pq.tail = [-1] * PQ_COUNT
+    vm.pq.lcnt = [0] * PQ_COUNT
+    vm.pq.adds = [0] * PQ_COUNT
+    vm.pq.lastq = [-1] * PQ_COUNT
     vm.vmstats = VmStats()
     # Simulated kernel-thread addresses (only vm_quickcolor looks at them).
     vm.cpus = [Cpu(c, 0xFFFFF80000000000 | (vm.rng.getrandbits(28) << 12)) for c in range(vm.ncpus)]
     vm.select_cpu(0)
     vm.curthread_systhread = False
     vm.curthread_nice = 0
-    vm.objects = {}
-    vm.next_object_id = 1
-    vm.set_assoc_mask = 15
-    vm.page_hash_size = 0
-    vm.vm_pages_needed = 0
-    vm.vm_pageout_deficit = 0
-    vm.vm_pages_waiting = 0
-    vm.vm_pageout_pages_needed = 0
-    vm.vm_page_free_hysteresis = 16
-    vm.dnweight = 0
-    vm.boot_stage = "early"
+    vm.vmobj.objects = {}
+    vm.vmobj.next_object_id = 1
+    vm.pq.set_assoc_mask = 15
+    vm.hash.size = 0
+    vm.pd.vm_pages_needed = 0
+    vm.pd.vm_pageout_deficit = 0
+    vm.pd.vm_pages_waiting = 0
+    vm.pd.vm_pageout_pages_needed = 0
+    vm.pd.vm_page_free_hysteresis = 16
+    vm.pagestate.dnweight = 0
+    vm.startup.boot_stage = "early"
     # pageout daemon tunables: 0 until the daemon starts (0 = "compute at start")
-    vm.vm_max_launder = 0
-    vm.vm_page_max_wired = 0
-    vm.vm_pageout_stats_scan = 0
-    vm.vm_pageout_stats_ticks = 0
+    vm.pd.vm_max_launder = 0
+    vm.pd.vm_page_max_wired = 0
+    vm.pd.vm_pageout_stats_scan = 0
+    vm.pd.vm_pageout_stats_ticks = 0
     ensure_sysctl_state(vm)
     _init_sched(vm)
 
@@ -147,7 +147,7 @@ def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
     firsts = sidx[starts].tolist()
     lasts = sidx[ends].tolist()
     sizes = (ends - starts + 1).tolist()
-    old_heads = [vm.q_head[q] for q in group_q]
+    old_heads = [vm.pq.head[q] for q in group_q]
     nxt[starts] = np.asarray(old_heads, dtype=np.int32)
     arr = vm.pg.arrays
     arr["next"][sidx] = nxt
@@ -158,9 +158,9 @@ def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
         if old >= 0:
             prev_mv[old] = first
         else:
-            vm.q_tail[q] = first
-        vm.q_head[q] = last
-        vm.q_lcnt[q] += size
+            vm.pq.tail[q] = first
+        vm.pq.head[q] = last
+        vm.pq.lcnt[q] += size
 
 
 # ------------------------------------------------------------------ §2.2
@@ -185,14 +185,14 @@ def vm_page_startup(vm: MachineState) -> None:
     vm.page_range = ranges[last][1] // PAGE_SIZE - vm.first_page
     npages = (total - vm.page_range * SIZEOF_VM_PAGE) // PAGE_SIZE
     # DMA reserve (real kernels, not vkernels)
-    vm.vm_low_phys_reserved = min(65536 << PAGE_SHIFT, total // 4)
+    vm.contig.vm_low_phys_reserved = min(65536 << PAGE_SHIFT, total // 4)
     dma = cfg.dma_reserved
-    vm.vm_dma_reserved = dma if dma else min(128 * 1024 * 1024, total // 16)
-    vm.vm_contig_alist = Alist(DMA_ALIST_BLOCKS)
+    vm.contig.vm_dma_reserved = dma if dma else min(128 * 1024 * 1024, total // 16)
+    vm.contig.alist = Alist(DMA_ALIST_BLOCKS)
     new_end = trunc_page(end - vm.page_range * SIZEOF_VM_PAGE)
-    vm.vm_page_array_end = end
-    vm.vm_page_array_start = new_end
-    vm.minidump_bitmap = (end, end + dump_size)
+    vm.startup.vm_page_array_end = end
+    vm.startup.vm_page_array_start = new_end
+    vm.startup.minidump_bitmap = (end, end + dump_size)
     vm.pg = PageArray(vm.page_range)
     vs = vm.vmstats
     vs.v_page_count = 0
@@ -228,7 +228,7 @@ def vm_page_startup(vm: MachineState) -> None:
         part += first
         pc[idx[lo : lo + step]] = page_color(part)
     arr["pat"][idx] = PAT_WRITE_BACK
-    limit_pfn = -(-vm.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
+    limit_pfn = -(-vm.contig.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
     ndma = int(np.searchsorted(idx, limit_pfn - first))
     dma_idx = idx[:ndma]
     arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
@@ -242,7 +242,7 @@ def vm_page_startup(vm: MachineState) -> None:
         dma_pfn = dma_idx.astype(np.int64) + first
         breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
         for seg in np.split(dma_pfn, breaks):
-            vm.vm_contig_alist.free(int(seg[0]), int(seg.size))
+            vm.contig.alist.free(int(seg[0]), int(seg.size))
     keep = idx[ndma:]
     _bulk_push_head(vm, keep, pc[keep] + np.uint16(PQ_FREE))
     vm.cpus[0].vmstats.copy_from(vs)
@@ -285,9 +285,9 @@ def vm_numa_organize_all(vm: MachineState) -> None:
     # rebuild the free lists: insertion order is the reverse of the final order
     queued = np.flatnonzero(arr["queue"] != 0)
     for q in range(PQ_FREE, PQ_FREE + PQ_L2_SIZE):
-        vm.q_head[q] = -1
-        vm.q_tail[q] = -1
-        vm.q_lcnt[q] = 0
+        vm.pq.head[q] = -1
+        vm.pq.tail[q] = -1
+        vm.pq.lcnt[q] = 0
     arr["next"][queued] = -1
     arr["prev"][queued] = -1
     arr["queue"][queued] = 0
@@ -306,14 +306,14 @@ def _unlink_raw(vm: MachineState, i: int) -> None:
     pg.next[i] = -1
     pg.prev[i] = -1
     pg.queue[i] = 0
-    vm.q_lcnt[q] -= 1
+    vm.pq.lcnt[q] -= 1
 
 
 def _push_head_raw(vm: MachineState, i: int, q: int) -> None:
     """Insert a boot-time page at the head of ``q``: ``lcnt`` only, no vmstats."""
     _link(vm, i, q, True)
     vm.pg.queue[i] = q
-    vm.q_lcnt[q] += 1
+    vm.pq.lcnt[q] += 1
 
 
 def vm_numa_organize_finalize(vm: MachineState) -> None:
@@ -326,7 +326,7 @@ def vm_numa_organize_finalize(vm: MachineState) -> None:
     assert topo is not None
     s = PQ_L2_SIZE // topo.sockets // topo.cores // topo.threads
     scale_lim = s * topo.threads * topo.cores * topo.sockets
-    total = sum(vm.q_lcnt[0:scale_lim])  # indexes from 0: the source's off-by-one
+    total = sum(vm.pq.lcnt[0:scale_lim])  # indexes from 0: the source's off-by-one
     lcnt_hi = total // scale_lim
     lcnt_lo = lcnt_hi - lcnt_hi // 10
     _boot_log(vm, f"vm_page: avg {lcnt_hi} pages per queue, {scale_lim} queues")
@@ -334,17 +334,17 @@ def vm_numa_organize_finalize(vm: MachineState) -> None:
     for i in range(scale_lim):
         q = PQ_FREE + i
         fruitless = 0
-        while vm.q_lcnt[q] < lcnt_lo:
+        while vm.pq.lcnt[q] < lcnt_lo:
             it = (it + 1) & (PQ_L2_SIZE - 1)
             donor = PQ_FREE + it
-            if vm.q_lcnt[donor] < lcnt_hi:
+            if vm.pq.lcnt[donor] < lcnt_hi:
                 fruitless += 1
                 if fruitless > PQ_L2_SIZE:
                     _boot_log(vm, "vm_page: numa finalize: no donor left (the kernel would hang)")
                     return
                 continue
             fruitless = 0
-            m = vm.q_head[donor]
+            m = vm.pq.head[donor]
             _unlink_raw(vm, m)
             vm.pg.pc[m] = i
             _push_head_raw(vm, m, q)
@@ -363,9 +363,9 @@ def vm_page_startup_finish(vm: MachineState) -> None:
         mask = 7
     if mask < 15:
         mask = 15
-    vm.set_assoc_mask = mask
-    keep = vm.vm_dma_reserved // PAGE_SIZE
-    alist = vm.vm_contig_alist
+    vm.pq.set_assoc_mask = mask
+    keep = vm.contig.vm_dma_reserved // PAGE_SIZE
+    alist = vm.contig.alist
     vs = vm.vmstats
     while True:
         bfree, blk, count = alist.free_info()
@@ -383,7 +383,7 @@ def vm_page_startup_finish(vm: MachineState) -> None:
             _boot_log(vm, f"vm_page_startup_finish: alist_alloc returned {got}, expected {blk}")
             break
         vs.v_dma_pages -= count
-        vm.vm_low_phys_reserved = blk << PAGE_SHIFT
+        vm.contig.vm_low_phys_reserved = blk << PAGE_SHIFT
         _return_reserve_pages(vm, blk - vm.first_page, count)
     bl_free = alist.bl_free
     _boot_log(
@@ -393,7 +393,7 @@ def vm_page_startup_finish(vm: MachineState) -> None:
     size = 4096
     while size < vm.page_range // 16:
         size <<= 1
-    vm.page_hash_size = min(size, VM_PAGE_HASH_MAX)
+    vm.hash.size = min(size, VM_PAGE_HASH_MAX)
 
 
 def _return_reserve_pages(vm: MachineState, start: int, count: int) -> None:
@@ -414,7 +414,7 @@ def _return_reserve_pages(vm: MachineState, start: int, count: int) -> None:
     adds = np.bincount(pcs, minlength=PQ_L2_SIZE).tolist()
     for c, n in enumerate(adds):
         if n:
-            vm.q_adds[PQ_INACTIVE + c] += n
+            vm.pq.adds[PQ_INACTIVE + c] += n
     _bulk_push_head(vm, idx, PQ_FREE + pcs)
     cpu = vm.cpus[0]
     cpu.adj.cnt[CNT_WIRE] -= count
@@ -432,14 +432,14 @@ def vm_pageout_init(vm: MachineState) -> None:
     free = vs.cnt[CNT_FREE]
     init_thresholds(vs, free)
     # defaults applied only where the tunable is still 0 (spec §4.2)
-    if vm.vm_max_launder == 0:
-        vm.vm_max_launder = physmem_pages(vm) // 256 + 16
-    if vm.vm_page_max_wired == 0:
-        vm.vm_page_max_wired = free // 3
-    if vm.vm_pageout_stats_scan == 0:
-        vm.vm_pageout_stats_scan = max(16, free // 1024 // 16)
-    if vm.vm_pageout_stats_ticks == 0:
-        vm.vm_pageout_stats_ticks = vm.hz // 10
+    if vm.pd.vm_max_launder == 0:
+        vm.pd.vm_max_launder = physmem_pages(vm) // 256 + 16
+    if vm.pd.vm_page_max_wired == 0:
+        vm.pd.vm_page_max_wired = free // 3
+    if vm.pd.vm_pageout_stats_scan == 0:
+        vm.pd.vm_pageout_stats_scan = max(16, free // 1024 // 16)
+    if vm.pd.vm_pageout_stats_ticks == 0:
+        vm.pd.vm_pageout_stats_ticks = vm.sched.hz // 10
     for cpu in vm.cpus:
         cpu.vmstats.copy_from(vs)
 
@@ -471,6 +471,6 @@ def boot_machine(vm: MachineState, config: MachineConfig) -> None:
     if config.boot_stage == "finished":
         vm_page_startup_finish(vm)
         vm_pageout_init(vm)
-        vm.boot_stage = "finished"
+        vm.startup.boot_stage = "finished"
         if config.pagedaemon:
             start_pagedaemon(vm)

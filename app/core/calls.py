@@ -55,7 +55,7 @@ def page_index(vm: MachineState, pfn: Any, what: str = "m") -> int:
 def object_by_id(vm: MachineState, oid: Any, what: str = "object") -> VmObject:
     if not isinstance(oid, int) or isinstance(oid, bool):
         raise InvalidArgument(f"{what} must be an object id (an integer), got {oid!r}")
-    obj = vm.objects.get(oid)
+    obj = vm.vmobj.objects.get(oid)
     if obj is None:
         raise InvalidArgument(f"there is no object {oid}; create one with vm_object_allocate")
     return obj
@@ -106,11 +106,11 @@ def _call_sysctl(vm: MachineState, name: str, value: int | None) -> int:
 
 
 def _call_tick(vm: MachineState, n: int) -> int:
-    vm._tick_resumed = tick(vm, n)
-    return vm.ticks
+    vm.sched.tick_resumed = tick(vm, n)
+    return vm.sched.ticks
 
 
 def _call_wakeup_channel(vm: MachineState, channel: str) -> int:
-    n = len(vm.sleepq.get(channel, ()))
+    n = len(vm.sched.sleepq.get(channel, ()))
     wakeup(vm, channel)
     return n

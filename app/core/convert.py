@@ -355,7 +355,7 @@ def _quick(p: Param) -> Quick:
 
         def obj(vm: MachineState, value: Any) -> Any:
             if type(value) is int:
-                found = vm.objects.get(value)
+                found = vm.vmobj.objects.get(value)
                 if found is not None:
                     return found
             return slow(vm, p, value)

@@ -51,7 +51,7 @@ def ddb_show_pageq(m: MachineState) -> str:
     """DDB ``show pageq``: four lines, ``PQ_FREE:``, ``PQ_CACHE:``, ``PQ_ACTIVE:`` and
     ``PQ_INACTIVE:``, each followed by `` <lcnt>`` for every colour 0..1023 of that queue
     type and a newline."""
-    lcnt = m.q_lcnt
+    lcnt = m.pq.lcnt
     lines = []
     for label, base in SHOW_PAGEQ_QUEUES:
         counts = "".join(f" {lcnt[base + color]}" for color in range(PQ_L2_SIZE))

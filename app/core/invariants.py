@@ -107,18 +107,18 @@ def check_invariants(vm: MachineState) -> None:
     expect_head[queue[heads]] = heads
     expect_tail = np.full(PQ_COUNT, -1, dtype=np.int64)
     expect_tail[queue[tails]] = tails
-    if vm.q_lcnt[0] != 0 or vm.q_head[0] != -1:
+    if vm.pq.lcnt[0] != 0 or vm.pq.head[0] != -1:
         _fail("PQ_NONE's header is in use")
     for q in range(1, PQ_COUNT):
         c = int(counts[q])
-        if vm.q_lcnt[q] != c:
-            _fail(f"queue {q}: lcnt {vm.q_lcnt[q]} but {c} pages carry it")
+        if vm.pq.lcnt[q] != c:
+            _fail(f"queue {q}: lcnt {vm.pq.lcnt[q]} but {c} pages carry it")
         if c and (head_q[q] != 1 or tail_q[q] != 1):
             _fail(f"queue {q}: {head_q[q]} heads and {tail_q[q]} tails")
-        if vm.q_head[q] != (int(expect_head[q]) if c else -1):
-            _fail(f"queue {q}: head {vm.q_head[q]} is not the page without prev")
-        if vm.q_tail[q] != (int(expect_tail[q]) if c else -1):
-            _fail(f"queue {q}: tail {vm.q_tail[q]} is not the page without next")
+        if vm.pq.head[q] != (int(expect_head[q]) if c else -1):
+            _fail(f"queue {q}: head {vm.pq.head[q]} is not the page without prev")
+        if vm.pq.tail[q] != (int(expect_tail[q]) if c else -1):
+            _fail(f"queue {q}: tail {vm.pq.tail[q]} is not the page without next")
     # one chain per queue: follow all lists at once (pointer doubling) from the heads
     _check_chains(vm, nxt, idx, queue, counts)
     # 4. vmstats counters equal a recount
@@ -135,7 +135,7 @@ def check_invariants(vm: MachineState) -> None:
     obj_ids = arr["obj"]
     owned = np.flatnonzero(obj_ids)
     total_resident = 0
-    for oid, obj in vm.objects.items():
+    for oid, obj in vm.vmobj.objects.items():
         if obj.resident_page_count != len(obj.pages):
             _fail(
                 f"object {oid}: resident_page_count {obj.resident_page_count} != {len(obj.pages)}"
@@ -149,7 +149,7 @@ def check_invariants(vm: MachineState) -> None:
     if sum(cpu.t_rm for cpu in vm.cpus) != total_resident:
         _fail("gd_vmtotal.t_rm does not add up to the resident pages")
     # 6. the DMA reserve: every alist-free block is a wired FICTITIOUS|UNQUEUED page
-    alist = vm.vm_contig_alist
+    alist = vm.contig.alist
     alist.check()
     for blk, count in alist.free_runs():
         a = blk - vm.first_page
@@ -168,16 +168,16 @@ def check_invariants(vm: MachineState) -> None:
     if (on_q & ~managed).any() or (obj_ids[~managed] != 0).any():
         _fail("a page outside managed memory is queued or owned")
     # 8. threads: every sleeping thread is on exactly its channel's sleep queue
-    sleeping = {id(t) for lst in vm.sleepq.values() for t in lst}
-    for th in vm.threads.values():
+    sleeping = {id(t) for lst in vm.sched.sleepq.values() for t in lst}
+    for th in vm.sched.threads.values():
         on_sq = id(th) in sleeping
         if (th.state == "sleeping") != on_sq:
             _fail(f"thread {th.tid}: state {th.state} but on a sleep queue: {on_sq}")
-        if on_sq and th not in vm.sleepq.get(th.channel, []):
+        if on_sq and th not in vm.sched.sleepq.get(th.channel, []):
             _fail(f"thread {th.tid} sleeps on {th.channel} but is queued elsewhere")
         if th.state != "idle" and th.gen is None:
             _fail(f"thread {th.tid} is {th.state} with no suspended call")
-    for channel in vm.sleepq:
+    for channel in vm.sched.sleepq:
         if channel.startswith("page:"):
             i = int(channel[5:]) - vm.first_page
             if not vm.pg.busy[i] & PBUSY_WANTED:
@@ -207,7 +207,7 @@ def _check_chains(vm: MachineState, nxt: Any, idx: Any, queue: Any, counts: Any)
         nxt2[has] = succ[s]
         succ = nxt2
     for q in range(1, PQ_COUNT):
-        h = vm.q_head[q]
+        h = vm.pq.head[q]
         if h >= 0 and int(dist[h]) + 1 != int(counts[q]):
             _fail(
                 f"queue {q}: the chain from its head holds {int(dist[h]) + 1} pages, lcnt {counts[q]}"
@@ -220,43 +220,43 @@ def state_digest(vm: MachineState) -> str:
     h = hashlib.blake2b(digest_size=16)
     for name in PAGE_FIELDS:
         h.update(vm.pg.arrays[name].tobytes())
-    for lst in (vm.q_head, vm.q_tail, vm.q_lcnt, vm.q_adds, vm.q_lastq):
+    for lst in (vm.pq.head, vm.pq.tail, vm.pq.lcnt, vm.pq.adds, vm.pq.lastq):
         h.update(np.asarray(lst, dtype=np.int64).tobytes())
     h.update(repr(vm.vmstats.state_tuple()).encode())
     for cpu in vm.cpus:
         h.update(repr(cpu.state_tuple()).encode())
-    for oid in sorted(vm.objects):
-        h.update(repr(vm.objects[oid].state_tuple()).encode())
-    h.update(vm.vm_contig_alist.state_bytes())
+    for oid in sorted(vm.vmobj.objects):
+        h.update(repr(vm.vmobj.objects[oid].state_tuple()).encode())
+    h.update(vm.contig.alist.state_bytes())
     h.update(
         repr(
             (
                 vm.first_page,
                 vm.page_range,
-                vm.vm_low_phys_reserved,
-                vm.vm_dma_reserved,
-                vm.set_assoc_mask,
-                vm.page_hash_size,
-                vm.vm_pages_needed,
-                vm.vm_pageout_deficit,
-                vm.vm_pages_waiting,
-                vm.vm_pageout_pages_needed,
-                vm.dnweight,
-                vm.ticks,
-                vm.next_object_id,
+                vm.contig.vm_low_phys_reserved,
+                vm.contig.vm_dma_reserved,
+                vm.pq.set_assoc_mask,
+                vm.hash.size,
+                vm.pd.vm_pages_needed,
+                vm.pd.vm_pageout_deficit,
+                vm.pd.vm_pages_waiting,
+                vm.pd.vm_pageout_pages_needed,
+                vm.pagestate.dnweight,
+                vm.sched.ticks,
+                vm.vmobj.next_object_id,
                 vm.rng.getstate(),
-                vm.vm_page_free_hysteresis,
-                vm.vm_max_launder,
-                vm.vm_page_max_wired,
-                vm.vm_pageout_stats_scan,
-                vm.vm_pageout_stats_ticks,
-                sorted(vm.sysctl_values.items()),
-                vm.sleep_seq,
-                [t.tid for t in vm.runq],
+                vm.pd.vm_page_free_hysteresis,
+                vm.pd.vm_max_launder,
+                vm.pd.vm_page_max_wired,
+                vm.pd.vm_pageout_stats_scan,
+                vm.pd.vm_pageout_stats_ticks,
+                sorted(vm.sysctl.values.items()),
+                vm.sched.sleep_seq,
+                [t.tid for t in vm.sched.runq],
             )
         ).encode()
     )
-    for tid in sorted(vm.threads):
-        h.update(repr(vm.threads[tid].state_tuple()).encode())
+    for tid in sorted(vm.sched.threads):
+        h.update(repr(vm.sched.threads[tid].state_tuple()).encode())
     h.update(repr([part for digest in AREA_DIGESTS for part in digest(vm)]).encode())
     return h.hexdigest()

@@ -148,22 +148,22 @@ class Thread:
 
 
 def _init_sched(vm: MachineState) -> None:
-    vm.threads = {}
-    vm.sleepq = {}
-    vm.runq = deque()
-    vm.sleep_seq = 0
+    vm.sched.threads = {}
+    vm.sched.sleepq = {}
+    vm.sched.runq = deque()
+    vm.sched.sleep_seq = 0
     vm.curthread = get_thread(vm, 0, 0)
 
 
 # ------------------------------------------------------------ threads
 def get_thread(vm: MachineState, tid: int, cpu: int) -> Thread:
     """The thread ``tid`` (created on first use, on ``cpu``)."""
-    th = vm.threads.get(tid)
+    th = vm.sched.threads.get(tid)
     if th is None:
-        if len(vm.threads) >= 4096:
+        if len(vm.sched.threads) >= 4096:
             raise InvalidArgument("too many threads (limit 4096)")
         th = Thread(tid, cpu)
-        vm.threads[tid] = th
+        vm.sched.threads[tid] = th
     return th
 
 
@@ -202,7 +202,7 @@ def sleep_remedy(vm: MachineState, th: Thread, other_thread: bool = True) -> str
     else:
         ways = [f"wake it (wakeup on {th.channel})"]
     if th.deadline is not None:
-        left = th.deadline - vm.ticks
+        left = th.deadline - vm.sched.ticks
         ways.append(
             f"let it time out (tick: its sleep ends at tick {th.deadline}, "
             f"{max(left, 0)} tick(s) from now)"
@@ -260,10 +260,10 @@ def _step(vm: MachineState, th: Thread, send: bool | None) -> tuple[bool, Any]:
     th.state = "sleeping"
     th.channel = sleep.channel
     th.wmesg = sleep.wmesg
-    th.deadline = vm.ticks + sleep.timo if sleep.timo > 0 else None
-    vm.sleep_seq += 1
-    th.seq = vm.sleep_seq
-    vm.sleepq.setdefault(sleep.channel, []).append(th)
+    th.deadline = vm.sched.ticks + sleep.timo if sleep.timo > 0 else None
+    vm.sched.sleep_seq += 1
+    th.seq = vm.sched.sleep_seq
+    vm.sched.sleepq.setdefault(sleep.channel, []).append(th)
     vm.event("sleep", tid=th.tid, channel=sleep.channel, wmesg=sleep.wmesg, timo=sleep.timo)
     return False, sleep
 
@@ -284,7 +284,7 @@ def _finish(vm: MachineState, th: Thread, value: Any, error: str | None) -> None
 
 def wakeup(vm: MachineState, channel: str) -> None:
     """``wakeup(chan)``: every thread sleeping on ``channel`` becomes runnable."""
-    sleepers = vm.sleepq.pop(channel, None)
+    sleepers = vm.sched.sleepq.pop(channel, None)
     if vm.trace is not None:
         ev: dict[str, Any] = {"event": "wakeup", "channel": channel}
         if sleepers:
@@ -295,15 +295,15 @@ def wakeup(vm: MachineState, channel: str) -> None:
     for th in sleepers:
         th.state = "runnable"
         th.timed_out = False
-        vm.runq.append(th)
+        vm.sched.runq.append(th)
 
 
 def _unsleep(vm: MachineState, th: Thread) -> None:
-    lst = vm.sleepq.get(th.channel)
+    lst = vm.sched.sleepq.get(th.channel)
     if lst is not None:
         lst.remove(th)
         if not lst:
-            del vm.sleepq[th.channel]
+            del vm.sched.sleepq[th.channel]
 
 
 def run_runnable(vm: MachineState) -> list[dict[str, Any]]:
@@ -311,11 +311,11 @@ def run_runnable(vm: MachineState) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
     saved = vm.curthread
     guard = 0
-    while vm.runq:
+    while vm.sched.runq:
         guard += 1
         if guard > 100_000:
             raise WouldSleep("scheduler", "runq", "threads keep waking each other forever")
-        th = vm.runq.popleft()
+        th = vm.sched.runq.popleft()
         if th.state != "runnable":
             continue
         timed_out = th.timed_out
@@ -343,14 +343,14 @@ def tick(vm: MachineState, n: int = 1) -> list[dict[str, Any]]:
         raise InvalidArgument(f"tick takes 0 .. {MAX_TICKS_PER_CALL} ticks at a time")
     resumed: list[dict[str, Any]] = []
     for _ in range(n):
-        vm.ticks += 1
+        vm.sched.ticks += 1
         hardclock_rollup(vm)
         _expire_sleeps(vm)
         _clock_hooks(vm)
         resumed.extend(run_runnable(vm))
-        if not vm.sleepq and not vm.runq and _clock_idle(vm):
+        if not vm.sched.sleepq and not vm.sched.runq and _clock_idle(vm):
             # nothing can happen on later ticks but the (idempotent) rollup
-            vm.ticks += n - 1 - _
+            vm.sched.ticks += n - 1 - _
             break
     return resumed
 
@@ -358,16 +358,16 @@ def tick(vm: MachineState, n: int = 1) -> list[dict[str, Any]]:
 def _expire_sleeps(vm: MachineState) -> None:
     expired = [
         th
-        for lst in vm.sleepq.values()
+        for lst in vm.sched.sleepq.values()
         for th in lst
-        if th.deadline is not None and th.deadline <= vm.ticks
+        if th.deadline is not None and th.deadline <= vm.sched.ticks
     ]
     expired.sort(key=lambda t: t.seq)
     for th in expired:
         _unsleep(vm, th)
         th.state = "runnable"
         th.timed_out = True
-        vm.runq.append(th)
+        vm.sched.runq.append(th)
 
 
 def _clock_hooks(vm: MachineState) -> None:

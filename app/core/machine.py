@@ -73,6 +73,8 @@ class CallResult:
 class Machine(MachineState):
     """One simulated machine.  Build it with ``Machine.boot(config)``."""
 
+    __slots__ = ()  # every field is MachineState's: a write to any other name fails
+
     def check_invariants(self) -> None:
         """Raise ``InvariantError`` unless the whole machine is consistent
         (``invariants.check_invariants``)."""
@@ -149,15 +151,15 @@ class Machine(MachineState):
         ):
             if conv is None:
                 conv = _convert_args(self, spec, args)
-            th = self.threads.get(cpu)
+            th = self.sched.threads.get(cpu)
             if th is None:
                 # the CPU's own thread, transient (never in ``threads``): one object per CPU
                 # serves every such call, as a fresh one would (the core writes no field of
                 # curthread, and this path runs it with nice 0, no systhread, no
                 # P_LOWMEMKILL)
-                idle = self._idle_threads
+                idle = self.sched.idle_threads
                 if idle is None:
-                    idle = self._idle_threads = {}
+                    idle = self.sched.idle_threads = {}
                 th = idle.get(cpu)
                 if th is None:
                     th = idle[cpu] = Thread(cpu, cpu)
@@ -181,7 +183,7 @@ class Machine(MachineState):
             self.curthread_systhread = False
             if not record:
                 value = spec.impl(self, *conv)
-                if self.runq:
+                if self.sched.runq:
                     run_runnable(self)
                 return CallResult(spec.name, value)
             trace = Trace()
@@ -189,7 +191,7 @@ class Machine(MachineState):
             before = counter_snapshot(self)
             try:
                 value = spec.impl(self, *conv)
-                resumed = run_runnable(self) if self.runq else None
+                resumed = run_runnable(self) if self.sched.runq else None
             finally:
                 self.trace = None
             rec = make_record(self, trace, before)
@@ -223,7 +225,7 @@ class Machine(MachineState):
             raise InvalidArgument(f"thread must be an integer from 0 to {MAX_THREADS - 1}")
         if conv is None:
             conv = _convert_args(self, spec, args)
-        th = self.threads.get(tid)
+        th = self.sched.threads.get(tid)
         if not spec.on_thread:
             th = Thread(tid, cpu)  # a simulator verb: runs outside any parked thread
         elif th is None:
@@ -246,8 +248,8 @@ class Machine(MachineState):
         result: Any = None
         try:
             if spec.sleeps:
-                if th.tid not in self.threads:
-                    self.threads[th.tid] = th
+                if th.tid not in self.sched.threads:
+                    self.sched.threads[th.tid] = th
                     created = True
                 else:
                     created = False
@@ -255,12 +257,12 @@ class Machine(MachineState):
                     done, value = start_call(self, th, spec.name, dict(args), impl(self, *conv))
                 except BaseException:
                     if created:
-                        del self.threads[th.tid]
+                        del self.sched.threads[th.tid]
                     raise
                 if done:
                     result = value
                     if created:
-                        del self.threads[th.tid]  # never slept: leaves no trace
+                        del self.sched.threads[th.tid]  # never slept: leaves no trace
                 else:
                     blocked = {
                         "thread": th.tid,
@@ -270,10 +272,10 @@ class Machine(MachineState):
                     }
             else:
                 result = impl(self, *conv)
-            resumed = run_runnable(self) if self.runq else []
-            if self._tick_resumed:
-                resumed = self._tick_resumed + resumed
-                self._tick_resumed = []
+            resumed = run_runnable(self) if self.sched.runq else []
+            if self.sched.tick_resumed:
+                resumed = self.sched.tick_resumed + resumed
+                self.sched.tick_resumed = []
         finally:
             self.trace = None
         if trace is None or before is None:

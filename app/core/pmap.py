@@ -2,7 +2,7 @@
 mappings, each with its own writable / referenced / modified bits, plus a model of the
 page's contents as far as zeroing goes.
 
-**Mappings.**  ``pmap_mappings[i]`` maps a pmap id (an int standing in for a ``pmap_t``)
+**Mappings.**  ``vm.pmap.mappings[i]`` maps a pmap id (an int standing in for a ``pmap_t``)
 to ``[writable, referenced, modified]`` — the pte's RW, A and M bits.  The table is sparse:
 a page without mappings has no entry.  Only *managed* mappings are modelled (the ones with
 a reverse map, which drive PG_MAPPED/PG_WRITEABLE): FICTITIOUS pages have no reverse map
@@ -153,15 +153,15 @@ _FLAG_NAMES = (
 
 def _init_pmap(vm: MachineState) -> None:
     """Boot state: no mappings, every page's contents unknown."""
-    vm.pmap_mappings = {}
-    vm.pmap_mapping_count = 0
-    vm.page_zeroed = {}
+    vm.pmap.mappings = {}
+    vm.pmap.mapping_count = 0
+    vm.pmap.page_zeroed = {}
 
 
 # ================================================================ helpers
 def _pmap_required_flags(vm: MachineState, i: int) -> int:
     """The PG_* bits the page's mappings require (the flags may hold more)."""
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if not maps:
         return 0
     need = PG_MAPPED
@@ -174,7 +174,7 @@ def _pmap_required_flags(vm: MachineState, i: int) -> int:
 
 def pmap_page_is_mapped(vm: MachineState, i: int) -> bool:
     """Whether the page has at least one (managed) mapping."""
-    return i in vm.pmap_mappings
+    return i in vm.pmap.mappings
 
 
 def _pmap_collect_modified(vm: MachineState, i: int) -> None:
@@ -187,11 +187,11 @@ def _pmap_collect_modified(vm: MachineState, i: int) -> None:
         pg.dirty[i] = VM_PAGE_BITS_ALL
         oid = pg.obj[i]
         if oid:
-            vm.objects[oid].set_writeable_dirty()
+            vm.vmobj.objects[oid].set_writeable_dirty()
 
 
 def _pmap_mapping(vm: MachineState, i: int, pmap: int, fn: str) -> list[bool]:
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if not maps or pmap not in maps:
         raise InvalidArgument(f"{fn}: pmap {pmap} has no mapping of page {pfn_of(vm, i):#x}")
     return maps[pmap]
@@ -227,7 +227,7 @@ def pmap_enter(vm: MachineState, i: int, pmap: int, writeable: bool) -> None:
         )
     if not 0 <= pmap <= PMAP_ID_MAX:
         raise InvalidArgument(f"pmap_enter: pmap id must be from 0 to {PMAP_ID_MAX}")
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if maps is not None and pmap in maps:
         bits = maps[pmap]
         if bits[PTE_W] and not writeable and bits[PTE_M]:
@@ -239,12 +239,12 @@ def pmap_enter(vm: MachineState, i: int, pmap: int, writeable: bool) -> None:
             raise InvalidArgument(
                 f"pmap_enter: page already has {MAX_MAPPINGS_PER_PAGE} mappings (simulator limit)"
             )
-        if vm.pmap_mapping_count >= MAX_MAPPINGS:
+        if vm.pmap.mapping_count >= MAX_MAPPINGS:
             raise InvalidArgument(f"pmap_enter: {MAX_MAPPINGS} mappings exist (simulator limit)")
         if maps is None:
-            maps = vm.pmap_mappings[i] = {}
+            maps = vm.pmap.mappings[i] = {}
         maps[pmap] = [bool(writeable), False, False]
-        vm.pmap_mapping_count += 1
+        vm.pmap.mapping_count += 1
     flags = pg.flags[i] | PG_MAPPED
     if writeable:
         flags |= PG_WRITEABLE
@@ -264,11 +264,11 @@ def pmap_remove(vm: MachineState, i: int, pmap: int) -> None:
         _pmap_collect_modified(vm, i)
     if bits[PTE_A]:
         vm.pg.flags[i] |= PG_REFERENCED
-    maps = vm.pmap_mappings[i]
+    maps = vm.pmap.mappings[i]
     del maps[pmap]
-    vm.pmap_mapping_count -= 1
+    vm.pmap.mapping_count -= 1
     if not maps:
-        del vm.pmap_mappings[i]
+        del vm.pmap.mappings[i]
 
 
 def pmap_touch(vm: MachineState, i: int, pmap: int, write: bool) -> None:
@@ -286,14 +286,14 @@ def pmap_touch(vm: MachineState, i: int, pmap: int, write: bool) -> None:
     bits[PTE_A] = True
     if write:
         bits[PTE_M] = True
-        vm.page_zeroed.pop(i, None)
+        vm.pmap.page_zeroed.pop(i, None)
 
 
 # ================================================================ pmap functions
 def pmap_ts_referenced(vm: MachineState, i: int) -> int:
     """``pmap_ts_referenced(m)``: the number of the page's mappings whose A bit is set;
     clears those bits (spec §19: no cap on the count)."""
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if not maps:
         return 0
     count = 0
@@ -306,7 +306,7 @@ def pmap_ts_referenced(vm: MachineState, i: int) -> int:
 
 def pmap_is_modified(vm: MachineState, i: int) -> bool:
     """``pmap_is_modified(m)``: whether any mapping's M bit is set."""
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if not maps:
         return False
     return any(bits[PTE_M] for bits in maps.values())
@@ -315,14 +315,14 @@ def pmap_is_modified(vm: MachineState, i: int) -> bool:
 def pmap_clear_reference(vm: MachineState, i: int) -> None:
     """``pmap_clear_reference(m)``: clear every mapping's A bit (PG_REFERENCED, the
     page's software copy, is the caller's business)."""
-    for bits in vm.pmap_mappings.get(i, {}).values():
+    for bits in vm.pmap.mappings.get(i, {}).values():
         bits[PTE_A] = False
 
 
 def pmap_clear_modify(vm: MachineState, i: int) -> None:
     """``pmap_clear_modify(m)``: clear every mapping's M bit (the modifications are
     forgotten, not collected; ``m.dirty`` is untouched)."""
-    for bits in vm.pmap_mappings.get(i, {}).values():
+    for bits in vm.pmap.mappings.get(i, {}).values():
         bits[PTE_M] = False
 
 
@@ -339,7 +339,7 @@ def pmap_page_protect(vm: MachineState, i: int, prot: int) -> None:
     if prot & VM_PROT_WRITE:
         return
     pg = vm.pg
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     if prot & (VM_PROT_READ | VM_PROT_EXECUTE):
         if maps:
             for bits in maps.values():
@@ -358,8 +358,8 @@ def pmap_page_protect(vm: MachineState, i: int, prot: int) -> None:
             referenced = referenced or bits[PTE_A]
         if referenced:
             pg.flags[i] |= PG_REFERENCED
-        vm.pmap_mapping_count -= len(maps)
-        del vm.pmap_mappings[i]
+        vm.pmap.mapping_count -= len(maps)
+        del vm.pmap.mappings[i]
     pg.flags[i] &= ~_PMAP_FLAGS
 
 
@@ -370,7 +370,7 @@ def pmap_mapped_sync(vm: MachineState, i: int) -> None:
     see the module docstring).  (The kernel function also returns the new flags; read
     ``pg.flags`` after the call.)"""
     pg = vm.pg
-    maps = vm.pmap_mappings.get(i)
+    maps = vm.pmap.mappings.get(i)
     flags = pg.flags[i]
     if not maps:
         pg.flags[i] = flags & ~_PMAP_FLAGS
@@ -414,7 +414,7 @@ def vm_page_protect_none(vm: MachineState, i: int) -> None:
 # ================================================================ contents
 def pmap_zero_page(vm: MachineState, i: int) -> None:
     """``pmap_zero_page(pa)``: the whole page is now zero."""
-    vm.page_zeroed[i] = ((0, PAGE_SIZE),)
+    vm.pmap.page_zeroed[i] = ((0, PAGE_SIZE),)
 
 
 def pmap_zero_page_area(vm: MachineState, i: int, off: int, size: int) -> None:
@@ -422,27 +422,27 @@ def pmap_zero_page_area(vm: MachineState, i: int, off: int, size: int) -> None:
     zero."""
     if size <= 0:
         return
-    ranges = _ranges_add(vm.page_zeroed.get(i, ()), off, off + size)
-    vm.page_zeroed[i] = ranges
+    ranges = _ranges_add(vm.pmap.page_zeroed.get(i, ()), off, off + size)
+    vm.pmap.page_zeroed[i] = ranges
 
 
 def pmap_copy_page(vm: MachineState, src: int, dst: int) -> None:
     """``pmap_copy_page(src, dst)``: ``dst`` now holds what ``src`` holds."""
-    ranges = vm.page_zeroed.get(src)
+    ranges = vm.pmap.page_zeroed.get(src)
     if ranges:
-        vm.page_zeroed[dst] = ranges
+        vm.pmap.page_zeroed[dst] = ranges
     else:
-        vm.page_zeroed.pop(dst, None)
+        vm.pmap.page_zeroed.pop(dst, None)
 
 
 def zeroed_ranges(vm: MachineState, i: int) -> Ranges:
     """The byte ranges of page ``i`` known to be zero."""
-    return vm.page_zeroed.get(i, ())
+    return vm.pmap.page_zeroed.get(i, ())
 
 
 def zeroed_chunks(vm: MachineState, i: int) -> int:
     """Mask of page ``i``'s 512-byte chunks known to be entirely zero."""
-    return zeroed_chunk_mask(vm.page_zeroed.get(i, ()))
+    return zeroed_chunk_mask(vm.pmap.page_zeroed.get(i, ()))
 
 
 # ================================================================ guards on lower layers
@@ -450,10 +450,10 @@ def pmap_check_free_toq(vm: MachineState, i: int) -> None:
     """``vm_page_free_toq``: after ``pmap_mapped_sync`` the kernel asserts the page is
     not PG_MAPPED (before its busy checks), and later panics if the pmap still has
     mappings; both mean "the page still has a mapping" here."""
-    if i in vm.pmap_mappings:
+    if i in vm.pmap.mappings:
         raise KernelPanic(
             "vm_page_free_toq",
-            f"freeing mapped page {pfn_of(vm, i):#x} ({len(vm.pmap_mappings[i])} mapping(s) left)",
+            f"freeing mapped page {pfn_of(vm, i):#x} ({len(vm.pmap.mappings[i])} mapping(s) left)",
         )
 
 
@@ -461,14 +461,14 @@ def pmap_check_freezwq(vm: MachineState, i: int) -> None:
     """``vm_page_freezwq`` ends in ``vm_page_free_toq``: a still-mapped page panics
     there, which the simulator reports before the unwire (only once the page is not
     hard-busied by someone else, i.e. when the call proceeds without sleeping)."""
-    if i in vm.pmap_mappings and not vm.pg.busy[i] & PBUSY_LOCKED:
+    if i in vm.pmap.mappings and not vm.pg.busy[i] & PBUSY_LOCKED:
         raise KernelPanic("vm_page_free_toq", f"freeing mapped page {pfn_of(vm, i):#x}")
 
 
 def pmap_check_flag_change(vm: MachineState, i: int, bits: int) -> None:
     """``vm_page_flag_set``: the simulator also refuses making a mapped page
     FICTITIOUS (a page with managed mappings has a reverse map)."""
-    if bits & PG_FICTITIOUS and i in vm.pmap_mappings:
+    if bits & PG_FICTITIOUS and i in vm.pmap.mappings:
         raise InvalidArgument(
             "vm_page_flag_set: the page has managed mappings; it cannot become FICTITIOUS"
         )
@@ -496,7 +496,7 @@ def check_pmap_invariants(vm: MachineState) -> None:
 
     pg = vm.pg
     total = 0
-    for i, maps in vm.pmap_mappings.items():
+    for i, maps in vm.pmap.mappings.items():
         if not 0 <= i < vm.page_range or not any(a <= i < z for a, z in vm.managed):
             raise InvariantError(f"pmap: page index {i} is not a managed page")
         if not maps:
@@ -517,11 +517,11 @@ def check_pmap_invariants(vm: MachineState) -> None:
             raise InvariantError(f"pmap: FICTITIOUS page {i} has managed mappings")
         if pg.queue[i] - pg.pc[i] in _UNMAPPABLE_QUEUES:
             raise InvariantError(f"pmap: page {i} is mapped but on queue {pg.queue[i]}")
-    if total != vm.pmap_mapping_count:
+    if total != vm.pmap.mapping_count:
         raise InvariantError(
-            f"pmap: {total} mappings in the table, pmap_mapping_count {vm.pmap_mapping_count}"
+            f"pmap: {total} mappings in the table, mapping_count {vm.pmap.mapping_count}"
         )
-    for i, ranges in vm.page_zeroed.items():
+    for i, ranges in vm.pmap.page_zeroed.items():
         if not 0 <= i < vm.page_range or not ranges:
             raise InvariantError(f"contents: bad entry for page {i}: {ranges!r}")
         prev_end = -1
@@ -538,11 +538,11 @@ def pmap_digest_parts(vm: MachineState) -> list[Any]:
             "pmap",
             tuple(
                 (i, tuple((p, tuple(bits)) for p, bits in sorted(maps.items())))
-                for i, maps in sorted(vm.pmap_mappings.items())
+                for i, maps in sorted(vm.pmap.mappings.items())
             ),
         )
     )
-    parts.append(("zeroed", tuple(sorted(vm.page_zeroed.items()))))
+    parts.append(("zeroed", tuple(sorted(vm.pmap.page_zeroed.items()))))
     return parts
 
 

@@ -7,11 +7,12 @@ objects and their page trees, the DMA alist, the page hash, pmap mappings, the s
 values, threads and their sleep queues, the run queue, the pageout daemon's fields, the
 seeded random generator and the console.
 
-The state is walked generically (every attribute of the machine, recursively), so a field
-added to the core later is captured without touching this module; a value of a type that
-has no encoding here makes ``dump`` refuse, naming it, rather than silently drop it.
+The state is walked generically (every field of ``MachineState`` and of each of its area
+records, recursively), so a field added to the core later is captured without touching
+this module; a value of a type that has no encoding here makes ``dump`` refuse, naming
+it, rather than silently drop it.
 
-Format (version 1)::
+Format (version 2; version 1 is still read)::
 
     MAGIC (8 bytes) | version: u32 | header length: u32 | header (JSON)
     | payload length: u64 | payload (zlib) | crc32 of everything before: u32
@@ -21,10 +22,17 @@ the payload's size once uncompressed.  The payload is the Python-side state as J
 followed by the numpy arrays in ``.npy`` form (read with ``allow_pickle=False``).  Nothing
 is ever unpickled: users may upload snapshot files.
 
+The state's JSON follows the fields' names: ``{"cpu", "threads", "machine": {field: ...},
+"areas": {record: {field: ...}}}`` since version 2, when the flat machine became per-area
+records (``vm.pq.lcnt``).  Version 1 kept every field flat under its old name
+("q_lcnt", "pd_pass"); ``V1_FIELDS`` maps those to the records, so a version-1
+snapshot loads into today's machine with the digest it was taken with (the digest does
+not depend on where a field lives).
+
 Threads: a thread parked inside a kernel call holds a Python generator, which cannot be
 serialised.  A snapshot is therefore taken only at a *quiescent* point (``quiescent``):
 no user thread sleeps or is runnable.  The one exception is the pageout daemon, which is
-always asleep in its loop: the loop labels its sleeps (``PageoutOps._pageout_loop``) and a
+always asleep in its loop: the loop labels its sleeps (``vm_pageout._pageout_loop``) and a
 loaded machine gives the daemon a fresh generator parked at the same label.
 """
 
@@ -54,12 +62,12 @@ from .machine import Machine
 from .objects import ObjType, PageTree, VmObject
 from .pages import PAGE_FIELDS, PageArray
 from .seams import Policy
-from .state import Cpu
+from .state import Cpu, MachineState
 from .vmstats import VmStats
 
 MAGIC = b"PLSNAP\r\n"  # the CR LF catches a file mangled by a text-mode transfer
 FORMAT = "pagelab-snapshot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: zlib level: 1 compresses a busy 1 GiB machine's ~12 MB of arrays about as well as 6
 #: (the arrays are mostly runs) in a fraction of the time (bench: ``durability``).
 COMPRESSION_LEVEL = 1
@@ -81,28 +89,108 @@ _CLASSES: dict[str, Any] = {
     "Thread": Thread,
 }
 _ENUMS: dict[str, type[ObjType]] = {"ObjType": ObjType}
-#: Attributes rebuilt from others on load (views onto arrays, the CPU the context names).
-#: Attributes a snapshot does not keep: views of other state, rebuilt on load, and
-#: Machine.call's cache of transient CPU threads (recreated on the next call)
+#: Fields a snapshot does not keep (``field`` or ``record.field``): views of other state,
+#: rebuilt on load (the CPU the context names, the page hash's views onto its arrays),
+#: Machine.call's cache of transient CPU threads (recreated on the next call), and the
+#: configuration and threads, which travel apart.
 _DERIVED = frozenset(
     {
         "cpu",
         "gd",
         "adj",
-        "_hash_m",
-        "_hash_obj",
-        "_hash_pindex",
-        "_hash_ticks",
-        "_idle_threads",
+        "config",
         "policy",
+        "hash.m",
+        "hash.obj",
+        "hash.pindex",
+        "hash.ticks",
+        "sched.idle_threads",
+        "sched.threads",
     }
 )
-_HASH_VIEWS = {
-    "_hash_m": "m",
-    "_hash_obj": "object",
-    "_hash_pindex": "pindex",
-    "_hash_ticks": "ticks",
+#: The page hash's views: field -> its array in ``hash.arrays``.
+_HASH_VIEWS = {"m": "m", "obj": "object", "pindex": "pindex", "ticks": "ticks"}
+#: The area records of ``MachineState`` (field name -> record class), in field order.
+_AREAS: dict[str, Any] = {
+    f.name: f.default_factory
+    for f in dataclasses.fields(MachineState)
+    if f.default_factory is not dataclasses.MISSING
 }
+#: Version 1's flat names of the fields that moved into the records (the same table as
+#: the codemod that moved them); every other version-1 name is a ``MachineState`` field.
+V1_FIELDS: dict[str, tuple[str, str]] = {
+    "q_head": ("pq", "head"),
+    "q_tail": ("pq", "tail"),
+    "q_lcnt": ("pq", "lcnt"),
+    "q_adds": ("pq", "adds"),
+    "q_lastq": ("pq", "lastq"),
+    "set_assoc_mask": ("pq", "set_assoc_mask"),
+    "_selected_queue": ("pq", "selected_queue"),
+    "objects": ("vmobj", "objects"),
+    "next_object_id": ("vmobj", "next_object_id"),
+    "page_hash_size": ("hash", "size"),
+    "_hash_arrays": ("hash", "arrays"),
+    "_hash_alloc_size": ("hash", "alloc_size"),
+    "vm_contig_alist": ("contig", "alist"),
+    "vm_contig_verbose": ("contig", "verbose"),
+    "vm_low_phys_reserved": ("contig", "vm_low_phys_reserved"),
+    "vm_dma_reserved": ("contig", "vm_dma_reserved"),
+    **{
+        name: ("pd", name)
+        for name in (
+            "vm_pages_needed",
+            "vm_pageout_deficit",
+            "vm_pages_waiting",
+            "vm_pageout_pages_needed",
+            "vm_page_free_hysteresis",
+            "vm_max_launder",
+            "vm_page_max_wired",
+            "vm_pageout_stats_scan",
+            "vm_pageout_stats_ticks",
+        )
+    },
+    **{
+        f"pd_{name}": ("pd", name)
+        for name in (
+            "enabled",
+            "state",
+            "q1",
+            "q2",
+            "q3",
+            "uptime",
+            "rover",
+            "hold_cursor",
+            "stats_cursor",
+            "active_cursor",
+            "counter0",
+            "counter1",
+            "recycle_count",
+            "passes",
+            "pass_tick",
+            "tick_passes",
+            "parked_at",
+        )
+    },
+    "pd_pass": ("pd", "pass_"),
+    "sleepq": ("sched", "sleepq"),
+    "runq": ("sched", "runq"),
+    "sleep_seq": ("sched", "sleep_seq"),
+    "ticks": ("sched", "ticks"),
+    "hz": ("sched", "hz"),
+    "_tick_resumed": ("sched", "tick_resumed"),
+    "pmap_mappings": ("pmap", "mappings"),
+    "pmap_mapping_count": ("pmap", "mapping_count"),
+    "page_zeroed": ("pmap", "page_zeroed"),
+    "dnweight": ("pagestate", "dnweight"),
+    "fake_pages": ("pagestate", "fake_pages"),
+    "boot_stage": ("startup", "boot_stage"),
+    "boot_console": ("startup", "boot_console"),
+    "vm_page_array_start": ("startup", "vm_page_array_start"),
+    "vm_page_array_end": ("startup", "vm_page_array_end"),
+    "minidump_bitmap": ("startup", "minidump_bitmap"),
+    "sysctl_values": ("sysctl", "values"),
+}
+_UNSET: Any = object()
 _PAGEOUT_FN = "vm_pageout_thread"
 
 
@@ -117,10 +205,10 @@ def busy_reason(m: Machine) -> str | None:
     or None when it is quiescent."""
     if m.trace is not None:
         return "a call is running"
-    if m.runq:
-        return f"thread {m.runq[0].tid} is runnable"
-    for tid in sorted(m.threads):
-        th = m.threads[tid]
+    if m.sched.runq:
+        return f"thread {m.sched.runq[0].tid} is runnable"
+    for tid in sorted(m.sched.threads):
+        th = m.sched.threads[tid]
         if th.state == "idle":
             continue
         if th.is_pagedaemon and th.state == "sleeping" and th.fn == _PAGEOUT_FN:
@@ -189,7 +277,7 @@ class _Encoder:
 
     def __init__(self, m: Machine) -> None:
         self.arrays: list[np.ndarray[Any, Any]] = []
-        self.threads = {id(th): tid for tid, th in m.threads.items()}
+        self.threads = {id(th): tid for tid, th in m.sched.threads.items()}
 
     def value(self, v: Any, path: str) -> Any:
         kind = type(v)
@@ -375,12 +463,21 @@ def capture(m: Machine, digest: str | None = None, extra: dict[str, Any] | None 
     if m.gd is not m.cpu.vmstats or m.adj is not m.cpu.adj or m.cpus[m.cpu.cpuid] is not m.cpu:
         raise SnapshotError("the calling context's CPU fields disagree")
     enc = _Encoder(m)
-    threads = [[tid, enc.thread(th, f"threads[{tid}]")] for tid, th in m.threads.items()]
-    state: dict[str, Any] = {"cpu": m.cpu.cpuid, "threads": threads}
-    for name, value in vars(m).items():
-        if name in _DERIVED or name in ("config", "threads"):
-            continue
-        state[name] = enc.value(value, name)
+    threads = [[tid, enc.thread(th, f"threads[{tid}]")] for tid, th in m.sched.threads.items()]
+    fields = {path: enc.value(value, path) for path, value in _walk(m)}
+    state: dict[str, Any] = {
+        "cpu": m.cpu.cpuid,
+        "threads": threads,
+        "machine": {path: v for path, v in fields.items() if "." not in path},
+        "areas": {
+            area: {
+                path.partition(".")[2]: v
+                for path, v in fields.items()
+                if path.startswith(area + ".")
+            }
+            for area in _AREAS
+        },
+    }
     raw = io.BytesIO()
     text = json.dumps(state, separators=(",", ":")).encode()
     raw.write(_LENGTH.pack(len(text)))
@@ -400,6 +497,26 @@ def capture(m: Machine, digest: str | None = None, extra: dict[str, Any] | None 
     if extra is not None:
         header["extra"] = extra
     return Capture(header, body)
+
+
+def _walk(m: MachineState) -> list[tuple[str, Any]]:
+    """Every field a snapshot keeps, as (``field`` or ``record.field``, value), in the
+    records' field order; refuses (``SnapshotError``) a field boot never set."""
+    # curthread is declared on MachineState's base, not among its dataclass fields
+    out: list[tuple[str, Any]] = [("curthread", getattr(m, "curthread", _UNSET))]
+    for f in dataclasses.fields(MachineState):
+        value = getattr(m, f.name, _UNSET)
+        if f.name in _AREAS:
+            for g in dataclasses.fields(value):
+                path = f"{f.name}.{g.name}"
+                if path not in _DERIVED:
+                    out.append((path, getattr(value, g.name, _UNSET)))
+        elif f.name not in _DERIVED:
+            out.append((f.name, value))
+    unset = [path for path, value in out if value is _UNSET]
+    if unset:
+        raise SnapshotError(f"the machine's {', '.join(unset)} were never set (not booted?)")
+    return out
 
 
 def pack(c: Capture) -> bytes:
@@ -492,7 +609,7 @@ def load(data: bytes, *, verify: bool = True, max_state_bytes: int = MAX_STATE_B
     if len(body) != size or not inflater.eof:
         raise SnapshotError("the snapshot is corrupt: its state is not the size its header says")
     try:
-        m = _build(config, body, header.get("arrays"))
+        m = _build(config, body, header.get("arrays"), header["version"])
     except SnapshotError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
@@ -509,7 +626,7 @@ def load(data: bytes, *, verify: bool = True, max_state_bytes: int = MAX_STATE_B
     return m
 
 
-def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
+def _build(config: MachineConfig, body: bytes, count: Any, version: int) -> Machine:
     buf = io.BytesIO(body)
     (text_len,) = _LENGTH.unpack(buf.read(_LENGTH.size))
     state = json.loads(buf.read(text_len))
@@ -518,10 +635,9 @@ def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
     arrays = [np.lib.format.read_array(buf, allow_pickle=False) for _ in range(count)]
     if buf.read(1):
         raise SnapshotError("the snapshot's state has bytes after its last array")
+    if type(state) is not dict:
+        raise SnapshotError("the snapshot's state is not a record of fields")
     dec = _Decoder(arrays)
-    m = Machine.__new__(Machine)
-    m.config = config
-    m.policy = Policy(dict(config.policy))
     threads = {}
     for tid, record in state.pop("threads"):
         th = dec.value(record)
@@ -530,21 +646,29 @@ def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
         threads[tid] = th
         dec.threads[tid] = th
     cpuid = state.pop("cpu")
-    missing = set(_expected_attributes()) - set(state)
+    fields = _v1_fields(state) if version == 1 else _v2_fields(state)
+    m = Machine()
+    m.config = config
+    m.policy = Policy(dict(config.policy))
+    expected = _expected_fields()
+    missing = {path for path, (_, required) in expected.items() if required} - set(fields)
     if missing:
         raise SnapshotError(f"the snapshot lacks the machine's {', '.join(sorted(missing))}")
-    for name, value in state.items():
+    for path, value in fields.items():
         decoded = dec.value(value)
-        if name in _DERIVED or name == "config" or not _allowed(name, decoded):
+        kind = expected.get(path, (None, False))[0]
+        if kind is None or not (type(decoded) is kind or decoded is None or kind is type(None)):
             raise SnapshotError(
-                f"the snapshot's machine field {name[:40]!r} is not one it can have"
+                f"the snapshot's machine field {path[:40]!r} is not one it can have"
             )
-        setattr(m, name, decoded)
-    m.threads = threads
+        area, dot, name = path.rpartition(".")
+        setattr(getattr(m, area) if dot else m, name, decoded)
+    m.sched.threads = threads
     m.select_cpu(cpuid)
-    hash_arrays = getattr(m, "_hash_arrays", None)
+    hash_arrays = m.hash.arrays
     for attr, key in _HASH_VIEWS.items():
-        setattr(m, attr, None if hash_arrays is None else memoryview(hash_arrays[key]))
+        view = None if hash_arrays is None else memoryview(hash_arrays[key])  # type: ignore[arg-type]
+        setattr(m.hash, attr, view)
     if m.pg.size != m.page_range:
         raise SnapshotError(f"the page arrays hold {m.pg.size} pages, the machine {m.page_range}")
     for th in threads.values():
@@ -557,33 +681,50 @@ def _build(config: MachineConfig, body: bytes, count: Any) -> Machine:
     return m
 
 
+def _v2_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 2's fields by path (``lcnt`` of ``areas.pq`` -> ``pq.lcnt``)."""
+    fields: dict[str, Any] = {_plain(name): v for name, v in state.pop("machine").items()}
+    areas = state.pop("areas")
+    if state or type(areas) is not dict:
+        raise SnapshotError(f"the snapshot's state has parts {sorted(state)[:5]} it cannot have")
+    for area, record in areas.items():
+        if area not in _AREAS or type(record) is not dict:
+            raise SnapshotError(
+                f"the snapshot's machine field {area[:40]!r} is not one it can have"
+            )
+        fields.update({f"{area}.{_plain(name)}": value for name, value in record.items()})
+    return fields
+
+
+def _plain(name: str) -> str:
+    """A field's name as a snapshot gives it: no path of its own."""
+    if type(name) is not str or "." in name:
+        raise SnapshotError(f"the snapshot's machine field {name[:40]!r} is not one it can have")
+    return name
+
+
+def _v1_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 1's flat fields by today's path ("q_lcnt" -> ``pq.lcnt``)."""
+    fields: dict[str, Any] = {}
+    for name, value in state.items():
+        area, field = V1_FIELDS.get(name, ("", _plain(name)))
+        fields[f"{area}.{field}" if area else field] = value
+    return fields
+
+
 @functools.cache
-def _expected_attributes() -> dict[str, type]:
-    """The attributes every booted machine has, with their types (a tiny machine is
-    booted once to find them)."""
+def _expected_fields() -> dict[str, tuple[type, bool]]:
+    """Every field a snapshot keeps, with the type of its value in a booted machine and
+    whether a snapshot must give it (a field with a default may be absent: version 1
+    left out values never set).  A tiny machine is booted once to find them."""
     probe = Machine.boot(MachineConfig.from_size("4MiB", pagedaemon=True))
-    return {
-        name: type(value)
-        for name, value in vars(probe).items()
-        if name not in _DERIVED and name not in ("config", "threads")
+    defaults = {
+        f"{area}.{g.name}"
+        for area, cls in _AREAS.items()
+        for g in dataclasses.fields(cls)
+        if g.default is not dataclasses.MISSING or g.default_factory is not dataclasses.MISSING
     }
-
-
-def _allowed(name: str, value: Any) -> bool:
-    """A decoded attribute may be set: one every machine has (with a value of the type a
-    booted machine gives it; None where that is still unallocated), or a lazily set one
-    the class declares as a plain value (never a method)."""
-    expected = _expected_attributes()
-    if name in expected:
-        kind = expected[name]
-        return type(value) is kind or value is None or kind is type(None)
-    declared = getattr(Machine, name, _MISSING)
-    return (
-        declared is not _MISSING and not callable(declared) and not isinstance(declared, property)
-    )
-
-
-_MISSING = object()
+    return {path: (type(value), path not in defaults) for path, value in _walk(probe)}
 
 
 __all__ = [

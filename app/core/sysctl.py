@@ -16,13 +16,13 @@ The table (``SYSCTLS``) is immutable module data; every value lives on the machi
 * the per-CPU event counters (``vm.stats.vm.v_tfree`` ...) are summed over every CPU's
   ``gd_cnt`` into a ``u_int`` (wrapping, as the kernel's summing handler does).
 * the pageout tunables the simulator's code already reads keep their machine attributes:
-  ``vm.page_free_hysteresis`` is ``m.vm_page_free_hysteresis`` (read by
+  ``vm.page_free_hysteresis`` is ``m.pd.vm_page_free_hysteresis`` (read by
   ``vm_page_free_wakeup``), ``vm.max_launder`` / ``vm.pageout_stats_scan`` /
-  ``vm.pageout_stats_ticks`` are ``m.vm_max_launder`` / ``m.vm_pageout_stats_scan`` /
-  ``m.vm_pageout_stats_ticks`` (0 until the pageout daemon starts, i.e. on a machine booted
+  ``vm.pageout_stats_ticks`` are ``m.pd.vm_max_launder`` / ``m.pd.vm_pageout_stats_scan`` /
+  ``m.pd.vm_pageout_stats_ticks`` (0 until the pageout daemon starts, i.e. on a machine booted
   with ``boot_stage='early'``; the daemon's start fills in ``physmem/256 + 16``,
   ``max(16, v_free_count/1024/16)`` and ``hz/10``).
-* every other tunable lives in ``m.sysctl_values`` (``{name: value}``), created with the
+* every other tunable lives in ``m.sysctl.values`` (``{name: value}``), created with the
   §16.2 defaults by ``ensure_sysctl_state(m)``.  The pageout daemon and the page hash
   read them from there (``sysctl_value(m, "vm.page_hash_vnode_only")``).
 
@@ -57,7 +57,6 @@ CTYPE_RANGE: dict[str, tuple[int, int]] = {
 }
 
 _U_INT_MASK = (1 << 32) - 1
-_VALUES_ATTR = "sysctl_values"
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class LoaderTunable:
 
 
 # ------------------------------------------------------------------ machine-held values
-#: Defaults of the tunables kept in ``m.sysctl_values`` (spec §16.1, §16.2).
+#: Defaults of the tunables kept in ``m.sysctl.values`` (spec §16.1, §16.2).
 TUNABLE_DEFAULTS: dict[str, int] = {
     "vm.page_hash_vnode_only": 0,
     "vm.anonmem_decline": ACT_DECLINE,
@@ -128,22 +127,19 @@ TUNABLE_DEFAULTS: dict[str, int] = {
 
 
 def ensure_sysctl_state(m: MachineState) -> dict[str, int]:
-    """Create ``m.sysctl_values`` with the default of every tunable it holds (idempotent:
+    """Create ``m.sysctl.values`` with the default of every tunable it holds (idempotent:
     existing values are kept, missing ones added) and return it."""
-    values: dict[str, int] | None = getattr(m, _VALUES_ATTR, None)
-    if values is None:
-        values = {}
-        setattr(m, _VALUES_ATTR, values)
+    values = m.sysctl.values
     for name, default in TUNABLE_DEFAULTS.items():
         values.setdefault(name, default)
     return values
 
 
 def sysctl_value(m: MachineState, name: str) -> int:
-    """The current value of a tunable kept in ``m.sysctl_values`` (what kernel code reads
+    """The current value of a tunable kept in ``m.sysctl.values`` (what kernel code reads
     from the C variable behind the sysctl), e.g. ``vm.page_hash_vnode_only``."""
     if name not in TUNABLE_DEFAULTS:
-        raise InvalidArgument(f"{name} is not a tunable held in sysctl_values")
+        raise InvalidArgument(f"{name} is not a tunable held in sysctl.values")
     return ensure_sysctl_state(m)[name]
 
 
@@ -158,14 +154,14 @@ def _tunable(name: str) -> tuple[Getter, Setter]:
 
 
 def _attr(attr: str) -> tuple[Getter, Setter]:
-    # The pageout daemon's start assigns these; before it (boot_stage 'early') the C
-    # variables are still 0.
+    # A field of the pageout daemon's record.  The daemon's start assigns these; before it
+    # (boot_stage 'early') the C variables are still 0.
     def get(m: MachineState) -> int:
-        value: int = getattr(m, attr, 0)
+        value: int = getattr(m.pd, attr)
         return value
 
     def put(m: MachineState, value: int) -> None:
-        setattr(m, attr, value)
+        setattr(m.pd, attr, value)
 
     return get, put
 
@@ -192,16 +188,16 @@ def _zero(m: MachineState) -> int:
 
 
 def _dma_reserved(m: MachineState) -> int:
-    return m.vm_dma_reserved
+    return m.contig.vm_dma_reserved
 
 
 def _dma_free_pages(m: MachineState) -> int:
-    return m.vm_contig_alist.bl_free
+    return m.contig.alist.bl_free
 
 
 # ------------------------------------------------------------------ the table
 # Rows: (name, C type, unit, description).  Where each value lives is decided by name:
-# ``_ATTR_BACKED`` -> a machine attribute, ``TUNABLE_DEFAULTS`` -> ``m.sysctl_values``,
+# ``_ATTR_BACKED`` -> a machine attribute, ``TUNABLE_DEFAULTS`` -> ``m.sysctl.values``,
 # ``vm.v_*`` / ``vm.stats.vm.*`` -> the global vmstats or the per-CPU meters.
 Row = tuple[str, CType, str, str]
 
@@ -337,7 +333,8 @@ _UNFILLED_METER = frozenset(
     }
 )
 
-#: Tunables whose C variable is a machine attribute the simulator's code already reads.
+#: Tunables whose C variable is a field of the pageout daemon's record (``m.pd``) the
+#: simulator's code already reads.
 _ATTR_BACKED: dict[str, str] = {
     "vm.page_free_hysteresis": "vm_page_free_hysteresis",
     "vm.max_launder": "vm_max_launder",

@@ -137,7 +137,7 @@ def _check_u64(value: int, name: str, function: str) -> None:
 
 def _init_contig(vm: MachineState) -> None:
     """Boot-time state of this area: ``vm.contig_verbose`` as the loader left it (0)."""
-    vm.vm_contig_verbose = 0
+    vm.contig.verbose = 0
 
 
 # ================================================================ the DMA reserve
@@ -186,7 +186,7 @@ def vm_page_alloc_contig(
     align_pages = max(1, alignment >> PAGE_SHIFT)
     boundary_pages = max(1, boundary >> PAGE_SHIFT)
     npg = (size + PAGE_SIZE - 1) >> PAGE_SHIFT
-    alist = vm.vm_contig_alist
+    alist = vm.contig.alist
     why = _reserve_why(vm, npg) if vm.trace is not None else None
     blk = alist.alloc(0, npg)
     if blk == ALIST_BLOCK_NONE:
@@ -205,7 +205,7 @@ def vm_page_alloc_contig(
             vm.event("alloc_contig", result=None, **why)
         return -1
     i = blk - vm.first_page
-    if vm.vm_contig_verbose:
+    if vm.contig.verbose:
         vm.log(
             f"vm_page_alloc_contig: low={low:#x} high={high:#x} alignment={align_pages} "
             f"boundary={boundary_pages} (pages, ignored) npg={npg} -> pfn {blk:#x}"
@@ -236,7 +236,7 @@ def _reserve_why(vm: MachineState, npg: int) -> dict[str, Any]:
     numbers, and the reason if nothing fits (``why_null``, the alist's own condition: a
     free, naturally aligned block of ``npg`` rounded up to a power of two).  Reads only;
     called before the allocation."""
-    alist = vm.vm_contig_alist
+    alist = vm.contig.alist
     rounded = _alist_round(npg)
     runs = alist.free_runs()
     largest_run = max(runs, key=lambda r: r[1], default=None)
@@ -262,7 +262,7 @@ def _reserve_why(vm: MachineState, npg: int) -> dict[str, Any]:
     }
     if alist.bl_free == 0:
         out["why_null"] = "the DMA reserve has no free page" + (
-            " (this machine reserved none: dma_reserved 0)" if not vm.vm_dma_reserved else ""
+            " (this machine reserved none: dma_reserved 0)" if not vm.contig.vm_dma_reserved else ""
         )
     elif rounded >= alist.radix:
         out["why_null"] = (
@@ -288,7 +288,7 @@ def _reserve_why(vm: MachineState, npg: int) -> dict[str, Any]:
 
 def vm_contig_avail_pages(vm: MachineState) -> int:
     """``vm_contig_avail_pages()``: free pages in the DMA reserve (``alist bl_free``)."""
-    return vm.vm_contig_alist.bl_free
+    return vm.contig.alist.bl_free
 
 
 def _check_range_managed(vm: MachineState, i: int, npg: int, function: str) -> None:
@@ -351,16 +351,16 @@ def vm_page_free_contig(vm: MachineState, i: int, size: int) -> KernelGen:
     pg = vm.pg
     pfn = pfn_of(vm, i)
     phys = pfn << PAGE_SHIFT
-    if phys < vm.vm_low_phys_reserved:
+    if phys < vm.contig.vm_low_phys_reserved:
         if pg.wire[i] != 1:
             raise KernelPanic(function, 'assertion "m->wire_count == 1" failed')
         if not pg.flags[i] & PG_FICTITIOUS:
             raise KernelPanic(function, 'assertion "m->flags & PG_FICTITIOUS" failed')
-        if phys + size > vm.vm_low_phys_reserved:
+        if phys + size > vm.contig.vm_low_phys_reserved:
             raise KernelPanic(function, 'assertion "pa + size <= vm_low_phys_reserved" failed')
-        if vm.vm_contig_verbose:
+        if vm.contig.verbose:
             vm.log(f"vm_page_free_contig: pfn {pfn:#x} npg={npg} back to the reserve")
-        vm.vm_contig_alist.free(pfn, npg)  # panics on a double free before changing
+        vm.contig.alist.free(pfn, npg)  # panics on a double free before changing
         return None
     for j in range(i, i + npg):
         _check_free_contig_page(vm, j)
@@ -443,7 +443,7 @@ def vm_contig_pg_alloc(
             if first < 0:
                 break
             if _contig_take(vm, first, npg):
-                if vm.vm_contig_verbose:
+                if vm.contig.verbose:
                     vm.log(
                         f"vm_contig_pg_alloc: pass {pass_no}: pfn {pfn_of(vm, first):#x} npg={npg}"
                     )
@@ -753,7 +753,7 @@ def vm_contig_pg_clean(
             continue
         vm_page_test_dirty(vm, i)
         if pg.dirty[i] or pg.flags[i] & PG_NEED_COMMIT:
-            if vm.objects[pg.obj[i]].type in _CLEANABLE_TYPES:
+            if vm.vmobj.objects[pg.obj[i]].type in _CLEANABLE_TYPES:
                 _pager_put_sync(vm, i)
                 if tally is not None:
                     tally["written"] += 1
@@ -803,17 +803,17 @@ def check_contig_invariants(vm: MachineState) -> None:
     65536 blocks."""
     from app.core.errors import InvariantError
 
-    runs = vm.vm_contig_alist.free_runs()
+    runs = vm.contig.alist.free_runs()
     if runs:
         blk, count = runs[-1]
-        if (blk + count - 1) << PAGE_SHIFT >= vm.vm_low_phys_reserved:
+        if (blk + count - 1) << PAGE_SHIFT >= vm.contig.vm_low_phys_reserved:
             raise InvariantError(
                 f"reserve block {blk + count - 1:#x} is free but lies at or above "
-                f"vm_low_phys_reserved {vm.vm_low_phys_reserved:#x}"
+                f"vm_low_phys_reserved {vm.contig.vm_low_phys_reserved:#x}"
             )
-    if vm.vm_low_phys_reserved > vm.vm_contig_alist.blocks << PAGE_SHIFT:
+    if vm.contig.vm_low_phys_reserved > vm.contig.alist.blocks << PAGE_SHIFT:
         raise InvariantError("vm_low_phys_reserved lies beyond the DMA alist's blocks")
 
 
 def contig_digest_parts(vm: MachineState) -> list[Any]:
-    return [("contig", vm.vm_contig_verbose)]
+    return [("contig", vm.contig.verbose)]

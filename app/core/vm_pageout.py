@@ -143,28 +143,28 @@ def pqaverage(n: int) -> int:
 
 
 def _init_pageout(vm: MachineState) -> None:
-    vm.pd_enabled = bool(vm.config.pagedaemon)
-    vm.pd_state = IDLE
-    vm.pd_pass = 0
-    vm.pd_q1 = vm.pd_q2 = vm.pd_q3 = 0
-    vm.pd_uptime = 0
-    vm.pd_rover = [0, 511]
-    vm.pd_hold_cursor = [-1] * 1024
-    vm.pd_stats_cursor = [-1] * 1024
-    vm.pd_active_cursor = [-1] * 1024
-    vm.pd_counter0 = 0
-    vm.pd_counter1 = 0
-    vm.pd_recycle_count = 0
-    vm.pd_passes = 0
-    vm.pd_pass_tick = -1  # the tick of the last pass, and how many ran in it
-    vm.pd_tick_passes = 0
-    vm.pd_parked_at = ""
+    vm.pd.enabled = bool(vm.config.pagedaemon)
+    vm.pd.state = IDLE
+    vm.pd.pass_ = 0
+    vm.pd.q1 = vm.pd.q2 = vm.pd.q3 = 0
+    vm.pd.uptime = 0
+    vm.pd.rover = [0, 511]
+    vm.pd.hold_cursor = [-1] * 1024
+    vm.pd.stats_cursor = [-1] * 1024
+    vm.pd.active_cursor = [-1] * 1024
+    vm.pd.counter0 = 0
+    vm.pd.counter1 = 0
+    vm.pd.recycle_count = 0
+    vm.pd.passes = 0
+    vm.pd.pass_tick = -1  # the tick of the last pass, and how many ran in it
+    vm.pd.tick_passes = 0
+    vm.pd.parked_at = ""
 
 
 def resume_pagedaemon(vm: MachineState, th: Thread) -> None:
     """Give the (sleeping) daemon thread ``th`` a fresh generator parked at the sleep
-    ``pd_parked_at`` names: how a machine loaded from a snapshot gets its daemon back."""
-    gen = _pageout_loop(vm, vm.pd_parked_at)
+    ``pd.parked_at`` names: how a machine loaded from a snapshot gets its daemon back."""
+    gen = _pageout_loop(vm, vm.pd.parked_at)
     next(gen)  # the placeholder sleep: the thread is already on its sleep queue
     th.gen = gen
 
@@ -174,7 +174,7 @@ def start_pagedaemon(vm: MachineState) -> None:
     th = Thread(PAGEDAEMON_TID, 0, "pagedaemon")
     th.is_pagedaemon = True
     th.systhread = True
-    vm.threads[th.tid] = th
+    vm.sched.threads[th.tid] = th
     saved = vm.curthread
     start_call(vm, th, "vm_pageout_thread", {}, _pageout_loop(vm))
     _enter(vm, saved)
@@ -183,11 +183,11 @@ def start_pagedaemon(vm: MachineState) -> None:
 # ------------------------------------------------------------ helpers
 def _tunable(vm: MachineState, name: str) -> int:
     """The C variable behind a ``vm.*`` tunable, as the daemon's code reads it: the
-    value in ``sysctl_values`` (filled with the §16.2 defaults at boot and written by
+    value in ``sysctl.values`` (filled with the §16.2 defaults at boot and written by
     ``sysctl``).  Read directly: ``sysctl_value`` re-creates the defaults on every
     call, which made it most of the cost of a daemon pass (two reads per colour, 1024
     colours, per scan phase); it stays the fallback for a name missing there."""
-    value = vm.sysctl_values.get(name)
+    value = vm.sysctl.values.get(name)
     return sysctl_value(vm, name) if value is None else value
 
 
@@ -196,7 +196,7 @@ def _cursor_next(vm: MachineState, cursors: list[int], color: int, queue: int) -
     if c >= 0 and vm.pg.queue[c] == queue:
         nxt: int = vm.pg.next[c]
         return nxt
-    return vm.q_head[queue]
+    return vm.pq.head[queue]
 
 
 def _cursor_set(
@@ -223,7 +223,7 @@ def _pageout_loop(vm: MachineState, resume_at: str = "") -> KernelGen:
     """``vm_pageout_thread`` (primary daemon) main loop, spec §15.2.
 
     Each ``yield`` is a labelled sleep (``_pd_sleep``; the label is kept in
-    ``pd_parked_at``), so that the loop can be resumed where it sleeps in a fresh
+    ``pd.parked_at``), so that the loop can be resumed where it sleeps in a fresh
     generator: a machine loaded from a snapshot (``app/core/snapshot.py``) cannot
     carry the suspended generator over.  With ``resume_at`` the generator first yields
     a placeholder sleep (the thread already sleeps on its channel; whoever primes the
@@ -239,108 +239,110 @@ def _pageout_loop(vm: MachineState, resume_at: str = "") -> KernelGen:
         at = resume_at if resume_at in ("psleep", "throttle") else ""
     while True:
         if at == "":
-            if vm.pd_pass > 0x7FFF0000:
-                vm.pd_pass = 0x70000000
-            color = vm.pd_q3 & PQ_L2_MASK
+            if vm.pd.pass_ > 0x7FFF0000:
+                vm.pd.pass_ = 0x70000000
+            color = vm.pd.q3 & PQ_L2_MASK
             vm_pageout_scan_hold(vm, color)
             vm_pageout_page_stats(vm, color)
-            vm.pd_q3 += 1
-            if vm.vm_pages_needed == 0:
-                ticks = vm.vm_pageout_stats_ticks or max(1, vm.hz // 10)
+            vm.pd.q3 += 1
+            if vm.pd.vm_pages_needed == 0:
+                ticks = vm.pd.vm_pageout_stats_ticks or max(1, vm.sched.hz // 10)
                 timed_out = yield _pd_sleep(vm, "psleep", ticks, "psleep")
                 at = "psleep"
         if at == "psleep":
-            if timed_out and not vm_paging_start(vm.gd, 0) and vm.vm_pages_needed == 0:
+            if timed_out and not vm_paging_start(vm.gd, 0) and vm.pd.vm_pages_needed == 0:
                 at = ""
                 continue
-            vm.pd_uptime = vm.ticks
-            vm.vm_pages_needed = 1
-            vm.pd_state = TARGET1
+            vm.pd.uptime = vm.sched.ticks
+            vm.pd.vm_pages_needed = 1
+            vm.pd.state = TARGET1
             wakeup(vm, "vm_pagedaemon_uptime")
         # [simulator] at most PD_PASSES_PER_TICK passes per tick (module notes)
-        if vm.pd_pass_tick == vm.ticks and vm.pd_tick_passes >= PD_PASSES_PER_TICK:
+        if vm.pd.pass_tick == vm.sched.ticks and vm.pd.tick_passes >= PD_PASSES_PER_TICK:
             yield _pd_sleep(vm, "throttle", 1, "pdloop")
             at = "throttle"  # the throttle test again
             continue
         at = ""
-        if vm.pd_pass_tick != vm.ticks:
-            vm.pd_pass_tick = vm.ticks
-            vm.pd_tick_passes = 0
-        vm.pd_tick_passes += 1
+        if vm.pd.pass_tick != vm.sched.ticks:
+            vm.pd.pass_tick = vm.sched.ticks
+            vm.pd.tick_passes = 0
+        vm.pd.tick_passes += 1
         vm.cpu.meter["v_pdwakeups"] += 1
-        vm.pd_passes += 1
+        vm.pd.passes += 1
         avail = _phase_inactive(vm)
         avail = _phase_active(vm, avail)
         vm_pageout_scan_cache(vm, avail)
         gd = vm.gd
         if avail > 0:
-            vm.pd_pass += 1
-            vm.event("pageout_shortage", avail=avail, pass_=vm.pd_pass)
+            vm.pd.pass_ += 1
+            vm.event("pageout_shortage", avail=avail, pass_=vm.pd.pass_)
             # the kernel loops back at once; the simulator yields one tick
             yield _pd_sleep(vm, "shortage", 1, "pdloop")
             continue
-        vm.pd_pass = 0
-        if vm_paging_start(gd, 0) or vm_paging_min_dnc(gd, vm.vm_page_free_hysteresis):
-            vm.pd_state = TARGET1
-            vm.vm_pages_needed = 2
+        vm.pd.pass_ = 0
+        if vm_paging_start(gd, 0) or vm_paging_min_dnc(gd, vm.pd.vm_page_free_hysteresis):
+            vm.pd.state = TARGET1
+            vm.pd.vm_pages_needed = 2
             if not vm_paging_wait(gd):
                 wakeup(vm, "v_free_count")
             yield _pd_sleep(vm, "paging", 1, "pdloop")
-        elif vm.vm_pages_needed:
+        elif vm.pd.vm_pages_needed:
             if vm_paging_target1(gd):
-                vm.pd_state = TARGET1
-                vm.vm_pages_needed = 2
+                vm.pd.state = TARGET1
+                vm.pd.vm_pages_needed = 2
             elif vm_paging_target2(gd):
-                vm.pd_state = TARGET2
-                vm.vm_pages_needed = 2
+                vm.pd.state = TARGET2
+                vm.pd.vm_pages_needed = 2
             else:
-                vm.vm_pages_needed = 0  # back to idle (state is not reset)
+                vm.pd.vm_pages_needed = 0  # back to idle (state is not reset)
             wakeup(vm, "v_free_count")
-            if vm.vm_pages_needed:
+            if vm.pd.vm_pages_needed:
                 yield _pd_sleep(vm, "target", 1, "pdloop")
 
 
 def _pd_sleep(vm: MachineState, label: str, ticks: int, wmesg: str) -> Sleep:
     """The daemon's ``tsleep`` at the loop's sleep ``label`` (remembered for a resume)."""
-    vm.pd_parked_at = label
+    vm.pd.parked_at = label
     return Sleep("vm_pages_needed", ticks, wmesg)
 
 
 # ------------------------------------------------------------ phase 1
 def _phase_inactive(vm: MachineState) -> int:
     vmstats_rollup(vm)
-    vm.pd_uptime = vm.ticks
+    vm.pd.uptime = vm.sched.ticks
     gd = vm.gd
-    if vm.pd_state == TARGET1:
+    if vm.pd.state == TARGET1:
         avail = vm_paging_target1_count(gd)
     else:
         avail = vm_paging_target2_count(gd)
-    avail += vm.vm_pageout_deficit
-    vm.vm_pageout_deficit = 0
+    avail += vm.pd.vm_pageout_deficit
+    vm.pd.vm_pageout_deficit = 0
     if avail > 0:
         use = avail
         limit = vm.vmstats.v_inactive_target // 10
-        if vm.pd_state == TARGET2 and use > limit:
+        if vm.pd.state == TARGET2 and use > limit:
             use = limit + 1
         quota = pqaverage(use)
         delta = 0
-        color = vm.pd_q1
+        color = vm.pd.q1
         for _ in range(1024):
-            delta += vm_pageout_scan_inactive(vm, vm.pd_pass // 10, color & PQ_L2_MASK, quota)
+            delta += vm_pageout_scan_inactive(vm, vm.pd.pass_ // 10, color & PQ_L2_MASK, quota)
             color += 1
             if avail - delta <= 0:
                 break
-            if not vm_paging_target2(gd) and not vm_paging_min_dnc(gd, vm.vm_page_free_hysteresis):
+            if not vm_paging_target2(gd) and not vm_paging_min_dnc(
+                gd, vm.pd.vm_page_free_hysteresis
+            ):
                 avail = 0
                 break
         avail -= delta
-        vm.pd_q1 = color & PQ_L2_MASK
+        vm.pd.q1 = color & PQ_L2_MASK
     return avail
 
 
 def vm_pageout_scan_inactive(vm: MachineState, pass_: int, color: int, quota: int) -> int:
     """``vm_pageout_scan_inactive(pass, q, avail, &vnodes_skipped)`` (spec §15.3)."""
-    vm_max_launder = vm.vm_max_launder
+    vm_max_launder = vm.pd.vm_max_launder
     max_launder = vm_max_launder // 1024
     if pass_:
         max_launder *= 2
@@ -351,12 +353,12 @@ def vm_pageout_scan_inactive(vm: MachineState, pass_: int, color: int, quota: in
         max_launder = vm_max_launder // 16 + 1
     budget = [max_launder]
     q = PQ_INACTIVE + color
-    maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
+    maxscan = (vm.pq.lcnt[q] + 9) // 10 + 1
     delta = 0
     memuse3 = _tunable(vm, "vm.pageout_memuse_mode") >= 3
     allow_active = _ALLOW_ACTIVE if _tunable(vm, "vm.pageout_allow_active") else 0
     pg = vm.pg
-    i = vm.q_head[q]  # the temporary marker starts at the head
+    i = vm.pq.head[q]  # the temporary marker starts at the head
     while i >= 0 and maxscan > 0 and quota - delta > 0:
         maxscan -= 1
         nxt = pg.next[i]
@@ -389,7 +391,7 @@ def vm_pageout_page(vm: MachineState, i: int, budget: list[int], pass_: int, fla
             _move_within(vm, i, q, False)
         vm_page_wakeup(vm, i)
         return 0
-    obj = vm.objects.get(pg.obj[i]) if pg.obj[i] else None
+    obj = vm.vmobj.objects.get(pg.obj[i]) if pg.obj[i] else None
     if obj is None or obj.ref_count == 0:
         pg.flags[i] &= ~PG_REFERENCED
         pmap_clear_reference(vm, i)
@@ -511,7 +513,7 @@ def vm_pageout_flush(vm: MachineState, pages: list[int], flags: int) -> int:
         pmap_clear_modify(vm, j)
         oid = pg.obj[j]
         if oid:
-            obj = vm.objects[oid]
+            obj = vm.vmobj.objects[oid]
             if obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP):
                 obj.type = ObjType.OBJT_SWAP  # the first pageout makes it a swap object
                 pg.flags[j] |= PG_SWAPPED
@@ -535,7 +537,7 @@ def _count_pager_write(vm: MachineState, oid: int, count: int) -> None:
     the first pageout turns into swap objects), ``vnode_pager_putpages`` one
     ``v_vnodeout`` and ``count`` ``v_vnodepgsout``.  The simulator's pager writes a
     whole cluster at once."""
-    obj = vm.objects.get(oid) if oid else None
+    obj = vm.vmobj.objects.get(oid) if oid else None
     if obj is None:
         return
     meter = vm.cpu.meter
@@ -550,17 +552,17 @@ def _count_pager_write(vm: MachineState, oid: int, count: int) -> None:
 # ------------------------------------------------------------ phase 2
 def _phase_active(vm: MachineState, avail: int) -> int:
     vmstats_rollup(vm)
-    vm.pd_uptime = vm.ticks
+    vm.pd.uptime = vm.sched.ticks
     vs = vm.vmstats
     inact = vs.v_inactive_target - vs.v_inactive_count
     if avail > 0:
         inact += min(avail * 2, vs.v_inactive_target // 10)
     if inact > 0:
         delta = 0
-        color = vm.pd_q2
+        color = vm.pd.q2
         for _ in range(1024):
             delta += vm_pageout_scan_active(
-                vm, vm.pd_pass // 10, color & PQ_L2_MASK, pqaverage(avail), pqaverage(inact)
+                vm, vm.pd.pass_ // 10, color & PQ_L2_MASK, pqaverage(avail), pqaverage(inact)
             )
             color += 1
             if inact - delta <= 0 and avail - delta <= 0:
@@ -570,7 +572,7 @@ def _phase_active(vm: MachineState, avail: int) -> int:
                 break
         inact -= delta
         avail -= delta
-        vm.pd_q2 = color & PQ_L2_MASK
+        vm.pd.q2 = color & PQ_L2_MASK
     return avail
 
 
@@ -580,11 +582,11 @@ def vm_pageout_scan_active(
     """``vm_pageout_scan_active`` (spec §15.4) from the colour's persistent marker."""
     q = PQ_ACTIVE + color
     pg = vm.pg
-    maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
+    maxscan = (vm.pq.lcnt[q] + 9) // 10 + 1
     delta = 0
     anon_decline = _tunable(vm, "vm.anonmem_decline")
     file_decline = _tunable(vm, "vm.filemem_decline")
-    cursors = vm.pd_active_cursor
+    cursors = vm.pd.active_cursor
     i = _cursor_next(vm, cursors, color, q)
     while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
         maxscan -= 1
@@ -601,7 +603,7 @@ def vm_pageout_scan_active(
             i = _on_queue_or_end(vm, nxt, q)
             continue
         vm.cpu.meter["v_pdpages"] += 1
-        obj = vm.objects.get(pg.obj[i]) if pg.obj[i] else None
+        obj = vm.vmobj.objects.get(pg.obj[i]) if pg.obj[i] else None
         ref_count = obj.ref_count if obj is not None else 0
         a = 0
         if ref_count:
@@ -619,7 +621,7 @@ def vm_pageout_scan_active(
             inact_quota -= 1
             if avail_quota - delta > 0 or ref_count == 0:
                 if avail_quota - delta > 0:
-                    vm.pd_recycle_count += 1
+                    vm.pd.recycle_count += 1
                 vm_page_protect(vm, i, VM_PROT_NONE)
                 if (
                     pg.dirty[i] == 0
@@ -649,10 +651,10 @@ def vm_pageout_scan_cache(vm: MachineState, avail: int) -> None:
     the daemon CPU's snapshot, which is exact here (the kernel reads the global
     vmstats, which every CPU's hardclock keeps refreshing meanwhile)."""
     vmstats_rollup(vm)
-    vm.pd_uptime = vm.ticks
+    vm.pd.uptime = vm.sched.ticks
     gd = vm.gd
     pg = vm.pg
-    rover = vm.pd_rover
+    rover = vm.pd.rover
     while (
         gd.v_free_count < gd.v_free_target or gd.v_free_count < gd.v_free_min
     ) and gd.v_cache_count > VM_CACHE_SCAN_MIN:
@@ -695,9 +697,9 @@ def vm_pageout_scan_hold(vm: MachineState, color: int) -> None:
     held; a page on PQ_HOLD with hold_count 0 (a lost race) gets hold+unhold."""
     q = PQ_HOLD + color
     pg = vm.pg
-    cursors = vm.pd_hold_cursor
+    cursors = vm.pd.hold_cursor
     i = _cursor_next(vm, cursors, color, q)
-    n = vm.vm_pageout_stats_scan  # "up to vm.pageout_stats_scan pages": 0 is none
+    n = vm.pd.vm_pageout_stats_scan  # "up to vm.pageout_stats_scan pages": 0 is none
     while i >= 0 and n > 0:
         n -= 1
         nxt = pg.next[i]
@@ -721,23 +723,23 @@ def vm_pageout_page_stats(vm: MachineState, color: int) -> None:
         return
     rsecs = _tunable(vm, "vm.pageout_stats_rsecs")
     if (
-        vm.vm_pages_needed == 0
+        vm.pd.vm_pages_needed == 0
         and not vm_paging_inactive(vm.gd)
-        and vm.ticks - vm.pd_uptime > rsecs * vm.hz
+        and vm.sched.ticks - vm.pd.uptime > rsecs * vm.sched.hz
     ):
         return
     q = PQ_ACTIVE + color
     pg = vm.pg
-    cursors = vm.pd_stats_cursor
+    cursors = vm.pd.stats_cursor
     actcmp = _tunable(vm, "vm.pageout_stats_actcmp")
-    n = min(vm.q_lcnt[q], vm.vm_pageout_stats_scan)  # 0: scans nothing
+    n = min(vm.pq.lcnt[q], vm.pd.vm_pageout_stats_scan)  # 0: scans nothing
     i = _cursor_next(vm, cursors, color, q)
     while i >= 0 and n > 0:
         n -= 1
         nxt = pg.next[i]
         prv = pg.prev[i]
         cursors[color] = i
-        vm.pd_counter0 += 1
+        vm.pd.counter0 += 1
         if vm_page_busy_try(vm, i, True):
             i = _on_queue_or_end(vm, nxt, q)
             continue
@@ -762,26 +764,26 @@ def vm_pageout_page_stats(vm: MachineState, color: int) -> None:
             if vm_paging_inactive(vm.gd):
                 vm_page_protect(vm, i, VM_PROT_NONE)
                 vm_page_deactivate(vm, i)
-            vm.pd_counter1 += 1
+            vm.pd.counter1 += 1
         else:
             pg.act[i] -= 1
             if pg.act[i] < actcmp:
                 if vm_paging_inactive(vm.gd):
                     vm_page_protect(vm, i, VM_PROT_NONE)
                     vm_page_deactivate(vm, i)
-                vm.pd_counter1 += 1
+                vm.pd.counter1 += 1
         vm_page_wakeup(vm, i)
         _cursor_set(vm, cursors, color, q, i, prv)
         i = _on_queue_or_end(vm, nxt, q)
     if i < 0:
         cursors[color] = -1
-    if vm.pd_counter0 > _tunable(vm, "vm.pageout_stats_inalim"):
-        if vm.pd_counter1 < _tunable(vm, "vm.pageout_stats_inamin"):
+    if vm.pd.counter0 > _tunable(vm, "vm.pageout_stats_inalim"):
+        if vm.pd.counter1 < _tunable(vm, "vm.pageout_stats_inamin"):
             if actcmp < ACT_MAX * 3 // 4:  # a user value above 48 is kept, not lowered
-                vm.sysctl_values["vm.pageout_stats_actcmp"] = actcmp + 1
+                vm.sysctl.values["vm.pageout_stats_actcmp"] = actcmp + 1
         elif actcmp > 0:
-            vm.sysctl_values["vm.pageout_stats_actcmp"] = actcmp - 1
-        vm.pd_counter0 = vm.pd_counter1 = 0
+            vm.sysctl.values["vm.pageout_stats_actcmp"] = actcmp - 1
+        vm.pd.counter0 = vm.pd.counter1 = 0
 
 
 # ------------------------------------------------------------ registry wrappers
@@ -816,7 +818,7 @@ def _call_pageout_page(vm: MachineState, m: int, pass_: int, flags: int, max_lau
 
 def _call_clean_helper(vm: MachineState, m: int, flags: int) -> int:
     _check_pageout_page(vm, m, "vm_pageout_clean_helper")
-    obj = vm.objects.get(vm.pg.obj[m]) if vm.pg.obj[m] else None
+    obj = vm.vmobj.objects.get(vm.pg.obj[m]) if vm.pg.obj[m] else None
     return vm_pageout_flush(vm, vm_pageout_clean_helper(vm, m, obj, flags), flags)
 
 
@@ -838,11 +840,11 @@ def _check_scan_active(
     a page is reached before the scan stops."""
     q = PQ_ACTIVE + color
     pg = vm.pg
-    maxscan = (vm.q_lcnt[q] + 9) // 10 + 1
+    maxscan = (vm.pq.lcnt[q] + 9) // 10 + 1
     delta = 0
     anon_decline = _tunable(vm, "vm.anonmem_decline")
     file_decline = _tunable(vm, "vm.filemem_decline")
-    i = _cursor_next(vm, vm.pd_active_cursor, color, q)
+    i = _cursor_next(vm, vm.pd.active_cursor, color, q)
     while i >= 0 and maxscan > 0 and (avail_quota - delta > 0 or inact_quota > 0):
         maxscan -= 1
         nxt = _on_queue_or_end(vm, pg.next[i], q)
@@ -857,10 +859,10 @@ def _check_scan_active(
                 f"NULL pointer dereference: page {pfn_of(vm, i):#x} on the active queue "
                 "has no object; with actcount 0 the scan reads m->object->type",
             )
-        obj = vm.objects[oid]
+        obj = vm.vmobj.objects[oid]
         a = 0
         if obj.ref_count:
-            maps = vm.pmap_mappings.get(i, {})
+            maps = vm.pmap.mappings.get(i, {})
             a = (1 if pg.flags[i] & PG_REFERENCED else 0) + sum(
                 1 for bits in maps.values() if bits[PTE_A]
             )
@@ -880,8 +882,8 @@ def _call_pmap_collect(vm: MachineState) -> None:
 
 
 def check_pageout_invariants(vm: MachineState) -> None:
-    if vm.pd_enabled and vm.boot_stage == "finished":
-        th = vm.threads.get(PAGEDAEMON_TID)
+    if vm.pd.enabled and vm.startup.boot_stage == "finished":
+        th = vm.sched.threads.get(PAGEDAEMON_TID)
         if th is None or th.state == "idle":
             raise InvariantError("the pageout daemon thread is not running")
 
@@ -889,22 +891,22 @@ def check_pageout_invariants(vm: MachineState) -> None:
 def pageout_digest_parts(vm: MachineState) -> list[Any]:
     return [
         (
-            vm.pd_enabled,
-            vm.pd_state,
-            vm.pd_pass,
-            vm.pd_q1,
-            vm.pd_q2,
-            vm.pd_q3,
-            vm.pd_uptime,
-            tuple(vm.pd_rover),
-            tuple(vm.pd_hold_cursor),
-            tuple(vm.pd_stats_cursor),
-            tuple(vm.pd_active_cursor),
-            vm.pd_counter0,
-            vm.pd_counter1,
-            vm.pd_recycle_count,
-            vm.pd_passes,
-            vm.pd_pass_tick,
-            vm.pd_tick_passes,
+            vm.pd.enabled,
+            vm.pd.state,
+            vm.pd.pass_,
+            vm.pd.q1,
+            vm.pd.q2,
+            vm.pd.q3,
+            vm.pd.uptime,
+            tuple(vm.pd.rover),
+            tuple(vm.pd.hold_cursor),
+            tuple(vm.pd.stats_cursor),
+            tuple(vm.pd.active_cursor),
+            vm.pd.counter0,
+            vm.pd.counter1,
+            vm.pd.recycle_count,
+            vm.pd.passes,
+            vm.pd.pass_tick,
+            vm.pd.tick_passes,
         )
     ]

@@ -170,7 +170,7 @@ def sleep_why(m: Machine, holders: BusyHolders, tid: int, other_thread: bool = T
     page's busy word and who holds it — plainly a self-deadlock when the sleeper holds the
     page busy itself — then the ways out (``Machine.sleep_remedy``: the timeout only when
     there is one)."""
-    th = m.threads[tid]
+    th = m.sched.threads[tid]
     text = f"thread {tid} is {th.state} in {th.fn} (on {th.channel})"
     channel = th.channel
     if channel.startswith("page:"):
@@ -214,6 +214,6 @@ def explain_call(
     tid = blocked["thread"] if blocked is not None else m.curthread.tid
     holders.after(m, fn, pages, result, tid, seq)
     if blocked is not None:
-        th = m.threads.get(tid)
+        th = m.sched.threads.get(tid)
         if th is not None and th.state == "sleeping":
             blocked["why"] = sleep_why(m, holders, tid)

@@ -62,18 +62,18 @@ def page_info(vm: MachineState, pfn: int) -> dict[str, Any]:
 
 def threads_view(vm: MachineState) -> list[dict[str, Any]]:
     """Every known thread: what it runs, where it sleeps (channel, wmesg, deadline)."""
-    return [vm.threads[tid].view() for tid in sorted(vm.threads)]
+    return [vm.sched.threads[tid].view() for tid in sorted(vm.sched.threads)]
 
 
 def waiters(vm: MachineState, channel: str) -> list[int]:
     """Thread ids sleeping on ``channel``, in the order they went to sleep."""
-    return [th.tid for th in vm.sleepq.get(channel, [])]
+    return [th.tid for th in vm.sched.sleepq.get(channel, [])]
 
 
 def queue_info(vm: MachineState, queue: int, offset: int = 0, limit: int = 100) -> dict[str, Any]:
     pages: list[int] = []
     nxt = vm.pg.next
-    i = vm.q_head[queue]
+    i = vm.pq.head[queue]
     pos = 0
     while i >= 0 and len(pages) < limit:
         if pos >= offset:
@@ -82,9 +82,9 @@ def queue_info(vm: MachineState, queue: int, offset: int = 0, limit: int = 100) 
         i = nxt[i]
     return {
         "queue": queue_name(queue),
-        "lcnt": vm.q_lcnt[queue],
-        "adds": vm.q_adds[queue],
-        "lastq": vm.q_lastq[queue],
+        "lcnt": vm.pq.lcnt[queue],
+        "adds": vm.pq.adds[queue],
+        "lastq": vm.pq.lastq[queue],
         "pages": pages,
     }
 
@@ -135,7 +135,7 @@ def summary(vm: MachineState) -> dict[str, Any]:
     vs = vm.vmstats
     lag = counts_lag(vm)
     return {
-        "boot_stage": vm.boot_stage,
+        "boot_stage": vm.startup.boot_stage,
         "ncpus": vm.ncpus,
         "first_page": vm.first_page,
         "vm_page_array_size": vm.page_range,
@@ -146,12 +146,12 @@ def summary(vm: MachineState) -> dict[str, Any]:
         "v_active_count": vs.v_active_count,
         "v_wire_count": vs.v_wire_count,
         "v_dma_pages": vs.v_dma_pages,
-        "dma_free_pages": vm.vm_contig_alist.bl_free,
-        "vm_low_phys_reserved": vm.vm_low_phys_reserved,
-        "vm_dma_reserved": vm.vm_dma_reserved,
-        "set_assoc_mask": vm.set_assoc_mask,
-        "page_hash_size": vm.page_hash_size,
-        "ticks": vm.ticks,
+        "dma_free_pages": vm.contig.alist.bl_free,
+        "vm_low_phys_reserved": vm.contig.vm_low_phys_reserved,
+        "vm_dma_reserved": vm.contig.vm_dma_reserved,
+        "set_assoc_mask": vm.pq.set_assoc_mask,
+        "page_hash_size": vm.hash.size,
+        "ticks": vm.sched.ticks,
         "counts_lag": lag,
         "lag_note": lag_note(lag),
     }
@@ -160,19 +160,19 @@ def summary(vm: MachineState) -> dict[str, Any]:
 # ---- the areas' own views (the pageout daemon, the DMA reserve, the page hash, the pmap)
 # ------------------------------------------------------------ views / checks
 def pageout_view(vm: MachineState) -> dict[str, Any]:
-    th = vm.threads.get(PAGEDAEMON_TID)
+    th = vm.sched.threads.get(PAGEDAEMON_TID)
     return {
-        "enabled": vm.pd_enabled,
-        "state": STATE_NAMES[vm.pd_state],
-        "pass": vm.pd_pass,
-        "passes": vm.pd_passes,
-        "vm_pages_needed": vm.vm_pages_needed,
-        "vm_pageout_deficit": vm.vm_pageout_deficit,
-        "vm_pages_waiting": vm.vm_pages_waiting,
-        "q1": vm.pd_q1,
-        "q2": vm.pd_q2,
-        "q3": vm.pd_q3 & PQ_L2_MASK,
-        "cache_rover": vm.pd_rover[0] & PQ_L2_MASK,
+        "enabled": vm.pd.enabled,
+        "state": STATE_NAMES[vm.pd.state],
+        "pass": vm.pd.pass_,
+        "passes": vm.pd.passes,
+        "vm_pages_needed": vm.pd.vm_pages_needed,
+        "vm_pageout_deficit": vm.pd.vm_pageout_deficit,
+        "vm_pages_waiting": vm.pd.vm_pages_waiting,
+        "q1": vm.pd.q1,
+        "q2": vm.pd.q2,
+        "q3": vm.pd.q3 & PQ_L2_MASK,
+        "cache_rover": vm.pd.rover[0] & PQ_L2_MASK,
         "thread": th.view() if th is not None else None,
     }
 
@@ -181,12 +181,12 @@ def pageout_view(vm: MachineState) -> dict[str, Any]:
 def dma_alist_view(vm: MachineState) -> dict[str, Any]:
     """The DMA reserve at a glance: free pages (``bl_free``), the free runs as
     ``[start pfn, count]``, ``vm_low_phys_reserved`` and ``vm_dma_reserved``."""
-    alist = vm.vm_contig_alist
+    alist = vm.contig.alist
     return {
         "bl_free": alist.bl_free,
         "free_runs": [[blk, count] for blk, count in alist.free_runs()],
-        "vm_low_phys_reserved": vm.vm_low_phys_reserved,
-        "vm_dma_reserved": vm.vm_dma_reserved,
+        "vm_low_phys_reserved": vm.contig.vm_low_phys_reserved,
+        "vm_dma_reserved": vm.contig.vm_dma_reserved,
     }
 
 
@@ -200,7 +200,7 @@ def pmap_view(vm: MachineState, i: int) -> dict[str, Any]:
                 "referenced": bits[PTE_A],
                 "modified": bits[PTE_M],
             }
-            for pmap, bits in sorted(vm.pmap_mappings.get(i, {}).items())
+            for pmap, bits in sorted(vm.pmap.mappings.get(i, {}).items())
         ],
         "zeroed_ranges": [list(r) for r in zeroed_ranges(vm, i)],
         "zeroed_chunks": zeroed_chunks(vm, i),
@@ -208,7 +208,7 @@ def pmap_view(vm: MachineState, i: int) -> dict[str, Any]:
 
 
 def fake_page_info(vm: MachineState, slot: int) -> dict[str, Any] | None:
-    fake = vm.fake_pages.get(slot)
+    fake = vm.pagestate.fake_pages.get(slot)
     if fake is None:
         return None
     return {

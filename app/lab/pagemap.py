@@ -168,10 +168,7 @@ def _state_words(machine: Machine, base: int, n: int) -> dict[str, NDArray]:
     reserve = _run_words(
         nwords,
         n,
-        [
-            (blk - lo_pfn, blk + count - lo_pfn)
-            for blk, count in machine.vm_contig_alist.free_runs()
-        ],
+        [(blk - lo_pfn, blk + count - lo_pfn) for blk, count in machine.contig.alist.free_runs()],
     )
     reserve &= managed
     live = managed & ~reserve

@@ -226,7 +226,7 @@ class Tier:
 
 
 def _queue_counts(m: Any) -> np.ndarray:
-    return np.asarray(m.q_lcnt, dtype=np.int64)
+    return np.asarray(m.pq.lcnt, dtype=np.int64)
 
 
 _TYPE_OF_QUEUE = tuple(PQ_NAMES[b] for b in PQ_BASES)

@@ -23,7 +23,7 @@ def vmstats_view(m: Machine) -> dict[str, Any]:
 
 def queues_view(m: Machine) -> dict[str, list[int]]:
     """``lcnt`` of the 5 × 1024 coloured queues, one list of 1024 per queue type."""
-    lcnt = m.q_lcnt
+    lcnt = m.pq.lcnt
     return {PQ_NAMES[b]: lcnt[b : b + PQ_L2_SIZE] for b in PQ_BASES}
 
 
@@ -31,8 +31,8 @@ def threads_view(m: Machine) -> dict[str, Any]:
     """Threads, the wait channels they sleep on, and the simulated clock."""
     return {
         "threads": mv.threads_view(m),
-        "channels": {c: mv.waiters(m, c) for c in m.sleepq},
-        "ticks": m.ticks,
+        "channels": {c: mv.waiters(m, c) for c in m.sched.sleepq},
+        "ticks": m.sched.ticks,
     }
 
 
@@ -95,4 +95,4 @@ def topology_view(m: Machine) -> dict[str, Any]:
 def console_view(m: Machine) -> dict[str, Any]:
     """The kernel console: the boot messages (``dmesg.boot``) and the message buffer's
     last lines (at most 1000), oldest first."""
-    return {"boot": list(m.boot_console), "lines": list(m.console)}
+    return {"boot": list(m.startup.boot_console), "lines": list(m.console)}

@@ -151,7 +151,7 @@ class MachineInfo:
             v_paging_target2=vs.v_paging_target2,
             v_inactive_target=vs.v_inactive_target,
             dma_pages=vs.v_dma_pages,
-            dma_free_pages=machine.vm_contig_alist.bl_free,
+            dma_free_pages=machine.contig.alist.bl_free,
         )
 
     def socket_colors(self, socket: int) -> range:
@@ -373,7 +373,7 @@ class Workload:
     def owns(machine: Machine, oid: int, pindex: int, pfn: int) -> bool:
         """Whether page ``pfn`` is still object ``oid``'s page at ``pindex`` (the
         pageout daemon may have freed it meanwhile)."""
-        obj = machine.objects.get(oid)
+        obj = machine.vmobj.objects.get(oid)
         if obj is None:
             return False
         i: int = obj.pages.get(pindex, -1)
@@ -389,7 +389,7 @@ class Workload:
     @staticmethod
     def mapping(machine: Machine, pfn: int, pmap: int) -> list[bool] | None:
         """``pmap``'s mapping of the page as [writable, referenced, modified], or None."""
-        maps = machine.pmap_mappings.get(pfn - machine.first_page)
+        maps = machine.pmap.mappings.get(pfn - machine.first_page)
         if not maps:
             return None
         return maps.get(pmap)
@@ -608,7 +608,7 @@ class Pressure(Workload):
                 self._plan_ramp(machine)
                 return
         # recover: time passes; the hot set keeps being used
-        if fc >= vs.v_paging_target2 and machine.vm_pages_needed == 0:
+        if fc >= vs.v_paging_target2 and machine.pd.vm_pages_needed == 0:
             self.phase = "done"
             self.finished = True
             return
@@ -1015,7 +1015,7 @@ class NumaSkew(Workload):
 
     def _socket_free(self, machine: Machine) -> int:
         lo = PQ_FREE + self.colors.start
-        return sum(machine.q_lcnt[lo : lo + len(self.colors)])
+        return sum(machine.pq.lcnt[lo : lo + len(self.colors)])
 
     def _plan(self, machine: Machine) -> None:
         for pfn in self._unchecked:
@@ -1223,7 +1223,7 @@ class FileCache(Workload):
         pindex = self.cursor[f]
         self.cursor[f] = (pindex + 1) % self.file_pages
         cpu = self._cpu()
-        i: int = machine.objects[oid].pages.get(pindex, -1)
+        i: int = machine.vmobj.objects[oid].pages.get(pindex, -1)
         if i < 0:
             self._push(
                 self._step(

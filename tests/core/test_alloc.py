@@ -86,8 +86,8 @@ class Lab:
         self.pool: dict[int, list[int]] = {}
         for c in range(1024):
             q = PQ_FREE + c
-            while m.q_head[q] >= 0:
-                i = m.q_head[q]
+            while m.pq.head[q] >= 0:
+                i = m.pq.head[q]
                 _rem_queue(m, i)
                 self.pool.setdefault(c, []).append(i)
         assert m.gd.v_free_count == 0
@@ -107,7 +107,7 @@ class Lab:
         m = self.m
         i = self.pool[color].pop()
         if oid is not None:
-            assert vm_page_insert(m, i, m.objects[oid], pindex)
+            assert vm_page_insert(m, i, m.vmobj.objects[oid], pindex)
         _add_queue(m, i, PQ_CACHE + color, False)
         return i
 
@@ -143,7 +143,7 @@ def test_allocated_page_state_with_object() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 10}).result
     # 1 CPU: colour = (5 + 10) % 1024 = 15; a fresh machine has pages on every colour
-    head = m.q_head[PQ_FREE + 15]
+    head = m.pq.head[PQ_FREE + 15]
     m.pg.flags[head] = PG_REFERENCED | PG_WINATCFLS  # stale flags of a free page
     m.pg.act[head] = 7
     free0 = m.gd.v_free_count
@@ -158,7 +158,7 @@ def test_allocated_page_state_with_object() -> None:
     assert pg.valid[i] == 0 and pg.dirty[i] == 0
     assert pg.wire[i] == 0 and pg.hold[i] == 0
     assert pg.obj[i] == oid and pg.pindex[i] == 5
-    obj = m.objects[oid]
+    obj = m.vmobj.objects[oid]
     assert obj.pages[5] == i and obj.resident_page_count == 1
     assert m.gd.v_free_count == free0 - 1
     check_invariants(m)
@@ -178,7 +178,7 @@ def test_allocated_page_without_object_keeps_pindex() -> None:
 
 def test_explain_record_of_a_plain_allocation() -> None:
     m = boot()
-    head = m.q_head[PQ_FREE + 57]
+    head = m.pq.head[PQ_FREE + 57]
     r = alloc(m, "VM_ALLOC_NORMAL", 57)
     e = explain(r.record)
     assert e["color"] == 57
@@ -212,11 +212,11 @@ def test_quick_gate_boundary_at_free_reserved() -> None:
     # colour 0: exact 0 empty; one level from 0 upward -> colour 100 is the first page
     assert r.result == lab.pfn(pages[0])
     assert m.gd.v_free_count == t.reserved - 1
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     before = state_digest(m)
     r = alloc(m, "VM_ALLOC_QUICK", record=False)
     assert r.result is None  # 47 < 48 fails
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     assert m.gd.v_free_count == t.reserved - 1  # nothing was taken
     assert state_digest(m) != before  # (only the deficit / pagedaemon state moved)
     check_invariants(m)
@@ -239,9 +239,9 @@ def test_normal_below_reserve_without_cache_fails() -> None:
     lab = Lab()
     m, t = lab.m, lab.t
     lab.free_run(100, t.reserved - 1)  # 47
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     assert alloc(m, "VM_ALLOC_NORMAL").result is None
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     assert m.gd.v_free_count == t.reserved - 1
 
 
@@ -254,9 +254,9 @@ def test_interrupt_takes_the_last_free_page() -> None:
     r = alloc(m, "VM_ALLOC_INTERRUPT")
     assert r.result == lab.pfn(p)
     assert m.gd.v_free_count == 0
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     assert alloc(m, "VM_ALLOC_INTERRUPT").result is None  # free 0: fails
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     check_invariants(m)
 
 
@@ -305,7 +305,7 @@ def test_quick_never_takes_cache_pages() -> None:
     assert m.pg.queue[c] == PQ_CACHE + 0
     # above the reserve QUICK still looks only at free queues: colour 0's cache page is
     # skipped and the first free page from colour 0 upward (colour 100) is taken
-    first = m.q_head[PQ_FREE + 100]
+    first = m.pq.head[PQ_FREE + 100]
     lab.free(500)
     r = alloc(m, "VM_ALLOC_QUICK")
     assert r.result == lab.pfn(first)
@@ -340,12 +340,12 @@ def test_stale_snapshot_with_empty_queues_rolls_up_then_fails() -> None:
     lab = Lab(cpus=2)
     m = lab.m
     # CPU 1 still believes there is plenty of memory, but every free queue is empty
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = alloc(m, "VM_ALLOC_QUICK", cpu=1)
     assert r.result is None
     # search empty -> vmstats_rollup() (CPU 1's snapshot := global, now 0) -> gate fails
     assert m.cpus[1].vmstats.v_free_count == 0
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     assert explain(r.record)["rollups"] == 1
     check_invariants(m)
 
@@ -384,11 +384,11 @@ def test_normal_below_reserve_recycles_cache_pages_until_the_reserve_is_reached(
     # b and c: recycled to the heads of their free queues, out of the object, unbusied
     for i, color in ((b, 2), (c, 3)):
         assert m.pg.queue[i] == PQ_FREE + color
-        assert m.q_head[PQ_FREE + color] == i
+        assert m.pq.head[PQ_FREE + color] == i
         assert m.pg.obj[i] == 0 and m.pg.busy[i] == 0
     # d and e untouched
     assert m.pg.queue[d] == PQ_CACHE + 10 and m.pg.queue[e] == PQ_CACHE + 11
-    obj = m.objects[oid]
+    obj = m.vmobj.objects[oid]
     assert sorted(obj.pages) == [20, 21] and obj.resident_page_count == 2
     # counters: free 45 + 3 - 1 = 47, cache 5 - 3 = 2; three vm_page_free calls
     assert m.gd.cnt[CNT_FREE] == 47 and m.gd.cnt[CNT_CACHE] == 2
@@ -404,7 +404,7 @@ def test_normal_far_below_reserve_recycles_every_cache_page_then_fails() -> None
     a = lab.cache(7, oid, 1)
     b = lab.cache(3, oid, 2)
     c = lab.cache(900, oid, 3)
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = alloc(m, "VM_ALLOC_NORMAL", 5)
     # colour 5: cache search from 5 upward with wrap: 7 (a), then 900 (c), then 3 (b);
     # free reaches only 43 < 48, the fourth select_cache finds nothing -> NULL
@@ -412,12 +412,12 @@ def test_normal_far_below_reserve_recycles_every_cache_page_then_fails() -> None
     ex = explain(r.record)
     assert ex["recycled_cache"] == [lab.pfn(a), lab.pfn(c), lab.pfn(b)]
     assert ex["why_null"]
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     assert m.gd.cnt[CNT_FREE] == 43 and m.gd.cnt[CNT_CACHE] == 0
     for i, color in ((a, 7), (b, 3), (c, 900)):
-        assert m.q_head[PQ_FREE + color] == i
+        assert m.pq.head[PQ_FREE + color] == i
         assert m.pg.obj[i] == 0
-    assert len(m.objects[oid].pages) == 0
+    assert len(m.vmobj.objects[oid].pages) == 0
     check_invariants(m)
 
 
@@ -429,14 +429,14 @@ def test_unrecyclable_cache_page_is_deactivated_and_skipped() -> None:
     m.pg.valid[dirty] = 0x01
     m.pg.dirty[dirty] = 0x01  # dirty & valid != 0: not recyclable
     good = lab.cache(2)
-    adds = m.q_adds[PQ_INACTIVE + 1]
+    adds = m.pq.adds[PQ_INACTIVE + 1]
     r = alloc(m, "VM_ALLOC_NORMAL", 0)
     # select_cache(0): 1 -> dirty: deactivated (inactive tail, adds + 1) and unbusied;
     # 2 -> recycled (free 48); then the free search from 0 finds it on free colour 2
     assert r.result == lab.pfn(good)
     assert m.pg.queue[dirty] == PQ_INACTIVE + 1
-    assert m.q_tail[PQ_INACTIVE + 1] == dirty
-    assert m.q_adds[PQ_INACTIVE + 1] == adds + 1
+    assert m.pq.tail[PQ_INACTIVE + 1] == dirty
+    assert m.pq.adds[PQ_INACTIVE + 1] == adds + 1
     assert m.pg.busy[dirty] == 0
     assert explain(r.record)["recycled_cache"] == [lab.pfn(good)]
     check_invariants(m)
@@ -445,7 +445,7 @@ def test_unrecyclable_cache_page_is_deactivated_and_skipped() -> None:
 def test_normal_above_reserve_may_take_a_cache_page_from_the_combined_search() -> None:
     lab = Lab(cpus=4)  # set_assoc_mask = 1024/4 - 1 = 255
     m, t = lab.m, lab.t
-    assert m.set_assoc_mask == 255
+    assert m.pq.set_assoc_mask == 255
     lab.free_run(600, t.reserved + 5)  # free pages only on colours 600..652
     c = lab.cache(3)
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
@@ -464,7 +464,7 @@ def test_normal_above_reserve_may_take_a_cache_page_from_the_combined_search() -
 def test_combined_search_with_two_cpus_reaches_free_1024_before_any_cache_level() -> None:
     lab = Lab(cpus=2)  # set_assoc_mask 511: free512, free1024, then cache512
     m, t = lab.m, lab.t
-    assert m.set_assoc_mask == 511
+    assert m.pq.set_assoc_mask == 511
     (first, *_) = lab.free_run(600, t.reserved + 5)
     c = lab.cache(3)
     r = alloc(m, "VM_ALLOC_NORMAL", 0)
@@ -485,13 +485,13 @@ def test_free_page_busied_by_someone_else_is_deactivated(req: str) -> None:
     second = lab.free(100)
     first = lab.free(100)  # head of free colour 100
     assert m.call("vm_page_busy_try", {"m": lab.pfn(first)}).result is False  # busied
-    adds = m.q_adds[PQ_INACTIVE + 100]
+    adds = m.pq.adds[PQ_INACTIVE + 100]
     r = alloc(m, req, 100)
     assert r.result == lab.pfn(second)
     # the busied page went to the inactive tail, still owned (busied) by the other caller
     assert m.pg.queue[first] == PQ_INACTIVE + 100
-    assert m.q_tail[PQ_INACTIVE + 100] == first
-    assert m.q_adds[PQ_INACTIVE + 100] == adds + 1
+    assert m.pq.tail[PQ_INACTIVE + 100] == first
+    assert m.pq.adds[PQ_INACTIVE + 100] == adds + 1
     assert m.pg.busy[first] == PBUSY_LOCKED
     check_invariants(m)
 
@@ -515,7 +515,7 @@ def test_vm_alloc_cpu_picks_that_cpus_color() -> None:
     # 4 CPUs: cpuscale 1024/4 = 256; CPU 2, pindex 5 -> 2*256 + 5 = 517
     req = VM_ALLOC_NORMAL | VM_ALLOC_CPU(2)
     assert req == 0x20201  # (2 << 16) | 0x200 | 0x1
-    head = m.q_head[PQ_FREE + 517]
+    head = m.pq.head[PQ_FREE + 517]
     free_cpu0 = m.cpus[0].vmstats.v_free_count
     free_cpu2 = m.cpus[2].vmstats.v_free_count
     r = m.call("vm_page_alloc", {"pindex": 5, "page_req": req}, cpu=0)
@@ -547,20 +547,20 @@ def test_null_ok_collision_returns_null_and_the_page_goes_back_to_the_free_head(
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     x = alloc(m, "VM_ALLOC_NORMAL", 3, oid).result
-    h = m.q_head[PQ_FREE + 3]  # what the next allocation at colour 3 selects
+    h = m.pq.head[PQ_FREE + 3]  # what the next allocation at colour 3 selects
     m.pg.flags[h] = PG_REFERENCED
     free0 = m.gd.v_free_count
     tfree = m.cpus[0].meter["v_tfree"]
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = alloc(m, "VM_ALLOC_NORMAL|VM_ALLOC_NULL_OK", 3, oid)
     assert r.result is None
-    assert m.q_head[PQ_FREE + 3] == h  # freed again: PQ_FREE inserts at the head
+    assert m.pq.head[PQ_FREE + 3] == h  # freed again: PQ_FREE inserts at the head
     assert m.pg.obj[h] == 0 and m.pg.busy[h] == 0
     assert m.pg.flags[h] == 0  # vm_page_alloc cleared the flags before the insert
     assert m.gd.v_free_count == free0
     assert m.cpus[0].meter["v_tfree"] == tfree + 1
-    assert m.vm_pageout_deficit == deficit  # a collision is not an allocation failure
-    assert m.objects[oid].pages[3] == x - m.first_page
+    assert m.pd.vm_pageout_deficit == deficit  # a collision is not an allocation failure
+    assert m.vmobj.objects[oid].pages[3] == x - m.first_page
     assert explain(r.record)["why_null"]
     check_invariants(m)
 
@@ -584,9 +584,9 @@ def test_collision_without_null_ok_but_failing_gate_returns_null() -> None:
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
     lab.free_run(100, t.reserved)
     assert alloc(m, "VM_ALLOC_QUICK", 3, oid).result is not None  # free now 47
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     assert alloc(m, "VM_ALLOC_QUICK", 3, oid).result is None
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
 
 
 def test_collision_panics_when_recycling_the_cache_would_reach_the_reserve() -> None:
@@ -610,10 +610,10 @@ def test_collision_with_too_little_cache_recycles_it_and_returns_null() -> None:
     lab.free_run(100, t.reserved - 1)
     assert alloc(m, "VM_ALLOC_INTERRUPT", 3, oid).result is not None  # free 46
     c = lab.cache(7)  # one recycle reaches only 47 < 48
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     assert alloc(m, "VM_ALLOC_NORMAL", 3, oid).result is None
     assert m.pg.queue[c] == PQ_FREE + 7  # recycled on the way to the NULL
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     check_invariants(m)
 
 
@@ -637,14 +637,14 @@ def test_allocation_wakes_the_pagedaemon_only_below_paging_start() -> None:
     m = boot()
     r = alloc(m, "VM_ALLOC_NORMAL")
     # a fresh 16 MiB machine is far above v_paging_start (3 * 83 = 249): nothing
-    assert m.vm_pages_needed == 0
+    assert m.pd.vm_pages_needed == 0
     assert not [e for e in r.record["events"] if e["event"] == "wakeup"]
     lab = Lab()
     m = lab.m
     lab.free_run(100, 200)  # 200 < 249: vm_paging_start(0) holds
     r = alloc(m, "VM_ALLOC_NORMAL")
     assert r.result is not None
-    assert m.vm_pages_needed == 1  # 0 <= 1 -> set to 1 and wakeup(&vm_pages_needed)
+    assert m.pd.vm_pages_needed == 1  # 0 <= 1 -> set to 1 and wakeup(&vm_pages_needed)
     assert {"event": "wakeup", "channel": "vm_pages_needed"} in r.record["events"]
 
 
@@ -743,8 +743,8 @@ def test_grab_of_a_busy_page_without_retry_sleeps_once_then_dereferences_null(
     assert resumed["tid"] == 1 and resumed["fn"] == "vm_page_grab"
     assert resumed["error"].startswith("panic: vm_page_grab: NULL pointer dereference")
     assert "result" not in resumed
-    assert m.threads[1].state == "idle"
-    assert m.threads[1].last_error == resumed["error"]
+    assert m.sched.threads[1].state == "idle"
+    assert m.sched.threads[1].last_error == resumed["error"]
     # what the sleep left: PG_REFERENCED; the page is otherwise as the holder left it
     assert m.pg.busy[i] == 0
     assert m.pg.flags[i] & PG_REFERENCED
@@ -765,7 +765,7 @@ def test_grab_without_retry_of_a_page_with_only_wanted_dereferences_null_at_once
     with pytest.raises(KernelPanic, match="NULL pointer dereference"):
         m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "VM_ALLOC_NORMAL"}, thread=1)
     assert state_digest(m) == before
-    assert 1 not in m.threads
+    assert 1 not in m.sched.threads
 
 
 def test_grab_of_a_busy_page_with_retry_sleeps_until_the_page_is_released() -> None:
@@ -796,22 +796,22 @@ def test_grab_failing_without_retry_waits_once_and_returns_null() -> None:
     m, t = lab.m, lab.t
     lab.free_run(100, t.reserved - 1)
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
-    ticks, deficit, waiting = m.ticks, m.vm_pageout_deficit, m.vm_pages_waiting
+    ticks, deficit, waiting = m.sched.ticks, m.pd.vm_pageout_deficit, m.pd.vm_pages_waiting
     r = m.call("vm_page_grab", {"object": oid, "pindex": 1, "flags": "VM_ALLOC_QUICK"}, thread=1)
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     # vm_wait(0): 47 free is below free_min: one sleep of hz (100) ticks
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
-    assert m.vm_pages_waiting == waiting + 1
+    assert m.pd.vm_pages_waiting == waiting + 1
     r = m.call("tick", {"n": 99})
-    assert m.threads[1].state == "sleeping"
+    assert m.sched.threads[1].state == "sleeping"
     r = m.call("tick", {"n": 1})
-    assert m.ticks == ticks + 100
+    assert m.sched.ticks == ticks + 100
     resumed = [e for e in r.record["events"] if e["event"] == "resumed"]
     assert resumed == [
         {"event": "resumed", "tid": 1, "fn": "vm_page_grab", "result": None, "timed_out": True}
     ]
-    assert m.vm_pageout_deficit == deficit + 1  # no second allocation attempt
-    assert 1 not in m.objects[oid].pages
+    assert m.pd.vm_pageout_deficit == deficit + 1  # no second allocation attempt
+    assert 1 not in m.vmobj.objects[oid].pages
     check_invariants(m)
 
 
@@ -851,17 +851,17 @@ def test_freezwq_passes_through_the_inactive_tail_to_the_free_head() -> None:
     pfn = m.call("vm_page_alloczwq", {"pindex": 77, "flags": "NORMAL|ZERO"}).result
     i = pfn - m.first_page
     c = m.pg.pc[i]
-    adds = m.q_adds[PQ_INACTIVE + c]
+    adds = m.pq.adds[PQ_INACTIVE + c]
     inactive = m.gd.v_inactive_count
     free0 = m.gd.v_free_count
     wire_adj = m.cpus[0].adj.cnt[CNT_WIRE]
     tfree = m.cpus[0].meter["v_tfree"]
     m.call("vm_page_freezwq", {"m": pfn})
     # unwire 1 -> 0 deactivates to the inactive tail (adds + 1), then the free moves it
-    assert m.q_adds[PQ_INACTIVE + c] == adds + 1
+    assert m.pq.adds[PQ_INACTIVE + c] == adds + 1
     assert m.gd.v_inactive_count == inactive  # +1 then -1
     assert m.pg.queue[i] == PQ_FREE + c
-    assert m.q_head[PQ_FREE + c] == i
+    assert m.pq.head[PQ_FREE + c] == i
     assert m.gd.v_free_count == free0 + 1
     assert m.pg.wire[i] == 0 and m.pg.busy[i] == 0
     assert m.pg.valid[i] == 0  # vm_page_free clears valid
@@ -874,11 +874,11 @@ def test_alloczwq_failing_without_retry_waits_once() -> None:
     lab = Lab()
     m, t = lab.m, lab.t
     lab.free_run(100, t.reserved - 1)
-    ticks = m.ticks
+    ticks = m.sched.ticks
     r = m.call("vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK"}, thread=1)
     assert r.blocked is not None and r.blocked["timo"] == 100  # one vm_wait(0): hz ticks
     r = m.call("tick", {"n": 100})
-    assert m.ticks == ticks + 100
+    assert m.sched.ticks == ticks + 100
     assert [e for e in r.record["events"] if e["event"] == "resumed"] == [
         {"event": "resumed", "tid": 1, "fn": "vm_page_alloczwq", "result": None, "timed_out": True}
     ]
@@ -889,7 +889,7 @@ def test_alloczwq_with_retry_on_an_exhausted_machine_keeps_waiting() -> None:
     lab = Lab()
     m, t = lab.m, lab.t
     run = lab.free_run(100, t.reserved - 1)  # 47 < 48: QUICK fails
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = m.call(
         "vm_page_alloczwq", {"pindex": 1, "flags": "VM_ALLOC_QUICK|VM_ALLOC_RETRY"}, thread=1
     )
@@ -898,13 +898,13 @@ def test_alloczwq_with_retry_on_an_exhausted_machine_keeps_waiting() -> None:
     for k in (2, 3):
         r = m.call("tick", {"n": 100})
         assert [e["tid"] for e in r.record["events"] if e["event"] == "sleep"] == [1]
-        assert m.vm_pageout_deficit == deficit + k
+        assert m.pd.vm_pageout_deficit == deficit + k
     # one page back on free colour 200 (free 48 == reserved; put there directly, and at
     # 48 < 83 + 16 vm_page_free_wakeup would wake nobody anyway); at the next timeout the
     # retry succeeds: colour 1 (pindex 1), one level of all colours upward from 1 ->
     # colour 100, the first page of the run
     lab.free(200)
-    assert m.threads[1].state == "sleeping"
+    assert m.sched.threads[1].state == "sleeping"
     r = m.call("tick", {"n": 100})
     resumed = [e for e in r.record["events"] if e["event"] == "resumed"]
     assert resumed == [
@@ -958,22 +958,22 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
     lab = Lab()
     m = lab.m
     _free_and_cache(lab, 60, 43)  # 103: sleeps
-    ticks = m.ticks
-    assert m.vm_pages_needed == 0 and m.vm_pages_waiting == 0
+    ticks = m.sched.ticks
+    assert m.pd.vm_pages_needed == 0 and m.pd.vm_pages_waiting == 0
     r = m.call("vm_wait", {"timo": 0}, thread=1)
-    assert m.vm_pages_needed == 1  # 0 <= 1: bumped
-    assert m.vm_pages_waiting == 1
+    assert m.pd.vm_pages_needed == 1  # 0 <= 1: bumped
+    assert m.pd.vm_pages_waiting == 1
     # timo 0 -> hz (100)
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
     r = m.call("vm_wait", {"timo": 7}, thread=2)
-    assert m.vm_pages_needed == 2  # 1 <= 1: bumped
-    assert m.vm_pages_waiting == 2
+    assert m.pd.vm_pages_needed == 2  # 1 <= 1: bumped
+    assert m.pd.vm_pages_waiting == 2
     assert r.blocked is not None and r.blocked["timo"] == 7
     r = m.call("vm_wait", {"timo": 3}, thread=3)
-    assert m.vm_pages_needed == 2  # 2 > 1: left alone
-    assert m.vm_pages_waiting == 3
+    assert m.pd.vm_pages_needed == 2  # 2 > 1: left alone
+    assert m.pd.vm_pages_waiting == 3
     assert r.blocked is not None and r.blocked["timo"] == 3
-    assert m.ticks == ticks  # sleeping takes no time by itself
+    assert m.sched.ticks == ticks  # sleeping takes no time by itself
     check_invariants(m)
     # each sleep times out on its own: thread 3 at +3, thread 2 at +7, thread 1 at +100
     order = []
@@ -981,8 +981,8 @@ def test_vm_wait_trip_point_for_nice_0() -> None:
         r = m.call("tick", {"n": n})
         order += [(e["tid"], e["timed_out"]) for e in r.record["events"] if e["event"] == "resumed"]
     assert order == [(3, True), (2, True), (1, True)]
-    assert m.ticks == ticks + 100
-    assert not m.sleepq
+    assert m.sched.ticks == ticks + 100
+    assert not m.sched.sleepq
     check_invariants(m)
 
 
@@ -1001,8 +1001,8 @@ def test_vm_wait_nice_shifts_the_trip_point() -> None:
     # nice 19 -> nice + 1 = 20: k = 40 * 41 / 40 = 41, trip point 83 + 41 = 124 > 123
     r = m.call("vm_wait", {"timo": 5}, nice=19, thread=1)
     assert r.blocked is not None and r.blocked["timo"] == 5
-    assert m.vm_pages_waiting == 1
-    assert m.threads[1].nice == 19
+    assert m.pd.vm_pages_waiting == 1
+    assert m.sched.threads[1].nice == 19
     # nice 18 -> 19: k = 39 * 41 / 40 = 1599 / 40 = 39, trip point 122 <= 123: no sleep
     before = state_digest(m)
     r = m.call("vm_wait", {"timo": 5}, nice=18, thread=2)
@@ -1016,7 +1016,7 @@ def test_vm_wait_sleeps_below_reserved_free_even_with_plenty_of_cache() -> None:
     _free_and_cache(lab, t.reserved - 1, 200)  # free 47 < 48, free + cache 247
     r = m.call("vm_wait", {"timo": 1})
     assert r.blocked == {"thread": 0, "channel": "v_free_count", "wmesg": "vmwait", "timo": 1}
-    assert m.vm_pages_waiting == 1
+    assert m.pd.vm_pages_waiting == 1
     r = m.call("tick", {"n": 1}, thread=5)  # thread 0 sleeps; another thread ticks
     assert [e["tid"] for e in r.record["events"] if e["event"] == "resumed"] == [0]
 

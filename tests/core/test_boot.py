@@ -55,7 +55,7 @@ class AllocSpy:
 
     def __init__(self, m: Machine) -> None:
         self.calls: list[tuple[int, int]] = []
-        alist = m.vm_contig_alist
+        alist = m.contig.alist
         real = alist.alloc
 
         def alloc(start: int, count: int) -> int:
@@ -95,8 +95,8 @@ def test_unaligned_ranges_are_rounded_and_an_empty_last_range_still_sets_page_ra
     m = boot(UNALIGNED, boot_stage="early")
     assert m.first_page == 2
     assert m.page_range == 3071
-    assert m.minidump_bitmap == (0x5FF000, 0x600000)
-    assert (m.vm_page_array_start, m.vm_page_array_end) == (0x59F000, 0x5FF000)
+    assert m.startup.minidump_bitmap == (0x5FF000, 0x600000)
+    assert (m.startup.vm_page_array_start, m.startup.vm_page_array_end) == (0x59F000, 0x5FF000)
     # managed runs as page-array indices (pfn - 2)
     assert m.managed == [(0, 254), (0x200 - 2, 0x59F - 2), (0x800 - 2, 0xC00 - 2)]
     assert m.vmstats.v_page_count == 2205
@@ -122,8 +122,8 @@ def test_biggestone_is_the_first_of_equal_largest_ranges() -> None:
     m2 = boot(bigger, boot_stage="early")
     # now range 2 is biggest: nbits = 0xC02 = 3074 -> 385 bytes -> 4096; end = 0xC00000;
     # page_range = 3074 - 2 = 3072, * 128 = 393216 = 0x60000; new_end = 0xBA0000
-    assert m2.minidump_bitmap == (0xC00000, 0xC01000)
-    assert m2.vm_page_array_start == 0xBA0000
+    assert m2.startup.minidump_bitmap == (0xC00000, 0xC01000)
+    assert m2.startup.vm_page_array_start == 0xBA0000
     assert is_managed(m2, 0x5FF)  # range 1 now whole
     assert is_managed(m2, 0xB9F) and not is_managed(m2, 0xBA0)
 
@@ -131,15 +131,15 @@ def test_biggestone_is_the_first_of_equal_largest_ranges() -> None:
 def test_dma_reserve_pages_at_boot() -> None:
     m = boot(UNALIGNED, boot_stage="early")
     vs = m.vmstats
-    assert m.vm_low_phys_reserved == 0x23F800
-    assert m.vm_dma_reserved == 589312
+    assert m.contig.vm_low_phys_reserved == 0x23F800
+    assert m.contig.vm_dma_reserved == 589312
     assert vs.v_dma_pages == 318
     assert vs.v_wire_count == 318  # every reserve page is wired once
     assert vs.v_free_count == 1887
     assert vs.v_page_count == 2205  # reserve pages are counted too
     # alist block number == pfn; the reserve is exactly the DMA pages, all free
-    assert m.vm_contig_alist.free_runs() == [(2, 254), (0x200, 64)]
-    assert m.vm_contig_alist.bl_free == 318
+    assert m.contig.alist.free_runs() == [(2, 254), (0x200, 64)]
+    assert m.contig.alist.bl_free == 318
     pg = m.pg
     last_dma = 0x23F - m.first_page  # pa 0x23F000 < 0x23F800
     first_normal = 0x240 - m.first_page  # pa 0x240000 >= 0x23F800
@@ -153,8 +153,8 @@ def test_dma_reserve_pages_at_boot() -> None:
     assert pg.queue[first_normal] == PQ_FREE + 0x240
     assert pg.pat[first_normal] == PAT_WRITE_BACK
     # only the 1887 normal pages are on queues
-    assert sum(m.q_lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]) == 1887
-    assert sum(m.q_lcnt) == 1887
+    assert sum(m.pq.lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]) == 1887
+    assert sum(m.pq.lcnt) == 1887
     # boot updated the global vmstats and copied it into the boot CPU's snapshot
     assert m.cpus[0].vmstats.cnt == [1887, 0, 0, 0, 318]
     assert m.cpus[0].adj.cnt == [0, 0, 0, 0, 0]
@@ -180,7 +180,7 @@ def test_npages_bound_stops_a_later_range_and_ends_the_outer_loop() -> None:
     m = boot(NPAGES_BOUND, boot_stage="early")
     assert m.first_page == 0x2000
     assert m.page_range == 12288
-    assert m.vm_page_array_start == 0x1F7F000
+    assert m.startup.vm_page_array_start == 0x1F7F000
     assert m.managed == [(0x4E00 - 0x2000, 0x4EC0 - 0x2000)]
     assert m.vmstats.v_page_count == 192
     assert m.vmstats.v_free_count == 192
@@ -210,22 +210,22 @@ def test_minidump_bitmap_and_carve_out_above_4gib() -> None:
     m = boot(HIGH, boot_stage="early")
     assert m.first_page == 0xFFC00
     assert m.page_range == 4096
-    assert m.minidump_bitmap == (0x100BDF000, 0x100C00000)
-    assert m.vm_page_array_start == 0x100B5F000
+    assert m.startup.minidump_bitmap == (0x100BDF000, 0x100C00000)
+    assert m.startup.vm_page_array_start == 0x100B5F000
     assert m.managed == [(0, 3935)]
     assert m.vmstats.v_page_count == 3935
     assert m.vmstats.v_free_count == 3935  # early: startup_finish has not run
     assert m.vmstats.v_dma_pages == 0
-    assert m.vm_contig_alist.bl_free == 0
+    assert m.contig.alist.bl_free == 0
 
 
 def test_minidump_bitmap_rounds_the_bit_count_up_to_whole_bytes() -> None:
     # last end 0x8001000: nbits = 0x8001 = 32769 -> roundup8 = 32776 -> 4097 bytes ->
     # round_page = 8192 (two pages; 32769 / 8 = 4096 bytes would have been one)
     m = boot(((0x1000, 0x8001000),), boot_stage="early")
-    assert m.minidump_bitmap == (0x7FFF000, 0x8001000)
+    assert m.startup.minidump_bitmap == (0x7FFF000, 0x8001000)
     # page_range 32768 -> 4 MiB of page structures below the bitmap
-    assert m.vm_page_array_start == 0x7FFF000 - 32768 * 128
+    assert m.startup.vm_page_array_start == 0x7FFF000 - 32768 * 128
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_every_aligned_1024_frame_block_uses_1024_distinct_colors() -> None:
     a = 0x100800 - m.first_page
     assert len(set(pc[a : a + 863].tolist())) == 863
     # free colour queues: colours whose "low ^ 3" lies in 0..862 hold 4 pages, others 3
-    lcnt = m.q_lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]
+    lcnt = m.pq.lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]
     assert sorted(set(lcnt)) == [3, 4]
     assert lcnt.count(4) == 863
     assert sum(lcnt) == 3935
@@ -302,20 +302,20 @@ def test_every_aligned_1024_frame_block_uses_1024_distinct_colors() -> None:
 def test_startup_finish_returns_the_reserve_in_chunks_from_the_top() -> None:
     m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
     assert m.vmstats.v_page_count == 7934
-    assert m.vm_low_phys_reserved == 0x7FFC00
+    assert m.contig.vm_low_phys_reserved == 0x7FFC00
     assert m.vmstats.v_dma_pages == 2047
     assert m.vmstats.cnt == [5887, 0, 0, 0, 2047]
-    assert m.set_assoc_mask == 15  # before startup_finish
-    assert m.page_hash_size == 0  # no hash table yet
+    assert m.pq.set_assoc_mask == 15  # before startup_finish
+    assert m.hash.size == 0  # no hash table yet
     spy = AllocSpy(m)
     vm_page_startup_finish(m)
     assert spy.calls == [(1536, 512), (1024, 512), (512, 512)]
-    assert m.vm_low_phys_reserved == 0x200000
+    assert m.contig.vm_low_phys_reserved == 0x200000
     assert m.vmstats.v_dma_pages == 511
-    assert m.vm_contig_alist.free_runs() == [(1, 511)]
+    assert m.contig.alist.free_runs() == [(1, 511)]
     assert m.console[-1] == "DMA space used: 0k, remaining available: 2044k"
-    assert m.set_assoc_mask == 1023  # 1 CPU
-    assert m.page_hash_size == 4096  # 8191 / 16 = 511 < 4096
+    assert m.pq.set_assoc_mask == 1023  # 1 CPU
+    assert m.hash.size == 4096  # 8191 / 16 = 511 < 4096
     check_invariants(m)
 
 
@@ -348,13 +348,13 @@ def test_returned_pages_passed_through_the_inactive_tail() -> None:
     # returned pfns 512..2047.  pfn 512..1023 have colour pfn (512..1023, once each);
     # pfn 1024..2047 have colour (pfn ^ 1) & 1023 (every colour once).  Each unwire
     # deactivated the page to the inactive tail, bumping that queue's adds by one.
-    adds = m.q_adds[PQ_INACTIVE : PQ_INACTIVE + PQ_L2_SIZE]
+    adds = m.pq.adds[PQ_INACTIVE : PQ_INACTIVE + PQ_L2_SIZE]
     assert adds[:512] == [1] * 512
     assert adds[512:] == [2] * 512
-    assert sum(m.q_adds[PQ_FREE : PQ_FREE + PQ_L2_SIZE]) == 0
-    assert sum(m.q_adds[PQ_ACTIVE:]) == 0
+    assert sum(m.pq.adds[PQ_FREE : PQ_FREE + PQ_L2_SIZE]) == 0
+    assert sum(m.pq.adds[PQ_ACTIVE:]) == 0
     # ... but nothing stayed on an inactive queue
-    assert sum(m.q_lcnt[PQ_INACTIVE : PQ_INACTIVE + PQ_L2_SIZE]) == 0
+    assert sum(m.pq.lcnt[PQ_INACTIVE : PQ_INACTIVE + PQ_L2_SIZE]) == 0
 
 
 def test_returned_pages_land_at_the_free_queue_heads_last_chunk_first() -> None:
@@ -395,9 +395,9 @@ def test_startup_finish_trims_chunks_to_powers_of_two() -> None:
         [(544, 32), (512, 32), (224, 32), (192, 32), (160, 32), (152, 8)]
         + [(pfn, 1) for pfn in range(151, 144, -1)]
     )
-    assert m.vm_low_phys_reserved == 145 << 12
+    assert m.contig.vm_low_phys_reserved == 145 << 12
     assert m.vmstats.v_dma_pages == 318 - 175  # = 143
-    assert m.vm_contig_alist.free_runs() == [(2, 143)]
+    assert m.contig.alist.free_runs() == [(2, 143)]
     assert m.console[-1] == "DMA space used: 0k, remaining available: 572k"  # 143 * 4
     # colour 151 (pfn < 1024 keeps its pfn as colour): 2197 = (151 ^ 2) + 2048 and
     # 1174 = (151 ^ 1) + 1024 were there; the returned 151 goes on top
@@ -409,7 +409,7 @@ def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> No
     m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
     # a driver's contigmalloc at attach time: alist_alloc(0, 16) -> lowest 16-aligned
     # free block; 0..15 holds the never-free block 0, so 16..31
-    assert m.vm_contig_alist.alloc(0, 16) == 16
+    assert m.contig.alist.alloc(0, 16) == 16
     spy = AllocSpy(m)
     vm_page_startup_finish(m)
     # free: 1..15, 32..2047 (2031), keep 511
@@ -423,30 +423,30 @@ def test_dma_space_used_counts_reserve_pages_a_driver_took_before_finish() -> No
     ] + [(528, 16)]
     # returned 512 + 512 + 256 + 7 * 32 + 16 = 1520; v_dma_pages = 2047 - 1520 = 527
     assert m.vmstats.v_dma_pages == 527
-    assert m.vm_low_phys_reserved == 528 << 12
+    assert m.contig.vm_low_phys_reserved == 528 << 12
     # used = (527 - 511) * 4 = 64k (the driver's 16 pages), available = 511 * 4
     assert m.console[-1] == "DMA space used: 64k, remaining available: 2044k"
-    assert m.vm_contig_alist.free_runs() == [(1, 15), (32, 496)]
+    assert m.contig.alist.free_runs() == [(1, 15), (32, 496)]
     check_invariants(m)
 
 
 def test_the_boot_console_keeps_the_boot_prints() -> None:
     # 32 MiB, one CPU (no NUMA print): the startup_finish line worked out above
     m = Machine.boot(MachineConfig.from_size("32MiB"))
-    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
-    assert m.console == m.boot_console
+    assert m.startup.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+    assert m.console == m.startup.boot_console
     # the message buffer rolls over (1000 lines, the oldest 100 dropped); dmesg.boot stays
     for k in range(1000):
         m.log(f"line {k}")
     assert m.console[0] == "line 99" and len(m.console) == 901
-    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+    assert m.startup.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
 
 
 def test_an_early_machine_prints_at_startup_finish() -> None:
     m = Machine.boot(MachineConfig.from_size("32MiB", boot_stage="early"))
-    assert m.boot_console == []
+    assert m.startup.boot_console == []
     vm_page_startup_finish(m)
-    assert m.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
+    assert m.startup.boot_console == ["DMA space used: 0k, remaining available: 2044k"]
 
 
 def test_startup_finish_with_no_reserve_returns_nothing() -> None:
@@ -455,7 +455,7 @@ def test_startup_finish_with_no_reserve_returns_nothing() -> None:
     assert m.console[-1] == "DMA space used: 0k, remaining available: 0k"
     assert m.cpus[0].adj.cnt == [0, 0, 0, 0, 0]
     # vm_low_phys_reserved stays min(256 MiB, 16 MiB / 4) = 4 MiB
-    assert m.vm_low_phys_reserved == 4 * MiB
+    assert m.contig.vm_low_phys_reserved == 4 * MiB
 
 
 def test_reserve_caps_on_a_3gib_machine() -> None:
@@ -465,8 +465,8 @@ def test_reserve_caps_on_a_3gib_machine() -> None:
     # page_range 786431; bitmap 786432 / 8 = 98304 bytes; new_end =
     #   trunc_page(3 GiB - 98304 - 786431 * 128 = 3120464000) = 761832 * 4096 -> pfn 1..761831
     m = Machine.boot(MachineConfig.from_size("3GiB", boot_stage="early"))
-    assert m.vm_low_phys_reserved == 256 * MiB
-    assert m.vm_dma_reserved == 128 * MiB
+    assert m.contig.vm_low_phys_reserved == 256 * MiB
+    assert m.contig.vm_dma_reserved == 128 * MiB
     assert m.vmstats.v_dma_pages == 65535
     assert m.vmstats.v_page_count == 761831
     spy = AllocSpy(m)
@@ -481,10 +481,10 @@ def test_reserve_caps_on_a_3gib_machine() -> None:
         + [(32784, 16)]
         + [(pfn, 1) for pfn in range(32783, 32768, -1)]
     )
-    assert m.vm_low_phys_reserved == 32769 << 12
+    assert m.contig.vm_low_phys_reserved == 32769 << 12
     assert m.vmstats.v_dma_pages == 65535 - 32767  # 32768
     assert m.console[-1] == "DMA space used: 0k, remaining available: 131072k"  # 32768 * 4
-    assert m.page_hash_size == 65536  # 786431 / 16 = 49151 -> 4096 doubled 4 times
+    assert m.hash.size == 65536  # 786431 / 16 = 49151 -> 4096 doubled 4 times
     vm_pageout_init(m)
     assert m.vmstats.v_free_count == 761831 - 65535 + 32767  # 729063
 
@@ -505,9 +505,9 @@ def test_reserve_caps_on_a_3gib_machine() -> None:
 )
 def test_set_assoc_mask(ncpus: int, mask: int) -> None:
     early = Machine.boot(MachineConfig.from_size("4MiB", cpus=ncpus, boot_stage="early"))
-    assert early.set_assoc_mask == 15
+    assert early.pq.set_assoc_mask == 15
     m = Machine.boot(MachineConfig.from_size("4MiB", cpus=ncpus))
-    assert m.set_assoc_mask == mask
+    assert m.pq.set_assoc_mask == mask
 
 
 @pytest.mark.parametrize(
@@ -523,14 +523,14 @@ def test_page_hash_size(page_range: int, hash_size: int) -> None:
     # phys_avail [4 KiB, (page_range + 1) pages): first_page 1, so page_range as given
     m = boot(((0x1000, (page_range + 1) * 4096),))
     assert m.page_range == page_range
-    assert m.page_hash_size == hash_size
+    assert m.hash.size == hash_size
 
 
 def test_page_hash_size_is_capped_at_8m_entries() -> None:
     m = Machine.boot(MachineConfig.from_size("4MiB", boot_stage="early"))
     m.page_range = 1 << 28  # only the hash sizing reads it: 2^28 / 16 = 2^24 > 2^23
     vm_page_startup_finish(m)
-    assert m.page_hash_size == 8 * 1024 * 1024
+    assert m.hash.size == 8 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -558,10 +558,10 @@ def test_thresholds_of_a_booted_machine() -> None:
     assert vs.v_free_count == 7423
     assert vs.v_inactive_target == 463
     # the other daemon-start defaults
-    assert m.vm_max_launder == 47  # physmem 8191 pages / 256 + 16 = 31 + 16
-    assert m.vm_page_max_wired == 2474  # 7423 / 3
-    assert m.vm_pageout_stats_scan == 16  # max(16, 7423 / 1024 / 16 = 0)
-    assert m.vm_pageout_stats_ticks == 10  # hz 100 / 10
+    assert m.pd.vm_max_launder == 47  # physmem 8191 pages / 256 + 16 = 31 + 16
+    assert m.pd.vm_page_max_wired == 2474  # 7423 / 3
+    assert m.pd.vm_pageout_stats_scan == 16  # max(16, 7423 / 1024 / 16 = 0)
+    assert m.pd.vm_pageout_stats_ticks == 10  # hz 100 / 10
     # every CPU snapshot carries the thresholds
     assert m.cpus[0].vmstats.v_paging_start == 309
 
@@ -608,7 +608,7 @@ def test_early_machine_has_zero_thresholds_and_no_predicate_trips() -> None:
         assert vs.get(name) == 0, name
     assert predicate_table(m.cpus[0].vmstats) == dict.fromkeys(predicate_table(vs), False)
     assert m.vmstats.v_free_count == 5887
-    assert m.boot_stage == "early"
+    assert m.startup.boot_stage == "early"
 
 
 def test_a_map_whose_page_array_eats_every_page_is_refused() -> None:

@@ -73,7 +73,7 @@ def assert_blocked(r: CallResult, thread: int, wmesg: str) -> None:
 
 
 def sleeping(m: Machine, tid: int) -> bool:
-    th = m.threads.get(tid)
+    th = m.sched.threads.get(tid)
     return th is not None and th.state == "sleeping"
 
 
@@ -119,7 +119,7 @@ def test_busy_wait_acquires_at_once(start: int, also: bool, after: int) -> None:
     assert r.blocked is None and r.result is None
     assert word(m) == after  # start | 0x80000000
     assert m.pg.flags[ix(PFN)] == 0  # no sleep: PG_REFERENCED not set
-    assert not m.sleepq
+    assert not m.sched.sleepq
     check_invariants(m)
 
 
@@ -140,7 +140,7 @@ def test_busy_wait_sleeps(start: int, also: bool, after: int) -> None:
     assert_blocked(r, 2, "bwtest")
     assert word(m) == after  # start | 0x40000000
     assert m.pg.flags[ix(PFN)] == PG_REFERENCED  # 0x80: sleeping marks the page referenced
-    assert [t.tid for t in m.sleepq[CHAN]] == [2]
+    assert [t.tid for t in m.sched.sleepq[CHAN]] == [2]
     assert {"event": "sleep", "tid": 2, "channel": CHAN, "wmesg": "bwtest", "timo": 0} in r.record[
         "events"
     ]
@@ -163,7 +163,7 @@ def test_busy_wait_acquires_after_the_holder_releases() -> None:
         {"tid": 2, "fn": "vm_page_busy_wait", "result": None, "timed_out": False}
     ]
     assert word(m) == 0x80000000
-    assert not m.sleepq and m.threads[2].state == "idle"
+    assert not m.sched.sleepq and m.sched.threads[2].state == "idle"
     check_invariants(m)
 
 
@@ -268,7 +268,7 @@ def test_sleep_busy_sleeps_once_and_acquires_nothing(start: int, also: bool, aft
         {"tid": 2, "fn": "vm_page_sleep_busy", "result": None, "timed_out": False}
     ]
     assert word(m) == after & ~PBUSY_WANTED  # flash cleared WANTED; nothing acquired
-    assert not m.sleepq
+    assert not m.sched.sleepq
     check_invariants(m)
 
 
@@ -476,7 +476,7 @@ def test_flag_clear_cannot_take_a_reserve_page_out_of_the_dma_reserve() -> None:
     Clearing either flag on such a page would leave a reserve page the alist can hand out
     that is not FICTITIOUS|UNQUEUED: refused, nothing changes."""
     m = Machine.boot(MachineConfig(phys_avail=((0x100000, 0x900000),)))
-    assert m.vm_contig_alist.is_free(256)
+    assert m.contig.alist.is_free(256)
     assert m.pg.flags[256 - m.first_page] == PG_FICTITIOUS | PG_UNQUEUED
     before = state_digest(m)
     for bits in ("PG_FICTITIOUS", "PG_UNQUEUED", "PG_FICTITIOUS|PG_UNQUEUED"):

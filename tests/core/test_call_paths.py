@@ -115,7 +115,7 @@ def test_an_idle_registered_thread_runs_on_the_cpu_it_is_called_on() -> None:
     r = m.call("vm_page_sleep_busy", {"m": pfn}, cpu=0, thread=2, nice=5)
     assert r.blocked is not None and r.blocked["thread"] == 2
     m.call("vm_page_wakeup", {"m": pfn}, cpu=0)  # the holder lets go: thread 2 resumes
-    th = m.threads.get(2)
+    th = m.sched.threads.get(2)
     assert th is not None and th.state == "idle" and th.cpu == 0 and th.nice == 5
     m.call("vm_page_alloc", {"object": None, "pindex": 0, "page_req": 1}, cpu=2)
     assert m.curthread is th

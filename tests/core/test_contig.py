@@ -149,14 +149,14 @@ def test_alloc_contig_rounds_up_to_a_power_of_two_and_frees_the_tail() -> None:
     # alist rounds 3 up to 4: the lowest 4-aligned fully free block of 4 is 4..7
     # (0..3 holds the never-free 0 and the taken 1); the tail block 7 is freed at once
     assert alloc_contig(m, 12000) == 4
-    assert m.vm_contig_alist.free_runs() == [(2, 2), (7, 505)]  # 2..3, 7..511
-    assert m.vm_contig_alist.bl_free == 507  # 510 - 3
-    assert m.vm_contig_alist.is_free(7)
+    assert m.contig.alist.free_runs() == [(2, 2), (7, 505)]  # 2..3, 7..511
+    assert m.contig.alist.bl_free == 507  # 510 - 3
+    assert m.contig.alist.is_free(7)
     # 16 pages: lowest 16-aligned free block: 0..15 is not whole (0, 1, 4, 5, 6), 16..31 is
     assert alloc_contig(m, 16 * PAGE) == 16
     # free: 2..3, 7..15 (9 blocks), 32..511 (480 blocks)
-    assert m.vm_contig_alist.free_runs() == [(2, 2), (7, 9), (32, 480)]
-    assert m.vm_contig_alist.bl_free == 491  # 507 - 16 = 2 + 9 + 480
+    assert m.contig.alist.free_runs() == [(2, 2), (7, 9), (32, 480)]
+    assert m.contig.alist.bl_free == 491  # 507 - 16 = 2 + 9 + 480
     for pfn in (4, 5, 6, 16, 31):
         assert page_state(m, pfn) == (PQ_NONE, FICT_UNQ, 1, 0, 0, 0)
     check_invariants(m)
@@ -190,8 +190,8 @@ def test_alloc_contig_high_limit_frees_the_block_back() -> None:
     # 16 pages: alist returns block 16; (16 + 16) << 12 = 0x20000 > high 0x1FFFF -> freed
     # back, NULL; the alist ends exactly as it was
     assert alloc_contig(m, 16 * PAGE, high=0x1FFFF) is None
-    assert m.vm_contig_alist.bl_free == 511
-    assert m.vm_contig_alist.free_runs() == [(1, 511)]
+    assert m.contig.alist.bl_free == 511
+    assert m.contig.alist.free_runs() == [(1, 511)]
     assert state_digest(m) == digest
     check_invariants(m)
     # high 0x20000: 0x20000 > 0x20000 is false -> granted
@@ -207,11 +207,11 @@ def test_alloc_contig_size_limits() -> None:
     assert alloc_contig(m, 512 * PAGE) is None
     # 65536 pages = the alist's radix: always refused
     assert alloc_contig(m, 65536 * PAGE) is None
-    assert m.vm_contig_alist.bl_free == 511
+    assert m.contig.alist.bl_free == 511
     # 256 pages: the 256-aligned block 256..511 is whole
     assert alloc_contig(m, 256 * PAGE) == 256
-    assert m.vm_contig_alist.bl_free == 255  # 511 - 256
-    assert m.vm_contig_alist.free_runs() == [(1, 255)]
+    assert m.contig.alist.bl_free == 255  # 511 - 256
+    assert m.contig.alist.free_runs() == [(1, 255)]
     check_invariants(m)
 
 
@@ -238,7 +238,7 @@ def test_contig_verbose_logs_the_converted_alignment_and_boundary() -> None:
     lines = len(m.console)
     assert alloc_contig(m, PAGE) == 1
     assert len(m.console) == lines  # vm.contig_verbose defaults to 0: no log
-    m.vm_contig_verbose = 1
+    m.contig.verbose = 1
     assert alloc_contig(m, PAGE, alignment=0x10000, boundary=0) == 2
     # alignment max(1, 0x10000 >> 12) = 16 pages, boundary max(1, 0 >> 12) = 1
     assert "alignment=16 boundary=1" in m.console[-1]
@@ -267,11 +267,11 @@ def test_alloc_contig_refuses_size_zero_and_absurd_sizes_up_front() -> None:
 def test_free_contig_returns_a_reserve_block() -> None:
     m = boot32()
     assert alloc_contig(m, 4 * PAGE) == 4  # lowest whole 4-aligned block (0..3 holds 0)
-    assert m.vm_contig_alist.bl_free == 507  # 511 - 4
+    assert m.contig.alist.bl_free == 507  # 511 - 4
     r = m.call("vm_page_free_contig", {"m": 4, "size": 4 * PAGE})
     assert r.result is None and r.blocked is None
-    assert m.vm_contig_alist.bl_free == 511
-    assert m.vm_contig_alist.free_runs() == [(1, 511)]
+    assert m.contig.alist.bl_free == 511
+    assert m.contig.alist.free_runs() == [(1, 511)]
     for pfn in (4, 7):  # the pages stay wired, FICTITIOUS|UNQUEUED, not busy
         assert page_state(m, pfn) == (PQ_NONE, FICT_UNQ, 1, 0, 0, 0)
     check_invariants(m)
@@ -294,7 +294,7 @@ def test_free_contig_double_free_panics_and_changes_nothing() -> None:
     assert alloc_contig(m, PAGE) == 1
     with pytest.raises(KernelPanic):
         m.call("vm_page_free_contig", {"m": 1, "size": 2 * PAGE})
-    assert not m.vm_contig_alist.is_free(1)
+    assert not m.contig.alist.is_free(1)
     check_invariants(m)
 
 
@@ -311,7 +311,7 @@ def test_free_contig_asserts_the_block_ends_below_vm_low_phys_reserved() -> None
     # 0x1FF000 + 0x1000 = 0x200000 <= 0x200000: fine
     assert state_digest(m) == digest
     call(m, "vm_page_free_contig", m=511, size=PAGE)
-    assert m.vm_contig_alist.is_free(511)
+    assert m.contig.alist.is_free(511)
     check_invariants(m)
 
 
@@ -347,13 +347,13 @@ def test_fallback_tries_the_reserve_first() -> None:
     got = pg_alloc(m, PAGE)
     assert got == 1  # vm_page_alloc_contig's block: a reserve page, FICTITIOUS
     assert page_state(m, 1) == (PQ_NONE, FICT_UNQ, 1, 0, 0, 0)
-    assert m.vm_contig_alist.bl_free == 510
+    assert m.contig.alist.bl_free == 510
 
 
 def test_fallback_scans_in_address_order_not_queue_order() -> None:
     m = boot_nores()
     assert m.first_page == 1024 and m.vmstats.v_page_count == 3967
-    assert m.vm_contig_alist.bl_free == 0
+    assert m.contig.alist.bl_free == 0
     # colour 1 holds pfn 1024 ((1024 ^ 1) & 1023 = 1), 2051 ((2051 ^ 2) & 1023 = 1),
     # 3074 ((3074 ^ 3) & 1023 = 1) and 4101 ((4101 ^ 4) & 1023 = 1); each was added at the
     # head in ascending order, so the highest is the head and 1024 is the tail
@@ -421,9 +421,9 @@ def test_fallback_run_check_covers_the_last_page_of_the_run() -> None:
     # 4 pages: the runs from 1024, 1025 and 1026 all end on or pass the busy 1027, which is
     # itself no candidate; the first whole run starts at 1028
     assert _contig_find(m, 0, 4, 4 * PAGE, 0, (1 << 64) - 1, PAGE, 0) == idx(m, 1028)
-    adds = m.q_adds[:]
+    adds = m.pq.adds[:]
     assert pg_alloc(m, 4 * PAGE) == 1028
-    assert m.q_adds == adds  # nothing was taken and given back on the way
+    assert m.pq.adds == adds  # nothing was taken and given back on the way
     assert base_queue(m, 1024) == PQ_FREE
 
 
@@ -431,11 +431,11 @@ def test_the_take_does_not_wake_the_pagedaemon() -> None:
     m = boot_nores()
     # make vm_paging_start(0) true on cpu0: v_paging_start 4000 > free + cache = 3967
     m.cpus[0].vmstats.v_paging_start = 4000
-    assert m.vm_pages_needed == 0
+    assert m.pd.vm_pages_needed == 0
     assert pg_alloc(m, PAGE) == 1024  # vm_page_unqueue_nowakeup: no pagedaemon_wakeup
-    assert m.vm_pages_needed == 0
+    assert m.pd.vm_pages_needed == 0
     call(m, "vm_page_unqueue", m=1025)  # the waking form would have poked it
-    assert m.vm_pages_needed == 1
+    assert m.pd.vm_pages_needed == 1
 
 
 def test_fallback_without_boundary_takes_the_crossing_run() -> None:
@@ -465,7 +465,7 @@ def test_fallback_on_an_exhausted_reserve() -> None:
     # = 511 pages): each is the lowest naturally aligned whole block
     for k in range(9):
         assert alloc_contig(m, PAGE << k) == 1 << k
-    assert m.vm_contig_alist.bl_free == 0
+    assert m.contig.alist.bl_free == 0
     # the scan passes pfn 1..511 (reserve pages: PQ_NONE, wired) and takes 512 (pa 0x200000,
     # the first page returned to the free queues by startup_finish)
     assert pg_alloc(m, PAGE) == 512
@@ -518,7 +518,7 @@ def test_fallback_scan_stops_at_v_page_count_quirk() -> None:
 def test_fallback_pages_go_back_through_free_contig() -> None:
     m = boot_nores()
     assert pg_alloc(m, 4 * PAGE, alignment=0x4000) == 1024
-    adds_before = m.q_adds[:]
+    adds_before = m.pq.adds[:]
     tfree = m.cpus[0].meter["v_tfree"]
     # pa 0x400000 >= vm_low_phys_reserved 0x400000: the normal-memory path
     r = m.call("vm_page_free_contig", {"m": 1024, "size": 4 * PAGE})
@@ -526,8 +526,8 @@ def test_fallback_pages_go_back_through_free_contig() -> None:
     # colours (pfn ^ 1) & 1023: 1024 -> 1, 1025 -> 0, 1026 -> 3, 1027 -> 2; each page went
     # through the inactive tail (unwire 1 -> 0: adds + 1) and then to its free head
     for pfn, color in ((1024, 1), (1025, 0), (1026, 3), (1027, 2)):
-        assert m.q_head[PQ_FREE + color] == idx(m, pfn)
-        assert m.q_adds[PQ_INACTIVE + color] == adds_before[PQ_INACTIVE + color] + 1
+        assert m.pq.head[PQ_FREE + color] == idx(m, pfn)
+        assert m.pq.adds[PQ_INACTIVE + color] == adds_before[PQ_INACTIVE + color] + 1
         assert page_state(m, pfn) == (PQ_FREE + color, 0, 0, 0, 0, 0)  # valid cleared
     assert m.cpus[0].meter["v_tfree"] == tfree + 4
     assert m.cpus[0].adj.cnt[CNT_WIRE] == 0  # +4 by the take, -4 by the unwires
@@ -718,7 +718,7 @@ def test_inactive_pages_are_cached_by_the_first_clean_and_taken_by_the_second_pa
     call(m, "vmstats_rollup")  # the clean's budget is the *global* v_inactive_count (4)
     assert m.vmstats.v_inactive_count == 4
     tfree = m.cpus[0].meter["v_tfree"]
-    m.vm_contig_verbose = 1
+    m.contig.verbose = 1
     # pass 0: no candidate (the pages are inactive) -> clean every inactive colour: each
     # page is clean, unheld, owned -> vm_page_cache (cache tail); pass 1: 2000..2003 are on
     # PQ_CACHE -> each is unmapped, freed (free head) and taken
@@ -727,7 +727,7 @@ def test_inactive_pages_are_cached_by_the_first_clean_and_taken_by_the_second_pa
     for pfn in WIN:
         assert page_state(m, pfn) == (PQ_NONE, 0, 1, 0, 0xFF, 0)
         assert m.pg.obj[idx(m, pfn)] == 0  # the free took it out of the object
-    assert m.objects[obj].resident_page_count == 0
+    assert m.vmobj.objects[obj].resident_page_count == 0
     assert m.cpus[0].meter["v_tfree"] == tfree + 4  # one vm_page_free per cache page
     assert m.cpus[0].meter["v_reactivated"] == 0  # the cache pages were freed, not reused
     # cpu0 since the rollup: inactive -4, cache +4 -4, free +4 -4, wire +4
@@ -757,11 +757,11 @@ def test_cache_pages_are_taken_in_the_first_pass() -> None:
         call(m, "vm_page_cache", m=pfn)
     assert [base_queue(m, pfn) for pfn in WIN] == [PQ_CACHE] * 4
     cache_gd = m.cpus[0].vmstats.cnt[3]
-    m.vm_contig_verbose = 1
+    m.contig.verbose = 1
     assert win_alloc(m) == 2000
     assert "pass 0" in m.console[-1]
     assert m.cpus[0].vmstats.cnt[3] == cache_gd - 4  # v_cache_count in cpu0's snapshot
-    assert m.q_lcnt[PQ_CACHE + 977] == 0
+    assert m.pq.lcnt[PQ_CACHE + 977] == 0
     check_invariants(m)
 
 
@@ -771,7 +771,7 @@ def test_dirty_pages_are_written_then_cached_then_taken_in_the_third_pass() -> N
     for k, pfn in enumerate(WIN):
         make_page(m, pfn, obj, k, dirty=True)
     call(m, "vmstats_rollup")
-    m.vm_contig_verbose = 1
+    m.contig.verbose = 1
     # pass 0: clean writes the dirty pages (they stay inactive); pass 1: clean caches them;
     # pass 2: taken
     assert win_alloc(m) == 2000
@@ -810,7 +810,7 @@ def test_clean_write_protects_a_writable_mapping_and_collects_its_modified_bit()
     # (collecting and clearing M) and cleaned the page; the mapping stays, read-only, its
     # A bit (set by the touch) untouched: [writable, referenced, modified]
     assert m.pg.dirty[i] == 0
-    assert m.pmap_mappings[i] == {1: [False, True, False]}
+    assert m.pmap.mappings[i] == {1: [False, True, False]}
     assert base_queue(m, 2000) == PQ_INACTIVE
     check_invariants(m)
 
@@ -841,7 +841,7 @@ def test_active_pages_are_cleaned_only_with_m_waitok_from_the_second_pass() -> N
             make_page(m, pfn, obj, k, active=True)
         call(m, "vmstats_rollup")
         assert m.vmstats.v_active_count == 4
-        m.vm_contig_verbose = 1
+        m.contig.verbose = 1
         # M_WAITOK: pass 0 cleans the inactive queues only; pass 1 also the active ones
         # (count = global v_active_count = 4) -> cached; pass 2 takes them
         assert win_alloc(m, mflags) == expected
@@ -915,7 +915,7 @@ def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
     # a cache page that became dirty behind the VM's back (set directly: vm_page_dirty
     # refuses cache pages); the scan's state tests do not look at dirty
     m.pg.dirty[idx(m, 2002)] = 0xFF
-    adds = {pfn: m.q_adds[PQ_INACTIVE + c] for pfn, c in WIN_COLORS.items()}
+    adds = {pfn: m.pq.adds[PQ_INACTIVE + c] for pfn, c in WIN_COLORS.items()}
     tfree = m.cpus[0].meter["v_tfree"]
     # pass 0: run 2000..2003 passes; 2000 and 2001 are freed from the cache and taken;
     # 2002 is on PQ_CACHE but dirty -> unbusied, 2000..2001 released (unwire: inactive
@@ -924,8 +924,8 @@ def test_a_dirty_cache_page_makes_the_take_give_back_what_it_took() -> None:
     assert win_alloc(m) is None
     for pfn in (2000, 2001):
         assert base_queue(m, pfn) == PQ_FREE
-        assert m.q_head[PQ_FREE + WIN_COLORS[pfn]] == idx(m, pfn)
-        assert m.q_adds[PQ_INACTIVE + WIN_COLORS[pfn]] == adds[pfn] + 3  # one per pass
+        assert m.pq.head[PQ_FREE + WIN_COLORS[pfn]] == idx(m, pfn)
+        assert m.pq.adds[PQ_INACTIVE + WIN_COLORS[pfn]] == adds[pfn] + 3  # one per pass
         assert m.pg.wire[idx(m, pfn)] == 0
     assert base_queue(m, 2002) == PQ_CACHE and base_queue(m, 2003) == PQ_CACHE
     # frees: pass 0 two cache pages + two releases, passes 1-2 two releases each = 8

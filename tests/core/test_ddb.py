@@ -187,7 +187,7 @@ def test_show_pageq_follows_page_moves_and_omits_pq_hold() -> None:
         "PQ_INACTIVE": PQ_INACTIVE,
     }
     for label, base in bases.items():
-        assert q[label] == m.q_lcnt[base : base + 1024]
+        assert q[label] == m.pq.lcnt[base : base + 1024]
     # the held page is counted as active by vmstats (PQ_HOLD feeds v_active_count) but
     # appears on no printed line: the four lines hold 7419 + 3 pages, not 7423
     assert sum(sum(v) for v in q.values()) == 7422

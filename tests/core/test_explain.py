@@ -57,7 +57,7 @@ def one(machine: Machine, fn: str, kind: str, /, **args: Any) -> dict[str, Any]:
 def active_page(m: Machine) -> tuple[int, int]:
     """(object, pfn 1625): a hard-busied object page on PQ_ACTIVE (act_count ACT_INIT 5)."""
     obj = int(m.call("vm_object_allocate", {"type": "OBJT_DEFAULT", "size": 4096}).result)
-    m.objects[obj].pg_color = 0
+    m.vmobj.objects[obj].pg_color = 0
     p = m.call("vm_page_alloc", {"object": obj, "pindex": 600}).result
     assert p == P600
     m.call("vm_page_activate", {"m": p})
@@ -84,7 +84,7 @@ def test_dontneed_left_alone_names_the_dice_value_and_the_one_in_32_rule() -> No
 def test_dontneed_to_the_head_is_the_28_in_32_case() -> None:
     m = boot8()
     _, p = active_page(m)
-    m.dnweight = 99  # dnw 100: 100 & 0x1F0 = 0x60 != 0; 100 & 0x070 = 0x60 != 0 -> head
+    m.pagestate.dnweight = 99  # dnw 100: 100 & 0x1F0 = 0x60 != 0; 100 & 0x070 = 0x60 != 0 -> head
     e = one(m, "vm_page_dontneed", "dontneed", m=p)
     assert (e["dnw"], e["phase"], e["dnw_mod_128"]) == (100, 100, 100)
     assert e["branch"] == "deactivated to the inactive head"
@@ -96,7 +96,7 @@ def test_dontneed_to_the_head_is_the_28_in_32_case() -> None:
 def test_dontneed_to_the_tail_is_the_3_in_32_case() -> None:
     m = boot8()
     _, p = active_page(m)
-    m.dnweight = 132  # dnw 133 = 0b1000_0101: & 0x1F0 = 0x80 != 0, & 0x070 = 0 -> tail
+    m.pagestate.dnweight = 132  # dnw 133 = 0b1000_0101: & 0x1F0 = 0x80 != 0, & 0x070 = 0 -> tail
     e = one(m, "vm_page_dontneed", "dontneed", m=p)
     assert (e["dnw"], e["phase"], e["dnw_mod_128"]) == (133, 133, 5)
     assert e["branch"] == "deactivated to the inactive tail"
@@ -107,7 +107,7 @@ def test_dontneed_of_a_dirty_page_goes_to_the_tail_whatever_the_dice() -> None:
     m = boot8()
     _, p = active_page(m)
     m.call("vm_page_dirty", {"m": p})  # dirty = VM_PAGE_BITS_ALL (0xff)
-    m.dnweight = 99  # dnw 100 would send a clean page to the head
+    m.pagestate.dnweight = 99  # dnw 100 would send a clean page to the head
     e = one(m, "vm_page_dontneed", "dontneed", m=p)
     assert e["branch"] == "deactivated to the inactive tail" and e["dirty"] == 0xFF
     assert "the page is dirty (dirty 0xff)" in e["why"]
@@ -118,7 +118,7 @@ def test_dontneed_of_an_inactive_page_is_left_alone_whatever_the_dice() -> None:
     m = boot8()
     _, p = active_page(m)
     m.call("vm_page_deactivate", {"m": p})
-    m.dnweight = 99  # dnw 100: the dice alone would deactivate it
+    m.pagestate.dnweight = 99  # dnw 100: the dice alone would deactivate it
     e = one(m, "vm_page_dontneed", "dontneed", m=p)
     assert e["branch"] == "left alone" and e["queue"] == "PQ_INACTIVE"
     assert "already on PQ_INACTIVE: always left alone" in e["why"]
@@ -201,7 +201,7 @@ def test_alloc_contig_null_when_the_block_ends_above_high() -> None:
     )
     assert e["result"] is None and e["block"] == 4
     assert "pfn 0x4 ends at byte 0x7000, above high 0x2000" in e["why_null"]
-    assert m.vm_contig_alist.bl_free == 511  # given back
+    assert m.contig.alist.bl_free == 511  # given back
 
 
 def pg_alloc_event(m: Machine, npg: int, **kw: Any) -> dict[str, Any]:
@@ -332,7 +332,9 @@ def test_explanations_change_nothing() -> None:
     for fn, args in script:
         digests = []
         for record, m in zip((True, False), machines, strict=True):
-            page0 = m.objects[1].pages.get(0, -1) + m.first_page if 1 in m.objects else 0
+            page0 = (
+                m.vmobj.objects[1].pages.get(0, -1) + m.first_page if 1 in m.vmobj.objects else 0
+            )
             real = {k: page0 if v == "page0" else v for k, v in args.items()}
             m.call(fn, real, record=record)
             digests.append(state_digest(m))

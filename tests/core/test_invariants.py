@@ -98,11 +98,11 @@ def test_invariants_hold_after_a_few_calls(name: str) -> None:
 
 
 def corrupt_lcnt(m: Machine) -> None:
-    m.q_lcnt[PQ_FREE + 600] += 1
+    m.pq.lcnt[PQ_FREE + 600] += 1
 
 
 def corrupt_lcnt_of_an_empty_queue(m: Machine) -> None:
-    m.q_lcnt[PQ_ACTIVE + 3] = 1
+    m.pq.lcnt[PQ_ACTIVE + 3] = 1
 
 
 def corrupt_prev_link(m: Machine) -> None:
@@ -118,11 +118,11 @@ def corrupt_next_out_of_range(m: Machine) -> None:
 
 
 def corrupt_head(m: Machine) -> None:
-    m.q_head[PQ_FREE + 600] = ix(600)
+    m.pq.head[PQ_FREE + 600] = ix(600)
 
 
 def corrupt_tail(m: Machine) -> None:
-    m.q_tail[PQ_FREE + 600] = ix(1625)
+    m.pq.tail[PQ_FREE + 600] = ix(1625)
 
 
 def corrupt_color(m: Machine) -> None:
@@ -165,7 +165,7 @@ def corrupt_detached_cycle(m: Machine) -> None:
         m.pg.queue[p] = q
     m.pg.next[y], m.pg.prev[z] = z, y
     m.pg.next[z], m.pg.prev[y] = y, z
-    m.q_lcnt[q] += 2
+    m.pq.lcnt[q] += 2
 
 
 def corrupt_self_loop(m: Machine) -> None:
@@ -203,7 +203,7 @@ def _with_object(m: Machine) -> tuple[int, int]:
 
 def corrupt_object_tree_points_elsewhere(m: Machine) -> None:
     oid, _ = _with_object(m)
-    m.objects[oid].pages[9] = ix(1625)
+    m.vmobj.objects[oid].pages[9] = ix(1625)
 
 
 def corrupt_page_pindex(m: Machine) -> None:
@@ -219,7 +219,7 @@ def corrupt_page_object_id(m: Machine) -> None:
 
 def corrupt_resident_count(m: Machine) -> None:
     oid, _ = _with_object(m)
-    m.objects[oid].resident_page_count += 1
+    m.vmobj.objects[oid].resident_page_count += 1
 
 
 def corrupt_orphan_owner(m: Machine) -> None:
@@ -287,7 +287,7 @@ def test_corruption_is_detected(corrupt: Callable[[Machine], None]) -> None:
 
 def _reserve_page(m: Machine) -> int:
     """The index of the first page in a free alist run (a DMA reserve page)."""
-    blk, _count = next(iter(m.vm_contig_alist.free_runs()))
+    blk, _count = next(iter(m.contig.alist.free_runs()))
     return int(blk) - m.first_page
 
 
@@ -322,7 +322,7 @@ def reserve_page_given_away(m: Machine) -> None:
 @pytest.mark.parametrize("stage", ["early", "finished"])
 def test_reserve_corruption_is_detected(corrupt: Callable[[Machine], None], stage: Any) -> None:
     m = boot_with_reserve(boot_stage=stage)
-    assert m.vm_contig_alist.bl_free == (256 if stage == "early" else 128)  # see docstring
+    assert m.contig.alist.bl_free == (256 if stage == "early" else 128)  # see docstring
     check_invariants(m)
     corrupt(m)
     with pytest.raises(InvariantError):
@@ -360,7 +360,7 @@ def test_a_different_seed_gives_a_different_digest() -> None:
     a, b = run_script(5), run_script(6)
     # the seed draws the simulated thread addresses, from which object colours come
     assert a.cpus[0].thread_addr != b.cpus[0].thread_addr
-    assert a.objects[1].pg_color != b.objects[1].pg_color
+    assert a.vmobj.objects[1].pg_color != b.vmobj.objects[1].pg_color
     assert a.state_digest() != b.state_digest()
 
 
@@ -393,19 +393,19 @@ def test_digest_sees_every_page_field(field: str) -> None:
 @pytest.mark.parametrize(
     "poke",
     [
-        lambda m: m.q_adds.__setitem__(PQ_FREE + 3, 1),
-        lambda m: m.q_lastq.__setitem__(PQ_FREE + 3, 5),
-        lambda m: m.q_lcnt.__setitem__(PQ_FREE + 3, 9),
+        lambda m: m.pq.adds.__setitem__(PQ_FREE + 3, 1),
+        lambda m: m.pq.lastq.__setitem__(PQ_FREE + 3, 5),
+        lambda m: m.pq.lcnt.__setitem__(PQ_FREE + 3, 9),
         lambda m: setattr(m.vmstats, "v_free_min", m.vmstats.v_free_min + 1),
         lambda m: m.cpus[0].meter.__setitem__("v_tfree", 1),
         lambda m: m.cpus[0].adj.cnt.__setitem__(2, 1),
         lambda m: setattr(m.cpus[0], "quick_color", 23),
-        lambda m: setattr(m, "vm_pages_needed", 1),
-        lambda m: setattr(m, "vm_pages_waiting", 1),
-        lambda m: setattr(m, "vm_pageout_pages_needed", 1),
-        lambda m: setattr(m, "vm_pageout_deficit", 1),
-        lambda m: setattr(m, "ticks", 1),
-        lambda m: setattr(m, "dnweight", 1),
+        lambda m: setattr(m.pd, "vm_pages_needed", 1),
+        lambda m: setattr(m.pd, "vm_pages_waiting", 1),
+        lambda m: setattr(m.pd, "vm_pageout_pages_needed", 1),
+        lambda m: setattr(m.pd, "vm_pageout_deficit", 1),
+        lambda m: setattr(m.sched, "ticks", 1),
+        lambda m: setattr(m.pagestate, "dnweight", 1),
         lambda m: m.rng.random(),
         lambda m: m.call("vm_object_allocate"),
     ],
@@ -421,5 +421,5 @@ def test_digest_sees_object_fields() -> None:
     m = boot8()
     m.call("vm_object_allocate")
     before = state_digest(m)
-    m.objects[1].generation += 1
+    m.vmobj.objects[1].generation += 1
     assert state_digest(m) != before

@@ -116,18 +116,18 @@ def test_a_physid_beyond_the_sockets_is_taken_modulo_their_count() -> None:
     m = Machine.boot(dataclasses.replace(base, numa=ranges))
     even = split_machine("finished")
     assert (m.pg.arrays["pc"] == even.pg.arrays["pc"]).all()
-    assert m.q_lcnt == even.q_lcnt
+    assert m.pq.lcnt == even.pq.lcnt
     # pfn 2056: boot colour 8 ^ 2 = 10, physid 3 -> socket 1 -> 10 % 512 + 512 = 522
     assert m.pg.pc[2056 - 1] == 522
     # the finished machine: finalize's print, then startup_finish's
-    assert m.boot_console[0] == "vm_page: avg 2 pages per queue, 1024 queues"
-    assert m.boot_console[1].startswith("DMA space used: ")
+    assert m.startup.boot_console[0] == "vm_page: avg 2 pages per queue, 1024 queues"
+    assert m.startup.boot_console[1].startswith("DMA space used: ")
     check_invariants(m)
 
 
 def test_split_machine_queue_lengths_and_finalize_average() -> None:
     m = split_machine()
-    lcnt = m.q_lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]
+    lcnt = m.pq.lcnt[PQ_FREE : PQ_FREE + PQ_L2_SIZE]
     # colours 0..511: two socket-0 pages each (pfn 1024..2047; 1..1023 are DMA)
     assert lcnt[:512] == [2] * 512
     # colour 512 + c: 2 from block 2, 1 from block 3's low half, 1 more when
@@ -167,7 +167,7 @@ def test_later_organize_calls_end_up_nearer_the_head() -> None:
     # colours 0..511: 1 (call 2) + 2 (call 0) = 3; 512 + c: 1 (call 3) + 1 or 2 (call 1)
     # -> total over q[0..1023] = 2943 - lcnt(1023) = 2943 - 2 = 2941 -> avg 2, nothing moves
     assert m.console == ["vm_page: avg 2 pages per queue, 1024 queues"]
-    assert sum(m.q_lcnt) == 2943
+    assert sum(m.pq.lcnt) == 2943
     check_invariants(m)
 
 
@@ -175,7 +175,7 @@ def test_returned_reserve_pages_keep_their_socket_color() -> None:
     m = split_machine("finished")
     # reserve pfn 1..1023, keep 16773120 / 16 / 4096 = 255 pages: (1023, 512, 512) ->
     # (512, 512); then leaves 480, 448, ..., 256 (511-255 = 256, 224, ..., 32 >= 32)
-    assert m.vm_low_phys_reserved == 256 << 12
+    assert m.contig.vm_low_phys_reserved == 256 << 12
     assert m.vmstats.v_dma_pages == 255
     assert m.console[-1] == "DMA space used: 0k, remaining available: 1020k"
     # pfn 700 (colour 188 after organize) came back in the first chunk; colour 188 also
@@ -276,7 +276,7 @@ def test_finalize_round_robin_donors_and_fill_level() -> None:
     vm_numa_organize_finalize(m)
 
     assert m.console[-1] == "vm_page: avg 10 pages per queue, 1020 queues"
-    lcnt = m.q_lcnt
+    lcnt = m.pq.lcnt
     assert lcnt[PQ_FREE + 500] == 9  # filled to lo, not to the average
     assert lcnt[PQ_FREE + 700] == 9
     assert lcnt[PQ_FREE + 0] == 1050 - 4  # 2 to colour 500, 2 to colour 700

@@ -58,12 +58,12 @@ def as_int32(x: int) -> int:
 def test_object_ids_count_up_from_one() -> None:
     m = boot8()
     assert [new_object(m) for _ in range(3)] == [1, 2, 3]
-    assert sorted(m.objects) == [1, 2, 3]
+    assert sorted(m.vmobj.objects) == [1, 2, 3]
 
 
 def test_object_defaults() -> None:
     m = boot8()
-    o = m.objects[new_object(m)]
+    o = m.vmobj.objects[new_object(m)]
     assert o.type == ObjType.OBJT_DEFAULT
     assert o.size == 0 and o.ref_count == 1 and o.flags == 0
     assert o.resident_page_count == 0 and len(o.pages) == 0
@@ -72,7 +72,7 @@ def test_object_defaults() -> None:
 @pytest.mark.parametrize("name", ["OBJT_VNODE", "objt_swap", "OBJT_DEVICE", "OBJT_PHYS"])
 def test_object_types_by_name(name: str) -> None:
     m = boot8()
-    o = m.objects[new_object(m, type=name, size=64)]
+    o = m.vmobj.objects[new_object(m, type=name, size=64)]
     assert o.type == ObjType[name.upper()]
     assert o.size == 64
 
@@ -84,7 +84,7 @@ def test_bad_object_type_is_refused(bad: Any) -> None:
     with pytest.raises(InvalidArgument, match="type must be one of"):
         m.call("vm_object_allocate", {"type": bad})
     assert state_digest(m) == before
-    assert m.objects == {}
+    assert m.vmobj.objects == {}
 
 
 def test_object_color_comes_from_vm_quickcolor() -> None:
@@ -93,9 +93,9 @@ def test_object_color_comes_from_vm_quickcolor() -> None:
     m = boot8(cpus=2)
     addr0 = m.cpus[0].thread_addr
     addr1 = m.cpus[1].thread_addr
-    a = m.objects[new_object(m)]
-    b = m.objects[new_object(m)]
-    c = m.objects[int(m.call("vm_object_allocate", {}, cpu=1).result)]
+    a = m.vmobj.objects[new_object(m)]
+    b = m.vmobj.objects[new_object(m)]
+    c = m.vmobj.objects[int(m.call("vm_object_allocate", {}, cpu=1).result)]
     assert a.pg_color == as_int32(addr0 >> 10)  # quick_color starts at 0
     assert b.pg_color == as_int32((addr0 >> 10) + 23)
     assert c.pg_color == as_int32(addr1 >> 10)  # CPU 1 has its own quick colour
@@ -104,7 +104,7 @@ def test_object_color_comes_from_vm_quickcolor() -> None:
 
 def test_explicit_object_color_is_kept_and_does_not_advance_quickcolor() -> None:
     m = boot8()
-    o = m.objects[new_object(m, pg_color=77)]
+    o = m.vmobj.objects[new_object(m, pg_color=77)]
     assert o.pg_color == 77
     assert m.cpus[0].quick_color == 0
 
@@ -115,7 +115,7 @@ def test_explicit_object_color_is_kept_and_does_not_advance_quickcolor() -> None
 def test_insert_links_page_and_object() -> None:
     m = boot8(cpus=2)
     oid = new_object(m)
-    o = m.objects[oid]
+    o = m.vmobj.objects[oid]
     gen = o.generation
     pfn = alloc(m, cpu=1)
     r = m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 9}, cpu=1)
@@ -132,7 +132,7 @@ def test_insert_links_page_and_object() -> None:
 def test_insert_collision_returns_false_and_resets_pindex() -> None:
     m = boot8()
     oid = new_object(m)
-    o = m.objects[oid]
+    o = m.vmobj.objects[oid]
     first = alloc(m)
     m.call("vm_page_insert", {"m": first, "object": oid, "pindex": 9})
     gen = o.generation
@@ -154,11 +154,11 @@ def test_insert_of_an_owned_page_panics_without_changes() -> None:
     pfn = alloc(m)
     m.call("vm_page_insert", {"m": pfn, "object": a, "pindex": 1})
     before = state_digest(m)
-    gen_b = m.objects[b].generation
+    gen_b = m.vmobj.objects[b].generation
     with pytest.raises(KernelPanic, match="already inserted"):
         m.call("vm_page_insert", {"m": pfn, "object": b, "pindex": 2})
     assert state_digest(m) == before
-    assert m.objects[b].generation == gen_b  # the panic comes before the bump
+    assert m.vmobj.objects[b].generation == gen_b  # the panic comes before the bump
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_insert_marks_the_object_writeable_dirty(
     m.pg.flags[ix(pfn)] = flags
     m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 0})
     want = OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY if marks else 0
-    assert m.objects[oid].flags == want
+    assert m.vmobj.objects[oid].flags == want
 
 
 def test_insert_of_a_colliding_dirty_page_does_not_mark_the_object() -> None:
@@ -193,16 +193,16 @@ def test_insert_of_a_colliding_dirty_page_does_not_mark_the_object() -> None:
     pfn = alloc(m)
     m.pg.flags[ix(pfn)] = PG_WRITEABLE
     assert m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 0}).result is False
-    assert m.objects[oid].flags == 0  # FALSE is returned before the dirty test
+    assert m.vmobj.objects[oid].flags == 0  # FALSE is returned before the dirty test
 
 
 def test_alloc_into_an_object_inserts_at_pindex() -> None:
     m = boot8()
     oid = new_object(m)
-    gen = m.objects[oid].generation
+    gen = m.vmobj.objects[oid].generation
     pfn = m.call("vm_page_alloc", {"object": oid, "pindex": 5}).result
-    assert m.objects[oid].pages[5] == ix(pfn)
-    assert m.objects[oid].generation == gen + 1
+    assert m.vmobj.objects[oid].pages[5] == ix(pfn)
+    assert m.vmobj.objects[oid].generation == gen + 1
     assert m.pg.busy[ix(pfn)] == PBUSY_LOCKED
 
 
@@ -235,7 +235,7 @@ def test_remove_needs_the_hard_busy() -> None:
 def test_remove_detaches_but_keeps_pindex_busy_and_queue() -> None:
     m = boot8()
     oid = new_object(m)
-    o = m.objects[oid]
+    o = m.vmobj.objects[oid]
     pfn = alloc(m, pindex=600)  # colour 600 -> pfn 1625
     m.call("vm_page_insert", {"m": pfn, "object": oid, "pindex": 4})
     m.call("vm_page_activate", {"m": pfn})

@@ -95,12 +95,12 @@ def lookup(m: Machine, oid: int, pindex: int) -> Any:
 def fill(m: Machine, slot: int, i: int, oid: int, pindex: int, ticks: int) -> None:
     """Write one hash element directly (to build a set with chosen ages)."""
     assert _page_hash_alloc(m)
-    assert m._hash_m is not None and m._hash_obj is not None
-    assert m._hash_pindex is not None and m._hash_ticks is not None
-    m._hash_m[slot] = i + 1
-    m._hash_obj[slot] = oid
-    m._hash_pindex[slot] = pindex
-    m._hash_ticks[slot] = ticks
+    assert m.hash.m is not None and m.hash.obj is not None
+    assert m.hash.pindex is not None and m.hash.ticks is not None
+    m.hash.m[slot] = i + 1
+    m.hash.obj[slot] = oid
+    m.hash.pindex[slot] = pindex
+    m.hash.ticks[slot] = ticks
 
 
 # =========================================================== the index (§11.3)
@@ -149,7 +149,7 @@ def test_enter_refreshes_ticks_in_place_and_never_duplicates() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     other = page_in(m, oid, 1, multi=False)
-    m.ticks = 50
+    m.sched.ticks = 50
     # the page sits in slot 2 of its set; slots 0, 1, 3 hold older elements of another
     # page, which a second insertion would evict (slot 3: age 50 - 1 = 49 > slot 0's 40)
     fill(m, SET1_P0 + 0, ix(other), oid, 100, 10)
@@ -176,7 +176,7 @@ def _victim(m: Machine, ticks: list[int | None], now: int) -> int:
     for k, t in enumerate(ticks):
         if t is not None:
             fill(m, SET1_P0 + k, ix(filler), oid, 900 + k, t)
-    m.ticks = now
+    m.sched.ticks = now
     pfn = page_in(m, oid, 0)
     assert lookup(m, oid, 0) == pfn
     (slot,) = [e[0] for e in entries(m) if e[1] == pfn]
@@ -232,7 +232,7 @@ def test_a_set_reaches_into_the_spare_elements() -> None:
     oid = new_object(m)  # object 1
     filler = page_in(m, oid, 500, multi=False)
     # SET1(634) = (1558 + 4 * 634) & 4095 = 4094: elements 4094..4097 of the 4100
-    m.ticks = 100
+    m.sched.ticks = 100
     fill(m, 4094, ix(filler), oid, 900, 100)  # age 0
     fill(m, 4095, ix(filler), oid, 901, 100)  # age 0
     pfn = page_in(m, oid, 634)
@@ -295,7 +295,7 @@ def test_objectless_page_is_not_entered() -> None:
 
 def test_no_hash_before_startup_finish() -> None:
     m = boot8(boot_stage="early")
-    assert m.page_hash_size == 0  # NULL hash
+    assert m.hash.size == 0  # NULL hash
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     assert lookup(m, oid, 0) == pfn
@@ -313,7 +313,7 @@ def test_hash_get_hit_soft_busies_and_refreshes_ticks() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0)
     lookup(m, oid, 0)  # entered at ticks 0
-    m.ticks = 7
+    m.sched.ticks = 7
     r = m.call("vm_page_hash_get", {"object": oid, "pindex": 0})
     assert r.result == pfn
     assert m.pg.busy[ix(pfn)] == 1  # soft-busy count 1, not hard-busied
@@ -359,7 +359,7 @@ def test_lookup_busy_wait_sleeps_until_the_owner_wakes_it() -> None:
     oid = new_object(m)
     pfn = page_in(m, oid, 0, busy=True)  # hard-busied by its allocator
     i = ix(pfn)
-    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, False, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.vmobj.objects[oid], 0, False, "pglkbw")
     s = next(gen)
     assert s == Sleep(f"page:{pfn}", 0, "pglkbw")
     assert m.pg.busy[i] == PBUSY_LOCKED | PBUSY_WANTED
@@ -379,7 +379,7 @@ def test_lookup_busy_wait_returns_null_if_the_page_vanished() -> None:
     m = boot8()
     oid = new_object(m)
     pfn = page_in(m, oid, 0, busy=True)
-    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, False, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.vmobj.objects[oid], 0, False, "pglkbw")
     assert next(gen).channel == f"page:{pfn}"
     vm_page_free_toq(m, ix(pfn))  # the owner frees it (and wakes us)
     with pytest.raises(StopIteration) as done:
@@ -394,7 +394,7 @@ def test_lookup_busy_wait_also_m_busy_waits_for_soft_busy() -> None:
     pfn = page_in(m, oid, 0)
     i = ix(pfn)
     vm_page_sbusy_hold(m, i)  # soft count 1
-    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 0, True, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.vmobj.objects[oid], 0, True, "pglkbw")
     assert next(gen).channel == f"page:{pfn}"
     assert m.pg.busy[i] == PBUSY_WANTED | 1
     vm_page_sbusy_drop(m, i)  # word becomes exactly WANTED -> cleared, wakeup
@@ -407,7 +407,7 @@ def test_lookup_busy_wait_also_m_busy_waits_for_soft_busy() -> None:
 def test_lookup_busy_wait_absent_page_returns_null_without_sleeping() -> None:
     m = boot8()
     oid = new_object(m)
-    gen = vm_page_lookup_busy_wait(m, m.objects[oid], 3, True, "pglkbw")
+    gen = vm_page_lookup_busy_wait(m, m.vmobj.objects[oid], 3, True, "pglkbw")
     with pytest.raises(StopIteration) as done:
         next(gen)
     assert done.value.value == -1
@@ -511,12 +511,12 @@ def test_rename_moves_deactivates_a_cached_page_and_dirties_it() -> None:
     lookup(m, a, 3)  # entered under (1, 3)
     pc = m.pg.pc[i]
     _add_queue(m, i, PQ_CACHE + pc, False)  # a (clean) cached page
-    gen_a, gen_b = m.objects[a].generation, m.objects[b].generation
+    gen_a, gen_b = m.vmobj.objects[a].generation, m.vmobj.objects[b].generation
     m.call("vm_page_rename", {"m": pfn, "new_object": b, "new_pindex": 9})
     assert (m.pg.obj[i], m.pg.pindex[i]) == (2, 9)
-    assert 3 not in m.objects[a].pages and m.objects[b].pages[9] == i
-    assert m.objects[a].generation == gen_a + 1  # remove
-    assert m.objects[b].generation == gen_b + 1  # insert
+    assert 3 not in m.vmobj.objects[a].pages and m.vmobj.objects[b].pages[9] == i
+    assert m.vmobj.objects[a].generation == gen_a + 1  # remove
+    assert m.vmobj.objects[b].generation == gen_b + 1  # insert
     assert m.pg.queue[i] == PQ_INACTIVE + pc  # deactivated off PQ_CACHE
     assert m.pg.dirty[i] == 0xFF  # always dirtied
     assert m.pg.busy[i] == PBUSY_LOCKED  # still the caller's
@@ -530,7 +530,7 @@ def test_rename_onto_its_own_slot_is_no_collision() -> None:
     a = new_object(m)
     pfn = page_in(m, a, 3, busy=True)
     m.call("vm_page_rename", {"m": pfn, "new_object": a, "new_pindex": 3})
-    assert m.objects[a].pages[3] == ix(pfn)
+    assert m.vmobj.objects[a].pages[3] == ix(pfn)
     assert m.pg.dirty[ix(pfn)] == 0xFF
     check_invariants(m)
 
@@ -545,7 +545,7 @@ def test_rename_target_exists_panics_before_changing_anything() -> None:
     with pytest.raises(KernelPanic, match="target exists"):
         m.call("vm_page_rename", {"m": pfn, "new_object": b, "new_pindex": 7})
     assert state_digest(m) == before
-    assert m.objects[a].pages[3] == ix(pfn)
+    assert m.vmobj.objects[a].pages[3] == ix(pfn)
 
 
 def test_rename_needs_the_hard_busy() -> None:
@@ -584,10 +584,10 @@ def test_digest_covers_the_hash() -> None:
     lookup(m, oid, 0)
     after = state_digest(m)
     assert after != before  # only the new element differs
-    m.ticks = 4
+    m.sched.ticks = 4
     lookup(m, oid, 0)  # refreshes the element's ticks 0 -> 4
     refreshed = state_digest(m)
-    m.ticks = 0
+    m.sched.ticks = 0
     assert state_digest(m) not in (before, after)  # the element still says 4
     assert refreshed != after
 
@@ -598,8 +598,8 @@ def test_invariants_catch_a_broken_element() -> None:
     page_in(m, oid, 0)
     lookup(m, oid, 0)
     check_invariants(m)
-    assert m._hash_m is not None
-    m._hash_m[SET1_P0] = 2048 + 1  # page index 2048: outside vm_page_array (0..2047)
+    assert m.hash.m is not None
+    m.hash.m[SET1_P0] = 2048 + 1  # page index 2048: outside vm_page_array (0..2047)
     with pytest.raises(InvariantError):
         check_invariants(m)
 
@@ -642,7 +642,7 @@ def test_a_real_kernel_address_hashes_as_the_kernel_would() -> None:
     pfn = page_in(m, oid, 3)
     lookup(m, oid, 3)
     assert entries(m, oid) == [(expect, pfn, oid, 3, 0)]
-    assert m.objects[oid].addr == kaddr and m.objects[1].addr == 1
+    assert m.vmobj.objects[oid].addr == kaddr and m.vmobj.objects[1].addr == 1
 
 
 def test_an_address_is_refused_if_taken_or_out_of_range() -> None:
@@ -656,7 +656,7 @@ def test_an_address_is_refused_if_taken_or_out_of_range() -> None:
     ):
         with pytest.raises(InvalidArgument, match=text):
             m.call("vm_object_allocate", {"addr": bad})
-    assert state_digest(m) == before and len(m.objects) == 1
+    assert state_digest(m) == before and len(m.vmobj.objects) == 1
 
 
 def test_an_explicit_address_is_part_of_the_digest() -> None:

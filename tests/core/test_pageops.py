@@ -135,7 +135,7 @@ def test_rem_queue_unlinks_and_counts_one_page_out() -> None:
     assert _rem_queue(m, i) == PQ_FREE  # returns the base queue
     assert m.pg.queue[i] == PQ_NONE and m.pg.next[i] == -1 and m.pg.prev[i] == -1
     assert queue_pages(m, PQ_FREE + 600) == [ix(C600_TAIL)]
-    assert m.q_lcnt[PQ_FREE + 600] == 1  # 2 - 1
+    assert m.pq.lcnt[PQ_FREE + 600] == 1  # 2 - 1
     assert m.cpus[0].adj.cnt[CNT_FREE] == -1
     assert m.cpus[0].vmstats.v_free_count == FREE_AT_BOOT - 1  # 1982
     assert m.vmstats.v_free_count == FREE_AT_BOOT  # global untouched until a rollup
@@ -150,7 +150,7 @@ def test_free_queue_insertion_is_always_at_the_head() -> None:
     _add_queue(m, b, PQ_FREE + 600, False)
     _add_queue(m, a, PQ_FREE + 600, False)  # athead=False is ignored for PQ_FREE
     assert queue_pages(m, PQ_FREE + 600) == [a, b]
-    assert m.q_lcnt[PQ_FREE + 600] == 2
+    assert m.pq.lcnt[PQ_FREE + 600] == 2
     assert m.cpus[0].adj.cnt[CNT_FREE] == 0  # -2 + 2
     assert m.cpus[0].vmstats.v_free_count == FREE_AT_BOOT
     check_invariants(m)
@@ -169,8 +169,8 @@ def test_other_queues_honour_athead(base: int) -> None:
     _add_queue(m, c, base + 601, False)
     _add_queue(m, d, base + 601, True)  # head: before c
     assert queue_pages(m, base + 601) == [d, c]
-    assert m.q_lcnt[base + 600] == 2 and m.q_lcnt[base + 601] == 2
-    assert m.q_head[base + 600] == a and m.q_tail[base + 600] == b
+    assert m.pq.lcnt[base + 600] == 2 and m.pq.lcnt[base + 601] == 2
+    assert m.pq.head[base + 600] == a and m.pq.tail[base + 600] == b
     check_invariants(m)
 
 
@@ -261,7 +261,7 @@ def test_free_goes_to_the_free_head_and_resets_the_page() -> None:
     pfn = alloc(m, 600, obj)  # colour (600 + pg_color) % 1024: wherever, we free it back
     i = ix(pfn)
     pc = m.pg.pc[i]
-    o = m.objects[obj]
+    o = m.vmobj.objects[obj]
     gen_before = o.generation
     m.pg.valid[i] = 0xFF
     m.pg.dirty[i] = 0x0F
@@ -271,7 +271,7 @@ def test_free_goes_to_the_free_head_and_resets_the_page() -> None:
     free_gd = m.cpus[0].vmstats.v_free_count
     r = m.call("vm_page_free", {"m": pfn})
     assert r.result is None
-    assert m.q_head[PQ_FREE + pc] == i  # at the head of its colour
+    assert m.pq.head[PQ_FREE + pc] == i  # at the head of its colour
     assert m.pg.queue[i] == PQ_FREE + pc
     assert m.pg.valid[i] == 0 and m.pg.dirty[i] == 0
     assert m.pg.flags[i] == kept  # NEED_COMMIT|UNQUEUED cleared, the rest kept
@@ -323,7 +323,7 @@ def test_held_pages_go_to_the_hold_tail_and_count_as_active() -> None:
     m.call("vm_page_free", {"m": a})
     r = m.call("vm_page_free", {"m": b})
     assert queue_pages(m, PQ_HOLD + 600) == [ix(a), ix(b)]  # tail insertion keeps order
-    assert m.q_lcnt[PQ_HOLD + 600] == 2
+    assert m.pq.lcnt[PQ_HOLD + 600] == 2
     assert r.record["moves"] == [{"pfn": b, "from": "PQ_NONE", "to": "PQ_HOLD:600"}]
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {"v_active_count": 1}
     assert m.cpus[0].adj.cnt[CNT_ACTIVE] == 2
@@ -379,20 +379,20 @@ def test_freeing_a_fictitious_page_only_detaches_and_unbusies() -> None:
     assert m.call("vm_page_insert", {"m": pfn, "object": obj, "pindex": 42}).result is True
     m.pg.valid[i] = 0x03
     m.pg.flags[i] |= PG_REFERENCED
-    m.vm_pages_waiting = 1
+    m.pd.vm_pages_waiting = 1
     m.cpus[0].vmstats.v_free_min = 0  # every free-wakeup condition would hold
     m.cpus[0].vmstats.v_free_reserved = 0
     m.cpus[0].vmstats.v_paging_target1 = 0
     r = m.call("vm_page_free", {"m": pfn})
     assert m.pg.obj[i] == 0 and m.pg.pindex[i] == 42
-    assert m.objects[obj].resident_page_count == 0
+    assert m.vmobj.objects[obj].resident_page_count == 0
     assert m.pg.busy[i] == 0
     assert m.pg.queue[i] == PQ_NONE and m.pg.wire[i] == 1  # no queue, still wired
     assert m.pg.flags[i] == PG_FICTITIOUS | PG_UNQUEUED | PG_REFERENCED
     assert m.pg.valid[i] == 0x03  # returns before valid/dirty are cleared
     assert r.record["moves"] == []
     assert r.record["counters"] == {"cpu0.gd_cnt": {"v_tfree": 1}}  # v_tfree is first
-    assert m.vm_pages_waiting == 1  # vm_page_free_wakeup is not reached
+    assert m.pd.vm_pages_waiting == 1  # vm_page_free_wakeup is not reached
     check_invariants(m)
 
 
@@ -426,19 +426,19 @@ def test_free_wakeup_boundaries(
     gd.v_free_min = fc_after + min_off
     gd.v_free_reserved = fc_after + reserved_off
     gd.v_paging_target1 = fc_after + target1_off
-    m.vm_pages_waiting = 1
+    m.pd.vm_pages_waiting = 1
     r = m.call("vm_page_free", {"m": pfn})
     assert gd.v_free_count == fc_after
     woke = {"event": "wakeup", "channel": "v_free_count"} in r.record["events"]
     assert woke is wake
-    assert m.vm_pages_waiting == (0 if wake else 1)
+    assert m.pd.vm_pages_waiting == (0 if wake else 1)
     assert m.cpus[0].meter["v_ppwakeups"] == (1 if wake else 0)
 
 
 def test_free_wakeup_needs_a_waiter() -> None:
     m = boot8()
     pfn, _ = _prepare_free(m)
-    m.vm_pages_waiting = 0  # thresholds: FC = 1983 is far above everything
+    m.pd.vm_pages_waiting = 0  # thresholds: FC = 1983 is far above everything
     r = m.call("vm_page_free", {"m": pfn})
     assert m.cpus[0].meter["v_ppwakeups"] == 0 and r.record["events"] == []
 
@@ -449,10 +449,10 @@ def test_free_wakeup_follows_the_hysteresis_sysctl() -> None:
     gd = m.cpus[0].vmstats
     gd.v_free_min = fc_after - 16  # 1983 - 16 = 1967
     gd.v_paging_target1 = 10**6
-    m.vm_pages_waiting = 1
-    m.vm_page_free_hysteresis = 17  # the sysctl raised by one: now one short
+    m.pd.vm_pages_waiting = 1
+    m.pd.vm_page_free_hysteresis = 17  # the sysctl raised by one: now one short
     m.call("vm_page_free", {"m": pfn})
-    assert m.vm_pages_waiting == 1
+    assert m.pd.vm_pages_waiting == 1
 
 
 @pytest.mark.parametrize(("off", "wake"), [(0, True), (1, False)])
@@ -460,11 +460,11 @@ def test_pageout_pages_needed_wakes_at_v_pageout_free_min(off: int, wake: bool) 
     m = boot8()
     pfn, fc_after = _prepare_free(m)
     m.cpus[0].vmstats.v_pageout_free_min = fc_after + off
-    m.vm_pageout_pages_needed = 1
+    m.pd.vm_pageout_pages_needed = 1
     r = m.call("vm_page_free", {"m": pfn})
     woke = {"event": "wakeup", "channel": "vm_pageout_pages_needed"} in r.record["events"]
     assert woke is wake
-    assert m.vm_pageout_pages_needed == (0 if wake else 1)
+    assert m.pd.vm_pageout_pages_needed == (0 if wake else 1)
 
 
 # =========================================================== §8.4 unqueue / §13.4 wakeup
@@ -481,7 +481,7 @@ def test_unqueue_from_free_wakes_the_pagedaemon_when_paging_should_start() -> No
     r = m.call("vm_page_unqueue", {"m": C600_HEAD})
     assert m.pg.queue[ix(C600_HEAD)] == PQ_NONE
     assert r.record["moves"] == [{"pfn": C600_HEAD, "from": "PQ_FREE:600", "to": "PQ_NONE"}]
-    assert m.vm_pages_needed == 1
+    assert m.pd.vm_pages_needed == 1
     assert PD_WAKEUP in r.record["events"]
     check_invariants(m)
 
@@ -491,7 +491,7 @@ def test_unqueue_at_the_paging_start_boundary_does_not_wake() -> None:
     gd = m.cpus[0].vmstats
     gd.v_paging_start = gd.v_free_count - 1  # == FC after the removal: not ">"
     r = m.call("vm_page_unqueue", {"m": C600_HEAD})
-    assert m.vm_pages_needed == 0 and r.record["events"] == []
+    assert m.pd.vm_pages_needed == 0 and r.record["events"] == []
 
 
 def test_unqueue_nowakeup_never_wakes() -> None:
@@ -499,7 +499,7 @@ def test_unqueue_nowakeup_never_wakes() -> None:
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_unqueue_nowakeup", {"m": C600_HEAD})
     assert m.pg.queue[ix(C600_HEAD)] == PQ_NONE
-    assert m.vm_pages_needed == 0 and r.record["events"] == []
+    assert m.pd.vm_pages_needed == 0 and r.record["events"] == []
 
 
 def test_unqueue_from_inactive_or_none_does_not_wake() -> None:
@@ -511,7 +511,7 @@ def test_unqueue_from_inactive_or_none_does_not_wake() -> None:
     m.call("vm_page_deactivate", {"m": pfn})
     r = m.call("vm_page_unqueue", {"m": pfn})
     assert r.record["moves"] == [{"pfn": pfn, "from": "PQ_INACTIVE:600", "to": "PQ_NONE"}]
-    assert m.vm_pages_needed == 0 and r.record["events"] == []
+    assert m.pd.vm_pages_needed == 0 and r.record["events"] == []
 
 
 def test_unqueue_from_cache_wakes() -> None:
@@ -521,34 +521,34 @@ def test_unqueue_from_cache_wakes() -> None:
     _add_queue(m, ix(pfn), PQ_CACHE + 600, False)
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_unqueue", {"m": pfn})
-    assert m.vm_pages_needed == 1 and PD_WAKEUP in r.record["events"]
+    assert m.pd.vm_pages_needed == 1 and PD_WAKEUP in r.record["events"]
 
 
 def test_pagedaemon_wakeup_with_one_pending_wakes_again() -> None:
     m = boot8()
     m.cpus[0].vmstats.v_paging_start = 10**6
-    m.vm_pages_needed = 1
+    m.pd.vm_pages_needed = 1
     r = m.call("pagedaemon_wakeup")
-    assert m.vm_pages_needed == 1 and PD_WAKEUP in r.record["events"]
+    assert m.pd.vm_pages_needed == 1 and PD_WAKEUP in r.record["events"]
 
 
 def test_pagedaemon_wakeup_above_one_counts_only_when_paging_min() -> None:
     m = boot8()
     gd = m.cpus[0].vmstats
     gd.v_paging_start = 10**6  # vm_paging_start(0) true; vm_paging_min false (73 < 1983)
-    m.vm_pages_needed = 2
+    m.pd.vm_pages_needed = 2
     r = m.call("vm_page_unqueue", {"m": C600_HEAD})
-    assert m.vm_pages_needed == 2 and r.record["events"] == []
+    assert m.pd.vm_pages_needed == 2 and r.record["events"] == []
     gd.v_free_min = gd.v_free_count + 1  # vm_paging_min: v_free_min > FC
     r = m.call("vm_page_unqueue", {"m": C600_TAIL})
-    assert m.vm_pages_needed == 3  # a hint only: no wakeup event
+    assert m.pd.vm_pages_needed == 3  # a hint only: no wakeup event
     assert r.record["events"] == []
 
 
 def test_pagedaemon_wakeup_does_nothing_when_paging_need_not_start() -> None:
     m = boot8()  # 1983 free: vm_paging_start(0) is false
     r = m.call("pagedaemon_wakeup")
-    assert m.vm_pages_needed == 0 and r.record["events"] == []
+    assert m.pd.vm_pages_needed == 0 and r.record["events"] == []
 
 
 # =========================================================== §8.5 activate
@@ -598,7 +598,7 @@ def test_activate_from_inactive_or_none_does_not_wake(via_inactive: bool) -> Non
     m.cpus[0].vmstats.v_paging_start = 10**6
     r = m.call("vm_page_activate", {"m": pfn})
     assert m.pg.queue[ix(pfn)] == PQ_ACTIVE + 600
-    assert r.record["events"] == [] and m.vm_pages_needed == 0
+    assert r.record["events"] == [] and m.pd.vm_pages_needed == 0
     assert "cpu0.gd_cnt" not in r.record["counters"]
 
 
@@ -666,7 +666,7 @@ def test_deactivate_goes_to_the_inactive_tail_and_counts_adds() -> None:
     r = m.call("vm_page_deactivate", {"m": a})
     m.call("vm_page_deactivate", {"m": b})
     assert queue_pages(m, PQ_INACTIVE + 600) == [ix(a), ix(b)]
-    assert m.q_adds[PQ_INACTIVE + 600] == 2  # one per tail insertion
+    assert m.pq.adds[PQ_INACTIVE + 600] == 2  # one per tail insertion
     assert m.pg.flags[ix(a)] == PG_REFERENCED  # WINATCFLS cleared, the rest kept
     assert m.pg.act[ix(a)] == 7  # act_count untouched
     assert r.record["moves"] == [{"pfn": a, "from": "PQ_ACTIVE:600", "to": "PQ_INACTIVE:600"}]
@@ -685,7 +685,7 @@ def test_deactivate_an_inactive_page_is_a_no_op() -> None:
     m.pg.flags[ix(a)] |= PG_WINATCFLS
     r = m.call("vm_page_deactivate", {"m": a})
     assert queue_pages(m, PQ_INACTIVE + 600) == [ix(a), ix(b)]  # not moved behind b
-    assert m.q_adds[PQ_INACTIVE + 600] == 2
+    assert m.pq.adds[PQ_INACTIVE + 600] == 2
     assert m.pg.flags[ix(a)] & PG_WINATCFLS  # returns before clearing it
     assert r.record["moves"] == [] and r.record["counters"] == {}
 
@@ -706,7 +706,7 @@ def test_deactivate_ignores_unqueueable_pages(flag: int) -> None:
     pfn = alloc(m, 600)
     m.pg.flags[ix(pfn)] |= flag | PG_WINATCFLS
     m.call("vm_page_deactivate", {"m": pfn})
-    assert m.pg.queue[ix(pfn)] == PQ_NONE and m.q_adds[PQ_INACTIVE + 600] == 0
+    assert m.pg.queue[ix(pfn)] == PQ_NONE and m.pq.adds[PQ_INACTIVE + 600] == 0
     assert m.pg.flags[ix(pfn)] & PG_WINATCFLS
 
 
@@ -714,7 +714,7 @@ def test_deactivate_a_free_page_takes_it_off_the_free_list() -> None:
     m = boot8()
     r = m.call("vm_page_deactivate", {"m": C600_HEAD})
     assert r.record["counters"]["cpu0.gd_vmstats"] == {"v_free_count": -1, "v_inactive_count": 1}
-    assert m.vm_pages_needed == 0  # deactivation never pokes the pagedaemon
+    assert m.pd.vm_pages_needed == 0  # deactivation never pokes the pagedaemon
 
 
 # =========================================================== §9 busy
@@ -829,7 +829,7 @@ def test_last_unwire_requeues_at_the_tail(activate: bool, base: int) -> None:
     assert queue_pages(m, base + 600) == [ix(b), ix(a)]
     assert m.pg.wire[ix(a)] == 0
     assert r.record["counters"]["cpu0.gd_vmstats_adj"]["v_wire_count"] == -1
-    assert m.q_adds[PQ_INACTIVE + 600] == (0 if activate else 2)
+    assert m.pq.adds[PQ_INACTIVE + 600] == (0 if activate else 2)
     assert m.pg.act[ix(a)] == (5 if activate else 0)
     check_invariants(m)
 

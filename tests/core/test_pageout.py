@@ -120,7 +120,7 @@ def boot(size: str = "64MiB", *, pagedaemon: bool = False) -> Machine:
 
 
 def new_object(m: Machine, objtype: ObjType = ObjType.OBJT_DEFAULT) -> VmObject:
-    return m.objects[vm_object_allocate(m, objtype, 1 << 20, 0)]
+    return m.vmobj.objects[vm_object_allocate(m, objtype, 1 << 20, 0)]
 
 
 def alloc(m: Machine, obj: VmObject, pindex: int, *, valid: int = 0xFF) -> int:
@@ -215,7 +215,7 @@ def _launder_budget(m: Machine, vm_max_launder: int, pass_: int) -> int:
         seen.append(budget[0])
         return real(m, i, budget, pass_, flags)
 
-    m.vm_max_launder = vm_max_launder
+    m.pd.vm_max_launder = vm_max_launder
     with patch.object(pageout_module, "vm_pageout_page", spy):
         vm_pageout_scan_inactive(m, pass_, int(m.pg.pc[i]), 1)
     assert len(seen) == 1
@@ -250,7 +250,7 @@ def test_scan_inactive_maxscan_counts_skipped_busy_pages() -> None:
     pages = [inactive(m, obj, 40 + 1024 * k, busy=True) for k in range(11)]
     assert {int(m.pg.pc[i]) for i in pages} == {40}
     q = PQ_INACTIVE + 40
-    assert m.q_lcnt[q] == 11
+    assert m.pq.lcnt[q] == 11
     before = meter(m, "v_pdpages")
     assert vm_pageout_scan_inactive(m, 0, 40, 100) == 0
     assert meter(m, "v_pdpages") - before == 3  # (11 + 9) / 10 + 1 = 2 + 1
@@ -400,7 +400,7 @@ def test_invalid_page_is_freed() -> None:
     i = inactive(m, obj, 13, busy=True, valid=0)
     before = meter(m, "v_dfree")
     assert vm_pageout_page(m, i, [1], 0, 0) == 1  # step 6
-    assert m.q_head[PQ_FREE + int(m.pg.pc[i])] == i
+    assert m.pq.head[PQ_FREE + int(m.pg.pc[i])] == i
     assert 13 not in obj.pages and m.pg.obj[i] == 0
     assert meter(m, "v_dfree") == before + 1
     assert m.pg.busy[i] == 0
@@ -637,14 +637,14 @@ def test_scan_active_decline_anonymous_and_vnode() -> None:
     assert vm_pageout_scan_active(m, 0, 31, 0, 5) == 1
     assert m.pg.act[a] == 2 and base(m, a) == PQ_ACTIVE  # 3 - 1 = 2 >= 0 + 1
     assert m.pg.act[b] == 0 and base(m, b) == PQ_INACTIVE  # 1 - 1 = 0 < 1
-    assert m.q_tail[PQ_INACTIVE + 31] == b
+    assert m.pq.tail[PQ_INACTIVE + 31] == b
     vn = new_object(m, ObjType.OBJT_VNODE)
     c = active(m, vn, 32, act=3)
     d = active(m, vn, 32 + 1024, act=2)
     assert vm_pageout_scan_active(m, 0, 32, 0, 5) == 1
     assert m.pg.act[c] == 1 and base(m, c) == PQ_ACTIVE  # 3 - 2 = 1 >= 1
     assert m.pg.act[d] == 0 and base(m, d) == PQ_INACTIVE  # 2 - 2 = 0 < 1
-    # pass 2 (pd_pass 20..29): deactivate once act < 3
+    # pass 2 (pd.pass_ 20..29): deactivate once act < 3
     e = active(m, anon, 33, act=3)
     assert vm_pageout_scan_active(m, 2, 33, 0, 5) == 1  # 3 - 1 = 2 < 2 + 1
     assert base(m, e) == PQ_INACTIVE
@@ -656,11 +656,11 @@ def test_scan_active_with_avail_quota_caches_clean_pages() -> None:
     obj = new_object(m)
     clean = active(m, obj, 34, act=0)
     dirty = active(m, obj, 34 + 1024, act=0, dirty=True)
-    rc = m.pd_recycle_count
+    rc = m.pd.recycle_count
     assert vm_pageout_scan_active(m, 0, 34, 5, 0) == 2
-    assert base(m, clean) == PQ_CACHE and m.q_tail[PQ_CACHE + 34] == clean
+    assert base(m, clean) == PQ_CACHE and m.pq.tail[PQ_CACHE + 34] == clean
     assert base(m, dirty) == PQ_INACTIVE  # dirty: deactivated instead
-    assert m.pd_recycle_count == rc + 2  # both counted while avail_quota - delta > 0
+    assert m.pd.recycle_count == rc + 2  # both counted while avail_quota - delta > 0
     assert m.pg.busy[clean] == 0 and m.pg.busy[dirty] == 0
     check_invariants(m)
 
@@ -809,7 +809,7 @@ def test_scan_cache_frees_cache_pages_down_to_16() -> None:
     vm_pageout_scan_cache(m, 0)
     assert (gd.v_free_count, gd.v_cache_count) == (124, 16)
     assert meter(m, "v_dfree") - before == 24
-    assert m.pd_rover[0] == 24 * 23  # 552; never meets rover[1] = 511 on the way
+    assert m.pd.rover[0] == 24 * 23  # 552; never meets rover[1] = 511 on the way
     check_invariants(m)
 
 
@@ -827,10 +827,10 @@ def test_scan_cache_wakes_the_daemon_after_each_page_it_busies() -> None:
     for p in range(gd.v_free_count - 100):
         alloc(m, obj, 1000 + p)
     vmstats_rollup(m)
-    m.vm_pages_needed = 0  # as if the daemon had taken the allocations' wakeups
+    m.pd.vm_pages_needed = 0  # as if the daemon had taken the allocations' wakeups
     assert not curthread_is_pagedaemon(m)
     vm_pageout_scan_cache(m, 0)
-    assert m.vm_pages_needed == 1
+    assert m.pd.vm_pages_needed == 1
     check_invariants(m)
 
 
@@ -868,7 +868,7 @@ def test_scan_hold_repairs_a_page_with_hold_count_0() -> None:
     vm_pageout_scan_hold(m, 50)
     assert base(m, b) == PQ_HOLD  # the scan stopped at A, which is really held
     vm_pageout_scan_hold(m, 50)  # resumes after A
-    assert m.q_head[PQ_FREE + 50] == b  # hold + unhold moved it to the free head
+    assert m.pq.head[PQ_FREE + 50] == b  # hold + unhold moved it to the free head
     assert m.pg.hold[b] == 0
     assert any("hold_count 0" in line for line in m.console)
     assert queue_pages(m, PQ_HOLD + 50) == [a]
@@ -913,7 +913,7 @@ def test_page_stats_returns_early_while_few_pages_are_active() -> None:
     i = active(m, obj, 60, act=7)
     vmstats_rollup(m)
     vm_pageout_page_stats(m, 60)  # 1 active < 14846 free
-    assert m.pd_counter0 == 0 and m.pg.act[i] == 7
+    assert m.pd.counter0 == 0 and m.pg.act[i] == 7
 
 
 def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
@@ -932,15 +932,15 @@ def test_page_stats_act_arithmetic_and_rsecs_gate() -> None:
     assert not m.pg.flags[a] & PG_REFERENCED
     assert m.pg.act[b] == 0 and base(m, b) == PQ_ACTIVE  # not vm_paging_inactive
     assert m.pg.act[c] == 4 and base(m, c) == PQ_ACTIVE  # 5 - 1 = 4 >= actcmp 0
-    assert (m.pd_counter0, m.pd_counter1) == (3, 1)  # B counted as a candidate
+    assert (m.pd.counter0, m.pd.counter1) == (3, 1)  # B counted as a candidate
     # vm.pageout_stats_rsecs 0: one tick after the last paging the scan stops running
     sysctl_set(m, "vm.pageout_stats_rsecs", 0)
     m.call("tick", {"n": 1})  # ticks 1 - uptime 0 = 1 > 0 * hz
     vm_pageout_page_stats(m, 302)
-    assert m.pg.act[c] == 4 and m.pd_counter0 == 3
-    m.vm_pages_needed = 1  # ... unless the daemon is paging
+    assert m.pg.act[c] == 4 and m.pd.counter0 == 3
+    m.pd.vm_pages_needed = 1  # ... unless the daemon is paging
     vm_pageout_page_stats(m, 302)
-    assert m.pg.act[c] == 3 and m.pd_counter0 == 4
+    assert m.pg.act[c] == 3 and m.pd.counter0 == 4
     check_invariants(m)
 
 
@@ -959,7 +959,7 @@ def test_page_stats_deactivates_below_actcmp_when_inactive_is_short() -> None:
     assert base(m, b) == PQ_INACTIVE  # act 0 -> deactivated
     assert base(m, c) == PQ_INACTIVE and m.pg.act[c] == 4  # 5 - 1 = 4 < 10
     assert not pmap_page_is_mapped(m, c)  # vm_page_protect(NONE) first
-    assert m.pd_counter1 == 2
+    assert m.pd.counter1 == 2
     check_invariants(m)
 
 
@@ -990,23 +990,23 @@ def test_page_stats_adapts_actcmp() -> None:
     sysctl_set(m, "vm.pageout_stats_inalim", 2)
     vm_pageout_page_stats(m, 310)
     vm_pageout_page_stats(m, 311)
-    assert (m.pd_counter0, m.pd_counter1) == (2, 0)  # 2 > 2 is false: no adaptation yet
+    assert (m.pd.counter0, m.pd.counter1) == (2, 0)  # 2 > 2 is false: no adaptation yet
     vm_pageout_page_stats(m, 312)
     # counter0 3 > 2 and counter1 0 < inamin 16 -> actcmp 0 + 1; counters reset
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 1
-    assert (m.pd_counter0, m.pd_counter1) == (0, 0)
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 1
+    assert (m.pd.counter0, m.pd.counter1) == (0, 0)
     # enough candidates (counter1 >= inamin 0) -> actcmp - 1
     sysctl_set(m, "vm.pageout_stats_inamin", 0)
     sysctl_set(m, "vm.pageout_stats_inalim", 0)
     vm_pageout_page_stats(m, 310)
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 0
     vm_pageout_page_stats(m, 311)  # actcmp 0 stays 0
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 0
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 0
     # the upper bound is ACT_MAX * 3 / 4 = 48
     sysctl_set(m, "vm.pageout_stats_inamin", 16)
     sysctl_set(m, "vm.pageout_stats_actcmp", 48)
     vm_pageout_page_stats(m, 312)
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 48
 
 
 # ============================================================================ §15.2 phases 1 and 2
@@ -1029,17 +1029,17 @@ def test_phase_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(pageout_module, "vm_pageout_scan_inactive", scan_inactive)
     monkeypatch.setattr(pageout_module, "vm_pageout_scan_active", scan_active)
-    m.pd_pass = 25  # scans get pass / 10 = 2
-    m.pd_q1 = 1000
-    m.pd_state = TARGET1
-    m.vm_pageout_deficit = 10
+    m.pd.pass_ = 25  # scans get pass / 10 = 2
+    m.pd.q1 = 1000
+    m.pd.state = TARGET1
+    m.pd.vm_pageout_deficit = 10
     # TARGET1: avail = 2000 + deficit 10 = 2010, not limited: PQAVERAGE(2010) =
     # (2010 + 1023) / 512 + 1 = 5 + 1 = 6; target2 still unmet: all 1024 colours,
     # starting at q1 = 1000 and wrapping back to it
     assert _phase_inactive(m) == 2010
-    assert m.vm_pageout_deficit == 0
+    assert m.pd.vm_pageout_deficit == 0
     assert calls == [(2, (1000 + k) & 1023, 6) for k in range(1024)]
-    assert m.pd_q1 == 1000
+    assert m.pd.q1 == 1000
     # phase 2: inact = 57 - 0 + min(2 * 2010, 5) = 62: PQAVERAGE(2010) = 6,
     # PQAVERAGE(62) = 1085 / 512 + 1 = 3
     calls.clear()
@@ -1047,14 +1047,14 @@ def test_phase_quotas(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [(2, k, 6, 3) for k in range(1024)]
     # TARGET2: avail = 3000 > 5 -> use = 5 + 1 = 6: PQAVERAGE(6) = 1029 / 512 + 1 = 3
     calls.clear()
-    m.pd_state = TARGET2
+    m.pd.state = TARGET2
     assert _phase_inactive(m) == 3000
     assert {c[2] for c in calls} == {3} and len(calls) == 1024
 
 
 # ============================================================================ §15.2 state machine
 def _daemon(m: Machine) -> Any:
-    return m.threads[PAGEDAEMON_TID]
+    return m.sched.threads[PAGEDAEMON_TID]
 
 
 def _wakeups(record: dict[str, Any], channel: str) -> list[dict[str, Any]]:
@@ -1073,27 +1073,27 @@ def test_daemon_state_machine() -> None:
         "psleep",
         10,
     )
-    assert m.pd_q3 == 1 and m.pd_passes == 0
+    assert m.pd.q3 == 1 and m.pd.passes == 0
     # the timeout expires with no paging needed: trickle scans again, back to sleep
     m.call("tick", {"n": 10})
-    assert (th.wmesg, th.deadline) == ("psleep", 20) and m.pd_q3 == 2
-    assert m.pd_passes == 0 and meter(m, "v_pdwakeups") == 0
+    assert (th.wmesg, th.deadline) == ("psleep", 20) and m.pd.q3 == 2
+    assert m.pd.passes == 0 and meter(m, "v_pdwakeups") == 0
     # woken without a shortage: one pass in TARGET1, then idle again (state kept)
     r = m.call("wakeup", {"channel": "vm_pages_needed"})
-    assert m.pd_passes == 1 and meter(m, "v_pdwakeups") == 1
-    assert m.pd_state == TARGET1 and m.vm_pages_needed == 0
+    assert m.pd.passes == 1 and meter(m, "v_pdwakeups") == 1
+    assert m.pd.state == TARGET1 and m.pd.vm_pages_needed == 0
     assert _wakeups(r.record, "v_free_count")  # phase 4 woke the waiters
-    assert (th.wmesg, th.deadline) == ("psleep", m.ticks + 10)
+    assert (th.wmesg, th.deadline) == ("psleep", m.sched.ticks + 10)
     # free + cache 300: above target1 (272), below target2 (340) -> TARGET2
     obj = new_object(m)
     held = [alloc(m, obj, p) for p in range(927 - 300)]  # kept busied on PQ_NONE
-    assert m.cpus[0].vmstats.v_free_count == 300 and m.vm_pages_needed == 0  # no wakeup
+    assert m.cpus[0].vmstats.v_free_count == 300 and m.pd.vm_pages_needed == 0  # no wakeup
     m.call("wakeup", {"channel": "vm_pages_needed"})
-    assert m.pd_state == TARGET2 and m.vm_pages_needed == 2
-    assert (th.wmesg, th.deadline) == ("pdloop", m.ticks + 1)
+    assert m.pd.state == TARGET2 and m.pd.vm_pages_needed == 2
+    assert (th.wmesg, th.deadline) == ("pdloop", m.sched.ticks + 1)
     # TARGET2: avail = 340 - 300 = 40 > 0 and nothing to page: pass 1, loop again
     r = m.call("tick", {"n": 1})
-    assert m.pd_pass == 1
+    assert m.pd.pass_ == 1
     assert [e for e in r.record["events"] if e["event"] == "pageout_shortage"] == [
         {"event": "pageout_shortage", "avail": 40, "pass_": 1}
     ]
@@ -1101,28 +1101,28 @@ def test_daemon_state_machine() -> None:
     for i in held[:60]:
         vm_page_free_toq(m, i)
     m.call("tick", {"n": 1})
-    assert m.vm_pages_needed == 0 and m.pd_pass == 0 and m.pd_state == TARGET2
-    assert (th.wmesg, th.deadline) == ("psleep", m.ticks + 10)
+    assert m.pd.vm_pages_needed == 0 and m.pd.pass_ == 0 and m.pd.state == TARGET2
+    assert (th.wmesg, th.deadline) == ("psleep", m.sched.ticks + 10)
     # a deficit is added to the shortage: avail = 272 - 360 + 100 = 12 > 0, so phase 1
     # scans colour q1 = 0; then, target2 being met (340 <= 360) and min_dnc(16) false
     # (84 <= 360), "other activity already fixed it": avail = 0, stop after one colour
-    assert m.pd_q1 == 0
-    m.vm_pageout_deficit = 100
+    assert m.pd.q1 == 0
+    m.pd.vm_pageout_deficit = 100
     m.call("wakeup", {"channel": "vm_pages_needed"})
-    assert m.vm_pageout_deficit == 0
-    assert m.pd_q1 == 1 and m.pd_pass == 0 and m.vm_pages_needed == 0
+    assert m.pd.vm_pageout_deficit == 0
+    assert m.pd.q1 == 1 and m.pd.pass_ == 0 and m.pd.vm_pages_needed == 0
     # hysteresis 1000: vm_paging_min_dnc(1000) (68 + 1000 > 360) keeps it in TARGET1 with
     # vm_pages_needed 2; free + cache 360 >= v_paging_wait 136: waiters are woken
     sysctl_set(m, "vm.page_free_hysteresis", 1000)
     r = m.call("wakeup", {"channel": "vm_pages_needed"})
-    assert m.pd_state == TARGET1 and m.vm_pages_needed == 2
+    assert m.pd.state == TARGET1 and m.pd.vm_pages_needed == 2
     assert _wakeups(r.record, "v_free_count")
-    assert (th.wmesg, th.deadline) == ("pdloop", m.ticks + 1)
+    assert (th.wmesg, th.deadline) == ("pdloop", m.sched.ticks + 1)
     r = m.call("tick", {"n": 1})
-    assert m.vm_pages_needed == 2 and _wakeups(r.record, "v_free_count")
+    assert m.pd.vm_pages_needed == 2 and _wakeups(r.record, "v_free_count")
     sysctl_set(m, "vm.page_free_hysteresis", 16)
     m.call("tick", {"n": 1})
-    assert m.vm_pages_needed == 0 and th.wmesg == "psleep"
+    assert m.pd.vm_pages_needed == 0 and th.wmesg == "psleep"
     for i in held[60:]:
         vm_page_free_toq(m, i)
     check_invariants(m)
@@ -1153,12 +1153,12 @@ def test_daemon_recovers_from_a_shortage_and_releases_a_waiter() -> None:
     n = _fill(m, obj, 170)
     assert n == 14847 - 170
     # crossing v_paging_start (free + cache < 429) woke the daemon: runnable, not yet run
-    assert m.vm_pages_needed == 1 and th.state == "runnable" and m.pd_passes == 0
+    assert m.pd.vm_pages_needed == 1 and th.state == "runnable" and m.pd.passes == 0
     # vm_wait: vm_paging_min_nice(0 + 1): d = (286 - 143 - 1) >> 1 = 71,
     # k = 21 * 71 / 40 = 37; 143 + 37 = 180 > 170 -> sleep on v_free_count for hz ticks
     r = m.call("vm_wait", {"timo": 0}, thread=5)
     assert r.blocked == {"thread": 5, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
-    assert m.vm_pages_waiting == 1
+    assert m.pd.vm_pages_waiting == 1
     # the daemon ran its first pass at the end of that call.  Phase 1: avail = 572 - 170 =
     # 402, no inactive page.  Phase 2: every colour holds 13..15 active pages (at most one
     # of its 14 or 15 free pages is left), maxscan (13..15 + 9) / 10 + 1 = 3; all have
@@ -1166,12 +1166,12 @@ def test_daemon_recovers_from_a_shortage_and_releases_a_waiter() -> None:
     assert r.record["resumed"] == [
         {"tid": PAGEDAEMON_TID, "fn": "vm_pageout_thread", "blocked": "vm_pages_needed"}
     ]
-    assert m.pd_passes == 1 and meter(m, "v_pdwakeups") == 1
+    assert m.pd.passes == 1 and meter(m, "v_pdwakeups") == 1
     assert meter(m, "v_pdpages") == 3072
-    assert m.pd_pass == 1 and m.pd_state == TARGET1 and m.vm_pages_needed == 1
-    assert (th.wmesg, th.deadline) == ("pdloop", m.ticks + 1)
+    assert m.pd.pass_ == 1 and m.pd.state == TARGET1 and m.pd.vm_pages_needed == 1
+    assert (th.wmesg, th.deadline) == ("pdloop", m.sched.ticks + 1)
     check_invariants(m)
-    waiter = m.threads[5]
+    waiter = m.sched.threads[5]
     seen_inactive: set[int] = set()
     released_at = None
     for _ in range(60):
@@ -1180,27 +1180,27 @@ def test_daemon_recovers_from_a_shortage_and_releases_a_waiter() -> None:
         q = m.pg.arrays["queue"]
         seen_inactive.update(np.flatnonzero((q >= PQ_INACTIVE) & (q < PQ_INACTIVE + 1024)).tolist())
         if released_at is None and waiter.state == "idle":
-            released_at = m.ticks
-        if m.vm_pages_needed == 0:
+            released_at = m.sched.ticks
+        if m.pd.vm_pages_needed == 0:
             break
     gd = m.cpus[0].vmstats
-    assert m.vm_pages_needed == 0 and m.pd_pass == 0
+    assert m.pd.vm_pages_needed == 0 and m.pd.pass_ == 0
     assert gd.v_free_count + gd.v_cache_count >= 715  # v_paging_target2
     # only scan_cache freed pages, and it stops exactly at v_free_target = 2 * 143
     assert gd.v_free_count == 286
     assert meter(m, "v_dfree") == 286 - 170
-    assert meter(m, "v_pdwakeups") == m.pd_passes > 1
+    assert meter(m, "v_pdwakeups") == m.pd.passes > 1
     assert (th.state, th.channel, th.wmesg, th.deadline) == (
         "sleeping",
         "vm_pages_needed",
         "psleep",
-        m.ticks + 10,
+        m.sched.ticks + 10,
     )
     # the waiter was woken (not timed out: its deadline was tick 100) through
     # vm_page_free_wakeup (spec §8.3: free + cache >= v_free_min + 16 and free >= reserved)
     assert released_at is not None and released_at < 100
     assert waiter.last_fn == "vm_wait" and waiter.last_error is None
-    assert meter(m, "v_ppwakeups") == 1 and m.vm_pages_waiting == 0
+    assert meter(m, "v_ppwakeups") == 1 and m.pd.vm_pages_waiting == 0
     # pages went active -> inactive -> cache/free; dirty ones through the laundry
     q = m.pg.arrays["queue"]
     via_inactive = np.array(sorted(seen_inactive))
@@ -1221,8 +1221,8 @@ def test_daemon_phase_4_wakes_v_free_count_sleepers() -> None:
     obj = new_object(m)
     _fill(m, obj, 170)
     m.call("vm_wait", {"timo": 0}, thread=5)
-    m.vm_pages_waiting = 0
-    waiter = m.threads[5]
+    m.pd.vm_pages_waiting = 0
+    waiter = m.sched.threads[5]
     for _ in range(60):
         r = m.call("tick", {"n": 1})
         woke = [e for e in _wakeups(r.record, "v_free_count") if e.get("woke")]
@@ -1232,7 +1232,7 @@ def test_daemon_phase_4_wakes_v_free_count_sleepers() -> None:
         assert not woke
     else:
         pytest.fail("the waiter was never released")
-    assert m.vm_pages_needed == 0  # released by the pass that went idle
+    assert m.pd.vm_pages_needed == 0  # released by the pass that went idle
     assert meter(m, "v_ppwakeups") == 0
     check_invariants(m)
 
@@ -1264,10 +1264,10 @@ def test_same_calls_give_the_same_state() -> None:
     d0 = state_digest(m1)
     _scenario(m1)
     _scenario(m2)
-    assert m1.pd_passes > 0
+    assert m1.pd.passes > 0
     assert state_digest(m1) == state_digest(m2) != d0
     assert pageout_view(m1) == pageout_view(m2)
-    m2.pd_active_cursor[7] += 1  # the digest covers the daemon's state
+    m2.pd.active_cursor[7] += 1  # the digest covers the daemon's state
     assert state_digest(m1) != state_digest(m2)
     check_invariants(m1)
 
@@ -1305,7 +1305,7 @@ def test_scans_read_the_live_tunables_without_rebuilding_the_sysctl_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Regression (PageoutOps._tunable): the scans read each vm.* tunable's current value
-    straight from ``sysctl_values`` (spec §16.2: the defaults after boot, a sysctl write at
+    straight from ``sysctl.values`` (spec §16.2: the defaults after boot, a sysctl write at
     once), not through ``sysctl_value``, which re-created the 16 defaults on every read
     and was most of the cost of a daemon pass (2 reads per colour x 1024 colours)."""
 
@@ -1361,16 +1361,16 @@ def test_a_waiter_with_a_stale_cpu_snapshot_does_not_spin_with_the_daemon(
         m.call("vm_page_free", {"m": pfn}, cpu=0)
     m.call("vmstats_rollup", cpu=0)
     assert m.cpus[1].vmstats.v_free_count == 0 < m.vmstats.v_free_min < m.vmstats.v_free_count
-    assert m.ticks == 0
+    assert m.sched.ticks == 0
     r = m.call(fn, args, cpu=1, thread=4)
     assert r.blocked is not None and r.blocked["channel"] == "v_free_count"
-    assert m.threads[4].state == "sleeping"
-    assert m.pd_passes <= PD_PASSES_PER_TICK  # every pass so far ran in tick 0
+    assert m.sched.threads[4].state == "sleeping"
+    assert m.pd.passes <= PD_PASSES_PER_TICK  # every pass so far ran in tick 0
     check_invariants(m)
     r = m.call("tick", {"n": 1})
     (done,) = [e for e in r.record["events"] if e["event"] == "resumed" and e["tid"] == 4]
     assert done["fn"] == fn and done["timed_out"] is False  # woken by the daemon's pass
-    assert m.threads[4].state == "idle" and m.threads[4].last_error is None
+    assert m.sched.threads[4].state == "idle" and m.sched.threads[4].last_error is None
     check_invariants(m)
 
 
@@ -1386,16 +1386,16 @@ def test_page_stats_keeps_a_user_actcmp_above_48_and_scan_0_scans_nothing() -> N
     sysctl_set(m, "vm.pageout_stats_inalim", 0)  # adapt after every scan
     sysctl_set(m, "vm.pageout_stats_actcmp", 60)
     vm_pageout_page_stats(m, 310)  # counter0 1 > 0, counter1 0 < inamin 16: 60 < 48 is false
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 60
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 60
     sysctl_set(m, "vm.pageout_stats_actcmp", 47)
     vm_pageout_page_stats(m, 311)  # 47 < 48: 47 + 1
-    assert m.sysctl_values["vm.pageout_stats_actcmp"] == 48
+    assert m.sysctl.values["vm.pageout_stats_actcmp"] == 48
     # vm.pageout_stats_scan 0: the stats scan visits no page of ACTIVE[312] ...
     sysctl_set(m, "vm.pageout_stats_scan", 0)
     i = queue_pages(m, PQ_ACTIVE + 312)[0]
-    counter0 = m.pd_counter0
+    counter0 = m.pd.counter0
     vm_pageout_page_stats(m, 312)
-    assert m.pd_counter0 == counter0 and m.pg.act[i] == 20
+    assert m.pd.counter0 == counter0 and m.pg.act[i] == 20
     check_invariants(m)
 
 
@@ -1453,7 +1453,7 @@ def test_cluster_judges_neighbours_after_test_dirty_and_stops_at_the_object_size
     # (dirty & valid) != 0 || NEED_COMMIT, judged after vm_page_test_dirty (a page the
     # pmap saw written counts), and the cluster never passes object->size.
     m = boot()
-    obj = m.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 11, 0)]  # pindex 0 .. 10
+    obj = m.vmobj.objects[vm_object_allocate(m, ObjType.OBJT_DEFAULT, 11, 0)]  # pindex 0 .. 10
     target = inactive(m, obj, 8, dirty=True, busy=True)  # window [0, 64)
     m.pg.flags[target] |= PG_WINATCFLS
     written = inactive(m, obj, 7)  # clean, but written through a mapping

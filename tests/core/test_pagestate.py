@@ -207,7 +207,7 @@ def test_set_validclean_clears_the_inclusive_bits() -> None:
     p = alloc(m, obj, 600)
     m.call("vm_page_set_validdirty", {"m": p, "base": 0, "size": 4096})
     assert (m.pg.valid[ix(p)], m.pg.dirty[ix(p)]) == (0xFF, 0xFF)
-    assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
+    assert m.vmobj.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
     m.call("vm_page_flag_set", {"m": p, "bits": "PG_NOSYNC"})
     m.call("vm_page_set_validclean", {"m": p, "base": 100, "size": 1000})
     # chunks 0..2 cleared although chunks 0 (bytes 0..99 not covered) and 2 (1100..1535
@@ -289,7 +289,7 @@ def test_vm_page_dirty_undirty_and_test_dirty() -> None:
     obj, p = busied_active(m)
     m.call("vm_page_dirty", {"m": p})
     assert m.pg.dirty[ix(p)] == 0xFF
-    assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
+    assert m.vmobj.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
     m.call("vm_page_undirty", {"m": p})
     assert m.pg.dirty[ix(p)] == 0
     m.call("vm_page_test_dirty", {"m": p})  # no mapping: nothing
@@ -317,11 +317,11 @@ def test_set_invalid_and_its_object() -> None:
     obj = new_object(m)
     p = alloc(m, obj, 600)
     m.call("vm_page_set_validdirty", {"m": p, "base": 0, "size": 4096})
-    gen = m.objects[obj].generation
+    gen = m.vmobj.objects[obj].generation
     m.call("vm_page_set_invalid", {"m": p, "base": 512, "size": 1024})
     # 512 >> 9 = 1 .. 1535 >> 9 = 2 -> 0x06: 0xFF & ~0x06 = 0xF9 for both
     assert (m.pg.valid[ix(p)], m.pg.dirty[ix(p)]) == (0xF9, 0xF9)
-    assert m.objects[obj].generation == gen + 1
+    assert m.vmobj.objects[obj].generation == gen + 1
     q = alloc(m, None, 601)  # no object
     refused(m, KernelPanic, "vm_page_set_invalid", {"m": q, "base": 0, "size": 512}, "NULL")
     check_invariants(m)
@@ -372,7 +372,7 @@ def test_copy_and_zero_fill_move_contents() -> None:
     m.call("vm_page_copy", {"src": src, "dst": dst})
     assert zeroed_ranges(m, ix(dst)) == ((0, 4096),)
     assert (m.pg.valid[ix(dst)], m.pg.dirty[ix(dst)]) == (0xFF, 0xFF)
-    assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0  # set directly, object not marked
+    assert m.vmobj.objects[obj].flags & OBJ_DIRTY_FLAGS == 0  # set directly, object not marked
     # a write through a mapping makes the contents unknown again
     m.call("vm_page_activate", {"m": dst})
     m.call("pmap_enter", {"m": dst, "pmap": 1, "writeable": True})
@@ -392,7 +392,7 @@ def test_copy_and_zero_fill_move_contents() -> None:
 def test_cache_moves_a_clean_page_to_the_cache_tail_and_wakes_waiters() -> None:
     m = boot8()
     _, p = busied_active(m)
-    m.vm_pages_waiting = 1
+    m.pd.vm_pages_waiting = 1
     r = m.call("vm_page_cache", {"m": p})
     assert queue_of(m, p) == Q_CACHE
     assert not locked(m, p)
@@ -401,7 +401,7 @@ def test_cache_moves_a_clean_page_to_the_cache_tail_and_wakes_waiters() -> None:
         "v_cache_count": 1,
     }
     # vm_page_free_wakeup: free + cache = 1982 + 1 >= v_free_min 73 + 16, so the waiters go
-    assert m.vm_pages_waiting == 0
+    assert m.pd.vm_pages_waiting == 0
     assert m.cpus[0].meter["v_ppwakeups"] == 1
     check_invariants(m)
 
@@ -490,10 +490,10 @@ def test_cache_deactivates_a_dirty_page() -> None:
     m = boot8()
     _, p = busied_active(m)
     m.call("vm_page_dirty", {"m": p})
-    adds = m.q_adds[Q_INACT]
+    adds = m.pq.adds[Q_INACT]
     m.call("vm_page_cache", {"m": p})
     assert queue_of(m, p) == Q_INACT
-    assert m.q_adds[Q_INACT] == adds + 1  # vm_page_deactivate: to the tail
+    assert m.pq.adds[Q_INACT] == adds + 1  # vm_page_deactivate: to the tail
     assert not locked(m, p)
     check_invariants(m)
 
@@ -519,7 +519,7 @@ def test_cache_of_a_modified_mapping_finds_it_dirty_and_deactivates() -> None:
     m.call("vm_page_cache", {"m": p})
     assert queue_of(m, p) == Q_INACT
     assert m.pg.dirty[ix(p)] == 0xFF
-    assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
+    assert m.vmobj.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
     assert not pmap_page_is_mapped(m, ix(p))
     check_invariants(m)
 
@@ -576,9 +576,9 @@ def test_try_to_cache_leaves_an_inactive_dirtied_page_inactive() -> None:
     m.call("vm_page_deactivate", {"m": p})
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("pmap_touch", {"m": p, "pmap": 1, "write": True})
-    adds = m.q_adds[Q_INACT]
+    adds = m.pq.adds[Q_INACT]
     assert m.call("vm_page_try_to_cache", {"m": p}).result is False
-    assert queue_of(m, p) == Q_INACT and m.q_adds[Q_INACT] == adds
+    assert queue_of(m, p) == Q_INACT and m.pq.adds[Q_INACT] == adds
 
 
 @pytest.mark.parametrize(
@@ -617,7 +617,7 @@ def test_try_to_free_frees_a_clean_page() -> None:
     r = m.call("vm_page_try_to_free", {"m": p})
     assert r.result is True
     assert queue_pages(m, Q_FREE)[0] == ix(p)
-    assert 600 not in m.objects[obj].pages
+    assert 600 not in m.vmobj.objects[obj].pages
     assert r.record["counters"]["cpu0.gd_vmstats_adj"] == {
         "v_free_count": 1,
         "v_inactive_count": -1,
@@ -630,7 +630,7 @@ def test_try_to_free_frees_a_cached_page() -> None:
     obj, p = busied_active(m)
     m.call("vm_page_cache", {"m": p})
     assert m.call("vm_page_try_to_free", {"m": p}).result is True
-    assert queue_of(m, p) == Q_FREE and 600 not in m.objects[obj].pages
+    assert queue_of(m, p) == Q_FREE and 600 not in m.vmobj.objects[obj].pages
     check_invariants(m)
 
 
@@ -732,7 +732,7 @@ def test_dontneed_dice_over_1024_calls() -> None:
     for dnw in range(1, 1025):
         vm_page_activate(m, p)
         vm_page_dontneed(m, p)
-        assert m.dnweight == dnw
+        assert m.pagestate.dnweight == dnw
         if m.pg.queue[p] == Q_ACT:
             alone.append(dnw)
             assert m.pg.act[p] == 4  # activate set ACT_INIT 5, leave-alone took one
@@ -750,16 +750,16 @@ def test_dontneed_dice_over_1024_calls() -> None:
     assert (len(alone), len(tail), len(head)) == (32, 96, 896)  # 1024 - 32 - 96 = 896
     assert head[:3] == [16, 17, 18]
     # adds: the anchor's deactivation plus the 96 tail deactivations
-    assert m.q_adds[Q_INACT] == 1 + 96
+    assert m.pq.adds[Q_INACT] == 1 + 96
     check_invariants(m)
 
 
 def test_dontneed_first_call_sees_one_and_leaves_alone() -> None:
     m = boot8()
     _, p = busied_active(m)
-    assert m.dnweight == 0
+    assert m.pagestate.dnweight == 0
     m.call("vm_page_dontneed", {"m": p})
-    assert m.dnweight == 1
+    assert m.pagestate.dnweight == 1
     assert queue_of(m, p) == Q_ACT
     assert m.pg.act[ix(p)] == 4  # ACT_INIT 5 - 1
 
@@ -768,11 +768,11 @@ def test_dontneed_dirty_page_goes_to_the_tail() -> None:
     m = boot8()
     _, p = busied_active(m)
     m.call("vm_page_dirty", {"m": p})
-    m.dnweight = 15  # next dnw = 16: 16 & 0x1F0 = 16, 16 & 0x070 = 16 -> head if clean
-    adds = m.q_adds[Q_INACT]
+    m.pagestate.dnweight = 15  # next dnw = 16: 16 & 0x1F0 = 16, 16 & 0x070 = 16 -> head if clean
+    adds = m.pq.adds[Q_INACT]
     m.call("vm_page_dontneed", {"m": p})
     assert queue_of(m, p) == Q_INACT
-    assert m.q_adds[Q_INACT] == adds + 1  # tail insertions bump adds
+    assert m.pq.adds[Q_INACT] == adds + 1  # tail insertions bump adds
 
 
 def test_dontneed_clears_references_and_pulls_in_pmap_dirt() -> None:
@@ -783,7 +783,7 @@ def test_dontneed_clears_references_and_pulls_in_pmap_dirt() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 1, "writeable": True})
     m.call("pmap_touch", {"m": p, "pmap": 1, "write": True})
     m.call("vm_page_flag_set", {"m": p, "bits": "PG_REFERENCED"})
-    m.dnweight = 15  # dnw 16: the "head" zone for a clean page
+    m.pagestate.dnweight = 15  # dnw 16: the "head" zone for a clean page
     m.call("vm_page_dontneed", {"m": p})
     assert not m.pg.flags[ix(p)] & PG_REFERENCED
     assert m.call("pmap_ts_referenced", {"m": p}).result == 0
@@ -797,7 +797,7 @@ def test_dontneed_leaves_inactive_and_cached_pages_alone() -> None:
     _, p = busied_active(m)
     m.call("vm_page_deactivate", {"m": p})
     m.pg.act[ix(p)] = 7
-    m.dnweight = 15
+    m.pagestate.dnweight = 15
     before_q = queue_pages(m, Q_INACT)
     m.call("vm_page_dontneed", {"m": p})  # dnw 16 would deactivate, but it is inactive
     assert queue_pages(m, Q_INACT) == before_q
@@ -805,15 +805,15 @@ def test_dontneed_leaves_inactive_and_cached_pages_alone() -> None:
     m.pg.act[ix(p)] = 4
     m.call("vm_page_dontneed", {"m": p})  # dnw 17
     assert m.pg.act[ix(p)] == 4  # below ACT_INIT: untouched
-    assert m.dnweight == 17
+    assert m.pagestate.dnweight == 17
 
 
 def test_dnweight_wraps_like_a_c_int() -> None:
     m = boot8()
     _, p = busied_active(m)
-    m.dnweight = 0x7FFFFFFF
+    m.pagestate.dnweight = 0x7FFFFFFF
     m.call("vm_page_dontneed", {"m": p})
-    assert m.dnweight == -(1 << 31)  # INT_MAX + 1 wraps to INT_MIN
+    assert m.pagestate.dnweight == -(1 << 31)  # INT_MAX + 1 wraps to INT_MIN
     assert queue_of(m, p) == Q_ACT  # INT_MIN & 0x1F0 == 0: leave alone
 
 
@@ -912,7 +912,7 @@ def test_need_commit_and_clear_commit() -> None:
     obj, p = busied_active(m)
     m.call("vm_page_need_commit", {"m": p})
     assert m.pg.flags[ix(p)] & PG_NEED_COMMIT
-    assert m.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
+    assert m.vmobj.objects[obj].flags & OBJ_DIRTY_FLAGS == 0x180
     m.call("vm_page_clear_commit", {"m": p})
     assert not m.pg.flags[ix(p)] & PG_NEED_COMMIT
     q = alloc(m, None, 601)
@@ -976,9 +976,9 @@ def test_madvise_willneed_and_dontneed() -> None:
     assert m.pg.wire[ix(P603)] == 1 and not locked(m, P603)
     r = m.call("madvise", {"object": obj, "pindex": 0, "count": 1 << 20, "advice": "MADV_DONTNEED"})
     assert r.result == 1
-    assert m.dnweight == 1  # one vm_page_dontneed: dnw 1 leaves it alone
+    assert m.pagestate.dnweight == 1  # one vm_page_dontneed: dnw 1 leaves it alone
     assert queue_of(m, P600) == Q_ACT and m.pg.act[ix(P600)] == 4
-    m.dnweight = 15
+    m.pagestate.dnweight = 15
     m.call("madvise", {"object": obj, "pindex": 600, "count": 1, "advice": "MADV_DONTNEED"})
     assert queue_pages(m, Q_INACT)[0] == ix(P600)  # dnw 16, clean: inactive head
     # a range with no resident page does nothing
@@ -996,7 +996,7 @@ def test_madvise_free_cleans_without_unmapping() -> None:
     m.call("pmap_touch", {"m": P600, "pmap": 1, "write": True})
     m.call("vm_page_dirty", {"m": P600})
     m.pg.act[ix(P600)] = 20
-    m.dnweight = 15  # dnw 16: head zone
+    m.pagestate.dnweight = 15  # dnw 16: head zone
     r = m.call("madvise", {"object": obj, "pindex": 600, "count": 1, "advice": "MADV_FREE"})
     assert r.result == 1
     assert m.pg.dirty[ix(P600)] == 0

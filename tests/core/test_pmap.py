@@ -143,7 +143,7 @@ def test_reenter_changes_protection_and_collects_the_modify_bit() -> None:
     assert m.pg.dirty[ix(p)] == 0  # the M bit sits in the pte, not yet in the page
     m.call("pmap_enter", {"m": p, "pmap": 7, "writeable": False})  # write-protect it
     assert m.pg.dirty[ix(p)] == 0xFF  # collected with vm_page_dirty: VM_PAGE_BITS_ALL
-    assert m.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180  # 0x80 | 0x100
+    assert m.vmobj.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180  # 0x80 | 0x100
     assert pmap_view(m, ix(p))["mappings"] == [
         {"pmap": 7, "writable": False, "referenced": True, "modified": False}
     ]
@@ -211,11 +211,11 @@ def test_remove_collects_modified_and_referenced_bits() -> None:
     m.call("pmap_enter", {"m": p, "pmap": 3, "writeable": True})
     m.call("pmap_touch", {"m": p, "pmap": 3, "write": True})
     assert flags(m, p) & PG_REFERENCED == 0
-    assert m.objects[obj].flags & OBJ_MIGHTBEDIRTY == 0
+    assert m.vmobj.objects[obj].flags & OBJ_MIGHTBEDIRTY == 0
     m.call("pmap_remove", {"m": p, "pmap": 3})
     assert m.pg.dirty[ix(p)] == 0xFF
     assert flags(m, p) & PG_REFERENCED
-    assert m.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180
+    assert m.vmobj.objects[obj].flags & (OBJ_WRITEABLE | OBJ_MIGHTBEDIRTY) == 0x180
     assert not pmap_page_is_mapped(m, ix(p))
     refused(m, InvalidArgument, "pmap_remove", {"m": p, "pmap": 3}, "no mapping")
     check_invariants(m)
@@ -306,7 +306,7 @@ def test_page_protect_none_removes_everything() -> None:
     assert flags(m, p) & PMAP_BITS == 0
     assert flags(m, p) & PG_REFERENCED  # pmap 2's A bit
     assert m.pg.dirty[ix(p)] == 0  # nothing was modified
-    assert m.pmap_mapping_count == 0
+    assert m.pmap.mapping_count == 0
     check_invariants(m)
 
 

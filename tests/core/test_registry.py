@@ -75,7 +75,7 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
     machine, and a check of its effect (the detailed semantics are tested per module;
     here: it ran and did its job).  None for a function this test has no setup for."""
     if name == "vm_object_allocate":
-        return {}, lambda m, r: ok(r.result == 1 and 1 in m.objects, str(r.result)), {}
+        return {}, lambda m, r: ok(r.result == 1 and 1 in m.vmobj.objects, str(r.result)), {}
     if name == "vm_page_alloc":
         return {}, lambda m, r: ok(m.pg.busy[ix(r.result)] == PBUSY_LOCKED, "not busied"), {}
     if name == "vm_page_grab":
@@ -83,7 +83,7 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
 
         def grabbed(m: Machine, r: CallResult) -> None:
             i = ix(r.result)
-            assert m.objects[oid].pages[0] == i and m.pg.busy[i] == PBUSY_LOCKED
+            assert m.vmobj.objects[oid].pages[0] == i and m.pg.busy[i] == PBUSY_LOCKED
 
         return {"object": oid}, grabbed, {}
     if name == "vm_page_alloczwq":
@@ -125,7 +125,7 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         pfn = alloc(m)
 
         def inserted(m: Machine, r: CallResult) -> None:
-            assert r.result is True and m.objects[oid].pages[7] == ix(pfn)
+            assert r.result is True and m.vmobj.objects[oid].pages[7] == ix(pfn)
 
         return {"m": pfn, "object": oid, "pindex": 7}, inserted, {}
     if name == "vm_page_remove":
@@ -173,11 +173,11 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         return {"object": oid, "pindex": 3}, lambda m, r: ok(r.result == pfn, str(r.result)), {}
     if name == "vm_wait":
         # 1983 free pages: vm_paging_min_nice(1) is false, so no sleep
-        return {}, lambda m, r: ok(r.blocked is None and m.vm_pages_waiting == 0, "slept"), {}
+        return {}, lambda m, r: ok(r.blocked is None and m.pd.vm_pages_waiting == 0, "slept"), {}
     if name == "vm_test_nominal":
         return {}, lambda m, r: ok(r.result is False, str(r.result)), {}
     if name == "pagedaemon_wakeup":
-        return {}, lambda m, r: ok(m.vm_pages_needed == 0, "woke"), {}
+        return {}, lambda m, r: ok(m.pd.vm_pages_needed == 0, "woke"), {}
     if name == "vmstats_rollup":
         alloc(m)  # leaves adj free = -1 behind
 
@@ -190,7 +190,7 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         return {}, lambda m, r: ok(r.result == 0, str(r.result)), {}
     # ---- the scheduler and the busy word (calls_sched)
     if name == "tick":
-        return {"n": 3}, lambda m, r: ok(r.result == 3 and m.ticks == 3, str(r.result)), {}
+        return {"n": 3}, lambda m, r: ok(r.result == 3 and m.sched.ticks == 3, str(r.result)), {}
     if name == "wakeup":
         pfn = alloc(m)  # hard-busied by thread 0
         m.call("vm_page_busy_wait", {"m": pfn}, thread=2)  # parks thread 2 on the page
@@ -258,7 +258,7 @@ def _setup(m: Machine, name: str) -> tuple[dict[str, Any], Check, dict[str, Any]
         )
     if name in ("vm_wait_pfault", "vm_wait_nominal"):
         # 1983 free: above v_free_min (73) and the nice-0 trip point: no sleep
-        return {}, lambda m, r: ok(r.blocked is None and m.vm_pages_waiting == 0, "slept"), {}
+        return {}, lambda m, r: ok(r.blocked is None and m.pd.vm_pages_waiting == 0, "slept"), {}
     # ---- the administrator's verbs (calls_sysctl)
     if name == "sysctl":
         # v_free_min = 64 + 1983 / 200 = 73
@@ -692,7 +692,7 @@ def test_record_moves_show_first_and_last_queue_only() -> None:
         "v_active_count": -1,
         "v_wire_count": -1,
     }
-    assert m.q_adds[PQ_INACTIVE + 600] == 1
+    assert m.pq.adds[PQ_INACTIVE + 600] == 1
 
 
 def test_record_lists_wakeup_events() -> None:

@@ -72,7 +72,7 @@ def drain(m: Machine, n: int) -> list[int]:
         r = m.call("vm_page_alloc", {"page_req": "VM_ALLOC_INTERRUPT"}, thread=0, record=False)
         pages.append(r.result)
     assert m.cpus[0].vmstats.v_free_count == n
-    m.vm_pages_needed = 0
+    m.pd.vm_pages_needed = 0
     return pages
 
 
@@ -85,7 +85,7 @@ def events(r: CallResult, name: str) -> list[dict[str, Any]]:
 
 
 def state(m: Machine, tid: int) -> str:
-    th = m.threads.get(tid)
+    th = m.sched.threads.get(tid)
     return "none" if th is None else th.state
 
 
@@ -94,7 +94,7 @@ def thresholds_of_boot8(m: Machine) -> None:
     assert m.vmstats.v_page_count == 1983
     assert (gd.v_free_min, gd.v_free_reserved, gd.v_free_severe) == (73, 43, 36)
     assert (gd.v_paging_wait, gd.v_paging_target1) == (146, 292)
-    assert m.vm_page_free_hysteresis == 16 and m.hz == HZ
+    assert m.pd.vm_page_free_hysteresis == 16 and m.sched.hz == HZ
 
 
 # =========================================================== contention through m.call
@@ -129,9 +129,9 @@ def test_contention_on_a_busied_page() -> None:
     assert {"event": "wakeup", "channel": "page:1625", "woke": [2]} in r.record["events"]
     # thread 2's call completed and now holds the hard busy (WANTED was cleared)
     assert m.pg.busy[ix(pfn)] == 0x80000000
-    th = m.threads[2]
+    th = m.sched.threads[2]
     assert (th.state, th.last_fn, th.completed) == ("idle", "vm_page_busy_wait", 1)
-    assert not m.sleepq and not m.runq
+    assert not m.sched.sleepq and not m.sched.runq
     # thread 2 may run calls again: it releases the page it now owns
     m.call("vm_page_wakeup", {"m": pfn}, thread=2)
     assert m.pg.busy[ix(pfn)] == 0
@@ -143,7 +143,7 @@ def test_default_thread_is_the_cpu_number() -> None:
     pfn = m.call("vm_page_alloc", {"pindex": 600}, cpu=0).result
     r = m.call("vm_page_busy_wait", {"m": pfn}, cpu=1)
     assert r.blocked is not None and r.blocked["thread"] == 1
-    assert m.threads[1].cpu == 1
+    assert m.sched.threads[1].cpu == 1
     with pytest.raises(InvalidArgument):
         m.call("vm_test_nominal", {}, cpu=1)  # thread 1 is parked
     assert m.call("vm_test_nominal", {}, cpu=1, thread=5).result is False
@@ -177,13 +177,13 @@ def test_vm_wait_times_out_after_exactly_timo_ticks() -> None:
     m = boot8()
     thresholds_of_boot8(m)
     drain(m, 80)  # 80 < 91: vm_wait at nice 0 sleeps
-    assert m.ticks == 0
+    assert m.sched.ticks == 0
     r = m.call("vm_wait", {"timo": 7}, thread=1)
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 7}
-    assert m.vm_pages_needed == 1  # 0 <= 1: bumped, wakeup(&vm_pages_needed)
+    assert m.pd.vm_pages_needed == 1  # 0 <= 1: bumped, wakeup(&vm_pages_needed)
     assert {"event": "wakeup", "channel": "vm_pages_needed"} in r.record["events"]
-    assert m.vm_pages_waiting == 1
-    assert m.threads[1].deadline == 7  # ticks 0 + timo 7
+    assert m.pd.vm_pages_waiting == 1
+    assert m.sched.threads[1].deadline == 7  # ticks 0 + timo 7
 
     r = m.call("tick", {"n": 6})
     assert r.result == 6
@@ -195,8 +195,8 @@ def test_vm_wait_times_out_after_exactly_timo_ticks() -> None:
     assert events(r, "resumed") == [
         {"event": "resumed", "tid": 1, "fn": "vm_wait", "result": None, "timed_out": True}
     ]
-    assert state(m, 1) == "idle" and not m.sleepq
-    assert m.vm_pages_waiting == 1  # only vm_page_free_wakeup resets it
+    assert state(m, 1) == "idle" and not m.sched.sleepq
+    assert m.pd.vm_pages_waiting == 1  # only vm_page_free_wakeup resets it
     check_invariants(m)
 
 
@@ -216,8 +216,8 @@ def test_vm_wait_woken_early_completes_and_its_timeout_is_gone() -> None:
     drain(m, 80)
     m.call("vm_wait", {"timo": 7}, thread=1)
     m.call("vm_wait", {"timo": 3}, thread=2)
-    assert m.vm_pages_needed == 2  # 0 -> 1 -> 2 (each time <= 1 before)
-    assert m.vm_pages_waiting == 2
+    assert m.pd.vm_pages_needed == 2  # 0 -> 1 -> 2 (each time <= 1 before)
+    assert m.pd.vm_pages_waiting == 2
     r = m.call("wakeup", {"channel": "v_free_count"}, thread=0)
     assert r.result == 2  # two sleepers released
     assert r.record["resumed"] == [
@@ -227,7 +227,7 @@ def test_vm_wait_woken_early_completes_and_its_timeout_is_gone() -> None:
     before = state_digest(m)
     r = m.call("tick", {"n": 10})
     assert events(r, "resumed") == []  # no stale deadline fires
-    assert m.ticks == 10 and state_digest(m) != before  # only time (and rollups) moved
+    assert m.sched.ticks == 10 and state_digest(m) != before  # only time (and rollups) moved
     check_invariants(m)
 
 
@@ -263,7 +263,7 @@ def test_tick_rolls_up_the_cpu_adjustments() -> None:
 def test_tick_with_nothing_asleep_just_advances_time() -> None:
     m = boot8()
     r = m.call("tick", {"n": 1_000_000})
-    assert r.result == 1_000_000 and m.ticks == 1_000_000
+    assert r.result == 1_000_000 and m.sched.ticks == 1_000_000
     r = m.call("tick", {})  # n defaults to 1
     assert r.result == 1_000_001
 
@@ -301,15 +301,15 @@ def test_vm_wait_pfault_sleeps_in_11_tick_slices_while_severe() -> None:
     r = m.call("vm_wait_pfault", {}, thread=1)
     # slice = hz / 10 + 1 = 100 / 10 + 1 = 11 ticks
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "pfault", "timo": 11}
-    assert (m.vm_pages_needed, m.vm_pages_waiting) == (1, 1)
+    assert (m.pd.vm_pages_needed, m.pd.vm_pages_waiting) == (1, 1)
     m.call("tick", {"n": 10})
     assert state(m, 1) == "sleeping"
     r = m.call("tick", {"n": 1})
     # timed out, still severe -> another slice (vm_pages_needed 1 <= 1 -> 2; waiting 2)
     assert events(r, "resumed") == []
     assert [(e["tid"], e["timo"]) for e in events(r, "sleep")] == [(1, 11)]
-    assert state(m, 1) == "sleeping" and m.threads[1].deadline == 22  # 11 + 11
-    assert (m.vm_pages_needed, m.vm_pages_waiting) == (2, 2)
+    assert state(m, 1) == "sleeping" and m.sched.threads[1].deadline == 22  # 11 + 11
+    assert (m.pd.vm_pages_needed, m.pd.vm_pages_waiting) == (2, 2)
     # free 20 pages: 50 >= 36 and 50 >= 43 -> no longer severe; 50 < 89: nobody is woken
     for fr in free(m, pages, 20):
         assert "resumed" not in fr.record
@@ -317,7 +317,7 @@ def test_vm_wait_pfault_sleeps_in_11_tick_slices_while_severe() -> None:
     assert events(r, "resumed") == [
         {"event": "resumed", "tid": 1, "fn": "vm_wait_pfault", "result": None, "timed_out": True}
     ]
-    assert m.vm_pages_needed == 2  # 2 > 1: the third slice never happened
+    assert m.pd.vm_pages_needed == 2  # 2 > 1: the third slice never happened
     check_invariants(m)
 
 
@@ -334,7 +334,7 @@ def test_vm_wait_pfault_breaks_at_once_for_an_oom_victim() -> None:
         {"event": "resumed", "tid": 1, "fn": "vm_wait_pfault", "result": None, "timed_out": True}
     ]
     assert state(m, 1) == "idle" and state(m, 2) == "sleeping"
-    assert m.threads[1].view()["lowmemkill"] is True
+    assert m.sched.threads[1].view()["lowmemkill"] is True
 
 
 @pytest.mark.parametrize(
@@ -354,7 +354,7 @@ def test_vm_wait_pfault_trip_point_follows_nice(nice: int, sleeps: bool) -> None
     assert (r.blocked is not None) == sleeps
     if not sleeps:
         assert r.result is None and state_digest(m) == before  # leaves no trace
-        assert 1 not in m.threads
+        assert 1 not in m.sched.threads
     else:
         # not severe (80 >= 36, 80 >= 43): one slice, then done
         r = m.call("tick", {"n": 11})
@@ -407,7 +407,7 @@ def test_free_wakeup_releases_vm_wait_sleepers_at_v_free_min_plus_16() -> None:
     pages = drain(m, 80)
     m.call("vm_wait", {}, thread=1)
     m.call("vm_wait", {}, thread=2)
-    assert m.vm_pages_waiting == 2
+    assert m.pd.vm_pages_waiting == 2
     ppw = m.cpus[0].meter["v_ppwakeups"]
     for r in free(m, pages, 8):  # 81 .. 88: 73 + 16 = 89 > free -> no wakeup
         assert "resumed" not in r.record
@@ -418,7 +418,7 @@ def test_free_wakeup_releases_vm_wait_sleepers_at_v_free_min_plus_16() -> None:
         {"tid": 1, "fn": "vm_wait", "result": None, "timed_out": False},
         {"tid": 2, "fn": "vm_wait", "result": None, "timed_out": False},
     ]
-    assert m.vm_pages_waiting == 0
+    assert m.pd.vm_pages_waiting == 0
     assert m.cpus[0].meter["v_ppwakeups"] == ppw + 1
     assert r.record["counters"]["cpu0.gd_cnt"] == {"v_tfree": 1, "v_ppwakeups": 1}
     check_invariants(m)
@@ -438,7 +438,7 @@ def test_free_wakeup_also_needs_free_at_least_v_free_reserved() -> None:
         m.call("vm_page_alloc", {"page_req": "VM_ALLOC_INTERRUPT"}, record=False)
     gd = m.cpus[0].vmstats
     assert (gd.cnt[CNT_FREE], gd.cnt[CNT_CACHE]) == (41, 60)
-    m.vm_pages_needed = 0
+    m.pd.vm_pages_needed = 0
     r = m.call("vm_wait", {}, thread=1)  # 41 < 43 sleeps although free + cache = 101
     assert r.blocked is not None
     (r,) = free(m, pages, 1)  # free 42, free + cache 102 >= 89, but 42 < 43
@@ -470,7 +470,7 @@ def test_grab_with_retry_sleeps_on_a_busy_page_and_completes_when_woken() -> Non
         {"tid": 2, "fn": "vm_page_grab", "result": pfn, "timed_out": False}
     ]
     assert m.pg.busy[ix(pfn)] == 0x80000000  # busied again, now for thread 2's grab
-    assert m.objects[oid].pages[4] == ix(pfn)  # the same page, nothing allocated
+    assert m.vmobj.objects[oid].pages[4] == ix(pfn)  # the same page, nothing allocated
     check_invariants(m)
 
 
@@ -502,7 +502,7 @@ def test_grab_of_a_page_with_only_wanted_set_reports_the_spin() -> None:
     before = state_digest(m)
     with pytest.raises(WouldSleep, match="spin"):
         m.call("vm_page_grab", {"object": oid, "pindex": 4, "flags": "NORMAL|RETRY"}, thread=2)
-    assert state_digest(m) == before and 2 not in m.threads
+    assert state_digest(m) == before and 2 not in m.sched.threads
     check_invariants(m)
 
 
@@ -510,16 +510,16 @@ def test_grab_without_retry_failing_waits_once_then_returns_null() -> None:
     m = boot8()
     drain(m, 40)  # QUICK needs free >= 43
     oid = m.call("vm_object_allocate", {"pg_color": 0}).result
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = m.call("vm_page_grab", {"object": oid, "pindex": 1, "flags": "QUICK"}, thread=1)
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": HZ}
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     r = m.call("tick", {"n": HZ})
     assert events(r, "resumed") == [
         {"event": "resumed", "tid": 1, "fn": "vm_page_grab", "result": None, "timed_out": True}
     ]
-    assert m.vm_pageout_deficit == deficit + 1  # no second attempt
-    assert 1 not in m.objects[oid].pages
+    assert m.pd.vm_pageout_deficit == deficit + 1  # no second attempt
+    assert 1 not in m.vmobj.objects[oid].pages
 
 
 # =========================================================== alloczwq / freezwq (§7.2)
@@ -528,14 +528,14 @@ def test_grab_without_retry_failing_waits_once_then_returns_null() -> None:
 def test_alloczwq_with_retry_sleeps_in_hz_slices_until_a_page_can_be_had() -> None:
     m = boot8()
     pages = drain(m, 40)
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = m.call("vm_page_alloczwq", {"pindex": 1, "flags": "QUICK|RETRY"}, thread=1)
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": HZ}
-    assert m.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pageout_deficit == deficit + 1
     r = m.call("tick", {"n": HZ})  # timed out: alloc fails again (40 < 43), vm_wait again
     assert events(r, "resumed") == [] and [e["tid"] for e in events(r, "sleep")] == [1]
-    assert m.vm_pageout_deficit == deficit + 2
-    assert m.vm_pages_waiting == 2
+    assert m.pd.vm_pageout_deficit == deficit + 2
+    assert m.pd.vm_pages_waiting == 2
     free(m, pages, 3)  # 43: QUICK may allocate; 43 < 89 wakes nobody
     assert state(m, 1) == "sleeping"
     r = m.call("tick", {"n": HZ})
@@ -545,7 +545,7 @@ def test_alloczwq_with_retry_sleeps_in_hz_slices_until_a_page_can_be_had() -> No
     assert (m.pg.wire[i], m.pg.busy[i], m.pg.queue[i]) == (1, 0, PQ_NONE)
     assert m.pg.pindex[i] == 1
     assert m.cpus[0].vmstats.v_free_count == 42  # 43 - 1
-    assert m.vm_pageout_deficit == deficit + 2
+    assert m.pd.vm_pageout_deficit == deficit + 2
     check_invariants(m)
 
 
@@ -587,7 +587,7 @@ def test_freezwq_of_a_busied_page_sleeps_then_frees() -> None:
     ]
     i = ix(pfn)
     assert (m.pg.busy[i], m.pg.wire[i]) == (0, 0)
-    assert m.q_head[PQ_FREE + 600] == i  # freed to the head of its free queue
+    assert m.pq.head[PQ_FREE + 600] == i  # freed to the head of its free queue
     check_invariants(m)
 
 
@@ -603,7 +603,7 @@ def test_freezwq_rechecks_after_the_sleep() -> None:
     (done,) = r.record["resumed"]
     assert done["tid"] == 2 and "invalid wire count" in done["error"]
     assert m.pg.wire[ix(pfn)] == 2 and m.pg.busy[ix(pfn)] == 0
-    assert state(m, 2) == "idle" and m.threads[2].last_error is not None
+    assert state(m, 2) == "idle" and m.sched.threads[2].last_error is not None
     check_invariants(m)
 
 
@@ -617,19 +617,19 @@ def test_check_invariants_sees_the_sleep_queues() -> None:
     drain(m, 80)
     m.call("vm_wait", {}, thread=3)
     check_invariants(m)  # two parked threads on two channels
-    assert {ch: [t.tid for t in lst] for ch, lst in m.sleepq.items()} == {
+    assert {ch: [t.tid for t in lst] for ch, lst in m.sched.sleepq.items()} == {
         "page:1625": [2],
         "v_free_count": [3],
     }
     # a sleeping thread missing from its sleep queue is caught
-    th = m.sleepq["v_free_count"].pop()
+    th = m.sched.sleepq["v_free_count"].pop()
     with pytest.raises(InvariantError, match="thread 3"):
         check_invariants(m)
-    m.sleepq["v_free_count"].append(th)
+    m.sched.sleepq["v_free_count"].append(th)
     check_invariants(m)
     # queued on the wrong channel
-    m.sleepq["v_free_count"].remove(th)
-    m.sleepq["page:1625"].append(th)
+    m.sched.sleepq["v_free_count"].remove(th)
+    m.sched.sleepq["page:1625"].append(th)
     with pytest.raises(InvariantError, match="thread 3"):
         check_invariants(m)
 
@@ -653,9 +653,9 @@ def _script(m: Machine) -> list[Any]:
     c("vm_wait", {"timo": 9}, thread=4)
     c("vm_wait_pfault", {}, thread=5, nice=-1)
     c("tick", {"n": 5})
-    c("vm_page_wakeup", {"m": m.first_page + m.objects[oid].pages[4]}, thread=1)
+    c("vm_page_wakeup", {"m": m.first_page + m.vmobj.objects[oid].pages[4]}, thread=1)
     c("tick", {"n": 20})
-    c("vm_page_free", {"m": m.first_page + m.objects[oid].pages[4]}, thread=2)
+    c("vm_page_free", {"m": m.first_page + m.vmobj.objects[oid].pages[4]}, thread=2)
     return out
 
 
@@ -694,7 +694,7 @@ def test_refused_sleeping_calls_leave_the_digest_unchanged() -> None:
     with pytest.raises(InvalidArgument):
         m.call("vm_page_busy_wait", {"m": pfn}, thread=2)  # parked
     assert state_digest(m) == before
-    assert sorted(m.threads) == [0, 2]
+    assert sorted(m.sched.threads) == [0, 2]
     check_invariants(m)
 
 
@@ -703,16 +703,16 @@ def test_a_sleeping_call_that_never_slept_leaves_no_trace() -> None:
     before = state_digest(m)
     r = m.call("vm_wait", {"timo": 3}, thread=9)  # 1983 free: no sleep
     assert r.blocked is None and r.result is None
-    assert 9 not in m.threads and state_digest(m) == before
+    assert 9 not in m.sched.threads and state_digest(m) == before
     # the same on thread 0, which always exists: its history lists only calls that slept
     r = m.call("vm_wait", {"timo": 3}, thread=0)
     assert r.blocked is None and state_digest(m) == before
-    assert m.threads[0].view()["completed_calls"] == 0
+    assert m.sched.threads[0].view()["completed_calls"] == 0
     # a call that slept and completed is remembered
     pfn = m.call("vm_page_alloc", {"pindex": 600}, thread=1).result
     m.call("vm_page_busy_wait", {"m": pfn}, thread=0)
     m.call("vm_page_wakeup", {"m": pfn}, thread=1)
-    v = m.threads[0].view()
+    v = m.sched.threads[0].view()
     assert (v["completed_calls"], v["last_call"], v["state"]) == (1, "vm_page_busy_wait", "idle")
 
 

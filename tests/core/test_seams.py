@@ -75,18 +75,18 @@ def _two_of_one_colour(m: Machine) -> tuple[int, int, int]:
 def test_free_queue_end(choice: str) -> None:
     m = _boot(free_queue_end=choice)
     a, b, q = _two_of_one_colour(m)
-    third = m.q_head[q]  # the colour's head now: neither a nor b
+    third = m.pq.head[q]  # the colour's head now: neither a nor b
     for pfn in (a, b):
         m.call("vm_page_free", {"m": pfn})
     first = m.first_page
     nxt = m.call("vm_page_alloc", {"object": None, "pindex": 0, "page_req": 1}).result
     if choice == "kernel":
         # LIFO: b was freed last, to the head, and is taken first
-        assert m.q_head[q] != b - first and nxt == b
+        assert m.pq.head[q] != b - first and nxt == b
     else:
         # FIFO: a and b wait at the tail, b last; the old head is taken first
         assert nxt == third + first
-        assert m.q_tail[q] == b - first and m.pg.prev[b - first] == a - first
+        assert m.pq.tail[q] == b - first and m.pg.prev[b - first] == a - first
     m.check_invariants()
 
 
@@ -105,12 +105,12 @@ def test_dontneed_choices(choice: str, queue: int, at: str | None) -> None:
     m.call("vm_page_deactivate", {"m": other})  # so that head and tail differ
     r = m.call("vm_page_dontneed", {"m": pfn})
     (event,) = [e for e in r.record["events"] if e["event"] == "dontneed"]
-    assert m.dnweight == 1 and event["dnw"] == 1 and event["policy"] == choice
+    assert m.pagestate.dnweight == 1 and event["dnw"] == 1 and event["policy"] == choice
     i = pfn - m.first_page
     assert m.pg.queue[i] - m.pg.pc[i] == queue
     if at is not None:
         q = m.pg.queue[i]
-        assert (m.q_head[q] if at == "head" else m.q_tail[q]) == i
+        assert (m.pq.head[q] if at == "head" else m.pq.tail[q]) == i
         assert event["branch"] == f"deactivated to the inactive {at}"
         assert f"policy sets the seam dontneed to {choice!r}" in event["why"]
     else:

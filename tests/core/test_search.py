@@ -45,17 +45,17 @@ def emptied(mask: int | None = None) -> tuple[Machine, dict[int, list[int]]]:
     (now on PQ_NONE, unbusied, no object) are returned by colour so tests can put chosen
     pages back on chosen queues.  Boot stage 'early' leaves set_assoc_mask at 15."""
     m = boot("16MiB")
-    assert m.set_assoc_mask == 15  # spec §2.4/§18: 15 until vm_page_startup_finish
+    assert m.pq.set_assoc_mask == 15  # spec §2.4/§18: 15 until vm_page_startup_finish
     pool: dict[int, list[int]] = {}
     for c in range(1024):
         q = PQ_FREE + c
-        while m.q_head[q] >= 0:
-            i = m.q_head[q]
+        while m.pq.head[q] >= 0:
+            i = m.pq.head[q]
             _rem_queue(m, i)
             pool.setdefault(c, []).append(i)
     assert len(pool) == 1024  # every colour has at least one page to play with
     if mask is not None:
-        m.set_assoc_mask = mask
+        m.pq.set_assoc_mask = mask
     return m, pool
 
 
@@ -125,7 +125,7 @@ def test_pg_color_adds_object_color() -> None:
     # cpuscale = 1024/4 = 256; cpu 3, pindex 100, oc 200: 3*256 + 300 % 256 = 768 + 44 = 812
     assert m.call("vm_get_pg_color", {"cpuid": 3, "object": oid, "pindex": 100}).result == 812
     # cpu 1, pindex 56, oc 200: 256 + 256 % 256 = 256
-    assert vm_get_pg_color(m, 1, m.objects[oid], 56) == 256
+    assert vm_get_pg_color(m, 1, m.vmobj.objects[oid], 56) == 256
 
 
 def test_pg_color_known_topology_socket_core_thread_layout() -> None:
@@ -143,7 +143,7 @@ def test_pg_color_known_topology_socket_core_thread_layout() -> None:
     # with an object colour 7, cpuid 6 (socket 1, core 1, thread 0), pindex 80:
     #   341 + 170 + 0 + 87 % 85 = 511 + 2 = 513
     oid = m.call("vm_object_allocate", {"pg_color": 7}).result
-    assert vm_get_pg_color(m, 6, m.objects[oid], 80) == 513
+    assert vm_get_pg_color(m, 6, m.vmobj.objects[oid], 80) == 513
 
 
 def test_pg_color_known_topology_power_of_two_matches_flat_layout() -> None:
@@ -156,7 +156,7 @@ def test_pg_color_known_topology_power_of_two_matches_flat_layout() -> None:
 def test_pg_color_negative_object_color_is_an_unsigned_64_bit_sum() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {}).result
-    obj = m.objects[oid]
+    obj = m.vmobj.objects[oid]
     obj.pg_color = -1
     # (0 + -1) as u64 = 2^64 - 1; 2^64 is a multiple of 1024, so % 1024 = 1023
     assert m.call("vm_get_pg_color", {"object": oid, "pindex": 0}).result == 1023
@@ -170,7 +170,7 @@ def test_pg_color_negative_object_color_is_an_unsigned_64_bit_sum() -> None:
 def test_pg_color_negative_object_color_with_three_cpus() -> None:
     m = boot(cpus=3)
     oid = m.call("vm_object_allocate", {}).result
-    obj = m.objects[oid]
+    obj = m.vmobj.objects[oid]
     obj.pg_color = -1
     # (2^64 - 1) % 341: 2^10 = 1024 = 3*341 + 1, so 2^10 ≡ 1 and 2^64 = 2^60 * 2^4 ≡ 16;
     # hence (2^64 - 1) % 341 = 15.  cpu 2: 2*341 + 15 = 697.
@@ -193,8 +193,8 @@ def test_quickcolor_successive_objects_are_23_apart() -> None:
     assert m.cpus[0].quick_color == 0
     a = m.call("vm_object_allocate", {}, cpu=0).result
     b = m.call("vm_object_allocate", {}, cpu=0).result
-    ca = m.objects[a].pg_color
-    cb = m.objects[b].pg_color
+    ca = m.vmobj.objects[a].pg_color
+    cb = m.vmobj.objects[b].pg_color
     # vm_quickcolor: (thread address >> 10) + gd_quick_color (0), truncated to a C int
     assert ca == _int32((addr0 >> 10) + 0)
     # then gd_quick_color += 23: the next object on the same CPU is 23 further
@@ -203,7 +203,7 @@ def test_quickcolor_successive_objects_are_23_apart() -> None:
     assert m.cpus[0].quick_color == 46  # 0 + 23 + 23
     # CPU 1 has its own gd_quick_color (still 0) and its own thread address
     c = m.call("vm_object_allocate", {}, cpu=1).result
-    assert m.objects[c].pg_color == _int32((m.cpus[1].thread_addr >> 10) + 0)
+    assert m.vmobj.objects[c].pg_color == _int32((m.cpus[1].thread_addr >> 10) + 0)
     assert m.cpus[1].quick_color == 23
 
 
@@ -212,17 +212,17 @@ def test_quickcolor_wraps_as_a_c_int() -> None:
     cpu = m.cpus[0]
     cpu.quick_color = 2**31 - 10  # INT_MAX - 9
     a = m.call("vm_object_allocate", {}).result
-    assert m.objects[a].pg_color == _int32((cpu.thread_addr >> 10) + 2**31 - 10)
+    assert m.vmobj.objects[a].pg_color == _int32((cpu.thread_addr >> 10) + 2**31 - 10)
     # (2^31 - 10) + 23 = 2^31 + 13 -> as int32: 2^31 + 13 - 2^32 = -2^31 + 13
     assert cpu.quick_color == -(2**31) + 13
     b = m.call("vm_object_allocate", {}).result
-    assert _int32(m.objects[b].pg_color - m.objects[a].pg_color) == 23
+    assert _int32(m.vmobj.objects[b].pg_color - m.vmobj.objects[a].pg_color) == 23
 
 
 def test_explicit_pg_color_is_honoured() -> None:
     m = boot()
     oid = m.call("vm_object_allocate", {"pg_color": 1000}).result
-    assert m.objects[oid].pg_color == 1000
+    assert m.vmobj.objects[oid].pg_color == 1000
     # and it is the oc of vm_get_pg_color: (30 + 1000) % 1024 = 6
     assert m.call("vm_get_pg_color", {"object": oid, "pindex": 30}).result == 6
 
@@ -234,11 +234,11 @@ def test_exact_queue_hit_returns_head_and_resets_lastq() -> None:
     m, pool = emptied()
     first = put(m, pool, PQ_FREE, 5)
     second = put(m, pool, PQ_FREE, 5)  # PQ_FREE inserts at the head
-    m.q_lastq[PQ_FREE + 5] = 77
+    m.pq.lastq[PQ_FREE + 5] = 77
     found, probes = find(m, PQ_FREE, 5)
     assert found == second and found != first
     assert probes == [PQ_FREE + 5]  # only the exact queue: 1 + 5 = 6
-    assert m.q_lastq[PQ_FREE + 5] == -1  # reset by the exact hit
+    assert m.pq.lastq[PQ_FREE + 5] == -1  # reset by the exact hit
     # _vm_page_list_find leaves the page on its queue
     assert m.pg.queue[found] == PQ_FREE + 5
     # the index is masked with 1023 first: 1029 & 1023 = 5
@@ -361,8 +361,8 @@ def test_wide_search_returns_first_non_empty_queue_in_probe_order() -> None:
     assert found == at3
     assert probes == [PQ_FREE + 5] + q(PQ_FREE, range(5, 16), range(0, 4))
     # count when found = 14 (>= 8): lastq of the *starting* queue (colour 5) = 3
-    assert m.q_lastq[PQ_FREE + 5] == 3
-    assert m.q_lastq[PQ_FREE + 3] == -1
+    assert m.pq.lastq[PQ_FREE + 5] == 3
+    assert m.pq.lastq[PQ_FREE + 3] == -1
     check_invariants(m)
 
 
@@ -372,13 +372,13 @@ def test_lastq_set_only_from_count_8() -> None:
     found, _ = find(m, PQ_FREE, 0)
     # from 0 the wide probe of colour k has count k: colour 7 -> count 7 < 8
     assert found == at7
-    assert m.q_lastq[PQ_FREE + 0] == -1
+    assert m.pq.lastq[PQ_FREE + 0] == -1
     _rem_queue(m, at7)
     at8 = put(m, pool, PQ_FREE, 8)
     found, _ = find(m, PQ_FREE, 0)
     # colour 8 -> count 8 >= 8: lastq = 8
     assert found == at8
-    assert m.q_lastq[PQ_FREE + 0] == 8
+    assert m.pq.lastq[PQ_FREE + 0] == 8
 
 
 def test_count_quirk_jump_iterations_count_at_the_8_boundary() -> None:
@@ -392,7 +392,7 @@ def test_count_quirk_jump_iterations_count_at_the_8_boundary() -> None:
     found, probes = find(m, PQ_FREE, 4)
     assert found == target
     assert probes == [PQ_FREE + 4] + q(PQ_FREE, [4, 5, 6, 7, 0, 1, 2, 3])
-    assert m.q_lastq[PQ_FREE + 4] == -1
+    assert m.pq.lastq[PQ_FREE + 4] == -1
 
     # From colour 5: level 2: 5, 4 (counts 0, 1); level 4: jump to 6 -> 6, 7 (counts 2, 3),
     # then the wrap re-enters 4..5 with budget 1: jump, budget < 0, count 4 (no probe);
@@ -403,7 +403,7 @@ def test_count_quirk_jump_iterations_count_at_the_8_boundary() -> None:
     found, probes = find(m, PQ_FREE, 5)
     assert found == target
     assert probes == [PQ_FREE + 5] + q(PQ_FREE, [5, 4, 6, 7, 0, 1, 2, 3])
-    assert m.q_lastq[PQ_FREE + 5] == 3
+    assert m.pq.lastq[PQ_FREE + 5] == 3
 
 
 def test_count_quirk_one_color_earlier_stays_below_8() -> None:
@@ -412,12 +412,12 @@ def test_count_quirk_one_color_earlier_stays_below_8() -> None:
     target = put(m, pool, PQ_FREE, 2)
     found, _ = find(m, PQ_FREE, 5)
     assert found == target
-    assert m.q_lastq[PQ_FREE + 5] == -1
+    assert m.pq.lastq[PQ_FREE + 5] == -1
 
 
 def test_lastq_replaces_the_start_color_but_exact_queue_is_probed_first() -> None:
     m, _ = emptied()
-    m.q_lastq[PQ_FREE + 5] = 40
+    m.pq.lastq[PQ_FREE + 5] = 40
     found, probes = find(m, PQ_FREE, 5)
     assert found == -1
     # exact 5 first; then from 40: level 16 block 32..47: 40..47, 32..39; level 32 block
@@ -435,7 +435,7 @@ def test_lastq_replaces_the_start_color_but_exact_queue_is_probed_first() -> Non
     )
     assert probes == expected
     # a failing search leaves lastq alone
-    assert m.q_lastq[PQ_FREE + 5] == 40
+    assert m.pq.lastq[PQ_FREE + 5] == 40
 
 
 def test_lastq_learnt_then_used_then_moved() -> None:
@@ -444,7 +444,7 @@ def test_lastq_learnt_then_used_then_moved() -> None:
     found, _ = find(m, PQ_FREE, 0)
     # from 0 colour 20 is wide probe #20, count 20 >= 8
     assert found == at20
-    assert m.q_lastq[PQ_FREE + 0] == 20
+    assert m.pq.lastq[PQ_FREE + 0] == 20
     # vm_page_list_find removes the page it finds
     assert vm_page_list_find(m, PQ_FREE, 0) == at20
     assert m.pg.queue[at20] == PQ_NONE
@@ -454,31 +454,31 @@ def test_lastq_learnt_then_used_then_moved() -> None:
     # colour 3 at count 16 + 3 = 19 -> lastq = 3
     assert found == at3
     assert probes == [PQ_FREE + 0] + q(PQ_FREE, range(20, 32), range(16, 20), range(0, 4))
-    assert m.q_lastq[PQ_FREE + 0] == 3
+    assert m.pq.lastq[PQ_FREE + 0] == 3
 
 
 def test_lastq_unchanged_on_success_below_count_8() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 0] = 20
+    m.pq.lastq[PQ_FREE + 0] = 20
     at22 = put(m, pool, PQ_FREE, 22)
     found, probes = find(m, PQ_FREE, 0)
     # exact 0, then 20, 21, 22: found at count 2
     assert found == at22
     assert probes == q(PQ_FREE, [0, 20, 21, 22])
-    assert m.q_lastq[PQ_FREE + 0] == 20
+    assert m.pq.lastq[PQ_FREE + 0] == 20
 
 
 def test_lastq_reset_only_by_exact_hit() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 0] = 20
+    m.pq.lastq[PQ_FREE + 0] = 20
     at0 = put(m, pool, PQ_FREE, 0)
     assert find(m, PQ_FREE, 0) == (at0, [PQ_FREE + 0])
-    assert m.q_lastq[PQ_FREE + 0] == -1
+    assert m.pq.lastq[PQ_FREE + 0] == -1
 
 
 def test_lastq_belongs_to_the_starting_queue() -> None:
     m, _ = emptied()
-    m.q_lastq[PQ_FREE + 0] = 40
+    m.pq.lastq[PQ_FREE + 0] = 40
     _, probes = find(m, PQ_FREE, 1)
     # colour 1 has no lastq: plain search from 1 (block 0..15: 1..15, 0)
     assert probes[:18] == [PQ_FREE + 1] + q(PQ_FREE, range(1, 16), range(0, 1), range(16, 17))
@@ -492,8 +492,8 @@ def test_single_type_search_on_the_cache_queues() -> None:
     assert found == c9
     # exact cache 0, then cache 0..9; count 9 -> lastq of PQ_CACHE + 0 = 9
     assert probes == [PQ_CACHE + 0] + q(PQ_CACHE, range(10))
-    assert m.q_lastq[PQ_CACHE + 0] == 9
-    assert m.q_lastq[PQ_FREE + 0] == -1
+    assert m.pq.lastq[PQ_CACHE + 0] == 9
+    assert m.pq.lastq[PQ_FREE + 0] == -1
     check_invariants(m)
 
 
@@ -562,8 +562,8 @@ def test_find2_cache16_comes_before_free64() -> None:
     assert found == c3
     assert probes == [PQ_FREE] + q(PQ_FREE, range(32)) + q(PQ_CACHE, range(4))
     # count2 = 3 < 8 and no free success: both lastq stay -1
-    assert m.q_lastq[PQ_FREE + 0] == -1
-    assert m.q_lastq[PQ_CACHE + 0] == -1
+    assert m.pq.lastq[PQ_FREE + 0] == -1
+    assert m.pq.lastq[PQ_CACHE + 0] == -1
 
 
 def test_find2_free32_comes_before_cache16() -> None:
@@ -573,8 +573,8 @@ def test_find2_free32_comes_before_cache16() -> None:
     found, _ = find2(m, 0)
     assert found == f20
     # free count1 = 20 >= 8: lastq of PQ_FREE + 0 = 20
-    assert m.q_lastq[PQ_FREE + 0] == 20
-    assert m.q_lastq[PQ_CACHE + 0] == -1
+    assert m.pq.lastq[PQ_FREE + 0] == 20
+    assert m.pq.lastq[PQ_CACHE + 0] == -1
 
 
 def test_find2_cache_success_from_count_8_sets_cache_lastq() -> None:
@@ -583,8 +583,8 @@ def test_find2_cache_success_from_count_8_sets_cache_lastq() -> None:
     found, _ = find2(m, 0)
     assert found == c12
     # cache side from 0: colour 12 has count2 12 >= 8 -> PQ_CACHE + 0's lastq = 12
-    assert m.q_lastq[PQ_CACHE + 0] == 12
-    assert m.q_lastq[PQ_FREE + 0] == -1
+    assert m.pq.lastq[PQ_CACHE + 0] == 12
+    assert m.pq.lastq[PQ_FREE + 0] == -1
 
 
 def test_find2_cache_never_searched_past_512_colors() -> None:
@@ -610,18 +610,18 @@ def test_find2_with_mask_1023_never_searches_the_cache() -> None:
 
 def test_find2_exact_free_hit_resets_both_lastq() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 5] = 99
-    m.q_lastq[PQ_CACHE + 5] = 77
+    m.pq.lastq[PQ_FREE + 5] = 99
+    m.pq.lastq[PQ_CACHE + 5] = 77
     f5 = put(m, pool, PQ_FREE, 5)
     assert find2(m, 5) == (f5, [PQ_FREE + 5])
-    assert m.q_lastq[PQ_FREE + 5] == -1
-    assert m.q_lastq[PQ_CACHE + 5] == -1
+    assert m.pq.lastq[PQ_FREE + 5] == -1
+    assert m.pq.lastq[PQ_CACHE + 5] == -1
 
 
 def test_find2_both_sides_start_from_free_lastq() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 0] = 40
-    m.q_lastq[PQ_CACHE + 0] = 700  # never used as a start
+    m.pq.lastq[PQ_FREE + 0] = 40
+    m.pq.lastq[PQ_CACHE + 0] = 700  # never used as a start
     c32 = put(m, pool, PQ_CACHE, 32)
     found, probes = find2(m, 0)
     # free16 from 40: 40..47, 32..39; free32: 48..63; cache16 from 40: 40..47, 32
@@ -632,29 +632,29 @@ def test_find2_both_sides_start_from_free_lastq() -> None:
         + q(PQ_CACHE, range(40, 48), range(32, 33))
     )
     # cache count2 = 8 (40..47 are counts 0..7): lastq of PQ_CACHE + 0 = 32
-    assert m.q_lastq[PQ_CACHE + 0] == 32
-    assert m.q_lastq[PQ_FREE + 0] == 40
+    assert m.pq.lastq[PQ_CACHE + 0] == 32
+    assert m.pq.lastq[PQ_FREE + 0] == 40
 
 
 def test_find2_cache_success_below_count_8_keeps_cache_lastq() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 0] = 40
-    m.q_lastq[PQ_CACHE + 0] = 700
+    m.pq.lastq[PQ_FREE + 0] = 40
+    m.pq.lastq[PQ_CACHE + 0] = 700
     c45 = put(m, pool, PQ_CACHE, 45)
     found, _ = find2(m, 0)
     # cache side from 40: 45 at count2 5 < 8
     assert found == c45
-    assert m.q_lastq[PQ_CACHE + 0] == 700
+    assert m.pq.lastq[PQ_CACHE + 0] == 700
 
 
 def test_find2_free_success_sets_free_lastq_from_its_start() -> None:
     m, pool = emptied()
-    m.q_lastq[PQ_FREE + 0] = 40
+    m.pq.lastq[PQ_FREE + 0] = 40
     f50 = put(m, pool, PQ_FREE, 50)
     found, _ = find2(m, 0)
     # free16 40..47, 32..39 (counts 0..15); free32 48.. -> 50 at count 18 -> lastq 50
     assert found == f50
-    assert m.q_lastq[PQ_FREE + 0] == 50
+    assert m.pq.lastq[PQ_FREE + 0] == 50
 
 
 def test_vm_page_list_find_removes_the_page_and_counts_it_out() -> None:
@@ -663,7 +663,7 @@ def test_vm_page_list_find_removes_the_page_and_counts_it_out() -> None:
     free_before = m.gd.v_free_count
     assert vm_page_list_find(m, PQ_FREE, 9) == p
     assert m.pg.queue[p] == PQ_NONE
-    assert m.q_lcnt[PQ_FREE + 9] == 0
+    assert m.pq.lcnt[PQ_FREE + 9] == 0
     assert m.gd.v_free_count == free_before - 1
     assert vm_page_list_find(m, PQ_FREE, 9) == -1
     check_invariants(m)

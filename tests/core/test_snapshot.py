@@ -4,6 +4,7 @@ snapshots taken mid-stream give every frozen outcome."""
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -111,8 +112,8 @@ def test_state_added_for_issue_9_travels_in_a_snapshot() -> None:
     m.call("vm_page_alloc", {"object": oid, "pindex": 3, "page_req": "NORMAL"})
     m.cpus[0].meter["v_swapout"] = 5
     loaded = reload(m)
-    assert loaded.objects[oid].addr == kaddr
-    assert loaded.boot_console == m.boot_console and loaded.boot_console
+    assert loaded.vmobj.objects[oid].addr == kaddr
+    assert loaded.startup.boot_console == m.startup.boot_console and loaded.startup.boot_console
     assert loaded.cpus[0].meter["v_swapout"] == 5
     assert loaded.state_digest() == state_digest(m)
     # the hash lookup by (object, pindex) still finds the page under the kernel address
@@ -179,10 +180,10 @@ def test_the_pageout_daemon_resumes_at_each_of_its_sleeps() -> None:
             if step % 2:
                 machine.call("tick", {"n": 1})
         assert snapshot.quiescent(twin)
-        labels.add(twin.pd_parked_at)
+        labels.add(twin.pd.parked_at)
         twin = reload(twin)
-        assert twin.threads[PAGEDAEMON_TID].gen is not None
-        assert twin.state_digest() == state_digest(m), f"step {step} ({twin.pd_parked_at})"
+        assert twin.sched.threads[PAGEDAEMON_TID].gen is not None
+        assert twin.state_digest() == state_digest(m), f"step {step} ({twin.pd.parked_at})"
     twin.check_invariants()
     assert {"psleep", "throttle", "paging", "target"} <= labels
 
@@ -219,7 +220,10 @@ def test_bad_magic_is_refused(good: bytes) -> None:
 
 def test_a_newer_format_version_is_refused(good: bytes) -> None:
     newer = good[:8] + struct.pack(">I", snapshot.FORMAT_VERSION + 1) + good[12:-4]
-    with pytest.raises(SnapshotError, match="format version 2, newer than this server reads"):
+    newest = snapshot.FORMAT_VERSION
+    with pytest.raises(
+        SnapshotError, match=f"format version {newest + 1}, newer than this server reads"
+    ):
         snapshot.load(with_crc(newer))
 
 
@@ -271,15 +275,27 @@ def test_a_digest_that_does_not_match_is_refused(good: bytes) -> None:
 
 def test_content_that_is_not_a_machine_is_refused(good: bytes) -> None:
     def shadow(body: bytes) -> bytes:  # a field that would hide a method
-        return body.replace(b'"ticks":', b'"call":1,"ticks":', 1)
+        return body.replace(b'"machine":{', b'"machine":{"call":1,', 1)
 
     with pytest.raises(SnapshotError, match="'call' is not one it can have"):
         snapshot.load(rebuilt(good, edit_body=shadow))
 
+    def stray(body: bytes) -> bytes:  # a field its record does not have
+        return body.replace(b'"ticks":', b'"call":1,"ticks":', 1)
+
+    with pytest.raises(SnapshotError, match="'sched.call' is not one it can have"):
+        snapshot.load(rebuilt(good, edit_body=stray))
+
+    def no_record(body: bytes) -> bytes:  # an area the machine does not have
+        return body.replace(b'"areas":{', b'"areas":{"swap":{},', 1)
+
+    with pytest.raises(SnapshotError, match="'swap' is not one it can have"):
+        snapshot.load(rebuilt(good, edit_body=no_record))
+
     def typed(body: bytes) -> bytes:
         return body.replace(b'"objects":{"dict"', b'"objects":{"tuple"', 1)
 
-    with pytest.raises(SnapshotError, match="'objects' is not one it can have"):
+    with pytest.raises(SnapshotError, match="'vmobj.objects' is not one it can have"):
         snapshot.load(rebuilt(good, edit_body=typed))
 
     def bomb(h: dict[str, Any]) -> None:
@@ -293,3 +309,57 @@ def test_content_that_is_not_a_machine_is_refused(good: bytes) -> None:
 
     with pytest.raises(SnapshotError, match="configuration cannot be booted"):
         snapshot.load(rebuilt(good, no_config))
+
+
+# ---------------------------------------------------------------- older formats
+V1 = Path(__file__).parent / "snapshots"
+
+
+def future(m: Machine) -> list[Any]:
+    """The calls ``snapshots/make_v1.py`` ran after taking its snapshot (with the code of
+    the time), and the digest after them."""
+    out: list[Any] = []
+    obj = m.call("vm_object_allocate", {"type": "OBJT_SWAP", "size": 64}).result
+    out.append(obj)
+    for k in range(12):
+        out.append(
+            m.call("vm_page_alloc", {"object": obj, "pindex": k, "page_req": "SYSTEM"}).result
+        )
+    out.append(m.call("tick", {"n": 20}).result)
+    out.append(m.call("vm_page_alloc", {"page_req": "NORMAL"}).result)
+    out.append(m.call("vm_page_lookup", {"object": 2, "pindex": 12}).result)
+    out.append(m.call("vm_page_hash_get", {"object": 2, "pindex": 18}).result)
+    out.append(m.state_digest())
+    return out
+
+
+def test_a_version_1_snapshot_loads_with_its_digest_and_its_future() -> None:
+    """A snapshot written by format version 1 (flat fields: "q_lcnt", "pd_pass"; made
+    by ``snapshots/make_v1.py`` at ff19a2e, before the per-area records) loads into
+    today's machine with the digest it was taken with, and the calls that followed it
+    then give what they gave then."""
+    data = (V1 / "v1-8mib.plsnap").read_bytes()
+    expected = json.loads((V1 / "v1-8mib.json").read_text())
+    header = snapshot.read_header(data)
+    assert header["version"] == 1 < snapshot.FORMAT_VERSION
+    m = snapshot.load(data)  # verifies the recorded digest
+    assert m.state_digest() == header["digest"] == expected["digest"]
+    check_invariants(m)
+    # the state that moved into records came along (not left at a record's default)
+    assert m.pd.passes == 3 and m.pd.parked_at == "psleep"
+    assert m.pagestate.fake_pages and m.pmap.mapping_count == 80
+    assert m.hash.arrays is not None and m.hash.m is not None
+    assert m.sched.threads[PAGEDAEMON_TID].gen is not None
+    assert future(m) == expected["future"]
+    # and it is written back in today's format, which loads to the same machine
+    again = snapshot.dump(snapshot.load(data))
+    assert snapshot.read_header(again)["version"] == snapshot.FORMAT_VERSION
+    assert future(snapshot.load(again)) == expected["future"]
+
+
+def test_a_version_1_snapshot_with_a_field_no_version_had_is_refused() -> None:
+    data = (V1 / "v1-8mib.plsnap").read_bytes()
+    with pytest.raises(SnapshotError, match="'pq.head' is not one it can have"):
+        snapshot.load(rebuilt(data, edit_body=lambda b: b.replace(b'"q_head"', b'"pq.head"', 1)))
+    with pytest.raises(SnapshotError, match="lacks the machine's pd.pass_"):
+        snapshot.load(rebuilt(data, edit_body=lambda b: b.replace(b'"pd_pass"', b'"pd_pas"', 1)))

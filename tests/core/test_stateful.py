@@ -374,7 +374,7 @@ class PageLab(RuleBasedStateMachine):
         m = self.m
         tid = THREADS if thread is None else thread  # THREADS: the test's own helper calls
         spec = REGISTRY.get(fn)
-        th = m.threads.get(tid)
+        th = m.sched.threads.get(tid)
         parked = spec is not None and spec.on_thread and th is not None and th.state != "idle"
         before = state_digest(m) if digest else None
         self.log.append((fn, dict(args), cpu, tid, nice, systhread, lowmemkill))
@@ -411,7 +411,7 @@ class PageLab(RuleBasedStateMachine):
             assert tid != THREADS, "the test's helper thread must never sleep"
             # a blocked call: only sleeping functions block; the thread is parked there
             assert spec.sleeps and r.result is None
-            th = m.threads[tid]
+            th = m.sched.threads[tid]
             if not any(done["tid"] == tid for done in r.record.get("resumed", [])):
                 # (unless a thread it woke — the daemon — woke it again at once)
                 assert th.state == "sleeping" and th.channel == r.blocked["channel"]
@@ -429,7 +429,7 @@ class PageLab(RuleBasedStateMachine):
             if done_spec is not None:
                 self._track(done_spec, done.get("result"))
         self._track(spec, r.result)
-        assert not m.runq  # every woken thread ran before its waker's call returned
+        assert not m.sched.runq  # every woken thread ran before its waker's call returned
         return r.result
 
     def _track(self, spec: KernelFunction, result: Any) -> None:
@@ -455,7 +455,7 @@ class PageLab(RuleBasedStateMachine):
         idle = [
             t
             for t in range(THREADS)
-            if self.m.threads.get(t) is None or self.m.threads[t].state == "idle"
+            if self.m.sched.threads.get(t) is None or self.m.sched.threads[t].state == "idle"
         ]
         if idle and not d.one_in(10):
             return int(d.pick(idle))
@@ -465,7 +465,7 @@ class PageLab(RuleBasedStateMachine):
         idle = [
             t
             for t in range(THREADS)
-            if self.m.threads.get(t) is None or self.m.threads[t].state == "idle"
+            if self.m.sched.threads.get(t) is None or self.m.sched.threads[t].state == "idle"
         ]
         return int(d.pick(idle)) if idle else None
 
@@ -487,12 +487,12 @@ class PageLab(RuleBasedStateMachine):
 
     def queued_page(self, d: Draw, bases: tuple[int, ...]) -> int | None:
         """Head or tail page of a random non-empty queue of one of these types."""
-        lcnt = np.asarray(self.m.q_lcnt)
+        lcnt = np.asarray(self.m.pq.lcnt)
         cands = [int(q) for b in bases for q in np.flatnonzero(lcnt[b : b + PQ_L2_SIZE]) + b]
         if not cands:
             return None
         q = d.pick(cands)
-        i = self.m.q_head[q] if d.bool() else self.m.q_tail[q]
+        i = self.m.pq.head[q] if d.bool() else self.m.pq.tail[q]
         return self.m.first_page + i
 
     def field_page(self, d: Draw) -> int | None:
@@ -513,8 +513,8 @@ class PageLab(RuleBasedStateMachine):
         k = d.int(0, 15)
         if k < 7 and self.known:
             return int(d.pick(self.known))
-        if k < 9 and m.pmap_mappings:
-            return m.first_page + int(d.pick(sorted(m.pmap_mappings)))
+        if k < 9 and m.pmap.mappings:
+            return m.first_page + int(d.pick(sorted(m.pmap.mappings)))
         if k < 11:
             pfn = self.queued_page(d, (PQ_INACTIVE, PQ_ACTIVE, PQ_CACHE, PQ_HOLD))
             if pfn is not None:
@@ -534,10 +534,10 @@ class PageLab(RuleBasedStateMachine):
 
     def resident_pair(self, d: Draw) -> tuple[int, int] | None:
         """(object id, pindex) of a resident page of a known object."""
-        objs = [o for o in self.objects if self.m.objects[o].pages]
+        objs = [o for o in self.objects if self.m.vmobj.objects[o].pages]
         if not objs:
             return None
-        obj = self.m.objects[d.pick(objs)]
+        obj = self.m.vmobj.objects[d.pick(objs)]
         keys = list(obj.pages.keys())
         return obj.id, int(keys[d.int(0, len(keys) - 1)])
 
@@ -574,7 +574,7 @@ class PageLab(RuleBasedStateMachine):
             args["m"], args["size"] = d.pick(self.contig)  # a run the test holds
         page = args.get("m")
         if "pmap" in args and isinstance(page, int) and not d.one_in(4):
-            maps = self.m.pmap_mappings.get(page - self.m.first_page)
+            maps = self.m.pmap.mappings.get(page - self.m.first_page)
             if maps:  # one of the page's own pmaps
                 args["pmap"] = d.pick(sorted(maps))
         if d.one_in(80):
@@ -631,7 +631,7 @@ class PageLab(RuleBasedStateMachine):
                 value |= v
             return value
         if kind == "channel":
-            chans = sorted(m.sleepq) + CHANNELS
+            chans = sorted(m.sched.sleepq) + CHANNELS
             chans += [f"page:{pfn}" for pfn in self.known[:4]]
             return d.pick(chans)
         if kind == "wmesg":
@@ -686,8 +686,8 @@ class PageLab(RuleBasedStateMachine):
         """The machine-wide checks, run after every step."""
         m = self.m
         check_invariants(m)
-        assert not m.runq  # every woken thread ran before its waker's call returned
-        for channel, sleepers in m.sleepq.items():
+        assert not m.sched.runq  # every woken thread ran before its waker's call returned
+        for channel, sleepers in m.sched.sleepq.items():
             assert sleepers
             if channel.startswith("page:"):
                 # a page sleeper set WANTED; whoever cleared it had to wake the sleepers
@@ -696,8 +696,8 @@ class PageLab(RuleBasedStateMachine):
             for th in sleepers:
                 if channel.startswith("page:"):
                     assert th.deadline is None  # page sleeps never time out
-        if m.config.pagedaemon and m.boot_stage == "finished":
-            th = m.threads[PAGEDAEMON_TID]
+        if m.config.pagedaemon and m.startup.boot_stage == "finished":
+            th = m.sched.threads[PAGEDAEMON_TID]
             assert th.state != "idle", f"the pageout daemon stopped: {th.last_error}"
 
     @invariant()
@@ -794,7 +794,7 @@ class PageLab(RuleBasedStateMachine):
                 or pg.hold[i]
                 or pg.flags[i] & PG_FICTITIOUS
                 or pg.queue[i] != PQ_NONE
-                or i in m.pmap_mappings
+                or i in m.pmap.mappings
             ):
                 continue
             self.do("vm_page_free", {"m": pfn}, thread=THREADS, expect_ok=True, digest=False)
@@ -841,8 +841,8 @@ class PageLab(RuleBasedStateMachine):
             self.do("pmap_enter", {"m": r, "pmap": d.int(0, 3), "writeable": d.bool()}, cpu=cpu)
             if d.bool():
                 self.do("pmap_enter", {"m": r, "pmap": d.int(0, 3), "writeable": True}, cpu=cpu)
-            if i in m.pmap_mappings:
-                pmap = d.pick(sorted(m.pmap_mappings[i]))
+            if i in m.pmap.mappings:
+                pmap = d.pick(sorted(m.pmap.mappings[i]))
                 self.do("pmap_touch", {"m": r, "pmap": pmap, "write": d.bool()}, cpu=cpu)
         where = d.pick(["vm_page_deactivate", "vm_page_activate", "vm_page_deactivate", None])
         if where is not None:
@@ -883,7 +883,7 @@ class PageLab(RuleBasedStateMachine):
                 continue
             if pg.wire[i] and not pg.flags[i] & PG_FICTITIOUS:
                 continue
-            if i in self.m.pmap_mappings:
+            if i in self.m.pmap.mappings:
                 continue  # a mapped page may not be freed (the pmap would keep it)
             owned.append(pfn)
         if not owned:
@@ -949,7 +949,7 @@ class PageLab(RuleBasedStateMachine):
             return int(d.pick(cands))
         if resident:
             pair = self.resident_pair(d)
-            pfn = None if pair is None else m.first_page + m.objects[pair[0]].pages[pair[1]]
+            pfn = None if pair is None else m.first_page + m.vmobj.objects[pair[0]].pages[pair[1]]
         else:
             pfn = int(d.pick(self.known)) if self.known else None
         if pfn is None:
@@ -1012,7 +1012,7 @@ class PageLab(RuleBasedStateMachine):
             ]
             if not runs:
                 # more pages than the DMA reserve has free: the fallback takes normal memory
-                size = (m.vm_contig_alist.bl_free + 2) * PAGE_SIZE
+                size = (m.contig.alist.bl_free + 2) * PAGE_SIZE
                 r = self.do("vm_contig_pg_alloc", {"size": size}, cpu=cpu, thread=THREADS)
                 if not isinstance(r, int):
                     return
@@ -1044,7 +1044,7 @@ class PageLab(RuleBasedStateMachine):
         """The pmap on a page that really is mapped, through one of its own pmaps."""
         d = Draw.of(data)
         m = self.m
-        if not m.pmap_mappings:
+        if not m.pmap.mappings:
             cands = [
                 p
                 for p in self.known
@@ -1055,9 +1055,9 @@ class PageLab(RuleBasedStateMachine):
             pfn = d.pick(cands)
             self.do("pmap_enter", {"m": pfn, "pmap": d.int(0, 3), "writeable": d.bool()})
             return
-        i = int(d.pick(sorted(m.pmap_mappings)))
+        i = int(d.pick(sorted(m.pmap.mappings)))
         pfn = m.first_page + i
-        pmap = int(d.pick(sorted(m.pmap_mappings[i])))
+        pmap = int(d.pick(sorted(m.pmap.mappings[i])))
         fn = d.pick(
             [
                 "pmap_touch",
@@ -1090,7 +1090,7 @@ class PageLab(RuleBasedStateMachine):
             self.do("vm_page_busy_try", {"m": pfn, "also_m_busy": False}, cpu=cpu, thread=THREADS)
         r = self.do(fn, args, cpu=cpu, thread=self.thread(d))
         if fn == "pmap_touch" and not isinstance(r, Exception):
-            assert m.pmap_mappings[i][args["pmap"]][1]  # the A bit is now set
+            assert m.pmap.mappings[i][args["pmap"]][1]  # the A bit is now set
 
     @rule(data=st.data())
     def pageout_page(self, data: Any) -> None:
@@ -1144,7 +1144,7 @@ class PageLab(RuleBasedStateMachine):
         else:
             pair = self.resident_pair(d) if not d.one_in(3) else None
             if pair is not None:
-                pfn = m.first_page + m.objects[pair[0]].pages[pair[1]]
+                pfn = m.first_page + m.vmobj.objects[pair[0]].pages[pair[1]]
             elif self.known:
                 pfn = int(d.pick(self.known))
             else:
@@ -1157,7 +1157,7 @@ class PageLab(RuleBasedStateMachine):
             if not pg.busy[i] & PBUSY_LOCKED:
                 self.do("vm_page_busy_try", {"m": pfn, "also_m_busy": False}, cpu=cpu)
             self.do("vm_page_wire", {"m": pfn}, cpu=cpu)
-        if need == "hard_mapped" and i not in m.pmap_mappings:
+        if need == "hard_mapped" and i not in m.pmap.mappings:
             self.do("pmap_enter", {"m": pfn, "pmap": d.int(0, 3), "writeable": d.bool()}, cpu=cpu)
         if need in ("hard", "hard_wired", "hard_mapped") and not pg.busy[i] & PBUSY_LOCKED:
             self.do("vm_page_busy_try", {"m": pfn, "also_m_busy": False}, cpu=cpu)
@@ -1227,7 +1227,7 @@ class PageLab(RuleBasedStateMachine):
             pair = self.resident_pair(d)
             if pair is None:
                 return
-            i = m.objects[pair[0]].pages[pair[1]]
+            i = m.vmobj.objects[pair[0]].pages[pair[1]]
         pfn = m.first_page + i
         oid, pindex = int(pg.obj[i]), int(pg.pindex[i])
         cpu = self.cpu(d)
@@ -1268,7 +1268,7 @@ class PageLab(RuleBasedStateMachine):
         pair = self.resident_pair(d)
         if pair is None:
             return
-        i = m.objects[pair[0]].pages[pair[1]]
+        i = m.vmobj.objects[pair[0]].pages[pair[1]]
         pfn = m.first_page + i
         cpu = self.cpu(d)
         if not m.pg.busy[i] & PBUSY_LOCKED:
@@ -1300,7 +1300,7 @@ class PageLab(RuleBasedStateMachine):
             if not isinstance(r, Exception):
                 self.contig.remove((pfn, size))
             return
-        free = m.vm_contig_alist.bl_free
+        free = m.contig.alist.bl_free
         npg = d.pick([1, 1, 2, 3, 4, free + 1, free + 2])
         size = npg * PAGE_SIZE - d.pick([0, 0, 100])
         if d.bool():
@@ -1350,19 +1350,19 @@ class PageLab(RuleBasedStateMachine):
     def tick(self, data: Any) -> None:
         d = Draw.of(data)
         n = d.pick([0, 1, 3, 11, 100])
-        ticks = self.m.ticks
+        ticks = self.m.sched.ticks
         self.do("tick", {"n": n}, cpu=self.cpu(d), thread=self.thread(d))
-        assert self.m.ticks == ticks + n
-        for th in self.m.threads.values():  # no expired sleep is left behind
-            assert th.deadline is None or th.deadline > self.m.ticks
+        assert self.m.sched.ticks == ticks + n
+        for th in self.m.sched.threads.values():  # no expired sleep is left behind
+            assert th.deadline is None or th.deadline > self.m.sched.ticks
 
     @rule(data=st.data())
     def wakeup(self, data: Any) -> None:
         d = Draw.of(data)
-        chans = sorted(self.m.sleepq)
+        chans = sorted(self.m.sched.sleepq)
         pages = [f"page:{pfn}" for pfn in self.known[:4]]
         channel = d.pick(chans + CHANNELS + pages)
-        n = len(self.m.sleepq.get(channel, ()))
+        n = len(self.m.sched.sleepq.get(channel, ()))
         res = self.do("wakeup", {"channel": channel}, cpu=self.cpu(d), thread=self.thread(d))
         assert res == n
 
@@ -1524,14 +1524,14 @@ def _release(lab: PageLab) -> None:
     timeout expires)."""
     m = lab.m
     lab.give_back(1 << 20)
-    for channel in sorted(m.sleepq):
+    for channel in sorted(m.sched.sleepq):
         if channel.startswith("page:"):
             pfn = int(channel[5:])
             for _ in range(m.pg.busy[lab.idx(pfn)] & PBUSY_MASK):
                 lab.do("vm_page_sbusy_drop", {"m": pfn})
             if m.pg.busy[lab.idx(pfn)] & PBUSY_LOCKED:
                 lab.do("vm_page_wakeup", {"m": pfn})
-    for channel in sorted(m.sleepq):
+    for channel in sorted(m.sched.sleepq):
         if channel != "vm_pages_needed":  # the daemon's own channel
             lab.do("wakeup", {"channel": channel})
     lab.do("tick", {"n": 100}, thread=THREADS)
@@ -1603,7 +1603,7 @@ def test_the_pageout_daemon_runs_among_random_calls() -> None:
         else:
             rng.choice(RULES)(lab, d)
         lab.check()
-    assert lab.m.pd_passes > 0  # paging passes ran (spec §15.2)
+    assert lab.m.pd.passes > 0  # paging passes ran (spec §15.2)
     lab.teardown()
 
 
@@ -1734,22 +1734,22 @@ def test_retry_with_no_memory_blocks_until_memory_returns(fn: str) -> None:
         args["object"] = m.call("vm_object_allocate").result
     r = m.call(fn, args, thread=1)
     assert r.blocked == {"thread": 1, "channel": "v_free_count", "wmesg": "vmwait", "timo": 100}
-    deficit = m.vm_pageout_deficit
+    deficit = m.pd.vm_pageout_deficit
     r = m.call("tick", {"n": 100})  # timeout: the allocation fails again, another vm_wait
     assert [e["tid"] for e in r.record["events"] if e["event"] == "sleep"] == [1]
-    assert m.vm_pageout_deficit == deficit + 1
-    assert m.vm_pages_waiting == 2
+    assert m.pd.vm_pageout_deficit == deficit + 1
+    assert m.pd.vm_pages_waiting == 2
     check_invariants(m)
     # 39 pages back: NORMAL may allocate (39 >= 39); 39 < 64 + 16 = 80 wakes nobody
     for pfn in pages[:39]:
         assert "resumed" not in m.call("vm_page_free", {"m": pfn}).record
-    assert m.threads[1].state == "sleeping"
+    assert m.sched.threads[1].state == "sleeping"
     r = m.call("tick", {"n": 100})
     (done,) = [e for e in r.record["events"] if e["event"] == "resumed"]
     assert (done["tid"], done["fn"], done["timed_out"]) == (1, fn, True)
     i = done["result"] - m.first_page
     if fn == "vm_page_grab":
-        assert m.pg.busy[i] == PBUSY_LOCKED and m.objects[args["object"]].pages[0] == i
+        assert m.pg.busy[i] == PBUSY_LOCKED and m.vmobj.objects[args["object"]].pages[0] == i
     else:
         assert m.pg.wire[i] == 1 and m.pg.busy[i] == 0
     assert m.gd.v_free_count == 38  # 39 - 1
@@ -1761,7 +1761,7 @@ def test_wiring_a_free_page_is_refused_before_anything_changes() -> None:
     after the widening search had already written lastq; the simulator refuses the wire
     itself.  (One CPU, phys_avail [0x200000, 0xA00000).)"""
     m = Machine.boot(MachineConfig(phys_avail=((0x200000, 0xA00000),)))
-    head = m.first_page + m.q_head[PQ_FREE + 609]
+    head = m.first_page + m.pq.head[PQ_FREE + 609]
     m.call("vm_page_busy_try", {"m": head})
     _digest_kept_on_refusal(m, "vm_page_wire", {"m": head}, SimulatorRefusal)
     m.call("vm_page_wakeup", {"m": head})

@@ -390,9 +390,9 @@ def test_per_cpu_vmmeter_shows_each_cpus_own_counters() -> None:
 def test_max_wired_is_vm_page_max_wired() -> None:
     m = boot32()
     # vm_pageout_init: vm_page_max_wired = v_free_count / 3 = 7423 / 3 = 2474
-    assert sysctl_get(m, "vm.max_wired") == 2474 == m.vm_page_max_wired
+    assert sysctl_get(m, "vm.max_wired") == 2474 == m.pd.vm_page_max_wired
     assert sysctl_set(m, "vm.max_wired", 100) == (2474, 100)
-    assert m.vm_page_max_wired == 100
+    assert m.pd.vm_page_max_wired == 100
     assert sysctl_get(boot32(boot_stage="early"), "vm.max_wired") == 0  # before the daemon
 
 
@@ -465,13 +465,13 @@ def test_pageout_tunables_write_where_the_kernel_code_reads_them() -> None:
     m = boot32()
     other = boot32()
     assert sysctl_set(m, "vm.page_free_hysteresis", 40) == (16, 40)
-    assert m.vm_page_free_hysteresis == 40  # what vm_page_free_wakeup reads
+    assert m.pd.vm_page_free_hysteresis == 40  # what vm_page_free_wakeup reads
     assert sysctl_set(m, "vm.max_launder", 5) == (47, 5)
-    assert m.vm_max_launder == 5
+    assert m.pd.vm_max_launder == 5
     assert sysctl_set(m, "vm.pageout_stats_scan", 64) == (16, 64)
-    assert m.vm_pageout_stats_scan == 64
+    assert m.pd.vm_pageout_stats_scan == 64
     assert sysctl_set(m, "vm.pageout_stats_ticks", 1) == (10, 1)
-    assert m.vm_pageout_stats_ticks == 1
+    assert m.pd.vm_pageout_stats_ticks == 1
     assert sysctl_set(m, "vm.page_hash_vnode_only", 1) == (0, 1)
     assert sysctl_value(m, "vm.page_hash_vnode_only") == 1
     assert sysctl_set(m, "vm.pageout_stats_rsecs", 1 << 40) == (300, 1 << 40)  # a long

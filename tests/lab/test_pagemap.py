@@ -183,7 +183,7 @@ def test_early_boot_keeps_the_whole_reserve() -> None:
     result = pagemap(m, None, None, 4096)
     check_shape(result)
     assert result["totals"] == zero_totals(free=1495, dma_reserve=390, unmanaged=162)
-    assert m.vm_contig_alist.bl_free == 390
+    assert m.contig.alist.bl_free == 390
     assert m.vmstats.v_free_count == 1495
 
 
@@ -385,7 +385,7 @@ def classify_one_by_one(m: Machine, lo: int, hi: int, width: int) -> dict[str, l
     """The documented precedence, page by page in plain Python."""
     size = -(-(hi - lo) // width)
     counts = {s: [0] * -(-(hi - lo) // size) for s in STATES}
-    reserve = {b for blk, n in m.vm_contig_alist.free_runs() for b in range(blk, blk + n)}
+    reserve = {b for blk, n in m.contig.alist.free_runs() for b in range(blk, blk + n)}
     managed = {i for a, z in m.managed for i in range(a, z)}
     queue_state = {PQ_FREE: "free", PQ_CACHE: "cache", PQ_INACTIVE: "inactive"}
     queue_state[PQ_ACTIVE] = "active"

@@ -8,6 +8,8 @@ Postgres (``database_url``)."""
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from tests.clock import Clock
 from .test_durability import serve
 
 API = "/api/v1"
+V1 = Path(__file__).resolve().parent.parent / "core" / "snapshots"
 pytestmark = pytest.mark.anyio
 EVERY = 40
 
@@ -508,3 +511,30 @@ async def test_a_snapshot_that_cannot_be_taken_costs_no_call(
     await lab.shutdown()
     assert rows(database_url, iid) == []
     assert full_replay_digest(database_url, iid) == digest
+
+
+async def test_a_version_1_snapshot_file_imports_and_comes_back_after_a_restart(
+    database_url: str,
+) -> None:
+    """A file written by snapshot format 1 (before the machine's per-area records; made
+    at ff19a2e, ``tests/core/snapshots``) imports as the machine it was, and the instance
+    it starts comes back with the same digest after a restart (its base row is that file)."""
+    data = (V1 / "v1-8mib.plsnap").read_bytes()
+    expected = json.loads((V1 / "v1-8mib.json").read_text())
+    async with serve(database_url) as c:
+        r = await c.post(f"{API}/snapshots", params={"name": "old"}, content=data)
+        assert r.status_code == 201, r.text
+        old = r.json()
+        assert old["state_digest"] == expected["digest"]
+        r = await c.post(
+            f"{API}/instances/{old['id']}/calls/vm_object_allocate",
+            json={"args": {"type": "OBJT_SWAP", "size": 64}},
+        )
+        assert r.json()["result"] == expected["future"][0]
+        after = (await c.get(f"{API}/instances/{old['id']}")).json()["state_digest"]
+        assert after != expected["digest"]
+    async with serve(database_url) as c:
+        r = await c.get(f"{API}/instances/{old['id']}")
+        assert r.json()["state_digest"] == after
+        r = await c.post(f"{API}/instances/{old['id']}/reset")
+        assert r.json()["state_digest"] == expected["digest"]

@@ -144,7 +144,7 @@ def test_churn_keeps_its_working_set_bounded_and_runs_on_every_cpu() -> None:
         w.observe(fn, args, ctx, m.call(fn, args, cpu=ctx["cpu"], record=False).result)
     assert not w.finished  # it runs forever
     assert cpus == {0, 1, 2, 3}
-    resident = sum(len(m.objects[oid].pages) for oid in w.objects)
+    resident = sum(len(m.vmobj.objects[oid].pages) for oid in w.objects)
     assert resident <= 64
     assert w.counters["freed"] > 0 and w.counters["allocated"] > 64
     assert w.errors == 0
@@ -178,12 +178,12 @@ def test_pressure_goes_below_paging_start_and_the_daemon_recovers_to_target2() -
     assert sum(m.cpus[c].meter["v_pdpages"] for c in range(m.ncpus)) > 0
     laundered = int((m.pg.arrays["flags"] & PG_SWAPPED != 0).sum())
     assert laundered > 0
-    assert any(m.objects[oid].type == ObjType.OBJT_SWAP for oid in w.objects)
+    assert any(m.vmobj.objects[oid].type == ObjType.OBJT_SWAP for oid in w.objects)
     # ... and, once allocation stopped short of it, brought free + cache back to its
     # final target and went idle
     assert at_ramp_end is not None and at_ramp_end < vs.v_paging_target2
     assert free_plus_cache(m) >= vs.v_paging_target2
-    assert m.vm_pages_needed == 0
+    assert m.pd.vm_pages_needed == 0
     check_invariants(m)
 
 
@@ -204,9 +204,9 @@ def test_dontneed_storm_moves_pages_to_the_inactive_queue() -> None:
     assert summary["finished"] and summary["errors"] == 0
     stats = summary["stats"]
     # every vm_page_dontneed (directly or through madvise) consumed one dnweight value
-    assert m.dnweight == stats["dontneed_pages"] > 200
+    assert m.pagestate.dnweight == stats["dontneed_pages"] > 200
     assert summary["by_fn"]["madvise"] > 0 and summary["by_fn"]["vm_page_dontneed"] > 0
-    obj = next(o for o in m.objects.values() if len(o.pages) == 200)
+    obj = next(o for o in m.vmobj.objects.values() if len(o.pages) == 200)
     inactive = [i for i in obj.pages.values() if m.pg.queue[i] - m.pg.pc[i] == PQ_INACTIVE]
     assert len(inactive) >= 100
     vmstats_rollup(m)
@@ -246,7 +246,7 @@ def test_dma_fragmentation_fallback_takes_normal_memory() -> None:
     assert summary["finished"] and summary["errors"] == 0
     assert summary["by_fn"]["vm_contig_pg_alloc"] == 1
     # contigmalloc found the run above the reserve, and the workload gave it back
-    assert stats["fallback_pfn"] * PAGE_SIZE >= m.vm_low_phys_reserved
+    assert stats["fallback_pfn"] * PAGE_SIZE >= m.contig.vm_low_phys_reserved
     held = stats["held_single_pages"]
     assert m.call("vm_contig_avail_pages").result == m.vmstats.v_dma_pages - held
     check_invariants(m)
@@ -259,12 +259,12 @@ def test_numa_skew_draws_down_only_its_sockets_colors(socket: int) -> None:
     info = MachineInfo.of(m)
     mine, other = info.socket_colors(socket), info.socket_colors(1 - socket)
     assert (mine.start, mine.stop) == ((0, 512) if socket == 0 else (512, 1024))
-    before = list(m.q_lcnt[PQ_FREE : PQ_FREE + 1024])
+    before = list(m.pq.lcnt[PQ_FREE : PQ_FREE + 1024])
     summary = run_sync(m, "numa-skew", {"socket": socket, "pages": 1500}, seed=2, steps=50_000)
     assert summary["finished"] and summary["errors"] == 0
     assert summary["stats"]["cpus"] == list(info.socket_cpus(socket))
     assert "allocated_off_socket" not in summary["stats"]
-    after = list(m.q_lcnt[PQ_FREE : PQ_FREE + 1024])
+    after = list(m.pq.lcnt[PQ_FREE : PQ_FREE + 1024])
     assert [after[c] for c in other] == [before[c] for c in other]
     assert sum(after[c] for c in mine) < sum(before[c] for c in mine)
     assert all(after[c] <= before[c] for c in mine)
@@ -299,7 +299,7 @@ def test_file_cache_caches_pages_hits_them_and_recycles_them() -> None:
                 recycled += 1
         max_cache = max(max_cache, m.vmstats.v_cache_count)
     stats = w.stats()
-    assert all(m.objects[oid].type == ObjType.OBJT_VNODE for oid in w.files)
+    assert all(m.vmobj.objects[oid].type == ObjType.OBJT_VNODE for oid in w.files)
     assert stats["pinned_pages"] > 0
     # pages went to the cache queue ...
     assert max_cache > 0 and cached_as

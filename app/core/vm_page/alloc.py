@@ -117,7 +117,7 @@ def vm_page_select_free(vm: MachineState, color: int) -> int:
             return -1
         if not vm.pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK):
             _check_selected_free(vm, i)
-        vm._selected_queue = vm.pg.queue[i]
+        vm.pq.selected_queue = vm.pg.queue[i]
         _rem_queue(vm, i)
         if vm_page_busy_try(vm, i, True):
             _select_fail_deactivate(vm, i)
@@ -143,7 +143,7 @@ def vm_page_select_cache(vm: MachineState, color: int) -> int:
         i = _list_find(vm, PQ_CACHE, color)
         if i < 0:
             return -1
-        vm._selected_queue = vm.pg.queue[i]
+        vm.pq.selected_queue = vm.pg.queue[i]
         _rem_queue(vm, i)
         if vm_page_busy_try(vm, i, True):
             _select_fail_deactivate(vm, i)
@@ -162,7 +162,7 @@ def vm_page_select_free_or_cache(vm: MachineState, color: int) -> tuple[int, boo
         i = _list_find2(vm, color)
         if i < 0:
             return -1, False
-        vm._selected_queue = pg.queue[i]
+        vm.pq.selected_queue = pg.queue[i]
         if vm_page_busy_try(vm, i, True):
             _rem_queue(vm, i)
             _select_fail_deactivate(vm, i)
@@ -243,7 +243,8 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
         # _vm_page_list_find2's first probe is this queue, the busy_try succeeds, the page
         # is free and selectable), so a record says the same: one probe, found there.
         q = PQ_FREE + color
-        head = vm.q_head[q]
+        pq = vm.pq
+        head = pq.head[q]
         if (
             head >= 0
             and not pg.busy[head]
@@ -252,11 +253,12 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
             and not pg.wire[head]
         ):
             i = head
-            vm.q_lastq[q] = -1
-            vm.q_lastq[PQ_CACHE + color] = -1
+            lastq = pq.lastq
+            lastq[q] = -1
+            lastq[PQ_CACHE + color] = -1
             if trace is not None and trace.probes is not None:
                 trace.probes.append(q)
-            vm._selected_queue = q
+            pq.selected_queue = q
             pg.busy[i] = PBUSY_LOCKED
             _rem_queue(vm, i)
             pagedaemon_wakeup(vm)
@@ -312,7 +314,7 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
         break
     # success: i is hard-busied and on PQ_NONE
     if explain is not None and trace is not None:
-        explain["found_queue"] = vm._selected_queue
+        explain["found_queue"] = vm.pq.selected_queue
         explain["probes"] = trace.probes
         trace.probes = None
     pg.flags[i] = 0
@@ -350,8 +352,9 @@ def _alloc_would_get_page(vm: MachineState, page_req: int) -> bool:
         return False
     recyclable = 0
     pg = vm.pg
+    heads = vm.pq.head
     for q in range(PQ_CACHE, PQ_CACHE + PQ_L2_SIZE):
-        i = vm.q_head[q]
+        i = heads[q]
         while i >= 0:
             if not pg.busy[i] & (PBUSY_LOCKED | PBUSY_MASK) and _recyclable(vm, i):
                 recyclable += 1
@@ -372,7 +375,7 @@ def _recycle_cache_page(vm: MachineState, i: int, explain: dict[str, Any] | None
 
 
 def _alloc_failed(vm: MachineState, explain: dict[str, Any] | None, why: str) -> int:
-    vm.vm_pageout_deficit += 1
+    vm.pd.vm_pageout_deficit += 1
     pagedaemon_wakeup(vm)
     trace = vm.trace
     if explain is not None and trace is not None:
@@ -391,17 +394,18 @@ def vm_wait(vm: MachineState, timo: int) -> KernelGen:
     *once* on ``&vmstats.v_free_count`` for ``timo`` ticks (``hz`` when 0: never
     forever).  The pageout daemon itself waits on ``vm_pageout_pages_needed``."""
     if timo == 0:
-        timo = vm.hz
+        timo = vm.sched.hz
     if curthread_is_pagedaemon(vm):
         if vm_paging_min(vm.gd):
-            vm.vm_pageout_pages_needed = 1
+            vm.pd.vm_pageout_pages_needed = 1
             yield Sleep("vm_pageout_pages_needed", timo, "VMWait")
         return None
     if vm_paging_min_nice(vm.gd, vm.vmstats, vm.curthread_nice + 1):
-        if vm.vm_pages_needed <= 1:
-            vm.vm_pages_needed += 1
+        pd = vm.pd
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed += 1
             wakeup(vm, "vm_pages_needed")
-        vm.vm_pages_waiting += 1
+        pd.vm_pages_waiting += 1
         yield Sleep("v_free_count", timo, "vmwait")
     return None
 
@@ -412,12 +416,13 @@ def vm_wait_pfault(vm: MachineState) -> KernelGen:
     memory is severe — unless the process is being OOM-killed (P_LOWMEMKILL)."""
     if not vm_paging_min_nice(vm.gd, vm.vmstats, vm.curthread_nice):
         return None
+    pd = vm.pd
     while True:
-        if vm.vm_pages_needed <= 1:
-            vm.vm_pages_needed += 1
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed += 1
             wakeup(vm, "vm_pages_needed")
-        vm.vm_pages_waiting += 1
-        yield Sleep("v_free_count", vm.hz // 10 + 1, "pfault")
+        pd.vm_pages_waiting += 1
+        yield Sleep("v_free_count", vm.sched.hz // 10 + 1, "pfault")
         if curthread_lowmemkill(vm):
             break
         if not vm_paging_severe(vm.gd):

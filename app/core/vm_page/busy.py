@@ -213,7 +213,7 @@ def vm_page_flag_clear(vm: MachineState, i: int, bits: int) -> None:
 
     if (
         vm.pg.flags[i] & bits & (PG_FICTITIOUS | PG_UNQUEUED)
-        and pfn_of(vm, i) << PAGE_SHIFT < vm.vm_low_phys_reserved
+        and pfn_of(vm, i) << PAGE_SHIFT < vm.contig.vm_low_phys_reserved
     ):
         raise SimulatorRefusal(
             "vm_page_flag_clear",

@@ -31,13 +31,14 @@ def vm_page_free_wakeup(vm: MachineState) -> None:
     """``vm_page_free_wakeup()`` after a page reached FREE or CACHE (spec §8.3)."""
     gd = vm.gd
     c = gd.cnt
-    if vm.vm_pageout_pages_needed and c[3] + c[0] >= gd.v_pageout_free_min:
-        vm.vm_pageout_pages_needed = 0
+    pd = vm.pd
+    if pd.vm_pageout_pages_needed and c[3] + c[0] >= gd.v_pageout_free_min:
+        pd.vm_pageout_pages_needed = 0
         wakeup(vm, "vm_pageout_pages_needed")
-    if vm.vm_pages_waiting and (
-        not vm_paging_min_dnc(gd, vm.vm_page_free_hysteresis) or not vm_paging_target1(gd)
+    if pd.vm_pages_waiting and (
+        not vm_paging_min_dnc(gd, pd.vm_page_free_hysteresis) or not vm_paging_target1(gd)
     ):
-        vm.vm_pages_waiting = 0
+        pd.vm_pages_waiting = 0
         wakeup(vm, "v_free_count")
         vm.cpu.meter["v_ppwakeups"] += 1
 

@@ -4,7 +4,7 @@ lookups through it live in ``lookup.py``.
 
 The page hash is a lockless lookup heuristic: ``size + 4`` elements ``{m, object, pindex,
 ticks}``; an (object, pindex) pair maps to a *set* of 4 consecutive elements starting at
-``page_hash_index(...)`` (sets overlap).  Its size, ``m.page_hash_size``, is set by
+``page_hash_index(...)`` (sets overlap).  Its size, ``m.hash.size``, is set by
 ``vm_page_startup_finish``; before that it is 0, the kernel's NULL hash, and every hash
 operation is a no-op or a miss.
 
@@ -21,7 +21,7 @@ either way.  The element fields are stored as:
 * ``ticks``: the C ``int`` value of ``ticks`` when the element was last written or hit,
   int32.
 
-Time: ``m.ticks`` is an unbounded Python int; the hash models the kernel's ``int ticks``
+Time: ``m.sched.ticks`` is an unbounded Python int; the hash models the kernel's ``int ticks``
 as its signed 32-bit wrap (``_c_int``), and an age ``ticks - e.ticks`` is computed as a
 wrapping 32-bit subtraction (what the compiled code does), so after the clock wraps an
 element written "in the future" shows a negative age (the ``age < -1`` clause).
@@ -72,25 +72,25 @@ def page_hash_index(object_id: int, pindex: int, size: int) -> int:
 
 
 def _init_hash(vm: MachineState) -> None:
-    """Boot state of the page hash: NULL (no elements); ``page_hash_size`` itself is set
+    """Boot state of the page hash: NULL (no elements); ``hash.size`` itself is set
     by ``vm_page_startup_finish``."""
-    vm._hash_arrays = None
-    vm._hash_m = None
-    vm._hash_obj = None
-    vm._hash_pindex = None
-    vm._hash_ticks = None
-    vm._hash_alloc_size = 0
+    vm.hash.arrays = None
+    vm.hash.m = None
+    vm.hash.obj = None
+    vm.hash.pindex = None
+    vm.hash.ticks = None
+    vm.hash.alloc_size = 0
 
 
 # ------------------------------------------------------------------ storage
 def _page_hash_alloc(vm: MachineState) -> bool:
-    """Make sure the element arrays exist for the current ``page_hash_size`` (``size +
+    """Make sure the element arrays exist for the current ``hash.size`` (``size +
     4`` zeroed elements, as ``vm_page_startup_finish`` allocates them).  False while
     the hash is NULL (size 0)."""
-    size = vm.page_hash_size
+    size = vm.hash.size
     if not size:
         return False
-    if vm._hash_arrays is not None and vm._hash_alloc_size == size:
+    if vm.hash.arrays is not None and vm.hash.alloc_size == size:
         return True
     n = size + VM_PAGE_HASH_SET
     arrays: dict[str, NDArray] = {
@@ -99,23 +99,20 @@ def _page_hash_alloc(vm: MachineState) -> bool:
         "pindex": np.zeros(n, dtype=np.uint64),
         "ticks": np.zeros(n, dtype=np.int32),
     }
-    vm._hash_arrays = arrays
-    vm._hash_m = memoryview(arrays["m"])  # type: ignore[arg-type]
-    vm._hash_obj = memoryview(arrays["object"])  # type: ignore[arg-type]
-    vm._hash_pindex = memoryview(arrays["pindex"])  # type: ignore[arg-type]
-    vm._hash_ticks = memoryview(arrays["ticks"])  # type: ignore[arg-type]
-    vm._hash_alloc_size = size
+    vm.hash.arrays = arrays
+    vm.hash.m = memoryview(arrays["m"])  # type: ignore[arg-type]
+    vm.hash.obj = memoryview(arrays["object"])  # type: ignore[arg-type]
+    vm.hash.pindex = memoryview(arrays["pindex"])  # type: ignore[arg-type]
+    vm.hash.ticks = memoryview(arrays["ticks"])  # type: ignore[arg-type]
+    vm.hash.alloc_size = size
     return True
 
 
 def _hash_ready(vm: MachineState) -> bool:
-    """The hash is allocated and matches ``page_hash_size`` (nothing was ever entered
+    """The hash is allocated and matches ``hash.size`` (nothing was ever entered
     otherwise, so a probe can only miss)."""
-    return (
-        vm._hash_arrays is not None
-        and vm.page_hash_size != 0
-        and vm._hash_alloc_size == vm.page_hash_size
-    )
+    table = vm.hash
+    return table.arrays is not None and table.size != 0 and table.alloc_size == table.size
 
 
 # ------------------------------------------------------------------ §11.3
@@ -135,24 +132,28 @@ def vm_page_hash_enter(vm: MachineState, i: int) -> None:
     pg = vm.pg
     if not pg.flags[i] & PG_MAPPEDMULTI:
         return
-    if not vm.page_hash_size:
+    if not vm.hash.size:
         return
     if not 0 <= i < vm.page_range:
         return
     oid = pg.obj[i]
     if oid == 0:
         return
-    if sysctl_value(vm, "vm.page_hash_vnode_only") and vm.objects[oid].type != ObjType.OBJT_VNODE:
+    if (
+        sysctl_value(vm, "vm.page_hash_vnode_only")
+        and vm.vmobj.objects[oid].type != ObjType.OBJT_VNODE
+    ):
         return
     _page_hash_alloc(vm)
-    hm = vm._hash_m
-    hobj = vm._hash_obj
-    hpindex = vm._hash_pindex
-    hticks = vm._hash_ticks
+    table = vm.hash
+    hm = table.m
+    hobj = table.obj
+    hpindex = table.pindex
+    hticks = table.ticks
     assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
     pindex = pg.pindex[i]
-    now = _c_int(vm.ticks)
-    base = page_hash_index(vm.objects[oid].addr, pindex, vm.page_hash_size)
+    now = _c_int(vm.sched.ticks)
+    base = page_hash_index(vm.vmobj.objects[oid].addr, pindex, table.size)
     best = base
     best_age = _c_int(now - hticks[base])
     for s in range(base, base + VM_PAGE_HASH_SET):
@@ -185,7 +186,7 @@ def page_hash_view(vm: MachineState, object_id: int | None = None) -> dict[str, 
     ``slot``, ``pfn``, ``object``, ``pindex``, ``ticks`` and ``stale`` (the page no longer
     is that object's page at that pindex — legal: the kernel never cleans elements)."""
     entries: list[dict[str, Any]] = []
-    size = vm.page_hash_size
+    size = vm.hash.size
     view: dict[str, Any] = {
         "size": size,
         "elements": size + VM_PAGE_HASH_SET if size else 0,
@@ -193,7 +194,7 @@ def page_hash_view(vm: MachineState, object_id: int | None = None) -> dict[str, 
         "vnode_only": bool(sysctl_value(vm, "vm.page_hash_vnode_only")),
         "entries": entries,
     }
-    arrays = vm._hash_arrays
+    arrays = vm.hash.arrays
     if arrays is None or not _hash_ready(vm):
         return view
     pg = vm.pg
@@ -222,17 +223,17 @@ def page_hash_view(vm: MachineState, object_id: int | None = None) -> dict[str, 
 # ------------------------------------------------------------------ checks
 def check_hash_invariants(vm: MachineState) -> None:
     """Structural sanity of the page hash (stale elements are legal, as in the kernel):
-    the arrays match ``page_hash_size``; every occupied element names a page inside
+    the arrays match ``hash.size``; every occupied element names a page inside
     ``vm_page_array`` and a non-NULL object id that was handed out; unoccupied elements
     are all zero."""
     from app.core.errors import InvariantError
 
-    arrays = vm._hash_arrays
+    arrays = vm.hash.arrays
     if arrays is None:
         return
-    size = vm._hash_alloc_size
-    if vm.page_hash_size not in (0, size):
-        # page_hash_size changed under an allocated hash: it is reallocated (empty) on
+    size = vm.hash.alloc_size
+    if vm.hash.size not in (0, size):
+        # hash.size changed under an allocated hash: it is reallocated (empty) on
         # the next enter and nothing may be looked up in the old one
         return
     n = size + VM_PAGE_HASH_SET
@@ -244,7 +245,7 @@ def check_hash_invariants(vm: MachineState) -> None:
     if ((hm[occupied] < 1) | (hm[occupied] > vm.page_range)).any():
         raise InvariantError("a page hash element names a page outside vm_page_array")
     objs = arrays["object"][occupied].astype(np.int64)
-    if ((objs < 1) | (objs >= vm.next_object_id)).any():
+    if ((objs < 1) | (objs >= vm.vmobj.next_object_id)).any():
         raise InvariantError("a page hash element caches an object id never allocated")
     empty = ~occupied
     if (
@@ -260,7 +261,7 @@ def check_hash_invariants(vm: MachineState) -> None:
 
 def hash_digest_parts(vm: MachineState) -> list[Any]:
     parts: list[Any] = []
-    arrays = vm._hash_arrays
+    arrays = vm.hash.arrays
     entries: tuple[tuple[int, ...], ...] = ()
     if arrays is not None and _hash_ready(vm):
         slots = np.flatnonzero(arrays["m"])
@@ -274,5 +275,5 @@ def hash_digest_parts(vm: MachineState) -> list[Any]:
                 strict=True,
             )
         )
-    parts.append(("page_hash", vm.page_hash_size, entries))
+    parts.append(("page_hash", vm.hash.size, entries))
     return parts

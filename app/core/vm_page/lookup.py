@@ -53,14 +53,15 @@ def vm_page_hash_get(vm: MachineState, obj: VmObject, pindex: int) -> int:
     simply miss."""
     if not _hash_ready(vm):
         return -1
-    hm = vm._hash_m
-    hobj = vm._hash_obj
-    hpindex = vm._hash_pindex
-    hticks = vm._hash_ticks
+    table = vm.hash
+    hm = table.m
+    hobj = table.obj
+    hpindex = table.pindex
+    hticks = table.ticks
     assert hm is not None and hobj is not None and hpindex is not None and hticks is not None
     pg = vm.pg
     oid = obj.id
-    base = page_hash_index(obj.addr, pindex, vm.page_hash_size)
+    base = page_hash_index(obj.addr, pindex, table.size)
     for s in range(base, base + VM_PAGE_HASH_SET):
         if hobj[s] != oid or hpindex[s] != pindex:
             continue
@@ -72,7 +73,7 @@ def vm_page_hash_get(vm: MachineState, obj: VmObject, pindex: int) -> int:
         if pg.obj[i] != oid or pg.pindex[i] != pindex:
             vm_page_sbusy_drop(vm, i)
             continue
-        now = _c_int(vm.ticks)
+        now = _c_int(vm.sched.ticks)
         if hticks[s] != now:
             hticks[s] = now
         return i
@@ -153,7 +154,7 @@ def vm_page_next(vm: MachineState, i: int) -> int:
     pindex = pg.pindex[i]
     if pindex == _U64:
         return -1
-    nxt: int = vm.objects[oid].pages.get(pindex + 1, -1)
+    nxt: int = vm.vmobj.objects[oid].pages.get(pindex + 1, -1)
     return nxt
 
 

@@ -35,22 +35,22 @@ def vm_object_allocate(
     the pointer (spec §11.3), so the hash slots of a real kernel object can be
     reproduced.  By default the object's id plays the pointer.  Two objects cannot
     share an address."""
-    if len(vm.objects) >= MAX_OBJECTS:
+    if len(vm.vmobj.objects) >= MAX_OBJECTS:
         raise InvalidArgument(f"too many objects (limit {MAX_OBJECTS})")
     if size < 0 or size >= 1 << 64:
         raise InvalidArgument("object size must be 0 .. 2^64-1 pages")
     if addr is not None:
         if not 0 < addr < 1 << 64:
             raise InvalidArgument(f"addr must be a 64-bit kernel address (1 .. 2^64-1), got {addr}")
-        for other in vm.objects.values():
+        for other in vm.vmobj.objects.values():
             if other.addr == addr:
                 raise InvalidArgument(
                     f"object {other.id} already has address {addr:#x}; each object needs its own"
                 )
     color = vm_quickcolor(vm) if pg_color is None else pg_color
-    obj_id = vm.next_object_id
-    vm.next_object_id += 1
-    vm.objects[obj_id] = VmObject(obj_id, obj_type, size, color, addr)
+    obj_id = vm.vmobj.next_object_id
+    vm.vmobj.next_object_id += 1
+    vm.vmobj.objects[obj_id] = VmObject(obj_id, obj_type, size, color, addr)
     return obj_id
 
 
@@ -89,7 +89,7 @@ def _vm_page_remove(vm: MachineState, i: int) -> None:
     oid = pg.obj[i]
     if oid == 0:
         return
-    obj = vm.objects[oid]
+    obj = vm.vmobj.objects[oid]
     del obj.pages[pg.pindex[i]]
     obj.resident_page_count -= 1
     vm.cpu.t_rm -= 1

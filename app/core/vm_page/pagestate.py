@@ -145,7 +145,7 @@ class FakePage:
 
 def _init_pagestate(vm: MachineState) -> None:
     """Boot state: no fictitious pages (``dnweight`` is part of the core state)."""
-    vm.fake_pages = {}
+    vm.pagestate.fake_pages = {}
 
 
 # ================================================================ helpers
@@ -179,7 +179,7 @@ def _check_busied_for_valid(vm: MachineState, i: int, fn: str) -> None:
 
 def _in_dma_reserve(vm: MachineState, i: int) -> bool:
     pfn = pfn_of(vm, i)
-    alist = vm.vm_contig_alist
+    alist = vm.contig.alist
     return bool(vm.pg.flags[i] & PG_FICTITIOUS) and pfn < alist.blocks and alist.is_free(pfn)
 
 
@@ -297,10 +297,10 @@ def vm_page_dontneed(vm: MachineState, i: int) -> None:
     ``head`` deactivate every page not already on PQ_INACTIVE or PQ_CACHE to that end
     (``dnweight`` still counts the call)."""
     pg = vm.pg
-    dnw = vm.dnweight + 1
+    dnw = vm.pagestate.dnweight + 1
     if dnw > 0x7FFFFFFF:  # C int wrap
         dnw -= 1 << 32
-    vm.dnweight = dnw
+    vm.pagestate.dnweight = dnw
     base = _base(vm, i)
     choice = vm.policy.dontneed
     dice = choice == "kernel"
@@ -513,7 +513,7 @@ def vm_page_set_validdirty(vm: MachineState, i: int, base: int, size: int) -> No
     pg.dirty[i] |= bits
     oid = pg.obj[i]
     if oid:
-        vm.objects[oid].set_writeable_dirty()
+        vm.vmobj.objects[oid].set_writeable_dirty()
 
 
 def vm_page_clear_dirty(vm: MachineState, i: int, base: int, size: int) -> None:
@@ -583,7 +583,7 @@ def vm_page_set_invalid(vm: MachineState, i: int, base: int, size: int) -> None:
         raise KernelPanic("vm_page_set_invalid", "NULL pointer dereference: m->object is NULL")
     pg.valid[i] &= ~bits
     pg.dirty[i] &= ~bits
-    vm.objects[oid].generation += 1
+    vm.vmobj.objects[oid].generation += 1
 
 
 def vm_page_zero_invalid(vm: MachineState, i: int, setvalid: bool) -> None:
@@ -653,7 +653,7 @@ def vm_page_need_commit(vm: MachineState, i: int) -> None:
             "NULL pointer dereference: vm_object_set_writeable_dirty(m->object) with no object",
         )
     pg.flags[i] |= PG_NEED_COMMIT
-    vm.objects[oid].set_writeable_dirty()
+    vm.vmobj.objects[oid].set_writeable_dirty()
 
 
 def vm_page_clear_commit(vm: MachineState, i: int) -> None:
@@ -673,11 +673,11 @@ def vm_page_initfake(vm: MachineState, slot: int, paddr: int, memattr: int) -> i
         raise InvalidArgument(f"vm_page_initfake: slot must be from 0 to {FAKE_PAGE_SLOTS - 1}")
     if not 0 <= paddr < 1 << 64:
         raise InvalidArgument("vm_page_initfake: paddr must be from 0 to 2^64-1")
-    fake = vm.fake_pages.get(slot)
+    fake = vm.pagestate.fake_pages.get(slot)
     if fake is not None and fake.flags & PG_FICTITIOUS:
         fake.pat_mode = memattr
         return slot
-    vm.fake_pages[slot] = FakePage(phys_addr=paddr, pat_mode=memattr)
+    vm.pagestate.fake_pages[slot] = FakePage(phys_addr=paddr, pat_mode=memattr)
     return slot
 
 
@@ -812,7 +812,7 @@ def _madvise_left_alone(vm: MachineState, i: int) -> str:
 def check_pagestate_invariants(vm: MachineState) -> None:
     from app.core.errors import InvariantError
 
-    for slot, fake in vm.fake_pages.items():
+    for slot, fake in vm.pagestate.fake_pages.items():
         if not 0 <= slot < FAKE_PAGE_SLOTS:
             raise InvariantError(f"fake page slot {slot} out of range")
         if (
@@ -827,7 +827,10 @@ def check_pagestate_invariants(vm: MachineState) -> None:
 def pagestate_digest_parts(vm: MachineState) -> list[Any]:
     parts: list[Any] = []
     parts.append(
-        ("fake_pages", tuple((s, f.state_tuple()) for s, f in sorted(vm.fake_pages.items())))
+        (
+            "fake_pages",
+            tuple((s, f.state_tuple()) for s, f in sorted(vm.pagestate.fake_pages.items())),
+        )
     )
     return parts
 

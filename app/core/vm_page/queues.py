@@ -51,20 +51,21 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     trace = vm.trace
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = q
+    pq = vm.pq
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.q_head[q] = nxt
+        pq.head[q] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.q_tail[q] = prv
+        pq.tail[q] = prv
     else:
         pg.prev[nxt] = prv
     pg.next[i] = -1
     pg.prev[i] = -1
     pg.queue[i] = PQ_NONE
-    vm.q_lcnt[q] -= 1
+    pq.lcnt[q] -= 1
     k = QUEUE_COUNTER[q]
     adj = vm.adj.cnt
     adj[k] -= 1
@@ -93,27 +94,30 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = PQ_NONE
     pg.queue[i] = queue
+    pq = vm.pq
     if queue <= PQ_L2_SIZE:  # queues 1..1024 are PQ_FREE: the head, unless the seam says
         athead = vm.policy.free_to_head
     if athead:
-        old = vm.q_head[queue]
+        heads = pq.head
+        old = heads[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.q_tail[queue] = i
+            pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.q_head[queue] = i
+        heads[queue] = i
     else:
-        old = vm.q_tail[queue]
+        tails = pq.tail
+        old = tails[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.q_head[queue] = i
+            pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.q_tail[queue] = i
-    vm.q_lcnt[queue] += 1
+        tails[queue] = i
+    pq.lcnt[queue] += 1
     k = QUEUE_COUNTER[queue]
     vm.adj.cnt[k] += 1
     vm.gd.cnt[k] += 1
@@ -122,14 +126,15 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
 def _unlink(vm: MachineState, i: int, queue: int) -> None:
     """Take page ``i`` out of ``queue``'s list (links and head/tail only)."""
     pg = vm.pg
+    pq = vm.pq
     nxt = pg.next[i]
     prv = pg.prev[i]
     if prv < 0:
-        vm.q_head[queue] = nxt
+        pq.head[queue] = nxt
     else:
         pg.next[prv] = nxt
     if nxt < 0:
-        vm.q_tail[queue] = prv
+        pq.tail[queue] = prv
     else:
         pg.prev[nxt] = prv
 
@@ -137,24 +142,25 @@ def _unlink(vm: MachineState, i: int, queue: int) -> None:
 def _link(vm: MachineState, i: int, queue: int, athead: bool) -> None:
     """Put page ``i`` at the head or tail of ``queue``'s list (links only)."""
     pg = vm.pg
+    pq = vm.pq
     if athead:
-        old = vm.q_head[queue]
+        old = pq.head[queue]
         pg.prev[i] = -1
         pg.next[i] = old
         if old < 0:
-            vm.q_tail[queue] = i
+            pq.tail[queue] = i
         else:
             pg.prev[old] = i
-        vm.q_head[queue] = i
+        pq.head[queue] = i
     else:
-        old = vm.q_tail[queue]
+        old = pq.tail[queue]
         pg.next[i] = -1
         pg.prev[i] = old
         if old < 0:
-            vm.q_head[queue] = i
+            pq.head[queue] = i
         else:
             pg.next[old] = i
-        vm.q_tail[queue] = i
+        pq.tail[queue] = i
 
 
 def _move_within(vm: MachineState, i: int, queue: int, athead: bool) -> None:
@@ -169,7 +175,7 @@ def queue_pages(vm: MachineState, queue: int) -> list[int]:
     """Page indices on ``queue`` from head to tail."""
     out = []
     nxt = vm.pg.next
-    i = vm.q_head[queue]
+    i = vm.pq.head[queue]
     while i >= 0:
         out.append(i)
         i = nxt[i]
@@ -181,11 +187,12 @@ def pagedaemon_wakeup(vm: MachineState) -> None:
     """``pagedaemon_wakeup()`` (``vm_pageout.c``, spec §13.4)."""
     gd = vm.gd
     if vm_paging_start(gd, 0) and not curthread_is_pagedaemon(vm):
-        if vm.vm_pages_needed <= 1:
-            vm.vm_pages_needed = 1
+        pd = vm.pd
+        if pd.vm_pages_needed <= 1:
+            pd.vm_pages_needed = 1
             wakeup(vm, "vm_pages_needed")
         elif vm_paging_min(gd):
-            vm.vm_pages_needed += 1
+            pd.vm_pages_needed += 1
 
 
 # ------------------------------------------------------------ wiring (spec §10.1)
@@ -272,7 +279,7 @@ def _deactivate_locked(vm: MachineState, i: int, athead: bool) -> None:
     q = PQ_INACTIVE + pg.pc[i]
     _add_queue(vm, i, q, athead)
     if not athead:
-        vm.q_adds[q] += 1
+        vm.pq.adds[q] += 1
 
 
 def vm_page_deactivate(vm: MachineState, i: int) -> None:

@@ -87,9 +87,10 @@ def _list_find(vm: MachineState, basequeue: int, index: int) -> int:
     trace = vm.trace
     if trace is not None and trace.probes is not None:
         trace.probes.append(q)
-    head = vm.q_head[q]
+    pq = vm.pq
+    head = pq.head[q]
     if head >= 0:
-        vm.q_lastq[q] = -1
+        pq.lastq[q] = -1
         return head
     return _list_find_wide(vm, basequeue, index, q)
 
@@ -100,7 +101,8 @@ def _scan_level(vm: MachineState, basequeue: int, st: list[int], owner: int) -> 
     success with ``count >= 8`` the owner queue's ``lastq`` is set."""
     index, pqmask, count, skip_start, skip_next = st
     pqmask = (pqmask << 1) | 1
-    heads = vm.q_head
+    pq = vm.pq
+    heads = pq.head
     trace = vm.trace
     probes = trace.probes if trace is not None else None
     pqi = index
@@ -115,7 +117,7 @@ def _scan_level(vm: MachineState, basequeue: int, st: list[int], owner: int) -> 
             head = heads[basequeue + pqi]
             if head >= 0:
                 if count >= 8:
-                    vm.q_lastq[owner] = pqi & PQ_L2_MASK
+                    pq.lastq[owner] = pqi & PQ_L2_MASK
                 st[1] = pqmask
                 st[2] = count
                 return head
@@ -133,10 +135,11 @@ def _list_find_wide(vm: MachineState, basequeue: int, index: int, owner: int) ->
     """``_vm_page_list_find_wide(basequeue, index, &lastq)``: search the aligned block
     of ``set_assoc_mask + 1`` colours around ``index`` (from ``lastq`` if set), then
     double the block until all 1024 colours were probed (spec §6.3)."""
-    last = vm.q_lastq[owner]
+    pq = vm.pq
+    last = pq.lastq[owner]
     if last >= 0:
         index = last
-    st = [index & PQ_L2_MASK, vm.set_assoc_mask >> 1, 0, -1, -1]
+    st = [index & PQ_L2_MASK, pq.set_assoc_mask >> 1, 0, -1, -1]
     while True:
         found = _scan_level(vm, basequeue, st, owner)
         if found >= 0:
@@ -155,10 +158,12 @@ def _list_find2(vm: MachineState, index: int) -> int:
     trace = vm.trace
     if trace is not None and trace.probes is not None:
         trace.probes.append(q1)
-    head = vm.q_head[q1]
+    pq = vm.pq
+    head = pq.head[q1]
     if head >= 0:
-        vm.q_lastq[q1] = -1
-        vm.q_lastq[PQ_CACHE + index] = -1
+        lastq = pq.lastq
+        lastq[q1] = -1
+        lastq[PQ_CACHE + index] = -1
         return head
     return _list_find2_wide(vm, index)
 
@@ -169,12 +174,14 @@ def _list_find2_wide(vm: MachineState, index: int) -> int:
     never searched when ``set_assoc_mask == 1023``)."""
     owner1 = PQ_FREE + index
     owner2 = PQ_CACHE + index
-    last = vm.q_lastq[owner1]
+    pq = vm.pq
+    last = pq.lastq[owner1]
     start = (last if last >= 0 else index) & PQ_L2_MASK
-    half = vm.set_assoc_mask >> 1
+    mask = pq.set_assoc_mask
+    half = mask >> 1
     st1 = [start, half, 0, -1, -1]
     st2 = [start, half, 0, -1, -1]
-    cache_from = (vm.set_assoc_mask << 1) | 1
+    cache_from = (mask << 1) | 1
     while True:
         if st1[1] != PQ_L2_MASK:
             found = _scan_level(vm, PQ_FREE, st1, owner1)

@@ -97,7 +97,7 @@ class InProcessHost:
     ) -> CallReply:
         shard = self.shard
         m = shard.machine(key)
-        if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sleepq) > 64:
+        if fn in SLOW_FUNCTIONS or m.page_range > INLINE_MAX_PAGES or len(m.sched.sleepq) > 64:
             return await anyio.to_thread.run_sync(
                 lambda: shard.call(key, fn, args, ctx, record, seq, waiting)
             )

@@ -129,7 +129,7 @@ def thread_outcome(m: Machine, tid: int) -> dict[str, Any] | None:
     """How the call thread ``tid`` slept in ended, once it has: its result or error,
     and ``timed_out``: whether its last sleep ended by its own timeout (ticks passed)
     rather than a wakeup.  None while it still sleeps."""
-    th = m.threads.get(tid)
+    th = m.sched.threads.get(tid)
     if th is None or th.state != "idle":
         return None
     if th.last_error is not None:
@@ -151,7 +151,7 @@ def parked_reason(m: Machine, fn: str, ctx: Ctx, holders: BusyHolders) -> str | 
     if not REGISTRY[fn].on_thread:
         return None
     tid = ctx.cpu if ctx.thread is None else ctx.thread
-    th = m.threads.get(tid)
+    th = m.sched.threads.get(tid)
     if th is None or th.state == "idle":
         return None
     return sleep_why(m, holders, tid)
@@ -171,7 +171,7 @@ def _objects(m: Machine) -> list[dict[str, Any]]:
             "resident_page_count": o.resident_page_count,
             "flags": o.flags,
         }
-        for o in m.objects.values()
+        for o in m.vmobj.objects.values()
     ]
 
 
@@ -223,11 +223,11 @@ def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
     in the lab): ``request`` names the topics wanted, whether a hello needs the
     summary, the pfns watched and the pagemap parameters."""
     wanted: set[str] = set(request["wanted"])
-    out: dict[str, Any] = {"tick": m.ticks}
+    out: dict[str, Any] = {"tick": m.sched.ticks}
     if "vmstats" in wanted:
         out["vmstats"] = views.vmstats_view(m)
     if "queues" in wanted:
-        out["queues"] = np.asarray(m.q_lcnt, dtype=np.int64)
+        out["queues"] = np.asarray(m.pq.lcnt, dtype=np.int64)
     if "threads" in wanted:
         out["threads"] = views.threads_view(m)
     if "pageout" in wanted:
