@@ -325,7 +325,7 @@ class _Encoder:
     def thread(self, th: Thread, path: str, transient: bool = False) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         out = {"obj": "Thread", "fields": fields}
-        for name in Thread.__slots__:
+        for name in _THREAD_FIELDS:
             if name == "gen":
                 continue
             fields[name] = self.value(getattr(th, name), f"{path}.{name}")
@@ -338,11 +338,28 @@ class _Encoder:
         return out
 
 
+def _attr_names(cls: type) -> tuple[str, ...] | None:
+    """A slotted class's instance attributes: its ``__slots__`` in the source build, or
+    ``__mypyc_attrs__`` when mypyc compiled it (native classes have no ``__slots__``);
+    None for a class that keeps a ``__dict__``."""
+    slots = getattr(cls, "__slots__", None)
+    if slots is None:
+        slots = getattr(cls, "__mypyc_attrs__", None)
+    if slots is None:
+        return None
+    names = (slots,) if isinstance(slots, str) else tuple(slots)
+    return tuple(n for n in names if not n.startswith("__"))
+
+
 def _field_names(obj: Any) -> list[str]:
-    slots = getattr(type(obj), "__slots__", None)
-    if slots is not None and not hasattr(obj, "__dict__"):
-        return list(slots)
+    names = _attr_names(type(obj))
+    if names is not None and not hasattr(obj, "__dict__"):
+        return list(names)
     return list(vars(obj))
+
+
+#: A thread's fields (``Thread.__slots__``, or the compiled class's attributes).
+_THREAD_FIELDS: tuple[str, ...] = _attr_names(Thread) or ()
 
 
 class _Decoder:
@@ -385,16 +402,20 @@ class _Decoder:
 
     def obj(self, name: str, fields: dict[str, Any]) -> Any:
         cls = _CLASSES[name]
-        obj = cls.__new__(cls)
         if cls is Thread:
-            th: Thread = obj
-            for slot in Thread.__slots__:
+            # made by its constructor, then every field set: a class mypyc compiled
+            # cannot be made by ``__new__`` alone
+            th = Thread(0, 0)
+            if sorted(fields) != sorted(_THREAD_FIELDS):
+                raise SnapshotError(f"a Thread record has fields {sorted(fields)}")
+            for slot in _THREAD_FIELDS:
                 value = fields[slot]
                 setattr(th, slot, None if slot == "gen" else self.value(value))
             if fields["gen"] == "pageout":
                 th.gen = _PENDING_GEN  # replaced once the machine is whole
             return th
-        expected = _field_names(_template(name))
+        obj = _template(name)
+        expected = _field_names(obj)
         if sorted(fields) != sorted(expected):
             raise SnapshotError(f"a {name} record has fields {sorted(fields)}, not {expected}")
         for key in expected:
@@ -425,7 +446,7 @@ def _page_array(arrays: dict[str, np.ndarray[Any, Any]]) -> PageArray:
     sizes = {a.shape for a in arrays.values()}
     if len(sizes) != 1 or len(next(iter(sizes))) != 1:
         raise SnapshotError("the page arrays differ in shape")
-    pg = PageArray.__new__(PageArray)
+    pg = PageArray(0)  # then every field replaced (a compiled class needs its constructor)
     pg.size = next(iter(sizes))[0]
     pg.arrays = {}
     for name, dtype in PAGE_FIELDS.items():
