@@ -108,10 +108,40 @@ class BusyHolders:
     found unbusied afterwards is held by nobody.  Bookkeeping for explanations, kept next
     to the machine by its host (``hosts.shard.Shard.holders``): not part of the machine's
     state or digest (it starts empty whenever the machine is booted, loaded or rebuilt,
-    and an explanation then says it does not know the holder)."""
+    and an explanation then says it does not know the holder).
+
+    The holders are a function of the calls: a host rebuilding a machine derives them
+    again while it replays the journal (``hosts.shard.replay_onto``), and a snapshot
+    carries the ones it was taken with in its header's ``extra`` (``to_json``;
+    ``from_json`` reads them back), since the calls before a snapshot are not replayed.
+    So an answer after a parking, a server restart or a host rebuild names the same
+    holder as before it."""
 
     def __init__(self) -> None:
         self.by_pfn: dict[int, tuple[int, int, str]] = {}
+
+    def to_json(self) -> list[list[Any]]:
+        """The holders as plain JSON, ``[[pfn, thread, seq, fn], ...]`` by pfn (every
+        entry, so that a machine loaded with them answers exactly as this one)."""
+        return [[pfn, *held] for pfn, held in sorted(self.by_pfn.items())]
+
+    @classmethod
+    def from_json(cls, value: Any) -> BusyHolders:
+        """Holders from ``to_json``'s form; entries of any other shape are left out (a
+        snapshot header is read from a file: it explains, it must not break a load)."""
+        out = cls()
+        if not isinstance(value, list):
+            return out
+        for item in value:
+            if (
+                isinstance(item, list)
+                and len(item) == 4
+                and all(type(x) is int for x in item[:3])
+                and isinstance(item[3], str)
+                and item[3] in REGISTRY
+            ):
+                out.by_pfn[item[0]] = (item[1], item[2], item[3])
+        return out
 
     def before(self, m: Machine, fn: str, args: dict[str, Any]) -> list[tuple[int, bool]]:
         """The page arguments of the call and whether each is hard-busied now."""
@@ -217,3 +247,15 @@ def explain_call(
         th = m.threads.get(tid)
         if th is not None and th.state == "sleeping":
             blocked["why"] = sleep_why(m, holders, tid)
+            if th.channel.startswith("page:"):
+                blocked["holder"] = holder_fields(m, holders, int(th.channel[5:]))
+
+
+def holder_fields(m: Machine, holders: BusyHolders, pfn: int) -> dict[str, Any] | None:
+    """``blocked.holder`` for a sleep on page ``pfn``: who took its hard busy, as fields
+    (``pfn``, ``thread``, ``seq``: the call, ``fn``), or None when the lab does not know
+    (the page is not hard-busied, or was busied by something the lab did not see)."""
+    held = holders.holder(m, pfn)
+    if held is None:
+        return None
+    return {"pfn": pfn, "thread": held[0], "seq": held[1], "fn": held[2]}

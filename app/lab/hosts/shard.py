@@ -77,16 +77,22 @@ def run_entry(m: Machine, e: Any, record: bool = False) -> CallResult:
     )
 
 
-def replay_onto(m: Machine, entries: Sequence[Any]) -> int:
+def replay_onto(m: Machine, entries: Sequence[Any], holders: BusyHolders | None = None) -> int:
     """Run ``entries`` in order on ``m``; how many were refused.  Only accepted calls are
     journalled, so none should be: one that is means the journal and the core disagree
-    (the lab logs the count)."""
+    (the lab logs the count).  With ``holders``, the busy holders are noted as the calls
+    ran the first time (each under its journalled seq), so a rebuilt machine names the
+    same holders as before."""
     refused = 0
     for e in entries:
+        pages = holders.before(m, e.fn, e.args) if holders is not None else []
         try:
-            run_entry(m, e)
+            result = run_entry(m, e)
         except CORE_ERRORS:
             refused += 1
+            continue
+        if holders is not None:
+            explain_call(m, holders, e.fn, pages, result, e.seq)
     return refused
 
 
@@ -262,27 +268,33 @@ class Shard:
         verify: bool = True,
         digest: str | None = None,
     ) -> Started:
+        held: Any = None
         if data is None:
             m = Machine.boot(config)
         else:
             try:
                 m = snapshot.load(data, verify=verify)
+                header = snapshot.read_header(data)
                 if digest is not None:
                     got = m.state_digest()
                     if m.config != config:
                         return Started("its configuration is not the instance's")
                     if got != digest:
                         return Started(f"its machine's digest {got} is not the stored {digest}")
-                    if got != snapshot.read_header(data)["digest"]:
+                    if got != header["digest"]:
                         return Started("its machine's digest is not the one its header records")
             except snapshot.SnapshotError as e:
                 return Started(str(e))
+            # the busy holders it was taken with (``capture``): the calls before it are
+            # not replayed
+            extra = header.get("extra")
+            held = extra.get("busy_holders") if isinstance(extra, dict) else None
         self.machines[key] = m
-        self.holders[key] = BusyHolders()
+        self.holders[key] = BusyHolders.from_json(held)
         return Started(None, m.page_range, mv.summary(m))
 
     def replay(self, key: Key, entries: Sequence[Any]) -> int:
-        refused = replay_onto(self.machine(key), entries)
+        refused = replay_onto(self.machine(key), entries, self.holders[key])
         self.calls += len(entries)
         return refused
 
@@ -527,13 +539,18 @@ class Shard:
         return self.machine(key).page_range
 
     def capture(self, key: Key, busy_ok: bool = True) -> snapshot.Capture | str:
-        """The state copied out with a summary and page range riding in the header; why
-        not when a thread sleeps in a call."""
+        """The state copied out with a summary, page range and busy holders
+        (``BusyHolders.to_json``: the calls before a snapshot are not replayed) riding in
+        the header; why not when a thread sleeps in a call."""
         m = self.machine(key)
         reason = snapshot.busy_reason(m)
         if reason is not None:
             return reason
-        extra = {"summary": mv.summary(m), "page_range": m.page_range}
+        extra = {
+            "summary": mv.summary(m),
+            "page_range": m.page_range,
+            "busy_holders": self.holders[key].to_json(),
+        }
         return snapshot.capture(m, extra=extra)
 
 
