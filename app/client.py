@@ -305,17 +305,20 @@ class _Ops:
         cpus: int | None,
         topology: Mapping[str, int] | Sequence[int] | None,
         numa: Sequence[Mapping[str, int]] | None,
-        seed: int,
+        seed: int | None,
         boot_stage: Literal["early", "finished"],
         pagedaemon: bool,
         dma_reserved: int,
     ) -> _Op[dict[str, Any]]:
-        body: dict[str, Any] = {
-            "name": name,
-            "seed": seed,
-            "boot_stage": boot_stage,
-            "pagedaemon": pagedaemon,
-        }
+        # only what was given: a preset brings its own seed (and the server's defaults
+        # are these), so a seed sent by default would replace the preset's
+        body: dict[str, Any] = {"name": name}
+        if seed is not None:
+            body["seed"] = seed
+        if boot_stage != "finished":
+            body["boot_stage"] = boot_stage
+        if not pagedaemon:
+            body["pagedaemon"] = False
         if preset is not None:
             body["preset"] = preset
         if memory is not None:
@@ -624,7 +627,7 @@ class PageLabClient:
         phys_avail: Sequence[tuple[int, int]] | None = None,
         cpus: int | None = None,
         topology: Mapping[str, int] | Sequence[int] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         boot_stage: Literal["early", "finished"] = "finished",
         pagedaemon: bool = True,
         *,
@@ -633,7 +636,8 @@ class PageLabClient:
     ) -> dict[str, Any]:
         """Boot a new machine from exactly one of ``preset``, ``memory`` ("4GiB" or bytes)
         or ``phys_avail`` ranges; ``topology`` is ``{"sockets", "cores", "threads"}`` or a
-        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed.)"""
+        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed; ``seed``
+        None: the preset's, or 0.)"""
         op = self._ops.create_instance(
             name,
             preset,
@@ -965,7 +969,7 @@ class AsyncPageLabClient:
         phys_avail: Sequence[tuple[int, int]] | None = None,
         cpus: int | None = None,
         topology: Mapping[str, int] | Sequence[int] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         boot_stage: Literal["early", "finished"] = "finished",
         pagedaemon: bool = True,
         *,

@@ -33,7 +33,14 @@ from app.core.vm_page2 import pfn_of
 
 from .. import machine_views as mv
 from .. import views
-from ..explain import BusyHolders, explain_call, sleep_why
+from ..explain import (
+    BusyHolders,
+    annotate,
+    explain_call,
+    holder_fields,
+    precall,
+    sleep_why,
+)
 from ..pagemap import pagemap
 from ..workloads import WORKLOADS, Workload, outcome_of
 from .base import (
@@ -187,7 +194,7 @@ VIEWS: dict[str, Callable[..., Any]] = {
     "threads": views.threads_view,
     "pagemap": pagemap,
     "dma": mv.dma_alist_view,
-    "pageout": views.pageout_view,
+    "pageout": lambda m: {**views.pageout_view(m), "help": mv.PAGEOUT_HELP},
     "topology": views.topology_view,
     "console": views.console_view,
     "sysctls": sysctl_list,
@@ -358,6 +365,7 @@ class Shard:
         if parked is not None:
             return Refusal("conflict", parked)
         pages = holders.before(m, fn, args)
+        pre = precall(m, fn, ctx.cpu, ctx.nice, ctx.thread) if record else None
         self.calls += 1
         try:
             result = m.call(
@@ -373,6 +381,8 @@ class Shard:
         except CORE_ERRORS as e:
             return e
         explain_call(m, holders, fn, pages, result, seq)
+        if record:
+            annotate(m, fn, args, result, pre)
         return result
 
     def call(
@@ -527,7 +537,11 @@ class Shard:
 
     # ------------------------------------------------------------ reading
     def view(self, key: Key, name: str, kwargs: dict[str, Any]) -> Any:
-        return VIEWS[name](self.machine(key), **kwargs)
+        out = VIEWS[name](self.machine(key), **kwargs)
+        if name == "page":  # who took its hard busy, as the lab saw it
+            m = self.machine(key)
+            out["busy"]["holder"] = holder_fields(m, self.holders[key], kwargs["pfn"])
+        return out
 
     def frame(self, key: Key, request: dict[str, Any]) -> dict[str, Any]:
         return frame_material(self.machine(key), request)
