@@ -261,3 +261,13 @@ def test_e_pageout_daemon(pagelab: Pagelab) -> None:
     flushed = [e for e in third["record"]["events"] if e["event"] == "pageout_flush"]
     assert summary["laundered"] == sum(len(e["pfns"]) for e in flushed) == 239
     assert "239 dirty page(s) laundered (pageout_flush)" in summary["why"]
+
+
+def test_a_preset_instance_is_the_preset_machine(pagelab: Pagelab) -> None:
+    """``create --preset`` boots the preset's machine, seed included (the client sent a
+    seed of 0 that replaced the preset's 1): the same digest as the default instance,
+    so the exercises' pfns hold on either."""
+    inst = create(pagelab, "--preset", "tiny-16m")
+    made = json.loads(pagelab("instances", "--json"))
+    digests = {i["name"]: i["state_digest"] for i in made}
+    assert digests[inst] == digests["default"]
