@@ -1079,9 +1079,36 @@ def cmd_objects(client: PageLabClient, ns: argparse.Namespace) -> int:
     return _show(ns, objects, lambda: format_objects(objects))
 
 
+#: What the pageout view's terse kernel names mean (``pagelab pageout`` prints them under
+#: the view; docs/model.md §3.9).
+PAGEOUT_HELP = {
+    "state": "IDLE: no shortage; TARGET1: free+cache fell below v_paging_start, the daemon "
+    "works towards v_paging_target1; TARGET2: then on to v_paging_target2 (sysctl vm.v_paging_*)",
+    "pass": "the scan pass of the current shortage (0: the first, gentle one: a dirty page "
+    "only gets its second chance; later passes launder)",
+    "passes": "scans since boot",
+    "vm_pages_needed": "set when an allocation or vm_wait woke the daemon",
+    "vm_pageout_deficit": "allocations that failed since the last scan (added to its target)",
+    "vm_pages_waiting": "set while threads sleep in vm_wait (on v_free_count)",
+    "q1": "the colour the next inactive-queue scan starts at",
+    "q2": "the colour the next active-queue scan starts at",
+    "q3": "the colour the next hold/stats scan starts at",
+    "cache_rover": "the colour the next cache scan (PQ_CACHE -> PQ_FREE) starts at",
+}
+
+
+def format_pageout(view: dict[str, Any]) -> str:
+    """``pagelab pageout``: the view's fields, then what the terse ones mean."""
+    width = max(len(k) for k in PAGEOUT_HELP)
+    notes = "".join(
+        f"  {k.ljust(width)}  {text}\n" for k, text in PAGEOUT_HELP.items() if k in view
+    )
+    return format_fields(view) + "\nwhat the fields mean:\n" + notes
+
+
 def cmd_pageout(client: PageLabClient, ns: argparse.Namespace) -> int:
     view = client.pageout(ns.instance)
-    return _show(ns, view, lambda: format_fields(view))
+    return _show(ns, view, lambda: format_pageout(view))
 
 
 def cmd_dma(client: PageLabClient, ns: argparse.Namespace) -> int:

@@ -235,7 +235,7 @@ def test_e_pageout_daemon(pagelab: Pagelab) -> None:
     assert "inact             916" in screen and "act              1000" in screen
     assert "Pagedaemon: TARGET2" in screen
     pageout = pagelab("--instance", inst, "pageout")
-    assert "help.state:" in pageout and "TARGET2: then on to v_paging_target2" in pageout
+    assert "what the fields mean:" in pageout and "TARGET2: then on to v_paging_target2" in pageout
     # the daemon ran during the drain (free fell below v_paging_start): it passed over
     # the dirty page once
     page = pagelab("--instance", inst, "page", "3199")

@@ -177,24 +177,6 @@ def pageout_view(vm: MachineState) -> dict[str, Any]:
     }
 
 
-#: What the pageout view's fields mean (the kernel's names are terse): ``help`` in the
-#: view a person asks for (``GET …/pageout``, ``pagelab pageout``), not in stream frames.
-PAGEOUT_HELP = {
-    "state": "IDLE: no shortage; TARGET1: free+cache below v_paging_start, the daemon works "
-    "towards v_paging_target1; TARGET2: then on to v_paging_target2 (sysctl vm.v_paging_*)",
-    "pass": "the scan pass of the current shortage (0: the first, gentle one; later passes "
-    "launder more)",
-    "passes": "scans since boot",
-    "vm_pages_needed": "set when an allocation or vm_wait woke the daemon",
-    "vm_pageout_deficit": "allocations that failed since the last scan (added to its target)",
-    "vm_pages_waiting": "set while threads sleep in vm_wait (on v_free_count)",
-    "q1": "the colour the next inactive-queue scan starts at",
-    "q2": "the colour the next active-queue scan starts at",
-    "q3": "the colour the next hold/stats scan starts at",
-    "cache_rover": "the colour the next cache scan (PQ_CACHE -> PQ_FREE) starts at",
-}
-
-
 # ================================================================ views and calls
 def dma_alist_view(vm: MachineState) -> dict[str, Any]:
     """The DMA reserve at a glance: free pages (``bl_free``), the free runs as

@@ -180,11 +180,18 @@ def _pfns_valid(m: Machine, pfns: list[int]) -> bool:
     return True
 
 
+def page_with_holder(m: Machine, holders: BusyHolders | None, pfn: int) -> dict[str, Any]:
+    """The page view with ``busy.holder``: who took its hard busy, as the lab saw it."""
+    out = views.page_view(m, pfn)
+    out["busy"]["holder"] = holder_fields(m, holders, pfn) if holders is not None else None
+    return out
+
+
 #: The views the API and the stream read, by name: each takes the machine and keyword
 #: arguments and returns plain data (``InvalidArgument`` for a thing it does not have).
 VIEWS: dict[str, Callable[..., Any]] = {
     "summary": mv.summary,
-    "page": views.page_view,
+    "page": lambda m, pfn: page_with_holder(m, None, pfn),  # Shard.view passes holders
     "pfns_valid": _pfns_valid,
     "queues": views.queues_view,
     "queue": lambda m, queue, offset, limit: mv.queue_info(m, queue, offset, limit),
@@ -194,7 +201,7 @@ VIEWS: dict[str, Callable[..., Any]] = {
     "threads": views.threads_view,
     "pagemap": pagemap,
     "dma": mv.dma_alist_view,
-    "pageout": lambda m: {**views.pageout_view(m), "help": mv.PAGEOUT_HELP},
+    "pageout": views.pageout_view,
     "topology": views.topology_view,
     "console": views.console_view,
     "sysctls": sysctl_list,
@@ -204,10 +211,14 @@ VIEWS: dict[str, Callable[..., Any]] = {
 }
 
 
-def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
+def frame_material(
+    m: Machine, request: dict[str, Any], holders: BusyHolders | None = None
+) -> dict[str, Any]:
     """Everything one stream tick reads from a machine (plain data; encoding happens
     in the lab): ``request`` names the topics wanted, whether a hello needs the
-    summary, the pfns watched and the pagemap parameters."""
+    summary, the pfns watched and the pagemap parameters.  The page topic is the view
+    the API answers (``page_with_holder``: the machine's ``holders`` name who holds a
+    page busy)."""
     wanted: set[str] = set(request["wanted"])
     out: dict[str, Any] = {"tick": m.ticks}
     if "vmstats" in wanted:
@@ -224,7 +235,7 @@ def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
         pages: dict[int, dict[str, Any] | None] = {}
         for pfn in request.get("pfns", ()):
             try:
-                pages[pfn] = views.page_view(m, pfn)
+                pages[pfn] = page_with_holder(m, holders, pfn)
             except InvalidArgument:
                 pages[pfn] = None
         out["pages"] = pages
@@ -537,14 +548,13 @@ class Shard:
 
     # ------------------------------------------------------------ reading
     def view(self, key: Key, name: str, kwargs: dict[str, Any]) -> Any:
-        out = VIEWS[name](self.machine(key), **kwargs)
-        if name == "page":  # who took its hard busy, as the lab saw it
-            m = self.machine(key)
-            out["busy"]["holder"] = holder_fields(m, self.holders[key], kwargs["pfn"])
-        return out
+        m = self.machine(key)
+        if name == "page":  # who took its hard busy: the holders kept with the machine
+            return page_with_holder(m, self.holders.get(key), **kwargs)
+        return VIEWS[name](m, **kwargs)
 
     def frame(self, key: Key, request: dict[str, Any]) -> dict[str, Any]:
-        return frame_material(self.machine(key), request)
+        return frame_material(self.machine(key), request, self.holders.get(key))
 
     def digest(self, key: Key) -> str:
         return self.machine(key).state_digest()
