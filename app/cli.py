@@ -119,6 +119,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import os
 import re
@@ -300,6 +301,32 @@ def format_instances(instances: Sequence[dict[str, Any]]) -> str:
     return out + "".join(line + "\n" for line in notes)
 
 
+def _near_oids(name: str, names: list[str]) -> list[str]:
+    """Sysctl names a mistyped ``name`` may mean: the same leaf under another node
+    (``vm.v_free_count`` -> ``vm.stats.vm.v_free_count``), else close spellings."""
+    leaf = name.rpartition(".")[2]
+    same_leaf = [n for n in names if n.rpartition(".")[2] == leaf and n != name]
+    return same_leaf[:3] or difflib.get_close_matches(name, names, n=3, cutoff=0.8)
+
+
+#: Probes of an ``alloc`` event shown one by one; a longer search is shortened.
+PROBES_SHOWN = 8
+
+
+def _probes_text(probes: list[Any]) -> str:
+    """A long allocator search in a line: its length, the first queues and the last
+    (``PQ_CACHE:0``), the whole list being in ``--json``."""
+
+    def name(q: Any) -> str:
+        if isinstance(q, dict):
+            return f"{q.get('queue')}:{q.get('color')}"
+        return _compact(q)
+
+    head = ", ".join(name(q) for q in probes[:4])
+    tail = ", ".join(name(q) for q in probes[-2:])
+    return f"{len(probes)} queues: {head}, ..., {tail} (--json lists all)"
+
+
 def format_record(record: dict[str, Any]) -> list[str]:
     """A call's record, one fact a line (indented two spaces)."""
     lines: list[str] = []
@@ -323,6 +350,9 @@ def format_record(record: dict[str, Any]) -> list[str]:
             for ev in value:
                 if isinstance(ev, dict):
                     rest = {k: v for k, v in ev.items() if k != "event"}
+                    probes = rest.get("probes")
+                    if isinstance(probes, list) and len(probes) > PROBES_SHOWN:
+                        rest["probes"] = _probes_text(probes)
                     lines.append(f"  event {ev.get('event', '?')} {_kv(rest)}".rstrip())
                 else:
                     lines.append(f"  event {_compact(ev)}")
@@ -612,7 +642,7 @@ def cmd_create(client: PageLabClient, ns: argparse.Namespace) -> int:
         memory=ns.memory,
         cpus=ns.cpus,
         topology=parse_topology(ns.topology) if ns.topology else None,
-        seed=ns.seed or 0,
+        seed=ns.seed,
         boot_stage=ns.boot_stage,
         pagedaemon=not ns.no_pagedaemon,
         numa=[parse_numa(n) for n in ns.numa or ()] or None,
@@ -817,6 +847,9 @@ def cmd_sysctl(client: PageLabClient, ns: argparse.Namespace) -> int:
         if leaf is None and not children:
             if not ns.ignore_unknown:
                 _err(f"sysctl: unknown oid '{name}'")
+                near = _near_oids(name, list(by_name))
+                if near:
+                    _err(f"sysctl: did you mean {' or '.join(near)}?")
                 status = 1
             continue
         if not eq:
@@ -934,7 +967,8 @@ def format_fields(view: dict[str, Any], skip: Sequence[str] = ()) -> str:
 
 
 def format_page(page: dict[str, Any]) -> str:
-    """``pagelab page``: every field, then why it can or cannot be freed now."""
+    """``pagelab page``: every field, then why it can or cannot be freed now and what
+    the next ``vm_page_dontneed`` would do to it."""
     text = format_fields(page, skip=("explain",))
     explain = page.get("explain") or {}
     if explain:
@@ -944,6 +978,12 @@ def format_page(page: dict[str, Any]) -> str:
         else:
             text += "can be freed now: no\n"
             text += "".join(f"  - {b}\n" for b in explain.get("blockers", []))
+        nxt = explain.get("dontneed_next")
+        if isinstance(nxt, dict):
+            text += (
+                f"vm_page_dontneed next: dnw {nxt.get('dnw')} ({nxt.get('phase')} of 512): "
+                f"{nxt.get('branch')}, as {nxt.get('why')}\n"
+            )
     return text
 
 
@@ -1054,9 +1094,36 @@ def cmd_objects(client: PageLabClient, ns: argparse.Namespace) -> int:
     return _show(ns, objects, lambda: format_objects(objects))
 
 
+#: What the pageout view's terse kernel names mean (``pagelab pageout`` prints them under
+#: the view; docs/model.md §3.9).
+PAGEOUT_HELP = {
+    "state": "IDLE: no shortage; TARGET1: free+cache fell below v_paging_start, the daemon "
+    "works towards v_paging_target1; TARGET2: then on to v_paging_target2 (sysctl vm.v_paging_*)",
+    "pass": "the scan pass of the current shortage (0: the first, gentle one: a dirty page "
+    "only gets its second chance; later passes launder)",
+    "passes": "scans since boot",
+    "vm_pages_needed": "set when an allocation or vm_wait woke the daemon",
+    "vm_pageout_deficit": "allocations that failed since the last scan (added to its target)",
+    "vm_pages_waiting": "set while threads sleep in vm_wait (on v_free_count)",
+    "q1": "the colour the next inactive-queue scan starts at",
+    "q2": "the colour the next active-queue scan starts at",
+    "q3": "the colour the next hold/stats scan starts at",
+    "cache_rover": "the colour the next cache scan (PQ_CACHE -> PQ_FREE) starts at",
+}
+
+
+def format_pageout(view: dict[str, Any]) -> str:
+    """``pagelab pageout``: the view's fields, then what the terse ones mean."""
+    width = max(len(k) for k in PAGEOUT_HELP)
+    notes = "".join(
+        f"  {k.ljust(width)}  {text}\n" for k, text in PAGEOUT_HELP.items() if k in view
+    )
+    return format_fields(view) + "\nwhat the fields mean:\n" + notes
+
+
 def cmd_pageout(client: PageLabClient, ns: argparse.Namespace) -> int:
     view = client.pageout(ns.instance)
-    return _show(ns, view, lambda: format_fields(view))
+    return _show(ns, view, lambda: format_pageout(view))
 
 
 def cmd_dma(client: PageLabClient, ns: argparse.Namespace) -> int:

@@ -305,18 +305,21 @@ class _Ops:
         cpus: int | None,
         topology: Mapping[str, int] | Sequence[int] | None,
         numa: Sequence[Mapping[str, int]] | None,
-        seed: int,
+        seed: int | None,
         boot_stage: Literal["early", "finished"],
         pagedaemon: bool,
         dma_reserved: int,
         policy: Mapping[str, str] | None = None,
     ) -> _Op[dict[str, Any]]:
-        body: dict[str, Any] = {
-            "name": name,
-            "seed": seed,
-            "boot_stage": boot_stage,
-            "pagedaemon": pagedaemon,
-        }
+        # only what was given: a preset brings its own seed (and the server's defaults
+        # are these), so a seed sent by default would replace the preset's
+        body: dict[str, Any] = {"name": name}
+        if seed is not None:
+            body["seed"] = seed
+        if boot_stage != "finished":
+            body["boot_stage"] = boot_stage
+        if not pagedaemon:
+            body["pagedaemon"] = False
         if preset is not None:
             body["preset"] = preset
         if memory is not None:
@@ -631,7 +634,7 @@ class PageLabClient:
         phys_avail: Sequence[tuple[int, int]] | None = None,
         cpus: int | None = None,
         topology: Mapping[str, int] | Sequence[int] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         boot_stage: Literal["early", "finished"] = "finished",
         pagedaemon: bool = True,
         *,
@@ -641,9 +644,9 @@ class PageLabClient:
     ) -> dict[str, Any]:
         """Boot a new machine from exactly one of ``preset``, ``memory`` ("4GiB" or bytes)
         or ``phys_avail`` ranges; ``topology`` is ``{"sockets", "cores", "threads"}`` or a
-        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed.)
-        ``policy`` chooses named seams, e.g. ``{"page_color": "object"}`` (``seams()``
-        lists them)."""
+        ``(sockets, cores, threads)`` tuple.  (A preset brings its own CPUs and seed; ``seed``
+        None: the preset's, or 0.)  ``policy`` chooses named seams, e.g.
+        ``{"page_color": "object"}`` (``seams()`` lists them)."""
         op = self._ops.create_instance(
             name,
             preset,
@@ -979,7 +982,7 @@ class AsyncPageLabClient:
         phys_avail: Sequence[tuple[int, int]] | None = None,
         cpus: int | None = None,
         topology: Mapping[str, int] | Sequence[int] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         boot_stage: Literal["early", "finished"] = "finished",
         pagedaemon: bool = True,
         *,

@@ -125,7 +125,9 @@ class CallResponse(BaseModel):
     blocked: dict[str, Any] | None = Field(
         default=None,
         description="set when the call put its thread to sleep: thread, channel, wmesg, timo "
-        "and why (what it waits for, a self-deadlock said plainly, and what ends the sleep)",
+        "and why (what it waits for, a self-deadlock said plainly, and what ends the sleep); "
+        "on a page channel also holder: {pfn, thread, seq, fn} of the call that took the "
+        "page's hard busy, null when the lab does not know it",
     )
     completed: dict[str, Any] | None = Field(
         default=None,

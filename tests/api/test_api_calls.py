@@ -76,7 +76,14 @@ async def test_returned_page_state(client: httpx.AsyncClient) -> None:
     p = await page(client, pfn)
     # §7.1: hard-busied, on no queue, flags 0, act/valid/dirty/wire/hold 0, no object
     assert p["queue"] == "PQ_NONE" and p["queue_index"] == 0
-    assert p["busy"] == {"locked": True, "wanted": False, "swapinprog": False, "soft_count": 0}
+    assert p["busy"] == {
+        "locked": True,
+        "wanted": False,
+        "swapinprog": False,
+        "soft_count": 0,
+        # who took the busy, as the lab saw it: this call (seq 1) on thread 0
+        "holder": {"pfn": pfn, "thread": 0, "seq": 1, "fn": "vm_page_alloc"},
+    }
     assert p["busy_count"] == 0x80000000
     assert p["flags"] == 0 and p["flag_names"] == []
     assert (p["act_count"], p["valid"], p["dirty"], p["wire_count"], p["hold_count"]) == (0,) * 5
@@ -538,7 +545,13 @@ async def test_a_call_that_would_spin_forever_is_a_would_sleep_problem(
     await call(client, "vm_page_busy_wait", {"m": pfn, "also_m_busy": True}, ctx={"thread": 7})
     await call(client, "vm_page_io_finish", {"m": pfn})  # soft 0, no wakeup
     p = await page(client, pfn)
-    assert p["busy"] == {"locked": False, "wanted": True, "swapinprog": False, "soft_count": 0}
+    assert p["busy"] == {
+        "locked": False,
+        "wanted": True,
+        "swapinprog": False,
+        "soft_count": 0,
+        "holder": None,  # not hard-busied: nobody holds it
+    }
     before = await digest(client)
     r = await call(
         client,

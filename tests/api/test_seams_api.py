@@ -41,6 +41,9 @@ async def test_an_instance_takes_a_policy_and_shows_it(client: httpx.AsyncClient
     (event,) = [e for e in r.json()["record"]["events"] if e["event"] == "alloc"]
     assert event["color"] == 0 and event["color_policy"] == "none"
     assert event["found_queue"] == {"queue": "PQ_FREE", "color": 0}
+    # the explanation names the seam, not the kernel's formula it did not follow
+    assert "sets the seam page_color to 'none'" in event["color_why"]
+    assert "color_from" not in event
     # a preset takes a policy too; the kernel's choice is the default and not shown
     r = await client.post(
         f"{API}/instances",

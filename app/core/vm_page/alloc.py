@@ -284,7 +284,12 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
                 explain["count_lag"] = count_lag(
                     vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats"
                 )
-            return _alloc_failed(vm, explain, "below v_free_reserved and no recyclable cache page")
+            return _alloc_failed(
+                vm,
+                explain,
+                f"free count {free} is below v_free_reserved ({gd.v_free_reserved}) and no "
+                "cache page could be recycled (every PQ_CACHE colour searched: see probes)",
+            )
         else:
             if explain is not None:
                 explain["count_lag"] = count_lag(

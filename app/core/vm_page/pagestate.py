@@ -804,7 +804,8 @@ def _madvise_left_alone(vm: MachineState, i: int) -> str:
         return f"{'|'.join(names)}: madvise leaves such pages alone"
     return (
         f"not fully valid (valid {pg.valid[i]:#04x}, not {VM_PAGE_BITS_ALL:#04x}): madvise "
-        "advises only fully valid pages"
+        "advises only fully valid pages (a page becomes valid when its contents are filled: "
+        "vm_page_set_valid base=0 size=4096, or vm_page_grab with VM_ALLOC_ZERO)"
     )
 
 

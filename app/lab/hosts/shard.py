@@ -33,7 +33,14 @@ from app.core.vm_page2 import pfn_of
 
 from .. import machine_views as mv
 from .. import views
-from ..explain import BusyHolders, explain_call, sleep_why
+from ..explain import (
+    BusyHolders,
+    annotate,
+    explain_call,
+    holder_fields,
+    precall,
+    sleep_why,
+)
 from ..pagemap import pagemap
 from ..workloads import WORKLOADS, Workload, outcome_of
 from .base import (
@@ -102,18 +109,24 @@ def expects_refusal(e: Any, err: Exception) -> bool:
     )
 
 
-def replay_onto(m: Machine, entries: Sequence[Any]) -> int:
+def replay_onto(m: Machine, entries: Sequence[Any], holders: BusyHolders | None = None) -> int:
     """Run ``entries`` in order on ``m``; how many were refused unexpectedly.  Only
     accepted calls and calls refused with ``WouldSleep`` (marked: ``refused_result``) are
     journalled, so no other refusal should happen: one that does means the journal and
-    the core disagree (the lab logs the count)."""
+    the core disagree (the lab logs the count).  With ``holders``, the busy holders are
+    noted as the calls ran the first time (each under its journalled seq), so a rebuilt
+    machine names the same holders as before."""
     refused = 0
     for e in entries:
+        pages = holders.before(m, e.fn, e.args) if holders is not None else []
         try:
-            run_entry(m, e)
+            result = run_entry(m, e)
         except CORE_ERRORS as err:
             if not expects_refusal(e, err):
                 refused += 1
+            continue
+        if holders is not None:
+            explain_call(m, holders, e.fn, pages, result, e.seq)
     return refused
 
 
@@ -194,11 +207,18 @@ def _pfns_valid(m: Machine, pfns: list[int]) -> bool:
     return True
 
 
+def page_with_holder(m: Machine, holders: BusyHolders | None, pfn: int) -> dict[str, Any]:
+    """The page view with ``busy.holder``: who took its hard busy, as the lab saw it."""
+    out = views.page_view(m, pfn)
+    out["busy"]["holder"] = holder_fields(m, holders, pfn) if holders is not None else None
+    return out
+
+
 #: The views the API and the stream read, by name: each takes the machine and keyword
 #: arguments and returns plain data (``InvalidArgument`` for a thing it does not have).
 VIEWS: dict[str, Callable[..., Any]] = {
     "summary": mv.summary,
-    "page": views.page_view,
+    "page": lambda m, pfn: page_with_holder(m, None, pfn),  # Shard.view passes holders
     "pfns_valid": _pfns_valid,
     "queues": views.queues_view,
     "queue": lambda m, queue, offset, limit: mv.queue_info(m, queue, offset, limit),
@@ -218,10 +238,14 @@ VIEWS: dict[str, Callable[..., Any]] = {
 }
 
 
-def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
+def frame_material(
+    m: Machine, request: dict[str, Any], holders: BusyHolders | None = None
+) -> dict[str, Any]:
     """Everything one stream tick reads from a machine (plain data; encoding happens
     in the lab): ``request`` names the topics wanted, whether a hello needs the
-    summary, the pfns watched and the pagemap parameters."""
+    summary, the pfns watched and the pagemap parameters.  The page topic is the view
+    the API answers (``page_with_holder``: the machine's ``holders`` name who holds a
+    page busy)."""
     wanted: set[str] = set(request["wanted"])
     out: dict[str, Any] = {"tick": m.sched.ticks}
     if "vmstats" in wanted:
@@ -238,7 +262,7 @@ def frame_material(m: Machine, request: dict[str, Any]) -> dict[str, Any]:
         pages: dict[int, dict[str, Any] | None] = {}
         for pfn in request.get("pfns", ()):
             try:
-                pages[pfn] = views.page_view(m, pfn)
+                pages[pfn] = page_with_holder(m, holders, pfn)
             except InvalidArgument:
                 pages[pfn] = None
         out["pages"] = pages
@@ -289,27 +313,33 @@ class Shard:
         verify: bool = True,
         digest: str | None = None,
     ) -> Started:
+        held: Any = None
         if data is None:
             m = Machine.boot(config)
         else:
             try:
                 m = snapshot.load(data, verify=verify)
+                header = snapshot.read_header(data)
                 if digest is not None:
                     got = m.state_digest()
                     if m.config != config:
                         return Started("its configuration is not the instance's")
                     if got != digest:
                         return Started(f"its machine's digest {got} is not the stored {digest}")
-                    if got != snapshot.read_header(data)["digest"]:
+                    if got != header["digest"]:
                         return Started("its machine's digest is not the one its header records")
             except snapshot.SnapshotError as e:
                 return Started(str(e))
+            # the busy holders it was taken with (``capture``): the calls before it are
+            # not replayed
+            extra = header.get("extra")
+            held = extra.get("busy_holders") if isinstance(extra, dict) else None
         self.machines[key] = m
-        self.holders[key] = BusyHolders()
+        self.holders[key] = BusyHolders.from_json(held)
         return Started(None, m.page_range, mv.summary(m))
 
     def replay(self, key: Key, entries: Sequence[Any]) -> int:
-        refused = replay_onto(self.machine(key), entries)
+        refused = replay_onto(self.machine(key), entries, self.holders[key])
         self.calls += len(entries)
         return refused
 
@@ -373,6 +403,7 @@ class Shard:
         if parked is not None:
             return Refusal("conflict", parked)
         pages = holders.before(m, fn, args)
+        pre = precall(m, fn, ctx.cpu, ctx.nice, ctx.thread) if record else None
         self.calls += 1
         try:
             result = m.call(
@@ -388,6 +419,8 @@ class Shard:
         except CORE_ERRORS as e:
             return e
         explain_call(m, holders, fn, pages, result, seq)
+        if record:
+            annotate(m, fn, args, result, pre)
         return result
 
     def call(
@@ -544,10 +577,13 @@ class Shard:
 
     # ------------------------------------------------------------ reading
     def view(self, key: Key, name: str, kwargs: dict[str, Any]) -> Any:
-        return VIEWS[name](self.machine(key), **kwargs)
+        m = self.machine(key)
+        if name == "page":  # who took its hard busy: the holders kept with the machine
+            return page_with_holder(m, self.holders.get(key), **kwargs)
+        return VIEWS[name](m, **kwargs)
 
     def frame(self, key: Key, request: dict[str, Any]) -> dict[str, Any]:
-        return frame_material(self.machine(key), request)
+        return frame_material(self.machine(key), request, self.holders.get(key))
 
     def digest(self, key: Key) -> str:
         return self.machine(key).state_digest()
@@ -556,13 +592,18 @@ class Shard:
         return self.machine(key).page_range
 
     def capture(self, key: Key, busy_ok: bool = True) -> snapshot.Capture | str:
-        """The state copied out with a summary and page range riding in the header; why
-        not when a thread sleeps in a call."""
+        """The state copied out with a summary, page range and busy holders
+        (``BusyHolders.to_json``: the calls before a snapshot are not replayed) riding in
+        the header; why not when a thread sleeps in a call."""
         m = self.machine(key)
         reason = snapshot.busy_reason(m)
         if reason is not None:
             return reason
-        extra = {"summary": mv.summary(m), "page_range": m.page_range}
+        extra = {
+            "summary": mv.summary(m),
+            "page_range": m.page_range,
+            "busy_holders": self.holders[key].to_json(),
+        }
         return snapshot.capture(m, extra=extra)
 
 
