@@ -2,6 +2,9 @@ import os
 
 import pytest
 
+# the live-server fixtures (url, client, fresh) of the HTTP client and CLI tests
+pytest_plugins = ["tests.live"]
+
 # Tests run without a database unless they ask for one (tests/lab/test_durability.py):
 # the default (sqlite:///var/pagelab.db) is for `make run`.
 os.environ.setdefault("PAGELAB_DATABASE_URL", "")
@@ -21,9 +24,10 @@ def in_ci() -> bool:
 
 
 def missing(what: str) -> None:
-    """A test whose prerequisite (Debian's chromium, Debian's postgresql) is not on this
-    machine: it fails in CI, whose .ci/run installs the prerequisite, and is skipped only
-    on a developer's machine that lacks it."""
+    """A test whose prerequisite is not on this machine (Debian's chromium, Debian's
+    postgresql, the ``ray`` extra, the compiled core that ``make test`` builds when a C
+    compiler is there): it fails in CI, whose .ci/run installs every one of them, and is
+    skipped only on a developer's machine that lacks it.  The project's one skip."""
     if in_ci():
         pytest.fail(
             f"{what} (CI must run this test: .ci/run installs what it needs)", pytrace=False

@@ -3,15 +3,18 @@ tests that need real sockets (WebSocket streams, the HTTP client, the CLI)."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from app.client import PageLabClient
 from app.lab.service import Lab
 from app.lab.settings import Settings
 from app.main import create_app
@@ -82,3 +85,29 @@ def live_server(settings: Settings | None = None) -> Iterator[str]:
     """``live_app`` yielding only the base URL."""
     with live_app(settings) as live:
         yield live.url
+
+
+# ---- fixtures of the tests that drive a live server with the HTTP client or the CLI
+# (tests/test_client.py, test_cli.py, test_cli_views.py; a plugin of tests/conftest.py)
+_instances = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    """A live server for the test module."""
+    with live_server() as base:
+        yield base
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[PageLabClient]:
+    with PageLabClient(url) as c:
+        yield c
+
+
+@pytest.fixture
+def fresh(client: PageLabClient) -> Iterator[int]:
+    """A new tiny-16m instance for one test (deleted afterwards)."""
+    inst = client.create_instance(f"live-{next(_instances)}", preset="tiny-16m")
+    yield int(inst["id"])
+    client.delete_instance(inst["id"])

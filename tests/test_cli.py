@@ -29,7 +29,6 @@ from tests.test_client import (
     V_FREE_MIN,
     V_PAGE_COUNT,
     V_WIRE_COUNT,
-    live_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,26 +39,6 @@ Run = tuple[int, str, str]
 
 class Runner(Protocol):
     def __call__(self, *argv: str, instance: int = 1) -> Run: ...
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with live_server() as base:
-        yield base
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[PageLabClient]:
-    with PageLabClient(url) as c:
-        yield c
-
-
-@pytest.fixture
-def fresh(client: PageLabClient) -> Iterator[int]:
-    """A new tiny-16m instance for one test (deleted afterwards)."""
-    inst = client.create_instance(f"cli-{next(_names)}", preset="tiny-16m")
-    yield inst["id"]
-    client.delete_instance(inst["id"])
 
 
 @pytest.fixture

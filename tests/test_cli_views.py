@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,28 +19,8 @@ import pytest
 
 from app.cli import main
 from app.client import PageLabClient, PageLabError
-from tests.live import live_server
 
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with live_server() as base:
-        yield base
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[PageLabClient]:
-    with PageLabClient(url) as c:
-        yield c
-
-
-@pytest.fixture
-def fresh(client: PageLabClient) -> Iterator[int]:
-    inst = client.create_instance(f"views-{next(_names)}", preset="tiny-16m")
-    yield int(inst["id"])
-    client.delete_instance(inst["id"])
 
 
 def pagelab(

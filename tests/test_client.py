@@ -24,7 +24,6 @@ phys_avail ((0x1000, 16 MiB),), 1 CPU.  Its numbers, worked out from the spec:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -32,7 +31,6 @@ import pytest
 from app.client import AsyncPageLabClient, PageLabClient, PageLabError
 from app.lab.settings import Settings
 from app.main import create_app
-from tests.live import live_server
 
 V_PAGE_COUNT = 3966  # see the module docstring
 V_FREE_COUNT = 3711  # 3966 - 1023 + 768
@@ -42,26 +40,6 @@ FIRST_PFN = 3075  # head of PQ_FREE colour 0
 SECOND_PFN = 2050
 
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with live_server() as base:
-        yield base
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[PageLabClient]:
-    with PageLabClient(url) as c:
-        yield c
-
-
-@pytest.fixture
-def fresh(client: PageLabClient) -> Iterator[int]:
-    """A new tiny-16m instance for one test (deleted afterwards)."""
-    inst = client.create_instance(f"client-{next(_names)}", preset="tiny-16m")
-    yield inst["id"]
-    client.delete_instance(inst["id"])
 
 
 # ------------------------------------------------------------------ instances

@@ -16,6 +16,7 @@ In the open lab (no accounts) these answer 404 ``not-found``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -294,7 +295,7 @@ async def _source_of(
         )
     config = preset.config
     if body.seed is not None:
-        config = MachineConfig(**{**config.__dict__, "seed": body.seed})
+        config = dataclasses.replace(config, seed=body.seed)
     entries = [
         Entry(
             0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from .constants import MAXCPU, PAGE_SIZE, PQ_L2_SIZE, SIZEOF_VM_PAGE
@@ -313,6 +314,25 @@ class MachineConfig:
             prev = r.base + r.size
 
     # ---- derived ---------------------------------------------------------------------
+    @cached_property
+    def color_slices(self) -> tuple[tuple[int, int], ...]:
+        """Per CPU, the page colours ``vm_get_pg_color`` keeps it in (spec §6.1), as (first
+        colour, how many): with a probed topology the 1024 colours split by socket, then
+        core, then hyper-thread; without one an equal share per CPU."""
+        topo = self.topology
+        out = []
+        for cpuid in range(self.cpus):
+            if topo is not None:
+                phys_id, core_id, ht_id = topo.ids_of(cpuid)
+                physcale = PQ_L2_SIZE // topo.sockets
+                grpscale = physcale // topo.cores
+                share = grpscale // topo.threads
+                out.append((phys_id * physcale + core_id * grpscale + ht_id * share, share))
+            else:
+                share = PQ_L2_SIZE // self.cpus
+                out.append((cpuid * share, share))
+        return tuple(out)
+
     def rounded_phys_avail(self) -> tuple[tuple[int, int], ...]:
         """``phys_avail`` as ``vm_page_startup`` rewrites it (spec §2.2 step 1): each begin
         rounded up and each end truncated to a page boundary; a range left with

@@ -441,20 +441,17 @@ def _explain_colour(m: Machine, args: dict[str, Any], cpu: int, ev: dict[str, An
     oc = obj.pg_color if obj is not None else 0
     key = (pindex + oc) & ((1 << 64) - 1)
     topo = m.config.topology
+    if not 0 <= cpu < len(m.config.color_slices):
+        return
+    base, share = m.config.color_slices[cpu]
     if topo is not None:
         phys_id, core_id, ht_id = topo.ids_of(cpu)
-        physcale = PQ_L2_SIZE // topo.sockets
-        grpscale = physcale // topo.cores
-        share = grpscale // topo.threads
-        base = phys_id * physcale + core_id * grpscale + ht_id * share
         owner = (
             f"CPU {cpu} (socket {phys_id}, core {core_id}, thread {ht_id}) owns {share} of "
             f"the {PQ_L2_SIZE} colours ({PQ_L2_SIZE} / {topo.sockets} socket(s) / "
             f"{topo.cores} core(s) / {topo.threads} thread(s))"
         )
     else:
-        share = PQ_L2_SIZE // m.ncpus
-        base = cpu * share
         owner = (
             f"CPU {cpu} owns {share} of the {PQ_L2_SIZE} colours ({PQ_L2_SIZE} / {m.ncpus} CPU(s))"
         )

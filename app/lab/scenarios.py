@@ -25,7 +25,7 @@ from app.core.invariants import state_digest
 from app.core.machine import Machine
 
 from .accounts import check_name, scenarios
-from .service import CORE_ERRORS, run_entry
+from .hosts.shard import CORE_ERRORS, run_entry
 from .store import Entry
 
 

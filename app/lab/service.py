@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -53,7 +54,12 @@ from .hosts.base import (
     SliceReply,
     UnknownKey,
 )
-from .hosts.shard import BATCH_SLICE_S, expects_refusal, refused_result, unknown_function
+from .hosts.shard import (
+    BATCH_SLICE_S,
+    refused_result,
+    replay_onto,
+    unknown_function,
+)
 from .metrics import Metrics
 from .presets import PRESETS
 from .quota import CallRate, QuotaCache, default_page_budget, page_structs
@@ -89,36 +95,13 @@ def config_pages(config: MachineConfig) -> int:
 
 
 def replay(config: MachineConfig, entries: list[Entry]) -> Machine:
-    """Boot ``config`` and run ``entries`` in order: the machine those calls made."""
-    return replay_onto(Machine.boot(config), entries)
-
-
-def run_entry(m: Machine, e: Entry, record: bool = False) -> CallResult:
-    """Run one journalled call on ``m`` in the context it ran in (CPU, thread, nice)."""
-    ctx = e.ctx
-    return m.call(
-        e.fn,
-        e.args,
-        cpu=ctx.get("cpu", 0),
-        thread=ctx.get("thread"),
-        nice=ctx.get("nice", 0),
-        lowmemkill=bool(ctx.get("lowmemkill", False)),
-        systhread=bool(ctx.get("systhread", False)),
-        record=record,
-    )
-
-
-def replay_onto(m: Machine, entries: list[Entry]) -> Machine:
-    """Run ``entries`` in order on ``m`` (booted, or loaded from a snapshot).  Only
-    accepted calls and calls refused with ``WouldSleep`` (marked so: ``refused_result``)
-    are journalled; any other refusal here means the journal and the core disagree,
-    which is logged and skipped."""
-    for e in entries:
-        try:
-            run_entry(m, e)
-        except CORE_ERRORS as err:
-            if not expects_refusal(e, err):
-                log.warning("replay refused a journalled call", seq=e.seq, fn=e.fn, error=str(err))
+    """Boot ``config`` and run ``entries`` in order: the machine those calls made.  A call
+    refused where the journal does not say so means the journal and the core disagree:
+    it is logged and skipped (``shard.replay_onto``)."""
+    m = Machine.boot(config)
+    refused = replay_onto(m, entries)
+    if refused:
+        log.warning("replay refused journalled calls", refused=refused, entries=len(entries))
     return m
 
 
@@ -300,33 +283,6 @@ class Instance:
             fn, args, ctx, source, result.result, result.blocked, result.record, error, watched
         )
 
-    def _journal_refused(
-        self,
-        fn: str,
-        args: dict[str, Any],
-        ctx: Ctx,
-        source: str,
-        error: dict[str, Any],
-        compact: dict[str, Any] | None,
-    ) -> None:
-        """Journal a call the core refused with ``WouldSleep``: the kernel would have hung,
-        but only after what it did first (a vmstats rollup, the vm_wait bookkeeping,
-        pages deactivated), which stays done (``errors.WouldSleep``).  Its journalled
-        result is the refusal (``refused_result``), so that a replay makes the same
-        changes and expects the same refusal."""
-        self.pending.append(
-            Entry(
-                self.id,
-                self.generation,
-                self.seq,
-                fn,
-                args,
-                compact if compact is not None else ctx.compact(),
-                source,
-                refused_result(error),
-            )
-        )
-
     def note(
         self,
         fn: str,
@@ -347,32 +303,30 @@ class Instance:
         the caller has it (a batch's calls share a few contexts).  Runs under the
         instance's lock: cheap appends, never a wait."""
         self.seq += 1
+        cctx = compact if compact is not None else ctx.compact()
         if error is None:
             self.calls_by_fn[fn] += 1
+            self.pending.append(
+                Entry(self.id, self.generation, self.seq, fn, args, cctx, source, value)
+            )
         else:
             self.refused_by_fn[fn] += 1
             if error.get("type") == "would-sleep":
-                self._journal_refused(fn, args, ctx, source, error, compact)
-        if not watched:  # nobody can see this call's record: keep what the journal needs
-            if error is None:
+                # Refused with WouldSleep: the kernel would have hung, but only after what
+                # it did first (a vmstats rollup, vm_wait's bookkeeping), which stays done
+                # (errors.WouldSleep).  Journalled with the refusal as its result, so that
+                # a replay makes the same changes and expects the same refusal.
+                journalled = refused_result(error)
                 self.pending.append(
-                    Entry(
-                        self.id,
-                        self.generation,
-                        self.seq,
-                        fn,
-                        args,
-                        compact if compact is not None else ctx.compact(),
-                        source,
-                        value,
-                    )
+                    Entry(self.id, self.generation, self.seq, fn, args, cctx, source, journalled)
                 )
+        if not watched:  # nobody can see this call's record: the journal has what it needs
             return self.seq
         event: dict[str, Any] = {
             "seq": self.seq,
             "fn": fn,
             "args": args,
-            "ctx": ctx.compact(),
+            "ctx": cctx,
             "source": source,
         }
         self.fn_counts[fn] += 1
@@ -380,18 +334,6 @@ class Instance:
             event["error"] = error
             self.error_count += 1
         else:
-            self.pending.append(
-                Entry(
-                    self.id,
-                    self.generation,
-                    self.seq,
-                    fn,
-                    args,
-                    event["ctx"],
-                    source,
-                    value,
-                )
-            )
             event["result"] = value
             if blocked is not None:
                 event["blocked"] = blocked
@@ -1188,7 +1130,7 @@ class Lab:
         """Validate a configuration against the core's rules and this server's caps,
         before anything is allocated."""
         if config.max_pages > self.settings.max_pages:
-            config = MachineConfig(**{**config.__dict__, "max_pages": self.settings.max_pages})
+            config = dataclasses.replace(config, max_pages=self.settings.max_pages)
         config.validate()  # ConfigError: page_range above max_pages, bad topology, ...
         return config
 
@@ -1388,7 +1330,7 @@ class Lab:
             )
         config = p.config
         if overrides:
-            config = MachineConfig(**{**config.__dict__, **overrides})
+            config = dataclasses.replace(config, **overrides)
         return await self.create(name, config, preset, owner=owner, quotas=quotas)
 
     def get(self, instance_id: int) -> Instance:
@@ -1973,9 +1915,6 @@ def _item(fn: str, seq: int | None, r: CallResult | Exception) -> dict[str, Any]
     if seq is None:
         return {"fn": fn, "error": _problem_item(r)}
     return {"fn": fn, "seq": seq, "error": _problem_item(r)}
-
-
-CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)
 
 
 def _problem_item(e: Exception) -> dict[str, Any]:

@@ -14,22 +14,11 @@ import pytest
 from app.lab.hosts.base import Ctx, FormCalls, PackedCalls
 from app.lab.service import Instance, Lab
 from app.lab.store import Entry, EntryRun, History
+from bench.placements import TURN  # one turn of a page's life: every call of it runs
 
 from .conftest import placed
 
 pytestmark = pytest.mark.anyio
-
-#: one turn of a page's life (``bench/placements.py``): every call of it runs
-TURN: tuple[tuple[str, tuple[str, ...], tuple[Any, ...]], ...] = (
-    ("vm_page_busy_try", ("m", "also_m_busy"), (False,)),
-    ("vm_page_wire", ("m",), ()),
-    ("vm_page_unwire", ("m", "activate"), (True,)),
-    ("vm_page_wakeup", ("m",), ()),
-    ("pmap_enter", ("m", "pmap", "writeable"), (1, True)),
-    ("pmap_touch", ("m", "pmap", "write"), (1, True)),
-    ("pmap_remove", ("m", "pmap"), (1,)),
-    ("vm_page_deactivate", ("m",), ()),
-)
 
 
 async def _with_pages(lab: Lab, name: str, pages: int) -> tuple[Instance, list[int]]:

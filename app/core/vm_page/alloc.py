@@ -280,24 +280,18 @@ def vm_page_alloc(vm: MachineState, obj: VmObject | None, pindex: int, page_req:
                 _recycle_cache_page(vm, i, explain)
                 i = -1
                 continue
-            if explain is not None:
-                explain["count_lag"] = count_lag(
-                    vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats"
-                )
             return _alloc_failed(
                 vm,
                 explain,
+                free,
                 f"free count {free} is below v_free_reserved ({gd.v_free_reserved}) and no "
                 "cache page could be recycled (every PQ_CACHE colour searched: see probes)",
             )
         else:
-            if explain is not None:
-                explain["count_lag"] = count_lag(
-                    vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats"
-                )
             return _alloc_failed(
                 vm,
                 explain,
+                free,
                 f"free count {free} is below v_free_reserved ({gd.v_free_reserved}) "
                 "and this request class may not dig deeper",
             )
@@ -379,7 +373,12 @@ def _recycle_cache_page(vm: MachineState, i: int, explain: dict[str, Any] | None
     vm_page_free_toq(vm, i)
 
 
-def _alloc_failed(vm: MachineState, explain: dict[str, Any] | None, why: str) -> int:
+def _alloc_failed(vm: MachineState, explain: dict[str, Any] | None, free: int, why: str) -> int:
+    """NULL from the free-count gate (``free`` is the count it read from the calling
+    CPU's snapshot): the deficit, the daemon woken, and with a record the explanation
+    (with ``count_lag``: whether that snapshot lagged)."""
+    if explain is not None:
+        explain["count_lag"] = count_lag(vm, CNT_FREE, free, f"cpu{vm.cpu.cpuid}.gd_vmstats")
     vm.pd.vm_pageout_deficit += 1
     pagedaemon_wakeup(vm)
     trace = vm.trace

@@ -9,7 +9,7 @@ head.  When ``trace.probes`` is a list, every queue probed is appended to it (fo
 
 from __future__ import annotations
 
-from app.core.constants import PQ_CACHE, PQ_FREE, PQ_L2_MASK, PQ_L2_SIZE
+from app.core.constants import PQ_CACHE, PQ_FREE, PQ_L2_MASK
 from app.core.objects import VmObject
 from app.core.state import MachineState
 from app.core.vm_page.queues import _rem_queue
@@ -40,17 +40,9 @@ def vm_get_pg_color(vm: MachineState, cpuid: int, obj: VmObject | None, pindex: 
         return _pg_color_by_policy(vm, cpuid, obj, pindex)
     oc = obj.pg_color if obj is not None else 0
     key = (pindex + oc) & _U64  # the sum is evaluated as an unsigned 64-bit value
-    topo = vm.config.topology
-    if topo is not None:  # cpu_topology_ht_ids != 0: the topology was probed
-        phys_id, core_id, ht_id = topo.ids_of(cpuid)
-        physcale = PQ_L2_SIZE // topo.sockets
-        grpscale = physcale // topo.cores
-        cpuscale = grpscale // topo.threads
-        c = phys_id * physcale + core_id * grpscale + ht_id * cpuscale + key % cpuscale
-    else:
-        cpuscale = PQ_L2_SIZE // vm.ncpus
-        c = cpuid * cpuscale + key % cpuscale
-    return c & PQ_L2_MASK
+    # the CPU's slice: by socket/core/thread when cpu_topology_ht_ids != 0 (probed)
+    base, share = vm.config.color_slices[cpuid]
+    return (base + key % share) & PQ_L2_MASK
 
 
 def _pg_color_by_policy(vm: MachineState, cpuid: int, obj: VmObject | None, pindex: int) -> int:
@@ -63,17 +55,8 @@ def _pg_color_by_policy(vm: MachineState, cpuid: int, obj: VmObject | None, pind
         oc = obj.pg_color if obj is not None else 0
         return (oc + pindex) & PQ_L2_MASK
     if choice == "cpu":
-        topo = vm.config.topology
-        if topo is not None:
-            phys_id, core_id, ht_id = topo.ids_of(cpuid)
-            physcale = PQ_L2_SIZE // topo.sockets
-            grpscale = physcale // topo.cores
-            cpuscale = grpscale // topo.threads
-            base = phys_id * physcale + core_id * grpscale + ht_id * cpuscale
-        else:
-            cpuscale = PQ_L2_SIZE // vm.ncpus
-            base = cpuid * cpuscale
-        return (base + pindex % cpuscale) & PQ_L2_MASK
+        base, share = vm.config.color_slices[cpuid]
+        return (base + pindex % share) & PQ_L2_MASK
     return 0  # "none"
 
 

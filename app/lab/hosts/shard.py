@@ -19,10 +19,7 @@ from app.core import snapshot
 from app.core.calls import object_by_id, page_index
 from app.core.ddb import ddb_command
 from app.core.errors import (
-    ConfigError,
     InvalidArgument,
-    KernelPanic,
-    SimulatorRefusal,
     WouldSleep,
     did_you_mean,
 )
@@ -42,7 +39,7 @@ from ..explain import (
     sleep_why,
 )
 from ..pagemap import pagemap
-from ..workloads import WORKLOADS, Workload, outcome_of
+from ..workloads import CORE_ERRORS, WORKLOADS, Workload, outcome_of
 from .base import (
     Call,
     CallReply,
@@ -61,8 +58,6 @@ from .base import (
 from .base import (
     portable as to_portable,
 )
-
-CORE_ERRORS = (KernelPanic, SimulatorRefusal, InvalidArgument, WouldSleep, ConfigError)
 
 #: Longest a slice of a batch runs before the lab lets other requests in.
 BATCH_SLICE_S = 0.010
