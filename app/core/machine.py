@@ -130,7 +130,7 @@ class Machine(MachineState):
             raise InvalidArgument(
                 f"there is no kernel function named {fn!r} here{did_you_mean(str(fn), REGISTRY)}"
             )
-        spec, quick, nargs = plan
+        spec, quick, nargs, simple = plan
         if args is None:
             args = {}
         conv: Any = None
@@ -140,26 +140,25 @@ class Machine(MachineState):
             except KeyError:
                 conv = None  # a name missing or misspelt: the full conversion explains it
         if (
-            thread is None
+            simple
+            and thread is None
+            and not (nice or systhread or lowmemkill)
             and type(cpu) is int
             and 0 <= cpu < self.ncpus
-            and not nice
-            and not systhread
-            and not lowmemkill
-            and spec.on_thread
-            and not spec.sleeps
         ):
             if conv is None:
                 conv = _convert_args(self, spec, args)
-            th = self.sched.threads.get(cpu)
+            sched = self.sched
+            threads = sched.threads
+            th = threads.get(cpu) if threads else None
             if th is None:
                 # the CPU's own thread, transient (never in ``threads``): one object per CPU
                 # serves every such call, as a fresh one would (the core writes no field of
                 # curthread, and this path runs it with nice 0, no systhread, no
                 # P_LOWMEMKILL)
-                idle = self.sched.idle_threads
+                idle = sched.idle_threads
                 if idle is None:
-                    idle = self.sched.idle_threads = {}
+                    idle = sched.idle_threads = {}
                 th = idle.get(cpu)
                 if th is None:
                     th = idle[cpu] = Thread(cpu, cpu)
@@ -183,7 +182,7 @@ class Machine(MachineState):
             self.curthread_systhread = False
             if not record:
                 value = spec.impl(self, *conv)
-                if self.sched.runq:
+                if sched.runq:
                     run_runnable(self)
                 return CallResult(spec.name, value)
             trace = Trace()
@@ -191,7 +190,7 @@ class Machine(MachineState):
             before = counter_snapshot(self)
             try:
                 value = spec.impl(self, *conv)
-                resumed = run_runnable(self) if self.sched.runq else None
+                resumed = run_runnable(self) if sched.runq else None
             finally:
                 self.trace = None
             rec = make_record(self, trace, before)
