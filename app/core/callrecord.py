@@ -21,6 +21,20 @@ _QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
 
 _C0, _C1, _C2, _C3, _C4 = CNT_NAMES[:5]
 
+#: Per CPU id: the names of its three counter groups in a record (made once per CPU).
+_CPU_GROUPS: dict[int, tuple[str, str, str]] = {}
+
+
+def _cpu_groups(cpuid: int) -> tuple[str, str, str]:
+    groups = _CPU_GROUPS.get(cpuid)
+    if groups is None:
+        groups = _CPU_GROUPS[cpuid] = (
+            f"cpu{cpuid}.gd_vmstats_adj",
+            f"cpu{cpuid}.gd_vmstats",
+            f"cpu{cpuid}.gd_cnt",
+        )
+    return groups
+
 
 def _delta(old: list[int], new: list[int]) -> dict[str, int]:
     """The five page counts that differ, by name (unrolled: this runs for every record)."""
@@ -63,15 +77,13 @@ def make_record(vm: MachineState, trace: Trace, before: Before) -> dict[str, Any
     new = vm.vmstats.cnt
     if new != g0:
         counters["vmstats"] = _delta(g0, new)
-    new = cpu.adj.cnt
-    if new != a0:
-        counters[f"cpu{cpu.cpuid}.gd_vmstats_adj"] = _delta(a0, new)
-    new = cpu.vmstats.cnt
-    if new != s0:
-        counters[f"cpu{cpu.cpuid}.gd_vmstats"] = _delta(s0, new)
-    meter = cpu.meter
-    if meter != m0:
-        counters[f"cpu{cpu.cpuid}.gd_cnt"] = {
-            k: meter[k] - m0[k] for k in METER_FIELDS if meter[k] != m0[k]
-        }
+    adj_cnt, gd_cnt, meter = cpu.adj.cnt, cpu.vmstats.cnt, cpu.meter
+    if adj_cnt != a0 or gd_cnt != s0 or meter != m0:
+        adj_name, gd_name, cnt_name = _cpu_groups(cpu.cpuid)
+        if adj_cnt != a0:
+            counters[adj_name] = _delta(a0, adj_cnt)
+        if gd_cnt != s0:
+            counters[gd_name] = _delta(s0, gd_cnt)
+        if meter != m0:
+            counters[cnt_name] = {k: meter[k] - m0[k] for k in METER_FIELDS if meter[k] != m0[k]}
     return {"cpu": cpu.cpuid, "moves": moves, "counters": counters, "events": trace.events}
