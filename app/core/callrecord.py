@@ -10,11 +10,11 @@ from typing import Any
 from app.core.constants import CNT_NAMES, PQ_COUNT
 from app.core.registry import queue_name
 from app.core.state import MachineState, Trace
-from app.core.vmstats import METER_FIELDS
 
 #: The counters a record compares: global vmstats, the CPU's gd_vmstats_adj and
-#: gd_vmstats (five counts each) and its gd_cnt.
-Before = tuple[list[int], list[int], list[int], dict[str, int]]
+#: gd_vmstats (five counts each) and its gd_cnt's values (in the dict's own order: no
+#: call adds a key, so the order after the call is the same).
+Before = tuple[list[int], list[int], list[int], list[int]]
 
 _QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
 
@@ -57,7 +57,7 @@ def counter_snapshot(vm: MachineState) -> Before:
     CPU's five page counts (vmstats, gd_vmstats_adj, gd_vmstats) and the CPU's event
     counters (gd_cnt)."""
     cpu = vm.cpu
-    return (vm.vmstats.cnt[:], cpu.adj.cnt[:], cpu.vmstats.cnt[:], cpu.meter.copy())
+    return (vm.vmstats.cnt[:], cpu.adj.cnt[:], cpu.vmstats.cnt[:], list(cpu.meter.values()))
 
 
 def make_record(vm: MachineState, trace: Trace, before: Before) -> dict[str, Any]:
@@ -77,13 +77,19 @@ def make_record(vm: MachineState, trace: Trace, before: Before) -> dict[str, Any
     new = vm.vmstats.cnt
     if new != g0:
         counters["vmstats"] = _delta(g0, new)
-    adj_cnt, gd_cnt, meter = cpu.adj.cnt, cpu.vmstats.cnt, cpu.meter
-    if adj_cnt != a0 or gd_cnt != s0 or meter != m0:
+    adj_cnt, gd_cnt = cpu.adj.cnt, cpu.vmstats.cnt
+    meter = cpu.meter
+    m1 = list(meter.values())
+    if adj_cnt != a0 or gd_cnt != s0 or m1 != m0:
         adj_name, gd_name, cnt_name = _cpu_groups(cpu.cpuid)
         if adj_cnt != a0:
             counters[adj_name] = _delta(a0, adj_cnt)
         if gd_cnt != s0:
             counters[gd_name] = _delta(s0, gd_cnt)
-        if meter != m0:
-            counters[cnt_name] = {k: meter[k] - m0[k] for k in METER_FIELDS if meter[k] != m0[k]}
+        if m1 != m0:
+            changed: dict[str, int] = {}
+            for k, name in enumerate(meter):
+                if m1[k] != m0[k]:
+                    changed[name] = m1[k] - m0[k]
+            counters[cnt_name] = changed
     return {"cpu": cpu.cpuid, "moves": moves, "counters": counters, "events": trace.events}
