@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.bench_run import positive, run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +35,7 @@ def test_engine_quick_json_has_every_figure() -> None:
     sizes = [str(n) for n in result["params"]["sizes"]]
     # --quick boots 64K and 256K pages (2^16 and 2^18)
     assert sizes == ["65536", "262144"]
+    assert result["params"]["clock"] == "wall"  # --cpu-time not given
     for key in SIZED:
         assert list(result[key]) == sizes, key
         assert all(positive(v) for v in result[key].values()), (key, result[key])
@@ -98,3 +101,10 @@ def test_lifecycle_quick_json_has_every_figure() -> None:
     assert rec["pages"] == 262144
     assert rec["after"]["free"] + rec["after"]["cache"] >= rec["target2"]
     assert rec["passes"] > 0
+
+
+def test_engine_refuses_unknown_options_naming_cpu_time(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import engine
+
+    assert engine.main(["--fast"]) == 2
+    assert "--cpu-time" in capsys.readouterr().err
