@@ -315,6 +315,10 @@ def _row_reader(names: tuple[str, ...]) -> Callable[[Sequence[Any]], dict[str, A
     return many
 
 
+#: The page arguments of a call that has none (shared: never changed).
+_NO_PAGES: list[tuple[int, bool]] = []
+
+
 class FormPlan(NamedTuple):
     """What ``Shard.one`` looks up for each call, looked up once for a compact batch's
     form: its function (``fn``, as sent), how a row becomes its argument dict
@@ -619,7 +623,7 @@ class Shard:
         call = m.call
         before, after = holders.before_row, holders.after
         append = results.append
-        reached = 0  # calls that reached the machine here (``one`` counts its own)
+        refused = 0  # calls ``one`` refused (the others reached the machine here)
         stopped = False
         k = start
         n = len(fns)
@@ -630,20 +634,19 @@ class Shard:
                 plan = plans[f] = FormPlan.of(*forms[f])
             fn, args_of, tid, at, busies, where, ctx = plan
             row = rows[k]
-            j = k - start
             k += 1
             out: Exception
             if tid < -1 or (
                 tid >= 0 and (th := threads.get(tid)) is not None and th.state != "idle"
             ):
                 # an unknown function, or its thread is parked: ``one`` refuses it
-                refused = self.one(m, holders, fn, args_of(row), ctx, False, seq + 1)
-                assert isinstance(refused, Refusal), "one runs what the plan refuses"
-                out = refused
+                refusal = self.one(m, holders, fn, args_of(row), ctx, False, seq + 1)
+                assert isinstance(refusal, Refusal), "one runs what the plan refuses"
+                refused += 1
+                out = refusal
             else:
                 args = args_of(row)
-                pages = before(m, row, at) if at else []
-                reached += 1
+                pages = before(m, row, at) if at else _NO_PAGES
                 try:
                     if where is None:
                         result = call(fn, args, record=False)
@@ -659,20 +662,20 @@ class Shard:
                             after(m, fn, pages, result, m.curthread.tid, seq)
                     else:
                         explain_call(m, holders, fn, pages, result, seq)
-                        blocked[j] = result.blocked
+                        blocked[k - 1 - start] = result.blocked
                     if k % 16 == 0 and time.perf_counter() >= deadline:
                         break
                     continue
             if not isinstance(out, Refusal):
                 seq += 1
             append(None)
-            errors[j] = self._err(out) if carry else out
+            errors[k - 1 - start] = self._err(out) if carry else out
             if stop_on_error:
                 stopped = True
                 break
             if k % 16 == 0 and time.perf_counter() >= deadline:
                 break
-        self.calls += reached
+        self.calls += k - start - refused
         return SliceReply(
             k - start,
             results,
