@@ -21,6 +21,8 @@ SCALARS = (
     "batch_compact_alloc_lookup_calls_per_s",
     "batch_compact_deactivate_free_calls_per_s",
     "batch_compact_core_share",
+    "batch_compact_server_cpu_us",
+    "batch_kernel_cpu_us",
     "boot_s",
 )
 
@@ -31,6 +33,12 @@ def test_http_quick_json_has_every_figure() -> None:
         assert positive(result[key]), (key, result[key])
     # the ratio is the two medians divided (one run each with --quick)
     assert math.isclose(result["ratio"], result["alloc_free_rps"] / result["bare_rps"])
+    # the server's own CPU per call is its CPU per call less the kernel's (it may come out
+    # below zero on a busy machine, so only the arithmetic is checked)
+    assert math.isclose(
+        result["batch_compact_lab_cpu_us"],
+        result["batch_compact_server_cpu_us"] - result["batch_kernel_cpu_us"],
+    )
     # --quick sends 5 000-call batches and boots a 1 GiB instance B
     assert result["batch_calls"] == 5000
     assert result["boot_memory"] == "1GiB"

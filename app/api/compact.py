@@ -312,7 +312,8 @@ def forms_of(body: CompactBatchRequest) -> list[tuple[str, tuple[str, ...], Ctx]
 def seq_runs(seqs: list[int | None]) -> list[tuple[int, int, int]]:
     """``[index, first_seq, count]`` for each run of consecutive seqs (a batch's seqs are
     consecutive within a slice; another request's calls between two slices, or a call
-    refused without a seq, start a new run)."""
+    refused without a seq, start a new run).  The answer takes the runs the lab kept as
+    it noted the slices (``BatchColumns.runs``), which are these."""
     runs: list[tuple[int, int, int]] = []
     start = first = prev = -1
     for k, s in enumerate(seqs):
@@ -344,7 +345,7 @@ def answer(
         completed=len(cols.results) - len(errors),
         failed=len(errors),
         results=cols.results,
-        seq=seq_runs(seqs),
+        seq=cols.runs,
         errors=errors,
         blocked=[CompactBlocked(k, b) for k, b in cols.blocked],
         state_digest=digest,

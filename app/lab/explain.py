@@ -3,6 +3,7 @@ if not, why."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.core.calls import describe_busy, page_index
@@ -199,6 +200,19 @@ class BusyHolders:
                     out.append((pfn, locked))
         return out
 
+    def before_row(
+        self, m: Machine, row: Sequence[Any], positions: tuple[int, ...]
+    ) -> list[tuple[int, bool]]:
+        """``before`` for a call given as values (a compact batch's row) whose page
+        arguments are at ``positions`` (``holder_plan``)."""
+        out = []
+        first, size, busy = m.first_page, m.page_range, m.pg.busy
+        for at in positions:
+            pfn = row[at]
+            if type(pfn) is int and 0 <= pfn - first < size:
+                out.append((pfn, bool(busy[pfn - first] & PBUSY_LOCKED)))
+        return out
+
     def after(
         self,
         m: Machine,
@@ -210,17 +224,22 @@ class BusyHolders:
     ) -> None:
         """Update the holders once the call ran (``pages`` from ``before``)."""
         by_pfn = self.by_pfn
-        for pfn, was in pages:
-            now = _locked(m, pfn)
+        first, busy = m.first_page, m.pg.busy
+        for pfn, was in pages:  # each in the page array (``before``)
+            now = busy[pfn - first] & PBUSY_LOCKED
             if not now:
                 by_pfn.pop(pfn, None)
             elif not was and result.blocked is None:
                 by_pfn[pfn] = (tid, seq, fn)
         if fn in _BUSIES_RESULT:
             value = result.result
-            if isinstance(value, list | tuple):
+            if type(value) is not int and isinstance(value, list | tuple):
                 value = value[0] if value and not value[-1] else None
-            if type(value) is int and _locked(m, value):
+            if (
+                type(value) is int
+                and 0 <= value - first < m.page_range
+                and busy[value - first] & PBUSY_LOCKED
+            ):
                 by_pfn[value] = (tid, seq, fn)
 
     def holder(self, m: Machine, pfn: int) -> tuple[int, int, str] | None:
@@ -230,6 +249,16 @@ class BusyHolders:
         if held is None or not _locked(m, pfn):
             return None
         return held
+
+
+def holder_plan(fn: str, names: Sequence[str]) -> tuple[tuple[int, ...], bool]:
+    """How ``BusyHolders`` follows the calls of ``fn`` that give the values of ``names``
+    in that order (a compact batch's form): the positions of the page arguments
+    ``before`` reads, in the order it reads them, and whether the call may return a page
+    it hard-busied.  With neither, ``explain_call`` has nothing to note for a call that
+    did not sleep."""
+    positions = tuple(names.index(p) for p in _PAGE_PARAMS.get(fn, ()) if p in names)
+    return positions, fn in _BUSIES_RESULT
 
 
 def _locked(m: Machine, pfn: int) -> bool | None:

@@ -144,6 +144,20 @@ class BatchColumns:
     errors: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     blocked: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     records: list[dict[str, Any] | None] = field(default_factory=list)
+    #: ``seqs`` as runs ``(index, first_seq, count)``: calls ``index`` to ``index + count
+    #: - 1`` got seqs ``first_seq`` onwards (kept as the slices are noted: ``add_run``)
+    runs: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def add_run(self, index: int, first: int, count: int) -> None:
+        """Calls ``index`` onwards got ``count`` seqs from ``first``: the last run grows
+        when they follow it in both index and seq."""
+        runs = self.runs
+        if runs:
+            k, s, n = runs[-1]
+            if k + n == index and s + n == first:
+                runs[-1] = (k, s, n + count)
+                return
+        runs.append((index, first, count))
 
 
 #: Call records each instance keeps for its viewers.
@@ -1705,6 +1719,7 @@ class Lab:
                     )
                 )
                 seqs.extend(range(first, first + ran))
+                cols.add_run(start, first, ran)
                 results.extend(got)
                 if blocks:
                     blocked.extend((start + j, b) for j, b in sorted(blocks.items()))
@@ -1722,6 +1737,7 @@ class Lab:
                     rec = recs[j] if recs is not None else None
                     seq = note(name, a, ctx, "batch", got[j], b, rec, None, watched, compacts[f])
                     seqs.append(seq)
+                    cols.add_run(k, seq, 1)
                     results.append(got[j])
                     if b is not None:
                         blocked.append((k, b))
@@ -1733,7 +1749,9 @@ class Lab:
                     errors.append((k, {"type": error.kind, "detail": error.message}))
                 else:
                     problem = problem_of(error)
-                    seqs.append(note(name, a, ctx, "batch", None, None, None, problem, watched))
+                    seq = note(name, a, ctx, "batch", None, None, None, problem, watched)
+                    seqs.append(seq)
+                    cols.add_run(k, seq, 1)
                     errors.append((k, problem))
                 results.append(None)
                 if records is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.api.compact import seq_runs
 from app.lab.hosts.base import Ctx, FormCalls, PackedCalls
 from app.lab.service import Instance, Lab
 from app.lab.store import Entry, EntryRun, History
@@ -64,6 +65,7 @@ async def test_compact_batches_journal_what_readable_batches_do(
         assert not cols.errors and len(cols.results) == 3000
         first = compact.seq - 3000 + 1
         assert cols.seqs == list(range(first, first + 3000))
+        assert cols.runs == seq_runs(cols.seqs) == [(0, first, 3000)]  # kept over slices
         calls = [
             (forms[f][0], dict(zip(forms[f][1], a, strict=True)), forms[f][2])
             for f, a in zip(fn, args, strict=True)
@@ -85,11 +87,13 @@ async def test_compact_batches_journal_what_readable_batches_do(
         assert [k for k, _ in cols2.errors] == [40, 41]
         assert cols2.seqs == [it.get("seq") for it in items2]
         assert cols2.seqs[41] is None and cols2.seqs[42] == cols2.seqs[40] + 1
+        assert cols2.runs == seq_runs(cols2.seqs) and len(cols2.runs) == 2
         # and with stop_on_error, the batch ends at the panic
         cols3 = await lab.batch_columns(compact.id, forms2, fn2, args2, stop_on_error=True)
         items3 = await lab.batch(readable.id, calls2, stop_on_error=True)
         assert len(cols3.results) == len(items3) == 41
         assert cols3.seqs == [it.get("seq") for it in items3]
+        assert cols3.runs == seq_runs(cols3.seqs)
         assert compact.seq == readable.seq
         assert compact.calls_by_fn == readable.calls_by_fn
         assert compact.refused_by_fn == readable.refused_by_fn

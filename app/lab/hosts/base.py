@@ -85,6 +85,9 @@ class FormCalls(Sequence[Call]):
         self.forms = forms
         self.fn = fn
         self.args = args
+        #: the host's plan of each form (``shard.FormPlan``), made when a slice first
+        #: runs one of its calls
+        self.plans: list[Any] = [None] * len(forms)
 
     def __len__(self) -> int:
         return len(self.fn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from ..explain import (
     annotate,
     explain_call,
     holder_fields,
+    holder_plan,
     precall,
     sleep_why,
 )
@@ -273,6 +274,90 @@ def frame_material(
     return out
 
 
+def _row_reader(names: tuple[str, ...]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A row of values as the argument dict of a form naming ``names`` (a row of another
+    length is a ``ValueError``, as ``zip(strict=True)`` says it)."""
+    if len(names) == 0:
+
+        def none(row: Sequence[Any]) -> dict[str, Any]:
+            () = row
+            return {}
+
+        return none
+    if len(names) == 1:
+        (n0,) = names
+
+        def one(row: Sequence[Any]) -> dict[str, Any]:
+            (v0,) = row
+            return {n0: v0}
+
+        return one
+    if len(names) == 2:
+        n0, n1 = names
+
+        def two(row: Sequence[Any]) -> dict[str, Any]:
+            v0, v1 = row
+            return {n0: v0, n1: v1}
+
+        return two
+    if len(names) == 3:
+        n0, n1, n2 = names
+
+        def three(row: Sequence[Any]) -> dict[str, Any]:
+            v0, v1, v2 = row
+            return {n0: v0, n1: v1, n2: v2}
+
+        return three
+
+    def many(row: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(names, row, strict=True))
+
+    return many
+
+
+#: The page arguments of a call that has none (shared: never changed).
+_NO_PAGES: list[tuple[int, bool]] = []
+
+
+class FormPlan(NamedTuple):
+    """What ``Shard.one`` looks up for each call, looked up once for a compact batch's
+    form: its function (``fn``, as sent), how a row becomes its argument dict
+    (``args``), the thread it runs on (``tid``: -1 for a simulator verb, which runs on
+    none; -2 for a function the registry does not have), how the busy holders follow it
+    (``explain.holder_plan``: the positions of its page arguments, whether it may return
+    a page it busied) and its context as ``Machine.call``'s keywords (None: the
+    defaults, CPU 0 on its own thread)."""
+
+    fn: str
+    args: Callable[[Sequence[Any]], dict[str, Any]]
+    tid: int
+    pages: tuple[int, ...]
+    busies: bool
+    where: dict[str, Any] | None
+    ctx: Ctx
+
+    @classmethod
+    def of(cls, fn: str, names: tuple[str, ...], ctx: Ctx) -> FormPlan:
+        spec = REGISTRY.get(fn)
+        if spec is None:
+            tid = -2
+        elif not spec.on_thread:
+            tid = -1
+        else:
+            tid = ctx.cpu if ctx.thread is None else ctx.thread
+        pages, busies = holder_plan(fn, names)
+        where: dict[str, Any] | None = {
+            "cpu": ctx.cpu,
+            "thread": ctx.thread,
+            "nice": ctx.nice,
+            "systhread": ctx.systhread,
+            "lowmemkill": ctx.lowmemkill,
+        }
+        if ctx == Ctx():
+            where = None
+        return cls(fn, _row_reader(names), tid, pages, busies, where, ctx)
+
+
 class Shard:
     """The machines of one host, by key, and the workloads that run on them."""
 
@@ -458,6 +543,8 @@ class Shard:
         holders = self.holders[key]
         if isinstance(calls, PackedCalls):
             calls = calls.unpack()
+        if isinstance(calls, FormCalls) and not record:
+            return self._slice_forms(m, holders, calls, start, stop_on_error, seq, waiting)
         deadline = time.perf_counter() + BATCH_SLICE_S
         results: list[Any] = []
         blocked: dict[int, dict[str, Any]] = {}
@@ -506,6 +593,98 @@ class Shard:
             stopped,
             self._resolved(m, waiting) if waiting else {},
             built,
+        )
+
+    def _slice_forms(
+        self,
+        m: Machine,
+        holders: BusyHolders,
+        calls: FormCalls,
+        start: int,
+        stop_on_error: bool,
+        seq: int,
+        waiting: tuple[int, ...],
+    ) -> SliceReply:
+        """``slice`` of a compact batch without records: what ``one`` looks up per call
+        (the function, its context, the thread it runs on, the page arguments the busy
+        holders follow) is looked up once per form (``FormPlan``), and each call's
+        argument dict lives only while it runs (the lab rebuilds the few it needs: those
+        of refused calls).  The same checks, kernel calls, holders and outcomes as
+        ``one``, call by call; a call whose function is unknown or whose thread sleeps
+        goes through ``one`` itself (its refusal says why)."""
+        deadline = time.perf_counter() + BATCH_SLICE_S
+        results: list[Any] = []
+        blocked: dict[int, dict[str, Any]] = {}
+        errors: dict[int, Exception] = {}
+        carry = self.portable
+        plans = calls.plans
+        forms, fns, rows = calls.forms, calls.fn, calls.args
+        threads = m.sched.threads
+        call = m.call
+        before, after = holders.before_row, holders.after
+        append = results.append
+        refused = 0  # calls ``one`` refused (the others reached the machine here)
+        stopped = False
+        k = start
+        n = len(fns)
+        while k < n:
+            f = fns[k]
+            plan = plans[f]
+            if plan is None:
+                plan = plans[f] = FormPlan.of(*forms[f])
+            fn, args_of, tid, at, busies, where, ctx = plan
+            row = rows[k]
+            k += 1
+            out: Exception
+            if tid < -1 or (
+                tid >= 0 and (th := threads.get(tid)) is not None and th.state != "idle"
+            ):
+                # an unknown function, or its thread is parked: ``one`` refuses it
+                refusal = self.one(m, holders, fn, args_of(row), ctx, False, seq + 1)
+                assert isinstance(refusal, Refusal), "one runs what the plan refuses"
+                refused += 1
+                out = refusal
+            else:
+                args = args_of(row)
+                pages = before(m, row, at) if at else _NO_PAGES
+                try:
+                    if where is None:
+                        result = call(fn, args, record=False)
+                    else:
+                        result = call(fn, args, record=False, **where)
+                except CORE_ERRORS as e:
+                    out = e
+                else:
+                    seq += 1
+                    append(result.result)
+                    if result.blocked is None:
+                        if pages or busies:  # ``explain_call`` for a call that did not sleep
+                            after(m, fn, pages, result, m.curthread.tid, seq)
+                    else:
+                        explain_call(m, holders, fn, pages, result, seq)
+                        blocked[k - 1 - start] = result.blocked
+                    if k % 16 == 0 and time.perf_counter() >= deadline:
+                        break
+                    continue
+            if not isinstance(out, Refusal):
+                seq += 1
+            append(None)
+            errors[k - 1 - start] = self._err(out) if carry else out
+            if stop_on_error:
+                stopped = True
+                break
+            if k % 16 == 0 and time.perf_counter() >= deadline:
+                break
+        self.calls += k - start - refused
+        return SliceReply(
+            k - start,
+            results,
+            blocked,
+            errors,
+            None,
+            stopped,
+            self._resolved(m, waiting) if waiting else {},
+            None,
         )
 
     # ------------------------------------------------------------ workloads
