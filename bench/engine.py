@@ -142,7 +142,7 @@ def child_boot(pages: int) -> None:
     # numpy's zero-filled fields come from calloc: untouched they cost no RSS yet.  Write
     # one byte per OS page of every field to see the cost once the whole array is in use.
     for arr in m.pg.arrays.values():
-        arr.view("u1")[::4096] += 0
+        arr[:: max(1, 4096 // arr.strides[0])] += 0
     touched = _rss_bytes()
     print(
         json.dumps(

@@ -52,8 +52,8 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = q
     pq = vm.pq
-    nxt = pg.next[i]
-    prv = pg.prev[i]
+    nxt: int = pg.next[i]
+    prv: int = pg.prev[i]
     if prv < 0:
         pq.head[q] = nxt
     else:
@@ -127,8 +127,8 @@ def _unlink(vm: MachineState, i: int, queue: int) -> None:
     """Take page ``i`` out of ``queue``'s list (links and head/tail only)."""
     pg = vm.pg
     pq = vm.pq
-    nxt = pg.next[i]
-    prv = pg.prev[i]
+    nxt: int = pg.next[i]
+    prv: int = pg.prev[i]
     if prv < 0:
         pq.head[queue] = nxt
     else:
