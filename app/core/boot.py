@@ -127,32 +127,36 @@ def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
     if len(idx) == 0:
         return
     queues = queues.astype(np.uint16, copy=False)
-    order = np.argsort(queues, kind="stable")  # radix sort for 16-bit keys
-    sidx = idx.astype(np.int32, copy=False)[order]
+    # Pages grouped by queue, in array order within a group (a stable radix sort of the
+    # 16-bit keys).  The sorted page numbers are intp, so the scatters below use them
+    # as they are (an int32 index array is converted on every fancy assignment).
+    order = np.argsort(queues, kind="stable")
+    sidx = idx.astype(np.intp, copy=False)[order]
     del order
     sq = np.sort(queues, kind="stable")
     n = len(sidx)
-    same_prev = np.zeros(n, dtype=bool)
-    same_prev[1:] = sq[1:] == sq[:-1]
-    same_next = np.zeros(n, dtype=bool)
-    same_next[:-1] = sq[:-1] == sq[1:]
-    # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list.
-    nxt = np.full(n, -1, dtype=np.int32)
-    nxt[1:] = np.where(same_prev[1:], sidx[:-1], -1)
-    prv = np.full(n, -1, dtype=np.int32)
-    prv[:-1] = np.where(same_next[:-1], sidx[1:], -1)
-    starts = np.flatnonzero(~same_prev)
-    ends = np.flatnonzero(~same_next)
+    # groups: [starts[g], ends[g]] in sorted positions
+    starts = np.concatenate(([0], np.flatnonzero(sq[1:] != sq[:-1]) + 1))
+    ends = np.concatenate((starts[1:] - 1, [n - 1]))
+    # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list: inside a
+    # group each page's next is the one before it, its prev the one after it; a group's
+    # first page links to the old head, its last page has no prev.
     group_q = sq[starts].tolist()
     firsts = sidx[starts].tolist()
     lasts = sidx[ends].tolist()
     sizes = (ends - starts + 1).tolist()
     old_heads = [vm.pq.head[q] for q in group_q]
-    nxt[starts] = np.asarray(old_heads, dtype=np.int32)
+    link = np.empty(n, dtype=np.int32)
     arr = vm.pg.arrays
-    arr["next"][sidx] = nxt
-    arr["prev"][sidx] = prv
-    arr["queue"][sidx] = sq
+    link[1:] = sidx[:-1]
+    link[starts] = old_heads
+    arr["next"][sidx] = link
+    link[:-1] = sidx[1:]
+    link[ends] = -1
+    arr["prev"][sidx] = link
+    del link
+    # the queue of each page is its own key: written in array order (no scatter)
+    arr["queue"][idx] = queues
     prev_mv = vm.pg.prev
     for q, first, last, size, old in zip(group_q, firsts, lasts, sizes, old_heads, strict=True):
         if old >= 0:
@@ -217,24 +221,29 @@ def vm_page_startup(vm: MachineState) -> None:
             "this memory map leaves no page for the VM once the page array is carved "
             "out; give more memory"
         )
-    # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix
+    # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix.  Every page
+    # of the runs is written run by run through slices (no index arrays).
     first = vm.first_page
-    idx = np.concatenate([np.arange(a - first, z - first, dtype=np.int32) for a, z in runs])
     arr = vm.pg.arrays
     pc = arr["pc"]
     step = 1 << 20
-    for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
-        part = idx[lo : lo + step].astype(np.int64)
-        part += first
-        pc[idx[lo : lo + step]] = page_color(part)
-    arr["pat"][idx] = PAT_WRITE_BACK
     limit_pfn = -(-vm.contig.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
-    ndma = int(np.searchsorted(idx, limit_pfn - first))
+    ndma = 0
+    total_pages = 0
+    for a, z in runs:
+        for lo in range(a, z, step):  # chunks keep the int64 temporaries small
+            hi = min(lo + step, z)
+            pc[lo - first : hi - first] = page_color(np.arange(lo, hi, dtype=np.int64))
+        arr["pat"][a - first : z - first] = PAT_WRITE_BACK
+        dma_end = min(max(limit_pfn, a), z)  # [a, dma_end): below the reserve's limit
+        arr["flags"][a - first : dma_end - first] = PG_FICTITIOUS | PG_UNQUEUED
+        arr["wire"][a - first : dma_end - first] = 1
+        ndma += dma_end - a
+        total_pages += z - a
+    idx = np.concatenate([np.arange(a - first, z - first, dtype=np.intp) for a, z in runs])
     dma_idx = idx[:ndma]
-    arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
-    arr["wire"][dma_idx] = 1
-    nfree = int(idx.size) - ndma
-    vs.v_page_count = int(idx.size)
+    nfree = total_pages - ndma
+    vs.v_page_count = total_pages
     vs.v_dma_pages = ndma
     vs.cnt[CNT_WIRE] += ndma
     vs.cnt[CNT_FREE] = nfree
@@ -244,7 +253,9 @@ def vm_page_startup(vm: MachineState) -> None:
         for seg in np.split(dma_pfn, breaks):
             vm.contig.alist.free(int(seg[0]), int(seg.size))
     keep = idx[ndma:]
-    _bulk_push_head(vm, keep, pc[keep] + np.uint16(PQ_FREE))
+    queues = pc[keep]  # a copy (fancy index): the free queue of each page, in place
+    queues += np.uint16(PQ_FREE)
+    _bulk_push_head(vm, keep, queues)
     vm.cpus[0].vmstats.copy_from(vs)
 
 

@@ -17,7 +17,7 @@ and writes those; a write through either is seen by the other.  Snapshot files a
 ``state_digest`` see the canonical dtypes only, exactly as when the fields were numpy
 arrays.
 
-Per page this costs 52 bytes, all resident but ``pindex``'s 8 (numpy's zero pages are
+Per page this costs 56 bytes, all resident but ``pindex``'s 8 (numpy's zero pages are
 lazy) (the kernel's ``struct vm_page`` is 128).
 """
 
@@ -53,9 +53,10 @@ PAGE_FIELDS: dict[str, str] = {
 #: that every value the model can store fits and arithmetic rarely mixes native types:
 #: - ``queue``/``pc`` are ``i16`` (queues < 5121, colours < 1024; ``pc + PQ_FREE`` goes
 #:   into ``queue``);
-#: - ``flags`` and ``busy`` are ``i64``: ``vm_page_flag_set`` accepts any 32-bit word and
-#:   ``busy_count`` carries PBUSY_LOCKED (bit 31), which an ``i32`` cannot hold;
-#: - ``wire`` is ``i32`` (it only grows by one per call: 2^31 wirings are out of reach);
+#: - ``flags``, ``busy`` and ``wire`` are ``i64``: the kernel's are u_int and every value
+#:   is reachable or checked: ``vm_page_flag_set`` accepts any 32-bit word, ``busy_count``
+#:   carries PBUSY_LOCKED (bit 31), ``wire_count`` is checked against 0x80000000 and
+#:   0xFFFFFFFF (an ``i32`` holds none of these);
 #: - ``pindex`` is no vec: the kernel's u64 takes every value up to 2^64-1, which no vec
 #:   type holds, so it stays a numpy ``u8`` array read through a ``memoryview`` (touched
 #:   once per insert and remove; the compiled core indexes a memoryview generically).
@@ -66,7 +67,7 @@ PAGE_STORAGE: dict[str, str] = {
     "pc": "i2",
     "flags": "i8",
     "busy": "i8",
-    "wire": "i4",
+    "wire": "i8",
     "hold": "i4",
     "obj": "i4",
     "pindex": "u8",
@@ -144,7 +145,7 @@ class PageArray:
     pc: vec[i16]
     flags: vec[i64]
     busy: vec[i64]
-    wire: vec[i32]
+    wire: vec[i64]
     hold: vec[i32]
     obj: vec[i32]
     pindex: memoryview
@@ -155,14 +156,21 @@ class PageArray:
 
     def __init__(self, size: int, source: dict[str, np.ndarray[Any, Any]] | None = None) -> None:
         """``size`` records, all zero but the links (-1), or copied from ``source`` (the
-        canonical arrays of every field, e.g. a snapshot's)."""
+        canonical arrays of every field, e.g. a snapshot's; ValueError if a value does not
+        fit its vec).  Numpy writes through ``arrays`` are not checked: the ``u2`` views of
+        ``queue`` and ``pc`` must stay below 2^15 (the queues end at PQ_COUNT = 5121)."""
         self.size = size
+        # one zeroed buffer, as wide as the widest field, is the source of every fresh
+        # field (its pages are mapped once, not once per field)
+        zero = np.zeros(size * 8 if source is None else 0, dtype=np.uint8)
 
         def init(name: str) -> np.ndarray[Any, Any]:
             if source is not None:
                 # the canonical values, widened (-1 links stay -1; u4 words fit an i64)
                 return source[name].view(PAGE_FIELDS[name]).astype(PAGE_STORAGE[name])
-            return np.zeros(size, dtype=PAGE_STORAGE[name])
+            if name == "pindex":
+                return np.zeros(size, dtype=PAGE_STORAGE[name])  # kept: its own array
+            return zero.view(PAGE_STORAGE[name])[:size]
 
         self.next = vec[i32](init("next"))
         self.prev = vec[i32](init("prev"))
@@ -170,7 +178,7 @@ class PageArray:
         self.pc = vec[i16](init("pc"))
         self.flags = vec[i64](init("flags"))
         self.busy = vec[i64](init("busy"))
-        self.wire = vec[i32](init("wire"))
+        self.wire = vec[i64](init("wire"))
         self.hold = vec[i32](init("hold"))
         self.obj = vec[i32](init("obj"))
         self.act = vec[u8](init("act"))
@@ -188,6 +196,14 @@ class PageArray:
         if source is None:
             self.arrays["next"][:] = -1
             self.arrays["prev"][:] = -1
+            return
+        for name, arr in source.items():
+            if name == "pindex":
+                continue  # the canonical array itself
+            stored = np.frombuffer(getattr(self, name), dtype=PAGE_STORAGE[name])
+            if not np.array_equal(stored, arr):  # compared by value, not by bits
+                # only a queue or colour of 2^15 or more can fail (no queue is that high)
+                raise ValueError(f"the page field {name} holds a value no page can have")
 
     def field(self, name: str) -> np.ndarray[Any, Any]:
         """The canonical numpy view of one field (shares memory with its vec)."""

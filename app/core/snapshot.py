@@ -450,8 +450,10 @@ def _page_array(arrays: dict[str, np.ndarray[Any, Any]]) -> PageArray:
         if arrays[name].dtype != np.dtype(dtype):
             raise SnapshotError(f"page array {name} has dtype {arrays[name].dtype}, not {dtype}")
     # the records are built from the canonical arrays (copied into the page array's vecs)
-    pg = PageArray(next(iter(sizes))[0], arrays)
-    return pg
+    try:
+        return PageArray(next(iter(sizes))[0], arrays)
+    except ValueError as e:
+        raise SnapshotError(str(e)) from None
 
 
 # ---------------------------------------------------------------- dump / load

@@ -33,7 +33,7 @@ Simplifications (spec §15.8 allows them), each marked where it happens:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from app.core.constants import (
     ACT_MAX,
@@ -132,7 +132,7 @@ _ALLOW_ACTIVE = 1
 PD_SLEEP_LABELS = ("psleep", "throttle", "shortage", "paging", "target")
 
 
-_TRY_TO_CACHE = 2
+_TRY_TO_CACHE: Final = 2
 
 
 def pqaverage(n: int) -> int:

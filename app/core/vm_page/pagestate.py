@@ -114,7 +114,7 @@ VM_MEMATTR_NAMES: Final = (
 FAKE_PAGE_SLOTS: Final = 1024
 
 
-_NO_CACHE = PG_UNQUEUED | PG_NEED_COMMIT | PG_FICTITIOUS
+_NO_CACHE: Final = PG_UNQUEUED | PG_NEED_COMMIT | PG_FICTITIOUS
 
 
 def vm_page_bits(base: int, size: int) -> int:
