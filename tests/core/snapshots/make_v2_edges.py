@@ -9,6 +9,7 @@ calls of ``future`` returned after it (the last entry: the digest after them);
 
 import json
 import sys
+from pathlib import Path
 
 from app.core import snapshot
 from app.core.config import MachineConfig
@@ -64,10 +65,10 @@ if __name__ == "__main__":
     data = snapshot.dump(m)
     arrays = m.pg.arrays
     fields = {
-        name: {k: int(arrays[f][p - m.first_page]) for f in PAGE_FIELDS for k in [f]}
+        name: {f: int(arrays[f][p - m.first_page]) for f in PAGE_FIELDS}
         for name, p in pages.items()
     }
     info = {"digest": m.state_digest(), "pages": pages, "fields": fields}
     info["future"] = future(m, 1)
-    open(sys.argv[1], "wb").write(data)
-    open(sys.argv[2], "w").write(json.dumps(info, indent=1) + "\n")
+    Path(sys.argv[1]).write_bytes(data)
+    Path(sys.argv[2]).write_text(json.dumps(info, indent=1) + "\n")
