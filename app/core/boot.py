@@ -120,18 +120,23 @@ def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
     _init_sched(vm)
 
 
-def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
+def _bulk_push_head(vm: MachineState, idx: NDArray | int, queues: NDArray) -> None:
     """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
     other, in array order, touching only the lists and ``lcnt`` (boot adds pages to
-    the global vmstats directly)."""
-    if len(idx) == 0:
+    the global vmstats directly).  An int ``idx`` stands for the pages ``idx,
+    idx + 1, ...`` (one per queue given), with no index array."""
+    if len(queues) == 0:
         return
     queues = queues.astype(np.uint16, copy=False)
     # Pages grouped by queue, in array order within a group (a stable radix sort of the
     # 16-bit keys).  The sorted page numbers are intp, so the scatters below use them
     # as they are (an int32 index array is converted on every fancy assignment).
     order = np.argsort(queues, kind="stable")
-    sidx = idx.astype(np.intp, copy=False)[order]
+    if isinstance(idx, int):
+        sidx = order
+        sidx += idx
+    else:
+        sidx = idx.astype(np.intp, copy=False)[order]
     del order
     sq = np.sort(queues, kind="stable")
     n = len(sidx)
@@ -156,7 +161,10 @@ def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
     arr["prev"][sidx] = link
     del link
     # the queue of each page is its own key: written in array order (no scatter)
-    arr["queue"][idx] = queues
+    if isinstance(idx, int):
+        arr["queue"][idx : idx + n] = queues
+    else:
+        arr["queue"][idx] = queues
     prev_mv = vm.pg.prev
     for q, first, last, size, old in zip(group_q, firsts, lasts, sizes, old_heads, strict=True):
         if old >= 0:
@@ -240,8 +248,9 @@ def vm_page_startup(vm: MachineState) -> None:
         arr["wire"][a - first : dma_end - first] = 1
         ndma += dma_end - a
         total_pages += z - a
-    idx = np.concatenate([np.arange(a - first, z - first, dtype=np.intp) for a, z in runs])
-    dma_idx = idx[:ndma]
+    dma_idx = np.concatenate(
+        [np.arange(a - first, min(max(limit_pfn, a), z) - first, dtype=np.intp) for a, z in runs]
+    )
     nfree = total_pages - ndma
     vs.v_page_count = total_pages
     vs.v_dma_pages = ndma
@@ -252,10 +261,20 @@ def vm_page_startup(vm: MachineState) -> None:
         breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
         for seg in np.split(dma_pfn, breaks):
             vm.contig.alist.free(int(seg[0]), int(seg.size))
-    keep = idx[ndma:]
-    queues = pc[keep]  # a copy (fancy index): the free queue of each page, in place
-    queues += np.uint16(PQ_FREE)
-    _bulk_push_head(vm, keep, queues)
+    if len(runs) == 1:  # the usual map: the free pages are one range, no index array
+        lo, hi = runs[0][0] - first + ndma, runs[0][1] - first
+        queues = pc[lo:hi] + np.uint16(PQ_FREE)
+        _bulk_push_head(vm, lo, queues)
+    else:
+        keep = np.concatenate(
+            [
+                np.arange(min(max(limit_pfn, a), z) - first, z - first, dtype=np.intp)
+                for a, z in runs
+            ]
+        )
+        queues = pc[keep]  # a copy (fancy index): the free queue of each page, in place
+        queues += np.uint16(PQ_FREE)
+        _bulk_push_head(vm, keep, queues)
     vm.cpus[0].vmstats.copy_from(vs)
 
 
@@ -414,19 +433,19 @@ def _return_reserve_pages(vm: MachineState, start: int, count: int) -> None:
     head).  Vectorised: the net effect is identical (the inactive stop is undone by
     the free; only ``adds``, ``v_tfree`` and the per-CPU counters remember it)."""
     arr = vm.pg.arrays
-    idx = np.arange(start, start + count, dtype=np.int64)
     if count == 0:
         return
-    arr["flags"][idx] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
-    arr["wire"][idx] = 0
-    arr["valid"][idx] = 0
-    arr["dirty"][idx] = 0
-    pcs = arr["pc"][idx].astype(np.int64)
+    run = slice(start, start + count)
+    arr["flags"][run] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
+    arr["wire"][run] = 0
+    arr["valid"][run] = 0
+    arr["dirty"][run] = 0
+    pcs = arr["pc"][run].astype(np.int64)
     adds = np.bincount(pcs, minlength=PQ_L2_SIZE).tolist()
     for c, n in enumerate(adds):
         if n:
             vm.pq.adds[PQ_INACTIVE + c] += n
-    _bulk_push_head(vm, idx, PQ_FREE + pcs)
+    _bulk_push_head(vm, start, PQ_FREE + pcs)
     cpu = vm.cpus[0]
     cpu.adj.cnt[CNT_WIRE] -= count
     cpu.adj.cnt[CNT_FREE] += count
