@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -120,12 +120,29 @@ def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
     _init_sched(vm)
 
 
+#: Pages ``_bulk_push_head`` sorts at once (its temporaries: ~20 bytes a page).
+_PUSH_CHUNK: Final = 1 << 22
+
+
 def _bulk_push_head(vm: MachineState, idx: NDArray | int, queues: NDArray) -> None:
     """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
     other, in array order, touching only the lists and ``lcnt`` (boot adds pages to
     the global vmstats directly).  An int ``idx`` stands for the pages ``idx,
-    idx + 1, ...`` (one per queue given), with no index array."""
-    if len(queues) == 0:
+    idx + 1, ...`` (one per queue given), with no index array.
+
+    Pushing pages one after the other, the work splits into consecutive chunks done in
+    order (each chunk's first pages link to the heads the previous chunk left): the
+    sort's temporaries are those of one chunk (``_PUSH_CHUNK`` pages), which bounds the
+    peak memory of a large boot."""
+    n = len(queues)
+    if n > _PUSH_CHUNK:
+        for lo in range(0, n, _PUSH_CHUNK):
+            part = queues[lo : lo + _PUSH_CHUNK]
+            _bulk_push_head(
+                vm, idx + lo if isinstance(idx, int) else idx[lo : lo + len(part)], part
+            )
+        return
+    if n == 0:
         return
     queues = queues.astype(np.uint16, copy=False)
     # Pages grouped by queue, in array order within a group (a stable radix sort of the
@@ -138,28 +155,28 @@ def _bulk_push_head(vm: MachineState, idx: NDArray | int, queues: NDArray) -> No
     else:
         sidx = idx.astype(np.intp, copy=False)[order]
     del order
-    sq = np.sort(queues, kind="stable")
-    n = len(sidx)
-    # groups: [starts[g], ends[g]] in sorted positions
-    starts = np.concatenate(([0], np.flatnonzero(sq[1:] != sq[:-1]) + 1))
-    ends = np.concatenate((starts[1:] - 1, [n - 1]))
+    # groups, in ascending queue order as sorted: [starts[g], ends[g]] in sorted positions
+    counts = np.bincount(queues)
+    queue_of_group = np.flatnonzero(counts)
+    group_sizes = counts[queue_of_group]
+    ends = np.cumsum(group_sizes) - 1
+    starts = ends - group_sizes + 1
     # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list: inside a
     # group each page's next is the one before it, its prev the one after it; a group's
-    # first page links to the old head, its last page has no prev.
-    group_q = sq[starts].tolist()
+    # first page links to the old head, its last page has no prev.  (Assigned straight
+    # from the sorted pages: numpy casts intp to int32 on the fly, no temporary.)
+    group_q = queue_of_group.tolist()
     firsts = sidx[starts].tolist()
     lasts = sidx[ends].tolist()
-    sizes = (ends - starts + 1).tolist()
+    sizes = group_sizes.tolist()
     old_heads = [vm.pq.head[q] for q in group_q]
-    link = np.empty(n, dtype=np.int32)
     arr = vm.pg.arrays
-    link[1:] = sidx[:-1]
-    link[starts] = old_heads
-    arr["next"][sidx] = link
-    link[:-1] = sidx[1:]
-    link[ends] = -1
-    arr["prev"][sidx] = link
-    del link
+    nxt = arr["next"]
+    nxt[sidx[1:]] = sidx[:-1]
+    nxt[sidx[starts]] = old_heads
+    prv = arr["prev"]
+    prv[sidx[:-1]] = sidx[1:]
+    prv[sidx[ends]] = -1
     # the queue of each page is its own key: written in array order (no scatter)
     if isinstance(idx, int):
         arr["queue"][idx : idx + n] = queues
