@@ -18,9 +18,10 @@ How each figure is taken:
   again; ``(after - before) / pages``.  The peak is the child's ``ru_maxrss``.  Sizes run
   one after the other (16 M pages need about 1 GB).  Each size boots in ``boot_runs``
   separate processes (page-fault cost on a VM varies a lot from run to run): boot time
-  and bytes/page are medians, the peak is the largest seen.  numpy's zero-filled fields are
-  calloc'ed, so fields boot never writes cost no RSS until used; ``bytes_per_page_touched``
-  is the same difference after writing every OS page of every field.
+  and bytes/page are medians, the peak is the largest seen.  The page fields are vecs,
+  resident from boot (56 bytes a page), except ``pindex``, a numpy array whose zero pages
+  are calloc'ed and cost no RSS until used; ``bytes_per_page_touched`` is the same
+  difference after writing every OS page of every field.
 * ``mixed_calls_per_s*``: a seeded stream of ~25 % ``vm_page_alloc`` (VM_ALLOC_NORMAL, a
   random one of 64 objects, a fresh pindex, a random CPU), 30 % ``vm_page_deactivate``,
   25 % ``vm_page_free`` and 20 % ``vm_page_activate`` on pages the stream itself allocated
@@ -146,10 +147,10 @@ def child_boot(pages: int) -> None:
     gc.collect()
     after = _rss_bytes()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    # numpy's zero-filled fields come from calloc: untouched they cost no RSS yet.  Write
+    # pindex's zero-filled numpy array comes from calloc: untouched it costs no RSS yet.  Write
     # one byte per OS page of every field to see the cost once the whole array is in use.
     for arr in m.pg.arrays.values():
-        arr.view("u1")[::4096] += 0
+        arr[:: max(1, 4096 // arr.strides[0])] += 0
     touched = _rss_bytes()
     print(
         json.dumps(

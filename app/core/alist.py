@@ -20,17 +20,18 @@ free of the whole reserve touches a few thousand words in C rather than looping 
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from app.core.constants import ALIST_BLOCK_NONE
 from app.core.errors import InvalidArgument, KernelPanic
 
-ALIST_BMAP_RADIX = 32  # blocks per leaf
-ALIST_META_RADIX = 16  # children per meta node
+ALIST_BMAP_RADIX: Final = 32  # blocks per leaf
+ALIST_META_RADIX: Final = 16  # children per meta node
 
-_ALL = 0xFFFFFFFF  # a leaf with every block free, or a meta node with every child all-free
-_PARTIAL = 0b01
-_FREE = 0b11
-_META_FREE_BITS = 0x55555555  # the low bit of every 2-bit child state
+_ALL: Final = 0xFFFFFFFF  # a leaf with every block free, or a meta node with every child all-free
+_PARTIAL: Final = 0b01
+_FREE: Final = 0b11
+_META_FREE_BITS: Final = 0x55555555  # the low bit of every 2-bit child state
 
 # _ALIGNED[k]: the bits of a 32-bit word whose position is a multiple of k.
 _ALIGNED = {2: 0x55555555, 4: 0x11111111, 8: 0x01010101, 16: 0x00010001, 32: 0x00000001}

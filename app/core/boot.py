@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -120,39 +120,68 @@ def _init_empty_state(vm: MachineState, config: MachineConfig) -> None:
     _init_sched(vm)
 
 
-def _bulk_push_head(vm: MachineState, idx: NDArray, queues: NDArray) -> None:
+#: Pages ``_bulk_push_head`` sorts at once (its temporaries: ~20 bytes a page).
+_PUSH_CHUNK: Final = 1 << 22
+
+
+def _bulk_push_head(vm: MachineState, idx: NDArray | int, queues: NDArray) -> None:
     """Insert pages ``idx`` (all on no list) at the head of ``queues`` one after the
     other, in array order, touching only the lists and ``lcnt`` (boot adds pages to
-    the global vmstats directly)."""
-    if len(idx) == 0:
+    the global vmstats directly).  An int ``idx`` stands for the pages ``idx,
+    idx + 1, ...`` (one per queue given), with no index array.
+
+    Pushing pages one after the other, the work splits into consecutive chunks done in
+    order (each chunk's first pages link to the heads the previous chunk left): the
+    sort's temporaries are those of one chunk (``_PUSH_CHUNK`` pages), which bounds the
+    peak memory of a large boot."""
+    n = len(queues)
+    if n > _PUSH_CHUNK:
+        for lo in range(0, n, _PUSH_CHUNK):
+            part = queues[lo : lo + _PUSH_CHUNK]
+            _bulk_push_head(
+                vm, idx + lo if isinstance(idx, int) else idx[lo : lo + len(part)], part
+            )
+        return
+    if n == 0:
         return
     queues = queues.astype(np.uint16, copy=False)
-    order = np.argsort(queues, kind="stable")  # radix sort for 16-bit keys
-    sidx = idx.astype(np.int32, copy=False)[order]
+    # Pages grouped by queue, in array order within a group (a stable radix sort of the
+    # 16-bit keys).  The sorted page numbers are intp, so the scatters below use them
+    # as they are (an int32 index array is converted on every fancy assignment).
+    order = np.argsort(queues, kind="stable")
+    if isinstance(idx, int):
+        sidx = order
+        sidx += idx
+    else:
+        sidx = idx.astype(np.intp, copy=False)[order]
     del order
-    sq = np.sort(queues, kind="stable")
-    n = len(sidx)
-    same_prev = np.zeros(n, dtype=bool)
-    same_prev[1:] = sq[1:] == sq[:-1]
-    same_next = np.zeros(n, dtype=bool)
-    same_next[:-1] = sq[:-1] == sq[1:]
-    # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list.
-    nxt = np.full(n, -1, dtype=np.int32)
-    nxt[1:] = np.where(same_prev[1:], sidx[:-1], -1)
-    prv = np.full(n, -1, dtype=np.int32)
-    prv[:-1] = np.where(same_next[:-1], sidx[1:], -1)
-    starts = np.flatnonzero(~same_prev)
-    ends = np.flatnonzero(~same_next)
-    group_q = sq[starts].tolist()
+    # groups, in ascending queue order as sorted: [starts[g], ends[g]] in sorted positions
+    counts = np.bincount(queues)
+    queue_of_group = np.flatnonzero(counts)
+    group_sizes = counts[queue_of_group]
+    ends = np.cumsum(group_sizes) - 1
+    starts = ends - group_sizes + 1
+    # In insertion order g0..gk the list becomes gk, ..., g1, g0, old list: inside a
+    # group each page's next is the one before it, its prev the one after it; a group's
+    # first page links to the old head, its last page has no prev.  (Assigned straight
+    # from the sorted pages: numpy casts intp to int32 on the fly, no temporary.)
+    group_q = queue_of_group.tolist()
     firsts = sidx[starts].tolist()
     lasts = sidx[ends].tolist()
-    sizes = (ends - starts + 1).tolist()
+    sizes = group_sizes.tolist()
     old_heads = [vm.pq.head[q] for q in group_q]
-    nxt[starts] = np.asarray(old_heads, dtype=np.int32)
     arr = vm.pg.arrays
-    arr["next"][sidx] = nxt
-    arr["prev"][sidx] = prv
-    arr["queue"][sidx] = sq
+    nxt = arr["next"]
+    nxt[sidx[1:]] = sidx[:-1]
+    nxt[sidx[starts]] = old_heads
+    prv = arr["prev"]
+    prv[sidx[:-1]] = sidx[1:]
+    prv[sidx[ends]] = -1
+    # the queue of each page is its own key: written in array order (no scatter)
+    if isinstance(idx, int):
+        arr["queue"][idx : idx + n] = queues
+    else:
+        arr["queue"][idx] = queues
     prev_mv = vm.pg.prev
     for q, first, last, size, old in zip(group_q, firsts, lasts, sizes, old_heads, strict=True):
         if old >= 0:
@@ -217,24 +246,30 @@ def vm_page_startup(vm: MachineState) -> None:
             "this memory map leaves no page for the VM once the page array is carved "
             "out; give more memory"
         )
-    # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix
+    # pfns ascend, so the DMA-reserved pages (low addresses) are a prefix.  Every page
+    # of the runs is written run by run through slices (no index arrays).
     first = vm.first_page
-    idx = np.concatenate([np.arange(a - first, z - first, dtype=np.int32) for a, z in runs])
     arr = vm.pg.arrays
     pc = arr["pc"]
     step = 1 << 20
-    for lo in range(0, idx.size, step):  # chunks keep the int64 temporaries small
-        part = idx[lo : lo + step].astype(np.int64)
-        part += first
-        pc[idx[lo : lo + step]] = page_color(part)
-    arr["pat"][idx] = PAT_WRITE_BACK
     limit_pfn = -(-vm.contig.vm_low_phys_reserved >> PAGE_SHIFT)  # pfn << 12 < reserved
-    ndma = int(np.searchsorted(idx, limit_pfn - first))
-    dma_idx = idx[:ndma]
-    arr["flags"][dma_idx] = PG_FICTITIOUS | PG_UNQUEUED
-    arr["wire"][dma_idx] = 1
-    nfree = int(idx.size) - ndma
-    vs.v_page_count = int(idx.size)
+    ndma = 0
+    total_pages = 0
+    for a, z in runs:
+        for lo in range(a, z, step):  # chunks keep the int64 temporaries small
+            hi = min(lo + step, z)
+            pc[lo - first : hi - first] = page_color(np.arange(lo, hi, dtype=np.int64))
+        arr["pat"][a - first : z - first] = PAT_WRITE_BACK
+        dma_end = min(max(limit_pfn, a), z)  # [a, dma_end): below the reserve's limit
+        arr["flags"][a - first : dma_end - first] = PG_FICTITIOUS | PG_UNQUEUED
+        arr["wire"][a - first : dma_end - first] = 1
+        ndma += dma_end - a
+        total_pages += z - a
+    dma_idx = np.concatenate(
+        [np.arange(a - first, min(max(limit_pfn, a), z) - first, dtype=np.intp) for a, z in runs]
+    )
+    nfree = total_pages - ndma
+    vs.v_page_count = total_pages
     vs.v_dma_pages = ndma
     vs.cnt[CNT_WIRE] += ndma
     vs.cnt[CNT_FREE] = nfree
@@ -243,8 +278,20 @@ def vm_page_startup(vm: MachineState) -> None:
         breaks = np.flatnonzero(np.diff(dma_pfn) != 1) + 1
         for seg in np.split(dma_pfn, breaks):
             vm.contig.alist.free(int(seg[0]), int(seg.size))
-    keep = idx[ndma:]
-    _bulk_push_head(vm, keep, pc[keep] + np.uint16(PQ_FREE))
+    if len(runs) == 1:  # the usual map: the free pages are one range, no index array
+        lo, hi = runs[0][0] - first + ndma, runs[0][1] - first
+        queues = pc[lo:hi] + np.uint16(PQ_FREE)
+        _bulk_push_head(vm, lo, queues)
+    else:
+        keep = np.concatenate(
+            [
+                np.arange(min(max(limit_pfn, a), z) - first, z - first, dtype=np.intp)
+                for a, z in runs
+            ]
+        )
+        queues = pc[keep]  # a copy (fancy index): the free queue of each page, in place
+        queues += np.uint16(PQ_FREE)
+        _bulk_push_head(vm, keep, queues)
     vm.cpus[0].vmstats.copy_from(vs)
 
 
@@ -403,19 +450,19 @@ def _return_reserve_pages(vm: MachineState, start: int, count: int) -> None:
     head).  Vectorised: the net effect is identical (the inactive stop is undone by
     the free; only ``adds``, ``v_tfree`` and the per-CPU counters remember it)."""
     arr = vm.pg.arrays
-    idx = np.arange(start, start + count, dtype=np.int64)
     if count == 0:
         return
-    arr["flags"][idx] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
-    arr["wire"][idx] = 0
-    arr["valid"][idx] = 0
-    arr["dirty"][idx] = 0
-    pcs = arr["pc"][idx].astype(np.int64)
+    run = slice(start, start + count)
+    arr["flags"][run] &= ~np.uint32(PG_FICTITIOUS | PG_UNQUEUED)
+    arr["wire"][run] = 0
+    arr["valid"][run] = 0
+    arr["dirty"][run] = 0
+    pcs = arr["pc"][run].astype(np.int64)
     adds = np.bincount(pcs, minlength=PQ_L2_SIZE).tolist()
     for c, n in enumerate(adds):
         if n:
             vm.pq.adds[PQ_INACTIVE + c] += n
-    _bulk_push_head(vm, idx, PQ_FREE + pcs)
+    _bulk_push_head(vm, start, PQ_FREE + pcs)
     cpu = vm.cpus[0]
     cpu.adj.cnt[CNT_WIRE] -= count
     cpu.adj.cnt[CNT_FREE] += count

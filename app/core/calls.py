@@ -4,7 +4,7 @@ page and object lookups arguments go through."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from app.core.constants import (
     PBUSY_LOCKED,
@@ -28,7 +28,7 @@ from app.core.vm_page.queues import (
 )
 from app.core.vm_page2 import _check_locked
 
-_U64_MAX = (1 << 64) - 1
+_U64_MAX: Final = (1 << 64) - 1
 
 
 def page_index(vm: MachineState, pfn: Any, what: str = "m") -> int:

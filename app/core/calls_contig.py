@@ -4,6 +4,8 @@ contigmalloc's fallback over normal memory (``vm_contig_pg_alloc``)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from app.core.vm_contig import (
     CONTIG_MAX_SIZE,
     MALLOC_FLAG_CHOICES,
@@ -17,7 +19,7 @@ from app.core.vm_contig import (
 from .callspec import PAGE, KernelFunction, param
 from .constants import PAGE_SIZE
 
-_U64_MAX = (1 << 64) - 1
+_U64_MAX: Final = (1 << 64) - 1
 
 
 _LOW = param("low", "int", 0, "lowest acceptable physical address (bytes)", lo=0, hi=_U64_MAX)

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from .errors import ConfigError, did_you_mean
 
-KERNEL = "kernel"
+KERNEL: Final = "kernel"
 
 
 @dataclass(frozen=True)

@@ -446,16 +446,14 @@ def _page_array(arrays: dict[str, np.ndarray[Any, Any]]) -> PageArray:
     sizes = {a.shape for a in arrays.values()}
     if len(sizes) != 1 or len(next(iter(sizes))) != 1:
         raise SnapshotError("the page arrays differ in shape")
-    pg = PageArray(0)  # then every field replaced (a compiled class needs its constructor)
-    pg.size = next(iter(sizes))[0]
-    pg.arrays = {}
     for name, dtype in PAGE_FIELDS.items():
-        arr = arrays[name]
-        if arr.dtype != np.dtype(dtype):
-            raise SnapshotError(f"page array {name} has dtype {arr.dtype}, not {dtype}")
-        pg.arrays[name] = arr
-        setattr(pg, name, memoryview(arr))  # type: ignore[arg-type]
-    return pg
+        if arrays[name].dtype != np.dtype(dtype):
+            raise SnapshotError(f"page array {name} has dtype {arrays[name].dtype}, not {dtype}")
+    # the records are built from the canonical arrays (copied into the page array's vecs)
+    try:
+        return PageArray(next(iter(sizes))[0], arrays)
+    except ValueError as e:
+        raise SnapshotError(str(e)) from None
 
 
 # ---------------------------------------------------------------- dump / load

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .alist import Alist
 from .config import MachineConfig
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # types of the areas' state, declared here, defined by the ar
     from .vm_page.pagestate import FakePage
 
 #: ``cnt_offset`` of every queue header, as an index into ``VmStats.cnt`` (-1 for PQ_NONE).
-QUEUE_COUNTER: tuple[int, ...] = (-1,) + tuple(
+QUEUE_COUNTER: Final[tuple[int, ...]] = (-1,) + tuple(
     (CNT_FREE, CNT_INACTIVE, CNT_ACTIVE, CNT_CACHE, CNT_ACTIVE)[(q - 1) // PQ_L2_SIZE]
     for q in range(1, PQ_COUNT)
 )

@@ -37,7 +37,7 @@ import difflib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from .constants import ACT_DECLINE
 from .errors import InvalidArgument
@@ -347,7 +347,7 @@ _FIXED_GETTERS: dict[str, Getter] = {
     "vm.dma_reserved": _dma_reserved,
     "vm.dma_free_pages": _dma_free_pages,
 }
-_STATS_PREFIX = "vm.stats.vm."
+_STATS_PREFIX: Final = "vm.stats.vm."
 
 
 def _build(row: Row, source: str) -> Sysctl:

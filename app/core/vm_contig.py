@@ -12,7 +12,7 @@ takes are done one by one as the kernel does them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -58,7 +58,7 @@ from app.core.vm_page2 import pfn_of
 NDArray = np.ndarray[Any, Any]
 
 
-_U64_MAX = (1 << 64) - 1
+_U64_MAX: Final = (1 << 64) - 1
 
 
 # --- malloc(9) flags (``sys/malloc.h``) that contigmalloc passes down [I] ------------------

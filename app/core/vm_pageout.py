@@ -33,7 +33,7 @@ Simplifications (spec §15.8 allows them), each marked where it happens:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from app.core.constants import (
     ACT_MAX,
@@ -132,7 +132,7 @@ _ALLOW_ACTIVE = 1
 PD_SLEEP_LABELS = ("psleep", "throttle", "shortage", "paging", "target")
 
 
-_TRY_TO_CACHE = 2
+_TRY_TO_CACHE: Final = 2
 
 
 def pqaverage(n: int) -> int:
@@ -215,7 +215,8 @@ def _on_queue_or_end(vm: MachineState, i: int, queue: int) -> int:
 
 def _act_add(vm: MachineState, i: int, amount: int) -> None:
     """``act_count += amount`` on the page's ``uint8_t`` (wraps, no clamp)."""
-    vm.pg.act[i] = (vm.pg.act[i] + amount) & 0xFF
+    act: int = vm.pg.act[i]  # an int: the u8 item would refuse (not wrap) the sum
+    vm.pg.act[i] = (act + amount) & 0xFF
 
 
 # ------------------------------------------------------------ §15.2 main loop
@@ -609,14 +610,16 @@ def vm_pageout_scan_active(
         if ref_count:
             a = (1 if pg.flags[i] & PG_REFERENCED else 0) + pmap_ts_referenced(vm, i)
             if a:
-                pg.act[i] = min(pg.act[i] + 3 + a, ACT_MAX)
+                act: int = pg.act[i]  # int arithmetic (u8 would refuse a sum past 255)
+                pg.act[i] = min(act + 3 + a, ACT_MAX)
         pg.flags[i] &= ~PG_REFERENCED
         if a and ref_count:
             vm_page_wakeup(vm, i)
             i = _on_queue_or_end(vm, nxt, q)
             continue
         anon = obj is None or obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
-        pg.act[i] -= min(pg.act[i], anon_decline if anon else file_decline)
+        act = pg.act[i]
+        pg.act[i] = act - min(act, anon_decline if anon else file_decline)
         if ref_count == 0 or pg.act[i] < pass_ + 1:
             inact_quota -= 1
             if avail_quota - delta > 0 or ref_count == 0:
@@ -759,7 +762,8 @@ def vm_pageout_page_stats(vm: MachineState, color: int) -> None:
             a = 1
         a += pmap_ts_referenced(vm, i)
         if a:
-            pg.act[i] = min(pg.act[i] + 3 + a, ACT_MAX)
+            act: int = pg.act[i]  # int arithmetic (u8 would refuse a sum past 255)
+            pg.act[i] = min(act + 3 + a, ACT_MAX)
         elif pg.act[i] == 0:
             if vm_paging_inactive(vm.gd):
                 vm_page_protect(vm, i, VM_PROT_NONE)
@@ -870,7 +874,8 @@ def _check_scan_active(
                 i = nxt  # reactivated in place: no delta
                 continue
         anon = obj.type in (ObjType.OBJT_DEFAULT, ObjType.OBJT_SWAP)
-        act = pg.act[i] - min(pg.act[i], anon_decline if anon else file_decline)
+        act: int = pg.act[i]
+        act -= min(act, anon_decline if anon else file_decline)
         if obj.ref_count == 0 or act < pass_ + 1:
             inact_quota -= 1
             delta += 1

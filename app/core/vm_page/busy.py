@@ -10,6 +10,8 @@ or drops the last soft busy, wakes the sleepers.  The functions that sleep are g
 
 from __future__ import annotations
 
+from typing import Final
+
 from app.core.constants import (
     PBUSY_LOCKED,
     PBUSY_MASK,
@@ -28,7 +30,7 @@ from app.core.state import MachineState
 from app.core.vm_page.hash import vm_page_hash_enter
 from app.core.vm_page2 import _check_locked, pfn_of
 
-_SOFT_OVERFLOW = (
+_SOFT_OVERFLOW: Final = (
     "the soft-busy count is at its maximum (PBUSY_MASK). The kernel does not check: one "
     "more would carry into PBUSY_SWAPINPROG, so the simulator refuses"
 )

@@ -40,7 +40,8 @@ def vm_page_free_wakeup(vm: MachineState) -> None:
     ):
         pd.vm_pages_waiting = 0
         wakeup(vm, "v_free_count")
-        vm.cpu.meter["v_ppwakeups"] += 1
+        meter = vm.cpu.meter
+        meter["v_ppwakeups"] = meter["v_ppwakeups"] + 1
 
 
 # ------------------------------------------------------------ freeing (§8.2)
@@ -82,7 +83,8 @@ def vm_page_free_toq(vm: MachineState, i: int) -> None:
     end of PQ_FREE is the seam ``free_queue_end``'s, in ``_add_queue``.)"""
     _check_free_toq(vm, i)
     pg = vm.pg
-    vm.cpu.meter["v_tfree"] += 1
+    meter = vm.cpu.meter
+    meter["v_tfree"] = meter["v_tfree"] + 1  # (not +=: see queues._rem_queue)
     if pg.flags[i] & (PG_MAPPED | PG_WRITEABLE):
         pmap_mapped_sync(vm, i)
     _vm_page_remove(vm, i)

@@ -29,7 +29,7 @@ element written "in the future" shows a negative age (the ``age < -1`` clause).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import crc32c
 import numpy as np
@@ -43,10 +43,10 @@ from app.core.sysctl import sysctl_value
 from app.core.vm_page2 import pfn_of
 
 #: Elements probed per lookup (``VM_PAGE_HASH_SET``).
-VM_PAGE_HASH_SET = 4
+VM_PAGE_HASH_SET: Final = 4
 
 
-_U64 = (1 << 64) - 1
+_U64: Final = (1 << 64) - 1
 
 
 NDArray = np.ndarray[Any, Any]

@@ -114,7 +114,7 @@ VM_MEMATTR_NAMES: Final = (
 FAKE_PAGE_SLOTS: Final = 1024
 
 
-_NO_CACHE = PG_UNQUEUED | PG_NEED_COMMIT | PG_FICTITIOUS
+_NO_CACHE: Final = PG_UNQUEUED | PG_NEED_COMMIT | PG_FICTITIOUS
 
 
 def vm_page_bits(base: int, size: int) -> int:
@@ -498,7 +498,7 @@ def vm_page_set_validclean(vm: MachineState, i: int, base: int, size: int) -> No
     _vm_page_zero_valid(vm, i, base, size)
     pg = vm.pg
     pg.valid[i] |= bits
-    pg.dirty[i] &= ~bits
+    pg.dirty[i] &= ~bits & 0xFF  # a u8 item: the mask as a u8
     if base == 0 and size == PAGE_SIZE:
         pg.flags[i] &= ~PG_NOSYNC
 
@@ -521,7 +521,7 @@ def vm_page_clear_dirty(vm: MachineState, i: int, base: int, size: int) -> None:
     also clear PG_NOSYNC."""
     bits = _bits(vm, base, size)
     pg = vm.pg
-    pg.dirty[i] &= ~bits
+    pg.dirty[i] &= ~bits & 0xFF  # a u8 item: the mask as a u8
     if base == 0 and size == PAGE_SIZE:
         pg.flags[i] &= ~PG_NOSYNC
 
@@ -581,8 +581,8 @@ def vm_page_set_invalid(vm: MachineState, i: int, base: int, size: int) -> None:
     oid = pg.obj[i]
     if not oid:
         raise KernelPanic("vm_page_set_invalid", "NULL pointer dereference: m->object is NULL")
-    pg.valid[i] &= ~bits
-    pg.dirty[i] &= ~bits
+    pg.valid[i] &= ~bits & 0xFF  # a u8 item: the mask as a u8
+    pg.dirty[i] &= ~bits & 0xFF  # a u8 item: the mask as a u8
     vm.vmobj.objects[oid].generation += 1
 
 

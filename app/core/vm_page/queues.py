@@ -11,6 +11,8 @@ translates the pfns users give.
 
 from __future__ import annotations
 
+from typing import Final
+
 from app.core.constants import (
     ACT_INIT,
     CNT_NAMES,
@@ -32,10 +34,10 @@ from app.core.state import QUEUE_COUNTER, MachineState
 from app.core.vm_page2 import _check_locked, pfn_of
 from app.core.vmstats import vm_paging_min, vm_paging_start
 
-_FOLD_LIMIT = -1024
+_FOLD_LIMIT: Final = -1024
 
 
-_NOT_QUEUEABLE = PG_FICTITIOUS | PG_UNQUEUED
+_NOT_QUEUEABLE: Final = PG_FICTITIOUS | PG_UNQUEUED
 
 
 def _rem_queue(vm: MachineState, i: int) -> int:
@@ -52,8 +54,8 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     if trace is not None and i not in trace.first_queue:
         trace.first_queue[i] = q
     pq = vm.pq
-    nxt = pg.next[i]
-    prv = pg.prev[i]
+    nxt: int = pg.next[i]
+    prv: int = pg.prev[i]
     if prv < 0:
         pq.head[q] = nxt
     else:
@@ -65,11 +67,15 @@ def _rem_queue(vm: MachineState, i: int) -> int:
     pg.next[i] = -1
     pg.prev[i] = -1
     pg.queue[i] = PQ_NONE
-    pq.lcnt[q] -= 1
+    # (item = item - 1 rather than item -= 1: the compiled core does the former with
+    # native integer arithmetic, the latter with a generic in-place operator)
+    lcnt = pq.lcnt
+    lcnt[q] = lcnt[q] - 1
     k = QUEUE_COUNTER[q]
     adj = vm.adj.cnt
-    adj[k] -= 1
-    vm.gd.cnt[k] -= 1
+    adj[k] = adj[k] - 1
+    cnt = vm.gd.cnt
+    cnt[k] = cnt[k] - 1
     if adj[k] < _FOLD_LIMIT and vm_paging_start(vm.gd, _FOLD_LIMIT * vm.ncpus):
         # atomic_swap_long(&adj, 0) added to the global counter; gd not refreshed
         vm.vmstats.cnt[k] += adj[k]
@@ -117,18 +123,21 @@ def _add_queue(vm: MachineState, i: int, queue: int, athead: bool) -> None:
         else:
             pg.next[old] = i
         tails[queue] = i
-    pq.lcnt[queue] += 1
+    lcnt = pq.lcnt
+    lcnt[queue] = lcnt[queue] + 1
     k = QUEUE_COUNTER[queue]
-    vm.adj.cnt[k] += 1
-    vm.gd.cnt[k] += 1
+    cnt = vm.adj.cnt
+    cnt[k] = cnt[k] + 1
+    cnt = vm.gd.cnt
+    cnt[k] = cnt[k] + 1
 
 
 def _unlink(vm: MachineState, i: int, queue: int) -> None:
     """Take page ``i`` out of ``queue``'s list (links and head/tail only)."""
     pg = vm.pg
     pq = vm.pq
-    nxt = pg.next[i]
-    prv = pg.prev[i]
+    nxt: int = pg.next[i]
+    prv: int = pg.prev[i]
     if prv < 0:
         pq.head[queue] = nxt
     else:
@@ -253,7 +262,8 @@ def vm_page_activate(vm: MachineState, i: int) -> None:
         return
     old = _rem_queue(vm, i)
     if old == PQ_CACHE:
-        vm.cpu.meter["v_reactivated"] += 1
+        meter = vm.cpu.meter
+        meter["v_reactivated"] = meter["v_reactivated"] + 1
     if pg.act[i] < ACT_INIT:
         pg.act[i] = ACT_INIT
     _add_queue(vm, i, PQ_ACTIVE + pg.pc[i], False)
@@ -274,12 +284,14 @@ def _deactivate_locked(vm: MachineState, i: int, athead: bool) -> None:
         return
     old = _rem_queue(vm, i)
     if old == PQ_CACHE:
-        vm.cpu.meter["v_reactivated"] += 1
+        meter = vm.cpu.meter
+        meter["v_reactivated"] = meter["v_reactivated"] + 1
     pg.flags[i] &= ~PG_WINATCFLS
     q = PQ_INACTIVE + pg.pc[i]
     _add_queue(vm, i, q, athead)
     if not athead:
-        vm.pq.adds[q] += 1
+        adds = vm.pq.adds
+        adds[q] = adds[q] + 1
 
 
 def vm_page_deactivate(vm: MachineState, i: int) -> None:

@@ -9,12 +9,14 @@ head.  When ``trace.probes`` is a list, every queue probed is appended to it (fo
 
 from __future__ import annotations
 
+from typing import Final
+
 from app.core.constants import PQ_CACHE, PQ_FREE, PQ_L2_MASK
 from app.core.objects import VmObject
 from app.core.state import MachineState
 from app.core.vm_page.queues import _rem_queue
 
-_U64 = (1 << 64) - 1
+_U64: Final = (1 << 64) - 1
 
 
 def _as_int32(value: int) -> int:
