@@ -23,9 +23,10 @@ lets calls through at once.
 
 **The page budget.**  What the simulated machines of one server may hold in all, in page
 structures (a machine of ``phys_avail`` up to address A needs ``A / 4 KiB`` of them,
-holes included).  Measured with ``tracemalloc`` on 1 and 4 GiB machines: a booted machine
-holds about 45 bytes per page structure and peaks at about 76 while it boots; the default
-budget is half the host's physical memory at ``BYTES_PER_PAGE`` (80) bytes each.
+holes included).  Measured with ``tracemalloc`` on a 4 GiB machine: a booted machine holds
+about 56 bytes per page structure (the page fields are vecs, all resident) and peaks at
+about 80 while it boots; the default budget is half the host's physical memory at
+``BYTES_PER_PAGE`` (96: the boot's peak and a fifth more) bytes each.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from .accounts import Accounts, Quotas
 
 #: what one simulated page structure costs this process at its peak (the boot), in bytes
-BYTES_PER_PAGE: Final = 80
+BYTES_PER_PAGE: Final = 96
 #: the share of the host's physical memory the default page budget leaves to machines
 PAGE_BUDGET_SHARE: Final = 0.5
 #: how long a user's effective quotas are reused before the database is asked again (a

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         description="page structures all instances of this server may hold in all (a 1 GiB "
-        "machine needs 262 144); unset: half the host's physical memory at 80 bytes each "
+        "machine needs 262 144); unset: half the host's physical memory at 96 bytes each "
         "(app.lab.quota); 0: no budget",
     )
     database_url: str = Field(

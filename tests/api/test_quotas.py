@@ -301,7 +301,7 @@ def test_the_default_budget_comes_from_the_host_memory() -> None:
     import os
 
     physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert app.lab.quota.default_page_budget() == int(physical * 0.5) // 80
+    assert app.lab.quota.default_page_budget() == int(physical * 0.5) // 96
     assert app.lab.quota.default_page_budget() > 0
 
 
