@@ -5,7 +5,7 @@ takes a ``counter_snapshot`` before the call and makes the record from it and th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from app.core.constants import CNT_NAMES, PQ_COUNT
 from app.core.registry import queue_name
@@ -16,13 +16,18 @@ from app.core.state import MachineState, Trace
 #: call adds a key, so the order after the call is the same).
 Before = tuple[list[int], list[int], list[int], list[int]]
 
-_QUEUE_NAMES = tuple(queue_name(q) for q in range(PQ_COUNT))
+_QUEUE_NAMES: Final = tuple(queue_name(q) for q in range(PQ_COUNT))
 
 
-_C0, _C1, _C2, _C3, _C4 = CNT_NAMES[:5]
+# Final: the compiled core reads them without a lookup
+_C0: Final = CNT_NAMES[0]
+_C1: Final = CNT_NAMES[1]
+_C2: Final = CNT_NAMES[2]
+_C3: Final = CNT_NAMES[3]
+_C4: Final = CNT_NAMES[4]
 
 #: Per CPU id: the names of its three counter groups in a record (made once per CPU).
-_CPU_GROUPS: dict[int, tuple[str, str, str]] = {}
+_CPU_GROUPS: Final[dict[int, tuple[str, str, str]]] = {}
 
 
 def _cpu_groups(cpuid: int) -> tuple[str, str, str]:

@@ -181,7 +181,15 @@ class Machine(MachineState):
             self.curthread_nice = 0
             self.curthread_systhread = False
             if not record:
-                value = spec.impl(self, *conv)
+                # by arity: the compiled core then calls without building an argument tuple
+                impl = spec.impl
+                n = len(conv)
+                if n == 1:
+                    value = impl(self, conv[0])
+                elif n == 3:
+                    value = impl(self, conv[0], conv[1], conv[2])
+                else:
+                    value = impl(self, *conv)
                 if sched.runq:
                     run_runnable(self)
                 return CallResult(spec.name, value)
