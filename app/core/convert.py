@@ -384,62 +384,9 @@ def _quick(p: Param) -> Quick:
     return other
 
 
-def _page_plan(name: str, p: Param) -> QuickPlan:
-    """The plan of a function whose one argument is a page (``vm_page_free``,
-    ``vm_page_activate``, ... : most calls): ``_quick``'s page check, inline."""
-    slow = CONVERTERS[p.kind]
-
-    def one_page(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
-        value = args[name]
-        if type(value) is int:
-            managed = vm.managed
-            if len(managed) == 1:
-                i = value - vm.first_page
-                run = managed[0]
-                if run[0] <= i < run[1]:
-                    return (i,)
-        return (slow(vm, p, value),)
-
-    return one_page
-
-
-def _alloc_plan(names: tuple[str, str, str], params: tuple[Param, Param, Param]) -> QuickPlan:
-    """The plan of ``(object, pindex, page_req)`` (``vm_page_alloc``): ``_quick``'s three
-    checks, inline."""
-    n0, n1, n2 = names
-    p0, p1, p2 = params
-    slow0, slow1, slow2 = (CONVERTERS[p.kind] for p in params)
-
-    def alloc(vm: MachineState, args: dict[str, Any]) -> tuple[Any, ...]:
-        v0 = args[n0]
-        o = vm.vmobj.objects.get(v0) if type(v0) is int else None
-        if o is None:
-            o = slow0(vm, p0, v0)
-        v1 = args[n1]
-        if type(v1) is not int or not 0 <= v1 <= _U64_MAX:
-            v1 = slow1(vm, p1, v1)
-        v2 = args[n2]
-        if type(v2) is not int or not 0 <= v2 < 1 << 32:
-            v2 = slow2(vm, p2, v2)
-        return (o, v1, v2)
-
-    return alloc
-
-
 def _quick_plan(spec: KernelFunction) -> QuickPlan:
-    """``spec``'s arguments converted by one closure per arity (no loop, no list); the
-    two shapes most calls have (one page; object, pindex, flags) inline their checks."""
+    """``spec``'s arguments converted by one closure per arity (no loop, no list)."""
     names = tuple(p.name for p in spec.params)
-    kinds = tuple(p.kind for p in spec.params)
-    if kinds == (ArgKind.PAGE,):
-        return _page_plan(names[0], spec.params[0])
-    if len(kinds) == 3 and (
-        kinds[0] in (ArgKind.OBJECT, ArgKind.OBJECT_OR_NULL)
-        and kinds[1] is ArgKind.PINDEX
-        and kinds[2] is ArgKind.ALLOC_FLAGS
-    ):
-        p0, p1, p2 = spec.params
-        return _alloc_plan((names[0], names[1], names[2]), (p0, p1, p2))
     convs = tuple(_quick(p) for p in spec.params)
     if len(names) == 0:
 

@@ -191,27 +191,14 @@ class BusyHolders:
 
     def before(self, m: Machine, fn: str, args: dict[str, Any]) -> list[tuple[int, bool]]:
         """The page arguments of the call and whether each is hard-busied now."""
-        out = []
-        for name in _PAGE_PARAMS.get(fn, ()):
-            pfn = args.get(name)
-            if type(pfn) is int:
-                locked = _locked(m, pfn)
-                if locked is not None:
-                    out.append((pfn, locked))
-        return out
+        return _busy_now(m, [args.get(name) for name in _PAGE_PARAMS.get(fn, ())])
 
     def before_row(
         self, m: Machine, row: Sequence[Any], positions: tuple[int, ...]
     ) -> list[tuple[int, bool]]:
         """``before`` for a call given as values (a compact batch's row) whose page
         arguments are at ``positions`` (``holder_plan``)."""
-        out = []
-        first, size, busy = m.first_page, m.page_range, m.pg.busy
-        for at in positions:
-            pfn = row[at]
-            if type(pfn) is int and 0 <= pfn - first < size:
-                out.append((pfn, bool(busy[pfn - first] & PBUSY_LOCKED)))
-        return out
+        return _busy_now(m, [row[at] for at in positions])
 
     def after(
         self,
@@ -235,11 +222,7 @@ class BusyHolders:
             value = result.result
             if type(value) is not int and isinstance(value, list | tuple):
                 value = value[0] if value and not value[-1] else None
-            if (
-                type(value) is int
-                and 0 <= value - first < m.page_range
-                and busy[value - first] & PBUSY_LOCKED
-            ):
+            if type(value) is int and _locked(m, value):
                 by_pfn[value] = (tid, seq, fn)
 
     def holder(self, m: Machine, pfn: int) -> tuple[int, int, str] | None:
@@ -259,6 +242,17 @@ def holder_plan(fn: str, names: Sequence[str]) -> tuple[tuple[int, ...], bool]:
     did not sleep."""
     positions = tuple(names.index(p) for p in _PAGE_PARAMS.get(fn, ()) if p in names)
     return positions, fn in _BUSIES_RESULT
+
+
+def _busy_now(m: Machine, values: list[Any]) -> list[tuple[int, bool]]:
+    """Each value that is a page of the array, and whether it is hard-busied now."""
+    out = []
+    for pfn in values:
+        if type(pfn) is int:
+            locked = _locked(m, pfn)
+            if locked is not None:
+                out.append((pfn, locked))
+    return out
 
 
 def _locked(m: Machine, pfn: int) -> bool | None:
